@@ -1,0 +1,576 @@
+/*
+ * procpool.h - a pool of worker processes that runs named C functions.
+ *
+ * procpool gives C programs what Python's multiprocessing.Pool.starmap gives
+ * Python programs: a pool of worker *processes*, sized to the machine, that
+ * runs many calls of a named function in parallel and hands back every
+ * result in input order.  Workers are fresh processes (the program re-executed
+ * with a reserved argument, never a bare fork), so a task may start threads
+ * and pools of its own, and a task that crashes fails only its own call.
+ *
+ * The smallest program:
+ *
+ *     static int square(pp_call_t *call, const void *arg, size_t len) {
+ *       int64_t x;
+ *       if (pp_unpack(arg, len, "i", &x) != 0)
+ *         return pp_call_fail(call, "square wants one int64");
+ *       return pp_call_replyf(call, "i", x * x);
+ *     }
+ *     static const pp_task_t tasks[] = { PP_TASK(square), PP_TASK_END };
+ *
+ *     int main(int argc, char **argv) {
+ *       int rc;
+ *       if (pp_worker_main(argc, argv, tasks, &rc)) return rc;  // the guard
+ *       ...pp_pool_create, pp_pool_map, pp_pool_destroy...
+ *     }
+ *
+ * Conventions (as in libuv): every function that can fail returns 0 or a
+ * negative PP_E* status; pp_strerror() names it and pp_last_error() gives the
+ * detailed message of the last failure in the calling thread.  Handles are
+ * opaque.  Options structs are valid when zeroed, and NULL means defaults.
+ * Memory that procpool hands to the caller is released with pp_free() (or
+ * pp_results_free() for arrays of results).
+ */
+#ifndef PROCPOOL_H
+#define PROCPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* PP_EXTERN marks the public API.  A shared build defines
+ * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from CMake's
+ * usage requirements, so on Windows they import the symbols without doing
+ * anything.  A static build defines neither. */
+#ifndef PP_EXTERN
+#ifdef _WIN32
+#if defined(BUILDING_PROCPOOL_SHARED)
+#define PP_EXTERN __declspec(dllexport)
+#elif defined(USING_PROCPOOL_SHARED)
+#define PP_EXTERN __declspec(dllimport)
+#else
+#define PP_EXTERN
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define PP_EXTERN __attribute__((visibility("default")))
+#else
+#define PP_EXTERN
+#endif
+#endif
+
+#if defined(__GNUC__)
+#define PP_PRINTF(fmt_index, args_index)                                       \
+  __attribute__((format(printf, fmt_index, args_index)))
+#else
+#define PP_PRINTF(fmt_index, args_index)
+#endif
+
+/* Versions with the same major number are ABI compatible. */
+#define PP_VERSION_MAJOR 0
+#define PP_VERSION_MINOR 1
+#define PP_VERSION_PATCH 0
+#define PP_VERSION_HEX                                                         \
+  ((PP_VERSION_MAJOR << 16) | (PP_VERSION_MINOR << 8) | (PP_VERSION_PATCH))
+#define PP_VERSION_AT_LEAST(major, minor, patch)                               \
+  (PP_VERSION_HEX >= (((major) << 16) | ((minor) << 8) | (patch)))
+
+/** Returns PP_VERSION_HEX of the library that is linked, not the header. */
+PP_EXTERN unsigned pp_version(void);
+/** Returns the library version as "major.minor.patch" (static storage). */
+PP_EXTERN const char *pp_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One table drives the enum, pp_strerror() and pp_err_name(). */
+#define PP_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, -1, "invalid argument")                                           \
+  XX(ENOMEM, -2, "out of memory")                                              \
+  XX(ENOTASK, -3, "no task with that name is registered")                      \
+  XX(ETASK, -4, "the task reported an error")                                  \
+  XX(EWORKERDIED, -5, "the worker process died during the call")              \
+  XX(ETIMEDOUT, -6, "the call ran past its timeout")                           \
+  XX(ECANCELED, -7, "the call was cancelled")                                  \
+  XX(ESPAWN, -8, "a worker process could not be started")                     \
+  XX(ENESTED, -9, "pool creation inside a worker was not allowed")            \
+  XX(EPROTO, -10, "malformed message between parent and worker")              \
+  XX(EIO, -11, "input/output error on a worker channel")                       \
+  XX(ECLOSED, -12, "the pool or channel is closed")                            \
+  XX(EBADARGS, -13, "argument buffer does not have the expected shape")        \
+  XX(EDSO, -14, "the task library could not be loaded")                        \
+  XX(EAGAIN, -15, "the call has not finished yet")
+
+typedef enum {
+  PP_OK = 0,
+#define PP__ERRNO_ENUM(name, value, text) PP_##name = (value),
+  PP_ERRNO_MAP(PP__ERRNO_ENUM)
+#undef PP__ERRNO_ENUM
+  PP_ERRNO_MIN = -16
+} pp_errno_t;
+
+/** Returns a static English description of a PP_* status (0 is "success";
+ * an unknown value gives "unknown error"). */
+PP_EXTERN const char *pp_strerror(int status);
+/** Returns the status' name, e.g. "PP_ETIMEDOUT" (static storage). */
+PP_EXTERN const char *pp_err_name(int status);
+/**
+ * Returns the detailed message of the last failing procpool call made by the
+ * calling thread, e.g. "pp_pool_submit: no task named 'sqaure'", or "" if
+ * none failed yet.  The string is thread-local and valid until the next
+ * failing procpool call in this thread.
+ */
+PP_EXTERN const char *pp_last_error(void);
+
+/** Releases memory that procpool allocated for the caller (result data, packed
+ * argument buffers).  NULL is ignored. */
+PP_EXTERN void pp_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Tasks (the worker side)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** A running call, handed to a task.  Only valid inside the task function. */
+typedef struct pp_call_s pp_call_t;
+
+/**
+ * A task: called with the argument bytes of one call.  It reports its result
+ * with pp_call_reply(), pp_call_reply_alloc() or pp_call_replyf() and returns
+ * 0, or reports a failure with pp_call_fail() and returns its value.  Any
+ * other non-zero return becomes PP_ETASK with a generic message.  The
+ * argument buffer is owned by procpool and valid until the task returns.
+ * A task runs in a worker process (or, in inline mode, in the caller's
+ * process), so it must not rely on the parent's memory.
+ */
+typedef int (*pp_task_fn)(pp_call_t *call, const void *arg, size_t arg_len);
+
+/** One entry of a task table: a unique name and its function. */
+typedef struct pp_task_s {
+  const char *name;
+  pp_task_fn fn;
+} pp_task_t;
+
+/** A table entry named after the function itself. */
+#define PP_TASK(fn) {#fn, fn}
+/** The entry that ends every task table. */
+#define PP_TASK_END {NULL, NULL}
+
+/**
+ * The worker guard; it must be the first statement of main():
+ *
+ *     int rc;
+ *     if (pp_worker_main(argc, argv, tasks, &rc)) return rc;
+ *
+ * In the parent (no reserved --procpool-worker argument) it only records
+ * `tasks` as the process' task table, used by every pool created without an
+ * explicit table, and returns 0.  In a worker it serves calls from its pool
+ * until the pool sends it away or the parent dies, stores the process exit
+ * status in *rc and returns 1; main should return *rc at once.
+ *
+ * If a worker cannot start (a broken channel argument, an unloadable task
+ * library) it prints the reason on stderr and returns 1 with *rc set to a
+ * non-zero status, which the parent reports as PP_ESPAWN.
+ *
+ * Environment: PROCPOOL_WAIT_DEBUGGER=1 makes every worker print its pid on
+ * stderr and wait (up to 5 minutes) for a debugger to attach before it takes
+ * work.  The table must stay valid for the life of the process.
+ */
+PP_EXTERN int pp_worker_main(int argc, char **argv, const pp_task_t *tasks,
+                             int *rc);
+
+/**
+ * Sets the call's result to a copy of `len` bytes at `data` (replacing any
+ * earlier reply) and returns 0, or PP_ENOMEM.  PP_EINVAL if call is NULL or
+ * data is NULL with len > 0.
+ */
+PP_EXTERN int pp_call_reply(pp_call_t *call, const void *data, size_t len);
+/**
+ * Returns a buffer of `len` bytes that becomes the call's result, for results
+ * that are built in place (no copy).  Returns NULL if memory is short, in
+ * which case the call fails with PP_ENOMEM.  The buffer is owned by procpool.
+ */
+PP_EXTERN void *pp_call_reply_alloc(pp_call_t *call, size_t len);
+/** Sets the call's result to the tuple that pp_pack() would build from
+ * `fmt` and the arguments; returns 0, PP_EINVAL (bad format) or PP_ENOMEM. */
+PP_EXTERN int pp_call_replyf(pp_call_t *call, const char *fmt, ...);
+/**
+ * Marks the call as failed with a printf-style message and returns PP_ETASK,
+ * so a task can end with `return pp_call_fail(call, "bad input %d", x);`.
+ * The caller sees status PP_ETASK and this message.
+ */
+PP_EXTERN int pp_call_fail(pp_call_t *call, const char *fmt, ...)
+    PP_PRINTF(2, 3);
+/** Returns the id of the call (unique in its pool, as shown in log lines). */
+PP_EXTERN uint64_t pp_call_id(const pp_call_t *call);
+/**
+ * Returns 1 if the parent asked the current call of this worker to stop
+ * (pp_future_cancel, a map stopping at a failure, a cancelling destroy);
+ * a long task should check it now and then and return early.  Returns 0
+ * otherwise, and always 0 outside a worker.  Callable from any thread.
+ */
+PP_EXTERN int pp_call_cancelled(void);
+/** Returns the number of this worker in its pool (0-based), or -1 when the
+ * process is not a worker. */
+PP_EXTERN int pp_worker_index(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  PP_LOG_STDOUT = 0, /* a line a worker wrote to its standard output */
+  PP_LOG_STDERR = 1, /* a line a worker wrote to its standard error */
+  PP_LOG_TASK = 2    /* a message a task sent with pp_log() */
+} pp_log_source_t;
+
+/** One whole line of worker output, as given to a pp_log_cb. */
+typedef struct pp_log_record_s {
+  int worker;              /* worker number in its pool, 0-based */
+  uint64_t call_id;        /* call that was running, 0 if none */
+  pp_log_source_t source;  /* where the line came from */
+  int level;               /* pp_log() level; 0 for stdout/stderr lines */
+  const char *line;        /* the line without its newline, NUL-terminated */
+  size_t len;              /* strlen(line) */
+} pp_log_record_t;
+
+/**
+ * Receives worker output, one whole line per call, never two at once for a
+ * pool (calls are serialized), from one of the pool's threads.  The record
+ * is only valid during the call.  It must not call back into the same pool.
+ */
+typedef void (*pp_log_cb)(void *data, const pp_log_record_t *record);
+
+/**
+ * From inside a task (or any thread of a worker): sends one message to the
+ * parent's log callback, tagged with the worker number and current call id.
+ * Outside a worker it writes the line to stderr.  Embedded newlines split the
+ * message into several records.  `level` is free for the application (the
+ * default callback prints it).
+ */
+PP_EXTERN void pp_log(int level, const char *fmt, ...) PP_PRINTF(2, 3);
+
+/** The default log callback: writes "[procpool w<N> c<ID> <src>] line\n" to
+ * the parent's stderr with one write per line. */
+PP_EXTERN void pp_log_stderr(void *data, const pp_log_record_t *record);
+
+/* ------------------------------------------------------------------------ */
+/* Pools                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pp_pool_s pp_pool_t;
+
+/** Pool flags. */
+enum {
+  /** Run every call in the calling thread, through the same serialization
+   * path, instead of in workers: for debuggers and sanitizers.  Also turned
+   * on by the environment variable PROCPOOL_INLINE=1. */
+  PP_POOL_INLINE = 1u << 0,
+  /** Allow pp_pool_create() inside a worker (a nested pool).  Without it a
+   * worker's pool creation fails with PP_ENESTED, which stops fork bombs by
+   * accident.  Nesting is limited to 8 levels. */
+  PP_POOL_NESTED = 1u << 1
+};
+
+/** Options for pp_pool_create(); all-zero (or NULL) means defaults. */
+typedef struct pp_pool_options_s {
+  /** Number of worker processes; 0 = the number of online CPUs. */
+  int workers;
+  /** PP_POOL_* flags. */
+  unsigned flags;
+  /** The task table; NULL = the table given to pp_worker_main(). */
+  const pp_task_t *tasks;
+  /** Default timeout of each call in milliseconds; 0 = none.  A call past it
+   * ends PP_ETIMEDOUT and its worker is killed and replaced. */
+  int64_t call_timeout_ms;
+  /** Calls a worker runs before it is replaced by a fresh one; 0 = no limit
+   * (Python's maxtasksperchild). */
+  uint64_t max_calls_per_worker;
+  /** How long a cancelled running call may take to stop by itself before its
+   * worker is killed; 0 = 1000 ms. */
+  int64_t cancel_grace_ms;
+  /** Name of a task run once in every worker when it starts, with
+   * `init_arg`; a failure makes pp_pool_create() fail with its message. */
+  const char *initializer;
+  const void *init_arg;
+  size_t init_arg_len;
+  /** Receives worker output lines; NULL = pp_log_stderr. */
+  pp_log_cb log_cb;
+  void *log_data;
+  /** Executable to start as worker; NULL = this program (self re-exec), or
+   * the worker host when `task_library` is set. */
+  const char *worker_exe;
+  /** Path of a shared library whose tasks the workers run (the worker-host
+   * mode, for programs that cannot own main).  The library exports its table
+   * with PP_TASK_LIBRARY(); the parent loads it too, to check task names. */
+  const char *task_library;
+} pp_pool_options_t;
+
+/**
+ * Creates a pool and starts its workers; returns when every worker is ready
+ * (and its initializer has run), so start-up failures are reported here.
+ *
+ * Returns 0 and sets *pool, or: PP_EINVAL (pool NULL, negative workers, no
+ * task table, unknown flags), PP_ENOTASK (unknown initializer), PP_ENESTED
+ * (called inside a worker without PP_POOL_NESTED, or nested too deep),
+ * PP_ESPAWN (a worker could not be started: the message has the OS reason),
+ * PP_ETASK (the initializer failed: the message is the task's),
+ * PP_EDSO (task_library could not be loaded), PP_ENOMEM.
+ * The first pp_pool_create() initializes APR; make it from one thread.
+ */
+PP_EXTERN int pp_pool_create(pp_pool_t **pool, const pp_pool_options_t *options);
+
+/** How pp_pool_destroy() treats calls that are not finished. */
+typedef enum {
+  /** Wait for every pending and running call to finish. */
+  PP_DESTROY_WAIT = 0,
+  /** Pending calls end PP_ECANCELED without running; running calls are
+   * cancelled (message, grace period, kill). */
+  PP_DESTROY_CANCEL = 1
+} pp_destroy_mode_t;
+
+/**
+ * Stops the workers, waits for them to exit (none is left behind) and frees
+ * the pool.  Futures the caller still holds stay valid and finished.  Returns
+ * 0, or PP_EINVAL for an unknown mode (the pool is then left untouched).
+ * NULL is ignored.  Must not be called from a log callback or a map callback.
+ */
+PP_EXTERN int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode);
+
+/** Returns the number of workers of the pool (1 in inline mode), or
+ * PP_EINVAL for NULL. */
+PP_EXTERN int pp_pool_workers(const pp_pool_t *pool);
+
+/** Statistics for tests and dashboards. */
+typedef struct pp_pool_stats_s {
+  uint64_t calls_submitted;
+  uint64_t calls_completed;   /* with any status */
+  uint64_t workers_started;   /* including replacements */
+  uint64_t workers_died;      /* crashed, exited or killed during a call */
+} pp_pool_stats_t;
+
+/** Fills *stats; returns 0 or PP_EINVAL. */
+PP_EXTERN int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats);
+
+/**
+ * Fills `pids` with the process ids of the pool's live workers (at most `n`)
+ * and returns how many there are, or PP_EINVAL.  For tests and monitoring.
+ */
+PP_EXTERN int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Results                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** A byte buffer: one call's argument. */
+typedef struct pp_buf_s {
+  const void *data;
+  size_t len;
+} pp_buf_t;
+
+/** The outcome of one call. */
+typedef struct pp_result_s {
+  /** 0, or the call's PP_E* status (see the failure contract in README). */
+  int status;
+  /** Result bytes (status 0), owned by the result: pp_results_free(). */
+  void *data;
+  size_t len;
+  /** NULL on success; otherwise a human-readable reason: the task's message,
+   * the signal or exit code of a dead worker, the timeout, ... */
+  char *message;
+  /** For PP_EWORKERDIED: the worker's exit code, or -1 if it was killed. */
+  int exit_code;
+  /** For PP_EWORKERDIED: the signal that killed it (POSIX), or the exception
+   * code (Windows, e.g. 0xC0000005 as int), or 0. */
+  int term_signal;
+} pp_result_t;
+
+/** Frees data and message of `n` results (not the array itself) and zeroes
+ * them.  NULL is ignored. */
+PP_EXTERN void pp_results_free(pp_result_t *results, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Futures: one call at a time                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pp_future_s pp_future_t;
+
+/** Options for one submitted call; zeroed = defaults. */
+typedef struct pp_call_options_s {
+  /** Timeout in ms; 0 = the pool's call_timeout_ms; negative = none. */
+  int64_t timeout_ms;
+  /** Non-zero: do not copy the argument; the caller keeps `arg` valid and
+   * unchanged until the future is finished. */
+  int borrow_arg;
+} pp_call_options_t;
+
+/**
+ * Queues one call of task `task` with the argument bytes and returns its
+ * future.  The argument is copied unless options->borrow_arg is set.
+ * Returns 0, or PP_EINVAL (NULL pool/task/future, arg NULL with len > 0),
+ * PP_ENOTASK (unknown name: nothing is queued), PP_ECLOSED (pool is being
+ * destroyed), PP_ENOMEM.  The future must be released with pp_future_free().
+ */
+PP_EXTERN int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
+                             size_t len, const pp_call_options_t *options,
+                             pp_future_t **future);
+
+/**
+ * Waits until the call has finished, at most `timeout_ms` (negative = no
+ * limit).  Returns 0 when finished (whatever its status), PP_ETIMEDOUT if it
+ * has not finished in time (the call goes on), PP_EINVAL for NULL.
+ */
+PP_EXTERN int pp_future_wait(pp_future_t *future, int64_t timeout_ms);
+
+/** Returns the call's status if it finished (0 or PP_E*), PP_EAGAIN if it
+ * has not, PP_EINVAL for NULL. */
+PP_EXTERN int pp_future_status(pp_future_t *future);
+
+/**
+ * Moves the finished call's outcome into *result (the caller then owns its
+ * data and message: pp_results_free()).  A second take gets the status with
+ * no data.  Returns 0, PP_EAGAIN if the call has not finished, PP_EINVAL.
+ */
+PP_EXTERN int pp_future_take(pp_future_t *future, pp_result_t *result);
+
+/**
+ * Asks the call to stop: a pending call is removed and never runs; a running
+ * call gets a cancel message (pp_call_cancelled() turns 1 in the worker),
+ * then cancel_grace_ms, then its worker is killed.  Either way it finishes
+ * with PP_ECANCELED (unless it finished first).  Returns 0 or PP_EINVAL.
+ */
+PP_EXTERN int pp_future_cancel(pp_future_t *future);
+
+/** Releases the future.  A call not yet finished is cancelled first.  NULL
+ * is ignored. */
+PP_EXTERN void pp_future_free(pp_future_t *future);
+
+/* ------------------------------------------------------------------------ */
+/* map and starmap: many calls, ordered                                     */
+/* ------------------------------------------------------------------------ */
+
+/** Map flags. */
+enum {
+  /** Stop at the first failing call: pending calls end PP_ECANCELED without
+   * running, running ones are cancelled.  Without it every call runs and
+   * reports its own status. */
+  PP_MAP_STOP_ON_ERROR = 1u << 0
+};
+
+/** Options for the map family; zeroed = defaults. */
+typedef struct pp_map_options_s {
+  unsigned flags;
+  /** Per-call timeout in ms; 0 = the pool's; negative = none. */
+  int64_t timeout_ms;
+  /** Calls sent to a worker at once (pipelined; each still reports its own
+   * status, and a crash fails only the call that was running).  0 = chosen
+   * from the number of calls and workers, as Python's map does. */
+  size_t chunksize;
+} pp_map_options_t;
+
+/**
+ * Runs `task` once per argument in `args[0..n)`, in parallel over the pool,
+ * and waits for all of them.  results[i] gets the outcome of args[i]; the
+ * caller frees them with pp_results_free(results, n).  The arguments are
+ * borrowed (not copied) and must stay valid during the call.
+ *
+ * Returns 0 if every call succeeded; otherwise the status of the first
+ * failing call in input order (each results[i].status tells its own), or
+ * PP_EINVAL / PP_ENOTASK / PP_ECLOSED before anything ran (results are then
+ * zeroed).  A worker that dies fails only its own call.
+ */
+PP_EXTERN int pp_pool_map(pp_pool_t *pool, const char *task,
+                          const pp_buf_t *args, size_t n, pp_result_t *results,
+                          const pp_map_options_t *options);
+
+/**
+ * Like pp_pool_map(), for arguments that are tuples packed with pp_pack():
+ * the C form of Python's pool.starmap(f, params).  Every argument is checked
+ * to be a well-formed tuple first; a malformed one gives PP_EBADARGS and
+ * nothing runs.
+ */
+PP_EXTERN int pp_pool_starmap(pp_pool_t *pool, const char *task,
+                              const pp_buf_t *tuples, size_t n,
+                              pp_result_t *results,
+                              const pp_map_options_t *options);
+
+/**
+ * Receives each result of pp_pool_map_unordered() as soon as it is ready,
+ * in the calling thread.  `index` is the argument's position.  The callback
+ * owns `result` (free its data and message with pp_results_free(result, 1)
+ * or keep them).  Returning non-zero stops the map like
+ * PP_MAP_STOP_ON_ERROR; the remaining results are still delivered.
+ */
+typedef int (*pp_result_cb)(void *data, size_t index, pp_result_t *result);
+
+/**
+ * Python's imap_unordered: runs `task` over `args` and hands every result
+ * to `cb` in the order they complete.  Returns like pp_pool_map().
+ */
+PP_EXTERN int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
+                                    const pp_buf_t *args, size_t n,
+                                    pp_result_cb cb, void *cb_data,
+                                    const pp_map_options_t *options);
+
+/* ------------------------------------------------------------------------ */
+/* Tuples: typed argument buffers                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A tuple is a self-describing byte buffer of typed values.  The format
+ * string has one letter per value:
+ *
+ *   i  int64_t           pack: int64_t          unpack: int64_t *
+ *   d  double            pack: double           unpack: double *
+ *   s  string (UTF-8)    pack: const char *     unpack: const char ** (into
+ *                                                the buffer, NUL-terminated)
+ *   b  bytes             pack: const void *, size_t
+ *                                               unpack: const void **, size_t *
+ *
+ * Spaces in the format are ignored.  Values are stored little-endian with a
+ * type tag each, so a buffer unpacked with the wrong format is refused.
+ */
+
+/**
+ * Packs the values into a new buffer: out->data (free with pp_free()) and
+ * out->len.  Returns 0, PP_EINVAL (bad format letter, NULL string), PP_ENOMEM.
+ */
+PP_EXTERN int pp_pack(pp_buf_t *out, const char *fmt, ...);
+
+/**
+ * Unpacks a tuple.  Pointers that are set point into `buf`, which must
+ * outlive them.  Returns 0, or PP_EBADARGS (the buffer is not a tuple of
+ * exactly that shape: wrong count, wrong type, truncated), PP_EINVAL (bad
+ * format letter or NULL).  Never reads outside [buf, buf+len).
+ */
+PP_EXTERN int pp_unpack(const void *buf, size_t len, const char *fmt, ...);
+
+/** Returns the number of values in a tuple, or PP_EBADARGS if `buf` is not a
+ * well-formed tuple. */
+PP_EXTERN int pp_tuple_count(const void *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Task libraries (the worker-host mode)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Name of the function a task library exports. */
+#define PP_TASK_LIBRARY_SYMBOL "procpool_task_table"
+
+#ifdef _WIN32
+#define PP__DSO_EXPORT __declspec(dllexport)
+#else
+#define PP__DSO_EXPORT __attribute__((visibility("default")))
+#endif
+
+/** In a task library: exports `table` for the procpool-worker host and for
+ * parents that name the library in pp_pool_options_t.task_library. */
+#define PP_TASK_LIBRARY(table)                                                 \
+  PP__DSO_EXPORT const pp_task_t *procpool_task_table(void);                   \
+  PP__DSO_EXPORT const pp_task_t *procpool_task_table(void) { return (table); }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PROCPOOL_H */

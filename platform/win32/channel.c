@@ -1,0 +1,352 @@
+/*
+ * channel.c - named pipes on Windows: the private pipes procpool creates for
+ * each worker (its duplex channel, its stdout and stderr) and the byte
+ * stream I/O on them behind pp__chan_*.
+ *
+ * Every handle a channel wraps is opened with FILE_FLAG_OVERLAPPED, and each
+ * direction has its own event.  The contract lets one thread read a channel
+ * while another writes it; synchronous I/O on one pipe handle is serialized
+ * by the I/O manager, so a blocked ReadFile would hold up the WriteFile of a
+ * cancel message until the worker answers, which it may never do.
+ * Overlapped calls do not serialize.
+ */
+#include "internal.h"
+
+#include <bcrypt.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pp__chan_s {
+  HANDLE handle;
+  HANDLE read_event;  /* only ever used by the reading thread */
+  HANDLE write_event; /* only ever used by the writing thread */
+};
+
+/* The pipe buffer sizes are hints to the system; 64 KiB is what libuv and
+ * most Windows programs use and keeps small frames from blocking. */
+#define PIPE_BUFFER_SIZE 65536
+
+/* The security descriptor of every pipe: a DACL with one entry that gives
+ * the current user (the process token's user, which the workers share) all
+ * access.  Without it the default DACL also admits LocalSystem and the
+ * Administrators group, and on some setups Everyone read access.  It is
+ * built once and kept for the life of the process. */
+static INIT_ONCE pipe_sd_once = INIT_ONCE_STATIC_INIT;
+static SECURITY_DESCRIPTOR pipe_sd;
+static SECURITY_ATTRIBUTES pipe_sa;
+
+static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  DWORD *error = param;
+  HANDLE token = NULL;
+  TOKEN_USER *user = NULL;
+  ACL *acl = NULL;
+  DWORD size = 0;
+  DWORD acl_size;
+  BOOL ok = FALSE;
+
+  (void)once;
+  (void)ctx;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+    goto cleanup;
+  GetTokenInformation(token, TokenUser, NULL, 0, &size);
+  if (GetLastError() != ERROR_INSUFFICIENT_BUFFER)
+    goto cleanup;
+  user = malloc(size);
+  if (user == NULL) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto cleanup;
+  }
+  if (!GetTokenInformation(token, TokenUser, user, size, &size))
+    goto cleanup;
+  acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) -
+                     sizeof(DWORD) + GetLengthSid(user->User.Sid));
+  acl = malloc(acl_size);
+  if (acl == NULL) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto cleanup;
+  }
+  if (!InitializeAcl(acl, acl_size, ACL_REVISION) ||
+      !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, user->User.Sid) ||
+      !InitializeSecurityDescriptor(&pipe_sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !SetSecurityDescriptorDacl(&pipe_sd, TRUE, acl, FALSE))
+    goto cleanup;
+  pipe_sa.nLength = sizeof(pipe_sa);
+  pipe_sa.lpSecurityDescriptor = &pipe_sd;
+  pipe_sa.bInheritHandle = FALSE;
+  /* The descriptor points at `acl`, which therefore lives as long as the
+   * process.  The ACE holds a copy of the SID, so `user` can go. */
+  acl = NULL;
+  ok = TRUE;
+
+cleanup:
+  if (!ok)
+    *error = GetLastError();
+  free(acl);
+  free(user);
+  if (token != NULL)
+    CloseHandle(token);
+  return ok;
+}
+
+/* Writes "\\.\pipe\procpool-<pid>-<32 hex digits>" to `name`. */
+static int random_pipe_name(WCHAR name[PP__PIPE_NAME_MAX]) {
+  static const char hex[] = "0123456789abcdef";
+  static const char prefix[] = PP__PIPE_PREFIX;
+  unsigned char random[16];
+  WCHAR digits[12];
+  DWORD pid = GetCurrentProcessId();
+  NTSTATUS nt;
+  size_t i;
+  size_t k = 0;
+  int n = 0;
+
+  /* 128 bits from the system RNG: other users' processes cannot guess the
+   * name, so they cannot connect first even if the DACL were weaker. */
+  nt = BCryptGenRandom(NULL, random, sizeof(random),
+                       BCRYPT_USE_SYSTEM_PREFERRED_RNG);
+  if (nt < 0)
+    return pp__set_error(PP_EIO, "BCryptGenRandom failed with 0x%08lX",
+                         (unsigned long)nt);
+  for (i = 0; prefix[i] != '\0'; i++)
+    name[k++] = (WCHAR)prefix[i];
+  do {
+    digits[n++] = (WCHAR)('0' + pid % 10);
+    pid /= 10;
+  } while (pid != 0);
+  while (n > 0)
+    name[k++] = digits[--n];
+  name[k++] = L'-';
+  for (i = 0; i < sizeof(random); i++) {
+    name[k++] = (WCHAR)hex[random[i] >> 4];
+    name[k++] = (WCHAR)hex[random[i] & 15];
+  }
+  name[k] = L'\0';
+  return 0;
+}
+
+int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
+                        HANDLE *server) {
+  DWORD error = 0;
+  HANDLE h;
+  char why[160];
+  int status;
+
+  *server = INVALID_HANDLE_VALUE;
+  if (!InitOnceExecuteOnce(&pipe_sd_once, init_pipe_sd, &error, NULL))
+    return pp__set_error(PP_EIO,
+                         "cannot build the pipe security descriptor: %s",
+                         pp__win_strerror(error, why, sizeof(why)));
+  status = random_pipe_name(name);
+  if (status != 0)
+    return status;
+  /* FILE_FLAG_FIRST_PIPE_INSTANCE with one instance means that if anyone
+   * had created this name before us, we fail instead of becoming a second
+   * instance of their pipe. */
+  h = CreateNamedPipeW(name,
+                       access | FILE_FLAG_FIRST_PIPE_INSTANCE |
+                           FILE_FLAG_OVERLAPPED,
+                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                           PIPE_REJECT_REMOTE_CLIENTS,
+                       1, PIPE_BUFFER_SIZE, PIPE_BUFFER_SIZE, 0, &pipe_sa);
+  if (h == INVALID_HANDLE_VALUE)
+    return pp__set_error(PP_EIO, "CreateNamedPipeW: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  *server = h;
+  return 0;
+}
+
+int pp__win_stdio_pipe(HANDLE *server, HANDLE *client) {
+  WCHAR name[PP__PIPE_NAME_MAX];
+  SECURITY_ATTRIBUTES inherit;
+  OVERLAPPED ov;
+  HANDLE s = INVALID_HANDLE_VALUE;
+  HANDLE c = INVALID_HANDLE_VALUE;
+  DWORD n;
+  char why[160];
+  int status;
+
+  *server = INVALID_HANDLE_VALUE;
+  *client = INVALID_HANDLE_VALUE;
+  memset(&ov, 0, sizeof(ov));
+  status = pp__win_pipe_server(PIPE_ACCESS_INBOUND, name, &s);
+  if (status != 0)
+    goto cleanup;
+  /* The child's end is synchronous: the C runtime of the worker writes its
+   * stdout with plain WriteFile calls that do not expect overlapped I/O.
+   * It must be inheritable to be named in the child's handle list, which
+   * keeps it from reaching any other process.  FILE_READ_ATTRIBUTES lets
+   * the child's runtime ask what kind of file its stdout is. */
+  inherit.nLength = sizeof(inherit);
+  inherit.lpSecurityDescriptor = NULL;
+  inherit.bInheritHandle = TRUE;
+  c = CreateFileW(name, GENERIC_WRITE | FILE_READ_ATTRIBUTES, 0, &inherit,
+                  OPEN_EXISTING, 0, NULL);
+  if (c == INVALID_HANDLE_VALUE) {
+    status = pp__set_error(PP_EIO, "opening the stdio pipe: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  /* We opened the client ourselves, so the server must already be
+   * connected; checking it costs nothing and catches a squatter that got
+   * in between (it would have made our CreateFileW fail, but be sure). */
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (ov.hEvent == NULL) {
+    status = pp__set_error(PP_EIO, "CreateEventW: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  if (!ConnectNamedPipe(s, &ov) && GetLastError() != ERROR_PIPE_CONNECTED) {
+    if (GetLastError() == ERROR_IO_PENDING) {
+      CancelIoEx(s, &ov);
+      GetOverlappedResult(s, &ov, &n, TRUE);
+      SetLastError(ERROR_PIPE_NOT_CONNECTED);
+    }
+    status = pp__set_error(PP_EIO, "connecting the stdio pipe: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  *server = s;
+  *client = c;
+  s = INVALID_HANDLE_VALUE;
+  c = INVALID_HANDLE_VALUE;
+  status = 0;
+
+cleanup:
+  if (ov.hEvent != NULL)
+    CloseHandle(ov.hEvent);
+  if (c != INVALID_HANDLE_VALUE)
+    CloseHandle(c);
+  if (s != INVALID_HANDLE_VALUE)
+    CloseHandle(s);
+  return status;
+}
+
+int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
+  pp__chan_t *c;
+  char why[160];
+
+  *chan = NULL;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return pp__set_error(PP_ENOMEM, "out of memory for a channel");
+  /* Manual-reset events, as overlapped I/O requires: ReadFile and
+   * WriteFile reset them when an operation starts. */
+  c->read_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  c->write_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (c->read_event == NULL || c->write_event == NULL) {
+    pp__set_error(PP_EIO, "CreateEventW: %s",
+                  pp__win_strerror(GetLastError(), why, sizeof(why)));
+    if (c->read_event != NULL)
+      CloseHandle(c->read_event);
+    if (c->write_event != NULL)
+      CloseHandle(c->write_event);
+    free(c);
+    return PP_EIO;
+  }
+  c->handle = handle;
+  *chan = c;
+  return 0;
+}
+
+/* Translates the error of a failed pipe transfer.  The first three are the
+ * ways a pipe reports that the other end has closed or gone away; they are
+ * end-of-stream, not I/O errors. */
+static int io_error(DWORD error, const char *what) {
+  char why[160];
+
+  if (error == ERROR_BROKEN_PIPE || error == ERROR_NO_DATA ||
+      error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_HANDLE_EOF)
+    return pp__set_error(PP_ECLOSED, "%s: the other end closed the pipe (%s)",
+                         what, pp__win_strerror(error, why, sizeof(why)));
+  return pp__set_error(PP_EIO, "%s: %s", what,
+                       pp__win_strerror(error, why, sizeof(why)));
+}
+
+/* Runs one overlapped ReadFile or WriteFile of at most PP__IO_CHUNK bytes
+ * and waits for it.  Waiting on our own event, not on the handle, matters:
+ * the handle is signalled by whichever transfer finishes, so a reader could
+ * otherwise wake up for the writer's completion. */
+static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
+                    DWORD *done) {
+  OVERLAPPED ov;
+  DWORD want = (DWORD)(len > PP__IO_CHUNK ? PP__IO_CHUNK : len);
+  BOOL ok;
+
+  *done = 0;
+  memset(&ov, 0, sizeof(ov));
+  ov.hEvent = writing ? chan->write_event : chan->read_event;
+  if (writing)
+    ok = WriteFile(chan->handle, buf, want, NULL, &ov);
+  else
+    ok = ReadFile(chan->handle, buf, want, NULL, &ov);
+  if (!ok && GetLastError() != ERROR_IO_PENDING)
+    return io_error(GetLastError(), writing ? "WriteFile" : "ReadFile");
+  if (!GetOverlappedResult(chan->handle, &ov, done, TRUE))
+    return io_error(GetLastError(), writing ? "WriteFile" : "ReadFile");
+  return 0;
+}
+
+int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
+  DWORD n;
+  int status;
+
+  *got = 0;
+  if (cap == 0)
+    return pp__set_error(PP_EINVAL, "pp__chan_read_some: zero capacity");
+  /* A byte-mode pipe completes a read with whatever has arrived.  A zero
+   * byte completion is not end-of-stream (that is ERROR_BROKEN_PIPE): it is
+   * what a zero-length write by the peer gives, so read again. */
+  do {
+    status = transfer(chan, 0, buf, cap, &n);
+    if (status != 0)
+      return status;
+  } while (n == 0);
+  *got = n;
+  return 0;
+}
+
+int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
+  unsigned char *p = buf;
+  size_t got;
+  int status;
+
+  while (len > 0) {
+    status = pp__chan_read_some(chan, p, len, &got);
+    if (status != 0)
+      return status;
+    p += got;
+    len -= got;
+  }
+  return 0;
+}
+
+int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
+  const unsigned char *p = buf;
+  DWORD n;
+  int status;
+
+  /* A blocking-mode pipe write normally completes in full; the loop covers
+   * the chunking and any short completion. */
+  while (len > 0) {
+    status = transfer(chan, 1, (void *)p, len, &n);
+    if (status != 0)
+      return status;
+    if (n == 0)
+      return pp__set_error(PP_EIO, "WriteFile wrote nothing");
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+void pp__chan_close(pp__chan_t *chan) {
+  if (chan == NULL)
+    return;
+  /* Closing the server end does not discard what we wrote: the worker can
+   * still read it before it sees ERROR_BROKEN_PIPE.  (DisconnectNamedPipe
+   * would discard it, so it is not called.) */
+  CloseHandle(chan->handle);
+  CloseHandle(chan->read_event);
+  CloseHandle(chan->write_event);
+  free(chan);
+}

@@ -1,0 +1,81 @@
+/*
+ * internal.h - what the Win32 files of platform/ share: the Windows headers
+ * with the version they need, UTF-8/UTF-16 conversion, OS error text, the
+ * exit codes the pool gives its workers, and the named-pipe helpers that
+ * spawn.c and worker.c build channels from.
+ *
+ * Nothing here is seen by the portable core; it only knows platform.h.
+ */
+#ifndef PP_WIN32_INTERNAL_H
+#define PP_WIN32_INTERNAL_H
+
+/* Windows 7 is the oldest system we support: it has InitOnceExecuteOnce,
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST, CancelIoEx, GetNamedPipeClientProcessId
+ * and GetActiveProcessorCount.  A build that asks for more keeps its value. */
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0601
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+
+#include <stddef.h>
+
+#include "../platform.h"
+#include "error.h"
+
+/* The exit code TerminateProcess gives a worker that pp__proc_kill ends.  It
+ * is "PPKL" in ASCII: an unlikely exit status for a program, and not an
+ * NTSTATUS error (those have both top bits set), so a kill is never mistaken
+ * for a crash and pp__proc_wait can tell it from an exit that happened just
+ * before the kill. */
+#define PP__KILLED_EXIT_CODE 0x50504B4Cu
+
+/* The exit code a worker gives itself when its parent process has ended
+ * ("PPOR", orphaned).  Nobody normally sees it, because the parent is gone;
+ * it shows up when a debugger or a grandparent looks at the worker. */
+#define PP__ORPHAN_EXIT_CODE 0x50504F52u
+
+/* How long pp__spawn waits for a started worker to open its channel.  A
+ * native start takes milliseconds; a cold start under Wine on a loaded CI
+ * machine can take seconds, so this is generous. */
+#define PP__CONNECT_TIMEOUT_MS 30000
+
+/* Every pipe procpool creates is "\\.\pipe\procpool-<pid>-<32 hex digits>".
+ * The worker checks the prefix before it opens anything named on its
+ * command line. */
+#define PP__PIPE_PREFIX "\\\\.\\pipe\\procpool-"
+/* Room for the prefix (18), a 10-digit pid, '-', 32 hex digits and NUL. */
+#define PP__PIPE_NAME_MAX 80
+
+/* Converts NUL-terminated UTF-8 to a malloc'd UTF-16 string.  Returns 0,
+ * PP_EINVAL for text that is not UTF-8, or PP_ENOMEM. */
+int pp__win_utf8_to_wide(const char *s, WCHAR **out);
+
+/* Converts NUL-terminated UTF-16 to a malloc'd UTF-8 string.  Returns 0,
+ * PP_EINVAL for unpaired surrogates, or PP_ENOMEM. */
+int pp__win_wide_to_utf8(const WCHAR *s, char **out);
+
+/* Writes the system's text for a GetLastError() code, in UTF-8 and followed
+ * by the number, e.g. "Access is denied (error 5)", to `buf`.  Returns buf.
+ * It preserves GetLastError(), so it can be used in an argument list. */
+const char *pp__win_strerror(DWORD code, char *buf, size_t size);
+
+/* Creates the server end of a fresh pipe with a random name (written to
+ * `name`, UTF-16): one instance, FILE_FLAG_FIRST_PIPE_INSTANCE, overlapped,
+ * byte mode, remote clients rejected, and a DACL that admits only the
+ * current user.  `access` is PIPE_ACCESS_DUPLEX or PIPE_ACCESS_INBOUND. */
+int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
+                        HANDLE *server);
+
+/* Creates a pipe for a worker's stdout or stderr: the parent's overlapped
+ * read end `*server` and an inheritable, synchronous write end `*client`
+ * for the child's standard handle. */
+int pp__win_stdio_pipe(HANDLE *server, HANDLE *client);
+
+/* Wraps an overlapped pipe handle in a channel.  On success the channel owns
+ * the handle; on failure the caller still does. */
+int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan);
+
+#endif /* PP_WIN32_INTERNAL_H */

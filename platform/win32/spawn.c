@@ -1,0 +1,686 @@
+/*
+ * spawn.c - starting, waiting for and killing worker processes on Windows.
+ *
+ * A worker is the executable started again with CreateProcessW.  It is
+ * created suspended, put into the pool's kill-on-close job object, and only
+ * then resumed, so it cannot run (or start processes of its own) outside
+ * the job.  It inherits exactly three handles, named in a
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device as stdin and the write
+ * ends of its stdout and stderr pipes.  Its channel is not inherited: the
+ * worker opens the named pipe given on its command line, and pp__spawn
+ * waits for that connection and checks the client's process id.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+struct pp__proc_s {
+  HANDLE process;
+  DWORD pid;
+  volatile LONG killed; /* set by pp__proc_kill, from any thread */
+  int reaped;           /* pp__proc_wait has returned 0 */
+};
+
+/* The longest command line CreateProcessW accepts, in characters. */
+#define MAX_CMDLINE 32767
+
+#define WORKER_OPTION L"--procpool-worker="
+
+/* ---- the job object --------------------------------------------------- */
+
+/* One job per process holds every worker of every pool.  Closing it kills
+ * them all, and the system closes it when this process ends in any way, so
+ * no worker outlives the program.  The handle is not inheritable: if a
+ * worker held it, the job would outlive us.
+ *
+ * JOB_OBJECT_LIMIT_BREAKAWAY_OK is for nested pools.  A worker that creates
+ * a pool puts its own workers into its own job.  Windows 8 and later (and
+ * Wine) nest that job inside ours, which needs no flag.  Windows 7 cannot
+ * nest jobs, so there the grandchild has to be created with
+ * CREATE_BREAKAWAY_FROM_JOB, which our job must allow.  It still dies with
+ * us: it is in the worker's job, which dies with the worker.
+ *
+ * JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION keeps Windows Error Reporting
+ * out of a worker that crashes before pp__worker_attach installed its own
+ * exception filter. */
+static INIT_ONCE job_once = INIT_ONCE_STATIC_INIT;
+static HANDLE job_handle;
+/* Set once AssignProcessToJobObject has shown that jobs do not nest here;
+ * later spawns then break away at once instead of trying twice. */
+static volatile LONG job_needs_breakaway;
+
+static BOOL CALLBACK init_job(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
+  DWORD *error = param;
+  HANDLE job;
+
+  (void)once;
+  (void)ctx;
+  job = CreateJobObjectW(NULL, NULL);
+  if (job == NULL) {
+    *error = GetLastError();
+    return FALSE;
+  }
+  memset(&info, 0, sizeof(info));
+  info.BasicLimitInformation.LimitFlags =
+      JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_BREAKAWAY_OK |
+      JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+  if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info,
+                               sizeof(info))) {
+    *error = GetLastError();
+    CloseHandle(job);
+    return FALSE;
+  }
+  job_handle = job;
+  return TRUE;
+}
+
+static int get_job(HANDLE *job) {
+  DWORD error = 0;
+  char why[160];
+
+  if (!InitOnceExecuteOnce(&job_once, init_job, &error, NULL))
+    return pp__set_error(PP_ESPAWN, "cannot create the worker job object: %s",
+                         pp__win_strerror(error, why, sizeof(why)));
+  *job = job_handle;
+  return 0;
+}
+
+/* ---- the command line ------------------------------------------------- */
+
+/* Writes `arg` at dst (when dst is not NULL) quoted so that the Microsoft C
+ * runtime and CommandLineToArgvW give it back as one argument, and returns
+ * its length.  The rules: backslashes are literal unless they precede a
+ * double quote; 2n backslashes and a quote stand for n backslashes and the
+ * end or start of a quoted part, 2n+1 backslashes and a quote for n
+ * backslashes and a literal quote.  So inside quotes, a run of backslashes
+ * is doubled when a quote follows it, including the closing quote. */
+static size_t quote_arg(const WCHAR *arg, WCHAR *dst) {
+  const WCHAR *p;
+  size_t n = 0;
+  size_t slashes;
+  size_t i;
+
+#define PUT(c)                                                                 \
+  do {                                                                         \
+    if (dst != NULL)                                                           \
+      dst[n] = (c);                                                            \
+    n++;                                                                       \
+  } while (0)
+
+  if (arg[0] != L'\0' && wcspbrk(arg, L" \t\n\v\"") == NULL) {
+    for (p = arg; *p != L'\0'; p++)
+      PUT(*p);
+    return n;
+  }
+  PUT(L'"');
+  for (p = arg;; p++) {
+    slashes = 0;
+    while (*p == L'\\') {
+      slashes++;
+      p++;
+    }
+    if (*p == L'\0') {
+      for (i = 0; i < 2 * slashes; i++)
+        PUT(L'\\');
+      break;
+    }
+    if (*p == L'"') {
+      for (i = 0; i < 2 * slashes + 1; i++)
+        PUT(L'\\');
+    } else {
+      for (i = 0; i < slashes; i++)
+        PUT(L'\\');
+    }
+    PUT(*p);
+  }
+  PUT(L'"');
+  return n;
+#undef PUT
+}
+
+/* Builds "<exe> --procpool-worker=<pipe>:<token> <extra args...>" with
+ * every part quoted, as a malloc'd, writable string (CreateProcessW may
+ * write to it). */
+static int build_cmdline(const WCHAR *exe, const WCHAR *pipe,
+                         const pp__spawn_req_t *req, WCHAR **out) {
+  WCHAR **args = NULL;
+  WCHAR *token = NULL;
+  WCHAR *option = NULL;
+  WCHAR *line = NULL;
+  size_t nargs = 0;
+  size_t len;
+  size_t i;
+  int status;
+
+  *out = NULL;
+  status = pp__win_utf8_to_wide(req->token, &token);
+  if (status != 0)
+    goto cleanup;
+  len = wcslen(WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
+  option = malloc(len * sizeof(WCHAR));
+  if (option == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    goto cleanup;
+  }
+  wcscpy(option, WORKER_OPTION);
+  wcscat(option, pipe);
+  wcscat(option, L":");
+  wcscat(option, token);
+
+  while (req->extra_args != NULL && req->extra_args[nargs] != NULL)
+    nargs++;
+  args = calloc(nargs + 1, sizeof(*args));
+  if (args == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    goto cleanup;
+  }
+  for (i = 0; i < nargs; i++) {
+    status = pp__win_utf8_to_wide(req->extra_args[i], &args[i]);
+    if (status != 0)
+      goto cleanup;
+  }
+
+  /* Measure, then write: the quoted form can be longer than the input. */
+  len = quote_arg(exe, NULL) + 1 + quote_arg(option, NULL);
+  for (i = 0; i < nargs; i++)
+    len += 1 + quote_arg(args[i], NULL);
+  if (len >= MAX_CMDLINE) {
+    status = pp__set_error(PP_EINVAL,
+                           "the worker command line would be %lu characters; "
+                           "Windows allows %d",
+                           (unsigned long)len, MAX_CMDLINE - 1);
+    goto cleanup;
+  }
+  line = malloc((len + 1) * sizeof(WCHAR));
+  if (line == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    goto cleanup;
+  }
+  len = quote_arg(exe, line);
+  line[len++] = L' ';
+  len += quote_arg(option, line + len);
+  for (i = 0; i < nargs; i++) {
+    line[len++] = L' ';
+    len += quote_arg(args[i], line + len);
+  }
+  line[len] = L'\0';
+  *out = line;
+  line = NULL;
+  status = 0;
+
+cleanup:
+  if (args != NULL)
+    for (i = 0; i < nargs; i++)
+      free(args[i]);
+  free(args);
+  free(option);
+  free(token);
+  free(line);
+  return status;
+}
+
+/* ---- exit status ------------------------------------------------------ */
+
+static const struct {
+  DWORD code;
+  const char *name;
+} exceptions[] = {
+    {0x80000002u, "misaligned data"},
+    {0x80000003u, "breakpoint"},
+    {0x80000004u, "single step"},
+    {0xC0000005u, "access violation"},
+    {0xC0000006u, "in-page error"},
+    {0xC000001Du, "illegal instruction"},
+    {0xC0000025u, "noncontinuable exception"},
+    {0xC000008Cu, "array bounds exceeded"},
+    {0xC000008Eu, "float divide by zero"},
+    {0xC0000090u, "invalid float operation"},
+    {0xC0000094u, "integer divide by zero"},
+    {0xC0000095u, "integer overflow"},
+    {0xC0000096u, "privileged instruction"},
+    {0xC00000FDu, "stack overflow"},
+    {0xC0000135u, "DLL not found"},
+    {0xC0000139u, "entry point not found"},
+    {0xC0000142u, "DLL initialization failed"},
+    {0xC000013Au, "Ctrl+C"},
+    {0xC0000374u, "heap corruption"},
+    {0xC0000409u, "stack buffer overrun or fast fail"},
+    {0xC0000417u, "invalid argument to a C runtime function"},
+    {0xE06D7363u, "uncaught C++ exception"},
+};
+
+/* Tells an exit code that is an NTSTATUS exception code from one a program
+ * chose.  Exceptions have severity "error" (both top bits) and the reserved
+ * bit 28 clear; exit(-1) gives 0xFFFFFFFF, which has bit 28 set and so stays
+ * an exit code.  Warnings 0x8000xxxx are breakpoints and the like. */
+static int is_exception(DWORD code) {
+  if ((code & 0xC0000000u) == 0xC0000000u && (code & 0x10000000u) == 0)
+    return 1;
+  return (code & 0xFFFF0000u) == 0x80000000u && code != 0x80000000u;
+}
+
+static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
+  const char *name = "unknown exception";
+  size_t i;
+
+  memset(st, 0, sizeof(*st));
+  /* The killed flag alone is not enough: the worker may have ended on its
+   * own just before TerminateProcess, which then fails.  Only our code in
+   * the exit status proves that the kill did it. */
+  if (killed && code == PP__KILLED_EXIT_CODE) {
+    st->exit_code = -1;
+    st->killed = 1;
+    pp__format(st->reason, sizeof(st->reason), "killed by the pool");
+  } else if (is_exception(code)) {
+    for (i = 0; i < sizeof(exceptions) / sizeof(exceptions[0]); i++)
+      if (exceptions[i].code == code)
+        name = exceptions[i].name;
+    st->exit_code = -1;
+    st->term_signal = (int)code;
+    pp__format(st->reason, sizeof(st->reason),
+               "crashed with exception 0x%08lX (%s)", (unsigned long)code,
+               name);
+  } else {
+    st->exit_code = (int)code;
+    /* The Microsoft C runtime's abort() ends the process with exit code 3
+     * once _CALL_REPORTFAULT is off (pp__worker_attach turns it off), so
+     * an abort looks like exit(3).  Say so, since it is usually that. */
+    pp__format(st->reason, sizeof(st->reason), "exited with code %d%s",
+               (int)code, code == 3 ? " (abort() exits with 3)" : "");
+  }
+}
+
+/* ---- starting a worker ------------------------------------------------ */
+
+/* Creates the process suspended and puts it into the job.  If the job
+ * cannot take it because this process is itself in a job and the system
+ * cannot nest jobs (Windows 7), the process is ended and created again
+ * outside our job, which the enclosing job must allow. */
+static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
+                        STARTUPINFOEXW *si, HANDLE job,
+                        PROCESS_INFORMATION *pi) {
+  DWORD flags = CREATE_SUSPENDED | CREATE_NO_WINDOW |
+                CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
+  DWORD breakaway;
+  DWORD error;
+  WCHAR *line = NULL;
+  size_t len = wcslen(cmdline) + 1;
+  char why[160];
+  char *exe_utf8 = NULL;
+  int status;
+  int attempt;
+
+  memset(pi, 0, sizeof(*pi));
+  line = malloc(len * sizeof(WCHAR));
+  if (line == NULL)
+    return pp__set_error(PP_ENOMEM, "out of memory for the command line");
+  for (attempt = 0;; attempt++) {
+    breakaway = job_needs_breakaway ? CREATE_BREAKAWAY_FROM_JOB : 0;
+    /* A fresh copy each time, since CreateProcessW may write to it. */
+    memcpy(line, cmdline, len * sizeof(WCHAR));
+    /* bInheritHandles is TRUE, but the handle list in `si` limits what is
+     * inherited to the three standard handles, whatever other threads
+     * have made inheritable in the meantime. */
+    if (!CreateProcessW(exe, line, NULL, NULL, TRUE, flags | breakaway, NULL,
+                        NULL, &si->StartupInfo, pi)) {
+      error = GetLastError();
+      pp__win_wide_to_utf8(exe, &exe_utf8);
+      status = pp__set_error(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
+                             exe_utf8 != NULL ? exe_utf8 : "?",
+                             pp__win_strerror(error, why, sizeof(why)));
+      goto cleanup;
+    }
+    if (AssignProcessToJobObject(job, pi->hProcess)) {
+      status = 0;
+      goto cleanup;
+    }
+    error = GetLastError();
+    TerminateProcess(pi->hProcess, PP__KILLED_EXIT_CODE);
+    WaitForSingleObject(pi->hProcess, INFINITE);
+    CloseHandle(pi->hThread);
+    CloseHandle(pi->hProcess);
+    memset(pi, 0, sizeof(*pi));
+    if (error != ERROR_ACCESS_DENIED || breakaway != 0 || attempt > 0) {
+      status = pp__set_error(PP_ESPAWN, "AssignProcessToJobObject: %s",
+                             pp__win_strerror(error, why, sizeof(why)));
+      goto cleanup;
+    }
+    InterlockedExchange(&job_needs_breakaway, 1);
+  }
+
+cleanup:
+  free(exe_utf8);
+  free(line);
+  return status;
+}
+
+/* Waits until the worker has opened the channel pipe (a connect that
+ * `ov` tracks), or has ended, or the time is up; on success checks that
+ * the client is that worker and not some other process of the same user
+ * that found the name. */
+static int await_connect(HANDLE server, OVERLAPPED *ov, HANDLE process,
+                         DWORD pid) {
+  HANDLE objects[2];
+  ULONG client = 0;
+  DWORD code = 0;
+  DWORD n;
+  char why[160];
+  pp__exit_t st;
+
+  objects[0] = ov->hEvent;
+  objects[1] = process;
+  switch (WaitForMultipleObjects(2, objects, FALSE, PP__CONNECT_TIMEOUT_MS)) {
+    case WAIT_OBJECT_0:
+      break;
+    case WAIT_OBJECT_0 + 1:
+      GetExitCodeProcess(process, &code);
+      describe_exit(code, 0, &st);
+      return pp__set_error(PP_ESPAWN,
+                           "the worker ended before it opened its channel: %s",
+                           st.reason);
+    case WAIT_TIMEOUT:
+      return pp__set_error(PP_ESPAWN,
+                           "the worker did not open its channel within %d ms",
+                           PP__CONNECT_TIMEOUT_MS);
+    default:
+      return pp__set_error(PP_ESPAWN, "WaitForMultipleObjects: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+  }
+  if (!GetOverlappedResult(server, ov, &n, FALSE))
+    return pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (!GetNamedPipeClientProcessId(server, &client))
+    return pp__set_error(PP_ESPAWN, "GetNamedPipeClientProcessId: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (client != pid)
+    return pp__set_error(PP_ESPAWN,
+                         "process %lu, not the worker %lu, opened the channel",
+                         (unsigned long)client, (unsigned long)pid);
+  return 0;
+}
+
+int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
+              pp__chan_t **out, pp__chan_t **err) {
+  WCHAR pipe_name[PP__PIPE_NAME_MAX];
+  SECURITY_ATTRIBUTES inherit;
+  STARTUPINFOEXW si;
+  PROCESS_INFORMATION pi;
+  OVERLAPPED ov;
+  HANDLE handles[3];
+  HANDLE job = NULL;
+  HANDLE server = INVALID_HANDLE_VALUE;
+  HANDLE out_server = INVALID_HANDLE_VALUE;
+  HANDLE out_client = INVALID_HANDLE_VALUE;
+  HANDLE err_server = INVALID_HANDLE_VALUE;
+  HANDLE err_client = INVALID_HANDLE_VALUE;
+  HANDLE null_in = INVALID_HANDLE_VALUE;
+  WCHAR *exe = NULL;
+  WCHAR *cmdline = NULL;
+  SIZE_T attr_size = 0;
+  int attr_ready = 0;
+  int connect_pending = 0;
+  pp__proc_t *p = NULL;
+  pp__chan_t *c = NULL;
+  pp__chan_t *o = NULL;
+  pp__chan_t *e = NULL;
+  DWORD n;
+  char why[160];
+  int status;
+
+  *proc = NULL;
+  *chan = NULL;
+  *out = NULL;
+  *err = NULL;
+  memset(&si, 0, sizeof(si));
+  memset(&pi, 0, sizeof(pi));
+  memset(&ov, 0, sizeof(ov));
+  if (req == NULL || req->exe == NULL || req->token == NULL)
+    return pp__set_error(PP_EINVAL, "pp__spawn: no executable or token");
+
+  status = get_job(&job);
+  if (status != 0)
+    goto cleanup;
+  status = pp__win_utf8_to_wide(req->exe, &exe);
+  if (status != 0)
+    goto cleanup;
+  status = pp__win_pipe_server(PIPE_ACCESS_DUPLEX, pipe_name, &server);
+  if (status != 0)
+    goto cleanup;
+  status = build_cmdline(exe, pipe_name, req, &cmdline);
+  if (status != 0)
+    goto cleanup;
+  status = pp__win_stdio_pipe(&out_server, &out_client);
+  if (status != 0)
+    goto cleanup;
+  status = pp__win_stdio_pipe(&err_server, &err_client);
+  if (status != 0)
+    goto cleanup;
+  inherit.nLength = sizeof(inherit);
+  inherit.lpSecurityDescriptor = NULL;
+  inherit.bInheritHandle = TRUE;
+  null_in = CreateFileW(L"NUL", GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                        &inherit, OPEN_EXISTING, 0, NULL);
+  if (null_in == INVALID_HANDLE_VALUE) {
+    status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+
+  /* Listen before the worker exists, so that whenever it opens the pipe
+   * the connection completes our pending ConnectNamedPipe. */
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (ov.hEvent == NULL) {
+    status = pp__set_error(PP_ESPAWN, "CreateEventW: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  if (ConnectNamedPipe(server, &ov) || GetLastError() == ERROR_PIPE_CONNECTED) {
+    SetEvent(ov.hEvent);
+  } else if (GetLastError() == ERROR_IO_PENDING) {
+    connect_pending = 1;
+  } else {
+    status = pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+
+  /* The handle list: only these three handles reach the worker. */
+  handles[0] = null_in;
+  handles[1] = out_client;
+  handles[2] = err_client;
+  InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
+  si.lpAttributeList = malloc(attr_size);
+  if (si.lpAttributeList == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the attribute list");
+    goto cleanup;
+  }
+  if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0,
+                                         &attr_size)) {
+    status = pp__set_error(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  attr_ready = 1;
+  if (!UpdateProcThreadAttribute(si.lpAttributeList, 0,
+                                 PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles,
+                                 sizeof(handles), NULL, NULL)) {
+    status = pp__set_error(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = null_in;
+  si.StartupInfo.hStdOutput = out_client;
+  si.StartupInfo.hStdError = err_client;
+
+  status = start_in_job(exe, cmdline, &si, job, &pi);
+  if (status != 0)
+    goto cleanup;
+  if (ResumeThread(pi.hThread) == (DWORD)-1) {
+    status = pp__set_error(PP_ESPAWN, "ResumeThread: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  /* Our copies of the worker's ends must go now: the worker's stdout
+   * reaches end-of-stream only when no process holds a write end. */
+  CloseHandle(out_client);
+  CloseHandle(err_client);
+  CloseHandle(null_in);
+  out_client = err_client = null_in = INVALID_HANDLE_VALUE;
+
+  status = await_connect(server, &ov, pi.hProcess, pi.dwProcessId);
+  connect_pending = 0;
+  if (status != 0) {
+    /* The connect may still be pending (timeout); cancel it below. */
+    connect_pending = WaitForSingleObject(ov.hEvent, 0) != WAIT_OBJECT_0;
+    goto cleanup;
+  }
+
+  p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for a worker");
+    goto cleanup;
+  }
+  status = pp__win_chan_wrap(server, &c);
+  if (status != 0)
+    goto cleanup;
+  server = INVALID_HANDLE_VALUE;
+  status = pp__win_chan_wrap(out_server, &o);
+  if (status != 0)
+    goto cleanup;
+  out_server = INVALID_HANDLE_VALUE;
+  status = pp__win_chan_wrap(err_server, &e);
+  if (status != 0)
+    goto cleanup;
+  err_server = INVALID_HANDLE_VALUE;
+  p->process = pi.hProcess;
+  p->pid = pi.dwProcessId;
+  pi.hProcess = NULL;
+  *proc = p;
+  *chan = c;
+  *out = o;
+  *err = e;
+  p = NULL;
+  c = o = e = NULL;
+  status = 0;
+
+cleanup:
+  if (connect_pending) {
+    /* The OVERLAPPED lives on our stack: the cancelled operation must have
+     * finished writing to it before we return. */
+    CancelIoEx(server, &ov);
+    GetOverlappedResult(server, &ov, &n, TRUE);
+  }
+  if (pi.hProcess != NULL) {
+    /* Failed after the worker was started: end it and reap it, so nothing
+     * is left behind. */
+    TerminateProcess(pi.hProcess, PP__KILLED_EXIT_CODE);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hProcess);
+  }
+  if (pi.hThread != NULL)
+    CloseHandle(pi.hThread);
+  if (attr_ready)
+    DeleteProcThreadAttributeList(si.lpAttributeList);
+  free(si.lpAttributeList);
+  if (ov.hEvent != NULL)
+    CloseHandle(ov.hEvent);
+  free(p);
+  pp__chan_close(c);
+  pp__chan_close(o);
+  pp__chan_close(e);
+  if (null_in != INVALID_HANDLE_VALUE)
+    CloseHandle(null_in);
+  if (err_client != INVALID_HANDLE_VALUE)
+    CloseHandle(err_client);
+  if (err_server != INVALID_HANDLE_VALUE)
+    CloseHandle(err_server);
+  if (out_client != INVALID_HANDLE_VALUE)
+    CloseHandle(out_client);
+  if (out_server != INVALID_HANDLE_VALUE)
+    CloseHandle(out_server);
+  if (server != INVALID_HANDLE_VALUE)
+    CloseHandle(server);
+  free(cmdline);
+  free(exe);
+  return status;
+}
+
+/* ---- the running worker ----------------------------------------------- */
+
+int64_t pp__proc_pid(const pp__proc_t *proc) {
+  return (int64_t)proc->pid;
+}
+
+int pp__proc_wait(pp__proc_t *proc, int64_t timeout_ms, pp__exit_t *st) {
+  int64_t left = timeout_ms;
+  DWORD slice;
+  DWORD code;
+  char why[160];
+
+  /* WaitForSingleObject takes a DWORD with INFINITE at its top, so long
+   * limits are waited for in slices. */
+  for (;;) {
+    slice = timeout_ms < 0 ? INFINITE
+                           : (DWORD)(left > 0x7FFFFFFF ? 0x7FFFFFFF : left);
+    switch (WaitForSingleObject(proc->process, slice)) {
+      case WAIT_OBJECT_0:
+        goto ended;
+      case WAIT_TIMEOUT:
+        left -= slice;
+        if (timeout_ms >= 0 && left <= 0)
+          return pp__set_error(PP_ETIMEDOUT,
+                               "worker %lu still running after %lld ms",
+                               (unsigned long)proc->pid,
+                               (long long)timeout_ms);
+        break;
+      default:
+        return pp__set_error(
+            PP_EIO, "WaitForSingleObject: %s",
+            pp__win_strerror(GetLastError(), why, sizeof(why)));
+    }
+  }
+
+ended:
+  if (!GetExitCodeProcess(proc->process, &code))
+    return pp__set_error(PP_EIO, "GetExitCodeProcess: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  /* Note for readers of the result: a worker that its job killed (when a
+   * parent died) shows exit code 0 under Wine.  The core never takes an
+   * exit without a RESULT for success, so that needs no special case. */
+  describe_exit(code, proc->killed != 0, st);
+  proc->reaped = 1;
+  return 0;
+}
+
+int pp__proc_kill(pp__proc_t *proc) {
+  char why[160];
+  DWORD error;
+
+  InterlockedExchange(&proc->killed, 1);
+  if (TerminateProcess(proc->process, PP__KILLED_EXIT_CODE))
+    return 0;
+  error = GetLastError();
+  /* A process that has already ended refuses TerminateProcess with
+   * ERROR_ACCESS_DENIED; that is the harmless case of the contract. */
+  if (WaitForSingleObject(proc->process, 0) == WAIT_OBJECT_0)
+    return 0;
+  return pp__set_error(PP_EIO, "TerminateProcess(%lu): %s",
+                       (unsigned long)proc->pid,
+                       pp__win_strerror(error, why, sizeof(why)));
+}
+
+void pp__proc_free(pp__proc_t *proc) {
+  if (proc == NULL)
+    return;
+  if (!proc->reaped) {
+    pp__proc_kill(proc);
+    WaitForSingleObject(proc->process, INFINITE);
+  }
+  CloseHandle(proc->process);
+  free(proc);
+}

@@ -1,0 +1,206 @@
+/*
+ * worker.c - the worker's side of the Win32 platform: quieting crash
+ * reporting, opening the channel pipe the parent named on the command line,
+ * and dying with the parent.
+ *
+ * Windows needs no clean-up of inherited handles here: pp__spawn's handle
+ * list let only the three standard handles through.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* How long to keep trying while the pipe is busy.  It has one instance and
+ * this worker is its only rightful client, so busy means a race with a
+ * stranger or a slow system; pp__spawn's own timeout is longer. */
+#define OPEN_RETRY_MS 5000
+
+/* An unhandled exception ends the process with the exception code as its
+ * exit status, which is what the parent reports.  Returning
+ * EXCEPTION_EXECUTE_HANDLER from the top-level filter does exactly that,
+ * without Windows Error Reporting, a "stopped working" dialog, or, under
+ * Wine, winedbg (which ignores SEM_NOGPFAULTERRORBOX and costs half a
+ * second and a hundred lines of dump per crash).  A debugger that is
+ * attached still gets the exception first. */
+static LONG WINAPI crash_filter(EXCEPTION_POINTERS *info) {
+  (void)info;
+  return EXCEPTION_EXECUTE_HANDLER;
+}
+
+#if !defined(_MSC_VER) && !defined(_UCRT)
+typedef unsigned int(__cdecl *abort_behavior_fn)(unsigned int, unsigned int);
+#endif
+
+static void quiet_crashes(void) {
+  /* The error mode is not inherited under Wine (it is on Windows), so each
+   * worker sets its own: no dialog for a missing disk or DLL either. */
+  SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX |
+               SEM_NOOPENFILEERRORBOX);
+  SetUnhandledExceptionFilter(crash_filter);
+  /* abort() in the Universal CRT reports a fault (fast fail 0xC0000409,
+   * and a WER report) and prints a message box text; without those it
+   * exits with code 3, as msvcrt.dll's abort() always does, so every
+   * runtime gives the same status.  msvcrt.dll builds (mingw's default)
+   * cannot link _set_abort_behavior, so it is looked up, and skipped where
+   * the DLL has none. */
+#if defined(_MSC_VER) || defined(_UCRT)
+  _set_abort_behavior(0, _WRITE_ABORT_MSG | _CALL_REPORTFAULT);
+#else
+  {
+    HMODULE crt = GetModuleHandleW(L"msvcrt.dll");
+    abort_behavior_fn fn = NULL;
+
+    if (crt != NULL)
+      fn = (abort_behavior_fn)(void (*)(void))GetProcAddress(
+          crt, "_set_abort_behavior");
+    if (fn != NULL)
+      fn(0, 0x1 /* _WRITE_ABORT_MSG */ | 0x2 /* _CALL_REPORTFAULT */);
+  }
+#endif
+}
+
+/* Waits for the parent to end, then ends this worker.  The job object
+ * already kills the workers of a pool whose process dies; this covers the
+ * cases it does not, such as a worker whose job had to be left for a
+ * nested pool's job.  TerminateProcess, not ExitProcess: ExitProcess would
+ * run atexit handlers and DLL detach code while the task's threads are
+ * frozen wherever they were, possibly holding the locks that code needs. */
+static DWORD WINAPI watch_parent(LPVOID arg) {
+  HANDLE parent = arg;
+
+  if (WaitForSingleObject(parent, INFINITE) == WAIT_OBJECT_0)
+    TerminateProcess(GetCurrentProcess(), PP__ORPHAN_EXIT_CODE);
+  CloseHandle(parent);
+  return 0;
+}
+
+/* Copies the pipe name at the start of `spec` (up to ':' or the end) into
+ * `name`, after checking that it is one of ours: a worker must not open
+ * whatever path its command line names. */
+static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
+  static const char prefix[] = PP__PIPE_PREFIX;
+  size_t plen = sizeof(prefix) - 1;
+  size_t len;
+  size_t i;
+  char c;
+
+  if (spec == NULL)
+    return pp__set_error(PP_EINVAL, "no worker channel given");
+  len = strcspn(spec, ":");
+  if (len <= plen || len >= PP__PIPE_NAME_MAX ||
+      strncmp(spec, prefix, plen) != 0)
+    return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
+                         (int)(len < 200 ? len : 200), spec);
+  for (i = 0; i < len; i++) {
+    c = spec[i];
+    if (i >= plen && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                       c == '-'))
+      return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
+                           (int)len, spec);
+    name[i] = (WCHAR)(unsigned char)c;
+  }
+  name[len] = L'\0';
+  return 0;
+}
+
+static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
+  ULONGLONG deadline = GetTickCount64() + OPEN_RETRY_MS;
+  HANDLE h;
+  char why[160];
+
+  /* Overlapped, so that the worker too can read and write its channel
+   * from two threads at once.  SECURITY_IDENTIFICATION lets the server
+   * learn who we are but not act as us, should the name ever reach a
+   * server that is not our parent. */
+  for (;;) {
+    h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                    FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
+                        SECURITY_IDENTIFICATION,
+                    NULL);
+    if (h != INVALID_HANDLE_VALUE)
+      break;
+    if (GetLastError() != ERROR_PIPE_BUSY || GetTickCount64() >= deadline)
+      return pp__set_error(PP_EIO, "opening the channel %.*s: %s",
+                           (int)strcspn(spec, ":"), spec,
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    WaitNamedPipeW(name, 100);
+  }
+  *pipe = h;
+  return 0;
+}
+
+int pp__worker_attach(const char *spec, int64_t parent_pid, pp__chan_t **chan) {
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE pipe = INVALID_HANDLE_VALUE;
+  HANDLE parent = NULL;
+  HANDLE thread;
+  ULONG server = 0;
+  char why[160];
+  int status;
+
+  *chan = NULL;
+  /* First, so that a crash anywhere after this point is reported quietly
+   * by exit code. */
+  quiet_crashes();
+  status = parse_spec(spec, name);
+  if (status != 0)
+    goto cleanup;
+  if (parent_pid > 0xFFFFFFFFLL) {
+    status = pp__set_error(PP_EINVAL, "parent pid %lld is out of range",
+                           (long long)parent_pid);
+    goto cleanup;
+  }
+  /* Open the parent before the pipe.  If the pipe then opens, the parent
+   * (its server) was alive after we had the handle, so the handle cannot
+   * be to a different process that reused a dead parent's pid. */
+  if (parent_pid > 0) {
+    parent = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)parent_pid);
+    if (parent == NULL) {
+      status = pp__set_error(PP_EIO, "cannot watch parent process %lld: %s",
+                             (long long)parent_pid,
+                             pp__win_strerror(GetLastError(), why, sizeof(why)));
+      goto cleanup;
+    }
+  }
+  status = open_pipe(name, spec, &pipe);
+  if (status != 0)
+    goto cleanup;
+  /* The pipe's server must be the parent.  Where the system cannot say
+   * (GetNamedPipeServerProcessId fails), the name's randomness and DACL
+   * stand alone. */
+  if (GetNamedPipeServerProcessId(pipe, &server) && server != 0) {
+    if (parent_pid > 0 && (DWORD)parent_pid != server) {
+      status = pp__set_error(PP_EIO,
+                             "the channel belongs to process %lu, not to the "
+                             "parent %lld",
+                             (unsigned long)server, (long long)parent_pid);
+      goto cleanup;
+    }
+    if (parent == NULL)
+      parent = OpenProcess(SYNCHRONIZE, FALSE, server);
+  }
+  if (parent != NULL) {
+    /* A small stack: the thread only waits. */
+    thread = CreateThread(NULL, 64 * 1024, watch_parent, parent,
+                          STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    if (thread == NULL) {
+      status = pp__set_error(PP_EIO, "cannot start the parent watch: %s",
+                             pp__win_strerror(GetLastError(), why, sizeof(why)));
+      goto cleanup;
+    }
+    parent = NULL; /* The thread owns it now. */
+    CloseHandle(thread);
+  }
+  status = pp__win_chan_wrap(pipe, chan);
+  if (status != 0)
+    goto cleanup;
+  pipe = INVALID_HANDLE_VALUE;
+
+cleanup:
+  if (pipe != INVALID_HANDLE_VALUE)
+    CloseHandle(pipe);
+  if (parent != NULL)
+    CloseHandle(parent);
+  return status;
+}

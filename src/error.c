@@ -1,0 +1,114 @@
+/*
+ * error.c - status names and messages, the thread-local last error, version.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* Thread-local storage is a compiler feature, not an OS one. */
+#if defined(_MSC_VER)
+#define PP__THREAD_LOCAL __declspec(thread)
+#else
+#define PP__THREAD_LOCAL _Thread_local
+#endif
+
+static PP__THREAD_LOCAL char last_error[512];
+
+unsigned pp_version(void) {
+  return PP_VERSION_HEX;
+}
+
+#define PP__STR2(x) #x
+#define PP__STR(x) PP__STR2(x)
+
+const char *pp_version_string(void) {
+  return PP__STR(PP_VERSION_MAJOR) "." PP__STR(PP_VERSION_MINOR) "." PP__STR(
+      PP_VERSION_PATCH);
+}
+
+const char *pp_strerror(int status) {
+  switch (status) {
+    case 0:
+      return "success";
+#define PP__STRERROR_GEN(name, value, text)                                    \
+  case PP_##name:                                                              \
+    return text;
+      PP_ERRNO_MAP(PP__STRERROR_GEN)
+#undef PP__STRERROR_GEN
+    default:
+      return "unknown error";
+  }
+}
+
+const char *pp_err_name(int status) {
+  switch (status) {
+    case 0:
+      return "PP_OK";
+#define PP__NAME_GEN(name, value, text)                                        \
+  case PP_##name:                                                              \
+    return "PP_" #name;
+      PP_ERRNO_MAP(PP__NAME_GEN)
+#undef PP__NAME_GEN
+    default:
+      return "PP_UNKNOWN";
+  }
+}
+
+const char *pp_last_error(void) {
+  return last_error;
+}
+
+int pp__set_error(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(last_error, sizeof(last_error), fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+char *pp__format(char *buf, size_t size, const char *fmt, ...) {
+  va_list ap;
+  if (size == 0)
+    return buf;
+  va_start(ap, fmt);
+  if (vsnprintf(buf, size, fmt, ap) < 0)
+    buf[0] = '\0';
+  va_end(ap);
+  return buf;
+}
+
+char *pp__strdup_printf(const char *fmt, ...) {
+  va_list ap;
+  int n;
+  char *s;
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return NULL;
+  s = malloc((size_t)n + 1);
+  if (s == NULL)
+    return NULL;
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+void pp_free(void *ptr) {
+  free(ptr);
+}
+
+void pp_results_free(pp_result_t *results, size_t n) {
+  size_t i;
+  if (results == NULL)
+    return;
+  for (i = 0; i < n; i++) {
+    free(results[i].data);
+    free(results[i].message);
+    memset(&results[i], 0, sizeof(results[i]));
+  }
+}

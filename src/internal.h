@@ -1,0 +1,260 @@
+/*
+ * internal.h - private declarations shared by the core's files.
+ *
+ * The parent side of a pool is built from these pieces:
+ *   pool.c    pp_pool_t: creation, the call queue, destruction, statistics
+ *   slot.c    one thread per worker: start, handshake, send calls, read
+ *             replies, notice death, replace
+ *   watch.c   the timer thread: timeouts and the grace period of cancels
+ *   future.c  pp_future_t: submit, wait, take, cancel, completion
+ *   map.c     map, starmap and the unordered map on top of futures
+ *   output.c  capture of worker stdout/stderr as tagged lines, log callbacks
+ *   inline.c  the inline (debug) mode
+ * and the worker side: worker.c (pp_worker_main and the serve loop) and
+ * call.c (pp_call_* and pp_log in a worker).
+ */
+#ifndef PP_INTERNAL_H
+#define PP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <apr_dso.h>
+#include <apr_pools.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <apr_time.h>
+
+#include "../platform/platform.h"
+#include "error.h"
+#include "procpool.h"
+#include "wire.h"
+
+#define PP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Deepest nesting of pools inside workers. */
+#define PP__MAX_DEPTH 8
+/* The reserved argument's prefix, and the worker host's library option. */
+#define PP__WORKER_ARG "--procpool-worker="
+#define PP__LIBRARY_ARG "--procpool-library="
+/* Calls a worker may hold at once when a map pipelines them. */
+#define PP__MAX_CHUNK 64
+/* Default grace of a cancelled running call. */
+#define PP__DEFAULT_GRACE_MS 1000
+/* How long a worker may take to start and say hello. */
+#define PP__HELLO_TIMEOUT_MS 60000
+/* Output marker a worker writes to stdout and stderr when a call starts:
+ * NUL "PP" and 16 hex digits of the call id, then a newline. */
+#define PP__MARK_LEN 20
+
+/* ---- registry.c ---- */
+
+/* Returns the entry called `name` in `table`, or NULL. */
+const pp_task_t *pp__task_find(const pp_task_t *table, const char *name);
+/* The process-wide table recorded by pp_worker_main(). */
+void pp__tasks_set_default(const pp_task_t *table);
+const pp_task_t *pp__tasks_default(void);
+/* Loads a task library and returns its table (the library stays loaded for
+ * the life of `mem`).  PP_EDSO with the loader's reason on failure. */
+int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table);
+/* Checks that a table is usable: names unique, non-empty, functions set. */
+int pp__tasks_check(const pp_task_t *table);
+
+/* ---- apr glue (registry.c) ---- */
+
+/* Initializes APR once per process (reference-counted). */
+int pp__apr_init(void);
+void pp__apr_term(void);
+/* Translates an APR status into PP_* and records a message. */
+int pp__from_apr(apr_status_t rv, const char *what);
+
+/* ---- futures ---- */
+
+typedef enum { PP__QUEUED = 0, PP__RUNNING = 1, PP__DONE = 2 } pp__state_t;
+
+typedef struct pp__group_s pp__group_t;
+typedef struct pp__slot_s pp__slot_t;
+
+struct pp_future_s {
+  pp_pool_t *pool;
+  uint64_t id;
+  const char *task;       /* name, owned by the task table */
+  const void *arg;        /* the argument (borrowed or arg_owned) */
+  size_t arg_len;
+  void *arg_owned;
+  int64_t timeout_ms;     /* effective; <= 0 means none */
+  size_t chunk;           /* calls a slot may take together with this one */
+  pp__state_t state;
+  int refs;               /* the caller's and the pool's */
+  int cancel;             /* cancel requested */
+  int taken;              /* the result was moved out */
+  pp_result_t res;
+  pp__group_t *group;     /* the map it belongs to, or NULL */
+  size_t index;           /* position in that map */
+  pp_future_t *qnext;     /* the pool's queue, or a group's done list */
+  pp_future_t *qprev;
+  pp__slot_t *slot;       /* while running */
+  apr_time_t deadline;    /* 0 = none; set when it becomes the worker's head */
+  apr_time_t cancel_deadline; /* 0 = none */
+  int cancel_sent;
+};
+
+/* A map waiting for its calls. */
+struct pp__group_s {
+  pp_future_t *done_head;
+  pp_future_t *done_tail;
+  int stop;
+};
+
+/* Fills the outcome and marks the future finished; pool->lock is held.
+ * Takes ownership of data and message.  Drops the pool's reference. */
+void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
+                       char *message, int exit_code, int term_signal);
+/* Drops one reference; pool->lock is held.  Frees at zero. */
+void pp__future_unref(pp_future_t *f);
+/* Frees what is left of a destroyed pool; lock NOT held. */
+void pp__pool_free(pp_pool_t *pool);
+/* Creates a queued future (refs = 2: caller and pool); pool->lock NOT held. */
+int pp__future_new(pp_pool_t *pool, const char *task, const void *arg,
+                   size_t len, int64_t timeout_ms, int copy, pp_future_t **out);
+/* Queues it (or runs it, inline); pool->lock NOT held. */
+int pp__future_enqueue(pp_future_t *f);
+/* Cancels; pool->lock held. */
+void pp__future_cancel_locked(pp_future_t *f);
+
+/* ---- output.c ---- */
+
+typedef struct pp__drain_s pp__drain_t;
+
+/* Starts a thread that reads a worker's stdout or stderr and delivers whole
+ * lines to the pool's log callback.  Takes ownership of `chan`. */
+int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
+                    pp__chan_t *chan, pp__drain_t **drain);
+/* Waits for the drain's end of stream (the worker has exited) and frees it. */
+void pp__drain_join(pp__drain_t *drain);
+/* Delivers one record to the pool's callback, serialized. */
+void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec);
+/* Splits text at newlines and delivers each line. */
+void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
+                  pp_log_source_t source, int level, const char *text,
+                  size_t len);
+
+/* ---- slots ---- */
+
+struct pp__slot_s {
+  pp_pool_t *pool;
+  int index;
+  apr_thread_t *thread;
+  apr_thread_mutex_t *wlock;   /* serializes writes to chan */
+  pp__proc_t *proc;
+  pp__chan_t *chan;
+  pp__drain_t *out;
+  pp__drain_t *err;
+  int64_t pid;                 /* 0 when no worker runs */
+  int dying;                   /* the slot thread is reaping: do not kill */
+  pp_future_t *inflight[PP__MAX_CHUNK];
+  size_t ninflight;
+  pp_future_t *kill_target;    /* the call a kill was meant for */
+  int kill_status;             /* what that call then reports */
+  uint64_t calls;              /* calls run by the current worker */
+  int started;                 /* start-up finished (ok or not) */
+  int start_status;
+  char start_error[256];
+  int spawn_failures;          /* consecutive */
+};
+
+int pp__slot_start(pp__slot_t *slot);
+/* Thread body, in slot.c. */
+void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data);
+
+/* ---- watch.c ---- */
+
+void *APR_THREAD_FUNC pp__watch_main(apr_thread_t *thread, void *data);
+/* Wakes the watch thread after a deadline changed; pool->lock held. */
+void pp__watch_poke(pp_pool_t *pool);
+
+/* ---- the pool ---- */
+
+struct pp_pool_s {
+  apr_pool_t *mem;
+  apr_thread_mutex_t *lock;
+  apr_thread_cond_t *work_cond;  /* slots wait for calls */
+  apr_thread_cond_t *done_cond;  /* callers wait for results */
+  apr_thread_cond_t *watch_cond; /* the watch thread waits for deadlines */
+  apr_thread_mutex_t *log_lock;  /* serializes the log callback */
+
+  pp_future_t *q_head;
+  pp_future_t *q_tail;
+  size_t q_len;
+  size_t running;                /* calls on workers */
+
+  pp__slot_t *slots;
+  int nslots;
+  apr_thread_t *watch;
+
+  int closing;                   /* no new calls */
+  int stopping;                  /* slots must stop their workers */
+  int inline_mode;
+  int depth;                     /* nesting depth of its workers */
+
+  const pp_task_t *tasks;
+  char *exe;
+  char *library;                 /* task library (host mode) or NULL */
+  char *init_task;
+  void *init_arg;
+  size_t init_arg_len;
+  int64_t call_timeout_ms;
+  int64_t grace_ms;
+  uint64_t max_calls;
+  pp_log_cb log_cb;
+  void *log_data;
+
+  unsigned char cookie[PP__COOKIE_LEN];
+  char token_base[80];           /* cookie hex, parent pid, depth */
+  uint64_t next_id;
+  int deadlines;                 /* a running call has a deadline */
+  size_t live_futures;           /* futures not yet freed */
+  int destroyed;                 /* pp_pool_destroy() is done; the struct
+                                    lives on until the last future is freed */
+  pp_pool_stats_t stats;
+};
+
+/* ---- inline.c ---- */
+
+/* Runs one call in the calling thread through the wire encoding; pool->lock
+ * NOT held.  Finishes the future. */
+void pp__inline_run(pp_future_t *f);
+
+/* ---- worker side (worker.c, call.c) ---- */
+
+struct pp_call_s {
+  uint64_t id;
+  void *reply;
+  size_t reply_len;
+  char *fail_message;
+  int failed;
+  int oom;
+};
+
+/* Runs a task with the usual result conventions and returns the status:
+ * 0 (call->reply holds the result) or PP_E* (call->fail_message). */
+int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
+                 size_t len);
+/* Releases what a pp_call_t holds. */
+void pp__call_clear(pp_call_t *call);
+
+/* The worker's state, for pp_log() and pp_call_cancelled(). */
+int pp__worker_depth(void);
+/* Sends a LOG frame if this process is a worker; returns 0 if it was sent.
+ * Otherwise the caller handles the message. */
+int pp__worker_log(int level, const char *text, size_t len);
+/* Inline mode: the pool and call that pp_log() should report to. */
+void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
+void pp__inline_leave(void);
+int pp__inline_log(int level, const char *text, size_t len);
+
+int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
+
+#endif /* PP_INTERNAL_H */

@@ -1,0 +1,312 @@
+/*
+ * pool.c - pp_pool_create() and pp_pool_destroy(), statistics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "internal.h"
+
+#ifndef PP_WORKER_HOST_PATH
+#define PP_WORKER_HOST_PATH "procpool-worker"
+#endif
+
+static int env_is_set(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+/* Picks the executable the workers run. */
+static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
+  const char *env;
+  char *self = NULL;
+  int rc;
+  if (o->worker_exe != NULL) {
+    pool->exe = apr_pstrdup(pool->mem, o->worker_exe);
+    return 0;
+  }
+  if (o->task_library != NULL) {
+    env = getenv("PROCPOOL_WORKER_EXE");
+    pool->exe = apr_pstrdup(pool->mem, env && *env ? env : PP_WORKER_HOST_PATH);
+    return 0;
+  }
+  rc = pp__exe_path(&self);
+  if (rc)
+    return rc;
+  pool->exe = apr_pstrdup(pool->mem, self);
+  free(self);
+  return 0;
+}
+
+static int check_options(const pp_pool_options_t *o) {
+  if (o->workers < 0)
+    return pp__set_error(PP_EINVAL, "pp_pool_create: workers is negative");
+  if (o->flags & ~(unsigned)(PP_POOL_INLINE | PP_POOL_NESTED))
+    return pp__set_error(PP_EINVAL, "pp_pool_create: unknown flags 0x%x",
+                         o->flags);
+  if (o->call_timeout_ms < 0 || o->cancel_grace_ms < 0)
+    return pp__set_error(PP_EINVAL, "pp_pool_create: negative timeout");
+  if (o->init_arg == NULL && o->init_arg_len > 0)
+    return pp__set_error(PP_EINVAL, "pp_pool_create: init_arg is NULL");
+  return 0;
+}
+
+/* Creates locks, the cookie and the fixed part of the workers' token. */
+static int pool_setup(pp_pool_t *pool) {
+  apr_status_t rv;
+  char hex[2 * PP__COOKIE_LEN + 1];
+  int i;
+  rv = apr_thread_mutex_create(&pool->lock, APR_THREAD_MUTEX_DEFAULT,
+                               pool->mem);
+  if (rv == APR_SUCCESS)
+    rv = apr_thread_mutex_create(&pool->log_lock, APR_THREAD_MUTEX_DEFAULT,
+                                 pool->mem);
+  if (rv == APR_SUCCESS)
+    rv = apr_thread_cond_create(&pool->work_cond, pool->mem);
+  if (rv == APR_SUCCESS)
+    rv = apr_thread_cond_create(&pool->done_cond, pool->mem);
+  if (rv == APR_SUCCESS)
+    rv = apr_thread_cond_create(&pool->watch_cond, pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "creating the pool's locks");
+  rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "apr_generate_random_bytes");
+  for (i = 0; i < PP__COOKIE_LEN; i++)
+    snprintf(hex + 2 * i, 3, "%02x", pool->cookie[i]);
+  pp__format(pool->token_base, sizeof(pool->token_base), "%s,%lld,%d", hex,
+             (long long)pp__self_pid(), pool->depth);
+  return 0;
+}
+
+/* Starts the watch and slot threads and waits until every worker is ready
+ * or has failed. */
+static int pool_start(pp_pool_t *pool) {
+  apr_status_t rv;
+  int i, rc = 0, ready;
+  rv = apr_thread_create(&pool->watch, NULL, pp__watch_main, pool, pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "starting the watch thread");
+  for (i = 0; i < pool->nslots; i++) {
+    pool->slots[i].pool = pool;
+    pool->slots[i].index = i;
+    rc = pp__slot_start(&pool->slots[i]);
+    if (rc) {
+      /* Slots that were not started count as failed and ready. */
+      for (; i < pool->nslots; i++) {
+        pool->slots[i].started = 1;
+        pool->slots[i].start_status = rc;
+      }
+      return rc;
+    }
+  }
+  apr_thread_mutex_lock(pool->lock);
+  do {
+    ready = 0;
+    for (i = 0; i < pool->nslots; i++) {
+      if (pool->slots[i].started)
+        ready++;
+      if (pool->slots[i].started && pool->slots[i].start_status && rc == 0) {
+        rc = pool->slots[i].start_status;
+        pp__set_error(rc, "%s", pool->slots[i].start_error);
+      }
+    }
+    if (ready < pool->nslots && rc == 0)
+      apr_thread_cond_wait(pool->done_cond, pool->lock);
+  } while (ready < pool->nslots && rc == 0);
+  apr_thread_mutex_unlock(pool->lock);
+  return rc;
+}
+
+/* Stops every thread; the pool's calls must all be finished. */
+static void pool_stop(pp_pool_t *pool) {
+  apr_status_t rv;
+  int i;
+  apr_thread_mutex_lock(pool->lock);
+  pool->stopping = 1;
+  apr_thread_cond_broadcast(pool->work_cond);
+  apr_thread_cond_signal(pool->watch_cond);
+  apr_thread_mutex_unlock(pool->lock);
+  for (i = 0; i < pool->nslots; i++)
+    if (pool->slots[i].thread != NULL)
+      apr_thread_join(&rv, pool->slots[i].thread);
+  if (pool->watch != NULL)
+    apr_thread_join(&rv, pool->watch);
+}
+
+void pp__pool_free(pp_pool_t *pool) {
+  apr_pool_destroy(pool->mem);
+  free(pool);
+  pp__apr_term();
+}
+
+int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
+  pp_pool_options_t zero;
+  const pp_pool_options_t *o = options;
+  pp_pool_t *pool = NULL;
+  apr_status_t rv;
+  int rc, apr_ready = 0, depth = pp__worker_depth();
+
+  if (out != NULL)
+    *out = NULL;
+  if (o == NULL) {
+    memset(&zero, 0, sizeof(zero));
+    o = &zero;
+  }
+  if (out == NULL)
+    return pp__set_error(PP_EINVAL, "pp_pool_create: pool is NULL");
+  rc = check_options(o);
+  if (rc)
+    return rc;
+  if (depth > 0 && !(o->flags & PP_POOL_NESTED))
+    return pp__set_error(PP_ENESTED, "pp_pool_create: called inside a worker; "
+                         "set PP_POOL_NESTED to allow a nested pool");
+  if (depth >= PP__MAX_DEPTH)
+    return pp__set_error(PP_ENESTED, "pp_pool_create: pools nested %d deep; "
+                         "the limit is %d", depth, PP__MAX_DEPTH);
+
+  rc = pp__apr_init();
+  if (rc)
+    return rc;
+  apr_ready = 1;
+  pool = calloc(1, sizeof(*pool));
+  if (pool == NULL) {
+    rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
+    goto cleanup;
+  }
+  rv = apr_pool_create(&pool->mem, NULL);
+  if (rv != APR_SUCCESS) {
+    rc = pp__from_apr(rv, "apr_pool_create");
+    goto cleanup;
+  }
+  pool->depth = depth + 1;
+  pool->inline_mode =
+      (o->flags & PP_POOL_INLINE) || env_is_set("PROCPOOL_INLINE");
+  pool->call_timeout_ms = o->call_timeout_ms;
+  pool->grace_ms = o->cancel_grace_ms ? o->cancel_grace_ms
+                                      : PP__DEFAULT_GRACE_MS;
+  pool->max_calls = o->max_calls_per_worker;
+  pool->log_cb = o->log_cb ? o->log_cb : pp_log_stderr;
+  pool->log_data = o->log_cb ? o->log_data : NULL;
+
+  if (o->task_library != NULL) {
+    pool->library = apr_pstrdup(pool->mem, o->task_library);
+    rc = pp__tasks_load(pool->mem, o->task_library, &pool->tasks);
+  } else {
+    pool->tasks = o->tasks ? o->tasks : pp__tasks_default();
+    rc = pp__tasks_check(pool->tasks);
+  }
+  if (rc)
+    goto cleanup;
+  if (o->initializer != NULL) {
+    const pp_task_t *t = pp__task_find(pool->tasks, o->initializer);
+    if (t == NULL) {
+      rc = pp__set_error(PP_ENOTASK, "pp_pool_create: no initializer task "
+                         "named '%s'", o->initializer);
+      goto cleanup;
+    }
+    pool->init_task = apr_pstrdup(pool->mem, t->name);
+    pool->init_arg_len = o->init_arg_len;
+    pool->init_arg = o->init_arg_len
+                         ? apr_pmemdup(pool->mem, o->init_arg, o->init_arg_len)
+                         : NULL;
+  }
+  rc = pool_setup(pool);
+  if (rc)
+    goto cleanup;
+  if (pool->inline_mode) {
+    pool->nslots = 0;
+    *out = pool;
+    return 0;
+  }
+  rc = choose_exe(pool, o);
+  if (rc)
+    goto cleanup;
+  pool->nslots = o->workers ? o->workers : pp__cpu_count();
+  pool->slots = apr_pcalloc(pool->mem, sizeof(pp__slot_t) * pool->nslots);
+  rc = pool_start(pool);
+  if (rc) {
+    char msg[512];
+    pp__format(msg, sizeof(msg), "%s", pp_last_error());
+    pool->closing = 1;
+    pool_stop(pool);
+    pp__set_error(rc, "%s", msg);
+    goto cleanup;
+  }
+  *out = pool;
+  return 0;
+
+cleanup:
+  if (pool != NULL && pool->mem != NULL)
+    apr_pool_destroy(pool->mem);
+  free(pool);
+  if (apr_ready)
+    pp__apr_term();
+  return rc;
+}
+
+int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
+  int i, last;
+  size_t j;
+  if (pool == NULL)
+    return 0;
+  if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
+    return pp__set_error(PP_EINVAL, "pp_pool_destroy: unknown mode %d",
+                         (int)mode);
+  apr_thread_mutex_lock(pool->lock);
+  pool->closing = 1;
+  if (mode == PP_DESTROY_CANCEL) {
+    while (pool->q_head != NULL)
+      pp__future_cancel_locked(pool->q_head);
+    for (i = 0; i < pool->nslots; i++)
+      for (j = 0; j < pool->slots[i].ninflight; j++)
+        pp__future_cancel_locked(pool->slots[i].inflight[j]);
+  }
+  while (pool->q_head != NULL || pool->running > 0)
+    apr_thread_cond_wait(pool->done_cond, pool->lock);
+  apr_thread_mutex_unlock(pool->lock);
+
+  pool_stop(pool);
+
+  apr_thread_mutex_lock(pool->lock);
+  pool->destroyed = 1;
+  last = pool->live_futures == 0;
+  apr_thread_mutex_unlock(pool->lock);
+  if (last)
+    pp__pool_free(pool);
+  return 0;
+}
+
+int pp_pool_workers(const pp_pool_t *pool) {
+  if (pool == NULL)
+    return pp__set_error(PP_EINVAL, "pp_pool_workers: pool is NULL");
+  return pool->inline_mode ? 1 : pool->nslots;
+}
+
+int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {
+  if (pool == NULL || stats == NULL)
+    return pp__set_error(PP_EINVAL, "pp_pool_stats: NULL argument");
+  apr_thread_mutex_lock(pool->lock);
+  *stats = pool->stats;
+  apr_thread_mutex_unlock(pool->lock);
+  return 0;
+}
+
+int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n) {
+  int i, count = 0;
+  if (pool == NULL || (pids == NULL && n > 0))
+    return pp__set_error(PP_EINVAL, "pp_pool_worker_pids: NULL argument");
+  apr_thread_mutex_lock(pool->lock);
+  for (i = 0; i < pool->nslots; i++) {
+    if (pool->slots[i].pid == 0)
+      continue;
+    if ((size_t)count < n)
+      pids[count] = pool->slots[i].pid;
+    count++;
+  }
+  apr_thread_mutex_unlock(pool->lock);
+  return count;
+}

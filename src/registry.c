@@ -1,0 +1,104 @@
+/*
+ * registry.c - task tables (lookup by name, task libraries) and APR set-up.
+ *
+ * Only functions in a table can run: a frame names a task, and the worker
+ * looks the name up here; it can never name an arbitrary symbol.
+ */
+#include <string.h>
+
+#include <apr_errno.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "internal.h"
+
+static const pp_task_t *default_tasks;
+
+void pp__tasks_set_default(const pp_task_t *table) {
+  default_tasks = table;
+}
+
+const pp_task_t *pp__tasks_default(void) {
+  return default_tasks;
+}
+
+const pp_task_t *pp__task_find(const pp_task_t *table, const char *name) {
+  if (table == NULL || name == NULL)
+    return NULL;
+  for (; table->name != NULL; table++)
+    if (strcmp(table->name, name) == 0)
+      return table->fn != NULL ? table : NULL;
+  return NULL;
+}
+
+int pp__tasks_check(const pp_task_t *table) {
+  const pp_task_t *a, *b;
+  if (table == NULL)
+    return pp__set_error(PP_EINVAL,
+                         "no task table: pass one to pp_worker_main() or set "
+                         "pp_pool_options_t.tasks");
+  for (a = table; a->name != NULL; a++) {
+    size_t n = strlen(a->name);
+    if (n == 0 || n > PP__NAME_MAX)
+      return pp__set_error(PP_EINVAL, "task table entry %d has a bad name",
+                           (int)(a - table));
+    if (a->fn == NULL)
+      return pp__set_error(PP_EINVAL, "task '%s' has no function", a->name);
+    for (b = table; b != a; b++)
+      if (strcmp(a->name, b->name) == 0)
+        return pp__set_error(PP_EINVAL, "task name '%s' appears twice",
+                             a->name);
+  }
+  return 0;
+}
+
+int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table) {
+  apr_dso_handle_t *dso = NULL;
+  apr_dso_handle_sym_t sym = NULL;
+  const pp_task_t *(*get)(void);
+  char why[256];
+  apr_status_t rv;
+
+  *table = NULL;
+  rv = apr_dso_load(&dso, path, mem);
+  if (rv != APR_SUCCESS)
+    return pp__set_error(PP_EDSO, "cannot load task library '%s': %s", path,
+                         apr_dso_error(dso, why, sizeof(why)));
+  rv = apr_dso_sym(&sym, dso, PP_TASK_LIBRARY_SYMBOL);
+  if (rv != APR_SUCCESS)
+    return pp__set_error(PP_EDSO,
+                         "task library '%s' has no %s() (use PP_TASK_LIBRARY)",
+                         path, PP_TASK_LIBRARY_SYMBOL);
+  /* A data-to-function pointer conversion through memcpy, which ISO C allows
+   * where a cast would warn. */
+  memcpy(&get, &sym, sizeof(get));
+  *table = get();
+  return pp__tasks_check(*table) == 0
+             ? 0
+             : pp__set_error(PP_EDSO, "task library '%s': %s", path,
+                             pp_last_error());
+}
+
+/* APR's initialization is reference-counted but not thread-safe; procpool
+ * documents that the first pool is created from one thread. */
+int pp__apr_init(void) {
+  apr_status_t rv = apr_initialize();
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "apr_initialize");
+  return 0;
+}
+
+void pp__apr_term(void) {
+  apr_terminate();
+}
+
+int pp__from_apr(apr_status_t rv, const char *what) {
+  char buf[200];
+  int status = PP_EIO;
+  if (APR_STATUS_IS_ENOMEM(rv))
+    status = PP_ENOMEM;
+  else if (APR_STATUS_IS_EINVAL(rv))
+    status = PP_EINVAL;
+  return pp__set_error(status, "%s: %s", what,
+                       apr_strerror(rv, buf, sizeof(buf)));
+}

@@ -1,0 +1,546 @@
+/*
+ * slot.c - one thread per worker: start it, hand it calls, read its replies,
+ * notice its death and replace it.
+ *
+ * The thread owns the worker's channel for reading and, with slot->wlock,
+ * for writing.  It takes calls from the pool's queue (several at once when a
+ * map pipelines them), sends them, and reads frames until each has its
+ * RESULT or ERROR.  If the channel ends early the worker has died: the call
+ * it was running fails with the reason (signal, exit code, or the timeout or
+ * cancel the watch thread killed it for), the calls queued behind it on the
+ * worker go back to the pool's queue, and a new worker is started.  So no
+ * call is lost or reported twice, and nothing waits for a dead process.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Consecutive start failures after which a slot fails the next queued call
+ * with PP_ESPAWN instead of letting callers wait for a worker forever. */
+#define PP__SPAWN_GIVE_UP 3
+
+static void slot_set_start_error(pp__slot_t *s, int status) {
+  pp__format(s->start_error, sizeof(s->start_error), "%s", pp_last_error());
+  s->start_status = status;
+}
+
+/* Reads one ERROR payload into a status and a malloc'd message. */
+static int parse_error(const unsigned char *p, uint64_t len, int *status,
+                       char **message) {
+  int32_t st = (int32_t)pp__get_u32(p);
+  if (st >= 0 || st <= PP_ERRNO_MIN)
+    st = PP_ETASK;
+  *status = st;
+  *message = pp__strdup_printf("%.*s", (int)(len - 4), (const char *)p + 4);
+  return *message ? 0 : PP_ENOMEM;
+}
+
+static void deliver_log(pp__slot_t *s, const pp__frame_t *fr,
+                        const unsigned char *p) {
+  int level = (int32_t)pp__get_u32(p);
+  pp__log_text(s->pool, s->index, fr->id, PP_LOG_TASK, level,
+               (const char *)p + 4, (size_t)fr->len - 4);
+}
+
+/* Reads frames until the reply of `id`; LOG frames are delivered on the way.
+ * Used for the initializer.  Returns 0 or PP_ETASK with the task's message,
+ * or a channel error. */
+static int read_init_reply(pp__slot_t *s, uint64_t id) {
+  pp__frame_t fr;
+  void *payload = NULL;
+  int err, status;
+  char *msg = NULL;
+
+  for (;;) {
+    err = pp__wire_recv_header(s->chan, &fr);
+    if (err)
+      return err;
+    err = pp__wire_recv_payload(s->chan, &fr, &payload);
+    if (err)
+      return err;
+    if (fr.type == PP__FRAME_LOG) {
+      deliver_log(s, &fr, payload);
+      free(payload);
+      continue;
+    }
+    if (fr.id != id ||
+        (fr.type != PP__FRAME_RESULT && fr.type != PP__FRAME_ERROR)) {
+      free(payload);
+      return pp__set_error(PP_EPROTO, "unexpected frame type %d in start-up",
+                           fr.type);
+    }
+    if (fr.type == PP__FRAME_RESULT) {
+      free(payload);
+      return 0;
+    }
+    err = parse_error(payload, fr.len, &status, &msg);
+    free(payload);
+    if (err)
+      return err;
+    err = pp__set_error(status, "initializer '%s' failed in worker %d: %s",
+                        s->pool->init_task, s->index, msg);
+    free(msg);
+    return err;
+  }
+}
+
+/* Stops and reaps the current worker (if any) and fills *st. */
+static void slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st) {
+  pp_pool_t *pool = s->pool;
+  pp__chan_t *chan;
+
+  memset(st, 0, sizeof(*st));
+  apr_thread_mutex_lock(pool->lock);
+  s->dying = 1;
+  apr_thread_mutex_unlock(pool->lock);
+
+  if (s->proc != NULL) {
+    if (kill_now || pp__proc_wait(s->proc, 2000, st) != 0)
+      pp__proc_kill(s->proc);
+    if (!st->reason[0])
+      pp__proc_wait(s->proc, -1, st);
+  }
+  /* The output drains end at the worker's end of stream, or are stopped
+   * when something the task started still holds the pipes. */
+  pp__drain_join(s->out);
+  pp__drain_join(s->err);
+  s->out = s->err = NULL;
+
+  apr_thread_mutex_lock(s->wlock);
+  chan = s->chan;
+  s->chan = NULL;
+  apr_thread_mutex_unlock(s->wlock);
+  pp__chan_close(chan);
+  pp__proc_free(s->proc);
+  s->proc = NULL;
+
+  apr_thread_mutex_lock(pool->lock);
+  s->pid = 0;
+  s->dying = 0;
+  s->kill_target = NULL;
+  apr_thread_mutex_unlock(pool->lock);
+}
+
+/* Starts a worker, checks its hello and runs the initializer. */
+static int slot_spawn(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  char token[128];
+  char libarg[4096];
+  const char *extra[2] = {NULL, NULL};
+  pp__spawn_req_t req;
+  pp__chan_t *chan = NULL, *out = NULL, *err = NULL;
+  pp__frame_t fr;
+  void *payload = NULL;
+  pp__exit_t st;
+  int rc;
+
+  pp__format(token, sizeof(token), "%s,%d", pool->token_base, s->index);
+  if (pool->library != NULL) {
+    pp__format(libarg, sizeof(libarg), "%s%s", PP__LIBRARY_ARG, pool->library);
+    extra[0] = libarg;
+  }
+  req.exe = pool->exe;
+  req.token = token;
+  req.extra_args = extra;
+  rc = pp__spawn(&req, &s->proc, &chan, &out, &err);
+  if (rc != 0)
+    return rc;
+
+  apr_thread_mutex_lock(s->wlock);
+  s->chan = chan;
+  apr_thread_mutex_unlock(s->wlock);
+  rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
+  if (rc == 0)
+    rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
+  else
+    pp__chan_close(err);
+  if (rc != 0)
+    goto cleanup;
+
+  apr_thread_mutex_lock(pool->lock);
+  s->pid = pp__proc_pid(s->proc);
+  s->calls = 0;
+  pool->stats.workers_started++;
+  apr_thread_mutex_unlock(pool->lock);
+
+  /* The worker's first frame must carry the pool's cookie and its own pid:
+   * a process that is not the worker we started is refused. */
+  rc = pp__wire_recv_header(chan, &fr);
+  if (rc == 0 && fr.type != PP__FRAME_HELLO)
+    rc = pp__set_error(PP_EPROTO, "worker's first frame is not HELLO");
+  if (rc == 0)
+    rc = pp__wire_recv_payload(chan, &fr, &payload);
+  if (rc == 0 && memcmp(payload, pool->cookie, PP__COOKIE_LEN) != 0)
+    rc = pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
+  if (rc == 0 && (int64_t)pp__get_u64((unsigned char *)payload +
+                                      PP__COOKIE_LEN) != s->pid)
+    rc = pp__set_error(PP_ESPAWN, "worker %d claims another process id",
+                       s->index);
+  free(payload);
+  if (rc == PP_ECLOSED || rc == PP_EIO) {
+    slot_reap(s, 0, &st);
+    return pp__set_error(PP_ESPAWN, "worker %d (%s) %s before it was ready",
+                         s->index, pool->exe, st.reason);
+  }
+  if (rc == 0 && pool->init_task != NULL) {
+    unsigned char prefix[2 + PP__NAME_MAX];
+    size_t plen = pp__wire_call_prefix(prefix, pool->init_task);
+    apr_thread_mutex_lock(s->wlock);
+    rc = pp__wire_send(chan, PP__FRAME_INIT, 0, prefix, plen, pool->init_arg,
+                       pool->init_arg_len, NULL, 0);
+    apr_thread_mutex_unlock(s->wlock);
+    if (rc == 0)
+      rc = read_init_reply(s, 0);
+    if (rc == PP_ECLOSED || rc == PP_EIO) {
+      slot_reap(s, 0, &st);
+      return pp__set_error(PP_ETASK, "worker %d %s while running initializer "
+                           "'%s'", s->index, st.reason, pool->init_task);
+    }
+  }
+
+cleanup:
+  if (rc != 0) {
+    int saved = rc;
+    char msg[512];
+    pp__format(msg, sizeof(msg), "%s", pp_last_error());
+    slot_reap(s, 1, &st);
+    rc = pp__set_error(saved == PP_EPROTO ? PP_ESPAWN : saved, "%s", msg);
+  }
+  return rc;
+}
+
+/* Marks the head call as running on the worker from now on. */
+static void start_head_locked(pp__slot_t *s) {
+  pp_future_t *f;
+  if (s->ninflight == 0)
+    return;
+  f = s->inflight[0];
+  if (f->timeout_ms > 0) {
+    f->deadline = apr_time_now() + apr_time_from_msec(f->timeout_ms);
+    s->pool->deadlines = 1;
+    pp__watch_poke(s->pool);
+  }
+}
+
+/* Waits for queued work; takes up to a chunk of it.  Returns 0 when the pool
+ * is stopping and the queue is empty. */
+static int take_work(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  size_t k;
+  apr_thread_mutex_lock(pool->lock);
+  while (pool->q_head == NULL && !pool->stopping)
+    apr_thread_cond_wait(pool->work_cond, pool->lock);
+  if (pool->q_head == NULL) {
+    apr_thread_mutex_unlock(pool->lock);
+    return 0;
+  }
+  k = pool->q_head->chunk;
+  if (k < 1)
+    k = 1;
+  if (k > PP__MAX_CHUNK)
+    k = PP__MAX_CHUNK;
+  while (pool->q_head != NULL && s->ninflight < k) {
+    pp_future_t *f = pool->q_head;
+    pool->q_head = f->qnext;
+    if (pool->q_head)
+      pool->q_head->qprev = NULL;
+    else
+      pool->q_tail = NULL;
+    pool->q_len--;
+    f->qnext = f->qprev = NULL;
+    f->state = PP__RUNNING;
+    f->slot = s;
+    s->inflight[s->ninflight++] = f;
+    pool->running++;
+  }
+  start_head_locked(s);
+  apr_thread_mutex_unlock(pool->lock);
+  return 1;
+}
+
+/* Sends the in-flight calls.  The arguments of borrowed or owned futures
+ * stay valid: a future is only freed after it is finished, and it is only
+ * finished by this thread while it is in flight. */
+static int send_calls(pp__slot_t *s) {
+  unsigned char prefix[2 + PP__NAME_MAX];
+  size_t i;
+  int rc = 0;
+  apr_thread_mutex_lock(s->wlock);
+  for (i = 0; i < s->ninflight && rc == 0; i++) {
+    pp_future_t *f = s->inflight[i];
+    size_t plen = pp__wire_call_prefix(prefix, f->task);
+    rc = pp__wire_send(s->chan, PP__FRAME_CALL, f->id, prefix, plen, f->arg,
+                       f->arg_len, NULL, 0);
+  }
+  apr_thread_mutex_unlock(s->wlock);
+  return rc;
+}
+
+/* Finishes the head call; pool->lock held. */
+static void finish_head_locked(pp__slot_t *s, int status, void *data,
+                               size_t len, char *msg, int code, int sig) {
+  pp_future_t *f = s->inflight[0];
+  size_t i;
+  for (i = 1; i < s->ninflight; i++)
+    s->inflight[i - 1] = s->inflight[i];
+  s->ninflight--;
+  s->pool->running--;
+  s->calls++;
+  f->slot = NULL;
+  f->deadline = 0;
+  pp__future_finish(f, status, data, len, msg, code, sig);
+  start_head_locked(s);
+}
+
+/* Reads replies until every in-flight call is finished. */
+static int read_replies(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  pp__frame_t fr;
+  void *payload;
+  int rc, status;
+  char *msg;
+
+  while (s->ninflight > 0) {
+    rc = pp__wire_recv_header(s->chan, &fr);
+    if (rc)
+      return rc;
+    if (fr.type != PP__FRAME_LOG && fr.type != PP__FRAME_RESULT &&
+        fr.type != PP__FRAME_ERROR)
+      return pp__set_error(PP_EPROTO, "worker %d sent frame type %d",
+                           s->index, fr.type);
+    if (fr.type != PP__FRAME_LOG && fr.id != s->inflight[0]->id)
+      return pp__set_error(PP_EPROTO,
+                           "worker %d answered call %llu, not %llu", s->index,
+                           (unsigned long long)fr.id,
+                           (unsigned long long)s->inflight[0]->id);
+    rc = pp__wire_recv_payload(s->chan, &fr, &payload);
+    if (rc)
+      return rc;
+    if (fr.type == PP__FRAME_LOG) {
+      deliver_log(s, &fr, payload);
+      free(payload);
+      continue;
+    }
+    msg = NULL;
+    status = 0;
+    if (fr.type == PP__FRAME_ERROR) {
+      rc = parse_error(payload, fr.len, &status, &msg);
+      free(payload);
+      payload = NULL;
+      if (rc)
+        return rc;
+    }
+    apr_thread_mutex_lock(pool->lock);
+    if (status == 0 && s->inflight[0]->cancel) {
+      /* A cancelled call that finished anyway still reports the cancel, so
+       * the caller sees one consistent outcome for what it asked. */
+      free(payload);
+      payload = NULL;
+      status = PP_ECANCELED;
+      msg = pp__strdup_printf("call %llu was cancelled while it ran",
+                              (unsigned long long)fr.id);
+    }
+    finish_head_locked(s, status, payload, status ? 0 : (size_t)fr.len, msg,
+                       0, 0);
+    apr_thread_mutex_unlock(pool->lock);
+  }
+  return 0;
+}
+
+/* Puts the in-flight calls from index `from` on back to the front of the
+ * queue, in their order (cancelled ones finish instead); pool->lock held. */
+static void requeue_locked(pp__slot_t *s, size_t from) {
+  pp_pool_t *pool = s->pool;
+  size_t i;
+  for (i = s->ninflight; i-- > from;) {
+    pp_future_t *f = s->inflight[i];
+    f->slot = NULL;
+    f->deadline = 0;
+    pool->running--;
+    if (f->cancel) {
+      pp__future_finish(f, PP_ECANCELED, NULL, 0,
+                        pp__strdup_printf("call %llu was cancelled",
+                                          (unsigned long long)f->id),
+                        0, 0);
+      continue;
+    }
+    f->state = PP__QUEUED;
+    f->qprev = NULL;
+    f->qnext = pool->q_head;
+    if (pool->q_head)
+      pool->q_head->qprev = f;
+    else
+      pool->q_tail = f;
+    pool->q_head = f;
+    pool->q_len++;
+  }
+  s->ninflight = from;
+}
+
+/* The worker died or broke the protocol: settle its calls and reap it. */
+static void slot_bury(pp__slot_t *s, int rc) {
+  pp_pool_t *pool = s->pool;
+  char why[512];
+  pp__exit_t st;
+  int64_t pid = s->pid;
+  pp_future_t *target;
+  int kill_status;
+
+  pp__format(why, sizeof(why), "%s", pp_last_error());
+  apr_thread_mutex_lock(pool->lock);
+  target = s->kill_target;
+  kill_status = s->kill_status;
+  apr_thread_mutex_unlock(pool->lock);
+  slot_reap(s, rc != PP_ECLOSED, &st);
+
+  apr_thread_mutex_lock(pool->lock);
+  if (s->ninflight > 0 && target != NULL && target != s->inflight[0]) {
+    /* The pool killed this worker for a call that then finished in time; the
+     * calls still on it are innocent and run again elsewhere. */
+    requeue_locked(s, 0);
+  } else if (s->ninflight > 0) {
+    pp_future_t *head = s->inflight[0];
+    int status = PP_EWORKERDIED;
+    char *msg;
+    pool->stats.workers_died++;
+    if (target == head && kill_status == PP_ETIMEDOUT) {
+      status = PP_ETIMEDOUT;
+      msg = pp__strdup_printf("call %llu of '%s' ran past its timeout of "
+                              "%lld ms; worker %d (pid %lld) was killed",
+                              (unsigned long long)head->id, head->task,
+                              (long long)head->timeout_ms, s->index,
+                              (long long)pid);
+    } else if (head->cancel) {
+      status = PP_ECANCELED;
+      msg = pp__strdup_printf("call %llu of '%s' was cancelled; worker %d "
+                              "(pid %lld) %s",
+                              (unsigned long long)head->id, head->task,
+                              s->index, (long long)pid, st.reason);
+    } else if (rc == PP_EPROTO || rc == PP_ENOMEM) {
+      status = rc;
+      msg = pp__strdup_printf("worker %d (pid %lld): %s", s->index,
+                              (long long)pid, why);
+    } else {
+      msg = pp__strdup_printf("worker %d (pid %lld) %s during call %llu of "
+                              "'%s'", s->index, (long long)pid, st.reason,
+                              (unsigned long long)head->id, head->task);
+    }
+    /* Only the head was running; the calls behind it never started. */
+    requeue_locked(s, 1);
+    finish_head_locked(s, status, NULL, 0, msg, st.exit_code, st.term_signal);
+  }
+  apr_thread_cond_broadcast(pool->work_cond);
+  apr_thread_mutex_unlock(pool->lock);
+}
+
+/* Asks the worker to finish and reaps it. */
+static void slot_retire(pp__slot_t *s) {
+  pp__exit_t st;
+  if (s->proc == NULL)
+    return;
+  apr_thread_mutex_lock(s->wlock);
+  pp__wire_send(s->chan, PP__FRAME_BYE, 0, NULL, 0, NULL, 0, NULL, 0);
+  apr_thread_mutex_unlock(s->wlock);
+  slot_reap(s, 0, &st);
+}
+
+/* Fails the next queued call after repeated start failures, so callers get
+ * PP_ESPAWN instead of waiting for a worker that cannot start. */
+static void fail_one_queued(pp__slot_t *s, const char *why) {
+  pp_pool_t *pool = s->pool;
+  pp_future_t *f;
+  apr_thread_mutex_lock(pool->lock);
+  f = pool->q_head;
+  if (f != NULL) {
+    pool->q_head = f->qnext;
+    if (pool->q_head)
+      pool->q_head->qprev = NULL;
+    else
+      pool->q_tail = NULL;
+    pool->q_len--;
+    f->qnext = NULL;
+    pp__future_finish(f, PP_ESPAWN, NULL, 0, pp__strdup_printf("%s", why), 0,
+                      0);
+  }
+  apr_thread_mutex_unlock(pool->lock);
+}
+
+/* Sleeps for a back-off, returning early when the pool stops. */
+static void backoff(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  int n = s->spawn_failures < 5 ? s->spawn_failures : 5;
+  apr_interval_time_t wait = apr_time_from_msec(50) << n;
+  apr_thread_mutex_lock(pool->lock);
+  if (!pool->stopping)
+    apr_thread_cond_timedwait(pool->work_cond, pool->lock, wait);
+  apr_thread_mutex_unlock(pool->lock);
+}
+
+void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
+  pp__slot_t *s = data;
+  pp_pool_t *pool = s->pool;
+  int rc;
+
+  for (;;) {
+    if (s->proc != NULL) {
+      pp__exit_t st;
+      /* A worker that died while idle is replaced before it gets a call. */
+      if (pp__proc_wait(s->proc, 0, &st) == 0)
+        slot_reap(s, 0, &st);
+    }
+    if (s->proc == NULL) {
+      rc = slot_spawn(s);
+      apr_thread_mutex_lock(pool->lock);
+      if (!s->started) {
+        s->started = 1;
+        if (rc != 0)
+          slot_set_start_error(s, rc);
+        apr_thread_cond_broadcast(pool->done_cond);
+      }
+      apr_thread_mutex_unlock(pool->lock);
+      if (rc != 0) {
+        char why[512];
+        pp__format(why, sizeof(why), "%s", pp_last_error());
+        s->spawn_failures++;
+        if (s->spawn_failures >= PP__SPAWN_GIVE_UP)
+          fail_one_queued(s, why);
+        apr_thread_mutex_lock(pool->lock);
+        rc = pool->stopping;
+        apr_thread_mutex_unlock(pool->lock);
+        if (rc)
+          break;
+        backoff(s);
+        continue;
+      }
+      s->spawn_failures = 0;
+    }
+    if (!take_work(s))
+      break;
+    rc = send_calls(s);
+    if (rc == 0)
+      rc = read_replies(s);
+    if (rc != 0) {
+      slot_bury(s, rc);
+      continue;
+    }
+    if (pool->max_calls > 0 && s->calls >= pool->max_calls)
+      slot_retire(s);
+  }
+  slot_retire(s);
+  apr_thread_exit(thread, APR_SUCCESS);
+  return NULL;
+}
+
+int pp__slot_start(pp__slot_t *s) {
+  apr_status_t rv;
+  rv = apr_thread_mutex_create(&s->wlock, APR_THREAD_MUTEX_DEFAULT,
+                               s->pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "apr_thread_mutex_create");
+  rv = apr_thread_create(&s->thread, NULL, pp__slot_main, s, s->pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "apr_thread_create");
+  return 0;
+}
