@@ -65,9 +65,13 @@ int pp_call_fail(pp_call_t *call, const char *fmt, ...) {
   char msg[PP__MSG_MAX];
   if (call == NULL)
     return PP_ETASK;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt ? fmt : "task failed", ap);
-  va_end(ap);
+  if (fmt == NULL) {
+    pp__format(msg, sizeof(msg), "task failed");
+  } else {
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+  }
   free(call->fail_message);
   call->fail_message = pp__strdup_printf("%s", msg);
   call->failed = 1;
@@ -106,8 +110,10 @@ void pp_log(int level, const char *fmt, ...) {
   char msg[PP__MSG_MAX];
   va_list ap;
   int n;
+  if (fmt == NULL)
+    return;
   va_start(ap, fmt);
-  n = vsnprintf(msg, sizeof(msg), fmt ? fmt : "", ap);
+  n = vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   if (n < 0)
     return;

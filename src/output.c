@@ -232,16 +232,18 @@ cleanup:
 
 void pp__drain_join(pp__drain_t *d) {
   apr_status_t rv;
-  if (d == NULL)
-    return;
   /* The worker has exited, so its end of the stream is closed unless a
    * process the task started inherited it; give that a moment, then stop
    * reading. */
+  int finished;
+  if (d == NULL)
+    return;
   apr_thread_mutex_lock(d->lock);
   if (!d->finished)
     apr_thread_cond_timedwait(d->cond, d->lock, apr_time_from_msec(1000));
+  finished = d->finished;
   apr_thread_mutex_unlock(d->lock);
-  if (!d->finished)
+  if (!finished)
     pp__chan_abort(d->chan);
   apr_thread_join(&rv, d->thread);
   pp__chan_close(d->chan);

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# ci/test.sh - builds procpool and runs every test, twice:
+#
+#   1. a RelWithDebInfo build with -Wall -Wextra -Werror, whole CTest suite
+#      (including the `large` and `soak` labels);
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
+#      (without `large`: 3 GiB payloads under ASan only measure the shadow
+#      memory);
+#   3. the libFuzzer targets for a bounded time each (clang);
+#   4. memcheck over the parent side of the suite (workers are not traced).
+#
+# Installs what is missing (Debian: apt-get).  Build folders go to
+# build-ci/ (PROCPOOL_BUILD_DIR overrides).  PP_SKIP_ASAN=1, PP_SKIP_FUZZ=1,
+# PP_SKIP_VALGRIND=1 leave out a leg for a quick local run.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/ci/deps.sh"
+pp_ensure_packages "${PP_BUILD_PACKAGES[@]}" python3 clang libclang-rt-14-dev valgrind
+
+build=${PROCPOOL_BUILD_DIR:-$repo/build-ci}
+jobs=$(nproc)
+start=$(date +%s)
+step() { printf '\n=== %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
+
+step "release build, -Werror"
+cmake -S "$repo" -B "$build/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPROCPOOL_WERROR=ON >/dev/null
+cmake --build "$build/release" -j"$jobs"
+step "release tests"
+ctest --test-dir "$build/release" --output-on-failure -j2 --timeout 900
+
+if [ -z "${PP_SKIP_ASAN:-}" ]; then
+  step "ASan + UBSan build"
+  cmake -S "$repo" -B "$build/asan" -DCMAKE_BUILD_TYPE=Debug \
+        -DPROCPOOL_SANITIZE=ON -DPROCPOOL_BUILD_EXAMPLES=ON >/dev/null
+  cmake --build "$build/asan" -j"$jobs"
+  step "ASan + UBSan tests"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$build/asan" --output-on-failure -j2 -LE 'large|soak' \
+          --timeout 900
+fi
+
+if [ -z "${PP_SKIP_FUZZ:-}" ] && [ -f "$repo/fuzz/CMakeLists.txt" ]; then
+  step "fuzzing (libFuzzer)"
+  CC=clang cmake -S "$repo" -B "$build/fuzz" -DCMAKE_BUILD_TYPE=Debug \
+        -DPROCPOOL_FUZZ=ON -DPROCPOOL_BUILD_TESTS=OFF \
+        -DPROCPOOL_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build "$build/fuzz" -j"$jobs"
+  "$repo/fuzz/run.sh" "$build/fuzz" "${PP_FUZZ_SECONDS:-30}"
+fi
+
+if [ -z "${PP_SKIP_VALGRIND:-}" ] && [ -f "$repo/ci/valgrind.sh" ]; then
+  step "valgrind memcheck (parent side)"
+  "$repo/ci/valgrind.sh" "$build/release"
+fi
+
+step "all legs passed"
