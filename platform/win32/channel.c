@@ -20,6 +20,7 @@ struct pp__chan_s {
   HANDLE handle;
   HANDLE read_event;  /* only ever used by the reading thread */
   HANDLE write_event; /* only ever used by the writing thread */
+  HANDLE abort_event; /* set by pp__chan_abort, from any thread */
 };
 
 /* The pipe buffer sizes are hints to the system; 64 KiB is what libuv and
@@ -58,8 +59,8 @@ static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   }
   if (!GetTokenInformation(token, TokenUser, user, size, &size))
     goto cleanup;
-  acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) -
-                     sizeof(DWORD) + GetLengthSid(user->User.Sid));
+  acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) - sizeof(DWORD) +
+                     GetLengthSid(user->User.Sid));
   acl = malloc(acl_size);
   if (acl == NULL) {
     SetLastError(ERROR_NOT_ENOUGH_MEMORY);
@@ -142,12 +143,11 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
   /* FILE_FLAG_FIRST_PIPE_INSTANCE with one instance means that if anyone
    * had created this name before us, we fail instead of becoming a second
    * instance of their pipe. */
-  h = CreateNamedPipeW(name,
-                       access | FILE_FLAG_FIRST_PIPE_INSTANCE |
-                           FILE_FLAG_OVERLAPPED,
-                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
-                           PIPE_REJECT_REMOTE_CLIENTS,
-                       1, PIPE_BUFFER_SIZE, PIPE_BUFFER_SIZE, 0, &pipe_sa);
+  h = CreateNamedPipeW(
+      name, access | FILE_FLAG_FIRST_PIPE_INSTANCE | FILE_FLAG_OVERLAPPED,
+      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+          PIPE_REJECT_REMOTE_CLIENTS,
+      1, PIPE_BUFFER_SIZE, PIPE_BUFFER_SIZE, 0, &pipe_sa);
   if (h == INVALID_HANDLE_VALUE)
     return pp__set_error(PP_EIO, "CreateNamedPipeW: %s",
                          pp__win_strerror(GetLastError(), why, sizeof(why)));
@@ -233,13 +233,17 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
    * WriteFile reset them when an operation starts. */
   c->read_event = CreateEventW(NULL, TRUE, FALSE, NULL);
   c->write_event = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (c->read_event == NULL || c->write_event == NULL) {
+  c->abort_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (c->read_event == NULL || c->write_event == NULL ||
+      c->abort_event == NULL) {
     pp__set_error(PP_EIO, "CreateEventW: %s",
                   pp__win_strerror(GetLastError(), why, sizeof(why)));
     if (c->read_event != NULL)
       CloseHandle(c->read_event);
     if (c->write_event != NULL)
       CloseHandle(c->write_event);
+    if (c->abort_event != NULL)
+      CloseHandle(c->abort_event);
     free(c);
     return PP_EIO;
   }
@@ -262,17 +266,27 @@ static int io_error(DWORD error, const char *what) {
                        pp__win_strerror(error, why, sizeof(why)));
 }
 
+static int aborted(void) {
+  return pp__set_error(PP_ECLOSED, "the channel was aborted");
+}
+
 /* Runs one overlapped ReadFile or WriteFile of at most PP__IO_CHUNK bytes
  * and waits for it.  Waiting on our own event, not on the handle, matters:
  * the handle is signalled by whichever transfer finishes, so a reader could
- * otherwise wake up for the writer's completion. */
+ * otherwise wake up for the writer's completion.  The wait also watches the
+ * abort event; since that event stays set, an abort that comes just before
+ * the transfer starts is seen as well as one that comes during it. */
 static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
                     DWORD *done) {
   OVERLAPPED ov;
+  HANDLE objects[2];
   DWORD want = (DWORD)(len > PP__IO_CHUNK ? PP__IO_CHUNK : len);
+  DWORD wait;
   BOOL ok;
 
   *done = 0;
+  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
+    return aborted();
   memset(&ov, 0, sizeof(ov));
   ov.hEvent = writing ? chan->write_event : chan->read_event;
   if (writing)
@@ -281,6 +295,18 @@ static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
     ok = ReadFile(chan->handle, buf, want, NULL, &ov);
   if (!ok && GetLastError() != ERROR_IO_PENDING)
     return io_error(GetLastError(), writing ? "WriteFile" : "ReadFile");
+  objects[0] = ov.hEvent;
+  objects[1] = chan->abort_event;
+  wait = WaitForMultipleObjects(2, objects, FALSE, INFINITE);
+  if (wait == WAIT_OBJECT_0 + 1) {
+    /* `ov` is on this stack: the cancelled transfer must be finished
+     * before we return.  Bytes it moved in the meantime are given up, as
+     * the caller has asked to stop. */
+    CancelIoEx(chan->handle, &ov);
+    GetOverlappedResult(chan->handle, &ov, done, TRUE);
+    *done = 0;
+    return aborted();
+  }
   if (!GetOverlappedResult(chan->handle, &ov, done, TRUE))
     return io_error(GetLastError(), writing ? "WriteFile" : "ReadFile");
   return 0;
@@ -339,6 +365,14 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   return 0;
 }
 
+void pp__chan_abort(pp__chan_t *chan) {
+  /* Closing the handle here instead would race with the reader, which may
+   * be about to use it (or a new handle that reuses its value).  The event
+   * makes the reader cancel its own transfer and stop. */
+  if (chan != NULL)
+    SetEvent(chan->abort_event);
+}
+
 void pp__chan_close(pp__chan_t *chan) {
   if (chan == NULL)
     return;
@@ -348,5 +382,6 @@ void pp__chan_close(pp__chan_t *chan) {
   CloseHandle(chan->handle);
   CloseHandle(chan->read_event);
   CloseHandle(chan->write_event);
+  CloseHandle(chan->abort_event);
   free(chan);
 }

@@ -74,6 +74,13 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
  * for the child's standard handle. */
 int pp__win_stdio_pipe(HANDLE *server, HANDLE *client);
 
+/* Builds the worker's command line, "<exe> --procpool-worker=<pipe>:<token>
+ * <extra args...>", with every argument quoted for the Microsoft C runtime,
+ * as a malloc'd string that CreateProcessW may write to.  `exe` and `pipe`
+ * are UTF-16; the token and extra arguments are UTF-8 from `req`. */
+int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
+                          const pp__spawn_req_t *req, WCHAR **out);
+
 /* Wraps an overlapped pipe handle in a channel.  On success the channel owns
  * the handle; on failure the caller still does. */
 int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan);

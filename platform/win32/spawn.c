@@ -23,11 +23,6 @@ struct pp__proc_s {
   int reaped;           /* pp__proc_wait has returned 0 */
 };
 
-/* The longest command line CreateProcessW accepts, in characters. */
-#define MAX_CMDLINE 32767
-
-#define WORKER_OPTION L"--procpool-worker="
-
 /* ---- the job object --------------------------------------------------- */
 
 /* One job per process holds every worker of every pool.  Closing it kills
@@ -86,140 +81,6 @@ static int get_job(HANDLE *job) {
                          pp__win_strerror(error, why, sizeof(why)));
   *job = job_handle;
   return 0;
-}
-
-/* ---- the command line ------------------------------------------------- */
-
-/* Writes `arg` at dst (when dst is not NULL) quoted so that the Microsoft C
- * runtime and CommandLineToArgvW give it back as one argument, and returns
- * its length.  The rules: backslashes are literal unless they precede a
- * double quote; 2n backslashes and a quote stand for n backslashes and the
- * end or start of a quoted part, 2n+1 backslashes and a quote for n
- * backslashes and a literal quote.  So inside quotes, a run of backslashes
- * is doubled when a quote follows it, including the closing quote. */
-static size_t quote_arg(const WCHAR *arg, WCHAR *dst) {
-  const WCHAR *p;
-  size_t n = 0;
-  size_t slashes;
-  size_t i;
-
-#define PUT(c)                                                                 \
-  do {                                                                         \
-    if (dst != NULL)                                                           \
-      dst[n] = (c);                                                            \
-    n++;                                                                       \
-  } while (0)
-
-  if (arg[0] != L'\0' && wcspbrk(arg, L" \t\n\v\"") == NULL) {
-    for (p = arg; *p != L'\0'; p++)
-      PUT(*p);
-    return n;
-  }
-  PUT(L'"');
-  for (p = arg;; p++) {
-    slashes = 0;
-    while (*p == L'\\') {
-      slashes++;
-      p++;
-    }
-    if (*p == L'\0') {
-      for (i = 0; i < 2 * slashes; i++)
-        PUT(L'\\');
-      break;
-    }
-    if (*p == L'"') {
-      for (i = 0; i < 2 * slashes + 1; i++)
-        PUT(L'\\');
-    } else {
-      for (i = 0; i < slashes; i++)
-        PUT(L'\\');
-    }
-    PUT(*p);
-  }
-  PUT(L'"');
-  return n;
-#undef PUT
-}
-
-/* Builds "<exe> --procpool-worker=<pipe>:<token> <extra args...>" with
- * every part quoted, as a malloc'd, writable string (CreateProcessW may
- * write to it). */
-static int build_cmdline(const WCHAR *exe, const WCHAR *pipe,
-                         const pp__spawn_req_t *req, WCHAR **out) {
-  WCHAR **args = NULL;
-  WCHAR *token = NULL;
-  WCHAR *option = NULL;
-  WCHAR *line = NULL;
-  size_t nargs = 0;
-  size_t len;
-  size_t i;
-  int status;
-
-  *out = NULL;
-  status = pp__win_utf8_to_wide(req->token, &token);
-  if (status != 0)
-    goto cleanup;
-  len = wcslen(WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
-  option = malloc(len * sizeof(WCHAR));
-  if (option == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
-    goto cleanup;
-  }
-  wcscpy(option, WORKER_OPTION);
-  wcscat(option, pipe);
-  wcscat(option, L":");
-  wcscat(option, token);
-
-  while (req->extra_args != NULL && req->extra_args[nargs] != NULL)
-    nargs++;
-  args = calloc(nargs + 1, sizeof(*args));
-  if (args == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
-    goto cleanup;
-  }
-  for (i = 0; i < nargs; i++) {
-    status = pp__win_utf8_to_wide(req->extra_args[i], &args[i]);
-    if (status != 0)
-      goto cleanup;
-  }
-
-  /* Measure, then write: the quoted form can be longer than the input. */
-  len = quote_arg(exe, NULL) + 1 + quote_arg(option, NULL);
-  for (i = 0; i < nargs; i++)
-    len += 1 + quote_arg(args[i], NULL);
-  if (len >= MAX_CMDLINE) {
-    status = pp__set_error(PP_EINVAL,
-                           "the worker command line would be %lu characters; "
-                           "Windows allows %d",
-                           (unsigned long)len, MAX_CMDLINE - 1);
-    goto cleanup;
-  }
-  line = malloc((len + 1) * sizeof(WCHAR));
-  if (line == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
-    goto cleanup;
-  }
-  len = quote_arg(exe, line);
-  line[len++] = L' ';
-  len += quote_arg(option, line + len);
-  for (i = 0; i < nargs; i++) {
-    line[len++] = L' ';
-    len += quote_arg(args[i], line + len);
-  }
-  line[len] = L'\0';
-  *out = line;
-  line = NULL;
-  status = 0;
-
-cleanup:
-  if (args != NULL)
-    for (i = 0; i < nargs; i++)
-      free(args[i]);
-  free(args);
-  free(option);
-  free(token);
-  free(line);
-  return status;
 }
 
 /* ---- exit status ------------------------------------------------------ */
@@ -298,7 +159,8 @@ static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
 /* Creates the process suspended and puts it into the job.  If the job
  * cannot take it because this process is itself in a job and the system
  * cannot nest jobs (Windows 7), the process is ended and created again
- * outside our job, which the enclosing job must allow. */
+ * with CREATE_BREAKAWAY_FROM_JOB, so that it starts outside the job we are
+ * in (which must allow that) and can join ours. */
 static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
                         STARTUPINFOEXW *si, HANDLE job,
                         PROCESS_INFORMATION *pi) {
@@ -449,7 +311,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   status = pp__win_pipe_server(PIPE_ACCESS_DUPLEX, pipe_name, &server);
   if (status != 0)
     goto cleanup;
-  status = build_cmdline(exe, pipe_name, req, &cmdline);
+  status = pp__win_build_cmdline(exe, pipe_name, req, &cmdline);
   if (status != 0)
     goto cleanup;
   status = pp__win_stdio_pipe(&out_server, &out_client);
@@ -461,8 +323,9 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   inherit.nLength = sizeof(inherit);
   inherit.lpSecurityDescriptor = NULL;
   inherit.bInheritHandle = TRUE;
-  null_in = CreateFileW(L"NUL", GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE,
-                        &inherit, OPEN_EXISTING, 0, NULL);
+  null_in =
+      CreateFileW(L"NUL", GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                  &inherit, OPEN_EXISTING, 0, NULL);
   if (null_in == INVALID_HANDLE_VALUE) {
     status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
@@ -635,8 +498,7 @@ int pp__proc_wait(pp__proc_t *proc, int64_t timeout_ms, pp__exit_t *st) {
         if (timeout_ms >= 0 && left <= 0)
           return pp__set_error(PP_ETIMEDOUT,
                                "worker %lu still running after %lld ms",
-                               (unsigned long)proc->pid,
-                               (long long)timeout_ms);
+                               (unsigned long)proc->pid, (long long)timeout_ms);
         break;
       default:
         return pp__set_error(

@@ -68,10 +68,9 @@ const char *pp__win_strerror(DWORD code, char *buf, size_t size) {
                      NULL, code, MAKELANGID(LANG_ENGLISH, SUBLANG_ENGLISH_US),
                      wide, sizeof(wide) / sizeof(wide[0]), NULL);
   if (n == 0)
-    n = FormatMessageW(FORMAT_MESSAGE_FROM_SYSTEM |
-                           FORMAT_MESSAGE_IGNORE_INSERTS,
-                       NULL, code, 0, wide, sizeof(wide) / sizeof(wide[0]),
-                       NULL);
+    n = FormatMessageW(
+        FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code,
+        0, wide, sizeof(wide) / sizeof(wide[0]), NULL);
   if (n > 0) {
     m = WideCharToMultiByte(CP_UTF8, 0, wide, (int)n, text,
                             (int)sizeof(text) - 1, NULL, NULL);
@@ -112,8 +111,9 @@ int pp__exe_path(char **path) {
     buf = bigger;
     n = GetModuleFileNameW(NULL, buf, size);
     if (n == 0) {
-      status = pp__set_error(PP_EIO, "GetModuleFileNameW: %s",
-                             pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status =
+          pp__set_error(PP_EIO, "GetModuleFileNameW: %s",
+                        pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     if (n < size)

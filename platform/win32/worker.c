@@ -94,8 +94,8 @@ static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
                          (int)(len < 200 ? len : 200), spec);
   for (i = 0; i < len; i++) {
     c = spec[i];
-    if (i >= plen && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                       c == '-'))
+    if (i >= plen &&
+        !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'))
       return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
                            (int)len, spec);
     name[i] = (WCHAR)(unsigned char)c;
@@ -157,9 +157,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, pp__chan_t **chan) {
   if (parent_pid > 0) {
     parent = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)parent_pid);
     if (parent == NULL) {
-      status = pp__set_error(PP_EIO, "cannot watch parent process %lld: %s",
-                             (long long)parent_pid,
-                             pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__set_error(
+          PP_EIO, "cannot watch parent process %lld: %s", (long long)parent_pid,
+          pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
   }
@@ -185,8 +185,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, pp__chan_t **chan) {
     thread = CreateThread(NULL, 64 * 1024, watch_parent, parent,
                           STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
     if (thread == NULL) {
-      status = pp__set_error(PP_EIO, "cannot start the parent watch: %s",
-                             pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status =
+          pp__set_error(PP_EIO, "cannot start the parent watch: %s",
+                        pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     parent = NULL; /* The thread owns it now. */

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# ci/valgrind.sh BUILD_DIR - runs the test binaries under valgrind memcheck.
+#
+# Only the parent side is checked: workers are started with posix_spawn and
+# valgrind does not follow them (--trace-children=no), as libuv's runner
+# does for its helper processes.  Fails on any memcheck error or any byte
+# definitely lost.  The `large` and `soak` tests are left out: they measure
+# volume, not memory safety, and take too long under valgrind.
+set -euo pipefail
+build=$1
+status=0
+for t in "$build"/tests/test_*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  case "$name" in *large*|*soak*|*.so|*.dll) continue ;; esac
+  log="$build/valgrind-$name.log"
+  start=$(date +%s)
+  if PROCPOOL_TEST_TIMEOUT_MULTIPLIER=10 valgrind --tool=memcheck --error-exitcode=99 \
+       --leak-check=full --errors-for-leak-kinds=definite \
+       --show-leak-kinds=definite --trace-children=no \
+       --suppressions="$(dirname "${BASH_SOURCE[0]}")/valgrind.supp" \
+       "$t" >"$log" 2>&1; then
+    echo "valgrind $name: ok ($(( $(date +%s) - start ))s, $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$log" | tail -1), $(grep -o 'definitely lost: [0-9,]* bytes' "$log" | tail -1 || echo 'no leaks'))"
+  else
+    echo "valgrind $name: FAILED"
+    grep -E '==[0-9]+==' "$log" | head -60
+    status=1
+  fi
+done
+exit $status
