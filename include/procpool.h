@@ -61,7 +61,12 @@ extern "C" {
 #endif
 #endif
 
-#if defined(__GNUC__)
+/* procpool formats with a C99 printf on every system (mingw builds use its
+ * ANSI stdio), so the check is gnu_printf there, not Microsoft's. */
+#if defined(__MINGW32__)
+#define PP_PRINTF(fmt_index, args_index)                                       \
+  __attribute__((format(gnu_printf, fmt_index, args_index)))
+#elif defined(__GNUC__)
 #define PP_PRINTF(fmt_index, args_index)                                       \
   __attribute__((format(printf, fmt_index, args_index)))
 #else

@@ -10,7 +10,9 @@
 
 #include "procpool.h"
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+#define PP__PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__)
 #define PP__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PP__PRINTF(a, b)
