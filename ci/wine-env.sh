@@ -35,15 +35,27 @@ wine_env_start() {
     export WINEDLLOVERRIDES="mscoree,mshtml="    # no Mono / Gecko install prompts
     unset DISPLAY                                # headless: no X, no Xvfb needed
 
+    # Every wine command below runs with stdio away from the caller's: wine's
+    # background processes (wineserver, services.exe, winedevice.exe, ...)
+    # inherit it, and a pipe they hold open keeps ctest (which waits for EOF
+    # on each test's output) or a `| tee` in CI waiting as long as they live.
+    local wlog="$WINEPREFIX/.procpool-wine-env.log"
     if [ ! -f "$WINEPREFIX/.procpool-wine-ready" ]; then
         t0=$(date +%s.%N)
-        wineboot -i || { echo "wine-env: wineboot -i failed for $WINEPREFIX" >&2; return 1; }
+        if ! wineboot -i </dev/null >"$wlog" 2>&1; then
+            echo "wine-env: wineboot -i failed for $WINEPREFIX:" >&2
+            cat "$wlog" >&2
+            return 1
+        fi
         # No winedbg on unhandled exceptions (it prints ~100 lines and takes ~0.5 s per crash).
-        wine reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
-            /v Debugger /d '' /f >/dev/null ||
-            { echo "wine-env: could not set AeDebug Debugger in $WINEPREFIX" >&2; return 1; }
+        if ! wine reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+            /v Debugger /d '' /f </dev/null >>"$wlog" 2>&1; then
+            echo "wine-env: could not set AeDebug Debugger in $WINEPREFIX:" >&2
+            cat "$wlog" >&2
+            return 1
+        fi
         # Let the (non-persistent) server save the registry and exit.
-        wineserver -w || true
+        wineserver -w </dev/null >/dev/null 2>&1 || true
         : >"$WINEPREFIX/.procpool-wine-ready"
         t1=$(date +%s.%N)
         echo "wine-env: created $WINEPREFIX in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s" >&2
@@ -57,14 +69,21 @@ wine_env_start() {
     # `wineserver -p` fails (status 2) while a server still lingers (about
     # 3 s after its last client): wait for that one first, with a bound.
     if command -v timeout >/dev/null 2>&1; then
-        timeout 30 wineserver -w || true
+        timeout 30 wineserver -w </dev/null >/dev/null 2>&1 || true
     else
-        wineserver -w || true
+        wineserver -w </dev/null >/dev/null 2>&1 || true
     fi
-    if ! wineserver -p; then
+    if ! wineserver -p </dev/null >/dev/null 2>&1; then
         echo "wine-env: warning: could not start a persistent wineserver (tests still run, slower)" >&2
+        return 0
     fi
-    echo "wine-env: WINEPREFIX=$WINEPREFIX ready" >&2
+    # Start wine's service processes now, detached from our stdio; otherwise
+    # the first test starts them, they inherit its stdout/stderr and live as
+    # long as the persistent server, and ctest waits on that test forever.
+    if ! wineboot </dev/null >>"$wlog" 2>&1; then
+        echo "wine-env: warning: wineboot failed; see $wlog" >&2
+    fi
+    echo "wine-env: WINEPREFIX=$WINEPREFIX ready (persistent wineserver; wine_env_stop ends it)" >&2
     return 0
 }
 
@@ -91,7 +110,7 @@ _wine_env_persistent_server_running() {
 
 wine_env_stop() {
     if [ -n "${WINEPREFIX:-}" ] && command -v wineserver >/dev/null 2>&1; then
-        wineserver -k 2>/dev/null || true
+        wineserver -k </dev/null >/dev/null 2>&1 || true
     fi
     return 0
 }

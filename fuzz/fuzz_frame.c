@@ -27,6 +27,22 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   return 0;
 }
 
+/* Hands out the input in pieces of up to 7 bytes, so frames straddle the
+ * reader's refills as they do on a real channel. */
+int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
+  size_t n = chan->len - chan->off;
+  if (n == 0)
+    return PP_ECLOSED;
+  if (n > 7)
+    n = 7;
+  if (n > cap)
+    n = cap;
+  memcpy(buf, chan->data + chan->off, n);
+  chan->off += n;
+  *got = n;
+  return 0;
+}
+
 /* Nothing is sent while decoding; wire.c still links against a writer. */
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   (void)chan;
@@ -39,19 +55,21 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   pp__chan_t chan = {data, size, 0};
+  static pp__reader_t rd;
   pp__frame_t fr;
   char name[PP__NAME_MAX + 1];
   int frames = 0;
 
-  while (frames++ < 64 && pp__wire_recv_header(&chan, &fr) == 0) {
+  pp__reader_init(&rd, &chan);
+  while (frames++ < 64 && pp__wire_recv_header(&rd, &fr) == 0) {
     void *payload = NULL;
     size_t off;
     /* A real channel would end here too; checking first keeps the fuzzer
      * from asking malloc for the terabytes a bad length may claim (the
      * parent's answer to that is PP_ENOMEM and the end of that worker). */
-    if (fr.len > chan.len - chan.off)
+    if (fr.len > (chan.len - chan.off) + (rd.len - rd.pos))
       break;
-    if (pp__wire_recv_payload(&chan, &fr, &payload) != 0)
+    if (pp__wire_recv_payload(&rd, &fr, &payload) != 0)
       break;
     switch (fr.type) {
       case PP__FRAME_CALL:

@@ -22,6 +22,14 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   return PP_ECLOSED;
 }
 
+int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
+  (void)chan;
+  (void)buf;
+  (void)cap;
+  *got = 0;
+  return PP_ECLOSED;
+}
+
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   (void)chan;
   (void)buf;

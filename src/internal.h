@@ -150,6 +150,7 @@ struct pp__slot_s {
   apr_thread_mutex_t *wlock;   /* serializes writes to chan */
   pp__proc_t *proc;
   pp__chan_t *chan;
+  pp__reader_t *rd;            /* buffered reads of chan */
   pp__drain_t *out;
   pp__drain_t *err;
   int64_t pid;                 /* 0 when no worker runs */

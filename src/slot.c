@@ -54,10 +54,10 @@ static int read_init_reply(pp__slot_t *s, uint64_t id) {
   char *msg = NULL;
 
   for (;;) {
-    err = pp__wire_recv_header(s->chan, &fr);
+    err = pp__wire_recv_header(s->rd, &fr);
     if (err)
       return err;
-    err = pp__wire_recv_payload(s->chan, &fr, &payload);
+    err = pp__wire_recv_payload(s->rd, &fr, &payload);
     if (err)
       return err;
     if (fr.type == PP__FRAME_LOG) {
@@ -151,6 +151,7 @@ static int slot_spawn(pp__slot_t *s) {
   apr_thread_mutex_lock(s->wlock);
   s->chan = chan;
   apr_thread_mutex_unlock(s->wlock);
+  pp__reader_init(s->rd, chan);
   rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
   if (rc == 0)
     rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
@@ -167,11 +168,11 @@ static int slot_spawn(pp__slot_t *s) {
 
   /* The worker's first frame must carry the pool's cookie and its own pid:
    * a process that is not the worker we started is refused. */
-  rc = pp__wire_recv_header(chan, &fr);
+  rc = pp__wire_recv_header(s->rd, &fr);
   if (rc == 0 && fr.type != PP__FRAME_HELLO)
     rc = pp__set_error(PP_EPROTO, "worker's first frame is not HELLO");
   if (rc == 0)
-    rc = pp__wire_recv_payload(chan, &fr, &payload);
+    rc = pp__wire_recv_payload(s->rd, &fr, &payload);
   if (rc == 0 && memcmp(payload, pool->cookie, PP__COOKIE_LEN) != 0)
     rc = pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
   if (rc == 0 && (int64_t)pp__get_u64((unsigned char *)payload +
@@ -265,15 +266,28 @@ static int take_work(pp__slot_t *s) {
  * finished by this thread while it is in flight. */
 static int send_calls(pp__slot_t *s) {
   unsigned char prefix[2 + PP__NAME_MAX];
-  size_t i;
+  unsigned char batch[16384];
+  size_t i, used = 0;
   int rc = 0;
   apr_thread_mutex_lock(s->wlock);
   for (i = 0; i < s->ninflight && rc == 0; i++) {
     pp_future_t *f = s->inflight[i];
     size_t plen = pp__wire_call_prefix(prefix, f->task);
-    rc = pp__wire_send(s->chan, PP__FRAME_CALL, f->id, prefix, plen, f->arg,
-                       f->arg_len, NULL, 0);
+    size_t size = PP__WIRE_HEADER + plen + f->arg_len;
+    /* Small calls of a chunk go out together in one write. */
+    if (used + size > sizeof(batch) && used > 0) {
+      rc = pp__chan_write(s->chan, batch, used);
+      used = 0;
+    }
+    if (rc == 0 && size <= sizeof(batch))
+      used += pp__wire_put_frame(batch + used, PP__FRAME_CALL, f->id, prefix,
+                                 plen, f->arg, f->arg_len);
+    else if (rc == 0)
+      rc = pp__wire_send(s->chan, PP__FRAME_CALL, f->id, prefix, plen, f->arg,
+                         f->arg_len, NULL, 0);
   }
+  if (rc == 0 && used > 0)
+    rc = pp__chan_write(s->chan, batch, used);
   apr_thread_mutex_unlock(s->wlock);
   return rc;
 }
@@ -303,7 +317,7 @@ static int read_replies(pp__slot_t *s) {
   char *msg;
 
   while (s->ninflight > 0) {
-    rc = pp__wire_recv_header(s->chan, &fr);
+    rc = pp__wire_recv_header(s->rd, &fr);
     if (rc)
       return rc;
     if (fr.type != PP__FRAME_LOG && fr.type != PP__FRAME_RESULT &&
@@ -315,7 +329,7 @@ static int read_replies(pp__slot_t *s) {
                            "worker %d answered call %llu, not %llu", s->index,
                            (unsigned long long)fr.id,
                            (unsigned long long)s->inflight[0]->id);
-    rc = pp__wire_recv_payload(s->chan, &fr, &payload);
+    rc = pp__wire_recv_payload(s->rd, &fr, &payload);
     if (rc)
       return rc;
     if (fr.type == PP__FRAME_LOG) {
@@ -535,6 +549,7 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
 
 int pp__slot_start(pp__slot_t *s) {
   apr_status_t rv;
+  s->rd = apr_palloc(s->pool->mem, sizeof(*s->rd));
   rv = apr_thread_mutex_create(&s->wlock, APR_THREAD_MUTEX_DEFAULT,
                                s->pool->mem);
   if (rv != APR_SUCCESS)

@@ -108,6 +108,17 @@ int pp__wire_check_header(const unsigned char *in, pp__frame_t *frame) {
  * system call, which matters for the round trip of tiny calls. */
 #define PP__SMALL_FRAME 4096
 
+size_t pp__wire_put_frame(unsigned char *out, int type, uint64_t id,
+                          const void *p1, size_t n1, const void *p2,
+                          size_t n2) {
+  pp__wire_put_header(out, type, id, (uint64_t)n1 + n2);
+  if (n1)
+    memcpy(out + PP__WIRE_HEADER, p1, n1);
+  if (n2)
+    memcpy(out + PP__WIRE_HEADER + n1, p2, n2);
+  return PP__WIRE_HEADER + n1 + n2;
+}
+
 int pp__wire_send(pp__chan_t *chan, int type, uint64_t id, const void *p1,
                   size_t n1, const void *p2, size_t n2, const void *p3,
                   size_t n3) {
@@ -137,15 +148,51 @@ int pp__wire_send(pp__chan_t *chan, int type, uint64_t id, const void *p1,
   return err;
 }
 
-int pp__wire_recv_header(pp__chan_t *chan, pp__frame_t *frame) {
+void pp__reader_init(pp__reader_t *r, pp__chan_t *chan) {
+  r->chan = chan;
+  r->pos = r->len = 0;
+}
+
+int pp__reader_read(pp__reader_t *r, void *dst, size_t n) {
+  unsigned char *d = dst;
+  size_t have = r->len - r->pos, got;
+  int err;
+  if (have >= n) {
+    memcpy(d, r->buf + r->pos, n);
+    r->pos += n;
+    return 0;
+  }
+  memcpy(d, r->buf + r->pos, have);
+  d += have;
+  n -= have;
+  r->pos = r->len = 0;
+  /* Large remainders go straight to their destination, without a copy. */
+  if (n >= sizeof(r->buf) / 2)
+    return pp__chan_read(r->chan, d, n);
+  while (n > 0) {
+    err = pp__chan_read_some(r->chan, r->buf, sizeof(r->buf), &got);
+    if (err)
+      return err == PP_ECLOSED
+                 ? pp__set_error(PP_ECLOSED, "end of stream in a frame")
+                 : err;
+    r->len = got;
+    r->pos = got < n ? got : n;
+    memcpy(d, r->buf, r->pos);
+    d += r->pos;
+    n -= r->pos;
+  }
+  return 0;
+}
+
+int pp__wire_recv_header(pp__reader_t *r, pp__frame_t *frame) {
   unsigned char hdr[PP__WIRE_HEADER];
-  int err = pp__chan_read(chan, hdr, sizeof(hdr));
+  int err = pp__reader_read(r, hdr, sizeof(hdr));
   if (err != 0)
     return err;
   return pp__wire_check_header(hdr, frame);
 }
 
-int pp__wire_recv_payload(pp__chan_t *chan, const pp__frame_t *frame,
+int pp__wire_recv_payload(pp__reader_t *r, const pp__frame_t *frame,
                           void **payload) {
   unsigned char *buf;
   int err;
@@ -157,7 +204,7 @@ int pp__wire_recv_payload(pp__chan_t *chan, const pp__frame_t *frame,
   if (buf == NULL)
     return pp__set_error(PP_ENOMEM, "cannot allocate %llu bytes for a payload",
                          (unsigned long long)frame->len);
-  err = pp__chan_read(chan, buf, (size_t)frame->len);
+  err = pp__reader_read(r, buf, (size_t)frame->len);
   if (err != 0) {
     free(buf);
     return err;

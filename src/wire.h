@@ -79,6 +79,12 @@ uint16_t pp__get_u16(const unsigned char *p);
 uint32_t pp__get_u32(const unsigned char *p);
 uint64_t pp__get_u64(const unsigned char *p);
 
+/* Appends one small frame (header and up to two parts) to `out`, which
+ * must have room; returns the bytes written.  For coalescing frames. */
+size_t pp__wire_put_frame(unsigned char *out, int type, uint64_t id,
+                          const void *p1, size_t n1, const void *p2,
+                          size_t n2);
+
 /* Sends one frame whose payload is the concatenation of up to three parts
  * (NULL/0 parts are skipped).  Small frames go out in one write.  The caller
  * serializes writers of `chan`. */
@@ -86,13 +92,30 @@ int pp__wire_send(pp__chan_t *chan, int type, uint64_t id, const void *p1,
                   size_t n1, const void *p2, size_t n2, const void *p3,
                   size_t n3);
 
+/* A buffered reader over a channel: frames of tiny calls arrive many per
+ * system call instead of two system calls per frame. */
+#define PP__READER_BUF 65536
+typedef struct pp__reader_s {
+  pp__chan_t *chan;
+  size_t pos;
+  size_t len;
+  unsigned char buf[PP__READER_BUF];
+} pp__reader_t;
+
+/* Starts reading `chan` with an empty buffer. */
+void pp__reader_init(pp__reader_t *r, pp__chan_t *chan);
+
+/* Reads exactly n bytes: first what is buffered, then from the channel
+ * (large reads go straight into dst).  Returns 0, PP_ECLOSED or PP_EIO. */
+int pp__reader_read(pp__reader_t *r, void *dst, size_t n);
+
 /* Reads and checks one header. */
-int pp__wire_recv_header(pp__chan_t *chan, pp__frame_t *frame);
+int pp__wire_recv_header(pp__reader_t *r, pp__frame_t *frame);
 
 /* Reads a frame's whole payload into a new malloc'd buffer (with one extra
  * NUL byte, so text payloads are C strings).  PP_ENOMEM if it cannot be
  * allocated; the channel is then out of step and must be dropped. */
-int pp__wire_recv_payload(pp__chan_t *chan, const pp__frame_t *frame,
+int pp__wire_recv_payload(pp__reader_t *r, const pp__frame_t *frame,
                           void **payload);
 
 /* Encodes the CALL payload prefix for `name` into `prefix` (2 + name bytes);

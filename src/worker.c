@@ -41,6 +41,9 @@ static struct {
   const pp_task_t *tasks;
 } W = {-1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL};
 
+/* Only the reader thread reads the channel. */
+static pp__reader_t reader;
+
 int pp__worker_depth(void) {
   return W.depth;
 }
@@ -83,7 +86,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thread, void *data) {
   (void)data;
   for (;;) {
     job_t *job;
-    rc = pp__wire_recv_header(W.chan, &fr);
+    rc = pp__wire_recv_header(&reader, &fr);
     if (rc == PP_ECLOSED)
       _Exit(0); /* The parent has gone: nobody wants our results. */
     if (rc == 0 && fr.type != PP__FRAME_CALL && fr.type != PP__FRAME_INIT &&
@@ -114,7 +117,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thread, void *data) {
     job->type = fr.type;
     job->id = fr.id;
     job->len = fr.len;
-    rc = pp__wire_recv_payload(W.chan, &fr, (void **)&job->payload);
+    rc = pp__wire_recv_payload(&reader, &fr, (void **)&job->payload);
     if (rc == PP_ECLOSED)
       _Exit(0);
     if (rc)
@@ -248,7 +251,7 @@ static void wait_for_debugger(void) {
 
 static int serve(const unsigned char *cookie) {
   unsigned char hello[PP__COOKIE_LEN + 8];
-  apr_thread_t *reader = NULL;
+  apr_thread_t *reader_thread = NULL;
   apr_status_t rv;
 
   if (apr_pool_create(&W.mem, NULL) != APR_SUCCESS ||
@@ -261,7 +264,8 @@ static int serve(const unsigned char *cookie) {
   if (pp__wire_send(W.chan, PP__FRAME_HELLO, 0, hello, sizeof(hello), NULL, 0,
                     NULL, 0) != 0)
     _Exit(0);
-  rv = apr_thread_create(&reader, NULL, reader_main, NULL, W.mem);
+  pp__reader_init(&reader, W.chan);
+  rv = apr_thread_create(&reader_thread, NULL, reader_main, NULL, W.mem);
   if (rv != APR_SUCCESS)
     worker_abort("cannot start the reader thread", 71);
 
@@ -282,7 +286,7 @@ static int serve(const unsigned char *cookie) {
     run_job(job);
     free(job);
   }
-  apr_thread_join(&rv, reader);
+  apr_thread_join(&rv, reader_thread);
   return 0;
 }
 

@@ -144,7 +144,14 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   sigdelset(&mask, SIGKILL);
   sigdelset(&mask, SIGSTOP);
   posix_spawnattr_setsigdefault(&attr, &mask);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  /* Each worker gets a process group of its own, so a Ctrl-C at the terminal
+   * reaches only the application, which decides what happens to its calls;
+   * it does not kill every worker at once in the middle of its call.  The
+   * workers still end with the parent (channel end, PR_SET_PDEATHSIG). */
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
 
   rc = posix_spawn(&pid, req->exe, &fa, &attr, (char *const *)argv, environ);
   if (rc != 0) {
