@@ -347,14 +347,21 @@ static int read_replies(pp__slot_t *s) {
         return rc;
     }
     apr_thread_mutex_lock(pool->lock);
-    if (status == 0 && s->inflight[0]->cancel) {
-      /* A cancelled call that finished anyway still reports the cancel, so
-       * the caller sees one consistent outcome for what it asked. */
+    if (status != PP_ECANCELED && s->inflight[0]->cancel) {
+      /* A cancelled call reports the cancel whether it finished anyway or
+       * gave up with an error of its own (a task that notices
+       * pp_call_cancelled() usually returns pp_call_fail()), so the caller
+       * sees one consistent outcome for what it asked. */
+      char *why = msg;
       free(payload);
       payload = NULL;
       status = PP_ECANCELED;
-      msg = pp__strdup_printf("call %llu was cancelled while it ran",
-                              (unsigned long long)fr.id);
+      msg = why ? pp__strdup_printf("call %llu was cancelled while it ran "
+                                    "(the task said: %s)",
+                                    (unsigned long long)fr.id, why)
+                : pp__strdup_printf("call %llu was cancelled while it ran",
+                                    (unsigned long long)fr.id);
+      free(why);
     }
     finish_head_locked(s, status, payload, status ? 0 : (size_t)fr.len, msg,
                        0, 0);
