@@ -180,6 +180,23 @@ static int round_trip(int type, uint64_t id, const void *p1, size_t n1,
   return 0;
 }
 
+int pp__inline_init(pp_pool_t *pool) {
+  const pp_task_t *task = pp__task_find(pool->tasks, pool->init_task);
+  pp_call_t call;
+  int status;
+
+  memset(&call, 0, sizeof(call));
+  pp__inline_enter(pool, 0);
+  status = pp__call_run(task, &call, pool->init_arg, pool->init_arg_len);
+  pp__inline_leave();
+  if (status != 0)
+    pp__set_error(status, "initializer '%s' failed in inline mode: %s",
+                  pool->init_task,
+                  call.fail_message ? call.fail_message : pp_strerror(status));
+  pp__call_clear(&call);
+  return status;
+}
+
 void pp__inline_run(pp_future_t *f) {
   pp_pool_t *pool = f->pool;
   unsigned char prefix[2 + PP__NAME_MAX];

@@ -227,6 +227,9 @@ struct pp_pool_s {
 /* Runs one call in the calling thread through the wire encoding; pool->lock
  * NOT held.  Finishes the future. */
 void pp__inline_run(pp_future_t *f);
+/* Runs the pool's initializer once in the calling thread, as every worker
+ * would; returns 0 or the task's status with its message recorded. */
+int pp__inline_init(pp_pool_t *pool);
 
 /* ---- worker side (worker.c, call.c) ---- */
 

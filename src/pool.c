@@ -219,6 +219,13 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     goto cleanup;
   if (pool->inline_mode) {
     pool->nslots = 0;
+    /* The calling process stands in for the workers, so it runs the
+     * initializer too: tasks see the same state as in worker mode. */
+    if (pool->init_task != NULL) {
+      rc = pp__inline_init(pool);
+      if (rc)
+        goto cleanup;
+    }
     *out = pool;
     return 0;
   }
