@@ -182,7 +182,8 @@ static void *APR_THREAD_FUNC drain_main(apr_thread_t *thread, void *data) {
   d->finished = 1;
   apr_thread_cond_broadcast(d->cond);
   apr_thread_mutex_unlock(d->lock);
-  apr_thread_exit(thread, APR_SUCCESS);
+  /* Returned, not apr_thread_exit(): see pp__slot_main. */
+  (void)thread;
   return NULL;
 }
 

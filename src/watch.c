@@ -90,6 +90,7 @@ void *APR_THREAD_FUNC pp__watch_main(apr_thread_t *thread, void *data) {
       apr_thread_cond_timedwait(pool->watch_cond, pool->lock, next - now);
   }
   apr_thread_mutex_unlock(pool->lock);
-  apr_thread_exit(thread, APR_SUCCESS);
+  /* Returned, not apr_thread_exit(): see pp__slot_main. */
+  (void)thread;
   return NULL;
 }
