@@ -1,0 +1,391 @@
+/*
+ * tasks.c - the task table shared by every test binary (see tasks.h).
+ *
+ * The tasks run in worker processes that are the test binary started again,
+ * so they must not rely on anything the test's main() set up after the
+ * worker guard.
+ */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <sys/resource.h>
+#include <unistd.h>
+#endif
+
+#include <apr_pools.h>
+#include <apr_thread_proc.h>
+#include <apr_time.h>
+
+#include "tasks.h"
+
+/* ---- sanitizer builds ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define PP_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PP_TEST_ASAN 1
+#endif
+#endif
+
+#ifdef PP_TEST_ASAN
+/* AddressSanitizer turns a SIGSEGV into a report and exit code 1; the crash
+ * tests need the worker to die of the real signal, as it does in a normal
+ * build, so the signal is left to the default action.  Every test binary
+ * and so every worker gets this (workers are the same executable). */
+__attribute__((used, visibility("default"))) const char *
+__asan_default_options(void);
+__attribute__((used, visibility("default"))) const char *
+__asan_default_options(void) {
+  return "handle_segv=0:handle_sigbus=0:handle_abort=0";
+}
+#endif
+
+/* The write through NULL must reach the hardware: UBSan would otherwise
+ * abort on the null store first, and the test wants SIGSEGV. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define PP_TEST_NO_SANITIZE __attribute__((no_sanitize("address", "undefined")))
+#else
+#define PP_TEST_NO_SANITIZE
+#endif
+
+/* ---- patterns ---- */
+
+static uint64_t pattern_word(uint64_t w, uint64_t seed) {
+  return (w * 0x9E3779B97F4A7C15ull) ^ (seed * 0xD1B54A32D192ED03ull);
+}
+
+static unsigned char pattern_byte(size_t i, uint64_t seed) {
+  return (unsigned char)((i * 131u) ^ seed);
+}
+
+void pp_test_fill(void *buf, size_t len, uint64_t seed) {
+  unsigned char *p = buf;
+  size_t words = len / 8, i;
+  for (i = 0; i < words; i++) {
+    uint64_t v = pattern_word(i, seed);
+    memcpy(p + 8 * i, &v, 8);
+  }
+  for (i = words * 8; i < len; i++)
+    p[i] = pattern_byte(i, seed);
+}
+
+size_t pp_test_check(const void *buf, size_t len, uint64_t seed) {
+  const unsigned char *p = buf;
+  size_t words = len / 8, i;
+  for (i = 0; i < words; i++) {
+    uint64_t v;
+    memcpy(&v, p + 8 * i, 8);
+    if (v != pattern_word(i, seed)) {
+      /* Report the exact byte, which makes a failure easier to read. */
+      uint64_t want = pattern_word(i, seed);
+      size_t b = 0;
+      while (memcmp(p + 8 * i + b, (unsigned char *)&want + b, 1) == 0)
+        b++;
+      return 8 * i + b;
+    }
+  }
+  for (i = words * 8; i < len; i++)
+    if (p[i] != pattern_byte(i, seed))
+      return i;
+  return len;
+}
+
+size_t pp_test_spam_line(char *buf, size_t cap, const char *tag, int64_t n) {
+  static const char pad[] =
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+  int len = snprintf(buf, cap, "%s %lld %.*s", tag, (long long)n,
+                     (int)(n % 100), pad);
+  return len < 0 ? 0 : (size_t)len;
+}
+
+/* ---- helpers ---- */
+
+static int64_t self_pid(void) {
+#ifdef _WIN32
+  return (int64_t)GetCurrentProcessId();
+#else
+  return (int64_t)getpid();
+#endif
+}
+
+/* Crash tests kill workers on purpose; a core file for each would only cost
+ * time and disk. */
+static void no_core_dump(void) {
+#ifndef _WIN32
+  struct rlimit rl = {0, 0};
+  setrlimit(RLIMIT_CORE, &rl);
+#endif
+}
+
+static PP_TEST_NO_SANITIZE void crash_segv(void) {
+  /* A volatile pointer, so the compiler cannot see that it is NULL and
+   * replace the store with a trap instruction (SIGILL), to a volatile int,
+   * so it cannot drop the store as dead either. */
+  volatile int *volatile p = NULL;
+  no_core_dump();
+  *p = 42;
+}
+
+static void crash_abort(void) {
+  no_core_dump();
+  abort();
+}
+
+/* Sleeps `ms` milliseconds in 10 ms steps, returning 1 early if the parent
+ * cancels the call. */
+static int sleep_cancellable(int64_t ms) {
+  apr_time_t end = apr_time_now() + apr_time_from_msec(ms);
+  while (apr_time_now() < end) {
+    if (pp_call_cancelled())
+      return 1;
+    apr_sleep(apr_time_from_msec(10));
+  }
+  return pp_call_cancelled();
+}
+
+/* ---- tasks ---- */
+
+static int square(pp_call_t *call, const void *arg, size_t len) {
+  int64_t x;
+  int rc = pp_unpack(arg, len, "i", &x);
+  if (rc != 0)
+    return pp_call_fail(call, "square wants one int64");
+  return pp_call_replyf(call, "i", x * x);
+}
+
+static int add(pp_call_t *call, const void *arg, size_t len) {
+  int64_t a, b;
+  if (pp_unpack(arg, len, "ii", &a, &b) != 0)
+    return pp_call_fail(call, "add wants two int64");
+  return pp_call_replyf(call, "i", a + b);
+}
+
+static int echo(pp_call_t *call, const void *arg, size_t len) {
+  return pp_call_reply(call, arg, len);
+}
+
+static int fail(pp_call_t *call, const void *arg, size_t len) {
+  return pp_call_fail(call, "fail: %.*s", (int)len, (const char *)arg);
+}
+
+static int segv(pp_call_t *call, const void *arg, size_t len) {
+  (void)call, (void)arg, (void)len;
+  crash_segv();
+  return 0;
+}
+
+static int do_abort(pp_call_t *call, const void *arg, size_t len) {
+  (void)call, (void)arg, (void)len;
+  crash_abort();
+  return 0;
+}
+
+static int do_exit(pp_call_t *call, const void *arg, size_t len) {
+  int64_t code;
+  if (pp_unpack(arg, len, "i", &code) != 0)
+    return pp_call_fail(call, "do_exit wants one int64");
+  exit((int)code);
+}
+
+static int sleep_ms(pp_call_t *call, const void *arg, size_t len) {
+  int64_t ms;
+  if (pp_unpack(arg, len, "i", &ms) != 0)
+    return pp_call_fail(call, "sleep_ms wants one int64");
+  if (sleep_cancellable(ms))
+    return pp_call_fail(call, "cancelled");
+  return pp_call_replyf(call, "i", ms);
+}
+
+static int hang(pp_call_t *call, const void *arg, size_t len) {
+  (void)call, (void)arg, (void)len;
+  /* Tells a test that waits for it that the call is running now. */
+  pp_log(1, "hang: started");
+  for (;;)
+    apr_sleep(apr_time_from_sec(1));
+  return 0; /* not reached */
+}
+
+static int act(pp_call_t *call, const void *arg, size_t len) {
+  const char *what;
+  int64_t v;
+  if (pp_unpack(arg, len, "si", &what, &v) != 0)
+    return pp_call_fail(call, "act wants (string, int64)");
+  if (strcmp(what, "square") == 0)
+    return pp_call_replyf(call, "i", v * v);
+  if (strcmp(what, "fail") == 0)
+    return pp_call_fail(call, "act failed for %lld", (long long)v);
+  if (strcmp(what, "segv") == 0)
+    crash_segv();
+  if (strcmp(what, "abort") == 0)
+    crash_abort();
+  if (strcmp(what, "exit") == 0)
+    exit((int)v);
+  if (strcmp(what, "sleep") == 0) {
+    if (sleep_cancellable(v))
+      return pp_call_fail(call, "cancelled");
+    return pp_call_replyf(call, "i", v);
+  }
+  return pp_call_fail(call, "act: unknown action '%s'", what);
+}
+
+static int print(pp_call_t *call, const void *arg, size_t len) {
+  const char *tag;
+  if (pp_unpack(arg, len, "s", &tag) != 0)
+    return pp_call_fail(call, "print wants one string");
+  printf("out %s\n", tag);
+  fflush(stdout);
+  fprintf(stderr, "err %s\n", tag);
+  fflush(stderr);
+  pp_log(5, "log %s", tag);
+  pp_log(6, "multi %s a\nmulti %s b", tag, tag);
+  return pp_call_replyf(call, "ii", (int64_t)pp_call_id(call),
+                        (int64_t)pp_worker_index());
+}
+
+static int spam(pp_call_t *call, const void *arg, size_t len) {
+  const char *tag;
+  int64_t count, i;
+  char line[256];
+  if (pp_unpack(arg, len, "si", &tag, &count) != 0)
+    return pp_call_fail(call, "spam wants (string, int64)");
+  for (i = 0; i < count; i++) {
+    pp_test_spam_line(line, sizeof(line), tag, i);
+    /* No flush per line: the stream's buffer fills and is written in
+     * pieces that do not end at line boundaries, which is what the
+     * parent's line assembly must cope with. */
+    fputs(line, stdout);
+    fputc('\n', stdout);
+  }
+  fflush(stdout);
+  return pp_call_replyf(call, "i", count);
+}
+
+typedef struct {
+  int64_t lo, hi, sum;
+} range_t;
+
+static void *APR_THREAD_FUNC sum_range(apr_thread_t *thread, void *data) {
+  range_t *r = data;
+  int64_t i;
+  r->sum = 0;
+  for (i = r->lo; i <= r->hi; i++)
+    r->sum += i;
+  (void)thread;
+  return NULL;
+}
+
+static int threads(pp_call_t *call, const void *arg, size_t len) {
+  apr_pool_t *mem = NULL;
+  apr_thread_t *t[4];
+  range_t r[4];
+  int64_t total = 0;
+  int i, started = 0;
+  (void)arg, (void)len;
+  if (apr_pool_create(&mem, NULL) != APR_SUCCESS)
+    return pp_call_fail(call, "apr_pool_create failed");
+  for (i = 0; i < 4; i++) {
+    r[i].lo = (int64_t)i * (PP_TEST_THREADS_N / 4) + 1;
+    r[i].hi = (int64_t)(i + 1) * (PP_TEST_THREADS_N / 4);
+    if (apr_thread_create(&t[i], NULL, sum_range, &r[i], mem) != APR_SUCCESS)
+      break;
+    started++;
+  }
+  for (i = 0; i < started; i++) {
+    apr_status_t rv;
+    apr_thread_join(&rv, t[i]);
+    total += r[i].sum;
+  }
+  apr_pool_destroy(mem);
+  if (started != 4)
+    return pp_call_fail(call, "only %d of 4 threads started", started);
+  return pp_call_replyf(call, "i", total);
+}
+
+static int nested(pp_call_t *call, const void *arg, size_t len) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t args[10];
+  pp_result_t res[10];
+  int64_t sum = 0, v, gpids[2];
+  int plain, rc, i;
+  (void)arg, (void)len;
+
+  /* Without the flag a worker must not be able to create a pool. */
+  memset(&o, 0, sizeof(o));
+  o.workers = 2;
+  plain = pp_pool_create(&pool, &o);
+  if (plain == 0)
+    pp_pool_destroy(pool, PP_DESTROY_WAIT);
+
+  o.flags = PP_POOL_NESTED;
+  rc = pp_pool_create(&pool, &o);
+  if (rc != 0)
+    return pp_call_fail(call, "nested pool: %s", pp_last_error());
+  memset(args, 0, sizeof(args));
+  for (i = 0; i < 10; i++)
+    pp_pack(&args[i], "i", (int64_t)(i + 1));
+  if (pp_pool_worker_pids(pool, gpids, 2) != 2)
+    gpids[0] = gpids[1] = 0;
+  rc = pp_pool_map(pool, "square", args, 10, res, NULL);
+  for (i = 0; i < 10 && rc == 0; i++) {
+    if (pp_unpack(res[i].data, res[i].len, "i", &v) != 0)
+      rc = PP_EBADARGS;
+    else
+      sum += v;
+  }
+  pp_results_free(res, 10);
+  for (i = 0; i < 10; i++)
+    pp_free((void *)args[i].data);
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  if (rc != 0)
+    return pp_call_fail(call, "nested map failed: %s", pp_strerror(rc));
+  return pp_call_replyf(call, "iiii", sum, (int64_t)plain, gpids[0], gpids[1]);
+}
+
+static int big(pp_call_t *call, const void *arg, size_t len) {
+  size_t bad = pp_test_check(arg, len, PP_TEST_SEED_IN);
+  void *out;
+  if (bad != len)
+    return pp_call_fail(call, "big: argument differs at byte %zu of %zu", bad,
+                        len);
+  out = pp_call_reply_alloc(call, len);
+  if (out == NULL)
+    return PP_ENOMEM;
+  pp_test_fill(out, len, PP_TEST_SEED_OUT);
+  return 0;
+}
+
+static int64_t init_value = -1;
+
+static int init_set(pp_call_t *call, const void *arg, size_t len) {
+  if (pp_unpack(arg, len, "i", &init_value) != 0)
+    return pp_call_fail(call, "init_set wants one int64");
+  return 0;
+}
+
+static int init_get(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+  return pp_call_replyf(call, "i", init_value);
+}
+
+static int pid(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+  return pp_call_replyf(call, "i", self_pid());
+}
+
+const pp_task_t pp_test_tasks[] = {
+    PP_TASK(square),   PP_TASK(add),    PP_TASK(echo),     PP_TASK(fail),
+    PP_TASK(act),      PP_TASK(segv),   PP_TASK(do_abort), PP_TASK(do_exit),
+    PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
+    PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
+    PP_TASK(init_get), PP_TASK(pid),    PP_TASK_END};

@@ -1,0 +1,74 @@
+/*
+ * tasks.h - the one task table shared by every test binary.
+ *
+ * Every test program is also a worker host: its main() starts with the
+ * worker guard and passes pp_test_tasks, so the pools a test creates re-run
+ * the test binary itself as their workers and find these tasks by name.
+ *
+ * Argument and result shapes (tuples are made with pp_pack()):
+ *   square    "i" x                  -> "i" x*x
+ *   add       "ii" a b               -> "i" a+b
+ *   echo      any bytes              -> the same bytes
+ *   fail      any bytes (text)       -> PP_ETASK "fail: <text>"
+ *   act       "si" action value      -> runs one action, for mixed maps:
+ *             "square" -> "i" value*value, "fail" -> PP_ETASK "act failed
+ *             for <value>", "segv", "abort", "exit" (exit(value)),
+ *             "sleep" (as sleep_ms)
+ *   segv      none                   -> writes through NULL (SIGSEGV)
+ *   do_abort  none                   -> abort()
+ *   do_exit   "i" code               -> exit(code)
+ *   sleep_ms  "i" ms                 -> "i" ms, or PP_ETASK "cancelled" as
+ *                                        soon as pp_call_cancelled() is set
+ *   hang      none                   -> logs "hang: started" (level 1),
+ *                                        then sleeps forever, ignoring
+ *                                        cancels
+ *   print     "s" tag                -> "ii" call id, worker index; writes
+ *             "out <tag>" to stdout, "err <tag>" to stderr, pp_log(5)
+ *             "log <tag>", and one pp_log(6) of two lines "multi <tag> a",
+ *             "multi <tag> b"
+ *   spam      "si" tag count         -> "i" count; prints count lines
+ *             "<tag> <n> <padding>" to stdout (see pp_test_spam_line)
+ *   threads   none                   -> "i" sum of 1..PP_TEST_THREADS_N,
+ *                                        computed by 4 APR threads
+ *   nested    none                   -> "iiii" sum of squares 1..10
+ *             computed by a nested 2-worker pool, the status of a pool
+ *             creation without PP_POOL_NESTED (PP_ENESTED in a worker), and
+ *             the pids of the nested pool's two workers (gone by the time
+ *             the call returns)
+ *   big       pattern buffer (seed PP_TEST_SEED_IN)
+ *                                    -> same size, pattern PP_TEST_SEED_OUT;
+ *                                        PP_ETASK if the argument is wrong
+ *   init_set  "i" value              -> stores value in a worker global
+ *   init_get  none                   -> "i" that global (-1 if never set)
+ *   pid       none                   -> "i" the process id that ran it
+ */
+#ifndef PP_TEST_TASKS_H
+#define PP_TEST_TASKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "procpool.h"
+
+extern const pp_task_t pp_test_tasks[];
+
+/* Seeds of the big task's argument and result patterns. */
+#define PP_TEST_SEED_IN 0x5eed1234u
+#define PP_TEST_SEED_OUT 0x0dd5678u
+
+/* The threads task sums 1..PP_TEST_THREADS_N over 4 threads. */
+#define PP_TEST_THREADS_N 1000000
+#define PP_TEST_THREADS_SUM                                                    \
+  ((int64_t)PP_TEST_THREADS_N * (PP_TEST_THREADS_N + 1) / 2)
+
+/* Fills `len` bytes with a pattern derived from `seed`. */
+void pp_test_fill(void *buf, size_t len, uint64_t seed);
+/* Returns the offset of the first byte that differs from the pattern of
+ * `seed`, or `len` if all match. */
+size_t pp_test_check(const void *buf, size_t len, uint64_t seed);
+
+/* Formats line `n` of the spam task for `tag` into buf (NUL-terminated) and
+ * returns its length; tests compare captured lines against it. */
+size_t pp_test_spam_line(char *buf, size_t cap, const char *tag, int64_t n);
+
+#endif /* PP_TEST_TASKS_H */

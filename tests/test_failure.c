@@ -1,0 +1,294 @@
+/*
+ * test_failure.c - the failure contract: a task that crashes, aborts or
+ * exits fails only its own call with PP_EWORKERDIED and the reason; its
+ * worker is replaced; no call is lost or reported twice.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "tasks.h"
+
+/* What a dead worker's call reports, by cause.  Windows has no signals: a
+ * crash is an exception code, and abort() exits with code 3. */
+#ifdef _WIN32
+#define SEGV_EXIT_CODE -1
+#define SEGV_SIGNAL ((int)0xC0000005u)
+#define SEGV_TEXT "0xC0000005"
+#define ABORT_EXIT_CODE 3
+#define ABORT_SIGNAL 0
+#define ABORT_TEXT "code 3"
+#else
+#define SEGV_EXIT_CODE -1
+#define SEGV_SIGNAL SIGSEGV
+#define SEGV_TEXT "SIGSEGV"
+#define ABORT_EXIT_CODE -1
+#define ABORT_SIGNAL SIGABRT
+#define ABORT_TEXT "SIGABRT"
+#endif
+
+static int setup_pool(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  memset(&o, 0, sizeof(o));
+  o.workers = 2;
+  if (pp_pool_create(&pool, &o) != 0) {
+    print_error("pp_pool_create: %s\n", pp_last_error());
+    return -1;
+  }
+  *state = pool;
+  return 0;
+}
+
+static int teardown_pool(void **state) {
+  return pp_pool_destroy(*state, PP_DESTROY_CANCEL);
+}
+
+static pp_result_t run(pp_pool_t *pool, const char *task, const void *arg,
+                       size_t len) {
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  assert_int_equal(pp_pool_submit(pool, task, arg, len, NULL, &f), 0);
+  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_take(f, &r), 0);
+  pp_future_free(f);
+  return r;
+}
+
+static pp_pool_stats_t stats(pp_pool_t *pool) {
+  pp_pool_stats_t st;
+  assert_int_equal(pp_pool_stats(pool, &st), 0);
+  return st;
+}
+
+/* Replacements start in the background after a death, so the count of
+ * started workers is waited for (generously) rather than read once. */
+static uint64_t wait_started(pp_pool_t *pool, uint64_t want) {
+  int i;
+  for (i = 0; i < 1000 && stats(pool).workers_started < want; i++)
+    pp_test_sleep_ms(10);
+  return stats(pool).workers_started;
+}
+
+/* After a crash the pool must still answer, on a fresh worker. */
+static void check_pool_works(pp_pool_t *pool) {
+  pp_buf_t b = pp_test_pack_int(11);
+  pp_result_t r = run(pool, "square", b.data, b.len);
+  assert_int_equal(r.status, 0);
+  assert_true(pp_test_int_result(&r) == 121);
+  pp_results_free(&r, 1);
+  pp_free((void *)b.data);
+}
+
+static void test_failure_segv_is_workerdied(void **state) {
+  pp_pool_t *pool = *state;
+  pp_result_t r = run(pool, "segv", NULL, 0);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_null(r.data);
+  assert_non_null(r.message);
+  assert_non_null(strstr(r.message, SEGV_TEXT));
+#ifndef _WIN32
+  assert_non_null(strstr(r.message, "signal 11"));
+#endif
+  assert_non_null(strstr(r.message, "'segv'"));
+  assert_int_equal(r.exit_code, SEGV_EXIT_CODE);
+  assert_int_equal(r.term_signal, SEGV_SIGNAL);
+  pp_results_free(&r, 1);
+  assert_int_equal(stats(pool).workers_died, 1);
+  check_pool_works(pool);
+  assert_int_equal(wait_started(pool, 3), 3);
+}
+
+static void test_failure_abort_is_workerdied(void **state) {
+  pp_pool_t *pool = *state;
+  pp_result_t r = run(pool, "do_abort", NULL, 0);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_non_null(strstr(r.message, ABORT_TEXT));
+  assert_int_equal(r.exit_code, ABORT_EXIT_CODE);
+  assert_int_equal(r.term_signal, ABORT_SIGNAL);
+  pp_results_free(&r, 1);
+  assert_int_equal(stats(pool).workers_died, 1);
+  check_pool_works(pool);
+}
+
+static void test_failure_exit_code_is_reported(void **state) {
+  pp_pool_t *pool = *state;
+  pp_buf_t b = pp_test_pack_int(3);
+  pp_result_t r = run(pool, "do_exit", b.data, b.len);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_non_null(strstr(r.message, "code 3"));
+  assert_int_equal(r.exit_code, 3);
+  assert_int_equal(r.term_signal, 0);
+  pp_results_free(&r, 1);
+  pp_free((void *)b.data);
+
+  /* A worker that exits "successfully" in the middle of a call has still
+   * died during it. */
+  b = pp_test_pack_int(0);
+  r = run(pool, "do_exit", b.data, b.len);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_non_null(strstr(r.message, "code 0"));
+  assert_int_equal(r.exit_code, 0);
+  pp_results_free(&r, 1);
+  pp_free((void *)b.data);
+  assert_int_equal(stats(pool).workers_died, 2);
+  check_pool_works(pool);
+}
+
+static void test_failure_task_error_keeps_worker(void **state) {
+  pp_pool_t *pool = *state;
+  pp_result_t r = run(pool, "fail", "bad input 17", 12);
+  assert_int_equal(r.status, PP_ETASK);
+  assert_string_equal(r.message, "fail: bad input 17");
+  assert_int_equal(r.exit_code, 0);
+  assert_int_equal(r.term_signal, 0);
+  pp_results_free(&r, 1);
+  assert_int_equal(stats(pool).workers_died, 0);
+  assert_int_equal(stats(pool).workers_started, 2);
+}
+
+/* The action of call i in the mixed maps, one in ten of each failure. */
+static const char *mixed_action(size_t i) {
+  switch (i % 10) {
+    case 1:
+      return "segv";
+    case 4:
+      return "abort";
+    case 6:
+      return "exit";
+    case 8:
+      return "fail";
+    default:
+      return "square";
+  }
+}
+
+static void make_mixed(pp_buf_t *args, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    const char *what = mixed_action(i);
+    int64_t v = strcmp(what, "exit") == 0 ? 3 : (int64_t)i;
+    assert_int_equal(pp_pack(&args[i], "si", what, v), 0);
+  }
+}
+
+static void check_mixed(size_t i, const pp_result_t *r) {
+  const char *what = mixed_action(i);
+  char want[64];
+  if (strcmp(what, "square") == 0) {
+    assert_int_equal(r->status, 0);
+    assert_true(pp_test_int_result(r) == (int64_t)(i * i));
+    assert_null(r->message);
+  } else if (strcmp(what, "fail") == 0) {
+    snprintf(want, sizeof(want), "act failed for %zu", i);
+    assert_int_equal(r->status, PP_ETASK);
+    assert_string_equal(r->message, want);
+  } else if (strcmp(what, "segv") == 0) {
+    assert_int_equal(r->status, PP_EWORKERDIED);
+    assert_non_null(strstr(r->message, SEGV_TEXT));
+    assert_int_equal(r->exit_code, SEGV_EXIT_CODE);
+    assert_int_equal(r->term_signal, SEGV_SIGNAL);
+  } else if (strcmp(what, "abort") == 0) {
+    assert_int_equal(r->status, PP_EWORKERDIED);
+    assert_non_null(strstr(r->message, ABORT_TEXT));
+    assert_int_equal(r->exit_code, ABORT_EXIT_CODE);
+    assert_int_equal(r->term_signal, ABORT_SIGNAL);
+  } else {
+    assert_int_equal(r->status, PP_EWORKERDIED);
+    assert_non_null(strstr(r->message, "code 3"));
+    assert_int_equal(r->exit_code, 3);
+    assert_int_equal(r->term_signal, 0);
+  }
+}
+
+static void test_failure_mixed_map_of_200(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 200 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_pool_stats_t st;
+  size_t i;
+  make_mixed(args, N);
+  /* Call 1 is the first failure in input order, a crash. */
+  assert_int_equal(pp_pool_starmap(pool, "act", args, N, res, NULL),
+                   PP_EWORKERDIED);
+  for (i = 0; i < N; i++)
+    check_mixed(i, &res[i]);
+  st = stats(pool);
+  /* 3 in 10 calls kill their worker; each death is counted once and each
+   * dead worker was replaced once. */
+  assert_int_equal(st.workers_died, 60);
+  assert_int_equal(wait_started(pool, 2 + 60), 2 + 60);
+  assert_int_equal(st.calls_submitted, N);
+  assert_int_equal(st.calls_completed, N);
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+  check_pool_works(pool);
+}
+
+typedef struct {
+  int seen[100];
+  int extra;
+} deliveries_t;
+
+static int check_delivery(void *data, size_t index, pp_result_t *r) {
+  deliveries_t *d = data;
+  if (index >= 100) {
+    d->extra++;
+  } else {
+    d->seen[index]++;
+    check_mixed(index, r);
+  }
+  pp_results_free(r, 1);
+  return 0;
+}
+
+static void test_failure_unordered_map_loses_nothing(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 100 };
+  pp_buf_t args[N];
+  deliveries_t d;
+  pp_map_options_t mo;
+  size_t i;
+  make_mixed(args, N);
+  memset(&d, 0, sizeof(d));
+  memset(&mo, 0, sizeof(mo));
+  /* Pipelined chunks: the calls queued behind a crash must run again on
+   * another worker, not vanish or fail. */
+  mo.chunksize = 8;
+  assert_int_equal(
+      pp_pool_map_unordered(pool, "act", args, N, check_delivery, &d, &mo),
+      PP_EWORKERDIED);
+  assert_int_equal(d.extra, 0);
+  for (i = 0; i < N; i++)
+    assert_int_equal(d.seen[i], 1);
+  assert_int_equal(stats(pool).workers_died, 30);
+  assert_int_equal(stats(pool).calls_completed, N);
+  pp_test_free_bufs(args, N);
+}
+
+#define POOL_TEST(f)                                                           \
+  cmocka_unit_test_setup_teardown(f, setup_pool, teardown_pool)
+
+int main(int argc, char **argv) {
+  int rc;
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  const struct CMUnitTest tests[] = {
+      POOL_TEST(test_failure_segv_is_workerdied),
+      POOL_TEST(test_failure_abort_is_workerdied),
+      POOL_TEST(test_failure_exit_code_is_reported),
+      POOL_TEST(test_failure_task_error_keeps_worker),
+      POOL_TEST(test_failure_mixed_map_of_200),
+      POOL_TEST(test_failure_unordered_map_loses_nothing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

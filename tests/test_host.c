@@ -1,0 +1,136 @@
+/*
+ * test_host.c - the worker-host mode: the workers are the procpool-worker
+ * program, which loads a task library (tasklib.c) by path, for programs
+ * that cannot put the worker guard in their own main().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "tasks.h"
+
+#ifndef PP_TEST_TASKLIB
+#error "PP_TEST_TASKLIB must name the task library (set by CMake)"
+#endif
+#ifndef PP_TEST_WORKER_HOST
+#error "PP_TEST_WORKER_HOST must name procpool-worker (set by CMake)"
+#endif
+
+static pp_pool_t *make_host_pool(int workers) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  memset(&o, 0, sizeof(o));
+  o.workers = workers;
+  o.task_library = PP_TEST_TASKLIB;
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  if (pp_pool_create(&pool, &o) != 0)
+    fail_msg("pp_pool_create: %s", pp_last_error());
+  return pool;
+}
+
+static void test_host_map_runs_library_tasks(void **state) {
+  enum { N = 200 };
+  pp_pool_t *pool = make_host_pool(2);
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  size_t i;
+  (void)state;
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  assert_int_equal(pp_pool_starmap(pool, "lib_square", args, N, res, NULL), 0);
+  for (i = 0; i < N; i++)
+    assert_true(pp_test_int_result(&res[i]) == (int64_t)(i * i));
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+
+  args[0].data = "Hello, host!";
+  args[0].len = 12;
+  assert_int_equal(pp_pool_map(pool, "lib_upper", args, 1, res, NULL), 0);
+  assert_int_equal(res[0].len, 12);
+  assert_memory_equal(res[0].data, "HELLO, HOST!", 12);
+  pp_results_free(res, 1);
+
+  args[0].data = "nope";
+  args[0].len = 4;
+  assert_int_equal(pp_pool_map(pool, "lib_fail", args, 1, res, NULL), PP_ETASK);
+  assert_string_equal(res[0].message, "lib_fail: nope");
+  pp_results_free(res, 1);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
+/* The tasks ran in the host's workers, not in this process. */
+static void test_host_tasks_run_in_workers(void **state) {
+  pp_pool_t *pool = make_host_pool(1);
+  pp_buf_t none = {NULL, 0};
+  pp_result_t r;
+  int64_t pid = 0;
+  (void)state;
+  assert_int_equal(pp_pool_map(pool, "lib_worker", &none, 1, &r, NULL), 0);
+  assert_true(pp_test_int_result(&r) == 0);
+  pp_results_free(&r, 1);
+  assert_int_equal(pp_pool_worker_pids(pool, &pid, 1), 1);
+  assert_true(pid != pp_test_self_pid());
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  assert_false(pp_test_pid_alive(pid));
+}
+
+/* Names are checked against the library's table, not the test's own. */
+static void test_host_names_come_from_the_library(void **state) {
+  pp_pool_t *pool = make_host_pool(1);
+  pp_buf_t b = pp_test_pack_int(3);
+  pp_future_t *f = NULL;
+  (void)state;
+  assert_int_equal(pp_pool_submit(pool, "square", b.data, b.len, NULL, &f),
+                   PP_ENOTASK);
+  assert_null(f);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
+static void test_host_missing_library_is_edso(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = "/nonexistent/libprocpool-no-such-tasks.so";
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  assert_int_equal(pp_pool_create(&pool, &o), PP_EDSO);
+  assert_null(pool);
+  assert_non_null(strstr(pp_last_error(), "libprocpool-no-such-tasks"));
+}
+
+/* A library without the PP_TASK_LIBRARY export is refused by name: the
+ * test executable itself has no procpool_task_table. */
+static void test_host_library_without_table_is_edso(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_WORKER_HOST;
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  assert_int_equal(pp_pool_create(&pool, &o), PP_EDSO);
+  assert_null(pool);
+}
+
+int main(int argc, char **argv) {
+  int rc;
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_host_map_runs_library_tasks),
+      cmocka_unit_test(test_host_tasks_run_in_workers),
+      cmocka_unit_test(test_host_names_come_from_the_library),
+      cmocka_unit_test(test_host_missing_library_is_edso),
+      cmocka_unit_test(test_host_library_without_table_is_edso),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,234 @@
+/*
+ * test_logging.c - worker stdout, stderr and pp_log() messages reach the
+ * parent's log callback as whole lines, tagged with the worker number and
+ * the id of the call that was running.
+ *
+ * Output lines travel on their own streams, apart from the results, so a
+ * line may arrive after its call's result: the tests wait for lines with a
+ * generous deadline instead of expecting them at once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "tasks.h"
+
+#define WAIT_MS 20000
+
+static pp_pool_t *make_pool(int workers, pp_test_log_t *log,
+                            const char *init_tag) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t init = {NULL, 0};
+  memset(&o, 0, sizeof(o));
+  o.workers = workers;
+  o.log_cb = log ? pp_test_log_cb : NULL;
+  o.log_data = log;
+  if (init_tag != NULL) {
+    assert_int_equal(pp_pack(&init, "s", init_tag), 0);
+    o.initializer = "print";
+    o.init_arg = init.data;
+    o.init_arg_len = init.len;
+  }
+  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  pp_free((void *)init.data);
+  return pool;
+}
+
+/* Waits for a line and checks where it came from. */
+static void expect_line(pp_test_log_t *log, const char *line,
+                        pp_log_source_t source, int level, int worker,
+                        uint64_t call_id) {
+  pp_test_record_t rec;
+  if (!pp_test_log_wait(log, line, WAIT_MS, &rec))
+    fail_msg("no log line \"%s\" arrived", line);
+  assert_int_equal(rec.source, source);
+  assert_int_equal(rec.level, level);
+  assert_int_equal(rec.worker, worker);
+  assert_true(rec.call_id == call_id);
+  assert_int_equal(rec.len, strlen(rec.line));
+  assert_int_equal(pp_test_log_count_line(log, line), 1);
+}
+
+static void test_logging_lines_reach_callback_tagged(void **state) {
+  enum { N = 10 };
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(2, log, NULL);
+  pp_future_t *f[N];
+  int i;
+  size_t r;
+  (void)state;
+  for (i = 0; i < N; i++) {
+    char tag[16];
+    pp_buf_t b;
+    snprintf(tag, sizeof(tag), "t%d", i);
+    assert_int_equal(pp_pack(&b, "s", tag), 0);
+    assert_int_equal(pp_pool_submit(pool, "print", b.data, b.len, NULL, &f[i]),
+                     0);
+    pp_free((void *)b.data);
+  }
+  for (i = 0; i < N; i++) {
+    pp_result_t res;
+    int64_t call_id = 0, worker = -1;
+    char line[64];
+    assert_int_equal(pp_future_wait(f[i], -1), 0);
+    assert_int_equal(pp_future_take(f[i], &res), 0);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(pp_unpack(res.data, res.len, "ii", &call_id, &worker), 0);
+    pp_results_free(&res, 1);
+    pp_future_free(f[i]);
+    /* Call ids are given in submit order, from 1, in each pool. */
+    assert_int_equal(call_id, i + 1);
+    assert_in_range(worker, 0, 1);
+
+    snprintf(line, sizeof(line), "out t%d", i);
+    expect_line(log, line, PP_LOG_STDOUT, 0, (int)worker, (uint64_t)call_id);
+    snprintf(line, sizeof(line), "err t%d", i);
+    expect_line(log, line, PP_LOG_STDERR, 0, (int)worker, (uint64_t)call_id);
+    snprintf(line, sizeof(line), "log t%d", i);
+    expect_line(log, line, PP_LOG_TASK, 5, (int)worker, (uint64_t)call_id);
+    /* One pp_log() with a newline inside gives two records. */
+    snprintf(line, sizeof(line), "multi t%d a", i);
+    expect_line(log, line, PP_LOG_TASK, 6, (int)worker, (uint64_t)call_id);
+    snprintf(line, sizeof(line), "multi t%d b", i);
+    expect_line(log, line, PP_LOG_TASK, 6, (int)worker, (uint64_t)call_id);
+  }
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  /* No record ever holds a newline or the call markers' NUL. */
+  for (r = 0; r < pp_test_log_count(log); r++) {
+    pp_test_record_t rec;
+    assert_true(pp_test_log_get(log, r, &rec));
+    assert_null(strchr(rec.line, '\n'));
+    assert_int_equal(strlen(rec.line), rec.len);
+  }
+  pp_test_log_free(log);
+}
+
+/* Output written by an initializer belongs to no call (id 0), and each
+ * worker's lines carry its own number. */
+static void test_logging_initializer_output_has_worker_numbers(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(2, log, "init");
+  int seen[2] = {0, 0};
+  size_t r;
+  (void)state;
+  assert_true(pp_test_log_wait(log, "log init", WAIT_MS, NULL));
+  /* Both workers ran it: wait until both of their lines are in. */
+  for (r = 0; r < 2000 && pp_test_log_count_line(log, "log init") < 2; r++)
+    pp_test_sleep_ms(10);
+  for (r = 0; r < pp_test_log_count(log); r++) {
+    pp_test_record_t rec;
+    assert_true(pp_test_log_get(log, r, &rec));
+    if (strcmp(rec.line, "log init") != 0)
+      continue;
+    assert_true(rec.call_id == 0);
+    assert_in_range(rec.worker, 0, 1);
+    seen[rec.worker]++;
+  }
+  assert_int_equal(seen[0], 1);
+  assert_int_equal(seen[1], 1);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
+/* Two workers print thousands of lines at once, without flushing each;
+ * every line must still arrive whole and exactly once. */
+static void test_logging_lines_are_never_mixed(void **state) {
+  enum { LINES = 3000 };
+  static const char *tags[2] = {"alpha", "beta"};
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(2, log, NULL);
+  pp_buf_t args[2];
+  pp_result_t res[2];
+  pp_map_options_t mo;
+  unsigned char *seen = calloc(2 * LINES, 1);
+  size_t r, total = 0;
+  int t, waited;
+  (void)state;
+  assert_non_null(seen);
+  for (t = 0; t < 2; t++)
+    assert_int_equal(pp_pack(&args[t], "si", tags[t], (int64_t)LINES), 0);
+  memset(&mo, 0, sizeof(mo));
+  mo.chunksize = 1;
+  assert_int_equal(pp_pool_starmap(pool, "spam", args, 2, res, &mo), 0);
+  pp_results_free(res, 2);
+  pp_test_free_bufs(args, 2);
+  for (waited = 0; waited < WAIT_MS / 10 && pp_test_log_count(log) < 2 * LINES;
+       waited++)
+    pp_test_sleep_ms(10);
+
+  for (r = 0; r < pp_test_log_count(log); r++) {
+    pp_test_record_t rec;
+    char want[256], tag[16];
+    long long n = -1;
+    assert_true(pp_test_log_get(log, r, &rec));
+    assert_int_equal(rec.source, PP_LOG_STDOUT);
+    assert_int_equal(sscanf(rec.line, "%15s %lld", tag, &n), 2);
+    t = strcmp(tag, "alpha") == 0 ? 0 : strcmp(tag, "beta") == 0 ? 1 : -1;
+    assert_true(t >= 0);
+    assert_in_range(n, 0, LINES - 1);
+    pp_test_spam_line(want, sizeof(want), tag, n);
+    assert_string_equal(rec.line, want);
+    seen[t * LINES + n]++;
+    total++;
+  }
+  assert_int_equal(total, 2 * LINES);
+  for (r = 0; r < 2 * LINES; r++)
+    assert_int_equal(seen[r], 1);
+  free(seen);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
+static void test_logging_default_callback_does_not_crash(void **state) {
+  pp_pool_t *pool = make_pool(1, NULL, NULL);
+  pp_future_t *f = NULL;
+  pp_log_record_t rec;
+  pp_buf_t b;
+  pp_result_t res;
+  int s;
+  (void)state;
+  assert_int_equal(pp_pack(&b, "s", "default"), 0);
+  assert_int_equal(pp_pool_submit(pool, "print", b.data, b.len, NULL, &f), 0);
+  assert_int_equal(pp_future_wait(f, -1), 0);
+  assert_int_equal(pp_future_take(f, &res), 0);
+  assert_int_equal(res.status, 0);
+  pp_results_free(&res, 1);
+  pp_future_free(f);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+
+  /* Called directly, with every source and an empty line. */
+  memset(&rec, 0, sizeof(rec));
+  for (s = PP_LOG_STDOUT; s <= PP_LOG_TASK; s++) {
+    rec.source = (pp_log_source_t)s;
+    rec.worker = s;
+    rec.call_id = 77;
+    rec.line = s == PP_LOG_TASK ? "" : "direct line";
+    rec.len = strlen(rec.line);
+    pp_log_stderr(NULL, &rec);
+  }
+  pp_log_stderr(NULL, NULL);
+  /* Outside a worker pp_log() writes to stderr. */
+  pp_log(1, "pp_log from the parent, %d", 42);
+}
+
+int main(int argc, char **argv) {
+  int rc;
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_logging_lines_reach_callback_tagged),
+      cmocka_unit_test(test_logging_initializer_output_has_worker_numbers),
+      cmocka_unit_test(test_logging_lines_are_never_mixed),
+      cmocka_unit_test(test_logging_default_callback_does_not_crash),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,370 @@
+/*
+ * test_map.c - pp_pool_map(), pp_pool_starmap() and pp_pool_map_unordered():
+ * order, per-call status, argument checks before anything runs, stopping
+ * at the first error, and chunking.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <apr_time.h>
+
+#include "helpers.h"
+#include "tasks.h"
+
+/* Most tests share the shape of a small pool: two workers, as on a 2-core
+ * CI machine, so calls really do run in parallel and out of order. */
+static int setup_pool(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  memset(&o, 0, sizeof(o));
+  o.workers = 2;
+  if (pp_pool_create(&pool, &o) != 0) {
+    print_error("pp_pool_create: %s\n", pp_last_error());
+    return -1;
+  }
+  *state = pool;
+  return 0;
+}
+
+static int teardown_pool(void **state) {
+  return pp_pool_destroy(*state, PP_DESTROY_CANCEL);
+}
+
+static pp_buf_t pack_act(const char *what, int64_t v) {
+  pp_buf_t b;
+  assert_int_equal(pp_pack(&b, "si", what, v), 0);
+  return b;
+}
+
+static uint64_t submitted(pp_pool_t *pool) {
+  pp_pool_stats_t st;
+  assert_int_equal(pp_pool_stats(pool, &st), 0);
+  return st.calls_submitted;
+}
+
+static void test_map_ordered_results_for_1000_calls(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 1000 };
+  pp_buf_t *args = calloc(N, sizeof(*args));
+  pp_result_t *res = calloc(N, sizeof(*res));
+  size_t i;
+  assert_non_null(args);
+  assert_non_null(res);
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i - 500);
+  assert_int_equal(pp_pool_map(pool, "square", args, N, res, NULL), 0);
+  for (i = 0; i < N; i++) {
+    int64_t x = (int64_t)i - 500;
+    assert_int_equal(res[i].status, 0);
+    assert_null(res[i].message);
+    assert_true(pp_test_int_result(&res[i]) == x * x);
+  }
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+  free(res);
+  free(args);
+}
+
+static void test_map_starmap_with_tuples(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 100 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  size_t i;
+  for (i = 0; i < N; i++)
+    assert_int_equal(pp_pack(&args[i], "ii", (int64_t)i, (int64_t)(2 * i)), 0);
+  assert_int_equal(pp_pool_starmap(pool, "add", args, N, res, NULL), 0);
+  for (i = 0; i < N; i++)
+    assert_true(pp_test_int_result(&res[i]) == (int64_t)(3 * i));
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+}
+
+static void test_map_malformed_tuple_is_ebadargs(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 10 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  uint64_t before = submitted(pool);
+  size_t i;
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  /* One argument in the middle is not a tuple: a truncated one. */
+  args[6].len -= 3;
+  memset(res, 0x5a, sizeof(res));
+  assert_int_equal(pp_pool_starmap(pool, "square", args, N, res, NULL),
+                   PP_EBADARGS);
+  assert_non_null(strstr(pp_last_error(), "tuples[6]"));
+  /* Nothing ran, and the results were zeroed. */
+  assert_true(submitted(pool) == before);
+  for (i = 0; i < N; i++) {
+    assert_int_equal(res[i].status, 0);
+    assert_null(res[i].data);
+    assert_null(res[i].message);
+  }
+  args[6].len += 3;
+  pp_test_free_bufs(args, N);
+}
+
+static void test_map_unknown_task_is_enotask(void **state) {
+  pp_pool_t *pool = *state;
+  pp_buf_t args[3];
+  pp_result_t res[3];
+  pp_future_t *f = (pp_future_t *)&args;
+  uint64_t before = submitted(pool);
+  size_t i;
+  for (i = 0; i < 3; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  memset(res, 0x5a, sizeof(res));
+  assert_int_equal(pp_pool_map(pool, "sqaure", args, 3, res, NULL), PP_ENOTASK);
+  assert_non_null(strstr(pp_last_error(), "sqaure"));
+  for (i = 0; i < 3; i++)
+    assert_null(res[i].data);
+  assert_int_equal(pp_pool_starmap(pool, "sqaure", args, 3, res, NULL),
+                   PP_ENOTASK);
+  assert_int_equal(
+      pp_pool_submit(pool, "sqaure", args[0].data, args[0].len, NULL, &f),
+      PP_ENOTASK);
+  assert_null(f);
+  assert_non_null(strstr(pp_last_error(), "sqaure"));
+  assert_true(submitted(pool) == before);
+  pp_test_free_bufs(args, 3);
+}
+
+static void test_map_empty_map_is_ok(void **state) {
+  pp_pool_t *pool = *state;
+  assert_int_equal(pp_pool_map(pool, "square", NULL, 0, NULL, NULL), 0);
+  assert_int_equal(pp_pool_starmap(pool, "square", NULL, 0, NULL, NULL), 0);
+}
+
+static void test_map_stop_on_error_cancels_the_rest(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 20 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_options_t mo;
+  apr_time_t t0 = apr_time_now();
+  size_t i;
+  /* The first call fails at once; the others would sleep for 30 s. */
+  args[0] = pack_act("fail", 0);
+  for (i = 1; i < N; i++)
+    args[i] = pack_act("sleep", 30000);
+  memset(&mo, 0, sizeof(mo));
+  mo.flags = PP_MAP_STOP_ON_ERROR;
+  mo.chunksize = 1;
+  assert_int_equal(pp_pool_starmap(pool, "act", args, N, res, &mo), PP_ETASK);
+  assert_int_equal(res[0].status, PP_ETASK);
+  assert_string_equal(res[0].message, "act failed for 0");
+  for (i = 1; i < N; i++) {
+    assert_int_equal(res[i].status, PP_ECANCELED);
+    assert_null(res[i].data);
+    assert_non_null(res[i].message);
+  }
+  /* The sleeping calls were stopped, not waited out. */
+  assert_true(apr_time_now() - t0 < apr_time_from_sec(25));
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+}
+
+static void test_map_run_all_reports_each_status(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 100 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  size_t i;
+  for (i = 0; i < N; i++)
+    args[i] = pack_act(i % 2 ? "fail" : "square", (int64_t)i);
+  /* The return value is the status of the first failure in input order. */
+  assert_int_equal(pp_pool_starmap(pool, "act", args, N, res, NULL), PP_ETASK);
+  for (i = 0; i < N; i++) {
+    if (i % 2 == 0) {
+      assert_int_equal(res[i].status, 0);
+      assert_true(pp_test_int_result(&res[i]) == (int64_t)(i * i));
+    } else {
+      char want[64];
+      snprintf(want, sizeof(want), "act failed for %zu", i);
+      assert_int_equal(res[i].status, PP_ETASK);
+      assert_null(res[i].data);
+      assert_string_equal(res[i].message, want);
+    }
+  }
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+}
+
+typedef struct {
+  int *seen;
+  size_t n;
+  int stop_after_first;
+  int calls;
+  int bad;
+} unordered_t;
+
+/* Counts deliveries per index; values are checked against the argument. */
+static int count_result(void *data, size_t index, pp_result_t *r) {
+  unordered_t *u = data;
+  u->calls++;
+  if (index >= u->n) {
+    u->bad++;
+  } else {
+    u->seen[index]++;
+    if (!u->stop_after_first &&
+        (r->status != 0 || pp_test_int_result(r) != (int64_t)(index * index)))
+      u->bad++;
+  }
+  pp_results_free(r, 1);
+  return u->stop_after_first;
+}
+
+static void test_map_unordered_delivers_each_index_once(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 500 };
+  pp_buf_t args[N];
+  int seen[N];
+  unordered_t u;
+  size_t i;
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  memset(seen, 0, sizeof(seen));
+  memset(&u, 0, sizeof(u));
+  u.seen = seen;
+  u.n = N;
+  assert_int_equal(
+      pp_pool_map_unordered(pool, "square", args, N, count_result, &u, NULL),
+      0);
+  assert_int_equal(u.calls, N);
+  assert_int_equal(u.bad, 0);
+  for (i = 0; i < N; i++)
+    assert_int_equal(seen[i], 1);
+  pp_test_free_bufs(args, N);
+}
+
+/* A callback that asks to stop still gets every remaining result, once. */
+static void test_map_unordered_callback_can_stop(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 20 };
+  pp_buf_t args[N];
+  int seen[N];
+  unordered_t u;
+  pp_map_options_t mo;
+  size_t i;
+  args[0] = pack_act("square", 3);
+  for (i = 1; i < N; i++)
+    args[i] = pack_act("sleep", 30000);
+  memset(seen, 0, sizeof(seen));
+  memset(&u, 0, sizeof(u));
+  u.seen = seen;
+  u.n = N;
+  u.stop_after_first = 1;
+  memset(&mo, 0, sizeof(mo));
+  mo.chunksize = 1;
+  assert_int_equal(
+      pp_pool_map_unordered(pool, "act", args, N, count_result, &u, &mo),
+      PP_ECANCELED);
+  assert_int_equal(u.calls, N);
+  assert_int_equal(u.bad, 0);
+  for (i = 0; i < N; i++)
+    assert_int_equal(seen[i], 1);
+  pp_test_free_bufs(args, N);
+}
+
+static void test_map_chunksizes_all_give_the_same(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 300 };
+  static const size_t chunks[] = {1, 2, 7, 64, 1000};
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  size_t i, c;
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  for (c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+    pp_map_options_t mo;
+    memset(&mo, 0, sizeof(mo));
+    mo.chunksize = chunks[c];
+    assert_int_equal(pp_pool_map(pool, "square", args, N, res, &mo), 0);
+    for (i = 0; i < N; i++)
+      assert_true(pp_test_int_result(&res[i]) == (int64_t)(i * i));
+    pp_results_free(res, N);
+  }
+  pp_test_free_bufs(args, N);
+}
+
+/* Sizes around the one-write frame limit and far above it. */
+static void test_map_echo_keeps_bytes_of_any_size(void **state) {
+  pp_pool_t *pool = *state;
+  static const size_t sizes[] = {0,    1,    4000,  4071,    4072,
+                                 4073, 4096, 65537, 3u << 20};
+  enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  size_t i;
+  for (i = 0; i < N; i++) {
+    void *p = malloc(sizes[i] + 1);
+    assert_non_null(p);
+    pp_test_fill(p, sizes[i], i);
+    args[i].data = p;
+    args[i].len = sizes[i];
+  }
+  assert_int_equal(pp_pool_map(pool, "echo", args, N, res, NULL), 0);
+  for (i = 0; i < N; i++) {
+    assert_int_equal(res[i].len, sizes[i]);
+    assert_int_equal(pp_test_check(res[i].data, res[i].len, i), sizes[i]);
+    free((void *)args[i].data);
+  }
+  pp_results_free(res, N);
+}
+
+static void test_map_timeout_fails_only_slow_calls(void **state) {
+  pp_pool_t *pool = *state;
+  pp_buf_t args[4];
+  pp_result_t res[4];
+  pp_map_options_t mo;
+  size_t i;
+  args[0] = pack_act("square", 2);
+  args[1] = pack_act("sleep", 60000);
+  args[2] = pack_act("square", 3);
+  args[3] = pack_act("sleep", 60000);
+  memset(&mo, 0, sizeof(mo));
+  mo.timeout_ms = 500;
+  mo.chunksize = 1;
+  assert_int_equal(pp_pool_map(pool, "act", args, 4, res, &mo), PP_ETIMEDOUT);
+  assert_true(pp_test_int_result(&res[0]) == 4);
+  assert_true(pp_test_int_result(&res[2]) == 9);
+  assert_int_equal(res[1].status, PP_ETIMEDOUT);
+  assert_int_equal(res[3].status, PP_ETIMEDOUT);
+  assert_non_null(strstr(res[1].message, "timeout"));
+  pp_results_free(res, 4);
+  for (i = 0; i < 4; i++)
+    pp_free((void *)args[i].data);
+}
+
+#define POOL_TEST(f)                                                           \
+  cmocka_unit_test_setup_teardown(f, setup_pool, teardown_pool)
+
+int main(int argc, char **argv) {
+  int rc;
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  const struct CMUnitTest tests[] = {
+      POOL_TEST(test_map_ordered_results_for_1000_calls),
+      POOL_TEST(test_map_starmap_with_tuples),
+      POOL_TEST(test_map_malformed_tuple_is_ebadargs),
+      POOL_TEST(test_map_unknown_task_is_enotask),
+      POOL_TEST(test_map_empty_map_is_ok),
+      POOL_TEST(test_map_stop_on_error_cancels_the_rest),
+      POOL_TEST(test_map_run_all_reports_each_status),
+      POOL_TEST(test_map_unordered_delivers_each_index_once),
+      POOL_TEST(test_map_unordered_callback_can_stop),
+      POOL_TEST(test_map_chunksizes_all_give_the_same),
+      POOL_TEST(test_map_echo_keeps_bytes_of_any_size),
+      POOL_TEST(test_map_timeout_fails_only_slow_calls),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
