@@ -86,6 +86,12 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
 
   *proc = NULL;
   *chan = *out = *err = NULL;
+  /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
+   * not where it falls back to fork and exec (old glibc, valgrind); checking
+   * first gives the same clear reason everywhere. */
+  if (access(req->exe, X_OK) != 0)
+    return pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'",
+                           req->exe);
   rc = make_pair(ch);
   if (rc == 0)
     rc = make_pair(so);
