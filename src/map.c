@@ -17,6 +17,7 @@ typedef struct map_state_s {
   int first_status;     /* first failure in input order */
   size_t first_index;
   int stopped;
+  size_t n;             /* calls in the map */
 } map_state_t;
 
 /* Python's map picks chunks of about n / (4 * workers); pipelining does the
@@ -47,6 +48,49 @@ static void stop_group(pp_future_t **fs, size_t n) {
       pp__future_cancel_locked(fs[i]);
 }
 
+/* Takes finished calls off the group's list and records them; with
+ * `blocking`, waits until `n` calls are done.  `stoppable` is the number of
+ * futures that are queued (stop_group may only cancel those).  pool->lock is
+ * held; it is released while a callback runs. */
+static void consume(pp_pool_t *pool, pp__group_t *group, map_state_t *st,
+                    pp_future_t **fs, size_t stoppable, size_t *done,
+                    int stop_on_error, int blocking) {
+  while (*done < (blocking ? st->n : SIZE_MAX)) {
+    pp_future_t *f = group->done_head;
+    pp_result_t r;
+    if (f == NULL) {
+      if (!blocking)
+        return;
+      apr_thread_cond_wait(pool->done_cond, pool->lock);
+      continue;
+    }
+    group->done_head = f->qnext;
+    if (group->done_head == NULL)
+      group->done_tail = NULL;
+    (*done)++;
+    r = f->res;
+    memset(&f->res, 0, sizeof(f->res));
+    record(st, f, &r);
+    if (r.status != 0 && stop_on_error && !st->stopped) {
+      st->stopped = 1;
+      stop_group(fs, stoppable);
+    }
+    if (st->results != NULL) {
+      st->results[f->index] = r;
+    } else {
+      size_t index = f->index;
+      int stop;
+      apr_thread_mutex_unlock(pool->lock);
+      stop = st->cb(st->cb_data, index, &r);
+      apr_thread_mutex_lock(pool->lock);
+      if (stop && !st->stopped) {
+        st->stopped = 1;
+        stop_group(fs, stoppable);
+      }
+    }
+  }
+}
+
 static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                    size_t n, map_state_t *st, const pp_map_options_t *o) {
   pp_future_t **fs = NULL;
@@ -68,6 +112,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     return pp__set_error(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
   if (n == 0)
     return 0;
+  st->n = n;
   stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   timeout = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
   chunk = o && o->chunksize ? o->chunksize : auto_chunk(pool, n);
@@ -86,6 +131,17 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     fs[i]->chunk = chunk;
   }
   for (i = 0; i < n; i++) {
+    if (pool->inline_mode && st->stopped) {
+      /* Inline calls run as they are queued, so a stop has to keep the
+       * rest from being queued at all. */
+      apr_thread_mutex_lock(pool->lock);
+      pp__future_finish(fs[i], PP_ECANCELED, NULL, 0,
+                        pp__strdup_printf("call %zu of the map was cancelled "
+                                          "before it ran", i),
+                        0, 0);
+      apr_thread_mutex_unlock(pool->lock);
+      continue;
+    }
     if (pp__future_enqueue(fs[i]) != 0) {
       /* Only PP_ECLOSED can get here: another thread is destroying the pool.
        * The rest end PP_ECLOSED; what was queued is cancelled and awaited. */
@@ -97,43 +153,19 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
       apr_thread_mutex_unlock(pool->lock);
       break;
     }
+    if (pool->inline_mode) {
+      /* Deliver each inline result at once: callbacks see them as they
+       * come, and a failure can stop the map before the next call. */
+      apr_thread_mutex_lock(pool->lock);
+      consume(pool, &group, st, fs, i + 1, &done, stop_on_error, 0);
+      apr_thread_mutex_unlock(pool->lock);
+    }
   }
   created = n;
 
   /* Consume finished calls until all n are in. */
   apr_thread_mutex_lock(pool->lock);
-  while (done < n) {
-    pp_future_t *f = group.done_head;
-    pp_result_t r;
-    if (f == NULL) {
-      apr_thread_cond_wait(pool->done_cond, pool->lock);
-      continue;
-    }
-    group.done_head = f->qnext;
-    if (group.done_head == NULL)
-      group.done_tail = NULL;
-    done++;
-    r = f->res;
-    memset(&f->res, 0, sizeof(f->res));
-    record(st, f, &r);
-    if (r.status != 0 && stop_on_error && !st->stopped) {
-      st->stopped = 1;
-      stop_group(fs, n);
-    }
-    if (st->results != NULL) {
-      st->results[f->index] = r;
-    } else {
-      size_t index = f->index;
-      int stop;
-      apr_thread_mutex_unlock(pool->lock);
-      stop = st->cb(st->cb_data, index, &r);
-      apr_thread_mutex_lock(pool->lock);
-      if (stop && !st->stopped) {
-        st->stopped = 1;
-        stop_group(fs, n);
-      }
-    }
-  }
+  consume(pool, &group, st, fs, n, &done, stop_on_error, 1);
   apr_thread_mutex_unlock(pool->lock);
   rc = st->first_status;
 

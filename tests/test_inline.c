@@ -235,6 +235,49 @@ static void test_inline_threads_task(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
+/* Counts what an unordered inline map delivers: [0] successes, [1]
+ * cancelled calls; asks to stop at the first result. */
+static int stop_after_first(void *data, size_t index, pp_result_t *r) {
+  int *counts = data;
+  (void)index;
+  if (r->status == 0)
+    counts[0]++;
+  else if (r->status == PP_ECANCELED)
+    counts[1]++;
+  pp_results_free(r, 1);
+  return 1;
+}
+
+/* Inline calls run as they are queued, so stopping must keep the rest of
+ * the map from running at all, as it does with workers. */
+static void test_inline_stop_on_error_stops(void **state) {
+  enum { N = 50 };
+  pp_pool_t *pool = make_pool(PP_POOL_INLINE, NULL);
+  pp_map_options_t mo;
+  pp_buf_t args[N];
+  pp_result_t r[N];
+  int i, counts[2] = {0, 0};
+  (void)state;
+  for (i = 0; i < N; i++)
+    assert_int_equal(
+        pp_pack(&args[i], "si", i == 0 ? "fail" : "square", (int64_t)i), 0);
+  memset(&mo, 0, sizeof(mo));
+  mo.flags = PP_MAP_STOP_ON_ERROR;
+  assert_int_equal(pp_pool_starmap(pool, "act", args, N, r, &mo), PP_ETASK);
+  assert_int_equal(r[0].status, PP_ETASK);
+  for (i = 1; i < N; i++)
+    assert_int_equal(r[i].status, PP_ECANCELED);
+  pp_results_free(r, N);
+  /* A callback asking to stop has the same effect. */
+  assert_int_equal(pp_pool_map_unordered(pool, "act", args + 1, N - 1,
+                                         stop_after_first, counts, NULL),
+                   PP_ECANCELED);
+  assert_int_equal(counts[0], 1);
+  assert_int_equal(counts[1], N - 2);
+  pp_test_free_bufs(args, N);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -247,6 +290,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_inline_pp_log_reaches_callback),
       cmocka_unit_test(test_inline_initializer_runs),
       cmocka_unit_test(test_inline_threads_task),
+      cmocka_unit_test(test_inline_stop_on_error_stops),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
