@@ -456,6 +456,26 @@ static void slot_bury(pp__slot_t *s, int rc) {
   apr_thread_mutex_unlock(pool->lock);
 }
 
+/* Returns 1 if the worker ended while the slot was waiting for work (a
+ * stray signal, such as a terminal's Ctrl-C sent to its process group, or
+ * the OOM killer), after settling the calls just taken: they have not been
+ * sent, so they go back to the front of the queue and run on a replacement,
+ * instead of failing with PP_EWORKERDIED as if the worker had died running
+ * them.  A worker that dies after this check and before it reads its calls
+ * still fails the first one; only a reply could tell the two cases apart. */
+static int slot_lost_idle_worker(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  pp__exit_t st;
+  if (pp__proc_wait(s->proc, 0, &st) != 0)
+    return 0;
+  apr_thread_mutex_lock(pool->lock);
+  requeue_locked(s, 0);
+  apr_thread_cond_broadcast(pool->work_cond);
+  apr_thread_mutex_unlock(pool->lock);
+  slot_reap(s, 0, &st);
+  return 1;
+}
+
 /* Asks the worker to finish and reaps it. */
 static void slot_retire(pp__slot_t *s) {
   pp__exit_t st;
@@ -539,6 +559,8 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
     }
     if (!take_work(s))
       break;
+    if (slot_lost_idle_worker(s))
+      continue;
     rc = send_calls(s);
     if (rc == 0)
       rc = read_replies(s);
