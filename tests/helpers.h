@@ -31,7 +31,8 @@ int64_t pp_test_self_pid(void);
 /* Returns the number of CPUs this process may run on. */
 int pp_test_cpu_count(void);
 
-/* Returns MemAvailable from /proc/meminfo in bytes, or 0 if unknown. */
+/* Returns the free memory in bytes (MemAvailable from /proc/meminfo,
+ * GlobalMemoryStatusEx on Windows), or 0 if unknown. */
 uint64_t pp_test_mem_available(void);
 
 /* Sleeps for ms milliseconds. */
@@ -63,6 +64,57 @@ pp_test_child_t *pp_test_child_start(const char *argv0, const char *arg,
 /* Kills the child at once, with no chance to clean up (SIGKILL,
  * TerminateProcess), waits for it and frees the handle. */
 void pp_test_child_kill(pp_test_child_t *child);
+
+/* ---- processes, descriptors and files (helpers_proc.c) ---- */
+
+/* Stores the descriptor numbers open in process `pid` (0 = this process,
+ * without the directory stream used to list them) in ascending order in
+ * fds[0..cap) and returns how many there are, or -1 where they cannot be
+ * listed (only Linux shows them, in /proc/<pid>/fd). */
+int pp_test_fd_list(int64_t pid, int *fds, size_t cap);
+
+/* Writes what descriptor `fd` of process `pid` (0 = this process) refers
+ * to, e.g. "/dev/null" or "socket:[1234]", into buf.  Returns 0 or -1. */
+int pp_test_fd_target(int64_t pid, int fd, char *buf, size_t cap);
+
+/* Stores the values of the handles this process holds (Windows) in
+ * ascending order in vals[0..cap) and returns how many there are, or -1
+ * where they cannot be listed.  NtQuerySystemInformation lists them, since
+ * Wine's GetProcessHandleCount always says 0. */
+int pp_test_handle_list(uint64_t *vals, size_t cap);
+
+/* Returns the parent process id of `pid`, or -1 if the process does not
+ * exist or the system cannot tell (only Linux can). */
+int64_t pp_test_pid_parent(int64_t pid);
+
+/* Returns how many bytes process `pid` has read so far (Linux: rchar of
+ * /proc/<pid>/io, Windows: GetProcessIoCounters), or -1 if unknown. */
+int64_t pp_test_read_bytes(int64_t pid);
+
+/* Ends a process at once with no chance to clean up (SIGKILL, or
+ * TerminateProcess with exit code 9).  Returns 0 or -1. */
+int pp_test_kill(int64_t pid);
+
+/* Writes the current directory (UTF-8) into buf; returns 0 or -1. */
+int pp_test_getcwd(char *buf, size_t cap);
+
+/* Copies the running test program into directory `dir` (UTF-8; created if
+ * it is missing) under the file name `name` (".exe" is appended on
+ * Windows), writes the copy's path (UTF-8) into `path` and returns 0, or
+ * prints why on stderr and returns -1.  Windows: CreateDirectoryW,
+ * CopyFileW, so any Unicode name works. */
+int pp_test_copy_self(const char *dir, const char *name, char *path,
+                      size_t cap);
+
+/* Runs `<exe> <arg>` to its end, its standard output captured into `out`
+ * (NUL-terminated, cut to cap - 1 bytes), and returns its exit code, or -1
+ * if it could not be started or was ended by a signal.  The paths are
+ * UTF-8; Windows uses CreateProcessW. */
+int pp_test_run(const char *exe, const char *arg, char *out, size_t cap);
+
+/* Removes a file or an empty directory (UTF-8 path); returns 0 or -1. */
+int pp_test_remove_file(const char *path);
+int pp_test_remove_dir(const char *path);
 
 /* ---- log capture ---- */
 

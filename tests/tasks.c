@@ -20,6 +20,7 @@
 #include <unistd.h>
 #endif
 
+#include <apr_atomic.h>
 #include <apr_pools.h>
 #include <apr_thread_proc.h>
 #include <apr_time.h>
@@ -383,9 +384,65 @@ static int pid(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", self_pid());
 }
 
+static int length(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg;
+  return pp_call_replyf(call, "i", (int64_t)len);
+}
+
+/* Counts "hang: started" records of the nest_hang task's own pool.  The
+ * callback runs on that pool's threads, the task reads the count. */
+static volatile apr_uint32_t nest_hang_started;
+
+static void nest_hang_log(void *data, const pp_log_record_t *record) {
+  (void)data;
+  if (record->source == PP_LOG_TASK &&
+      strcmp(record->line, "hang: started") == 0)
+    apr_atomic_inc32(&nest_hang_started);
+}
+
+static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_future_t *f[8];
+  int64_t n, pids[8], i;
+  char line[256];
+  size_t used;
+  int got;
+  apr_time_t end;
+  if (pp_unpack(arg, len, "i", &n) != 0 || n < 1 || n > 8)
+    return pp_call_fail(call, "nest_hang wants one int64 in 1..8");
+  memset(&o, 0, sizeof(o));
+  o.workers = (int)n;
+  o.flags = PP_POOL_NESTED;
+  o.log_cb = nest_hang_log;
+  if (pp_pool_create(&pool, &o) != 0)
+    return pp_call_fail(call, "nest_hang: %s", pp_last_error());
+  for (i = 0; i < n; i++)
+    if (pp_pool_submit(pool, "hang", NULL, 0, NULL, &f[i]) != 0)
+      return pp_call_fail(call, "nest_hang: %s", pp_last_error());
+  /* Every nested worker runs its hang before the pids are reported, so
+   * whoever reads them knows that the whole tree is busy. */
+  end = apr_time_now() + apr_time_from_sec(60);
+  while (apr_atomic_read32(&nest_hang_started) < (apr_uint32_t)n) {
+    if (apr_time_now() > end)
+      return pp_call_fail(call, "nest_hang: the nested hangs did not start");
+    apr_sleep(apr_time_from_msec(5));
+  }
+  got = pp_pool_worker_pids(pool, pids, 8);
+  used = (size_t)snprintf(line, sizeof(line), "nest_hang: pids");
+  for (i = 0; i < got && i < 8 && used < sizeof(line); i++)
+    used += (size_t)snprintf(line + used, sizeof(line) - used, " %lld",
+                             (long long)pids[i]);
+  pp_log(1, "%s", line);
+  for (;;)
+    apr_sleep(apr_time_from_sec(1));
+  return 0; /* not reached */
+}
+
 const pp_task_t pp_test_tasks[] = {
     PP_TASK(square),   PP_TASK(add),    PP_TASK(echo),     PP_TASK(fail),
     PP_TASK(act),      PP_TASK(segv),   PP_TASK(do_abort), PP_TASK(do_exit),
     PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
-    PP_TASK(init_get), PP_TASK(pid),    PP_TASK_END};
+    PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
+    PP_TASK_END};

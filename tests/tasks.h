@@ -41,6 +41,11 @@
  *   init_set  "i" value              -> stores value in a worker global
  *   init_get  none                   -> "i" that global (-1 if never set)
  *   pid       none                   -> "i" the process id that ran it
+ *   length    any bytes              -> "i" the argument's length
+ *   nest_hang "i" n                  -> never returns: creates a nested pool
+ *             of n workers (n <= 8) that all run hang, then pp_log(1)s
+ *             "nest_hang: pids <pid>..." with the nested workers' pids and
+ *             sleeps forever, for the orphan test
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
