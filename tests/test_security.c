@@ -1,0 +1,255 @@
+/*
+ * test_security.c - what a worker can be made to run, and who can talk to
+ * a pool.
+ *
+ * (a) Only registered tasks run: the worker looks a name up in its own
+ *     table (the one given to pp_worker_main), whatever table the parent
+ *     checked the name against, so a name the worker does not know fails
+ *     that call with PP_ENOTASK and the worker's message.
+ * (b) A worker must prove that it is the process the pool started, with
+ *     the 128-bit cookie from its command line.  With PP_TEST_ROGUE=1 in
+ *     its environment this program, started as a worker, spoils the cookie
+ *     before it calls pp_worker_main, as a stranger guessing it would; the
+ *     pool must refuse it (PP_ESPAWN, with a message about the cookie).
+ * (c) Windows: the channel is a named pipe whose DACL admits only the
+ *     current user, and whose name nobody else can take a second instance
+ *     of.  The test builds a pipe with the platform layer's own function
+ *     (pp__win_pipe_server; the test links the static library) and reads
+ *     its security back with GetSecurityInfo.
+ */
+#ifdef _WIN32
+/* First: it sets the Windows version the platform layer is built for. */
+#include "../platform/win32/internal.h"
+#include <aclapi.h>
+#include <sddl.h>
+#endif
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "tasks.h"
+
+#define ROGUE_ENV "PP_TEST_ROGUE"
+#define WORKER_ARG "--procpool-worker="
+
+/* ---- (a) names the worker does not have ---- */
+
+/* The parent's table needs functions, but they never run in a pool: the
+ * workers run their own. */
+static int stand_in(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+  return pp_call_fail(call, "the parent's stand-in ran");
+}
+
+static const pp_task_t parent_table[] = {
+    {"square", stand_in}, {"not_in_worker", stand_in}, PP_TASK_END};
+
+static pp_result_t run(pp_pool_t *pool, const char *task, int64_t v) {
+  pp_buf_t b = pp_test_pack_int(v);
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  assert_int_equal(pp_pool_submit(pool, task, b.data, b.len, NULL, &f), 0);
+  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_take(f, &r), 0);
+  pp_future_free(f);
+  pp_free((void *)b.data);
+  return r;
+}
+
+static void test_security_only_worker_tasks_run(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_future_t *f = NULL;
+  pp_pool_stats_t st;
+  pp_result_t r;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.tasks = parent_table;
+  assert_int_equal(pp_pool_create(&pool, &o), 0);
+
+  r = run(pool, "not_in_worker", 1);
+  print_message("not_in_worker: %s: %s\n", pp_err_name(r.status), r.message);
+  assert_int_equal(r.status, PP_ENOTASK);
+  assert_null(r.data);
+  assert_non_null(strstr(r.message, "worker 0 has no task named "
+                                    "'not_in_worker'"));
+  pp_results_free(&r, 1);
+
+  /* The worker ran its own square, not the parent's stand-in. */
+  r = run(pool, "square", 9);
+  assert_int_equal(r.status, 0);
+  assert_true(pp_test_int_result(&r) == 81);
+  pp_results_free(&r, 1);
+
+  /* A name in neither table is refused before anything is queued; a name
+   * only the worker has (pid) is refused by the parent's table. */
+  assert_int_equal(pp_pool_submit(pool, "nowhere", NULL, 0, NULL, &f),
+                   PP_ENOTASK);
+  assert_null(f);
+  assert_int_equal(pp_pool_submit(pool, "pid", NULL, 0, NULL, &f), PP_ENOTASK);
+  assert_null(f);
+
+  /* The unknown name did not cost a worker. */
+  assert_int_equal(pp_pool_stats(pool, &st), 0);
+  assert_int_equal(st.workers_died, 0);
+  assert_int_equal(st.workers_started, 1);
+  assert_int_equal(st.calls_submitted, 2);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
+/* ---- (b) a worker without the right cookie ---- */
+
+/* In a worker started with PP_TEST_ROGUE=1: changes the first hex digit of
+ * the cookie in "--procpool-worker=<channel>:<cookie>,<pid>,<depth>,<n>". */
+static void spoil_cookie(int argc, char **argv) {
+  int i;
+  for (i = 1; i < argc; i++) {
+    char *colon;
+    if (strncmp(argv[i], WORKER_ARG, strlen(WORKER_ARG)) != 0)
+      continue;
+    colon = strrchr(argv[i], ':');
+    if (colon != NULL && colon[1] != '\0')
+      colon[1] = colon[1] == '0' ? '1' : '0';
+  }
+}
+
+static void test_security_wrong_cookie_is_refused(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  int rc;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  pp_test_setenv(ROGUE_ENV, "1");
+  rc = pp_pool_create(&pool, &o);
+  pp_test_setenv(ROGUE_ENV, NULL);
+  print_message("pool with a rogue worker: %s: %s\n", pp_err_name(rc),
+                pp_last_error());
+  assert_int_equal(rc, PP_ESPAWN);
+  assert_null(pool);
+  assert_non_null(strstr(pp_last_error(), "cookie"));
+
+  /* Without the variable the same pool starts. */
+  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
+/* ---- (c) the Windows pipe's security ---- */
+
+static void test_security_pipe_dacl_is_owner_only(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: named-pipe DACLs are Windows-only; POSIX channels "
+                "are unnamed socketpairs (see test_fds)\n");
+  skip();
+#else
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE pipe = INVALID_HANDLE_VALUE, second, token = NULL;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PACL dacl = NULL;
+  ACL_SIZE_INFORMATION info;
+  TOKEN_USER *user;
+  DWORD err, size = 0, i;
+  char *text = NULL;
+
+  assert_int_equal(pp__win_pipe_server(PIPE_ACCESS_DUPLEX, name, &pipe), 0);
+  err = GetSecurityInfo(pipe, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL,
+                        NULL, &dacl, NULL, &sd);
+  print_message("GetSecurityInfo: error %lu, DACL %s\n", (unsigned long)err,
+                dacl != NULL ? "present" : "absent (NULL: everyone)");
+  assert_int_equal(err, ERROR_SUCCESS);
+  assert_non_null(dacl);
+
+  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
+  GetTokenInformation(token, TokenUser, NULL, 0, &size);
+  user = malloc(size);
+  assert_non_null(user);
+  assert_true(GetTokenInformation(token, TokenUser, user, size, &size));
+  if (ConvertSidToStringSidA(user->User.Sid, &text)) {
+    print_message("current user: %s\n", text);
+    LocalFree(text);
+  }
+
+  assert_true(GetAclInformation(dacl, &info, sizeof(info), AclSizeInformation));
+  print_message("the pipe's DACL has %lu ACE(s)\n",
+                (unsigned long)info.AceCount);
+  for (i = 0; i < info.AceCount; i++) {
+    ACE_HEADER *ace = NULL;
+    assert_true(GetAce(dacl, i, (void **)&ace));
+    if (ace->AceType == ACCESS_ALLOWED_ACE_TYPE) {
+      ACCESS_ALLOWED_ACE *allow = (ACCESS_ALLOWED_ACE *)ace;
+      PSID sid = (PSID)&allow->SidStart;
+      text = NULL;
+      ConvertSidToStringSidA(sid, &text);
+      print_message("  ACE %lu: allow 0x%08lx to %s%s\n", (unsigned long)i,
+                    (unsigned long)allow->Mask, text ? text : "?",
+                    EqualSid(sid, user->User.Sid) ? " (the current user)" : "");
+      if (text != NULL)
+        LocalFree(text);
+    } else {
+      print_message("  ACE %lu: type %d\n", (unsigned long)i, ace->AceType);
+    }
+  }
+  assert_int_equal(info.AceCount, 1);
+  {
+    ACE_HEADER *ace = NULL;
+    assert_true(GetAce(dacl, 0, (void **)&ace));
+    assert_int_equal(ace->AceType, ACCESS_ALLOWED_ACE_TYPE);
+    assert_true(EqualSid((PSID) & ((ACCESS_ALLOWED_ACE *)ace)->SidStart,
+                         user->User.Sid));
+  }
+
+  /* Nobody can add an instance to our pipe: not as its first instance,
+   * and not as a further one, since it allows only one. */
+  second =
+      CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                       PIPE_TYPE_BYTE | PIPE_WAIT, 1, 4096, 4096, 0, NULL);
+  err = GetLastError();
+  print_message("second instance with FILE_FLAG_FIRST_PIPE_INSTANCE: %s "
+                "(error %lu)\n",
+                second == INVALID_HANDLE_VALUE ? "refused" : "CREATED",
+                (unsigned long)err);
+  if (second != INVALID_HANDLE_VALUE)
+    CloseHandle(second);
+  assert_true(second == INVALID_HANDLE_VALUE);
+  second =
+      CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE | PIPE_WAIT,
+                       PIPE_UNLIMITED_INSTANCES, 4096, 4096, 0, NULL);
+  err = GetLastError();
+  print_message("second instance without it: %s (error %lu)\n",
+                second == INVALID_HANDLE_VALUE ? "refused" : "CREATED",
+                (unsigned long)err);
+  if (second != INVALID_HANDLE_VALUE)
+    CloseHandle(second);
+  assert_true(second == INVALID_HANDLE_VALUE);
+
+  free(user);
+  CloseHandle(token);
+  LocalFree(sd);
+  CloseHandle(pipe);
+#endif
+}
+
+int main(int argc, char **argv) {
+  int rc;
+  const char *rogue = getenv(ROGUE_ENV);
+  if (rogue != NULL && strcmp(rogue, "1") == 0)
+    spoil_cookie(argc, argv);
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_security_only_worker_tasks_run),
+      cmocka_unit_test(test_security_wrong_cookie_is_refused),
+      cmocka_unit_test(test_security_pipe_dacl_is_owner_only),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
