@@ -58,6 +58,10 @@ awk '
     line("tiny calls/s, chunksize 64", "tput_c64_cps", "tput_c64_cps",
          "raw_tput_c64_cps", 0)
     line("large echo (GB/s)", "echo_gbps", "echo_gbps", "raw_echo_gbps", 0)
+    line("round trip, inherited output (us)", "rtt_inherit_us", "rtt_us",
+         "raw_rtt_us", 1)
+    line("calls/s, c64, inherited output", "tput_c64_inherit_cps",
+         "tput_c64_cps", "raw_tput_c64_cps", 0)
     print "ratios: speed of procpool relative to the column (>1 = faster)"
   }
 ' "$tmp/c.txt" "$tmp/py.txt"

@@ -276,7 +276,13 @@ enum {
   /** Allow pp_pool_create() inside a worker (a nested pool).  Without it a
    * worker's pool creation fails with PP_ENESTED, which stops fork bombs by
    * accident.  Nesting is limited to 8 levels. */
-  PP_POOL_NESTED = 1u << 1
+  PP_POOL_NESTED = 1u << 1,
+  /** Workers write straight to the parent's stdout and stderr instead of
+   * through the log callback: no capture threads and no per-call markers,
+   * which roughly doubles the throughput of tiny calls, but lines from
+   * several workers may mix mid-line and carry no worker or call tag.
+   * pp_log() still reaches the log callback. */
+  PP_POOL_INHERIT_OUTPUT = 1u << 2
 };
 
 /** Options for pp_pool_create(); all-zero (or NULL) means defaults. */

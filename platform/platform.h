@@ -39,12 +39,15 @@ typedef struct pp__spawn_req_s {
   const char *token;
   /* More arguments after the reserved one (NULL-terminated; may be NULL). */
   const char *const *extra_args;
+  /* Non-zero: the worker's stdout and stderr are the parent's own (nothing
+   * is captured, and *out and *err are set to NULL). */
+  int inherit_output;
 } pp__spawn_req_t;
 
 /* Starts a worker and returns only once the program has been executed (or
  * failed to be).  On success sets *proc and the parent's ends of the duplex
- * channel and of the worker's stdout and stderr; the worker's stdin is the
- * null device.  Nothing else of the parent (descriptor or handle) reaches the
+ * channel and of the worker's stdout and stderr (NULL with inherit_output);
+ * the worker's stdin is the null device.  Nothing else of the parent (descriptor or handle) reaches the
  * worker.  On Windows the worker is in a kill-on-close job object before it
  * runs.  PP_ESPAWN with the OS reason on failure (exec failed, no such file),
  * with nothing left open. */

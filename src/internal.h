@@ -199,6 +199,7 @@ struct pp_pool_s {
   int stopping;                  /* slots must stop their workers */
   int inline_mode;
   int depth;                     /* nesting depth of its workers */
+  int inherit_output;            /* PP_POOL_INHERIT_OUTPUT */
 
   const pp_task_t *tasks;
   char *exe;

@@ -15,6 +15,9 @@
 #include "internal.h"
 
 #define PP__LINE_MAX 65536
+/* How long a drain gathers output before it reads again: lines reach the
+ * log callback at most this late. */
+#define PP__DRAIN_BATCH_USEC 2000
 
 struct pp__drain_s {
   pp_pool_t *pool;
@@ -174,8 +177,15 @@ static void *APR_THREAD_FUNC drain_main(apr_thread_t *thread, void *data) {
   pp__drain_t *d = data;
   char buf[16384];
   size_t got;
-  while (pp__chan_read_some(d->chan, buf, sizeof(buf), &got) == 0)
+  while (pp__chan_read_some(d->chan, buf, sizeof(buf), &got) == 0) {
     feed(d, buf, got);
+    /* Every call writes a marker, and waking this thread for each one
+     * would cost more than the call itself; after a short read the drain
+     * waits a moment so that markers and lines arrive in batches.  A full
+     * read means output is streaming, so it reads on at once. */
+    if (got < sizeof(buf))
+      apr_sleep(PP__DRAIN_BATCH_USEC);
+  }
   if (d->line_len > 0)
     flush_line(d);
   apr_thread_mutex_lock(d->lock);

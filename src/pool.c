@@ -44,7 +44,8 @@ static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
 static int check_options(const pp_pool_options_t *o) {
   if (o->workers < 0)
     return pp__set_error(PP_EINVAL, "pp_pool_create: workers is negative");
-  if (o->flags & ~(unsigned)(PP_POOL_INLINE | PP_POOL_NESTED))
+  if (o->flags &
+      ~(unsigned)(PP_POOL_INLINE | PP_POOL_NESTED | PP_POOL_INHERIT_OUTPUT))
     return pp__set_error(PP_EINVAL, "pp_pool_create: unknown flags 0x%x",
                          o->flags);
   if (o->call_timeout_ms < 0 || o->cancel_grace_ms < 0)
@@ -77,8 +78,8 @@ static int pool_setup(pp_pool_t *pool) {
     return pp__from_apr(rv, "apr_generate_random_bytes");
   for (i = 0; i < PP__COOKIE_LEN; i++)
     snprintf(hex + 2 * i, 3, "%02x", pool->cookie[i]);
-  pp__format(pool->token_base, sizeof(pool->token_base), "%s,%lld,%d", hex,
-             (long long)pp__self_pid(), pool->depth);
+  pp__format(pool->token_base, sizeof(pool->token_base), "%s,%lld,%d,%d", hex,
+             (long long)pp__self_pid(), pool->depth, pool->inherit_output);
   return 0;
 }
 
@@ -189,6 +190,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->grace_ms = o->cancel_grace_ms ? o->cancel_grace_ms
                                       : PP__DEFAULT_GRACE_MS;
   pool->max_calls = o->max_calls_per_worker;
+  pool->inherit_output = (o->flags & PP_POOL_INHERIT_OUTPUT) != 0;
   pool->log_cb = o->log_cb ? o->log_cb : pp_log_stderr;
   pool->log_data = o->log_cb ? o->log_data : NULL;
 

@@ -144,6 +144,7 @@ static int slot_spawn(pp__slot_t *s) {
   req.exe = pool->exe;
   req.token = token;
   req.extra_args = extra;
+  req.inherit_output = pool->inherit_output;
   rc = pp__spawn(&req, &s->proc, &chan, &out, &err);
   if (rc != 0)
     return rc;
@@ -152,11 +153,13 @@ static int slot_spawn(pp__slot_t *s) {
   s->chan = chan;
   apr_thread_mutex_unlock(s->wlock);
   pp__reader_init(s->rd, chan);
-  rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
-  if (rc == 0)
-    rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
-  else
-    pp__chan_close(err);
+  if (out != NULL) {
+    rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
+    if (rc == 0)
+      rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
+    else
+      pp__chan_close(err);
+  }
   if (rc != 0)
     goto cleanup;
 

@@ -39,7 +39,8 @@ static struct {
   volatile apr_uint32_t current_cancelled;
   volatile apr_uint64_t current_id;
   const pp_task_t *tasks;
-} W = {-1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL};
+  int mark_output;
+} W = {-1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, 1};
 
 /* Only the reader thread reads the channel. */
 static pp__reader_t reader;
@@ -194,7 +195,8 @@ static void run_job(job_t *job) {
                            (unsigned long long)job->id);
   } else {
     apr_atomic_set64(&W.current_id, job->id);
-    mark_streams(job->id);
+    if (W.mark_output)
+      mark_streams(job->id);
     status = pp__call_run(task, &call, job->payload + off, job->len - off);
     fflush(stdout);
     fflush(stderr);
@@ -210,21 +212,23 @@ static void run_job(job_t *job) {
   pp__call_clear(&call);
 }
 
-/* Parses "<spec>:<cookie hex>,<parent pid>,<depth>,<index>". */
+/* Parses "<spec>:<cookie hex>,<parent pid>,<depth>,<inherit output>,<index>". */
 static int parse_arg(const char *arg, char *spec, size_t spec_cap,
                      unsigned char *cookie, int64_t *ppid) {
   const char *colon = strrchr(arg, ':');
   char hex[2 * PP__COOKIE_LEN + 1];
   long long pid;
-  int depth, index, i;
+  int depth, inherit, index, i;
   if (colon == NULL || (size_t)(colon - arg) >= spec_cap)
     return -1;
   memcpy(spec, arg, (size_t)(colon - arg));
   spec[colon - arg] = '\0';
-  if (sscanf(colon + 1, "%32[0-9a-f],%lld,%d,%d", hex, &pid, &depth, &index) !=
-          4 ||
+  if (sscanf(colon + 1, "%32[0-9a-f],%lld,%d,%d,%d", hex, &pid, &depth,
+             &inherit, &index) != 5 ||
       strlen(hex) != 2 * PP__COOKIE_LEN || depth < 1 || index < 0)
     return -1;
+  /* With inherited output nobody reads call markers. */
+  W.mark_output = inherit == 0;
   for (i = 0; i < PP__COOKIE_LEN; i++) {
     unsigned v;
     sscanf(hex + 2 * i, "%2x", &v);

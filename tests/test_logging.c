@@ -220,6 +220,40 @@ static void test_logging_default_callback_does_not_crash(void **state) {
   pp_log(1, "pp_log from the parent, %d", 42);
 }
 
+/* With PP_POOL_INHERIT_OUTPUT the workers' stdout and stderr are the
+ * test's own (ctest shows them); only pp_log() messages reach the callback,
+ * still tagged. */
+static void test_logging_inherited_output_skips_capture(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t b;
+  pp_result_t res;
+  int64_t call_id = 0, worker = -1;
+  size_t r;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 2;
+  o.flags = PP_POOL_INHERIT_OUTPUT;
+  o.log_cb = pp_test_log_cb;
+  o.log_data = log;
+  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  assert_int_equal(pp_pack(&b, "s", "inherited"), 0);
+  assert_int_equal(pp_pool_map(pool, "print", &b, 1, &res, NULL), 0);
+  assert_int_equal(pp_unpack(res.data, res.len, "ii", &call_id, &worker), 0);
+  pp_results_free(&res, 1);
+  pp_free((void *)b.data);
+  expect_line(log, "log inherited", PP_LOG_TASK, 5, (int)worker,
+              (uint64_t)call_id);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  for (r = 0; r < pp_test_log_count(log); r++) {
+    pp_test_record_t rec;
+    assert_true(pp_test_log_get(log, r, &rec));
+    assert_int_equal(rec.source, PP_LOG_TASK);
+  }
+  pp_test_log_free(log);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -229,6 +263,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_logging_initializer_output_has_worker_numbers),
       cmocka_unit_test(test_logging_lines_are_never_mixed),
       cmocka_unit_test(test_logging_default_callback_does_not_crash),
+      cmocka_unit_test(test_logging_inherited_output_skips_capture),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

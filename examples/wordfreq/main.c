@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <apr_time.h>
+
 #define MIB ((int64_t)1 << 20)
 
 static const pp_task_t tasks[] = {{"count_range", wf_count_task}, PP_TASK_END};
@@ -54,10 +56,10 @@ typedef struct merge_s {
   int failed;
 } merge_t;
 
+/* APR's clock: procpool already depends on APR, and msvcrt lacks C11's
+ * timespec_get. */
 static double now(void) {
-  struct timespec ts;
-  timespec_get(&ts, TIME_UTC);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+  return (double)apr_time_now() * 1e-6;
 }
 
 static void usage(FILE *f) {

@@ -93,15 +93,15 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
     return pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'",
                            req->exe);
   rc = make_pair(ch);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = make_pair(so);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = make_pair(se);
   if (rc == 0)
     rc = move_high(&ch[1]);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = move_high(&so[1]);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = move_high(&se[1]);
   if (rc)
     goto cleanup;
@@ -126,9 +126,9 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   }
   fa_ready = 1;
   rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = posix_spawn_file_actions_adddup2(&fa, so[1], 1);
-  if (rc == 0)
+  if (rc == 0 && !req->inherit_output)
     rc = posix_spawn_file_actions_adddup2(&fa, se[1], 2);
   if (rc == 0)
     rc = posix_spawn_file_actions_adddup2(&fa, ch[1], 3);
@@ -168,11 +168,13 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   rc = pp__chan_wrap(ch[0], chan);
   if (rc == 0) {
     ch[0] = -1;
-    rc = pp__chan_wrap(so[0], out);
+    if (!req->inherit_output)
+      rc = pp__chan_wrap(so[0], out);
   }
   if (rc == 0) {
     so[0] = -1;
-    rc = pp__chan_wrap(se[0], err);
+    if (!req->inherit_output)
+      rc = pp__chan_wrap(se[0], err);
   }
   if (rc == 0)
     se[0] = -1;

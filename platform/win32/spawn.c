@@ -264,6 +264,28 @@ static int await_connect(HANDLE server, OVERLAPPED *ov, HANDLE process,
   return 0;
 }
 
+/* An inheritable copy of one of our standard handles, for a worker that
+ * writes straight to the parent's output; the null device when we have none
+ * (a GUI program). */
+static int inherit_std(DWORD which, HANDLE *out) {
+  HANDLE h = GetStdHandle(which), self = GetCurrentProcess();
+  SECURITY_ATTRIBUTES sa;
+  char why[160];
+  *out = INVALID_HANDLE_VALUE;
+  if (h != NULL && h != INVALID_HANDLE_VALUE &&
+      DuplicateHandle(self, h, self, out, 0, TRUE, DUPLICATE_SAME_ACCESS))
+    return 0;
+  sa.nLength = sizeof(sa);
+  sa.lpSecurityDescriptor = NULL;
+  sa.bInheritHandle = TRUE;
+  *out = CreateFileW(L"NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                     &sa, OPEN_EXISTING, 0, NULL);
+  if (*out == INVALID_HANDLE_VALUE)
+    return pp__set_error(PP_ESPAWN, "opening NUL: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  return 0;
+}
+
 int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
               pp__chan_t **out, pp__chan_t **err) {
   WCHAR pipe_name[PP__PIPE_NAME_MAX];
@@ -314,10 +336,15 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   status = pp__win_build_cmdline(exe, pipe_name, req, &cmdline);
   if (status != 0)
     goto cleanup;
-  status = pp__win_stdio_pipe(&out_server, &out_client);
-  if (status != 0)
-    goto cleanup;
-  status = pp__win_stdio_pipe(&err_server, &err_client);
+  if (req->inherit_output) {
+    status = inherit_std(STD_OUTPUT_HANDLE, &out_client);
+    if (status == 0)
+      status = inherit_std(STD_ERROR_HANDLE, &err_client);
+  } else {
+    status = pp__win_stdio_pipe(&out_server, &out_client);
+    if (status == 0)
+      status = pp__win_stdio_pipe(&err_server, &err_client);
+  }
   if (status != 0)
     goto cleanup;
   inherit.nLength = sizeof(inherit);
@@ -412,14 +439,16 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   if (status != 0)
     goto cleanup;
   server = INVALID_HANDLE_VALUE;
-  status = pp__win_chan_wrap(out_server, &o);
-  if (status != 0)
-    goto cleanup;
-  out_server = INVALID_HANDLE_VALUE;
-  status = pp__win_chan_wrap(err_server, &e);
-  if (status != 0)
-    goto cleanup;
-  err_server = INVALID_HANDLE_VALUE;
+  if (!req->inherit_output) {
+    status = pp__win_chan_wrap(out_server, &o);
+    if (status != 0)
+      goto cleanup;
+    out_server = INVALID_HANDLE_VALUE;
+    status = pp__win_chan_wrap(err_server, &e);
+    if (status != 0)
+      goto cleanup;
+    err_server = INVALID_HANDLE_VALUE;
+  }
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
   pi.hProcess = NULL;
