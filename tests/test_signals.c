@@ -46,6 +46,7 @@
  * certainly under way, and far from done. */
 #define KILL_AFTER ((int64_t)8 << 20)
 #define ROUNDS 3
+#define MAX_RETRIES 5
 
 static pp_pool_t *make_pool(int workers, pp_test_log_t *log) {
   pp_pool_options_t o;
@@ -109,7 +110,7 @@ static void test_signals_worker_killed_during_big_write(void **state) {
   pp_pool_t *pool;
   apr_pool_t *mem = NULL;
   unsigned char *arg;
-  int round;
+  int round, attempts;
   (void)state;
 #ifndef _WIN32
   {
@@ -129,13 +130,17 @@ static void test_signals_worker_killed_during_big_write(void **state) {
   assert_int_equal(apr_initialize(), APR_SUCCESS);
   assert_int_equal(apr_pool_create(&mem, NULL), APR_SUCCESS);
   pool = make_pool(1, NULL);
-  for (round = 0; round < ROUNDS; round++) {
+  /* A round whose kill comes only after the call has finished (a killer
+   * thread that was not scheduled in time on a loaded machine) proves
+   * nothing either way and is tried again, up to a limit. */
+  for (round = 0, attempts = 0; round < ROUNDS; attempts++) {
     pp_call_options_t co;
     pp_future_t *f = NULL;
     apr_thread_t *t = NULL;
     apr_status_t rv;
     killer_t k;
     pp_result_t r;
+    assert_true(attempts < ROUNDS + MAX_RETRIES);
     memset(&k, 0, sizeof(k));
     assert_int_equal(pp_pool_worker_pids(pool, &k.pid, 1), 1);
     memset(&co, 0, sizeof(co));
@@ -147,6 +152,7 @@ static void test_signals_worker_killed_during_big_write(void **state) {
     apr_thread_join(&rv, t);
     assert_int_equal(pp_future_take(f, &r), 0);
     pp_future_free(f);
+    assert_true(k.killed);
     if (k.read_at_kill > 0)
       print_message("round %d: worker %lld killed after it had read %lld of "
                     "%lld bytes: %s: %s\n",
@@ -158,13 +164,23 @@ static void test_signals_worker_killed_during_big_write(void **state) {
                     "system does not count its reads): %s: %s\n",
                     round, (long long)k.pid, pp_err_name(r.status),
                     r.message ? r.message : "");
-    assert_true(k.killed);
+    if (r.status == 0 && pp_test_int_result(&r) == (int64_t)BIG) {
+      print_message("round %d: the call was over before the kill; again\n",
+                    round);
+      pp_results_free(&r, 1);
+      /* The kill then hit the idle worker; once it is gone, these calls
+       * make the pool replace it before the next round picks its victim. */
+      assert_true(pp_test_wait_gone(&k.pid, 1, 10000));
+      check_pool_works(pool);
+      continue;
+    }
     /* The kill came while the argument was still being written. */
     assert_true(k.read_at_kill < (int64_t)BIG);
     assert_int_equal(r.status, PP_EWORKERDIED);
     assert_null(r.data);
     pp_results_free(&r, 1);
     check_pool_works(pool);
+    round++;
   }
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
   apr_pool_destroy(mem);
