@@ -3,8 +3,9 @@
  *
  * The parent side of a pool is built from these pieces:
  *   pool.c    pp_pool_t: creation, the call queue, destruction, statistics
- *   slot.c    one thread per worker: start, handshake, send calls, read
- *             replies, notice death, replace
+ *   slot.c    one thread per worker: send calls, read replies, notice
+ *             death, replace
+ *   start.c   starting a slot's worker: spawn, handshake, initializer
  *   watch.c   the timer thread: timeouts and the grace period of cancels
  *   future.c  pp_future_t: submit, wait, take, cancel, completion
  *   map.c     map, starmap and the unordered map on top of futures
@@ -136,6 +137,9 @@ int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
 void pp__drain_join(pp__drain_t *drain);
 /* Delivers one record to the pool's callback, serialized. */
 void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec);
+/* Delivers the message of a LOG frame from `worker`. */
+void pp__log_frame(pp_pool_t *pool, int worker, const pp__frame_t *fr,
+                   const unsigned char *payload);
 /* Splits text at newlines and delivers each line. */
 void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
                   pp_log_source_t source, int level, const char *text,
@@ -167,6 +171,12 @@ struct pp__slot_s {
 };
 
 int pp__slot_start(pp__slot_t *slot);
+/* Starts the slot's worker, checks its hello, runs the initializer (start.c).
+ * Returns 0, or PP_ESPAWN / PP_ETASK / ... with nothing left running. */
+int pp__slot_spawn(pp__slot_t *s);
+/* Stops (killing it at once if kill_now, else after 2 s) and reaps the
+ * slot's worker, joins its output drains and fills *st (slot.c). */
+void pp__slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st);
 /* Thread body, in slot.c. */
 void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data);
 

@@ -72,6 +72,13 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
   free(copy);
 }
 
+void pp__log_frame(pp_pool_t *pool, int worker, const pp__frame_t *fr,
+                   const unsigned char *payload) {
+  int level = (int32_t)pp__get_u32(payload);
+  pp__log_text(pool, worker, fr->id, PP_LOG_TASK, level,
+               (const char *)payload + 4, (size_t)fr->len - 4);
+}
+
 void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   static const char *names[] = {"out", "err", "log"};
   char head[96];

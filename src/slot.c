@@ -26,68 +26,7 @@ static void slot_set_start_error(pp__slot_t *s, int status) {
   s->start_status = status;
 }
 
-/* Reads one ERROR payload into a status and a malloc'd message. */
-static int parse_error(const unsigned char *p, uint64_t len, int *status,
-                       char **message) {
-  int32_t st = (int32_t)pp__get_u32(p);
-  if (st >= 0 || st <= PP_ERRNO_MIN)
-    st = PP_ETASK;
-  *status = st;
-  *message = pp__strdup_printf("%.*s", (int)(len - 4), (const char *)p + 4);
-  return *message ? 0 : PP_ENOMEM;
-}
-
-static void deliver_log(pp__slot_t *s, const pp__frame_t *fr,
-                        const unsigned char *p) {
-  int level = (int32_t)pp__get_u32(p);
-  pp__log_text(s->pool, s->index, fr->id, PP_LOG_TASK, level,
-               (const char *)p + 4, (size_t)fr->len - 4);
-}
-
-/* Reads frames until the reply of `id`; LOG frames are delivered on the way.
- * Used for the initializer.  Returns 0 or PP_ETASK with the task's message,
- * or a channel error. */
-static int read_init_reply(pp__slot_t *s, uint64_t id) {
-  pp__frame_t fr;
-  void *payload = NULL;
-  int err, status;
-  char *msg = NULL;
-
-  for (;;) {
-    err = pp__wire_recv_header(s->rd, &fr);
-    if (err)
-      return err;
-    err = pp__wire_recv_payload(s->rd, &fr, &payload);
-    if (err)
-      return err;
-    if (fr.type == PP__FRAME_LOG) {
-      deliver_log(s, &fr, payload);
-      free(payload);
-      continue;
-    }
-    if (fr.id != id ||
-        (fr.type != PP__FRAME_RESULT && fr.type != PP__FRAME_ERROR)) {
-      free(payload);
-      return pp__set_error(PP_EPROTO, "unexpected frame type %d in start-up",
-                           fr.type);
-    }
-    if (fr.type == PP__FRAME_RESULT) {
-      free(payload);
-      return 0;
-    }
-    err = parse_error(payload, fr.len, &status, &msg);
-    free(payload);
-    if (err)
-      return err;
-    err = pp__set_error(status, "initializer '%s' failed in worker %d: %s",
-                        s->pool->init_task, s->index, msg);
-    free(msg);
-    return err;
-  }
-}
-
-/* Stops and reaps the current worker (if any) and fills *st. */
-static void slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st) {
+void pp__slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st) {
   pp_pool_t *pool = s->pool;
   pp__chan_t *chan;
 
@@ -121,98 +60,6 @@ static void slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st) {
   s->dying = 0;
   s->kill_target = NULL;
   apr_thread_mutex_unlock(pool->lock);
-}
-
-/* Starts a worker, checks its hello and runs the initializer. */
-static int slot_spawn(pp__slot_t *s) {
-  pp_pool_t *pool = s->pool;
-  char token[128];
-  char libarg[4096];
-  const char *extra[2] = {NULL, NULL};
-  pp__spawn_req_t req;
-  pp__chan_t *chan = NULL, *out = NULL, *err = NULL;
-  pp__frame_t fr;
-  void *payload = NULL;
-  pp__exit_t st;
-  int rc;
-
-  pp__format(token, sizeof(token), "%s,%d", pool->token_base, s->index);
-  if (pool->library != NULL) {
-    pp__format(libarg, sizeof(libarg), "%s%s", PP__LIBRARY_ARG, pool->library);
-    extra[0] = libarg;
-  }
-  req.exe = pool->exe;
-  req.token = token;
-  req.extra_args = extra;
-  req.inherit_output = pool->inherit_output;
-  rc = pp__spawn(&req, &s->proc, &chan, &out, &err);
-  if (rc != 0)
-    return rc;
-
-  apr_thread_mutex_lock(s->wlock);
-  s->chan = chan;
-  apr_thread_mutex_unlock(s->wlock);
-  pp__reader_init(s->rd, chan);
-  if (out != NULL) {
-    rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
-    if (rc == 0)
-      rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
-    else
-      pp__chan_close(err);
-  }
-  if (rc != 0)
-    goto cleanup;
-
-  apr_thread_mutex_lock(pool->lock);
-  s->pid = pp__proc_pid(s->proc);
-  s->calls = 0;
-  pool->stats.workers_started++;
-  apr_thread_mutex_unlock(pool->lock);
-
-  /* The worker's first frame must carry the pool's cookie and its own pid:
-   * a process that is not the worker we started is refused. */
-  rc = pp__wire_recv_header(s->rd, &fr);
-  if (rc == 0 && fr.type != PP__FRAME_HELLO)
-    rc = pp__set_error(PP_EPROTO, "worker's first frame is not HELLO");
-  if (rc == 0)
-    rc = pp__wire_recv_payload(s->rd, &fr, &payload);
-  if (rc == 0 && memcmp(payload, pool->cookie, PP__COOKIE_LEN) != 0)
-    rc = pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
-  if (rc == 0 && (int64_t)pp__get_u64((unsigned char *)payload +
-                                      PP__COOKIE_LEN) != s->pid)
-    rc = pp__set_error(PP_ESPAWN, "worker %d claims another process id",
-                       s->index);
-  free(payload);
-  if (rc == PP_ECLOSED || rc == PP_EIO) {
-    slot_reap(s, 0, &st);
-    return pp__set_error(PP_ESPAWN, "worker %d (%s) %s before it was ready",
-                         s->index, pool->exe, st.reason);
-  }
-  if (rc == 0 && pool->init_task != NULL) {
-    unsigned char prefix[2 + PP__NAME_MAX];
-    size_t plen = pp__wire_call_prefix(prefix, pool->init_task);
-    apr_thread_mutex_lock(s->wlock);
-    rc = pp__wire_send(chan, PP__FRAME_INIT, 0, prefix, plen, pool->init_arg,
-                       pool->init_arg_len, NULL, 0);
-    apr_thread_mutex_unlock(s->wlock);
-    if (rc == 0)
-      rc = read_init_reply(s, 0);
-    if (rc == PP_ECLOSED || rc == PP_EIO) {
-      slot_reap(s, 0, &st);
-      return pp__set_error(PP_ETASK, "worker %d %s while running initializer "
-                           "'%s'", s->index, st.reason, pool->init_task);
-    }
-  }
-
-cleanup:
-  if (rc != 0) {
-    int saved = rc;
-    char msg[512];
-    pp__format(msg, sizeof(msg), "%s", pp_last_error());
-    slot_reap(s, 1, &st);
-    rc = pp__set_error(saved == PP_EPROTO ? PP_ESPAWN : saved, "%s", msg);
-  }
-  return rc;
 }
 
 /* Marks the head call as running on the worker from now on. */
@@ -336,14 +183,14 @@ static int read_replies(pp__slot_t *s) {
     if (rc)
       return rc;
     if (fr.type == PP__FRAME_LOG) {
-      deliver_log(s, &fr, payload);
+      pp__log_frame(s->pool, s->index, &fr, payload);
       free(payload);
       continue;
     }
     msg = NULL;
     status = 0;
     if (fr.type == PP__FRAME_ERROR) {
-      rc = parse_error(payload, fr.len, &status, &msg);
+      rc = pp__wire_parse_error(payload, fr.len, &status, &msg);
       free(payload);
       payload = NULL;
       if (rc)
@@ -417,7 +264,7 @@ static void slot_bury(pp__slot_t *s, int rc) {
   target = s->kill_target;
   kill_status = s->kill_status;
   apr_thread_mutex_unlock(pool->lock);
-  slot_reap(s, rc != PP_ECLOSED, &st);
+  pp__slot_reap(s, rc != PP_ECLOSED, &st);
 
   apr_thread_mutex_lock(pool->lock);
   if (s->ninflight > 0 && target != NULL && target != s->inflight[0]) {
@@ -475,7 +322,7 @@ static int slot_lost_idle_worker(pp__slot_t *s) {
   requeue_locked(s, 0);
   apr_thread_cond_broadcast(pool->work_cond);
   apr_thread_mutex_unlock(pool->lock);
-  slot_reap(s, 0, &st);
+  pp__slot_reap(s, 0, &st);
   return 1;
 }
 
@@ -487,7 +334,7 @@ static void slot_retire(pp__slot_t *s) {
   apr_thread_mutex_lock(s->wlock);
   pp__wire_send(s->chan, PP__FRAME_BYE, 0, NULL, 0, NULL, 0, NULL, 0);
   apr_thread_mutex_unlock(s->wlock);
-  slot_reap(s, 0, &st);
+  pp__slot_reap(s, 0, &st);
 }
 
 /* Fails the next queued call after repeated start failures, so callers get
@@ -532,10 +379,10 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
       pp__exit_t st;
       /* A worker that died while idle is replaced before it gets a call. */
       if (pp__proc_wait(s->proc, 0, &st) == 0)
-        slot_reap(s, 0, &st);
+        pp__slot_reap(s, 0, &st);
     }
     if (s->proc == NULL) {
-      rc = slot_spawn(s);
+      rc = pp__slot_spawn(s);
       apr_thread_mutex_lock(pool->lock);
       if (!s->started) {
         s->started = 1;

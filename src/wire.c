@@ -236,3 +236,14 @@ int pp__wire_split_call(const unsigned char *payload, uint64_t len,
   *arg_off = 2 + n;
   return 0;
 }
+
+int pp__wire_parse_error(const unsigned char *p, uint64_t len, int *status,
+                         char **message) {
+  int32_t st = (int32_t)pp__get_u32(p);
+  /* A status the worker should not send becomes a task failure. */
+  if (st >= 0 || st <= PP_ERRNO_MIN)
+    st = PP_ETASK;
+  *status = st;
+  *message = pp__strdup_printf("%.*s", (int)(len - 4), (const char *)p + 4);
+  return *message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+}

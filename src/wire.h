@@ -127,4 +127,9 @@ size_t pp__wire_call_prefix(unsigned char *prefix, const char *name);
 int pp__wire_split_call(const unsigned char *payload, uint64_t len,
                         char *name_buf, size_t name_cap, size_t *arg_off);
 
+/* Reads an ERROR payload (checked to be at least 4 bytes) into a PP_E*
+ * status and a malloc'd message.  Returns 0 or PP_ENOMEM. */
+int pp__wire_parse_error(const unsigned char *payload, uint64_t len,
+                         int *status, char **message);
+
 #endif /* PP_WIRE_H */
