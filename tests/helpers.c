@@ -86,8 +86,18 @@ int pp_test_pid_alive(int64_t pid) {
     /* The state follows the command name, which is in parentheses and may
      * itself contain them. */
     p = strrchr(buf, ')');
-    if (p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
-      return 0;
+    if (p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) {
+      /* A killed process' main thread can turn zombie before its other
+       * threads have ended; until they have, the process cannot be waited
+       * for and still holds its descriptors.  num_threads is the 18th
+       * field after the state. */
+      long threads = 1;
+      sscanf(p + 2,
+             "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+             "%*s %*s %*s %*s %ld",
+             &threads);
+      return threads > 1;
+    }
   }
 #endif
   return 1;
