@@ -20,6 +20,8 @@
 /* Consecutive start failures after which a slot fails the next queued call
  * with PP_ESPAWN instead of letting callers wait for a worker forever. */
 #define PP__SPAWN_GIVE_UP 3
+/* Attempts at a worker's first start before pp_pool_create() fails. */
+#define PP__START_TRIES 3
 
 static void slot_set_start_error(pp__slot_t *s, int status) {
   pp__format(s->start_error, sizeof(s->start_error), "%s", pp_last_error());
@@ -384,7 +386,12 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
     if (s->proc == NULL) {
       rc = pp__slot_spawn(s);
       apr_thread_mutex_lock(pool->lock);
-      if (!s->started) {
+      /* A first start that failed for a reason that may pass (the system
+       * was short of something, a slow start-up) is tried again before
+       * pp_pool_create() gives up; an initializer's failure is final. */
+      if (!s->started &&
+          (rc == 0 || rc == PP_ETASK || rc == PP_ENOTASK ||
+           s->spawn_failures + 1 >= PP__START_TRIES || pool->stopping)) {
         s->started = 1;
         if (rc != 0)
           slot_set_start_error(s, rc);

@@ -155,4 +155,14 @@ int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
 /* Returns how many records have exactly this line. */
 size_t pp_test_log_count_line(pp_test_log_t *log, const char *line);
 
+/* Fails the test with the status name and pp_last_error() unless `expr`
+ * returns 0, so a failure says why (an OS reason, a worker's message). */
+#define PP_TEST_OK(expr)                                                       \
+  do {                                                                         \
+    int pp_test_rc_ = (expr);                                                  \
+    if (pp_test_rc_ != 0)                                                      \
+      fail_msg("%s returned %s: %s", #expr, pp_err_name(pp_test_rc_),         \
+               pp_last_error());                                               \
+  } while (0)
+
 #endif /* PP_TEST_HELPERS_H */

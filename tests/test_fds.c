@@ -43,7 +43,7 @@ static void one_pool_round(int round) {
   pp_result_t r;
   memset(&o, 0, sizeof(o));
   o.workers = 2;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pool_submit(pool, "square", b.data, b.len, NULL, &f), 0);
   assert_int_equal(pp_future_wait(f, -1), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
@@ -136,7 +136,7 @@ static void test_fds_worker_holds_only_its_own(void **state) {
   o.cancel_grace_ms = 100; /* hang ignores the cancel of the destroy */
   o.log_cb = pp_test_log_cb;
   o.log_data = log;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pool_submit(pool, "hang", NULL, 0, NULL, &f), 0);
   assert_true(pp_test_log_wait(log, "hang: started", 30000, NULL));
   {

@@ -27,7 +27,7 @@ static pp_pool_t *make_pool(int workers, int64_t grace_ms, pp_test_log_t *log) {
     o.log_cb = pp_test_log_cb;
     o.log_data = log;
   }
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   return pool;
 }
 
@@ -242,7 +242,7 @@ static void test_future_pool_timeout_and_per_call_override(void **state) {
   memset(&o, 0, sizeof(o));
   o.workers = 1;
   o.call_timeout_ms = 300;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pool_submit(pool, "hang", NULL, 0, NULL, &f), 0);
   r = finish(f);
   assert_int_equal(r.status, PP_ETIMEDOUT);

@@ -26,7 +26,7 @@ static pp_pool_t *make_pool(unsigned flags, pp_test_log_t *log) {
     o.log_cb = pp_test_log_cb;
     o.log_data = log;
   }
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   return pool;
 }
 
@@ -209,7 +209,7 @@ static void test_inline_initializer_runs(void **state) {
   o.initializer = "init_set";
   o.init_arg = init.data;
   o.init_arg_len = init.len;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pool_map(pool, "init_get", &none, 1, &r, NULL), 0);
   assert_true(pp_test_int_result(&r) == 4242);
   pp_results_free(&r, 1);

@@ -57,7 +57,7 @@ static void test_large_4gib_plus_one_roundtrip(void **state) {
 
   memset(&o, 0, sizeof(o));
   o.workers = 1;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   memset(&co, 0, sizeof(co));
   /* Borrowed, so the parent does not hold a second copy. */
   co.borrow_arg = 1;

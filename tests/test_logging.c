@@ -37,7 +37,7 @@ static pp_pool_t *make_pool(int workers, pp_test_log_t *log,
     o.init_arg = init.data;
     o.init_arg_len = init.len;
   }
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   pp_free((void *)init.data);
   return pool;
 }
@@ -237,7 +237,7 @@ static void test_logging_inherited_output_skips_capture(void **state) {
   o.flags = PP_POOL_INHERIT_OUTPUT;
   o.log_cb = pp_test_log_cb;
   o.log_data = log;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pack(&b, "s", "inherited"), 0);
   assert_int_equal(pp_pool_map(pool, "print", &b, 1, &res, NULL), 0);
   assert_int_equal(pp_unpack(res.data, res.len, "ii", &call_id, &worker), 0);

@@ -36,7 +36,7 @@ static pp_pool_t *make_pool(int workers) {
   pp_pool_t *pool = NULL;
   memset(&o, 0, sizeof(o));
   o.workers = workers;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_non_null(pool);
   return pool;
 }
@@ -63,7 +63,7 @@ static void test_pool_default_size_is_cpu_count(void **state) {
   int n = pp_test_cpu_count();
   (void)state;
   /* NULL options mean defaults, as documented. */
-  assert_int_equal(pp_pool_create(&pool, NULL), 0);
+  PP_TEST_OK(pp_pool_create(&pool, NULL));
   assert_int_equal(pp_pool_workers(pool), n);
   assert_int_equal(pp_pool_worker_pids(pool, pids, 1024), n);
   assert_int_equal(run_int(pool, "square", 12), 144);
@@ -348,7 +348,7 @@ static void test_pool_initializer_runs_in_every_worker(void **state) {
   /* Every call gets a fresh worker, so the initializer runs again each
    * time; the pool keeps its own copy of init_arg, freed here at once. */
   o.max_calls_per_worker = 1;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   pp_free((void *)init.data);
   memset(args, 0, sizeof(args));
   assert_int_equal(pp_pool_map(pool, "init_get", args, 8, res, NULL), 0);
@@ -367,7 +367,7 @@ static void test_pool_max_calls_replaces_workers(void **state) {
   memset(&o, 0, sizeof(o));
   o.workers = 1;
   o.max_calls_per_worker = 1;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   pids[0] = run_int(pool, "pid", 0);
   pids[1] = run_int(pool, "pid", 0);
   pids[2] = run_int(pool, "pid", 0);

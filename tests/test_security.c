@@ -74,7 +74,7 @@ static void test_security_only_worker_tasks_run(void **state) {
   memset(&o, 0, sizeof(o));
   o.workers = 1;
   o.tasks = parent_table;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
 
   r = run(pool, "not_in_worker", 1);
   print_message("not_in_worker: %s: %s\n", pp_err_name(r.status), r.message);
@@ -139,7 +139,7 @@ static void test_security_wrong_cookie_is_refused(void **state) {
   assert_non_null(strstr(pp_last_error(), "cookie"));
 
   /* Without the variable the same pool starts. */
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 

@@ -58,7 +58,7 @@ static pp_pool_t *make_pool(int workers, pp_test_log_t *log) {
     o.log_cb = pp_test_log_cb;
     o.log_data = log;
   }
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   return pool;
 }
 

@@ -254,7 +254,7 @@ static void test_soak_crash_storm(void **state) {
   o.workers = 2;
   o.log_cb = quiet_log;
   o.log_data = &s;
-  assert_int_equal(pp_pool_create(&pool, &o), 0);
+  PP_TEST_OK(pp_pool_create(&pool, &o));
   memset(&mo, 0, sizeof(mo));
   mo.timeout_ms = -1; /* none: only the sleeping calls have a timeout */
   memset(&co, 0, sizeof(co));
