@@ -46,7 +46,7 @@ if [ -z "${PP_SKIP_FUZZ:-}" ] && [ -f "$repo/fuzz/CMakeLists.txt" ]; then
   CC=clang cmake -S "$repo" -B "$build/fuzz" -DCMAKE_BUILD_TYPE=Debug \
         -DPROCPOOL_FUZZ=ON -DPROCPOOL_BUILD_TESTS=OFF \
         -DPROCPOOL_BUILD_EXAMPLES=OFF >/dev/null
-  cmake --build "$build/fuzz" -j"$jobs"
+  cmake --build "$build/fuzz" -j"$jobs" >/dev/null
   "$repo/fuzz/run.sh" "$build/fuzz" "${PP_FUZZ_SECONDS:-30}"
 fi
 
