@@ -38,7 +38,7 @@ static int check_format(const char *fmt, size_t *count) {
 
 int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
   va_list ap2;
-  size_t count, total = PP__TUPLE_HEAD;
+  size_t count = 0, total = PP__TUPLE_HEAD;
   unsigned char *buf = NULL, *p;
   const char *f;
   int err;
@@ -221,7 +221,7 @@ int pp_tuple_count(const void *buf, size_t len) {
 
 int pp_unpack(const void *buf, size_t len, const char *fmt, ...) {
   const unsigned char *b = buf;
-  size_t count, off = PP__TUPLE_HEAD, doff, i = 0;
+  size_t count = 0, off = PP__TUPLE_HEAD, doff, i = 0;
   uint64_t dlen;
   const char *f;
   va_list ap;
