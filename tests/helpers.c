@@ -151,28 +151,6 @@ int pp_test_cpu_count(void) {
 #endif
 }
 
-uint64_t pp_test_mem_available(void) {
-#ifdef _WIN32
-  /* /proc/meminfo may even open under Wine (its Z: drive is the Linux
-   * root), but a Windows program asks Windows. */
-  MEMORYSTATUSEX ms;
-  memset(&ms, 0, sizeof(ms));
-  ms.dwLength = sizeof(ms);
-  return GlobalMemoryStatusEx(&ms) ? (uint64_t)ms.ullAvailPhys : 0;
-#else
-  char line[256];
-  unsigned long long kb = 0;
-  FILE *f = fopen("/proc/meminfo", "r");
-  if (f == NULL)
-    return 0;
-  while (fgets(line, sizeof(line), f) != NULL)
-    if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-      break;
-  fclose(f);
-  return (uint64_t)kb * 1024;
-#endif
-}
-
 void pp_test_sleep_ms(int64_t ms) {
   apr_sleep(apr_time_from_msec(ms));
 }

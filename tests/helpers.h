@@ -31,10 +31,6 @@ int64_t pp_test_self_pid(void);
 /* Returns the number of CPUs this process may run on. */
 int pp_test_cpu_count(void);
 
-/* Returns the free memory in bytes (MemAvailable from /proc/meminfo,
- * GlobalMemoryStatusEx on Windows), or 0 if unknown. */
-uint64_t pp_test_mem_available(void);
-
 /* Sleeps for ms milliseconds. */
 void pp_test_sleep_ms(int64_t ms);
 
@@ -154,6 +150,40 @@ int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
 
 /* Returns how many records have exactly this line. */
 size_t pp_test_log_count_line(pp_test_log_t *log, const char *line);
+
+/* ---- pools and calls (helpers_pool.c; these fail the running CMocka
+ * test when something does not work) ---- */
+
+/* Fills *o with default options but for `workers`, `flags`, the cancel
+ * grace period `grace_ms` (0 = the default) and, where `log` is not NULL,
+ * the log capture `log` as log callback. */
+void pp_test_pool_options(pp_pool_options_t *o, int workers, unsigned flags,
+                          int64_t grace_ms, pp_test_log_t *log);
+
+/* Creates a pool with the options pp_test_pool_options() gives. */
+pp_pool_t *pp_test_make_pool(int workers, unsigned flags, int64_t grace_ms,
+                             pp_test_log_t *log);
+
+/* A CMocka setup and teardown for the tests that share the shape of a small
+ * pool: two workers, as on a 2-core CI machine, so calls really do run in
+ * parallel and out of order.  The pool is *state; teardown destroys it with
+ * PP_DESTROY_CANCEL. */
+int pp_test_setup_pool(void **state);
+int pp_test_teardown_pool(void **state);
+#define PP_TEST_POOL_TEST(f)                                                   \
+  cmocka_unit_test_setup_teardown(f, pp_test_setup_pool, pp_test_teardown_pool)
+
+/* Runs the task "big" on `arg` (a pp_test_fill() pattern, borrowed, not
+ * copied), waits up to timeout_ms (-1 = as long as it takes) and returns
+ * its result. */
+pp_result_t pp_test_big_call(pp_pool_t *pool, const void *arg, size_t len,
+                             int64_t timeout_ms);
+
+/* Sends an argument of `len` bytes through "big" in a one-worker pool and
+ * checks the result of the same size that comes back.  Skips the test in a
+ * 32-bit build or with less than `needed` bytes of memory free; `what`
+ * names the size in messages ("3 GiB"). */
+void pp_test_big_roundtrip(uint64_t len, uint64_t needed, const char *what);
 
 /* Fails the test with the status name and pp_last_error() unless `expr`
  * returns 0, so a failure says why (an OS reason, a worker's message). */

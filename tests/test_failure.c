@@ -35,23 +35,6 @@
 #define ABORT_TEXT "SIGABRT"
 #endif
 
-static int setup_pool(void **state) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
-  if (pp_pool_create(&pool, &o) != 0) {
-    print_error("pp_pool_create: %s\n", pp_last_error());
-    return -1;
-  }
-  *state = pool;
-  return 0;
-}
-
-static int teardown_pool(void **state) {
-  return pp_pool_destroy(*state, PP_DESTROY_CANCEL);
-}
-
 static pp_result_t run(pp_pool_t *pool, const char *task, const void *arg,
                        size_t len) {
   pp_future_t *f = NULL;
@@ -275,20 +258,17 @@ static void test_failure_unordered_map_loses_nothing(void **state) {
   pp_test_free_bufs(args, N);
 }
 
-#define POOL_TEST(f)                                                           \
-  cmocka_unit_test_setup_teardown(f, setup_pool, teardown_pool)
-
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
     return rc;
   const struct CMUnitTest tests[] = {
-      POOL_TEST(test_failure_segv_is_workerdied),
-      POOL_TEST(test_failure_abort_is_workerdied),
-      POOL_TEST(test_failure_exit_code_is_reported),
-      POOL_TEST(test_failure_task_error_keeps_worker),
-      POOL_TEST(test_failure_mixed_map_of_200),
-      POOL_TEST(test_failure_unordered_map_loses_nothing),
+      PP_TEST_POOL_TEST(test_failure_segv_is_workerdied),
+      PP_TEST_POOL_TEST(test_failure_abort_is_workerdied),
+      PP_TEST_POOL_TEST(test_failure_exit_code_is_reported),
+      PP_TEST_POOL_TEST(test_failure_task_error_keeps_worker),
+      PP_TEST_POOL_TEST(test_failure_mixed_map_of_200),
+      PP_TEST_POOL_TEST(test_failure_unordered_map_loses_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

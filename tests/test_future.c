@@ -17,20 +17,6 @@
 #include "helpers.h"
 #include "tasks.h"
 
-static pp_pool_t *make_pool(int workers, int64_t grace_ms, pp_test_log_t *log) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = workers;
-  o.cancel_grace_ms = grace_ms;
-  if (log != NULL) {
-    o.log_cb = pp_test_log_cb;
-    o.log_data = log;
-  }
-  PP_TEST_OK(pp_pool_create(&pool, &o));
-  return pool;
-}
-
 /* Submits a task with a tuple "i" argument (the pool copies it). */
 static pp_future_t *submit_int(pp_pool_t *pool, const char *task, int64_t v,
                                const pp_call_options_t *co) {
@@ -60,7 +46,7 @@ static int64_t worker_pid(pp_pool_t *pool) {
 }
 
 static void test_future_submit_wait_take(void **state) {
-  pp_pool_t *pool = make_pool(2, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
   pp_future_t *f = submit_int(pool, "square", 7, NULL);
   pp_result_t r, again;
   (void)state;
@@ -80,7 +66,7 @@ static void test_future_submit_wait_take(void **state) {
 }
 
 static void test_future_task_error_has_message(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_future_t *f = NULL;
   pp_result_t r;
   (void)state;
@@ -100,7 +86,7 @@ static void test_future_task_error_has_message(void **state) {
 }
 
 static void test_future_wait_timeout_while_running(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_future_t *f = submit_int(pool, "sleep_ms", 600, NULL);
   pp_result_t r;
   (void)state;
@@ -118,7 +104,7 @@ static void test_future_wait_timeout_while_running(void **state) {
 
 static void test_future_cancel_pending_never_runs(void **state) {
   pp_test_log_t *log = pp_test_log_new();
-  pp_pool_t *pool = make_pool(1, 0, log);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, log);
   pp_future_t *busy = submit_int(pool, "sleep_ms", 1000, NULL);
   pp_future_t *f = NULL;
   pp_buf_t tag;
@@ -160,7 +146,7 @@ static void test_future_cancel_pending_never_runs(void **state) {
 /* A task that checks pp_call_cancelled() stops by itself; its worker is not
  * killed. */
 static void test_future_cancel_running_is_ecanceled(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   int64_t pid = worker_pid(pool);
   pp_future_t *f = submit_int(pool, "sleep_ms", 60000, NULL);
   apr_time_t t0;
@@ -186,7 +172,7 @@ static void test_future_cancel_running_is_ecanceled(void **state) {
 /* A task that ignores the cancel is killed when the grace period ends. */
 static void test_future_cancel_hung_call_kills_worker(void **state) {
   pp_test_log_t *log = pp_test_log_new();
-  pp_pool_t *pool = make_pool(1, 200, log);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 200, log);
   int64_t pid = worker_pid(pool), pid2;
   pp_future_t *f = NULL;
   pp_pool_stats_t st;
@@ -210,7 +196,7 @@ static void test_future_cancel_hung_call_kills_worker(void **state) {
 }
 
 static void test_future_timeout_replaces_worker(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   int64_t pid = worker_pid(pool);
   pp_call_options_t co;
   pp_future_t *f = NULL;
@@ -258,7 +244,7 @@ static void test_future_pool_timeout_and_per_call_override(void **state) {
 }
 
 static void test_future_outlives_pool_destroy(void **state) {
-  pp_pool_t *pool = make_pool(2, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
   pp_future_t *done = submit_int(pool, "square", 5, NULL);
   pp_future_t *running = submit_int(pool, "sleep_ms", 200, NULL);
   pp_future_t *dropped = submit_int(pool, "sleep_ms", 60000, NULL);
@@ -283,7 +269,7 @@ static void test_future_outlives_pool_destroy(void **state) {
 }
 
 static void test_future_borrowed_argument(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_call_options_t co;
   pp_future_t *f = NULL;
   pp_result_t r;
@@ -304,7 +290,7 @@ static void test_future_borrowed_argument(void **state) {
 /* The argument is copied at submit unless borrowed: changing it afterwards
  * must not change what the task sees. */
 static void test_future_argument_is_copied(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_future_t *busy = submit_int(pool, "sleep_ms", 300, NULL);
   pp_future_t *f = NULL;
   pp_result_t r;
@@ -321,27 +307,21 @@ static void test_future_argument_is_copied(void **state) {
 }
 
 static void test_future_big_payload_roundtrip(void **state) {
-  pp_pool_t *pool = make_pool(1, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   size_t len = (24u << 20) + 5;
   void *arg = malloc(len);
-  pp_call_options_t co;
-  pp_future_t *f = NULL;
   pp_result_t r;
   (void)state;
   assert_non_null(arg);
   pp_test_fill(arg, len, PP_TEST_SEED_IN);
-  memset(&co, 0, sizeof(co));
-  co.borrow_arg = 1;
-  assert_int_equal(pp_pool_submit(pool, "big", arg, len, &co, &f), 0);
-  r = finish(f);
+  r = pp_test_big_call(pool, arg, len, 60000);
   assert_int_equal(r.status, 0);
   assert_int_equal(r.len, len);
   assert_int_equal(pp_test_check(r.data, r.len, PP_TEST_SEED_OUT), len);
   pp_results_free(&r, 1);
   /* A damaged argument is reported by the task, not by a crash. */
   ((unsigned char *)arg)[len / 2] ^= 1;
-  assert_int_equal(pp_pool_submit(pool, "big", arg, len, &co, &f), 0);
-  r = finish(f);
+  r = pp_test_big_call(pool, arg, len, 60000);
   assert_int_equal(r.status, PP_ETASK);
   assert_non_null(strstr(r.message, "differs"));
   pp_results_free(&r, 1);
@@ -350,7 +330,7 @@ static void test_future_big_payload_roundtrip(void **state) {
 }
 
 static void test_future_many_in_flight(void **state) {
-  pp_pool_t *pool = make_pool(2, 0, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
   enum { N = 300 };
   pp_future_t *f[N];
   int i;

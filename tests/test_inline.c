@@ -16,20 +16,6 @@
 #include "helpers.h"
 #include "tasks.h"
 
-static pp_pool_t *make_pool(unsigned flags, pp_test_log_t *log) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
-  o.flags = flags;
-  if (log != NULL) {
-    o.log_cb = pp_test_log_cb;
-    o.log_data = log;
-  }
-  PP_TEST_OK(pp_pool_create(&pool, &o));
-  return pool;
-}
-
 static int64_t run_pid(pp_pool_t *pool) {
   pp_buf_t none = {NULL, 0};
   pp_result_t r;
@@ -41,7 +27,7 @@ static int64_t run_pid(pp_pool_t *pool) {
 }
 
 static void test_inline_flag_runs_in_process(void **state) {
-  pp_pool_t *pool = make_pool(PP_POOL_INLINE, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, NULL);
   int64_t pids[2];
   (void)state;
   assert_int_equal(pp_pool_workers(pool), 1);
@@ -54,14 +40,14 @@ static void test_inline_environment_variable(void **state) {
   pp_pool_t *pool;
   (void)state;
   pp_test_setenv("PROCPOOL_INLINE", "1");
-  pool = make_pool(0, NULL);
+  pool = pp_test_make_pool(2, 0, 0, NULL);
   pp_test_setenv("PROCPOOL_INLINE", NULL);
   assert_true(run_pid(pool) == pp_test_self_pid());
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 
   /* "0" means off. */
   pp_test_setenv("PROCPOOL_INLINE", "0");
-  pool = make_pool(0, NULL);
+  pool = pp_test_make_pool(2, 0, 0, NULL);
   pp_test_setenv("PROCPOOL_INLINE", NULL);
   assert_true(run_pid(pool) != pp_test_self_pid());
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
@@ -121,10 +107,10 @@ static void test_inline_results_match_worker_mode(void **state) {
   (void)state;
   assert_non_null(in);
   assert_non_null(out);
-  pool = make_pool(PP_POOL_INLINE, NULL);
+  pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, NULL);
   run_all(pool, in);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
-  pool = make_pool(0, NULL);
+  pool = pp_test_make_pool(2, 0, 0, NULL);
   run_all(pool, out);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 
@@ -149,7 +135,7 @@ static void test_inline_results_match_worker_mode(void **state) {
 }
 
 static void test_inline_futures_and_unknown_tasks(void **state) {
-  pp_pool_t *pool = make_pool(PP_POOL_INLINE, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, NULL);
   pp_buf_t b = pp_test_pack_int(9);
   pp_future_t *f = NULL;
   pp_result_t r;
@@ -171,7 +157,7 @@ static void test_inline_futures_and_unknown_tasks(void **state) {
 
 static void test_inline_pp_log_reaches_callback(void **state) {
   pp_test_log_t *log = pp_test_log_new();
-  pp_pool_t *pool = make_pool(PP_POOL_INLINE, log);
+  pp_pool_t *pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, log);
   pp_test_record_t rec;
   pp_buf_t b;
   pp_result_t r;
@@ -225,7 +211,7 @@ static void test_inline_initializer_runs(void **state) {
 }
 
 static void test_inline_threads_task(void **state) {
-  pp_pool_t *pool = make_pool(PP_POOL_INLINE, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, NULL);
   pp_buf_t none = {NULL, 0};
   pp_result_t r;
   (void)state;
@@ -252,7 +238,7 @@ static int stop_after_first(void *data, size_t index, pp_result_t *r) {
  * the map from running at all, as it does with workers. */
 static void test_inline_stop_on_error_stops(void **state) {
   enum { N = 50 };
-  pp_pool_t *pool = make_pool(PP_POOL_INLINE, NULL);
+  pp_pool_t *pool = pp_test_make_pool(2, PP_POOL_INLINE, 0, NULL);
   pp_map_options_t mo;
   pp_buf_t args[N];
   pp_result_t r[N];

@@ -27,10 +27,7 @@ static pp_pool_t *make_pool(int workers, pp_test_log_t *log,
   pp_pool_options_t o;
   pp_pool_t *pool = NULL;
   pp_buf_t init = {NULL, 0};
-  memset(&o, 0, sizeof(o));
-  o.workers = workers;
-  o.log_cb = log ? pp_test_log_cb : NULL;
-  o.log_data = log;
+  pp_test_pool_options(&o, workers, 0, 0, log);
   if (init_tag != NULL) {
     assert_int_equal(pp_pack(&init, "s", init_tag), 0);
     o.initializer = "print";

@@ -15,23 +15,6 @@
 #include "helpers.h"
 #include "tasks.h"
 
-static int setup_pool(void **state) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
-  if (pp_pool_create(&pool, &o) != 0) {
-    print_error("pp_pool_create: %s\n", pp_last_error());
-    return -1;
-  }
-  *state = pool;
-  return 0;
-}
-
-static int teardown_pool(void **state) {
-  return pp_pool_destroy(*state, PP_DESTROY_CANCEL);
-}
-
 static void test_nested_threads_in_workers(void **state) {
   pp_pool_t *pool = *state;
   pp_buf_t none[6];
@@ -97,17 +80,14 @@ static void test_nested_repeatedly(void **state) {
   pp_results_free(res, 4);
 }
 
-#define POOL_TEST(f)                                                           \
-  cmocka_unit_test_setup_teardown(f, setup_pool, teardown_pool)
-
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
     return rc;
   const struct CMUnitTest tests[] = {
-      POOL_TEST(test_nested_threads_in_workers),
-      POOL_TEST(test_nested_pools_in_workers),
-      POOL_TEST(test_nested_repeatedly),
+      PP_TEST_POOL_TEST(test_nested_threads_in_workers),
+      PP_TEST_POOL_TEST(test_nested_pools_in_workers),
+      PP_TEST_POOL_TEST(test_nested_repeatedly),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,20 +47,8 @@
 #define KILL_AFTER ((int64_t)8 << 20)
 #define ROUNDS 3
 #define MAX_RETRIES 5
-
-static pp_pool_t *make_pool(int workers, pp_test_log_t *log) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = workers;
-  o.cancel_grace_ms = 100;
-  if (log != NULL) {
-    o.log_cb = pp_test_log_cb;
-    o.log_data = log;
-  }
-  PP_TEST_OK(pp_pool_create(&pool, &o));
-  return pool;
-}
+/* The cancel grace period of the pools here, in milliseconds. */
+#define GRACE_MS 100
 
 static void check_pool_works(pp_pool_t *pool) {
   pp_buf_t args[20];
@@ -129,7 +117,7 @@ static void test_signals_worker_killed_during_big_write(void **state) {
    * not only by the pool. */
   assert_int_equal(apr_initialize(), APR_SUCCESS);
   assert_int_equal(apr_pool_create(&mem, NULL), APR_SUCCESS);
-  pool = make_pool(1, NULL);
+  pool = pp_test_make_pool(1, 0, GRACE_MS, NULL);
   /* A round whose kill comes only after the call has finished (a killer
    * thread that was not scheduled in time on a loaded machine) proves
    * nothing either way and is tried again, up to a limit. */
@@ -214,7 +202,7 @@ static void test_signals_sigint_then_destroy_reaps(void **state) {
 #else
   struct sigaction sa, old;
   pp_test_log_t *log = pp_test_log_new();
-  pp_pool_t *pool = make_pool(2, log);
+  pp_pool_t *pool = pp_test_make_pool(2, 0, GRACE_MS, log);
   pp_future_t *f = NULL;
   pp_result_t r;
   int64_t pids[8];
