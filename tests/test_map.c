@@ -18,25 +18,6 @@
 #include "helpers.h"
 #include "tasks.h"
 
-/* Most tests share the shape of a small pool: two workers, as on a 2-core
- * CI machine, so calls really do run in parallel and out of order. */
-static int setup_pool(void **state) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
-  if (pp_pool_create(&pool, &o) != 0) {
-    print_error("pp_pool_create: %s\n", pp_last_error());
-    return -1;
-  }
-  *state = pool;
-  return 0;
-}
-
-static int teardown_pool(void **state) {
-  return pp_pool_destroy(*state, PP_DESTROY_CANCEL);
-}
-
 static pp_buf_t pack_act(const char *what, int64_t v) {
   pp_buf_t b;
   assert_int_equal(pp_pack(&b, "si", what, v), 0);
@@ -223,26 +204,38 @@ static int count_result(void *data, size_t index, pp_result_t *r) {
   return u->stop_after_first;
 }
 
+/* Runs an unordered map of args[0..n) through count_result, which asks to
+ * stop at the first result if stop_after_first is set, and checks that it
+ * returns `want` and that every index was delivered once, and only the
+ * indexes that exist (with the square of the index, unless stopping). */
+static void run_unordered(pp_pool_t *pool, const char *task,
+                          const pp_buf_t *args, size_t n, int stop_after_first,
+                          const pp_map_options_t *mo, int want) {
+  int *seen = calloc(n, sizeof(*seen));
+  unordered_t u;
+  size_t i;
+  assert_non_null(seen);
+  memset(&u, 0, sizeof(u));
+  u.seen = seen;
+  u.n = n;
+  u.stop_after_first = stop_after_first;
+  assert_int_equal(
+      pp_pool_map_unordered(pool, task, args, n, count_result, &u, mo), want);
+  assert_int_equal(u.calls, n);
+  assert_int_equal(u.bad, 0);
+  for (i = 0; i < n; i++)
+    assert_int_equal(seen[i], 1);
+  free(seen);
+}
+
 static void test_map_unordered_delivers_each_index_once(void **state) {
   pp_pool_t *pool = *state;
   enum { N = 500 };
   pp_buf_t args[N];
-  int seen[N];
-  unordered_t u;
   size_t i;
   for (i = 0; i < N; i++)
     args[i] = pp_test_pack_int((int64_t)i);
-  memset(seen, 0, sizeof(seen));
-  memset(&u, 0, sizeof(u));
-  u.seen = seen;
-  u.n = N;
-  assert_int_equal(
-      pp_pool_map_unordered(pool, "square", args, N, count_result, &u, NULL),
-      0);
-  assert_int_equal(u.calls, N);
-  assert_int_equal(u.bad, 0);
-  for (i = 0; i < N; i++)
-    assert_int_equal(seen[i], 1);
+  run_unordered(pool, "square", args, N, 0, NULL, 0);
   pp_test_free_bufs(args, N);
 }
 
@@ -251,27 +244,14 @@ static void test_map_unordered_callback_can_stop(void **state) {
   pp_pool_t *pool = *state;
   enum { N = 20 };
   pp_buf_t args[N];
-  int seen[N];
-  unordered_t u;
   pp_map_options_t mo;
   size_t i;
   args[0] = pack_act("square", 3);
   for (i = 1; i < N; i++)
     args[i] = pack_act("sleep", 30000);
-  memset(seen, 0, sizeof(seen));
-  memset(&u, 0, sizeof(u));
-  u.seen = seen;
-  u.n = N;
-  u.stop_after_first = 1;
   memset(&mo, 0, sizeof(mo));
   mo.chunksize = 1;
-  assert_int_equal(
-      pp_pool_map_unordered(pool, "act", args, N, count_result, &u, &mo),
-      PP_ECANCELED);
-  assert_int_equal(u.calls, N);
-  assert_int_equal(u.bad, 0);
-  for (i = 0; i < N; i++)
-    assert_int_equal(seen[i], 1);
+  run_unordered(pool, "act", args, N, 1, &mo, PP_ECANCELED);
   pp_test_free_bufs(args, N);
 }
 
@@ -345,26 +325,23 @@ static void test_map_timeout_fails_only_slow_calls(void **state) {
     pp_free((void *)args[i].data);
 }
 
-#define POOL_TEST(f)                                                           \
-  cmocka_unit_test_setup_teardown(f, setup_pool, teardown_pool)
-
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
     return rc;
   const struct CMUnitTest tests[] = {
-      POOL_TEST(test_map_ordered_results_for_1000_calls),
-      POOL_TEST(test_map_starmap_with_tuples),
-      POOL_TEST(test_map_malformed_tuple_is_ebadargs),
-      POOL_TEST(test_map_unknown_task_is_enotask),
-      POOL_TEST(test_map_empty_map_is_ok),
-      POOL_TEST(test_map_stop_on_error_cancels_the_rest),
-      POOL_TEST(test_map_run_all_reports_each_status),
-      POOL_TEST(test_map_unordered_delivers_each_index_once),
-      POOL_TEST(test_map_unordered_callback_can_stop),
-      POOL_TEST(test_map_chunksizes_all_give_the_same),
-      POOL_TEST(test_map_echo_keeps_bytes_of_any_size),
-      POOL_TEST(test_map_timeout_fails_only_slow_calls),
+      PP_TEST_POOL_TEST(test_map_ordered_results_for_1000_calls),
+      PP_TEST_POOL_TEST(test_map_starmap_with_tuples),
+      PP_TEST_POOL_TEST(test_map_malformed_tuple_is_ebadargs),
+      PP_TEST_POOL_TEST(test_map_unknown_task_is_enotask),
+      PP_TEST_POOL_TEST(test_map_empty_map_is_ok),
+      PP_TEST_POOL_TEST(test_map_stop_on_error_cancels_the_rest),
+      PP_TEST_POOL_TEST(test_map_run_all_reports_each_status),
+      PP_TEST_POOL_TEST(test_map_unordered_delivers_each_index_once),
+      PP_TEST_POOL_TEST(test_map_unordered_callback_can_stop),
+      PP_TEST_POOL_TEST(test_map_chunksizes_all_give_the_same),
+      PP_TEST_POOL_TEST(test_map_echo_keeps_bytes_of_any_size),
+      PP_TEST_POOL_TEST(test_map_timeout_fails_only_slow_calls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,16 +31,6 @@
  * binary again in a helper role. */
 static const char *self_exe;
 
-static pp_pool_t *make_pool(int workers) {
-  pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
-  memset(&o, 0, sizeof(o));
-  o.workers = workers;
-  PP_TEST_OK(pp_pool_create(&pool, &o));
-  assert_non_null(pool);
-  return pool;
-}
-
 static int64_t run_int(pp_pool_t *pool, const char *task, int64_t arg) {
   pp_buf_t b = pp_test_pack_int(arg);
   pp_future_t *f = NULL;
@@ -57,6 +47,41 @@ static int64_t run_int(pp_pool_t *pool, const char *task, int64_t arg) {
   return v;
 }
 
+/* Submits n calls with the tuple "i" arguments v[0..n), packed into args:
+ * the first n_sleep to "sleep_ms", the others to "square". */
+static void submit_ints(pp_pool_t *pool, const int64_t *v, int n, int n_sleep,
+                        pp_buf_t *args, pp_future_t **f) {
+  int i;
+  for (i = 0; i < n; i++) {
+    args[i] = pp_test_pack_int(v[i]);
+    assert_int_equal(pp_pool_submit(pool, i < n_sleep ? "sleep_ms" : "square",
+                                    args[i].data, args[i].len, NULL, &f[i]),
+                     0);
+  }
+}
+
+/* Takes and frees the futures f[0..n), which have all finished with
+ * `status`: with the values want[0..n) if that is 0, else with no data and
+ * a message. */
+static void take_all(pp_future_t **f, int n, int status,
+                     const int64_t *want) {
+  int i;
+  for (i = 0; i < n; i++) {
+    pp_result_t r;
+    assert_int_equal(pp_future_status(f[i]), status);
+    assert_int_equal(pp_future_take(f[i], &r), 0);
+    assert_int_equal(r.status, status);
+    if (status == 0) {
+      assert_true(pp_test_int_result(&r) == want[i]);
+    } else {
+      assert_null(r.data);
+      assert_non_null(r.message);
+    }
+    pp_results_free(&r, 1);
+    pp_future_free(f[i]);
+  }
+}
+
 static void test_pool_default_size_is_cpu_count(void **state) {
   pp_pool_t *pool = NULL;
   int64_t pids[1024];
@@ -71,7 +96,7 @@ static void test_pool_default_size_is_cpu_count(void **state) {
 }
 
 static void test_pool_explicit_worker_count(void **state) {
-  pp_pool_t *pool = make_pool(3);
+  pp_pool_t *pool = pp_test_make_pool(3, 0, 0, NULL);
   int64_t pids[8], one = 0;
   int i, j;
   pp_pool_stats_t st;
@@ -101,48 +126,27 @@ static void test_pool_explicit_worker_count(void **state) {
 }
 
 static void test_pool_destroy_wait_waits_for_running(void **state) {
-  pp_pool_t *pool = make_pool(2);
+  pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
   pp_buf_t args[4];
   pp_future_t *f[4];
+  static const int64_t v[4] = {300, 300, 5, 6};
   static const int64_t want[4] = {300, 300, 25, 36};
-  int i;
   (void)state;
-  args[0] = pp_test_pack_int(300);
-  args[1] = pp_test_pack_int(300);
-  args[2] = pp_test_pack_int(5);
-  args[3] = pp_test_pack_int(6);
-  for (i = 0; i < 4; i++)
-    assert_int_equal(pp_pool_submit(pool, i < 2 ? "sleep_ms" : "square",
-                                    args[i].data, args[i].len, NULL, &f[i]),
-                     0);
+  submit_ints(pool, v, 4, 2, args, f);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
   /* Every call ran to its end, and the futures outlive the pool. */
-  for (i = 0; i < 4; i++) {
-    pp_result_t r;
-    assert_int_equal(pp_future_status(f[i]), 0);
-    assert_int_equal(pp_future_take(f[i], &r), 0);
-    assert_int_equal(r.status, 0);
-    assert_true(pp_test_int_result(&r) == want[i]);
-    pp_results_free(&r, 1);
-    pp_future_free(f[i]);
-  }
+  take_all(f, 4, 0, want);
   pp_test_free_bufs(args, 4);
 }
 
 static void test_pool_destroy_cancel_cancels_pending(void **state) {
-  pp_pool_t *pool = make_pool(1);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_buf_t args[4];
   pp_future_t *f[4];
   apr_time_t t0;
-  int i;
+  static const int64_t v[4] = {30000, 1, 2, 3};
   (void)state;
-  args[0] = pp_test_pack_int(30000);
-  for (i = 1; i < 4; i++)
-    args[i] = pp_test_pack_int(i);
-  for (i = 0; i < 4; i++)
-    assert_int_equal(pp_pool_submit(pool, i == 0 ? "sleep_ms" : "square",
-                                    args[i].data, args[i].len, NULL, &f[i]),
-                     0);
+  submit_ints(pool, v, 4, 1, args, f);
   /* Give the first call time to start, so a running call is cancelled too
    * (if it has not started it is cancelled as pending: same outcome). */
   pp_test_sleep_ms(200);
@@ -151,20 +155,12 @@ static void test_pool_destroy_cancel_cancels_pending(void **state) {
   /* Not a speed test: the 30 s sleep must have been cut short, not waited
    * out. */
   assert_true(apr_time_now() - t0 < apr_time_from_sec(20));
-  for (i = 0; i < 4; i++) {
-    pp_result_t r;
-    assert_int_equal(pp_future_take(f[i], &r), 0);
-    assert_int_equal(r.status, PP_ECANCELED);
-    assert_null(r.data);
-    assert_non_null(r.message);
-    pp_results_free(&r, 1);
-    pp_future_free(f[i]);
-  }
+  take_all(f, 4, PP_ECANCELED, NULL);
   pp_test_free_bufs(args, 4);
 }
 
 static void test_pool_no_worker_left_after_destroy(void **state) {
-  pp_pool_t *pool = make_pool(3);
+  pp_pool_t *pool = pp_test_make_pool(3, 0, 0, NULL);
   int64_t pids[3];
   int i;
   (void)state;
@@ -185,7 +181,7 @@ static void test_pool_no_fd_leak(void **state) {
   }
   before = pp_test_fd_count();
   for (round = 0; round < 3; round++) {
-    pp_pool_t *pool = make_pool(2);
+    pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
     assert_int_equal(run_int(pool, "square", round), round * round);
     assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
   }
@@ -269,7 +265,7 @@ static void test_pool_bad_args_are_einval(void **state) {
   assert_int_equal(pp_call_cancelled(), 0);
   assert_int_equal(pp_worker_index(), -1);
 
-  pool = make_pool(1);
+  pool = pp_test_make_pool(1, 0, 0, NULL);
   ASSERT_EINVAL(pp_pool_stats(pool, NULL));
   ASSERT_EINVAL(pp_pool_worker_pids(pool, NULL, 2));
   ASSERT_EINVAL(pp_pool_submit(pool, NULL, NULL, 0, NULL, &f));
@@ -303,7 +299,7 @@ static void test_pool_bad_args_are_einval(void **state) {
 }
 
 static void test_pool_nested_create_without_flag_is_enested(void **state) {
-  pp_pool_t *pool = make_pool(1);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   pp_future_t *f = NULL;
   pp_result_t r;
   int64_t sum = 0, plain = 0, g1 = 0, g2 = 0;
