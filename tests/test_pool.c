@@ -82,6 +82,16 @@ static void take_all(pp_future_t **f, int n, int status,
   }
 }
 
+/* Checks that pp_pool_create(o) fails with `status`, leaves the pool NULL
+ * and says `why` in pp_last_error(). */
+static void create_fails(const pp_pool_options_t *o, int status,
+                         const char *why) {
+  pp_pool_t *pool = NULL;
+  assert_int_equal(pp_pool_create(&pool, o), status);
+  assert_null(pool);
+  assert_non_null(strstr(pp_last_error(), why));
+}
+
 static void test_pool_default_size_is_cpu_count(void **state) {
   pp_pool_t *pool = NULL;
   int64_t pids[1024];
@@ -318,14 +328,10 @@ static void test_pool_nested_create_without_flag_is_enested(void **state) {
 
 static void test_pool_unknown_initializer_is_enotask(void **state) {
   pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
   (void)state;
-  memset(&o, 0, sizeof(o));
-  o.workers = 1;
+  pp_test_pool_options(&o, 1, 0, 0, NULL);
   o.initializer = "no_such_task";
-  assert_int_equal(pp_pool_create(&pool, &o), PP_ENOTASK);
-  assert_null(pool);
-  assert_non_null(strstr(pp_last_error(), "no_such_task"));
+  create_fails(&o, PP_ENOTASK, "no_such_task");
 }
 
 static void test_pool_initializer_runs_in_every_worker(void **state) {
@@ -378,33 +384,25 @@ static void test_pool_max_calls_replaces_workers(void **state) {
 
 static void test_pool_failing_initializer_is_etask(void **state) {
   pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
   int before = pp_test_fd_count();
   (void)state;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
+  pp_test_pool_options(&o, 2, 0, 0, NULL);
   o.initializer = "fail";
   o.init_arg = "boom";
   o.init_arg_len = 4;
-  assert_int_equal(pp_pool_create(&pool, &o), PP_ETASK);
-  assert_null(pool);
   /* The task's own message reaches the caller. */
-  assert_non_null(strstr(pp_last_error(), "fail: boom"));
+  create_fails(&o, PP_ETASK, "fail: boom");
   assert_int_equal(pp_test_fd_count(), before);
 }
 
 static void test_pool_bad_worker_exe_is_espawn(void **state) {
   static const char *path = "/nonexistent/procpool-no-such-worker";
   pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
   int before = pp_test_fd_count();
   (void)state;
-  memset(&o, 0, sizeof(o));
-  o.workers = 2;
+  pp_test_pool_options(&o, 2, 0, 0, NULL);
   o.worker_exe = path;
-  assert_int_equal(pp_pool_create(&pool, &o), PP_ESPAWN);
-  assert_null(pool);
-  assert_non_null(strstr(pp_last_error(), path));
+  create_fails(&o, PP_ESPAWN, path);
 #ifdef _WIN32
   /* FormatMessage's text follows the path. */
   assert_true(strlen(strstr(pp_last_error(), path)) > strlen(path) + 5);
@@ -421,15 +419,11 @@ static void test_pool_non_worker_exe_is_espawn(void **state) {
   skip();
 #else
   pp_pool_options_t o;
-  pp_pool_t *pool = NULL;
   if (access("/bin/true", X_OK) != 0)
     skip();
-  memset(&o, 0, sizeof(o));
-  o.workers = 1;
+  pp_test_pool_options(&o, 1, 0, 0, NULL);
   o.worker_exe = "/bin/true";
-  assert_int_equal(pp_pool_create(&pool, &o), PP_ESPAWN);
-  assert_null(pool);
-  assert_non_null(strstr(pp_last_error(), "exited with code 0"));
+  create_fails(&o, PP_ESPAWN, "exited with code 0");
 #endif
 }
 
