@@ -439,10 +439,31 @@ static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
   return 0; /* not reached */
 }
 
+/* Writes bytes that are not a frame onto the worker's own channel (POSIX:
+ * descriptor 3), as a worker with corrupted memory might, then waits to be
+ * ended by its parent. */
+static int garble(pp_call_t *call, const void *arg, size_t len) {
+#ifdef _WIN32
+  (void)arg;
+  (void)len;
+  return pp_call_fail(call, "garble: the channel is not a descriptor here");
+#else
+  static const char junk[64] = "this is not a procpool frame header at all";
+  (void)call;
+  (void)arg;
+  (void)len;
+  if (write(3, junk, sizeof(junk)) != (ssize_t)sizeof(junk))
+    return pp_call_fail(call, "garble: write failed");
+  for (;;)
+    apr_sleep(apr_time_from_sec(1));
+  return 0; /* not reached */
+#endif
+}
+
 const pp_task_t pp_test_tasks[] = {
     PP_TASK(square),   PP_TASK(add),    PP_TASK(echo),     PP_TASK(fail),
     PP_TASK(act),      PP_TASK(segv),   PP_TASK(do_abort), PP_TASK(do_exit),
     PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
-    PP_TASK_END};
+    PP_TASK(garble),   PP_TASK_END};

@@ -46,6 +46,8 @@
  *             of n workers (n <= 8) that all run hang, then pp_log(1)s
  *             "nest_hang: pids <pid>..." with the nested workers' pids and
  *             sleeps forever, for the orphan test
+ *   garble    none                   -> writes junk onto its own channel
+ *             (POSIX) and hangs: the parent must end that worker
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
