@@ -71,7 +71,12 @@ void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
       f->group->done_head = f;
     f->group->done_tail = f;
   }
-  apr_thread_cond_broadcast(pool->done_cond);
+  /* The slot thread's hot path wakes the waiters after it has let go of the
+   * lock, so that they do not wake only to block on it. */
+  if (pool->defer_wakeup)
+    pool->wakeup_pending = 1;
+  else
+    apr_thread_cond_broadcast(pool->done_cond);
   pp__future_unref(f);
 }
 

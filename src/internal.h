@@ -228,6 +228,8 @@ struct pp_pool_s {
   uint64_t next_id;
   int deadlines;                 /* a running call has a deadline */
   size_t live_futures;           /* futures not yet freed */
+  int defer_wakeup;              /* finish: note a wake-up, do not do it */
+  int wakeup_pending;            /* done_cond must be broadcast */
   int destroyed;                 /* pp_pool_destroy() is done; the struct
                                     lives on until the last future is freed */
   pp_pool_stats_t stats;

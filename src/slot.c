@@ -165,7 +165,7 @@ static int read_replies(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   pp__frame_t fr;
   void *payload;
-  int rc, status;
+  int rc, status, wake;
   char *msg;
 
   while (s->ninflight > 0) {
@@ -215,9 +215,15 @@ static int read_replies(pp__slot_t *s) {
                                     (unsigned long long)fr.id);
       free(why);
     }
+    pool->defer_wakeup = 1;
     finish_head_locked(s, status, payload, status ? 0 : (size_t)fr.len, msg,
                        0, 0);
+    pool->defer_wakeup = 0;
+    wake = pool->wakeup_pending;
+    pool->wakeup_pending = 0;
     apr_thread_mutex_unlock(pool->lock);
+    if (wake)
+      apr_thread_cond_broadcast(pool->done_cond);
   }
   return 0;
 }
@@ -377,12 +383,8 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
   int rc;
 
   for (;;) {
-    if (s->proc != NULL) {
-      pp__exit_t st;
-      /* A worker that died while idle is replaced before it gets a call. */
-      if (pp__proc_wait(s->proc, 0, &st) == 0)
-        pp__slot_reap(s, 0, &st);
-    }
+    /* (A worker that died while idle is noticed after work is taken, by
+     * slot_lost_idle_worker, and replaced before it gets a call.) */
     if (s->proc == NULL) {
       rc = pp__slot_spawn(s);
       apr_thread_mutex_lock(pool->lock);
