@@ -90,6 +90,11 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got);
  * (never raises SIGPIPE), or PP_EIO. */
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len);
 
+/* Waits up to timeout_ms (0 = just look) until a read would not block:
+ * data is there, or the other end has gone.  Returns 1 if so, 0 if not.
+ * Reads nothing, so another thread may read afterwards. */
+int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms);
+
 /* Makes a read blocked on this channel in another thread return PP_ECLOSED
  * soon, and every later read too.  Used to stop reading a dead worker's
  * output when a process the task started still holds it open. */

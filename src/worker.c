@@ -31,18 +31,22 @@ static struct {
   int depth;
   pp__chan_t *chan;
   apr_pool_t *mem;
-  apr_thread_mutex_t *wlock;
-  apr_thread_mutex_t *lock;
-  apr_thread_cond_t *cond;
+  apr_thread_mutex_t *wlock;  /* serializes writes to chan */
+  apr_thread_mutex_t *rlock;  /* the right to read chan */
+  apr_thread_mutex_t *lock;   /* the fields below */
+  apr_thread_cond_t *wcond;   /* the watcher waits for a running task */
   job_t *head, *tail;
-  int bye;
+  int bye;                    /* BYE arrived: run what is queued, then end */
+  int running;                /* the main thread runs a task */
+  int watcher_idle;           /* the watcher waits on wcond */
+  int exiting;                /* the watcher must end */
   volatile apr_uint32_t current_cancelled;
   volatile apr_uint64_t current_id;
   const pp_task_t *tasks;
   int mark_output;
-} W = {-1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, 1};
+} W = {.index = -1, .mark_output = 1};
 
-/* Only the reader thread reads the channel. */
+/* Frames are read through this buffer by whichever thread holds W.rlock. */
 static pp__reader_t reader;
 
 int pp__worker_depth(void) {
@@ -81,57 +85,97 @@ static void worker_abort(const char *why, int code) {
   _Exit(code);
 }
 
-static void *APR_THREAD_FUNC reader_main(apr_thread_t *thread, void *data) {
+/* Reads one frame and acts on it: a call joins the queue, CANCEL marks a
+ * call, BYE ends the queue.  The caller holds W.rlock.  Returns 1 after BYE,
+ * else 0; the end of the channel exits the worker at once. */
+static int read_one(void) {
   pp__frame_t fr;
+  job_t *job;
   int rc;
-  (void)data;
-  for (;;) {
-    job_t *job;
-    rc = pp__wire_recv_header(&reader, &fr);
-    if (rc == PP_ECLOSED)
-      _Exit(0); /* The parent has gone: nobody wants our results. */
-    if (rc == 0 && fr.type != PP__FRAME_CALL && fr.type != PP__FRAME_INIT &&
-        fr.type != PP__FRAME_CANCEL && fr.type != PP__FRAME_BYE)
-      rc = pp__set_error(PP_EPROTO, "unexpected frame type %d", fr.type);
-    if (rc)
-      worker_abort(pp_last_error(), 70);
-    if (fr.type == PP__FRAME_BYE) {
-      apr_thread_mutex_lock(W.lock);
-      W.bye = 1;
-      apr_thread_cond_signal(W.cond);
-      apr_thread_mutex_unlock(W.lock);
-      break;
-    }
-    if (fr.type == PP__FRAME_CANCEL) {
-      apr_thread_mutex_lock(W.lock);
-      if (apr_atomic_read64(&W.current_id) == fr.id)
-        apr_atomic_set32(&W.current_cancelled, 1);
-      for (job = W.head; job != NULL; job = job->next)
-        if (job->id == fr.id)
-          job->cancelled = 1;
-      apr_thread_mutex_unlock(W.lock);
-      continue;
-    }
-    job = calloc(1, sizeof(*job));
-    if (job == NULL)
-      worker_abort("out of memory", 71);
-    job->type = fr.type;
-    job->id = fr.id;
-    job->len = fr.len;
-    rc = pp__wire_recv_payload(&reader, &fr, (void **)&job->payload);
-    if (rc == PP_ECLOSED)
-      _Exit(0);
-    if (rc)
-      worker_abort(pp_last_error(), 71);
+
+  rc = pp__wire_recv_header(&reader, &fr);
+  if (rc == PP_ECLOSED)
+    _Exit(0); /* The parent has gone: nobody wants our results. */
+  if (rc == 0 && fr.type != PP__FRAME_CALL && fr.type != PP__FRAME_INIT &&
+      fr.type != PP__FRAME_CANCEL && fr.type != PP__FRAME_BYE)
+    rc = pp__set_error(PP_EPROTO, "unexpected frame type %d", fr.type);
+  if (rc)
+    worker_abort(pp_last_error(), 70);
+  if (fr.type == PP__FRAME_BYE) {
     apr_thread_mutex_lock(W.lock);
-    if (W.tail)
-      W.tail->next = job;
-    else
-      W.head = job;
-    W.tail = job;
-    apr_thread_cond_signal(W.cond);
+    W.bye = 1;
     apr_thread_mutex_unlock(W.lock);
+    return 1;
   }
+  if (fr.type == PP__FRAME_CANCEL) {
+    apr_thread_mutex_lock(W.lock);
+    if (apr_atomic_read64(&W.current_id) == fr.id)
+      apr_atomic_set32(&W.current_cancelled, 1);
+    for (job = W.head; job != NULL; job = job->next)
+      if (job->id == fr.id)
+        job->cancelled = 1;
+    apr_thread_mutex_unlock(W.lock);
+    return 0;
+  }
+  job = calloc(1, sizeof(*job));
+  if (job == NULL)
+    worker_abort("out of memory", 71);
+  job->type = fr.type;
+  job->id = fr.id;
+  job->len = fr.len;
+  rc = pp__wire_recv_payload(&reader, &fr, (void **)&job->payload);
+  if (rc == PP_ECLOSED)
+    _Exit(0);
+  if (rc)
+    worker_abort(pp_last_error(), 71);
+  apr_thread_mutex_lock(W.lock);
+  if (W.tail)
+    W.tail->next = job;
+  else
+    W.head = job;
+  W.tail = job;
+  apr_thread_mutex_unlock(W.lock);
+  return 0;
+}
+
+/* The watcher reads the channel while a task runs, so a CANCEL, the next
+ * pipelined calls and the end of the channel (the parent died) are seen at
+ * once.  While no task runs the main thread reads the channel itself, which
+ * saves a thread hand-off on every call's critical path.  W.rlock gives one
+ * thread at a time the right to read. */
+static void *APR_THREAD_FUNC watcher_main(apr_thread_t *thread, void *data) {
+  int running, ready;
+  (void)data;
+  apr_thread_mutex_lock(W.lock);
+  for (;;) {
+    while (!W.running && !W.exiting) {
+      W.watcher_idle = 1;
+      apr_thread_cond_wait(W.wcond, W.lock);
+    }
+    W.watcher_idle = 0;
+    if (W.exiting)
+      break;
+    apr_thread_mutex_unlock(W.lock);
+    /* Buffered bytes count as ready: the channel alone would not show them. */
+    apr_thread_mutex_lock(W.rlock);
+    ready = reader.pos < reader.len;
+    apr_thread_mutex_unlock(W.rlock);
+    if (!ready)
+      ready = pp__chan_wait(W.chan, 100) != 0;
+    if (ready) {
+      apr_thread_mutex_lock(W.rlock);
+      apr_thread_mutex_lock(W.lock);
+      running = W.running;
+      apr_thread_mutex_unlock(W.lock);
+      /* The main thread may have finished and read what was there; check
+       * again, without waiting, before a read that could block. */
+      if (running && (reader.pos < reader.len || pp__chan_wait(W.chan, 0) != 0))
+        read_one();
+      apr_thread_mutex_unlock(W.rlock);
+    }
+    apr_thread_mutex_lock(W.lock);
+  }
+  apr_thread_mutex_unlock(W.lock);
   /* Returned, not apr_thread_exit(): see pp__slot_main. */
   (void)thread;
   return NULL;
@@ -208,6 +252,7 @@ static void run_job(job_t *job) {
   apr_thread_mutex_lock(W.lock);
   apr_atomic_set64(&W.current_id, 0);
   apr_atomic_set32(&W.current_cancelled, 0);
+  W.running = 0;
   apr_thread_mutex_unlock(W.lock);
   pp__call_clear(&call);
 }
@@ -256,13 +301,14 @@ static void wait_for_debugger(void) {
 
 static int serve(const unsigned char *cookie) {
   unsigned char hello[PP__COOKIE_LEN + 8];
-  apr_thread_t *reader_thread = NULL;
+  apr_thread_t *watcher = NULL;
   apr_status_t rv;
 
   if (apr_pool_create(&W.mem, NULL) != APR_SUCCESS ||
       apr_thread_mutex_create(&W.wlock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
       apr_thread_mutex_create(&W.lock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
-      apr_thread_cond_create(&W.cond, W.mem))
+      apr_thread_mutex_create(&W.rlock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
+      apr_thread_cond_create(&W.wcond, W.mem))
     worker_abort("cannot create locks", 71);
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
@@ -270,28 +316,48 @@ static int serve(const unsigned char *cookie) {
                     NULL, 0) != 0)
     _Exit(0);
   pp__reader_init(&reader, W.chan);
-  rv = apr_thread_create(&reader_thread, NULL, reader_main, NULL, W.mem);
+  rv = apr_thread_create(&watcher, NULL, watcher_main, NULL, W.mem);
   if (rv != APR_SUCCESS)
-    worker_abort("cannot start the reader thread", 71);
+    worker_abort("cannot start the watcher thread", 71);
 
   for (;;) {
     job_t *job;
+    int idle;
     apr_thread_mutex_lock(W.lock);
-    while (W.head == NULL && !W.bye)
-      apr_thread_cond_wait(W.cond, W.lock);
     job = W.head;
     if (job != NULL) {
       W.head = job->next;
       if (W.head == NULL)
         W.tail = NULL;
+      W.running = 1;
+      if (W.watcher_idle)
+        apr_thread_cond_signal(W.wcond);
     }
+    idle = job == NULL && !W.bye;
     apr_thread_mutex_unlock(W.lock);
-    if (job == NULL)
-      break;
-    run_job(job);
-    free(job);
+    if (job != NULL) {
+      run_job(job);
+      free(job);
+      continue;
+    }
+    if (!idle)
+      break; /* BYE and nothing left to run. */
+    /* Nothing to run: read the next frame here.  The watcher may hold the
+     * right to read (it saw data while the last task ran); the queue is
+     * checked again once we have it. */
+    apr_thread_mutex_lock(W.rlock);
+    apr_thread_mutex_lock(W.lock);
+    idle = W.head == NULL && !W.bye;
+    apr_thread_mutex_unlock(W.lock);
+    if (idle)
+      read_one();
+    apr_thread_mutex_unlock(W.rlock);
   }
-  apr_thread_join(&rv, reader_thread);
+  apr_thread_mutex_lock(W.lock);
+  W.exiting = 1;
+  apr_thread_cond_signal(W.wcond);
+  apr_thread_mutex_unlock(W.lock);
+  apr_thread_join(&rv, watcher);
   return 0;
 }
 

@@ -8,6 +8,8 @@
  * drain stops reading output that a task's own child still holds open.
  */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +104,19 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
     len -= (size_t)r;
   }
   return 0;
+}
+
+int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
+  struct pollfd p;
+  int r;
+  p.fd = chan->fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  do
+    r = poll(&p, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
+  while (r < 0 && errno == EINTR);
+  /* An error counts as ready: the read that follows reports it. */
+  return r != 0;
 }
 
 void pp__chan_abort(pp__chan_t *chan) {

@@ -365,6 +365,27 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   return 0;
 }
 
+/* Named pipes cannot be polled together with other objects, and a
+ * zero-byte overlapped read would race with the next real read; looking
+ * with PeekNamedPipe every few milliseconds is enough for the watcher,
+ * which only needs to notice a cancel or a dead parent promptly. */
+int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
+  ULONGLONG end = GetTickCount64() + (ULONGLONG)(timeout_ms > 0 ? timeout_ms : 0);
+  DWORD avail, pause = 1;
+  for (;;) {
+    avail = 0;
+    if (!PeekNamedPipe(chan->handle, NULL, 0, NULL, &avail, NULL))
+      return 1; /* Broken or closed: the read that follows reports it. */
+    if (avail > 0 || WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
+      return 1;
+    if (GetTickCount64() >= end)
+      return 0;
+    Sleep(pause);
+    if (pause < 8)
+      pause *= 2;
+  }
+}
+
 void pp__chan_abort(pp__chan_t *chan) {
   /* Closing the handle here instead would race with the reader, which may
    * be about to use it (or a new handle that reuses its value).  The event
