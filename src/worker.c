@@ -353,13 +353,16 @@ static int serve(const unsigned char *cookie) {
       read_one();
     apr_thread_mutex_unlock(W.rlock);
   }
-  /* The watcher ends when it sees this.  It is not joined: it may be
-   * waiting for data that the main thread has already read (up to 100 ms),
-   * and the process ends right after this anyway. */
+  /* The watcher may be waiting for data that the main thread has already
+   * read (up to 100 ms); aborting the channel, whose replies are all sent,
+   * ends that wait at once.  It is joined, not left running while the
+   * process exits (Wine can hang when a thread ends during ExitProcess). */
   apr_thread_mutex_lock(W.lock);
   W.exiting = 1;
   apr_thread_cond_signal(W.wcond);
   apr_thread_mutex_unlock(W.lock);
+  pp__chan_abort(W.chan);
+  apr_thread_join(&rv, watcher);
   return 0;
 }
 
