@@ -19,6 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Thread-local storage (the last error message, inline mode's current call)
+ * differs by compiler; like every other difference it is kept out of src/. */
+#if defined(_MSC_VER)
+#define PP__THREAD_LOCAL __declspec(thread)
+#else
+#define PP__THREAD_LOCAL _Thread_local
+#endif
+
 /* A worker process as seen by its parent (pid or process HANDLE). */
 typedef struct pp__proc_s pp__proc_t;
 /* One end of a byte stream: a worker's channel or captured stdout/stderr. */

@@ -128,12 +128,6 @@ void pp_log(int level, const char *fmt, ...) {
 
 /* ---- inline mode ---- */
 
-#if defined(_MSC_VER)
-#define PP__THREAD_LOCAL __declspec(thread)
-#else
-#define PP__THREAD_LOCAL _Thread_local
-#endif
-
 static PP__THREAD_LOCAL pp_pool_t *inline_pool;
 static PP__THREAD_LOCAL uint64_t inline_call;
 

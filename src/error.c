@@ -6,14 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../platform/platform.h"
 #include "error.h"
-
-/* Thread-local storage is a compiler feature, not an OS one. */
-#if defined(_MSC_VER)
-#define PP__THREAD_LOCAL __declspec(thread)
-#else
-#define PP__THREAD_LOCAL _Thread_local
-#endif
 
 static PP__THREAD_LOCAL char last_error[512];
 

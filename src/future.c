@@ -221,7 +221,6 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
     f->res.data = NULL;
     f->res.len = 0;
     f->res.message = NULL;
-    f->taken = 1;
   }
   apr_thread_mutex_unlock(f->pool->lock);
   return rc;

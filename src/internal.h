@@ -33,7 +33,6 @@
 #include "procpool.h"
 #include "wire.h"
 
-#define PP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Deepest nesting of pools inside workers. */
 #define PP__MAX_DEPTH 8
@@ -44,8 +43,6 @@
 #define PP__MAX_CHUNK 64
 /* Default grace of a cancelled running call. */
 #define PP__DEFAULT_GRACE_MS 1000
-/* How long a worker may take to start and say hello. */
-#define PP__HELLO_TIMEOUT_MS 60000
 /* Output marker a worker writes to stdout and stderr when a call starts:
  * NUL "PP" and 16 hex digits of the call id, then a newline. */
 #define PP__MARK_LEN 20
@@ -90,7 +87,6 @@ struct pp_future_s {
   pp__state_t state;
   int refs;               /* the caller's and the pool's */
   int cancel;             /* cancel requested */
-  int taken;              /* the result was moved out */
   pp_result_t res;
   pp__group_t *group;     /* the map it belongs to, or NULL */
   size_t index;           /* position in that map */
@@ -106,7 +102,6 @@ struct pp_future_s {
 struct pp__group_s {
   pp_future_t *done_head;
   pp_future_t *done_tail;
-  int stop;
 };
 
 /* Fills the outcome and marks the future finished; pool->lock is held.
@@ -226,7 +221,6 @@ struct pp_pool_s {
   unsigned char cookie[PP__COOKIE_LEN];
   char token_base[80];           /* cookie hex, parent pid, depth */
   uint64_t next_id;
-  int deadlines;                 /* a running call has a deadline */
   size_t live_futures;           /* futures not yet freed */
   int defer_wakeup;              /* finish: note a wake-up, do not do it */
   int wakeup_pending;            /* done_cond must be broadcast */

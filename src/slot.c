@@ -72,7 +72,6 @@ static void start_head_locked(pp__slot_t *s) {
   f = s->inflight[0];
   if (f->timeout_ms > 0) {
     f->deadline = apr_time_now() + apr_time_from_msec(f->timeout_ms);
-    s->pool->deadlines = 1;
     pp__watch_poke(s->pool);
   }
 }
