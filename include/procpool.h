@@ -145,7 +145,10 @@ typedef struct pp_call_s pp_call_t;
  * A task: called with the argument bytes of one call.  It reports its result
  * with pp_call_reply(), pp_call_reply_alloc() or pp_call_replyf() and returns
  * 0, or reports a failure with pp_call_fail() and returns its value.  Any
- * other non-zero return becomes PP_ETASK with a generic message.  The
+ * other non-zero return (say `return -5;`) becomes PP_ETASK with a message
+ * that names the value.  If a pp_call_reply*() failed (bad format, out of
+ * memory), the call reports that status (PP_EINVAL, PP_ENOMEM) and its
+ * reason even when the task returns 0.  The
  * argument buffer is owned by procpool and valid until the task returns.
  * A task runs in a worker process (or, in inline mode, in the caller's
  * process), so it must not rely on the parent's memory.
@@ -189,7 +192,8 @@ PP_EXTERN int pp_worker_main(int argc, char **argv, const pp_task_t *tasks,
 /**
  * Sets the call's result to a copy of `len` bytes at `data` (replacing any
  * earlier reply) and returns 0, or PP_ENOMEM.  PP_EINVAL if call is NULL or
- * data is NULL with len > 0.
+ * data is NULL with len > 0.  A failure also fails the call with that status
+ * (a later successful reply clears it).
  */
 PP_EXTERN int pp_call_reply(pp_call_t *call, const void *data, size_t len);
 /**
@@ -199,7 +203,9 @@ PP_EXTERN int pp_call_reply(pp_call_t *call, const void *data, size_t len);
  */
 PP_EXTERN void *pp_call_reply_alloc(pp_call_t *call, size_t len);
 /** Sets the call's result to the tuple that pp_pack() would build from
- * `fmt` and the arguments; returns 0, PP_EINVAL (bad format) or PP_ENOMEM. */
+ * `fmt` and the arguments; returns 0, PP_EINVAL (bad format, sizes that
+ * overflow) or PP_ENOMEM.  A failure also fails the call with that status
+ * and reason (a later successful reply clears it). */
 PP_EXTERN int pp_call_replyf(pp_call_t *call, const char *fmt, ...);
 /**
  * Marks the call as failed with a printf-style message and returns PP_ETASK,
@@ -231,6 +237,10 @@ typedef enum {
   PP_LOG_TASK = 2    /* a message a task sent with pp_log() */
 } pp_log_source_t;
 
+/** The longest line of worker output delivered in one record; longer lines
+ * arrive in pieces of this size (see pp_log_record_t.more). */
+#define PP_LOG_LINE_MAX 65536
+
 /** One whole line of worker output, as given to a pp_log_cb. */
 typedef struct pp_log_record_s {
   int worker;              /* worker number in its pool, 0-based */
@@ -238,13 +248,21 @@ typedef struct pp_log_record_s {
   pp_log_source_t source;  /* where the line came from */
   int level;               /* pp_log() level; 0 for stdout/stderr lines */
   const char *line;        /* the line without its newline, NUL-terminated */
-  size_t len;              /* strlen(line) */
+  size_t len;              /* bytes in line: a task that writes binary
+                              output may put NUL bytes in a line, so use
+                              len, not strlen(line) */
+  int more;                /* 1 if the line was longer than PP_LOG_LINE_MAX
+                              and goes on in the next record of the same
+                              worker and source; 0 on a line's last piece */
 } pp_log_record_t;
 
 /**
- * Receives worker output, one whole line per call, never two at once for a
- * pool (calls are serialized), from one of the pool's threads.  The record
- * is only valid during the call.  It must not call back into the same pool.
+ * Receives worker output, one whole line per call (or a piece of a line
+ * longer than PP_LOG_LINE_MAX), never two at once for a pool (calls are
+ * serialized), from one of the pool's threads.  The record is only valid
+ * during the call.  It must not call back into the same pool.  Output a
+ * worker wrote before it died is delivered; output that processes its task
+ * started write after the worker has ended is not.
  */
 typedef void (*pp_log_cb)(void *data, const pp_log_record_t *record);
 
@@ -285,9 +303,16 @@ enum {
   PP_POOL_INHERIT_OUTPUT = 1u << 2
 };
 
-/** Options for pp_pool_create(); all-zero (or NULL) means defaults. */
+/** The most workers a pool may have. */
+#define PP_POOL_MAX_WORKERS 4096
+
+/** Options for pp_pool_create(); all-zero (or NULL) means defaults.
+ * Timeouts are in milliseconds and measured on a monotonic clock, so a step
+ * of the system clock does not affect them; one too long to ever expire
+ * (up to INT64_MAX) means no limit. */
 typedef struct pp_pool_options_s {
-  /** Number of worker processes; 0 = the number of online CPUs. */
+  /** Number of worker processes, at most PP_POOL_MAX_WORKERS; 0 = the
+   * number of CPUs this process may run on. */
   int workers;
   /** PP_POOL_* flags. */
   unsigned flags;
@@ -317,19 +342,38 @@ typedef struct pp_pool_options_s {
    * mode, for programs that cannot own main).  The library exports its table
    * with PP_TASK_LIBRARY(); the parent loads it too, to check task names. */
   const char *task_library;
+  /** How long a starting worker may take to connect and say hello; 0 =
+   * 30000 ms.  A worker that takes longer is killed and its start fails
+   * with PP_ESPAWN ("did not say hello within N ms").  The initializer is
+   * not bounded by it. */
+  int64_t start_timeout_ms;
 } pp_pool_options_t;
 
 /**
  * Creates a pool and starts its workers; returns when every worker is ready
  * (and its initializer has run), so start-up failures are reported here.
  *
- * Returns 0 and sets *pool, or: PP_EINVAL (pool NULL, negative workers, no
- * task table, unknown flags), PP_ENOTASK (unknown initializer), PP_ENESTED
- * (called inside a worker without PP_POOL_NESTED, or nested too deep),
- * PP_ESPAWN (a worker could not be started: the message has the OS reason),
- * PP_ETASK (the initializer failed: the message is the task's),
- * PP_EDSO (task_library could not be loaded), PP_ENOMEM.
- * The first pp_pool_create() initializes APR; make it from one thread.
+ * Returns 0 and sets *pool, or: PP_EINVAL (pool NULL, workers negative or
+ * above PP_POOL_MAX_WORKERS, negative timeouts, no task table, unknown
+ * flags), PP_ENOTASK (unknown initializer), PP_ENESTED (called inside a
+ * worker without PP_POOL_NESTED, nested too deep, or in a process that was
+ * started as a worker but whose main() lacks the worker guard),
+ * PP_ESPAWN (a worker could not be started: the message has the OS reason,
+ * or the worker's last line on stderr), PP_ETASK (the initializer failed:
+ * the message is the task's), PP_EDSO (task_library could not be loaded),
+ * PP_ENOMEM.
+ *
+ * Pools may be created and destroyed from any number of threads at once.
+ * A closed stdin, stdout or stderr (descriptor 0, 1 or 2) is reopened on the
+ * null device first, so that no worker channel can take its number.
+ *
+ * Workers are started from the executable as it was when the pool was
+ * created: on Linux the file is held open, so an upgrade that replaces or
+ * deletes it does not change what later workers run.  Elsewhere, a worker
+ * whose build differs from the parent's (or, with worker_exe, from the
+ * pool's first worker) is refused.  When no worker of the pool can be
+ * started at all, calls fail at once with PP_ESPAWN; while some can, calls
+ * wait for them.
  */
 PP_EXTERN int pp_pool_create(pp_pool_t **pool, const pp_pool_options_t *options);
 
@@ -410,7 +454,8 @@ typedef struct pp_future_s pp_future_t;
 
 /** Options for one submitted call; zeroed = defaults. */
 typedef struct pp_call_options_s {
-  /** Timeout in ms; 0 = the pool's call_timeout_ms; negative = none. */
+  /** Timeout in ms (monotonic; INT64_MAX = none); 0 = the pool's
+   * call_timeout_ms; negative = none. */
   int64_t timeout_ms;
   /** Non-zero: do not copy the argument; the caller keeps `arg` valid and
    * unchanged until the future is finished. */
@@ -429,8 +474,8 @@ PP_EXTERN int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
                              pp_future_t **future);
 
 /**
- * Waits until the call has finished, at most `timeout_ms` (negative = no
- * limit).  Returns 0 when finished (whatever its status), PP_ETIMEDOUT if it
+ * Waits until the call has finished, at most `timeout_ms` on a monotonic
+ * clock (negative or INT64_MAX = no limit).  Returns 0 when finished (whatever its status), PP_ETIMEDOUT if it
  * has not finished in time (the call goes on), PP_EINVAL for NULL.
  */
 PP_EXTERN int pp_future_wait(pp_future_t *future, int64_t timeout_ms);
@@ -546,7 +591,9 @@ PP_EXTERN int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
 
 /**
  * Packs the values into a new buffer: out->data (free with pp_free()) and
- * out->len.  Returns 0, PP_EINVAL (bad format letter, NULL string), PP_ENOMEM.
+ * out->len.  Returns 0, PP_EINVAL (bad format letter, NULL string, NULL
+ * bytes with a length, or lengths whose sum does not fit in a size_t),
+ * PP_ENOMEM; on failure out->data is NULL and out->len 0.
  */
 PP_EXTERN int pp_pack(pp_buf_t *out, const char *fmt, ...);
 
@@ -554,7 +601,8 @@ PP_EXTERN int pp_pack(pp_buf_t *out, const char *fmt, ...);
  * Unpacks a tuple.  Pointers that are set point into `buf`, which must
  * outlive them.  Returns 0, or PP_EBADARGS (the buffer is not a tuple of
  * exactly that shape: wrong count, wrong type, truncated), PP_EINVAL (bad
- * format letter or NULL).  Never reads outside [buf, buf+len).
+ * format letter, NULL format or NULL buf).  Never reads outside
+ * [buf, buf+len).
  */
 PP_EXTERN int pp_unpack(const void *buf, size_t len, const char *fmt, ...);
 

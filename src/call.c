@@ -10,20 +10,39 @@
 
 #include "internal.h"
 
-int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
-  void *p;
-  if (call == NULL || (data == NULL && len > 0))
-    return pp__set_error(PP_EINVAL, "pp_call_reply: NULL argument");
-  p = malloc(len ? len : 1);
-  if (p == NULL) {
-    call->oom = 1;
-    return pp__set_error(PP_ENOMEM, "pp_call_reply: %zu bytes", len);
-  }
-  if (len)
-    memcpy(p, data, len);
+/* Records that a reply could not be set: the call fails with `status` and
+ * this reason unless a later reply succeeds.  Returns status. */
+static int reply_failed(pp_call_t *call, int status) {
+  free(call->reply_error);
+  call->reply_error = pp__strdup_printf("%s", pp_last_error());
+  call->reply_status = status;
+  return status;
+}
+
+/* Makes `p` (malloc'd, `len` bytes) the call's result. */
+static void reply_set(pp_call_t *call, void *p, size_t len) {
   free(call->reply);
   call->reply = p;
   call->reply_len = len;
+  free(call->reply_error);
+  call->reply_error = NULL;
+  call->reply_status = 0;
+}
+
+int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
+  void *p;
+  if (call == NULL)
+    return pp__set_error(PP_EINVAL, "pp_call_reply: call is NULL");
+  if (data == NULL && len > 0)
+    return reply_failed(call, pp__set_error(PP_EINVAL, "pp_call_reply: data "
+                                            "is NULL with len %zu", len));
+  p = malloc(len ? len : 1);
+  if (p == NULL)
+    return reply_failed(call, pp__set_error(PP_ENOMEM,
+                                            "pp_call_reply: %zu bytes", len));
+  if (len)
+    memcpy(p, data, len);
+  reply_set(call, p, len);
   return 0;
 }
 
@@ -33,13 +52,11 @@ void *pp_call_reply_alloc(pp_call_t *call, size_t len) {
     return NULL;
   p = malloc(len ? len : 1);
   if (p == NULL) {
-    call->oom = 1;
-    pp__set_error(PP_ENOMEM, "pp_call_reply_alloc: %zu bytes", len);
+    reply_failed(call, pp__set_error(PP_ENOMEM, "pp_call_reply_alloc: %zu "
+                                     "bytes", len));
     return NULL;
   }
-  free(call->reply);
-  call->reply = p;
-  call->reply_len = len;
+  reply_set(call, p, len);
   return p;
 }
 
@@ -53,10 +70,8 @@ int pp_call_replyf(pp_call_t *call, const char *fmt, ...) {
   rc = pp__vpack(&buf, fmt, ap);
   va_end(ap);
   if (rc)
-    return rc;
-  free(call->reply);
-  call->reply = (void *)buf.data;
-  call->reply_len = buf.len;
+    return reply_failed(call, rc);
+  reply_set(call, (void *)buf.data, buf.len);
   return 0;
 }
 
@@ -85,25 +100,34 @@ uint64_t pp_call_id(const pp_call_t *call) {
 void pp__call_clear(pp_call_t *call) {
   free(call->reply);
   free(call->fail_message);
+  free(call->reply_error);
   memset(call, 0, sizeof(*call));
 }
 
 int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
                  size_t len) {
   int rc = task->fn(call, arg, len);
-  if (rc == 0 && !call->failed && !call->oom)
+  if (rc == 0 && !call->failed && call->reply_status == 0)
     return 0;
   free(call->reply);
   call->reply = NULL;
   call->reply_len = 0;
-  if (call->oom && !call->failed)
-    return PP_ENOMEM;
-  if (!call->failed)
-    call->fail_message = pp__strdup_printf("task '%s' returned %d", task->name,
-                                           rc);
-  /* A task may return another PP_E* code (say PP_EBADARGS); anything else
-   * is a task failure. */
-  return rc < 0 && rc > PP_ERRNO_MIN ? rc : PP_ETASK;
+  if (call->failed)
+    return PP_ETASK;
+  if (call->reply_status != 0) {
+    /* The task's reply could not be made; whatever it returned, the caller
+     * must not see an empty success. */
+    free(call->fail_message);
+    call->fail_message = pp__strdup_printf(
+        "task '%s': its reply failed: %s", task->name,
+        call->reply_error ? call->reply_error : pp_strerror(call->reply_status));
+    return call->reply_status;
+  }
+  /* A plain non-zero return is the task's own failure, whatever the number:
+   * a task's -5 is not procpool's PP_EWORKERDIED. */
+  call->fail_message = pp__strdup_printf(
+      "task '%s' returned %d without calling pp_call_fail()", task->name, rc);
+  return PP_ETASK;
 }
 
 void pp_log(int level, const char *fmt, ...) {
@@ -221,7 +245,7 @@ void pp__inline_run(pp_future_t *f) {
     status = round_trip(PP__FRAME_RESULT, f->id, call.reply, call.reply_len,
                         NULL, 0, &reply, &fr);
 
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   if (status == 0)
     pp__future_finish(f, 0, reply, (size_t)fr.len, NULL, 0, 0);
   else
@@ -230,7 +254,7 @@ void pp__inline_run(pp_future_t *f) {
                           ? call.fail_message
                           : pp__strdup_printf("%s", pp_last_error()),
                       0, 0);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   if (status != 0)
     call.fail_message = NULL;
   pp__call_clear(&call);

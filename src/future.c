@@ -33,9 +33,11 @@ int pp__future_new(pp_pool_t *pool, const char *task, const void *arg,
   f->timeout_ms = timeout_ms;
   f->chunk = 1;
   f->refs = 2;
-  apr_thread_mutex_lock(pool->lock);
+  f->deadline = PP__NEVER;
+  f->cancel_deadline = PP__NEVER;
+  pp__mutex_lock(pool->lock);
   pool->live_futures++;
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   *out = f;
   return 0;
 }
@@ -53,6 +55,10 @@ void pp__future_unref(pp_future_t *f) {
 void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
                        char *message, int exit_code, int term_signal) {
   pp_pool_t *pool = f->pool;
+  /* PP_EAGAIN means "not finished" to pp_future_status(); no finished call
+   * may report it (call.c and the wire already map other codes away). */
+  if (status == PP_EAGAIN)
+    status = PP_ETASK;
   if (status != 0 && message == NULL)
     message = pp__strdup_printf("%s", pp_strerror(status));
   f->state = PP__DONE;
@@ -76,22 +82,33 @@ void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
   if (pool->defer_wakeup)
     pool->wakeup_pending = 1;
   else
-    apr_thread_cond_broadcast(pool->done_cond);
+    pp__cond_broadcast(pool->done_cond);
   pp__future_unref(f);
 }
 
 int pp__future_enqueue(pp_future_t *f) {
   pp_pool_t *pool = f->pool;
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   if (pool->closing) {
-    apr_thread_mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->lock);
     return pp__set_error(PP_ECLOSED, "the pool is being destroyed");
   }
   f->id = ++pool->next_id;
   pool->stats.calls_submitted++;
   if (pool->inline_mode) {
-    apr_thread_mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->lock);
     pp__inline_run(f);
+    return 0;
+  }
+  if (pp__pool_hopeless_locked(pool)) {
+    /* No worker can start (each slot failed again and again): the call
+     * fails now rather than wait for a worker that may never come.  The
+     * slots keep trying, and calls queue again once one succeeds. */
+    pp__future_finish(f, PP_ESPAWN, NULL, 0,
+                      pp__strdup_printf("no worker of the pool can be "
+                                        "started: %s", pool->broken_reason),
+                      0, 0);
+    pp__mutex_unlock(pool->lock);
     return 0;
   }
   f->qnext = NULL;
@@ -101,9 +118,8 @@ int pp__future_enqueue(pp_future_t *f) {
   else
     pool->q_head = f;
   pool->q_tail = f;
-  pool->q_len++;
-  apr_thread_cond_signal(pool->work_cond);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__cond_signal(pool->work_cond);
+  pp__mutex_unlock(pool->lock);
   return 0;
 }
 
@@ -121,7 +137,6 @@ void pp__future_cancel_locked(pp_future_t *f) {
       f->qnext->qprev = f->qprev;
     else
       pool->q_tail = f->qprev;
-    pool->q_len--;
     f->qnext = f->qprev = NULL;
     pp__future_finish(f, PP_ECANCELED, NULL, 0,
                       pp__strdup_printf("call %llu of '%s' was cancelled "
@@ -132,7 +147,7 @@ void pp__future_cancel_locked(pp_future_t *f) {
   }
   /* Running: the watch thread tells the worker, and kills it when the grace
    * period is over. */
-  f->cancel_deadline = apr_time_now() + apr_time_from_msec(pool->grace_ms);
+  f->cancel_deadline = pp__deadline_ms(pool->grace_ms);
   pp__watch_poke(pool);
 }
 
@@ -161,10 +176,15 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
     return rc;
   rc = pp__future_enqueue(f);
   if (rc) {
-    apr_thread_mutex_lock(pool->lock);
+    int last;
+    pp__mutex_lock(pool->lock);
     f->refs = 1;
     pp__future_unref(f);
-    apr_thread_mutex_unlock(pool->lock);
+    /* A destroy that raced with this submit left the pool to us. */
+    last = pp__pool_unused_locked(pool);
+    pp__mutex_unlock(pool->lock);
+    if (last)
+      pp__pool_free(pool);
     return rc;
   }
   *future = f;
@@ -173,28 +193,26 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
 
 int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
   pp_pool_t *pool;
-  apr_time_t end;
+  int64_t end;
   int rc = 0;
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_wait: future is NULL");
   pool = f->pool;
-  end = apr_time_now() + apr_time_from_msec(timeout_ms);
-  apr_thread_mutex_lock(pool->lock);
+  end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
+  pp__mutex_lock(pool->lock);
   while (f->state != PP__DONE) {
-    apr_time_t now;
-    if (timeout_ms < 0) {
-      apr_thread_cond_wait(pool->done_cond, pool->lock);
+    if (end == PP__NEVER) {
+      pp__cond_wait(pool->done_cond, pool->lock);
       continue;
     }
-    now = apr_time_now();
-    if (now >= end) {
+    if (pp__now_us() >= end) {
       rc = pp__set_error(PP_ETIMEDOUT, "call %llu has not finished in %lld ms",
                          (unsigned long long)f->id, (long long)timeout_ms);
       break;
     }
-    apr_thread_cond_timedwait(pool->done_cond, pool->lock, end - now);
+    pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(end));
   }
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   return rc;
 }
 
@@ -202,9 +220,9 @@ int pp_future_status(pp_future_t *f) {
   int rc;
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_status: future is NULL");
-  apr_thread_mutex_lock(f->pool->lock);
+  pp__mutex_lock(f->pool->lock);
   rc = f->state == PP__DONE ? f->res.status : PP_EAGAIN;
-  apr_thread_mutex_unlock(f->pool->lock);
+  pp__mutex_unlock(f->pool->lock);
   return rc;
 }
 
@@ -212,7 +230,7 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_take: NULL argument");
-  apr_thread_mutex_lock(f->pool->lock);
+  pp__mutex_lock(f->pool->lock);
   if (f->state != PP__DONE) {
     rc = pp__set_error(PP_EAGAIN, "call %llu has not finished",
                        (unsigned long long)f->id);
@@ -222,16 +240,16 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
     f->res.len = 0;
     f->res.message = NULL;
   }
-  apr_thread_mutex_unlock(f->pool->lock);
+  pp__mutex_unlock(f->pool->lock);
   return rc;
 }
 
 int pp_future_cancel(pp_future_t *f) {
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_cancel: future is NULL");
-  apr_thread_mutex_lock(f->pool->lock);
+  pp__mutex_lock(f->pool->lock);
   pp__future_cancel_locked(f);
-  apr_thread_mutex_unlock(f->pool->lock);
+  pp__mutex_unlock(f->pool->lock);
   return 0;
 }
 
@@ -241,12 +259,12 @@ void pp_future_free(pp_future_t *f) {
   if (f == NULL)
     return;
   pool = f->pool;
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   pp__future_cancel_locked(f);
   pp__future_unref(f);
   /* The last future of a destroyed pool frees what the pool left for it. */
-  last = pool->destroyed && pool->live_futures == 0;
-  apr_thread_mutex_unlock(pool->lock);
+  last = pp__pool_unused_locked(pool);
+  pp__mutex_unlock(pool->lock);
   if (last)
     pp__pool_free(pool);
 }

@@ -61,7 +61,7 @@ static void consume(pp_pool_t *pool, pp__group_t *group, map_state_t *st,
     if (f == NULL) {
       if (!blocking)
         return;
-      apr_thread_cond_wait(pool->done_cond, pool->lock);
+      pp__cond_wait(pool->done_cond, pool->lock);
       continue;
     }
     group->done_head = f->qnext;
@@ -80,9 +80,9 @@ static void consume(pp_pool_t *pool, pp__group_t *group, map_state_t *st,
     } else {
       size_t index = f->index;
       int stop;
-      apr_thread_mutex_unlock(pool->lock);
+      pp__mutex_unlock(pool->lock);
       stop = st->cb(st->cb_data, index, &r);
-      apr_thread_mutex_lock(pool->lock);
+      pp__mutex_lock(pool->lock);
       if (stop && !st->stopped) {
         st->stopped = 1;
         stop_group(fs, stoppable);
@@ -98,7 +98,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   const pp_task_t *t;
   size_t i, done = 0, chunk, created = 0;
   int64_t timeout;
-  int rc = 0, stop_on_error;
+  int rc = 0, stop_on_error, last;
 
   if (pool == NULL || task == NULL || (args == NULL && n > 0))
     return pp__set_error(PP_EINVAL, "map: pool, task and args must be set");
@@ -134,43 +134,43 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     if (pool->inline_mode && st->stopped) {
       /* Inline calls run as they are queued, so a stop has to keep the
        * rest from being queued at all. */
-      apr_thread_mutex_lock(pool->lock);
+      pp__mutex_lock(pool->lock);
       pp__future_finish(fs[i], PP_ECANCELED, NULL, 0,
                         pp__strdup_printf("call %zu of the map was cancelled "
                                           "before it ran", i),
                         0, 0);
-      apr_thread_mutex_unlock(pool->lock);
+      pp__mutex_unlock(pool->lock);
       continue;
     }
     if (pp__future_enqueue(fs[i]) != 0) {
       /* Only PP_ECLOSED can get here: another thread is destroying the pool.
        * The rest end PP_ECLOSED; what was queued is cancelled and awaited. */
       size_t j;
-      apr_thread_mutex_lock(pool->lock);
+      pp__mutex_lock(pool->lock);
       for (j = i; j < n; j++)
         pp__future_finish(fs[j], PP_ECLOSED, NULL, 0, NULL, 0, 0);
       stop_group(fs, i);
-      apr_thread_mutex_unlock(pool->lock);
+      pp__mutex_unlock(pool->lock);
       break;
     }
     if (pool->inline_mode) {
       /* Deliver each inline result at once: callbacks see them as they
        * come, and a failure can stop the map before the next call. */
-      apr_thread_mutex_lock(pool->lock);
+      pp__mutex_lock(pool->lock);
       consume(pool, &group, st, fs, i + 1, &done, stop_on_error, 0);
-      apr_thread_mutex_unlock(pool->lock);
+      pp__mutex_unlock(pool->lock);
     }
   }
   created = n;
 
   /* Consume finished calls until all n are in. */
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   consume(pool, &group, st, fs, n, &done, stop_on_error, 1);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   rc = st->first_status;
 
 cleanup:
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   for (i = 0; i < n; i++) {
     if (fs[i] == NULL)
       continue;
@@ -180,7 +180,12 @@ cleanup:
       fs[i]->refs = 1;
     pp__future_unref(fs[i]);
   }
-  apr_thread_mutex_unlock(pool->lock);
+  /* Another thread may have destroyed the pool while this map ran; then the
+   * last of its futures frees it. */
+  last = pp__pool_unused_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  if (last)
+    pp__pool_free(pool);
   free(fs);
   return rc;
 }

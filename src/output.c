@@ -2,19 +2,26 @@
  * output.c - worker stdout/stderr as whole, tagged lines; log callbacks.
  *
  * A drain thread reads one stream of one worker.  When a call starts, the
- * worker writes a marker (NUL, "PP", 16 hex digits of the call id, newline)
- * to both streams, after flushing what came before; so every byte in the
- * stream after the marker belongs to that call, and lines are tagged with
- * the exact call id without a race against the reply on the channel.
- * Lines longer than PP__LINE_MAX are delivered in pieces of that size.
+ * worker writes a marker (NUL, "PP", 16 hex digits of the call id, 16 hex
+ * digits of its marker key, newline) to both streams, after flushing what
+ * came before; so every byte in the stream after the marker belongs to that
+ * call, and lines are tagged with the exact call id without a race against
+ * the reply on the channel.  The key is random per worker and reaches the
+ * parent over the channel (HELLO), so output that merely looks like a
+ * marker (a task that copies binary data to stdout) stays text.
+ *
+ * Lines longer than PP_LOG_LINE_MAX are delivered in pieces of that size,
+ * each but the last with `more` set.  NUL bytes in output are kept (a
+ * record's len counts them).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_time.h>
+
 #include "internal.h"
 
-#define PP__LINE_MAX 65536
 /* How long a drain gathers output before it reads again: lines reach the
  * log callback at most this late. */
 #define PP__DRAIN_BATCH_USEC 2000
@@ -26,20 +33,20 @@ struct pp__drain_s {
   pp__chan_t *chan;
   apr_thread_t *thread;
   apr_pool_t *mem;
-  apr_thread_mutex_t *lock;
-  apr_thread_cond_t *cond;
-  int finished;
+  pp__mutex_t *lock;
+  uint64_t key;     /* lock: the worker's marker key, 0 until HELLO */
+  char last[200];   /* lock: the last line delivered */
   uint64_t call_id;
-  char line[PP__LINE_MAX + 1];
+  char line[PP_LOG_LINE_MAX + 1];
   size_t line_len;
   char mark[PP__MARK_LEN];
   size_t mark_len;  /* > 0 while a marker is being read */
 };
 
 void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec) {
-  apr_thread_mutex_lock(pool->log_lock);
+  pp__mutex_lock(pool->log_lock);
   pool->log_cb(pool->log_data, rec);
-  apr_thread_mutex_unlock(pool->log_lock);
+  pp__mutex_unlock(pool->log_lock);
 }
 
 void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
@@ -56,6 +63,7 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
   rec.call_id = call_id;
   rec.source = source;
   rec.level = level;
+  rec.more = 0;
   for (i = 0; i <= len; i++) {
     if (i < len && copy[i] != '\n')
       continue;
@@ -87,13 +95,17 @@ void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   (void)data;
   if (rec == NULL)
     return;
+  /* A piece of a longer line is marked with '+': the next record of the
+   * same worker and source goes on with it. */
   if (rec->source == PP_LOG_TASK)
-    pp__format(head, sizeof(head), "[procpool w%d c%llu log%d] ", rec->worker,
-               (unsigned long long)rec->call_id, rec->level);
+    pp__format(head, sizeof(head), "[procpool w%d c%llu log%d%s] ",
+               rec->worker, (unsigned long long)rec->call_id, rec->level,
+               rec->more ? "+" : "");
   else
-    pp__format(head, sizeof(head), "[procpool w%d c%llu %s] ", rec->worker,
+    pp__format(head, sizeof(head), "[procpool w%d c%llu %s%s] ", rec->worker,
                (unsigned long long)rec->call_id,
-               names[rec->source <= PP_LOG_TASK ? rec->source : 0]);
+               names[rec->source <= PP_LOG_TASK ? rec->source : 0],
+               rec->more ? "+" : "");
   /* One fwrite per line, so lines from several pools in one process are not
    * mixed mid-line either. */
   hlen = strlen(head);
@@ -108,10 +120,12 @@ void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   free(buf);
 }
 
-static void flush_line(pp__drain_t *d) {
+/* Delivers the line gathered so far; `more` marks a piece of a line that
+ * was too long to keep whole. */
+static void flush_line(pp__drain_t *d, int more) {
   pp_log_record_t rec;
   size_t n = d->line_len;
-  if (n > 0 && d->line[n - 1] == '\r')
+  if (!more && n > 0 && d->line[n - 1] == '\r')
     n--;
   d->line[n] = '\0';
   rec.worker = d->worker;
@@ -120,34 +134,65 @@ static void flush_line(pp__drain_t *d) {
   rec.level = 0;
   rec.line = d->line;
   rec.len = n;
+  rec.more = more;
   pp__log_deliver(d->pool, &rec);
+  pp__mutex_lock(d->lock);
+  pp__format(d->last, sizeof(d->last), "%s", d->line);
+  pp__mutex_unlock(d->lock);
   d->line_len = 0;
 }
 
-/* Parses a complete marker; if it is not one, its bytes count as text. */
-static void end_marker(pp__drain_t *d) {
-  uint64_t id = 0;
-  size_t i;
-  int ok = d->mark[1] == 'P' && d->mark[2] == 'P';
-  for (i = 3; ok && i < 19; i++) {
-    char c = d->mark[i];
-    int v = c >= '0' && c <= '9'   ? c - '0'
-            : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                   : -1;
-    if (v < 0)
-      ok = 0;
-    id = (id << 4) | (uint64_t)(v < 0 ? 0 : v);
+static void put_char(pp__drain_t *d, char c) {
+  if (d->line_len == PP_LOG_LINE_MAX)
+    flush_line(d, 1);
+  d->line[d->line_len++] = c;
+}
+
+static int hex_value(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                : -1;
+}
+
+/* Parses 16 hex digits; returns 0 if they are not. */
+static int parse_hex16(const char *p, uint64_t *out) {
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < 16; i++) {
+    int h = hex_value(p[i]);
+    if (h < 0)
+      return 0;
+    v = (v << 4) | (uint64_t)h;
   }
+  *out = v;
+  return 1;
+}
+
+/* Ends a marker that is complete or was cut short by a newline.  A real
+ * marker (right length and our worker's key) retags what follows; anything
+ * else is output: its bytes, NUL included, become text. */
+static void end_marker(pp__drain_t *d) {
+  uint64_t id = 0, key = 0, want;
+  size_t i, n = d->mark_len;
+  int newline = d->mark[n - 1] == '\n';
+  int ok = n == PP__MARK_LEN && newline && d->mark[1] == 'P' &&
+           d->mark[2] == 'P' && parse_hex16(d->mark + 3, &id) &&
+           parse_hex16(d->mark + 19, &key);
   if (ok) {
-    d->call_id = id;
-  } else {
-    for (i = 1; i < d->mark_len; i++) {
-      if (d->line_len == PP__LINE_MAX)
-        flush_line(d);
-      d->line[d->line_len++] = d->mark[i];
-    }
+    pp__mutex_lock(d->lock);
+    want = d->key;
+    pp__mutex_unlock(d->lock);
+    ok = want != 0 && key == want;
   }
   d->mark_len = 0;
+  if (ok) {
+    d->call_id = id;
+    return;
+  }
+  for (i = 0; i < n - (newline ? 1 : 0); i++)
+    put_char(d, d->mark[i]);
+  if (newline)
+    flush_line(d, 0);
 }
 
 static void feed(pp__drain_t *d, const char *buf, size_t n) {
@@ -156,7 +201,7 @@ static void feed(pp__drain_t *d, const char *buf, size_t n) {
     char c = buf[i];
     if (d->mark_len > 0) {
       /* Markers end with '\n'; Windows text mode may add a '\r' first. */
-      if (c == '\r' && d->mark_len == 19)
+      if (c == '\r' && d->mark_len == PP__MARK_LEN - 1)
         continue;
       d->mark[d->mark_len++] = c;
       if (d->mark_len == PP__MARK_LEN || c == '\n')
@@ -164,19 +209,18 @@ static void feed(pp__drain_t *d, const char *buf, size_t n) {
       continue;
     }
     if (c == '\0') {
+      /* A marker starts a line of its own: the worker flushed before it. */
       if (d->line_len > 0)
-        flush_line(d);
+        flush_line(d, 0);
       d->mark[0] = c;
       d->mark_len = 1;
       continue;
     }
     if (c == '\n') {
-      flush_line(d);
+      flush_line(d, 0);
       continue;
     }
-    if (d->line_len == PP__LINE_MAX)
-      flush_line(d);
-    d->line[d->line_len++] = c;
+    put_char(d, c);
   }
 }
 
@@ -193,12 +237,13 @@ static void *APR_THREAD_FUNC drain_main(apr_thread_t *thread, void *data) {
     if (got < sizeof(buf))
       apr_sleep(PP__DRAIN_BATCH_USEC);
   }
+  if (d->mark_len > 0) {
+    /* A marker cut short by the end of the stream is text too. */
+    d->mark[d->mark_len++] = '\n';
+    end_marker(d);
+  }
   if (d->line_len > 0)
-    flush_line(d);
-  apr_thread_mutex_lock(d->lock);
-  d->finished = 1;
-  apr_thread_cond_broadcast(d->cond);
-  apr_thread_mutex_unlock(d->lock);
+    flush_line(d, 0);
   /* Returned, not apr_thread_exit(): see pp__slot_main. */
   (void)thread;
   return NULL;
@@ -221,11 +266,10 @@ int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
   d->worker = worker;
   d->source = source;
   d->chan = chan;
+  rc = pp__mutex_new(&d->lock);
+  if (rc)
+    goto cleanup;
   rv = apr_pool_create(&d->mem, NULL);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, d->mem);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_cond_create(&d->cond, d->mem);
   if (rv == APR_SUCCESS)
     rv = apr_threadattr_create(&attr, d->mem);
   /* A drain needs little stack; keep hundreds of workers cheap. */
@@ -242,29 +286,39 @@ int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
 
 cleanup:
   pp__chan_close(chan);
-  if (d != NULL && d->mem != NULL)
-    apr_pool_destroy(d->mem);
+  if (d != NULL) {
+    if (d->mem != NULL)
+      apr_pool_destroy(d->mem);
+    pp__mutex_free(d->lock);
+  }
   free(d);
   return rc;
 }
 
-void pp__drain_join(pp__drain_t *d) {
-  apr_status_t rv;
-  /* The worker has exited, so its end of the stream is closed unless a
-   * process the task started inherited it; give that a moment, then stop
-   * reading. */
-  int finished;
+void pp__drain_set_key(pp__drain_t *d, uint64_t key) {
   if (d == NULL)
     return;
-  apr_thread_mutex_lock(d->lock);
-  if (!d->finished)
-    apr_thread_cond_timedwait(d->cond, d->lock, apr_time_from_msec(1000));
-  finished = d->finished;
-  apr_thread_mutex_unlock(d->lock);
-  if (!finished)
+  pp__mutex_lock(d->lock);
+  d->key = key;
+  pp__mutex_unlock(d->lock);
+}
+
+void pp__drain_stop(pp__drain_t *d) {
+  if (d != NULL)
     pp__chan_abort(d->chan);
+}
+
+void pp__drain_join(pp__drain_t *d, char *last, size_t cap) {
+  apr_status_t rv;
+  if (last != NULL && cap > 0)
+    last[0] = '\0';
+  if (d == NULL)
+    return;
   apr_thread_join(&rv, d->thread);
+  if (last != NULL)
+    pp__format(last, cap, "%s", d->last);
   pp__chan_close(d->chan);
   apr_pool_destroy(d->mem);
+  pp__mutex_free(d->lock);
   free(d);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_atomic.h>
 #include <apr_general.h>
 #include <apr_strings.h>
 
@@ -14,65 +15,95 @@
 #define PP_WORKER_HOST_PATH "procpool-worker"
 #endif
 
+/* Pools allocated and not yet freed (pp__pool_count). */
+static volatile apr_uint32_t pools_alive;
+
 static int env_is_set(const char *name) {
   const char *v = getenv(name);
   return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
-/* Picks the executable the workers run. */
+/* Picks and opens the executable the workers run, and how their build is
+ * checked: against the parent's own when the workers run this program or
+ * the task library the parent loaded too, else against the first worker. */
 static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
-  const char *env;
-  char *self = NULL;
-  int rc;
+  const char *env, *path = NULL;
   if (o->worker_exe != NULL) {
-    pool->exe = apr_pstrdup(pool->mem, o->worker_exe);
-    return 0;
-  }
-  if (o->task_library != NULL) {
+    path = o->worker_exe;
+  } else if (o->task_library != NULL) {
     env = getenv("PROCPOOL_WORKER_EXE");
-    pool->exe = apr_pstrdup(pool->mem, env && *env ? env : PP_WORKER_HOST_PATH);
-    return 0;
+    path = env && *env ? env : PP_WORKER_HOST_PATH;
   }
-  rc = pp__exe_path(&self);
-  if (rc)
-    return rc;
-  pool->exe = apr_pstrdup(pool->mem, self);
-  free(self);
-  return 0;
+  /* Workers report the build of the module that holds their task table:
+   * the task library, or the program they run.  The parent knows the
+   * former (it loaded the library too) and, for self re-exec, the latter;
+   * another worker_exe is a program of its own. */
+  pool->build_check = o->worker_exe != NULL && o->task_library == NULL
+                          ? PP__BUILD_FIRST
+                          : PP__BUILD_PARENT;
+  if (pool->build_check == PP__BUILD_PARENT) {
+    static const unsigned char zero[PP__BUILD_ID_LEN];
+    pp__module_build_id(pool->tasks, pool->build_id);
+    pool->build_known = memcmp(pool->build_id, zero, sizeof(zero)) != 0;
+    if (!pool->build_known)
+      pool->build_check = PP__BUILD_ANY;
+  }
+  return pp__image_open(path, &pool->image);
 }
 
 static int check_options(const pp_pool_options_t *o) {
-  if (o->workers < 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_create: workers is negative");
+  if (o->workers < 0 || o->workers > PP_POOL_MAX_WORKERS)
+    return pp__set_error(PP_EINVAL, "pp_pool_create: workers is %d; it must "
+                         "be between 0 (one per CPU) and %d", o->workers,
+                         PP_POOL_MAX_WORKERS);
   if (o->flags &
       ~(unsigned)(PP_POOL_INLINE | PP_POOL_NESTED | PP_POOL_INHERIT_OUTPUT))
     return pp__set_error(PP_EINVAL, "pp_pool_create: unknown flags 0x%x",
                          o->flags);
-  if (o->call_timeout_ms < 0 || o->cancel_grace_ms < 0)
+  if (o->call_timeout_ms < 0 || o->cancel_grace_ms < 0 ||
+      o->start_timeout_ms < 0)
     return pp__set_error(PP_EINVAL, "pp_pool_create: negative timeout");
   if (o->init_arg == NULL && o->init_arg_len > 0)
     return pp__set_error(PP_EINVAL, "pp_pool_create: init_arg is NULL");
   return 0;
 }
 
+/* Refuses a pool in a process that was started as a worker but never went
+ * through pp_worker_main(): its main() lacks the worker guard, so every
+ * worker would create a pool of its own, whose workers would do the same.
+ * The message also goes to stderr, which is the only way a worker can tell
+ * the developer (the parent logs it as the worker's output). */
+static int check_not_unguarded_worker(void) {
+  const char *mark = getenv(PP__WORKER_ENV);
+  if (mark == NULL || pp__worker_depth() > 0)
+    return 0;
+  fprintf(stderr,
+          "procpool: this process was started as a pool's worker, but its "
+          "main() did not call pp_worker_main() first; add\n"
+          "    if (pp_worker_main(argc, argv, tasks, &rc)) return rc;\n"
+          "as the first statement of main()\n");
+  fflush(stderr);
+  return pp__set_error(PP_ENESTED, "pp_pool_create: this process was started "
+                       "as a pool's worker, but main() did not call "
+                       "pp_worker_main() first (the worker guard is missing)");
+}
+
 /* Creates locks, the cookie and the fixed part of the workers' token. */
 static int pool_setup(pp_pool_t *pool) {
   apr_status_t rv;
   char hex[2 * PP__COOKIE_LEN + 1];
-  int i;
-  rv = apr_thread_mutex_create(&pool->lock, APR_THREAD_MUTEX_DEFAULT,
-                               pool->mem);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_mutex_create(&pool->log_lock, APR_THREAD_MUTEX_DEFAULT,
-                                 pool->mem);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_cond_create(&pool->work_cond, pool->mem);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_cond_create(&pool->done_cond, pool->mem);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_cond_create(&pool->watch_cond, pool->mem);
-  if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "creating the pool's locks");
+  int i, rc;
+  rc = pp__mutex_new(&pool->lock);
+  if (rc == 0)
+    rc = pp__mutex_new(&pool->log_lock);
+  if (rc == 0)
+    rc = pp__cond_new(&pool->work_cond);
+  if (rc == 0)
+    rc = pp__cond_new(&pool->done_cond);
+  if (rc == 0)
+    rc = pp__cond_new(&pool->watch_cond);
+  if (rc)
+    return rc;
   rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
   if (rv != APR_SUCCESS)
     return pp__from_apr(rv, "apr_generate_random_bytes");
@@ -97,14 +128,16 @@ static int pool_start(pp_pool_t *pool) {
     rc = pp__slot_start(&pool->slots[i]);
     if (rc) {
       /* Slots that were not started count as failed and ready. */
+      pp__mutex_lock(pool->lock);
       for (; i < pool->nslots; i++) {
         pool->slots[i].started = 1;
         pool->slots[i].start_status = rc;
       }
+      pp__mutex_unlock(pool->lock);
       return rc;
     }
   }
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   do {
     ready = 0;
     for (i = 0; i < pool->nslots; i++) {
@@ -116,21 +149,26 @@ static int pool_start(pp_pool_t *pool) {
       }
     }
     if (ready < pool->nslots && rc == 0)
-      apr_thread_cond_wait(pool->done_cond, pool->lock);
+      pp__cond_wait(pool->done_cond, pool->lock);
   } while (ready < pool->nslots && rc == 0);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   return rc;
 }
 
-/* Stops every thread; the pool's calls must all be finished. */
+/* Stops every thread; the pool's calls must all be finished.  A slot still
+ * starting its worker is told to stop by aborting its channel, so that a
+ * worker that never answers cannot hold up the end. */
 static void pool_stop(pp_pool_t *pool) {
   apr_status_t rv;
   int i;
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   pool->stopping = 1;
-  apr_thread_cond_broadcast(pool->work_cond);
-  apr_thread_cond_signal(pool->watch_cond);
-  apr_thread_mutex_unlock(pool->lock);
+  for (i = 0; i < pool->nslots; i++)
+    if (!pool->slots[i].ready && pool->slots[i].chan != NULL)
+      pp__chan_abort(pool->slots[i].chan);
+  pp__cond_broadcast(pool->work_cond);
+  pp__cond_signal(pool->watch_cond);
+  pp__mutex_unlock(pool->lock);
   for (i = 0; i < pool->nslots; i++)
     if (pool->slots[i].thread != NULL)
       apr_thread_join(&rv, pool->slots[i].thread);
@@ -138,10 +176,33 @@ static void pool_stop(pp_pool_t *pool) {
     apr_thread_join(&rv, pool->watch);
 }
 
+int pp__pool_unused_locked(pp_pool_t *pool) {
+  return pool->destroyed && pool->live_futures == 0;
+}
+
+int pp__pool_count(void) {
+  return (int)apr_atomic_read32(&pools_alive);
+}
+
 void pp__pool_free(pp_pool_t *pool) {
-  apr_pool_destroy(pool->mem);
+  int i;
+  if (pool == NULL)
+    return;
+  for (i = 0; pool->slots != NULL && i < pool->nslots; i++) {
+    pp__mutex_free(pool->slots[i].wlock);
+    free(pool->slots[i].rd);
+  }
+  free(pool->slots);
+  pp__image_close(pool->image);
+  pp__cond_free(pool->watch_cond);
+  pp__cond_free(pool->done_cond);
+  pp__cond_free(pool->work_cond);
+  pp__mutex_free(pool->log_lock);
+  pp__mutex_free(pool->lock);
+  if (pool->mem != NULL)
+    apr_pool_destroy(pool->mem);
   free(pool);
-  pp__apr_term();
+  apr_atomic_dec32(&pools_alive);
 }
 
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
@@ -149,7 +210,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   const pp_pool_options_t *o = options;
   pp_pool_t *pool = NULL;
   apr_status_t rv;
-  int rc, apr_ready = 0, depth = pp__worker_depth();
+  int rc, depth = pp__worker_depth();
 
   if (out != NULL)
     *out = NULL;
@@ -162,6 +223,9 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   rc = check_options(o);
   if (rc)
     return rc;
+  rc = check_not_unguarded_worker();
+  if (rc)
+    return rc;
   if (depth > 0 && !(o->flags & PP_POOL_NESTED))
     return pp__set_error(PP_ENESTED, "pp_pool_create: called inside a worker; "
                          "set PP_POOL_NESTED to allow a nested pool");
@@ -172,12 +236,12 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   rc = pp__apr_init();
   if (rc)
     return rc;
-  apr_ready = 1;
+  /* Before any channel exists, so none can be numbered 0, 1 or 2. */
+  pp__stdio_ensure();
   pool = calloc(1, sizeof(*pool));
-  if (pool == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
-    goto cleanup;
-  }
+  if (pool == NULL)
+    return pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
+  apr_atomic_inc32(&pools_alive);
   rv = apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     rc = pp__from_apr(rv, "apr_pool_create");
@@ -189,6 +253,8 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->call_timeout_ms = o->call_timeout_ms;
   pool->grace_ms = o->cancel_grace_ms ? o->cancel_grace_ms
                                       : PP__DEFAULT_GRACE_MS;
+  pool->start_timeout_ms = o->start_timeout_ms ? o->start_timeout_ms
+                                               : PP__DEFAULT_START_TIMEOUT_MS;
   pool->max_calls = o->max_calls_per_worker;
   pool->inherit_output = (o->flags & PP_POOL_INHERIT_OUTPUT) != 0;
   pool->log_cb = o->log_cb ? o->log_cb : pp_log_stderr;
@@ -235,7 +301,14 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   if (rc)
     goto cleanup;
   pool->nslots = o->workers ? o->workers : pp__cpu_count();
-  pool->slots = apr_pcalloc(pool->mem, sizeof(pp__slot_t) * pool->nslots);
+  if (pool->nslots > PP_POOL_MAX_WORKERS)
+    pool->nslots = PP_POOL_MAX_WORKERS;
+  pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
+  if (pool->slots == NULL) {
+    rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory for %d "
+                       "workers", pool->nslots);
+    goto cleanup;
+  }
   rc = pool_start(pool);
   if (rc) {
     char msg[512];
@@ -249,11 +322,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   return 0;
 
 cleanup:
-  if (pool != NULL && pool->mem != NULL)
-    apr_pool_destroy(pool->mem);
-  free(pool);
-  if (apr_ready)
-    pp__apr_term();
+  pp__pool_free(pool);
   return rc;
 }
 
@@ -265,7 +334,7 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
     return pp__set_error(PP_EINVAL, "pp_pool_destroy: unknown mode %d",
                          (int)mode);
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
     while (pool->q_head != NULL)
@@ -275,15 +344,15 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
         pp__future_cancel_locked(pool->slots[i].inflight[j]);
   }
   while (pool->q_head != NULL || pool->running > 0)
-    apr_thread_cond_wait(pool->done_cond, pool->lock);
-  apr_thread_mutex_unlock(pool->lock);
+    pp__cond_wait(pool->done_cond, pool->lock);
+  pp__mutex_unlock(pool->lock);
 
   pool_stop(pool);
 
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   pool->destroyed = 1;
-  last = pool->live_futures == 0;
-  apr_thread_mutex_unlock(pool->lock);
+  last = pp__pool_unused_locked(pool);
+  pp__mutex_unlock(pool->lock);
   if (last)
     pp__pool_free(pool);
   return 0;
@@ -298,9 +367,9 @@ int pp_pool_workers(const pp_pool_t *pool) {
 int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {
   if (pool == NULL || stats == NULL)
     return pp__set_error(PP_EINVAL, "pp_pool_stats: NULL argument");
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   *stats = pool->stats;
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   return 0;
 }
 
@@ -308,7 +377,7 @@ int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n) {
   int i, count = 0;
   if (pool == NULL || (pids == NULL && n > 0))
     return pp__set_error(PP_EINVAL, "pp_pool_worker_pids: NULL argument");
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   for (i = 0; i < pool->nslots; i++) {
     if (pool->slots[i].pid == 0)
       continue;
@@ -316,6 +385,6 @@ int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n) {
       pids[count] = pool->slots[i].pid;
     count++;
   }
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   return count;
 }

@@ -79,17 +79,22 @@ int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table) {
                              pp_last_error());
 }
 
-/* APR's initialization is reference-counted but not thread-safe; procpool
- * documents that the first pool is created from one thread. */
-int pp__apr_init(void) {
+/* APR's own reference count is a plain int, so apr_initialize() and
+ * apr_terminate() from several threads race (and terminating while another
+ * thread's pool still lives destroys memory it uses).  APR is therefore set
+ * up once per process, under the platform's one-time lock, and never torn
+ * down: the operating system reclaims it with the process. */
+static int apr_setup(void) {
   apr_status_t rv = apr_initialize();
   if (rv != APR_SUCCESS)
     return pp__from_apr(rv, "apr_initialize");
   return 0;
 }
 
-void pp__apr_term(void) {
-  apr_terminate();
+int pp__apr_init(void) {
+  int rc = pp__once(apr_setup);
+  /* The reason went to the thread that tried first. */
+  return rc == 0 ? 0 : pp__set_error(rc, "APR could not be initialized");
 }
 
 int pp__from_apr(apr_status_t rv, const char *what) {

@@ -10,6 +10,10 @@
  * cancel the watch thread killed it for), the calls queued behind it on the
  * worker go back to the pool's queue, and a new worker is started.  So no
  * call is lost or reported twice, and nothing waits for a dead process.
+ *
+ * The channel is tied to the worker's process (pp__chan_bind_proc), so a
+ * worker that dies is noticed even when a process its task forked still
+ * holds the worker's end of the channel.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,51 +21,69 @@
 
 #include "internal.h"
 
-/* Consecutive start failures after which a slot fails the next queued call
- * with PP_ESPAWN instead of letting callers wait for a worker forever. */
+/* Consecutive start failures after which a slot counts as broken.  When
+ * every slot of a pool is broken, no worker can serve, and queued calls
+ * fail with PP_ESPAWN instead of waiting. */
 #define PP__SPAWN_GIVE_UP 3
 /* Attempts at a worker's first start before pp_pool_create() fails. */
 #define PP__START_TRIES 3
+/* How long a worker that was sent BYE may take to exit before it is
+ * killed. */
+#define PP__RETIRE_WAIT_MS 2000
 
 static void slot_set_start_error(pp__slot_t *s, int status) {
   pp__format(s->start_error, sizeof(s->start_error), "%s", pp_last_error());
   s->start_status = status;
 }
 
-void pp__slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st) {
+void pp__slot_publish(pp__slot_t *s, pp__proc_t *proc, pp__chan_t *chan) {
   pp_pool_t *pool = s->pool;
-  pp__chan_t *chan;
+  pp__mutex_lock(s->wlock);
+  pp__mutex_lock(pool->lock);
+  s->proc = proc;
+  s->chan = chan;
+  s->pid = proc != NULL ? pp__proc_pid(proc) : 0;
+  pp__mutex_unlock(pool->lock);
+  pp__mutex_unlock(s->wlock);
+}
+
+void pp__slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st,
+                   char *last_err, size_t cap) {
+  pp_pool_t *pool = s->pool;
+  pp__chan_t *chan = s->chan;
+  pp__proc_t *proc = s->proc;
 
   memset(st, 0, sizeof(*st));
-  apr_thread_mutex_lock(pool->lock);
+  if (last_err != NULL && cap > 0)
+    last_err[0] = '\0';
+  pp__mutex_lock(pool->lock);
   s->dying = 1;
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
 
-  if (s->proc != NULL) {
-    if (kill_now || pp__proc_wait(s->proc, 2000, st) != 0)
-      pp__proc_kill(s->proc);
+  if (proc != NULL) {
+    if (kill_now || pp__proc_wait(proc, PP__RETIRE_WAIT_MS, st) != 0)
+      pp__proc_kill(proc);
     if (!st->reason[0])
-      pp__proc_wait(s->proc, -1, st);
+      pp__proc_wait(proc, -1, st);
   }
-  /* The output drains end at the worker's end of stream, or are stopped
-   * when something the task started still holds the pipes. */
-  pp__drain_join(s->out);
-  pp__drain_join(s->err);
+  /* The worker has ended, so what it wrote is all in the streams: the
+   * drains deliver that and stop at once, whoever else (a process its task
+   * started) still holds the other end. */
+  pp__drain_stop(s->out);
+  pp__drain_stop(s->err);
+  pp__drain_join(s->out, NULL, 0);
+  pp__drain_join(s->err, last_err, cap);
   s->out = s->err = NULL;
 
-  apr_thread_mutex_lock(s->wlock);
-  chan = s->chan;
-  s->chan = NULL;
-  apr_thread_mutex_unlock(s->wlock);
+  pp__slot_publish(s, NULL, NULL);
   pp__chan_close(chan);
-  pp__proc_free(s->proc);
-  s->proc = NULL;
+  pp__proc_free(proc);
 
-  apr_thread_mutex_lock(pool->lock);
-  s->pid = 0;
+  pp__mutex_lock(pool->lock);
+  s->ready = 0;
   s->dying = 0;
   s->kill_target = NULL;
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
 }
 
 /* Marks the head call as running on the worker from now on. */
@@ -71,21 +93,23 @@ static void start_head_locked(pp__slot_t *s) {
     return;
   f = s->inflight[0];
   if (f->timeout_ms > 0) {
-    f->deadline = apr_time_now() + apr_time_from_msec(f->timeout_ms);
-    pp__watch_poke(s->pool);
+    f->deadline = pp__deadline_ms(f->timeout_ms);
+    if (f->deadline != PP__NEVER)
+      pp__watch_poke(s->pool);
   }
 }
 
-/* Waits for queued work; takes up to a chunk of it.  Returns 0 when the pool
+/* Waits for queued work; takes up to a chunk of it, and never more calls
+ * than the worker has left before it is replaced.  Returns 0 when the pool
  * is stopping and the queue is empty. */
 static int take_work(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   size_t k;
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   while (pool->q_head == NULL && !pool->stopping)
-    apr_thread_cond_wait(pool->work_cond, pool->lock);
+    pp__cond_wait(pool->work_cond, pool->lock);
   if (pool->q_head == NULL) {
-    apr_thread_mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->lock);
     return 0;
   }
   k = pool->q_head->chunk;
@@ -93,6 +117,8 @@ static int take_work(pp__slot_t *s) {
     k = 1;
   if (k > PP__MAX_CHUNK)
     k = PP__MAX_CHUNK;
+  if (pool->max_calls > 0 && pool->max_calls - s->calls < k)
+    k = (size_t)(pool->max_calls - s->calls);
   while (pool->q_head != NULL && s->ninflight < k) {
     pp_future_t *f = pool->q_head;
     pool->q_head = f->qnext;
@@ -100,7 +126,6 @@ static int take_work(pp__slot_t *s) {
       pool->q_head->qprev = NULL;
     else
       pool->q_tail = NULL;
-    pool->q_len--;
     f->qnext = f->qprev = NULL;
     f->state = PP__RUNNING;
     f->slot = s;
@@ -108,7 +133,7 @@ static int take_work(pp__slot_t *s) {
     pool->running++;
   }
   start_head_locked(s);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
   return 1;
 }
 
@@ -120,7 +145,7 @@ static int send_calls(pp__slot_t *s) {
   unsigned char batch[16384];
   size_t i, used = 0;
   int rc = 0;
-  apr_thread_mutex_lock(s->wlock);
+  pp__mutex_lock(s->wlock);
   for (i = 0; i < s->ninflight && rc == 0; i++) {
     pp_future_t *f = s->inflight[i];
     size_t plen = pp__wire_call_prefix(prefix, f->task);
@@ -139,7 +164,7 @@ static int send_calls(pp__slot_t *s) {
   }
   if (rc == 0 && used > 0)
     rc = pp__chan_write(s->chan, batch, used);
-  apr_thread_mutex_unlock(s->wlock);
+  pp__mutex_unlock(s->wlock);
   return rc;
 }
 
@@ -154,7 +179,7 @@ static void finish_head_locked(pp__slot_t *s, int status, void *data,
   s->pool->running--;
   s->calls++;
   f->slot = NULL;
-  f->deadline = 0;
+  f->deadline = PP__NEVER;
   pp__future_finish(f, status, data, len, msg, code, sig);
   start_head_locked(s);
 }
@@ -197,7 +222,7 @@ static int read_replies(pp__slot_t *s) {
       if (rc)
         return rc;
     }
-    apr_thread_mutex_lock(pool->lock);
+    pp__mutex_lock(pool->lock);
     if (status != PP_ECANCELED && s->inflight[0]->cancel) {
       /* A cancelled call reports the cancel whether it finished anyway or
        * gave up with an error of its own (a task that notices
@@ -220,9 +245,9 @@ static int read_replies(pp__slot_t *s) {
     pool->defer_wakeup = 0;
     wake = pool->wakeup_pending;
     pool->wakeup_pending = 0;
-    apr_thread_mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->lock);
     if (wake)
-      apr_thread_cond_broadcast(pool->done_cond);
+      pp__cond_broadcast(pool->done_cond);
   }
   return 0;
 }
@@ -235,7 +260,7 @@ static void requeue_locked(pp__slot_t *s, size_t from) {
   for (i = s->ninflight; i-- > from;) {
     pp_future_t *f = s->inflight[i];
     f->slot = NULL;
-    f->deadline = 0;
+    f->deadline = PP__NEVER;
     pool->running--;
     if (f->cancel) {
       pp__future_finish(f, PP_ECANCELED, NULL, 0,
@@ -252,7 +277,6 @@ static void requeue_locked(pp__slot_t *s, size_t from) {
     else
       pool->q_tail = f;
     pool->q_head = f;
-    pool->q_len++;
   }
   s->ninflight = from;
 }
@@ -267,13 +291,13 @@ static void slot_bury(pp__slot_t *s, int rc) {
   int kill_status;
 
   pp__format(why, sizeof(why), "%s", pp_last_error());
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   target = s->kill_target;
   kill_status = s->kill_status;
-  apr_thread_mutex_unlock(pool->lock);
-  pp__slot_reap(s, rc != PP_ECLOSED, &st);
+  pp__mutex_unlock(pool->lock);
+  pp__slot_reap(s, rc != PP_ECLOSED, &st, NULL, 0);
 
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   if (s->ninflight > 0 && target != NULL && target != s->inflight[0]) {
     /* The pool killed this worker for a call that then finished in time; the
      * calls still on it are innocent and run again elsewhere. */
@@ -309,8 +333,8 @@ static void slot_bury(pp__slot_t *s, int rc) {
     requeue_locked(s, 1);
     finish_head_locked(s, status, NULL, 0, msg, st.exit_code, st.term_signal);
   }
-  apr_thread_cond_broadcast(pool->work_cond);
-  apr_thread_mutex_unlock(pool->lock);
+  pp__cond_broadcast(pool->work_cond);
+  pp__mutex_unlock(pool->lock);
 }
 
 /* Returns 1 if the worker ended while the slot was waiting for work (a
@@ -325,11 +349,11 @@ static int slot_lost_idle_worker(pp__slot_t *s) {
   pp__exit_t st;
   if (pp__proc_wait(s->proc, 0, &st) != 0)
     return 0;
-  apr_thread_mutex_lock(pool->lock);
+  pp__mutex_lock(pool->lock);
   requeue_locked(s, 0);
-  apr_thread_cond_broadcast(pool->work_cond);
-  apr_thread_mutex_unlock(pool->lock);
-  pp__slot_reap(s, 0, &st);
+  pp__cond_broadcast(pool->work_cond);
+  pp__mutex_unlock(pool->lock);
+  pp__slot_reap(s, 0, &st, NULL, 0);
   return 1;
 }
 
@@ -338,42 +362,74 @@ static void slot_retire(pp__slot_t *s) {
   pp__exit_t st;
   if (s->proc == NULL)
     return;
-  apr_thread_mutex_lock(s->wlock);
+  pp__mutex_lock(s->wlock);
   pp__wire_send(s->chan, PP__FRAME_BYE, 0, NULL, 0, NULL, 0, NULL, 0);
-  apr_thread_mutex_unlock(s->wlock);
-  pp__slot_reap(s, 0, &st);
+  pp__mutex_unlock(s->wlock);
+  pp__slot_reap(s, 0, &st, NULL, 0);
 }
 
-/* Fails the next queued call after repeated start failures, so callers get
- * PP_ESPAWN instead of waiting for a worker that cannot start. */
-static void fail_one_queued(pp__slot_t *s, const char *why) {
-  pp_pool_t *pool = s->pool;
-  pp_future_t *f;
-  apr_thread_mutex_lock(pool->lock);
-  f = pool->q_head;
-  if (f != NULL) {
+/* Fails every queued call with PP_ESPAWN when no slot of the pool can start
+ * a worker, so callers are told at once instead of waiting for a worker
+ * that will not come; pool->lock held.  While any slot may still serve,
+ * queued calls wait for it. */
+static void fail_queue_if_hopeless_locked(pp_pool_t *pool) {
+  while (pool->broken_slots == pool->nslots && pool->q_head != NULL) {
+    pp_future_t *f = pool->q_head;
     pool->q_head = f->qnext;
     if (pool->q_head)
       pool->q_head->qprev = NULL;
     else
       pool->q_tail = NULL;
-    pool->q_len--;
-    f->qnext = NULL;
-    pp__future_finish(f, PP_ESPAWN, NULL, 0, pp__strdup_printf("%s", why), 0,
-                      0);
+    f->qnext = f->qprev = NULL;
+    pp__future_finish(f, PP_ESPAWN, NULL, 0,
+                      pp__strdup_printf("no worker of the pool can be "
+                                        "started: %s", pool->broken_reason),
+                      0, 0);
   }
-  apr_thread_mutex_unlock(pool->lock);
+}
+
+/* Counts a failed start; after PP__SPAWN_GIVE_UP in a row the slot is
+ * broken, and if that leaves no slot that can serve, the queue fails. */
+static void note_spawn_failure(pp__slot_t *s, const char *why) {
+  pp_pool_t *pool = s->pool;
+  s->spawn_failures++;
+  pp__mutex_lock(pool->lock);
+  if (s->spawn_failures >= PP__SPAWN_GIVE_UP) {
+    if (!s->broken) {
+      s->broken = 1;
+      pool->broken_slots++;
+    }
+    pp__format(pool->broken_reason, sizeof(pool->broken_reason), "%s", why);
+    fail_queue_if_hopeless_locked(pool);
+  }
+  pp__mutex_unlock(pool->lock);
+}
+
+static void note_spawn_success(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  s->spawn_failures = 0;
+  pp__mutex_lock(pool->lock);
+  if (s->broken) {
+    s->broken = 0;
+    pool->broken_slots--;
+  }
+  s->ready = 1;
+  pp__mutex_unlock(pool->lock);
+}
+
+int pp__pool_hopeless_locked(const pp_pool_t *pool) {
+  return pool->nslots > 0 && pool->broken_slots == pool->nslots;
 }
 
 /* Sleeps for a back-off, returning early when the pool stops. */
 static void backoff(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   int n = s->spawn_failures < 5 ? s->spawn_failures : 5;
-  apr_interval_time_t wait = apr_time_from_msec(50) << n;
-  apr_thread_mutex_lock(pool->lock);
-  if (!pool->stopping)
-    apr_thread_cond_timedwait(pool->work_cond, pool->lock, wait);
-  apr_thread_mutex_unlock(pool->lock);
+  int64_t end = pp__now_us() + ((int64_t)50000 << n);
+  pp__mutex_lock(pool->lock);
+  while (!pool->stopping && pp__now_us() < end)
+    pp__cond_timedwait(pool->work_cond, pool->lock, pp__us_left(end));
+  pp__mutex_unlock(pool->lock);
 }
 
 void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
@@ -386,7 +442,7 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
      * slot_lost_idle_worker, and replaced before it gets a call.) */
     if (s->proc == NULL) {
       rc = pp__slot_spawn(s);
-      apr_thread_mutex_lock(pool->lock);
+      pp__mutex_lock(pool->lock);
       /* A first start that failed for a reason that may pass (the system
        * was short of something, a slow start-up) is tried again before
        * pp_pool_create() gives up; an initializer's failure is final. */
@@ -396,24 +452,22 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
         s->started = 1;
         if (rc != 0)
           slot_set_start_error(s, rc);
-        apr_thread_cond_broadcast(pool->done_cond);
+        pp__cond_broadcast(pool->done_cond);
       }
-      apr_thread_mutex_unlock(pool->lock);
+      pp__mutex_unlock(pool->lock);
       if (rc != 0) {
         char why[512];
         pp__format(why, sizeof(why), "%s", pp_last_error());
-        s->spawn_failures++;
-        if (s->spawn_failures >= PP__SPAWN_GIVE_UP)
-          fail_one_queued(s, why);
-        apr_thread_mutex_lock(pool->lock);
+        note_spawn_failure(s, why);
+        pp__mutex_lock(pool->lock);
         rc = pool->stopping;
-        apr_thread_mutex_unlock(pool->lock);
+        pp__mutex_unlock(pool->lock);
         if (rc)
           break;
         backoff(s);
         continue;
       }
-      s->spawn_failures = 0;
+      note_spawn_success(s);
     }
     if (!take_work(s))
       break;
@@ -440,11 +494,13 @@ void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data) {
 
 int pp__slot_start(pp__slot_t *s) {
   apr_status_t rv;
-  s->rd = apr_palloc(s->pool->mem, sizeof(*s->rd));
-  rv = apr_thread_mutex_create(&s->wlock, APR_THREAD_MUTEX_DEFAULT,
-                               s->pool->mem);
-  if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "apr_thread_mutex_create");
+  int rc;
+  s->rd = malloc(sizeof(*s->rd));
+  if (s->rd == NULL)
+    return pp__set_error(PP_ENOMEM, "cannot allocate a worker's reader");
+  rc = pp__mutex_new(&s->wlock);
+  if (rc)
+    return rc;
   rv = apr_thread_create(&s->thread, NULL, pp__slot_main, s, s->pool->mem);
   if (rv != APR_SUCCESS)
     return pp__from_apr(rv, "apr_thread_create");

@@ -1,14 +1,43 @@
 /*
  * start.c - starting a slot's worker: spawn, handshake, initializer.
  *
- * A worker is ready when its first frame has carried the pool's cookie and
- * its own process id (so a process that is not the worker the pool started
- * cannot take its place) and the pool's initializer, if any, has run in it.
+ * A worker is ready when its first frame has carried the pool's cookie, its
+ * own process id (so a process that is not the worker the pool started
+ * cannot take its place) and the build id of its task table (so a worker
+ * whose program was replaced on disk by another build is refused instead of
+ * serving calls it was not built for), and the pool's initializer, if any,
+ * has run in it.
+ *
+ * Every wait here has a way out: the HELLO must come within the pool's start
+ * timeout, and a pool that is being destroyed ends the wait (for the HELLO
+ * or the initializer) by aborting the channel (pool_stop).  A worker that
+ * dies is seen at once, since the channel is bound to its process.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* Waits until a frame can be read without blocking, the deadline passes
+ * (PP_ETIMEDOUT) or the pool stops (PP_ECANCELED). */
+static int await_frame(pp__slot_t *s, int64_t deadline) {
+  pp_pool_t *pool = s->pool;
+  for (;;) {
+    int stopping;
+    int64_t left = pp__us_left(deadline);
+    if (s->rd->pos < s->rd->len)
+      return 0;
+    if (pp__chan_wait(s->chan, left > 100000 ? 100 : (left + 999) / 1000))
+      return 0;
+    pp__mutex_lock(pool->lock);
+    stopping = pool->stopping;
+    pp__mutex_unlock(pool->lock);
+    if (stopping)
+      return pp__set_error(PP_ECANCELED, "the pool is being destroyed");
+    if (deadline != PP__NEVER && pp__now_us() >= deadline)
+      return PP_ETIMEDOUT;
+  }
+}
 
 /* Reads frames until the reply of `id`; LOG frames are delivered on the way.
  * Used for the initializer.  Returns 0 or PP_ETASK with the task's message,
@@ -20,7 +49,9 @@ static int read_init_reply(pp__slot_t *s, uint64_t id) {
   char *msg = NULL;
 
   for (;;) {
-    err = pp__wire_recv_header(s->rd, &fr);
+    err = await_frame(s, PP__NEVER);
+    if (err == 0)
+      err = pp__wire_recv_header(s->rd, &fr);
     if (err)
       return err;
     err = pp__wire_recv_payload(s->rd, &fr, &payload);
@@ -52,16 +83,86 @@ static int read_init_reply(pp__slot_t *s, uint64_t id) {
   }
 }
 
+/* Checks the HELLO payload: cookie, pid, build.  Returns 0 or PP_ESPAWN. */
+static int check_hello(pp__slot_t *s, const unsigned char *p) {
+  pp_pool_t *pool = s->pool;
+  const unsigned char *build = p + PP__COOKIE_LEN + 8;
+  static const unsigned char zero[PP__BUILD_ID_LEN];
+  int rc = 0;
+  if (memcmp(p, pool->cookie, PP__COOKIE_LEN) != 0)
+    return pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
+  if ((int64_t)pp__get_u64(p + PP__COOKIE_LEN) != s->pid)
+    return pp__set_error(PP_ESPAWN, "worker %d claims another process id",
+                         s->index);
+  pp__drain_set_key(s->out, pp__get_u64(build + PP__BUILD_ID_LEN));
+  pp__drain_set_key(s->err, pp__get_u64(build + PP__BUILD_ID_LEN));
+  if (pool->build_check == PP__BUILD_ANY ||
+      memcmp(build, zero, PP__BUILD_ID_LEN) == 0)
+    return 0;
+  pp__mutex_lock(pool->lock);
+  if (pool->build_check == PP__BUILD_FIRST && !pool->build_known) {
+    memcpy(pool->build_id, build, PP__BUILD_ID_LEN);
+    pool->build_known = 1;
+  } else if (memcmp(build, pool->build_id, PP__BUILD_ID_LEN) != 0) {
+    rc = pp__set_error(
+        PP_ESPAWN,
+        "worker %d (%s) is another build than the %s; was the program "
+        "replaced on disk while it ran?",
+        s->index, pp__image_path(pool->image),
+        pool->build_check == PP__BUILD_PARENT ? "parent's tasks"
+                                              : "pool's first worker");
+  }
+  pp__mutex_unlock(pool->lock);
+  return rc;
+}
+
+/* Reads the HELLO within the pool's start timeout. */
+static int read_hello(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  int64_t deadline = pp__deadline_ms(pool->start_timeout_ms);
+  pp__frame_t fr;
+  void *payload = NULL;
+  int rc = await_frame(s, deadline);
+  if (rc == PP_ETIMEDOUT)
+    return pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say hello "
+                         "within %lld ms", s->index,
+                         pp__image_path(pool->image),
+                         (long long)pool->start_timeout_ms);
+  if (rc == 0)
+    rc = pp__wire_recv_header(s->rd, &fr);
+  if (rc == 0 && fr.type != PP__FRAME_HELLO)
+    rc = pp__set_error(PP_EPROTO, "worker's first frame is not HELLO");
+  if (rc == 0)
+    rc = pp__wire_recv_payload(s->rd, &fr, &payload);
+  if (rc == 0)
+    rc = check_hello(s, payload);
+  free(payload);
+  return rc;
+}
+
+/* Starts the drains of a captured worker's stdout and stderr. */
+static int start_drains(pp__slot_t *s, pp__chan_t *out, pp__chan_t *err) {
+  int rc;
+  if (out == NULL)
+    return 0;
+  rc = pp__drain_start(s->pool, s->index, PP_LOG_STDOUT, out, &s->out);
+  if (rc == 0)
+    rc = pp__drain_start(s->pool, s->index, PP_LOG_STDERR, err, &s->err);
+  else
+    pp__chan_close(err);
+  return rc;
+}
+
 /* Starts a worker, checks its hello and runs the initializer. */
 int pp__slot_spawn(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   char token[128];
   char libarg[4096];
+  char last[200];
   const char *extra[2] = {NULL, NULL};
   pp__spawn_req_t req;
+  pp__proc_t *proc = NULL;
   pp__chan_t *chan = NULL, *out = NULL, *err = NULL;
-  pp__frame_t fr;
-  void *payload = NULL;
   pp__exit_t st;
   int rc;
 
@@ -70,66 +171,46 @@ int pp__slot_spawn(pp__slot_t *s) {
     pp__format(libarg, sizeof(libarg), "%s%s", PP__LIBRARY_ARG, pool->library);
     extra[0] = libarg;
   }
-  req.exe = pool->exe;
+  req.image = pool->image;
   req.token = token;
   req.extra_args = extra;
   req.inherit_output = pool->inherit_output;
-  rc = pp__spawn(&req, &s->proc, &chan, &out, &err);
+  rc = pp__spawn(&req, &proc, &chan, &out, &err);
   if (rc != 0)
     return rc;
-
-  apr_thread_mutex_lock(s->wlock);
-  s->chan = chan;
-  apr_thread_mutex_unlock(s->wlock);
+  pp__chan_bind_proc(chan, proc);
+  pp__slot_publish(s, proc, chan);
   pp__reader_init(s->rd, chan);
-  if (out != NULL) {
-    rc = pp__drain_start(pool, s->index, PP_LOG_STDOUT, out, &s->out);
-    if (rc == 0)
-      rc = pp__drain_start(pool, s->index, PP_LOG_STDERR, err, &s->err);
-    else
-      pp__chan_close(err);
-  }
+  rc = start_drains(s, out, err);
   if (rc != 0)
     goto cleanup;
 
-  apr_thread_mutex_lock(pool->lock);
-  s->pid = pp__proc_pid(s->proc);
+  pp__mutex_lock(pool->lock);
   s->calls = 0;
   pool->stats.workers_started++;
-  apr_thread_mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->lock);
 
-  /* The worker's first frame must carry the pool's cookie and its own pid:
-   * a process that is not the worker we started is refused. */
-  rc = pp__wire_recv_header(s->rd, &fr);
-  if (rc == 0 && fr.type != PP__FRAME_HELLO)
-    rc = pp__set_error(PP_EPROTO, "worker's first frame is not HELLO");
-  if (rc == 0)
-    rc = pp__wire_recv_payload(s->rd, &fr, &payload);
-  if (rc == 0 && memcmp(payload, pool->cookie, PP__COOKIE_LEN) != 0)
-    rc = pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
-  if (rc == 0 && (int64_t)pp__get_u64((unsigned char *)payload +
-                                      PP__COOKIE_LEN) != s->pid)
-    rc = pp__set_error(PP_ESPAWN, "worker %d claims another process id",
-                       s->index);
-  free(payload);
+  rc = read_hello(s);
   if (rc == PP_ECLOSED || rc == PP_EIO) {
-    pp__slot_reap(s, 0, &st);
-    return pp__set_error(PP_ESPAWN, "worker %d (%s) %s before it was ready",
-                         s->index, pool->exe, st.reason);
+    pp__slot_reap(s, 0, &st, last, sizeof(last));
+    return pp__set_error(PP_ESPAWN, "worker %d (%s) %s before it was ready%s%s",
+                         s->index, pp__image_path(pool->image), st.reason,
+                         last[0] ? "; its last line on stderr: " : "", last);
   }
   if (rc == 0 && pool->init_task != NULL) {
     unsigned char prefix[2 + PP__NAME_MAX];
     size_t plen = pp__wire_call_prefix(prefix, pool->init_task);
-    apr_thread_mutex_lock(s->wlock);
+    pp__mutex_lock(s->wlock);
     rc = pp__wire_send(chan, PP__FRAME_INIT, 0, prefix, plen, pool->init_arg,
                        pool->init_arg_len, NULL, 0);
-    apr_thread_mutex_unlock(s->wlock);
+    pp__mutex_unlock(s->wlock);
     if (rc == 0)
       rc = read_init_reply(s, 0);
     if (rc == PP_ECLOSED || rc == PP_EIO) {
-      pp__slot_reap(s, 0, &st);
+      pp__slot_reap(s, 0, &st, last, sizeof(last));
       return pp__set_error(PP_ETASK, "worker %d %s while running initializer "
-                           "'%s'", s->index, st.reason, pool->init_task);
+                           "'%s'%s%s", s->index, st.reason, pool->init_task,
+                           last[0] ? "; its last line on stderr: " : "", last);
     }
   }
 
@@ -138,9 +219,10 @@ cleanup:
     int saved = rc;
     char msg[512];
     pp__format(msg, sizeof(msg), "%s", pp_last_error());
-    pp__slot_reap(s, 1, &st);
-    rc = pp__set_error(saved == PP_EPROTO ? PP_ESPAWN : saved, "%s", msg);
+    pp__slot_reap(s, 1, &st, NULL, 0);
+    rc = pp__set_error(saved == PP_EPROTO || saved == PP_ETIMEDOUT ? PP_ESPAWN
+                                                                   : saved,
+                       "%s", msg);
   }
   return rc;
 }
-

@@ -19,6 +19,14 @@
 
 #define PP__TUPLE_HEAD 8
 
+/* Adds `n` to *total unless the sum would not fit in a size_t. */
+static int add_size(size_t *total, size_t n) {
+  if (n > SIZE_MAX - *total)
+    return 0;
+  *total += n;
+  return 1;
+}
+
 static int check_format(const char *fmt, size_t *count) {
   size_t n = 0;
   const char *f;
@@ -53,42 +61,47 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
   if (count > UINT32_MAX)
     return pp__set_error(PP_EINVAL, "pp_pack: too many values");
 
-  /* First pass: size and argument checks, on a copy of the list. */
+  /* First pass: size and argument checks, on a copy of the list.  Every
+   * sum is checked, so that huge lengths are refused instead of wrapping
+   * around to a small buffer that the second pass would overrun. */
   va_copy(ap2, ap);
-  for (f = fmt; *f; f++) {
+  for (f = fmt; *f && err == 0; f++) {
     const char *s;
-    size_t n;
+    size_t n = 0, head = 0;
     switch (*f) {
       case 'i':
         (void)va_arg(ap2, int64_t);
-        total += 9;
+        head = 9;
         break;
       case 'd':
         (void)va_arg(ap2, double);
-        total += 9;
+        head = 9;
         break;
       case 's':
         s = va_arg(ap2, const char *);
-        if (s == NULL) {
-          va_end(ap2);
-          return pp__set_error(PP_EINVAL, "pp_pack: NULL string for 's'");
-        }
-        total += 1 + 8 + strlen(s) + 1;
+        if (s == NULL)
+          err = pp__set_error(PP_EINVAL, "pp_pack: NULL string for 's'");
+        else
+          n = strlen(s), head = 1 + 8 + 1;
         break;
       case 'b':
         s = va_arg(ap2, const void *);
         n = va_arg(ap2, size_t);
-        if (s == NULL && n > 0) {
-          va_end(ap2);
-          return pp__set_error(PP_EINVAL, "pp_pack: NULL bytes for 'b'");
-        }
-        total += 1 + 8 + n;
+        if (s == NULL && n > 0)
+          err = pp__set_error(PP_EINVAL, "pp_pack: NULL bytes for 'b'");
+        head = 1 + 8;
         break;
       default:
         break;
     }
+    if (err == 0 && (!add_size(&total, n) || !add_size(&total, head)))
+      err = pp__set_error(PP_EINVAL, "pp_pack: the '%c' at %d of \"%s\" "
+                          "makes the tuple larger than memory can hold", *f,
+                          (int)(f - fmt), fmt);
   }
   va_end(ap2);
+  if (err)
+    return err;
 
   buf = malloc(total);
   if (buf == NULL)
@@ -227,6 +240,8 @@ int pp_unpack(const void *buf, size_t len, const char *fmt, ...) {
   va_list ap;
   int n, err = 0;
 
+  if (buf == NULL)
+    return pp__set_error(PP_EINVAL, "pp_unpack: buf is NULL");
   err = check_format(fmt, &count);
   if (err)
     return err;

@@ -67,7 +67,7 @@ int pp__wire_check_header(const unsigned char *in, pp__frame_t *frame) {
   frame->len = pp__get_u64(in + 16);
   switch (frame->type) {
     case PP__FRAME_HELLO:
-      max = PP__COOKIE_LEN + 8;
+      max = PP__HELLO_LEN;
       if (frame->len != max)
         return pp__set_error(PP_EPROTO, "HELLO frame of %llu bytes",
                              (unsigned long long)frame->len);
@@ -240,8 +240,11 @@ int pp__wire_split_call(const unsigned char *payload, uint64_t len,
 int pp__wire_parse_error(const unsigned char *p, uint64_t len, int *status,
                          char **message) {
   int32_t st = (int32_t)pp__get_u32(p);
-  /* A status the worker should not send becomes a task failure. */
-  if (st >= 0 || st <= PP_ERRNO_MIN)
+  /* Only these describe a call's own outcome; anything else a worker sends
+   * (a status that means something about the pool, like PP_EWORKERDIED, or
+   * PP_EAGAIN, which means "not finished") becomes a task failure. */
+  if (st != PP_ETASK && st != PP_ENOTASK && st != PP_ECANCELED &&
+      st != PP_EINVAL && st != PP_ENOMEM)
     st = PP_ETASK;
   *status = st;
   *message = pp__strdup_printf("%.*s", (int)(len - 4), (const char *)p + 4);

@@ -12,7 +12,8 @@
  *       16     8  payload length (u64, so payloads above 4 GiB work)
  *
  * Payloads by type:
- *   HELLO  (worker->parent)  16-byte cookie, u64 pid
+ *   HELLO  (worker->parent)  16-byte cookie, u64 pid, 32-byte build id of
+ *                            the worker's task table, u64 output marker key
  *   CALL   (parent->worker)  u16 name length, name, argument bytes
  *   INIT   (parent->worker)  as CALL; the initializer
  *   RESULT (worker->parent)  result bytes
@@ -34,9 +35,11 @@
 #include "../platform/platform.h"
 
 #define PP__WIRE_MAGIC 0x31575050u
-#define PP__WIRE_VERSION 1
+#define PP__WIRE_VERSION 2
 #define PP__WIRE_HEADER 24
 #define PP__COOKIE_LEN 16
+/* cookie, pid, build id (PP__BUILD_ID_LEN), marker key */
+#define PP__HELLO_LEN (PP__COOKIE_LEN + 8 + PP__BUILD_ID_LEN + 8)
 /* The longest task name a frame may carry. */
 #define PP__NAME_MAX 1024
 /* The longest ERROR or LOG message; longer ones are cut by the sender. */

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include <apr_atomic.h>
+#include <apr_general.h>
+#include <apr_time.h>
 
 #include "internal.h"
 
@@ -31,10 +33,10 @@ static struct {
   int depth;
   pp__chan_t *chan;
   apr_pool_t *mem;
-  apr_thread_mutex_t *wlock;  /* serializes writes to chan */
-  apr_thread_mutex_t *rlock;  /* the right to read chan */
-  apr_thread_mutex_t *lock;   /* the fields below */
-  apr_thread_cond_t *wcond;   /* the watcher waits for a running task */
+  pp__mutex_t *wlock;  /* serializes writes to chan */
+  pp__mutex_t *rlock;  /* the right to read chan */
+  pp__mutex_t *lock;   /* the fields below */
+  pp__cond_t *wcond;   /* the watcher waits for a running task */
   job_t *head, *tail;
   int bye;                    /* BYE arrived: run what is queued, then end */
   int running;                /* the main thread runs a task */
@@ -44,6 +46,7 @@ static struct {
   volatile apr_uint64_t current_id;
   const pp_task_t *tasks;
   int mark_output;
+  uint64_t mark_key;          /* random; proves a marker is ours */
 } W = {.index = -1, .mark_output = 1};
 
 /* Frames are read through this buffer by whichever thread holds W.rlock. */
@@ -69,10 +72,10 @@ int pp__worker_log(int level, const char *text, size_t len) {
   if (len > PP__MSG_MAX)
     len = PP__MSG_MAX;
   pp__put_u32(lv, (uint32_t)level);
-  apr_thread_mutex_lock(W.wlock);
+  pp__mutex_lock(W.wlock);
   rc = pp__wire_send(W.chan, PP__FRAME_LOG, W.current_id, lv, 4, text, len,
                      NULL, 0);
-  apr_thread_mutex_unlock(W.wlock);
+  pp__mutex_unlock(W.wlock);
   return rc == 0 ? 0 : -1;
 }
 
@@ -102,19 +105,19 @@ static int read_one(void) {
   if (rc)
     worker_abort(pp_last_error(), 70);
   if (fr.type == PP__FRAME_BYE) {
-    apr_thread_mutex_lock(W.lock);
+    pp__mutex_lock(W.lock);
     W.bye = 1;
-    apr_thread_mutex_unlock(W.lock);
+    pp__mutex_unlock(W.lock);
     return 1;
   }
   if (fr.type == PP__FRAME_CANCEL) {
-    apr_thread_mutex_lock(W.lock);
+    pp__mutex_lock(W.lock);
     if (apr_atomic_read64(&W.current_id) == fr.id)
       apr_atomic_set32(&W.current_cancelled, 1);
     for (job = W.head; job != NULL; job = job->next)
       if (job->id == fr.id)
         job->cancelled = 1;
-    apr_thread_mutex_unlock(W.lock);
+    pp__mutex_unlock(W.lock);
     return 0;
   }
   job = calloc(1, sizeof(*job));
@@ -128,13 +131,13 @@ static int read_one(void) {
     _Exit(0);
   if (rc)
     worker_abort(pp_last_error(), 71);
-  apr_thread_mutex_lock(W.lock);
+  pp__mutex_lock(W.lock);
   if (W.tail)
     W.tail->next = job;
   else
     W.head = job;
   W.tail = job;
-  apr_thread_mutex_unlock(W.lock);
+  pp__mutex_unlock(W.lock);
   return 0;
 }
 
@@ -146,36 +149,36 @@ static int read_one(void) {
 static void *APR_THREAD_FUNC watcher_main(apr_thread_t *thread, void *data) {
   int running, ready;
   (void)data;
-  apr_thread_mutex_lock(W.lock);
+  pp__mutex_lock(W.lock);
   for (;;) {
     while (!W.running && !W.exiting) {
       W.watcher_idle = 1;
-      apr_thread_cond_wait(W.wcond, W.lock);
+      pp__cond_wait(W.wcond, W.lock);
     }
     W.watcher_idle = 0;
     if (W.exiting)
       break;
-    apr_thread_mutex_unlock(W.lock);
+    pp__mutex_unlock(W.lock);
     /* Buffered bytes count as ready: the channel alone would not show them. */
-    apr_thread_mutex_lock(W.rlock);
+    pp__mutex_lock(W.rlock);
     ready = reader.pos < reader.len;
-    apr_thread_mutex_unlock(W.rlock);
+    pp__mutex_unlock(W.rlock);
     if (!ready)
       ready = pp__chan_wait(W.chan, 100) != 0;
     if (ready) {
-      apr_thread_mutex_lock(W.rlock);
-      apr_thread_mutex_lock(W.lock);
+      pp__mutex_lock(W.rlock);
+      pp__mutex_lock(W.lock);
       running = W.running;
-      apr_thread_mutex_unlock(W.lock);
+      pp__mutex_unlock(W.lock);
       /* The main thread may have finished and read what was there; check
        * again, without waiting, before a read that could block. */
       if (running && (reader.pos < reader.len || pp__chan_wait(W.chan, 0) != 0))
         read_one();
-      apr_thread_mutex_unlock(W.rlock);
+      pp__mutex_unlock(W.rlock);
     }
-    apr_thread_mutex_lock(W.lock);
+    pp__mutex_lock(W.lock);
   }
-  apr_thread_mutex_unlock(W.lock);
+  pp__mutex_unlock(W.lock);
   /* Returned, not apr_thread_exit(): see pp__slot_main. */
   (void)thread;
   return NULL;
@@ -186,7 +189,8 @@ static void *APR_THREAD_FUNC watcher_main(apr_thread_t *thread, void *data) {
 static void mark_streams(uint64_t id) {
   char mark[PP__MARK_LEN + 1];
   mark[0] = '\0';
-  snprintf(mark + 1, sizeof(mark) - 1, "PP%016llx\n", (unsigned long long)id);
+  snprintf(mark + 1, sizeof(mark) - 1, "PP%016llx%016llx\n",
+           (unsigned long long)id, (unsigned long long)W.mark_key);
   fflush(stdout);
   fwrite(mark, 1, PP__MARK_LEN, stdout);
   fflush(stdout);
@@ -199,7 +203,7 @@ static int send_reply(uint64_t id, int status, pp_call_t *call) {
   const char *msg;
   size_t len;
   int rc;
-  apr_thread_mutex_lock(W.wlock);
+  pp__mutex_lock(W.wlock);
   if (status == 0) {
     rc = pp__wire_send(W.chan, PP__FRAME_RESULT, id, call->reply,
                        call->reply_len, NULL, 0, NULL, 0);
@@ -211,7 +215,7 @@ static int send_reply(uint64_t id, int status, pp_call_t *call) {
     pp__put_u32(st, (uint32_t)status);
     rc = pp__wire_send(W.chan, PP__FRAME_ERROR, id, st, 4, msg, len, NULL, 0);
   }
-  apr_thread_mutex_unlock(W.wlock);
+  pp__mutex_unlock(W.wlock);
   return rc;
 }
 
@@ -249,11 +253,11 @@ static void run_job(job_t *job) {
   job->payload = NULL;
   if (send_reply(job->id, status, &call) != 0)
     _Exit(0);
-  apr_thread_mutex_lock(W.lock);
+  pp__mutex_lock(W.lock);
   apr_atomic_set64(&W.current_id, 0);
   apr_atomic_set32(&W.current_cancelled, 0);
   W.running = 0;
-  apr_thread_mutex_unlock(W.lock);
+  pp__mutex_unlock(W.lock);
   pp__call_clear(&call);
 }
 
@@ -300,18 +304,23 @@ static void wait_for_debugger(void) {
 }
 
 static int serve(const unsigned char *cookie) {
-  unsigned char hello[PP__COOKIE_LEN + 8];
+  unsigned char hello[PP__HELLO_LEN];
+  unsigned char key[8];
   apr_thread_t *watcher = NULL;
   apr_status_t rv;
 
   if (apr_pool_create(&W.mem, NULL) != APR_SUCCESS ||
-      apr_thread_mutex_create(&W.wlock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
-      apr_thread_mutex_create(&W.lock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
-      apr_thread_mutex_create(&W.rlock, APR_THREAD_MUTEX_DEFAULT, W.mem) ||
-      apr_thread_cond_create(&W.wcond, W.mem))
+      pp__mutex_new(&W.wlock) || pp__mutex_new(&W.lock) ||
+      pp__mutex_new(&W.rlock) || pp__cond_new(&W.wcond))
     worker_abort("cannot create locks", 71);
+  /* The marker key is never 0 (0 means "no key yet" to the parent). */
+  if (apr_generate_random_bytes(key, sizeof(key)) != APR_SUCCESS)
+    worker_abort("cannot generate the marker key", 71);
+  W.mark_key = pp__get_u64(key) | 1;
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
+  pp__module_build_id(W.tasks, hello + PP__COOKIE_LEN + 8);
+  pp__put_u64(hello + PP__COOKIE_LEN + 8 + PP__BUILD_ID_LEN, W.mark_key);
   if (pp__wire_send(W.chan, PP__FRAME_HELLO, 0, hello, sizeof(hello), NULL, 0,
                     NULL, 0) != 0)
     _Exit(0);
@@ -323,7 +332,7 @@ static int serve(const unsigned char *cookie) {
   for (;;) {
     job_t *job;
     int idle;
-    apr_thread_mutex_lock(W.lock);
+    pp__mutex_lock(W.lock);
     job = W.head;
     if (job != NULL) {
       W.head = job->next;
@@ -331,10 +340,10 @@ static int serve(const unsigned char *cookie) {
         W.tail = NULL;
       W.running = 1;
       if (W.watcher_idle)
-        apr_thread_cond_signal(W.wcond);
+        pp__cond_signal(W.wcond);
     }
     idle = job == NULL && !W.bye;
-    apr_thread_mutex_unlock(W.lock);
+    pp__mutex_unlock(W.lock);
     if (job != NULL) {
       run_job(job);
       free(job);
@@ -345,22 +354,22 @@ static int serve(const unsigned char *cookie) {
     /* Nothing to run: read the next frame here.  The watcher may hold the
      * right to read (it saw data while the last task ran); the queue is
      * checked again once we have it. */
-    apr_thread_mutex_lock(W.rlock);
-    apr_thread_mutex_lock(W.lock);
+    pp__mutex_lock(W.rlock);
+    pp__mutex_lock(W.lock);
     idle = W.head == NULL && !W.bye;
-    apr_thread_mutex_unlock(W.lock);
+    pp__mutex_unlock(W.lock);
     if (idle)
       read_one();
-    apr_thread_mutex_unlock(W.rlock);
+    pp__mutex_unlock(W.rlock);
   }
   /* The watcher may be waiting for data that the main thread has already
    * read (up to 100 ms); aborting the channel, whose replies are all sent,
    * ends that wait at once.  It is joined, not left running while the
    * process exits (Wine can hang when a thread ends during ExitProcess). */
-  apr_thread_mutex_lock(W.lock);
+  pp__mutex_lock(W.lock);
   W.exiting = 1;
-  apr_thread_cond_signal(W.wcond);
-  apr_thread_mutex_unlock(W.lock);
+  pp__cond_signal(W.wcond);
+  pp__mutex_unlock(W.lock);
   pp__chan_abort(W.chan);
   apr_thread_join(&rv, watcher);
   return 0;
@@ -385,13 +394,19 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   }
   if (arg == NULL)
     return 0;
+  /* This process is a worker now (or fails as one), so the mark that lets
+   * pp_pool_create() catch a missing guard goes; the processes a task
+   * starts must not inherit it either. */
+  pp__env_unset(PP__WORKER_ENV);
   if (rc == NULL || parse_arg(arg, spec, sizeof(spec), cookie, &ppid) != 0) {
     fprintf(stderr, "procpool: malformed %s argument\n", PP__WORKER_ARG);
     if (rc)
       *rc = 64;
     return 1;
   }
-  if (pp__worker_attach(spec, ppid, &W.chan) != 0) {
+  if (pp__worker_attach(spec, ppid,
+                        W.mark_output ? 0 : PP__ATTACH_INHERIT_OUTPUT,
+                        &W.chan) != 0) {
     fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
     *rc = 65;
     return 1;

@@ -4,8 +4,15 @@
  * Every channel is one end of an AF_UNIX stream socketpair: the duplex
  * control channel and the captured stdout/stderr alike.  Sockets rather than
  * pipes because send(MSG_NOSIGNAL) never raises SIGPIPE in the parent when a
- * worker dies, and shutdown() wakes a thread blocked in read, which is how a
- * drain stops reading output that a task's own child still holds open.
+ * worker dies, and shutdown() wakes a thread blocked in read while the bytes
+ * already received stay readable, which is how a reader stops at the end of
+ * what a dead worker wrote although a process its task forked still holds
+ * the other end.
+ *
+ * A channel bound to its worker's process waits for data and for the
+ * process' end together (poll on the socket and the pidfd; without a pidfd,
+ * the process is looked at every 50 ms), so a worker that dies is noticed
+ * whoever else holds its end of the socket.
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,8 +30,12 @@
 #define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on the socket instead. */
 #endif
 
+/* How often a bound channel without a pidfd looks at its process. */
+#define PP__PROC_POLL_MS 50
+
 struct pp__chan_s {
   int fd;
+  pp__proc_t *proc; /* bound worker, or NULL */
 };
 
 int pp__posix_error(int status, int err, const char *fmt, ...) {
@@ -37,7 +48,7 @@ int pp__posix_error(int status, int err, const char *fmt, ...) {
 }
 
 int pp__chan_wrap(int fd, pp__chan_t **chan) {
-  pp__chan_t *c = malloc(sizeof(*c));
+  pp__chan_t *c = calloc(1, sizeof(*c));
   *chan = NULL;
   if (c == NULL)
     return pp__set_error(PP_ENOMEM, "cannot allocate a channel");
@@ -52,6 +63,16 @@ int pp__chan_wrap(int fd, pp__chan_t **chan) {
   return 0;
 }
 
+void pp__posix_chan_forget(pp__chan_t *chan, int close_fd) {
+  if (close_fd)
+    close(chan->fd);
+  chan->fd = -1;
+}
+
+void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
+  chan->proc = proc;
+}
+
 static int io_error(int err, const char *what) {
   if (err == EPIPE || err == ECONNRESET || err == ENOTCONN)
     return pp__set_error(PP_ECLOSED, "%s: the other end has gone (%s)", what,
@@ -59,18 +80,94 @@ static int io_error(int err, const char *what) {
   return pp__posix_error(PP_EIO, err, "%s", what);
 }
 
+/* Waits up to timeout_ms (negative: no limit) until the socket is readable
+ * or the bound process has ended.  Returns 1 if the socket is readable, 0 at
+ * the timeout, -1 if the process has ended with nothing left to read. */
+static int await_input(pp__chan_t *c, int64_t timeout_ms) {
+  int pidfd = c->proc != NULL ? pp__posix_proc_fd(c->proc) : -1;
+  int64_t end = pp__now_us() + (timeout_ms > 0 ? timeout_ms * 1000 : 0);
+  for (;;) {
+    struct pollfd p[2];
+    int r, wait_ms, ended;
+    int64_t left_ms = (end - pp__now_us() + 999) / 1000;
+    if (timeout_ms >= 0 && left_ms < 0)
+      left_ms = 0;
+    wait_ms = timeout_ms < 0 || left_ms > INT_MAX ? -1 : (int)left_ms;
+    if (c->proc != NULL && pidfd < 0 &&
+        (wait_ms < 0 || wait_ms > PP__PROC_POLL_MS))
+      wait_ms = PP__PROC_POLL_MS;
+    p[0].fd = c->fd;
+    p[0].events = POLLIN;
+    p[0].revents = 0;
+    p[1].fd = pidfd;
+    p[1].events = POLLIN;
+    p[1].revents = 0;
+    r = poll(p, pidfd >= 0 ? 2 : 1, wait_ms);
+    if (r < 0 && errno != EINTR)
+      return 1; /* The read that follows reports the error. */
+    if (r > 0 && p[0].revents != 0)
+      return 1;
+    ended = c->proc != NULL &&
+            (pidfd >= 0 ? (r > 0 && p[1].revents != 0)
+                        : pp__posix_proc_ended(c->proc));
+    if (ended) {
+      /* What the process wrote before it ended is already queued on our
+       * end; one more look without waiting finds it. */
+      p[0].revents = 0;
+      if (poll(p, 1, 0) > 0 && p[0].revents != 0)
+        return 1;
+      return -1;
+    }
+    if (timeout_ms >= 0 && pp__now_us() >= end)
+      return 0;
+  }
+}
+
+/* One read of at most `cap` bytes.  Unbound channels block in read(); bound
+ * ones try first without waiting, which costs nothing when data is already
+ * there (the common case of a busy worker), and else wait for data or the
+ * process' end. */
+static ssize_t read_once(pp__chan_t *c, void *buf, size_t cap, int *ended) {
+  ssize_t r;
+  *ended = 0;
+  if (cap > PP__IO_CHUNK)
+    cap = PP__IO_CHUNK;
+  if (c->proc == NULL) {
+    do
+      r = read(c->fd, buf, cap);
+    while (r < 0 && errno == EINTR);
+    return r;
+  }
+  for (;;) {
+    r = recv(c->fd, buf, cap, MSG_DONTWAIT);
+    if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      return r;
+    if (errno == EINTR)
+      continue;
+    if (await_input(c, -1) < 0) {
+      *ended = 1;
+      return 0;
+    }
+  }
+}
+
+static int ended_error(pp__chan_t *c, size_t missing) {
+  if (c->proc != NULL)
+    return pp__set_error(PP_ECLOSED, "the worker process ended with %zu "
+                         "bytes of a frame missing", missing);
+  return pp__set_error(PP_ECLOSED, "end of stream with %zu bytes missing",
+                       missing);
+}
+
 int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   char *p = buf;
+  int ended;
   while (len > 0) {
-    size_t n = len < PP__IO_CHUNK ? len : PP__IO_CHUNK;
-    ssize_t r = read(chan->fd, p, n);
-    if (r < 0 && errno == EINTR)
-      continue;
+    ssize_t r = read_once(chan, p, len, &ended);
     if (r < 0)
       return io_error(errno, "read");
     if (r == 0)
-      return pp__set_error(PP_ECLOSED, "end of stream with %zu bytes missing",
-                           len);
+      return ended_error(chan, len);
     p += r;
     len -= (size_t)r;
   }
@@ -78,11 +175,9 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
 }
 
 int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
-  ssize_t r;
+  int ended;
+  ssize_t r = read_once(chan, buf, cap, &ended);
   *got = 0;
-  do
-    r = read(chan->fd, buf, cap < PP__IO_CHUNK ? cap : PP__IO_CHUNK);
-  while (r < 0 && errno == EINTR);
   if (r < 0)
     return io_error(errno, "read");
   if (r == 0)
@@ -106,17 +201,26 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   return 0;
 }
 
-int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
-  struct pollfd p;
-  int r;
-  p.fd = chan->fd;
-  p.events = POLLIN;
-  p.revents = 0;
+int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
+  ssize_t r;
+  if (len > 64)
+    return pp__set_error(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+  /* A message this small is one socket buffer on AF_UNIX: it is queued
+   * whole or not at all. */
   do
-    r = poll(&p, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
+    r = send(chan->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
-  /* An error counts as ready: the read that follows reports it. */
-  return r != 0;
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return PP_EAGAIN;
+  if (r < 0)
+    return io_error(errno, "send");
+  if ((size_t)r != len)
+    return pp__set_error(PP_EIO, "send queued %zd of %zu bytes", r, len);
+  return 0;
+}
+
+int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
+  return await_input(chan, timeout_ms < 0 ? 0 : timeout_ms) != 0;
 }
 
 void pp__chan_abort(pp__chan_t *chan) {

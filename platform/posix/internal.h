@@ -15,4 +15,18 @@ int pp__posix_error(int status, int err, const char *fmt, ...) PP__PRINTF(3, 4);
  * descriptor is left open for the caller to close. */
 int pp__chan_wrap(int fd, pp__chan_t **chan);
 
+/* Closes the channel's descriptor (if `close_fd`) and makes every later
+ * read or write of it fail, without freeing it: for a forked child, whose
+ * copy of the worker state still points at the channel. */
+void pp__posix_chan_forget(pp__chan_t *chan, int close_fd);
+
+/* A worker's pidfd (readable once it has ended), or -1 where there is none. */
+int pp__posix_proc_fd(const pp__proc_t *proc);
+
+/* Returns 1 if the worker has ended (it may not be reaped yet), else 0. */
+int pp__posix_proc_ended(const pp__proc_t *proc);
+
+/* Returns the full path (malloc'd) of the running executable. */
+int pp__exe_path(char **path);
+
 #endif /* PP_POSIX_INTERNAL_H */

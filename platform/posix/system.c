@@ -2,6 +2,7 @@
  * system.c (POSIX) - facts about the running process and machine.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include <unistd.h>
 
 #if defined(__linux__)
+#include <elf.h>
+#include <link.h>
 #include <sched.h>
 #endif
 #if defined(__APPLE__)
@@ -16,6 +19,7 @@
 #include <sys/sysctl.h>
 #endif
 
+#include "../../src/digest.h"
 #include "internal.h"
 
 int pp__exe_path(char **path) {
@@ -102,5 +106,109 @@ uint64_t pp__mem_available(void) {
   return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 #else
   return 0;
+#endif
+}
+
+void pp__env_unset(const char *name) {
+  unsetenv(name);
+}
+
+void pp__stdio_ensure(void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++) {
+    int nfd;
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+      continue;
+    /* Not close-on-exec: these are the standard streams every program the
+     * application starts expects. */
+    nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (nfd >= 0 && nfd != fd) {
+      dup2(nfd, fd);
+      close(nfd);
+    }
+  }
+}
+
+#if defined(__linux__)
+struct build_id_search {
+  uintptr_t addr;
+  unsigned char *id;
+  int found;
+};
+
+/* Copies the NT_GNU_BUILD_ID note of one PT_NOTE segment, if it has one. */
+static int copy_build_id(const unsigned char *p, size_t size, size_t align,
+                         unsigned char *id) {
+  size_t off = 0;
+  while (off + sizeof(ElfW(Nhdr)) <= size) {
+    const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)(p + off);
+    size_t name = (n->n_namesz + align - 1) & ~(align - 1);
+    size_t desc = (n->n_descsz + align - 1) & ~(align - 1);
+    const unsigned char *name_at = p + off + sizeof(*n);
+    if (name > size || desc > size ||
+        off + sizeof(*n) + name + desc > size)
+      return 0;
+    if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+        memcmp(name_at, "GNU", 4) == 0 && n->n_descsz > 0) {
+      memcpy(id, name_at + name,
+             n->n_descsz < PP__BUILD_ID_LEN ? n->n_descsz : PP__BUILD_ID_LEN);
+      return 1;
+    }
+    off += sizeof(*n) + name + desc;
+  }
+  return 0;
+}
+
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *data) {
+  struct build_id_search *s = data;
+  pp__digest_t d;
+  int i, inside = 0;
+  (void)size;
+  for (i = 0; i < info->dlpi_phnum && !inside; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t start = (uintptr_t)info->dlpi_addr + ph->p_vaddr;
+    inside = ph->p_type == PT_LOAD && s->addr >= start &&
+             s->addr - start < ph->p_memsz;
+  }
+  if (!inside)
+    return 0;
+  s->found = 1;
+  for (i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_NOTE &&
+        copy_build_id((const unsigned char *)info->dlpi_addr + ph->p_vaddr,
+                      ph->p_memsz, ph->p_align == 8 ? 8 : 4, s->id))
+      return 1;
+  }
+  /* No build id (linked with --build-id=none): the code itself.  Code
+   * segments of position-independent modules are never relocated, so the
+   * same file gives the same digest wherever it is loaded. */
+  pp__digest_init(&d);
+  for (i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) &&
+        !(ph->p_flags & PF_W))
+      pp__digest_add(&d, (const void *)(info->dlpi_addr + ph->p_vaddr),
+                     ph->p_filesz);
+  }
+  pp__digest_end(&d, s->id);
+  return 1;
+}
+#endif
+
+void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]) {
+  memset(id, 0, PP__BUILD_ID_LEN);
+#if defined(__linux__)
+  {
+    struct build_id_search s;
+    s.addr = (uintptr_t)addr;
+    s.id = id;
+    s.found = 0;
+    dl_iterate_phdr(find_build_id, &s);
+  }
+#else
+  /* macOS (LC_UUID) and the BSDs are not done yet: all zero turns the
+   * build check off there. */
+  (void)addr;
 #endif
 }

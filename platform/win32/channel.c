@@ -21,6 +21,12 @@ struct pp__chan_s {
   HANDLE read_event;  /* only ever used by the reading thread */
   HANDLE write_event; /* only ever used by the writing thread */
   HANDLE abort_event; /* set by pp__chan_abort, from any thread */
+  HANDLE process;     /* the bound worker's process, or NULL (not owned) */
+  /* A write posted by pp__chan_try_write that may still be pending: its
+   * OVERLAPPED and bytes must live until it completes. */
+  OVERLAPPED post_ov;
+  unsigned char post_buf[64];
+  int post_pending;
 };
 
 /* The pipe buffer sizes are hints to the system; 64 KiB is what libuv and
@@ -252,6 +258,18 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   return 0;
 }
 
+void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
+  chan->process = pp__win_proc_handle(proc);
+}
+
+/* Bytes waiting to be read, or 0 (also when the pipe is broken). */
+static DWORD available(pp__chan_t *chan) {
+  DWORD avail = 0;
+  if (!PeekNamedPipe(chan->handle, NULL, 0, NULL, &avail, NULL))
+    return 0;
+  return avail;
+}
+
 /* Translates the error of a failed pipe transfer.  The first three are the
  * ways a pipe reports that the other end has closed or gone away; they are
  * end-of-stream, not I/O errors. */
@@ -270,22 +288,26 @@ static int aborted(void) {
   return pp__set_error(PP_ECLOSED, "the channel was aborted");
 }
 
-/* Runs one overlapped ReadFile or WriteFile of at most PP__IO_CHUNK bytes
- * and waits for it.  Waiting on our own event, not on the handle, matters:
- * the handle is signalled by whichever transfer finishes, so a reader could
- * otherwise wake up for the writer's completion.  The wait also watches the
- * abort event; since that event stays set, an abort that comes just before
- * the transfer starts is seen as well as one that comes during it. */
+/* Runs one overlapped ReadFile or WriteFile and waits for it.  Waiting on
+ * our own event, not on the handle, matters: the handle is signalled by
+ * whichever transfer finishes, so a reader could otherwise wake up for the
+ * writer's completion.  The wait also watches the abort event and, for a
+ * bound channel's reads, the worker's process.  After an abort (or the
+ * process' end) a read still returns what has already arrived, and only
+ * then the end of the stream: what a worker wrote before it died is never
+ * lost, while a process its task started, which may hold the worker's end
+ * open, cannot make the read wait for more. */
 static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
                     DWORD *done) {
   OVERLAPPED ov;
-  HANDLE objects[2];
+  HANDLE objects[3];
   DWORD want = (DWORD)(len > PP__IO_CHUNK ? PP__IO_CHUNK : len);
-  DWORD wait;
+  DWORD count = 2, wait;
   BOOL ok;
 
   *done = 0;
-  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
+  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0 &&
+      (writing || available(chan) == 0))
     return aborted();
   memset(&ov, 0, sizeof(ov));
   ov.hEvent = writing ? chan->write_event : chan->read_event;
@@ -297,14 +319,20 @@ static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
     return io_error(GetLastError(), writing ? "WriteFile" : "ReadFile");
   objects[0] = ov.hEvent;
   objects[1] = chan->abort_event;
-  wait = WaitForMultipleObjects(2, objects, FALSE, INFINITE);
-  if (wait == WAIT_OBJECT_0 + 1) {
+  if (!writing && chan->process != NULL)
+    objects[count++] = chan->process;
+  wait = WaitForMultipleObjects(count, objects, FALSE, INFINITE);
+  if (wait == WAIT_OBJECT_0 + 1 || wait == WAIT_OBJECT_0 + 2) {
     /* `ov` is on this stack: the cancelled transfer must be finished
-     * before we return.  Bytes it moved in the meantime are given up, as
-     * the caller has asked to stop. */
+     * before we return.  A read that got bytes meanwhile keeps them. */
     CancelIoEx(chan->handle, &ov);
-    GetOverlappedResult(chan->handle, &ov, done, TRUE);
+    if (GetOverlappedResult(chan->handle, &ov, done, TRUE) && *done > 0)
+      return 0;
     *done = 0;
+    if (!writing && available(chan) > 0)
+      return 0; /* Read again: the caller loops on zero bytes. */
+    if (wait == WAIT_OBJECT_0 + 2)
+      return pp__set_error(PP_ECLOSED, "the worker process ended");
     return aborted();
   }
   if (!GetOverlappedResult(chan->handle, &ov, done, TRUE))
@@ -346,6 +374,44 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   return 0;
 }
 
+/* Finishes a posted write if it has completed; returns 1 if none is pending
+ * any more. */
+static int post_done(pp__chan_t *chan) {
+  DWORD n;
+  if (!chan->post_pending)
+    return 1;
+  if (!GetOverlappedResult(chan->handle, &chan->post_ov, &n, FALSE) &&
+      GetLastError() == ERROR_IO_INCOMPLETE)
+    return 0;
+  chan->post_pending = 0;
+  return 1;
+}
+
+int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
+  if (len > sizeof(chan->post_buf))
+    return pp__set_error(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
+    return aborted();
+  /* The named-pipe file system copies a write into its own queue and pends
+   * it until the reader takes the bytes, so a write that is pending has
+   * been delivered as far as we are concerned: it is left to complete on
+   * its own, and only one is kept in flight. */
+  if (!post_done(chan))
+    return PP_EAGAIN;
+  memcpy(chan->post_buf, buf, len);
+  memset(&chan->post_ov, 0, sizeof(chan->post_ov));
+  /* No event: completion is polled with GetOverlappedResult, and the
+   * handle's own signal is not waited on by anyone for this transfer. */
+  if (WriteFile(chan->handle, chan->post_buf, (DWORD)len, NULL,
+                &chan->post_ov))
+    return 0;
+  if (GetLastError() == ERROR_IO_PENDING) {
+    chan->post_pending = 1;
+    return 0;
+  }
+  return io_error(GetLastError(), "WriteFile");
+}
+
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   const unsigned char *p = buf;
   DWORD n;
@@ -378,6 +444,9 @@ int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
       return 1; /* Broken or closed: the read that follows reports it. */
     if (avail > 0 || WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
       return 1;
+    if (chan->process != NULL &&
+        WaitForSingleObject(chan->process, 0) == WAIT_OBJECT_0)
+      return 1;
     if (GetTickCount64() >= end)
       return 0;
     Sleep(pause);
@@ -395,8 +464,15 @@ void pp__chan_abort(pp__chan_t *chan) {
 }
 
 void pp__chan_close(pp__chan_t *chan) {
+  DWORD n;
   if (chan == NULL)
     return;
+  if (!post_done(chan)) {
+    /* post_ov is part of the channel: the write must be over before it is
+     * freed. */
+    CancelIoEx(chan->handle, &chan->post_ov);
+    GetOverlappedResult(chan->handle, &chan->post_ov, &n, TRUE);
+  }
   /* Closing the server end does not discard what we wrote: the worker can
    * still read it before it sees ERROR_BROKEN_PIPE.  (DisconnectNamedPipe
    * would discard it, so it is not called.) */

@@ -81,8 +81,14 @@ int pp__win_stdio_pipe(HANDLE *server, HANDLE *client);
 int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
                           const pp__spawn_req_t *req, WCHAR **out);
 
+/* The process handle of a worker (owned by the pp__proc_t). */
+HANDLE pp__win_proc_handle(const pp__proc_t *proc);
+
 /* Wraps an overlapped pipe handle in a channel.  On success the channel owns
  * the handle; on failure the caller still does. */
 int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan);
+
+/* Returns the full path (UTF-8, malloc'd) of the running executable. */
+int pp__exe_path(char **path);
 
 #endif /* PP_WIN32_INTERNAL_H */

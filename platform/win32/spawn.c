@@ -23,6 +23,145 @@ struct pp__proc_s {
   int reaped;           /* pp__proc_wait has returned 0 */
 };
 
+/* Windows cannot start a process from an open file, so the image is its
+ * path; a running executable cannot be deleted or overwritten there (it can
+ * be renamed and replaced), and the build check of the handshake catches a
+ * worker started from a replacement. */
+struct pp__image_s {
+  char *path;  /* UTF-8 */
+  WCHAR *wide; /* the same, UTF-16 */
+};
+
+int pp__image_open(const char *path, pp__image_t **out) {
+  pp__image_t *im;
+  char *self = NULL;
+  DWORD attrs;
+  char why[160];
+  int status;
+
+  *out = NULL;
+  if (path == NULL) {
+    status = pp__exe_path(&self);
+    if (status != 0)
+      return status;
+    path = self;
+  }
+  im = calloc(1, sizeof(*im));
+  if (im == NULL || (im->path = _strdup(path)) == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the worker "
+                           "executable");
+    goto cleanup;
+  }
+  status = pp__win_utf8_to_wide(path, &im->wide);
+  if (status != 0)
+    goto cleanup;
+  attrs = GetFileAttributesW(im->wide);
+  if (attrs == INVALID_FILE_ATTRIBUTES || (attrs & FILE_ATTRIBUTE_DIRECTORY)) {
+    status = pp__set_error(
+        PP_ESPAWN, "cannot start worker '%s': %s", path,
+        attrs == INVALID_FILE_ATTRIBUTES
+            ? pp__win_strerror(GetLastError(), why, sizeof(why))
+            : "it is a directory");
+    goto cleanup;
+  }
+  *out = im;
+  im = NULL;
+
+cleanup:
+  pp__image_close(im);
+  free(self);
+  return status;
+}
+
+const char *pp__image_path(const pp__image_t *im) {
+  return im->path;
+}
+
+void pp__image_close(pp__image_t *im) {
+  if (im == NULL)
+    return;
+  free(im->path);
+  free(im->wide);
+  free(im);
+}
+
+HANDLE pp__win_proc_handle(const pp__proc_t *proc) {
+  return proc->process;
+}
+
+/* Compares two environment variable names up to '=' the way Windows sorts
+ * an environment block: case-insensitively, in code unit order. */
+static int env_name_cmp(const WCHAR *a, const WCHAR *b) {
+  for (;; a++, b++) {
+    WCHAR ca = *a == L'=' ? 0 : *a, cb = *b == L'=' ? 0 : *b;
+    if (ca >= L'a' && ca <= L'z')
+      ca = (WCHAR)(ca - L'a' + L'A');
+    if (cb >= L'a' && cb <= L'z')
+      cb = (WCHAR)(cb - L'a' + L'A');
+    if (ca != cb || ca == 0)
+      return (int)ca - (int)cb;
+  }
+}
+
+/* Builds the worker's environment block: ours without any PP__WORKER_ENV,
+ * with PP__WORKER_ENV=<token> in its sorted place (CreateProcessW expects
+ * the block sorted by name). */
+static int worker_env(const char *token, WCHAR **out) {
+  WCHAR *env = GetEnvironmentStringsW(), *block = NULL, *p, *mark = NULL;
+  char *mark8 = NULL;
+  size_t total = 0, mark_len, n;
+  const WCHAR *e;
+  int status, placed = 0;
+
+  *out = NULL;
+  if (env == NULL)
+    return pp__set_error(PP_ENOMEM, "GetEnvironmentStringsW failed");
+  mark8 = pp__strdup_printf("%s=%s", PP__WORKER_ENV, token);
+  if (mark8 == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    goto cleanup;
+  }
+  status = pp__win_utf8_to_wide(mark8, &mark);
+  if (status != 0)
+    goto cleanup;
+  mark_len = wcslen(mark) + 1;
+  for (e = env; *e; e += wcslen(e) + 1)
+    total += wcslen(e) + 1;
+  block = malloc((total + mark_len + 1) * sizeof(WCHAR));
+  if (block == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    goto cleanup;
+  }
+  p = block;
+  for (e = env; *e; e += n) {
+    n = wcslen(e) + 1;
+    if (env_name_cmp(e, mark) == 0)
+      continue;
+    /* Names that start with '=' (the per-drive directories) stay first. */
+    if (!placed && e[0] != L'=' && env_name_cmp(e, mark) > 0) {
+      memcpy(p, mark, mark_len * sizeof(WCHAR));
+      p += mark_len;
+      placed = 1;
+    }
+    memcpy(p, e, n * sizeof(WCHAR));
+    p += n;
+  }
+  if (!placed) {
+    memcpy(p, mark, mark_len * sizeof(WCHAR));
+    p += mark_len;
+  }
+  *p = L'\0';
+  *out = block;
+  block = NULL;
+
+cleanup:
+  free(block);
+  free(mark);
+  free(mark8);
+  FreeEnvironmentStringsW(env);
+  return status;
+}
+
 /* ---- the job object --------------------------------------------------- */
 
 /* One job per process holds every worker of every pool.  Closing it kills
@@ -162,7 +301,7 @@ static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
  * with CREATE_BREAKAWAY_FROM_JOB, so that it starts outside the job we are
  * in (which must allow that) and can join ours. */
 static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
-                        STARTUPINFOEXW *si, HANDLE job,
+                        WCHAR *env, STARTUPINFOEXW *si, HANDLE job,
                         PROCESS_INFORMATION *pi) {
   DWORD flags = CREATE_SUSPENDED | CREATE_NO_WINDOW |
                 CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
@@ -186,7 +325,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     /* bInheritHandles is TRUE, but the handle list in `si` limits what is
      * inherited to the three standard handles, whatever other threads
      * have made inheritable in the meantime. */
-    if (!CreateProcessW(exe, line, NULL, NULL, TRUE, flags | breakaway, NULL,
+    if (!CreateProcessW(exe, line, NULL, NULL, TRUE, flags | breakaway, env,
                         NULL, &si->StartupInfo, pi)) {
       error = GetLastError();
       pp__win_wide_to_utf8(exe, &exe_utf8);
@@ -301,8 +440,9 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   HANDLE err_server = INVALID_HANDLE_VALUE;
   HANDLE err_client = INVALID_HANDLE_VALUE;
   HANDLE null_in = INVALID_HANDLE_VALUE;
-  WCHAR *exe = NULL;
+  const WCHAR *exe;
   WCHAR *cmdline = NULL;
+  WCHAR *env = NULL;
   SIZE_T attr_size = 0;
   int attr_ready = 0;
   int connect_pending = 0;
@@ -321,13 +461,14 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
   memset(&ov, 0, sizeof(ov));
-  if (req == NULL || req->exe == NULL || req->token == NULL)
+  if (req == NULL || req->image == NULL || req->token == NULL)
     return pp__set_error(PP_EINVAL, "pp__spawn: no executable or token");
+  exe = req->image->wide;
 
   status = get_job(&job);
   if (status != 0)
     goto cleanup;
-  status = pp__win_utf8_to_wide(req->exe, &exe);
+  status = worker_env(req->token, &env);
   if (status != 0)
     goto cleanup;
   status = pp__win_pipe_server(PIPE_ACCESS_DUPLEX, pipe_name, &server);
@@ -407,7 +548,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   si.StartupInfo.hStdOutput = out_client;
   si.StartupInfo.hStdError = err_client;
 
-  status = start_in_job(exe, cmdline, &si, job, &pi);
+  status = start_in_job(exe, cmdline, env, &si, job, &pi);
   if (status != 0)
     goto cleanup;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
@@ -498,7 +639,7 @@ cleanup:
   if (server != INVALID_HANDLE_VALUE)
     CloseHandle(server);
   free(cmdline);
-  free(exe);
+  free(env);
   return status;
 }
 

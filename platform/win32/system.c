@@ -4,6 +4,7 @@
  * helpers the other Win32 files share (UTF-8 <-> UTF-16, error messages).
  */
 #include "internal.h"
+#include "../../src/digest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,4 +180,101 @@ uint64_t pp__mem_available(void) {
   if (!GlobalMemoryStatusEx(&ms))
     return 0;
   return (uint64_t)ms.ullAvailPhys;
+}
+
+void pp__env_unset(const char *name) {
+  WCHAR *wide = NULL;
+  char *assign = pp__strdup_printf("%s=", name);
+  /* Both the Win32 block (inherited by CreateProcess) and the C runtime's
+   * copy (what getenv reads). */
+  if (pp__win_utf8_to_wide(name, &wide) == 0)
+    SetEnvironmentVariableW(wide, NULL);
+  if (assign != NULL)
+    _putenv(assign);
+  free(assign);
+  free(wide);
+}
+
+void pp__stdio_ensure(void) {
+  /* Handles are not small numbers handed out lowest-first, so a closed
+   * standard stream cannot be taken by a channel here. */
+}
+
+/* Sums up a module from its headers and code: the PE headers name the
+ * linker's time stamp, sizes and entry point, and every section's size and
+ * place; the code is read as the file had it, with the spots that base
+ * relocations changed at load time zeroed, so that the same file gives the
+ * same id wherever it is loaded. */
+static void digest_module(const unsigned char *base, pp__digest_t *d) {
+  const IMAGE_DOS_HEADER *dos = (const IMAGE_DOS_HEADER *)base;
+  const IMAGE_NT_HEADERS *nt =
+      (const IMAGE_NT_HEADERS *)(base + dos->e_lfanew);
+  const IMAGE_SECTION_HEADER *sec = IMAGE_FIRST_SECTION(nt);
+  const IMAGE_DATA_DIRECTORY *rel_dir =
+      &nt->OptionalHeader.DataDirectory[IMAGE_DIRECTORY_ENTRY_BASERELOC];
+  WORD i;
+
+  pp__digest_add(d, &nt->FileHeader, sizeof(nt->FileHeader));
+  pp__digest_add(d, &nt->OptionalHeader.AddressOfEntryPoint,
+                 sizeof(nt->OptionalHeader.AddressOfEntryPoint));
+  pp__digest_add(d, &nt->OptionalHeader.SizeOfImage,
+                 sizeof(nt->OptionalHeader.SizeOfImage));
+  pp__digest_add(d, &nt->OptionalHeader.CheckSum,
+                 sizeof(nt->OptionalHeader.CheckSum));
+  for (i = 0; i < nt->FileHeader.NumberOfSections; i++) {
+    const IMAGE_SECTION_HEADER *s = &sec[i];
+    unsigned char *copy;
+    DWORD size = s->Misc.VirtualSize < s->SizeOfRawData ? s->Misc.VirtualSize
+                                                         : s->SizeOfRawData;
+    DWORD off;
+    pp__digest_add(d, s->Name, sizeof(s->Name));
+    pp__digest_add(d, &s->VirtualAddress, sizeof(s->VirtualAddress));
+    pp__digest_add(d, &s->Misc.VirtualSize, sizeof(s->Misc.VirtualSize));
+    if (!(s->Characteristics & IMAGE_SCN_MEM_EXECUTE) || size == 0)
+      continue;
+    copy = malloc(size);
+    if (copy == NULL)
+      continue;
+    memcpy(copy, base + s->VirtualAddress, size);
+    /* Undo the loader's fix-ups: each relocation block lists offsets in
+     * one 4 KiB page; HIGHLOW is 4 bytes, DIR64 8. */
+    for (off = 0; rel_dir->Size != 0 && off + sizeof(IMAGE_BASE_RELOCATION) <=
+                                            rel_dir->Size;) {
+      const IMAGE_BASE_RELOCATION *blk =
+          (const IMAGE_BASE_RELOCATION *)(base + rel_dir->VirtualAddress +
+                                          off);
+      const WORD *entry = (const WORD *)(blk + 1);
+      DWORD k, count;
+      if (blk->SizeOfBlock < sizeof(*blk))
+        break;
+      count = (blk->SizeOfBlock - (DWORD)sizeof(*blk)) / sizeof(WORD);
+      for (k = 0; k < count; k++) {
+        DWORD type = entry[k] >> 12;
+        DWORD rva = blk->VirtualAddress + (entry[k] & 0xFFF);
+        DWORD width = type == IMAGE_REL_BASED_DIR64     ? 8
+                      : type == IMAGE_REL_BASED_HIGHLOW ? 4
+                                                        : 0;
+        if (width != 0 && rva >= s->VirtualAddress &&
+            rva + width <= s->VirtualAddress + size)
+          memset(copy + (rva - s->VirtualAddress), 0, width);
+      }
+      off += blk->SizeOfBlock;
+    }
+    pp__digest_add(d, copy, size);
+    free(copy);
+  }
+}
+
+void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]) {
+  HMODULE module = NULL;
+  pp__digest_t d;
+  memset(id, 0, PP__BUILD_ID_LEN);
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
+                              GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                          (LPCWSTR)addr, &module) ||
+      module == NULL)
+    return;
+  pp__digest_init(&d);
+  digest_module((const unsigned char *)module, &d);
+  pp__digest_end(&d, id);
 }

@@ -130,7 +130,8 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
   return 0;
 }
 
-int pp__worker_attach(const char *spec, int64_t parent_pid, pp__chan_t **chan) {
+int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
+                      pp__chan_t **chan) {
   WCHAR name[PP__PIPE_NAME_MAX];
   HANDLE pipe = INVALID_HANDLE_VALUE;
   HANDLE parent = NULL;
@@ -140,6 +141,10 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, pp__chan_t **chan) {
   int status;
 
   *chan = NULL;
+  /* Windows has no terminal stops and no fork: inherited output needs
+   * nothing, and only processes a task starts with inheritance on could
+   * hold the channel, which is not inheritable. */
+  (void)flags;
   /* First, so that a crash anywhere after this point is reported quietly
    * by exit code. */
   quiet_crashes();
