@@ -108,6 +108,11 @@ int pp_test_copy_self(const char *dir, const char *name, char *path,
  * UTF-8; Windows uses CreateProcessW. */
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap);
 
+/* Like pp_test_run(), but kills the program and returns -2 if it has not
+ * ended within timeout_ms (negative: no limit) of quiet on its stdout. */
+int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
+                      char *out, size_t cap);
+
 /* Removes a file or an empty directory (UTF-8 path); returns 0 or -1. */
 int pp_test_remove_file(const char *path);
 int pp_test_remove_dir(const char *path);

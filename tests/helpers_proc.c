@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -358,6 +359,12 @@ cleanup:
 }
 
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap) {
+  return pp_test_run_limit(exe, arg, -1, out, cap);
+}
+
+int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
+                      char *out, size_t cap) {
+  int64_t waited = 0;
   size_t got = 0;
 #ifdef _WIN32
   SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
@@ -399,13 +406,32 @@ int pp_test_run(const char *exe, const char *arg, char *out, size_t cap) {
   CloseHandle(pi.hThread);
   for (;;) {
     char sink[512];
-    DWORD n = 0;
-    /* What does not fit is read and dropped, so the child never blocks on
-     * a full pipe. */
+    DWORD n = 0, avail = 0;
+    /* Only what is there is read, so that the time limit holds; what does
+     * not fit is read and dropped, so the child never blocks on a full
+     * pipe. */
+    if (!PeekNamedPipe(rd, NULL, 0, NULL, &avail, NULL))
+      break;
+    if (avail == 0) {
+      if (timeout_ms >= 0 && waited >= timeout_ms) {
+        TerminateProcess(pi.hProcess, 9);
+        WaitForSingleObject(pi.hProcess, INFINITE);
+        CloseHandle(pi.hProcess);
+        CloseHandle(rd);
+        out[got] = '\0';
+        return -2;
+      }
+      Sleep(10);
+      waited += 10;
+      continue;
+    }
     if (got + 1 < cap)
-      ok = ReadFile(rd, out + got, (DWORD)(cap - 1 - got), &n, NULL);
+      ok = ReadFile(rd, out + got, (DWORD)(cap - 1 - got < avail ? cap - 1 - got
+                                                                  : avail),
+                    &n, NULL);
     else
-      ok = ReadFile(rd, sink, sizeof(sink), &n, NULL);
+      ok = ReadFile(rd, sink, avail < sizeof(sink) ? avail : sizeof(sink), &n,
+                    NULL);
     if (!ok || n == 0)
       break;
     if (got + 1 < cap)
@@ -442,6 +468,21 @@ int pp_test_run(const char *exe, const char *arg, char *out, size_t cap) {
   for (;;) {
     char sink[512];
     ssize_t n;
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int r = poll(&p, 1, 10);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r == 0) {
+      waited += 10;
+      if (timeout_ms >= 0 && waited >= timeout_ms) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        close(fds[0]);
+        out[got] = '\0';
+        return -2;
+      }
+      continue;
+    }
     if (got + 1 < cap)
       n = read(fds[0], out + got, cap - 1 - got);
     else

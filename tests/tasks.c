@@ -128,7 +128,7 @@ static void no_core_dump(void) {
 #endif
 }
 
-static PP_TEST_NO_SANITIZE void crash_segv(void) {
+PP_TEST_NO_SANITIZE void pp_test_crash_segv(void) {
   /* A volatile pointer, so the compiler cannot see that it is NULL and
    * replace the store with a trap instruction (SIGILL), to a volatile int,
    * so it cannot drop the store as dead either. */
@@ -181,7 +181,7 @@ static int fail(pp_call_t *call, const void *arg, size_t len) {
 
 static int segv(pp_call_t *call, const void *arg, size_t len) {
   (void)call, (void)arg, (void)len;
-  crash_segv();
+  pp_test_crash_segv();
   return 0;
 }
 
@@ -226,7 +226,7 @@ static int act(pp_call_t *call, const void *arg, size_t len) {
   if (strcmp(what, "fail") == 0)
     return pp_call_fail(call, "act failed for %lld", (long long)v);
   if (strcmp(what, "segv") == 0)
-    crash_segv();
+    pp_test_crash_segv();
   if (strcmp(what, "abort") == 0)
     crash_abort();
   if (strcmp(what, "exit") == 0)
@@ -466,4 +466,12 @@ const pp_task_t pp_test_tasks[] = {
     PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
-    PP_TASK(garble),   PP_TASK_END};
+    PP_TASK(garble),
+    /* tasks_hostile.c */
+    {"ret", pp_test_task_ret},
+    {"bad_reply", pp_test_task_bad_reply},
+    {"fork_hold", pp_test_task_fork_hold},
+    {"fork_fd", pp_test_task_fork_fd},
+    {"spoof", pp_test_task_spoof},
+    {"longline", pp_test_task_longline},
+    PP_TASK_END};

@@ -48,6 +48,25 @@
  *             sleeps forever, for the orphan test
  *   garble    none                   -> writes junk onto its own channel
  *             (POSIX) and hangs: the parent must end that worker
+ *
+ * and, in tasks_hostile.c, careless or hostile user code:
+ *   ret       "i" v                  -> returns v itself (no pp_call_fail)
+ *   bad_reply "i" mode               -> a reply that fails, then returns 0:
+ *             0 pp_call_replyf with format "q", 1 pp_call_reply(NULL, 5),
+ *             2 pp_call_replyf "b" of SIZE_MAX bytes; 3 a failed replyf
+ *             followed by a good one ("i" 42)
+ *   fork_hold "iis" how ms action    -> starts a child that sleeps ms holding
+ *             everything the worker has open (how 0: fork(); 1: a raw clone
+ *             that runs no fork handlers), pp_log(1)s "fork_hold: holder
+ *             <pid>", then "segv" crashes, "hang" hangs, "exit" exits 3,
+ *             anything else replies "i" pid (POSIX only)
+ *   fork_fd   none                   -> "i" 0 if a forked child of the
+ *             worker finds descriptor 3 (the channel) closed, 1 if open
+ *   spoof     "s" tag                -> "i" call id; writes a marker-like
+ *             sequence with a made-up id and key, then "after <tag>", then
+ *             "x", NUL, "y <tag>" to stdout
+ *   longline  "i" n                  -> "i" n; writes one line of n letters
+ *             a..z repeating, then "longline end"
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -58,6 +77,18 @@
 #include "procpool.h"
 
 extern const pp_task_t pp_test_tasks[];
+
+/* tasks_hostile.c */
+int pp_test_task_ret(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_bad_reply(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_fork_hold(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
+
+/* Dies of a real SIGSEGV (an access violation on Windows), also in
+ * sanitizer builds. */
+void pp_test_crash_segv(void);
 
 /* Seeds of the big task's argument and result patterns. */
 #define PP_TEST_SEED_IN 0x5eed1234u

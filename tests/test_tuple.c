@@ -253,7 +253,9 @@ static void test_tuple_not_a_tuple(void **state) {
   assert_int_equal(pp_tuple_count(NULL, 0), PP_EBADARGS);
   assert_int_equal(pp_tuple_count(junk, sizeof(junk)), PP_EBADARGS);
   assert_int_equal(pp_unpack(junk, sizeof(junk), "i", &v), PP_EBADARGS);
-  assert_int_equal(pp_unpack(NULL, 0, "i", &v), PP_EBADARGS);
+  /* NULL is a bad argument, as the header says, not a bad tuple. */
+  assert_int_equal(pp_unpack(NULL, 0, "i", &v), PP_EINVAL);
+  assert_int_equal(pp_unpack(NULL, 16, "i", &v), PP_EINVAL);
 }
 
 static void test_tuple_bad_format_is_einval(void **state) {

@@ -25,7 +25,7 @@ static const int all_types[] = {
 static uint64_t good_len(int type) {
   switch (type) {
     case PP__FRAME_HELLO:
-      return PP__COOKIE_LEN + 8;
+      return PP__HELLO_LEN;
     case PP__FRAME_CALL:
     case PP__FRAME_INIT:
       return 3 + 100;

@@ -1,0 +1,169 @@
+/*
+ * tasks_hostile.c - tasks that behave as careless or hostile user code
+ * does: odd return values, replies that fail, forks that outlive the
+ * worker, output that imitates procpool's own markers.  They are part of
+ * the shared table in tasks.c (see tasks.h for their shapes).
+ */
+#if defined(__linux__)
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#elif !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef _WIN32
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
+#include <apr_time.h>
+
+#include "tasks.h"
+
+int pp_test_task_ret(pp_call_t *call, const void *arg, size_t len) {
+  int64_t v;
+  if (pp_unpack(arg, len, "i", &v) != 0)
+    return pp_call_fail(call, "ret wants one int64");
+  return (int)v;
+}
+
+int pp_test_task_bad_reply(pp_call_t *call, const void *arg, size_t len) {
+  int64_t mode;
+  if (pp_unpack(arg, len, "i", &mode) != 0)
+    return pp_call_fail(call, "bad_reply wants one int64");
+  switch (mode) {
+    case 0:
+      pp_call_replyf(call, "q", (int64_t)1); /* 'q' is no format letter */
+      return 0;
+    case 1:
+      pp_call_reply(call, NULL, 5);
+      return 0;
+    case 2:
+      pp_call_replyf(call, "b", (const void *)call, (size_t)-1);
+      return 0;
+    default:
+      /* A failed reply followed by a good one: the good one counts. */
+      pp_call_replyf(call, "q", (int64_t)1);
+      return pp_call_replyf(call, "i", (int64_t)42);
+  }
+}
+
+#ifndef _WIN32
+/* Starts a child that sleeps `ms` and exits, holding whatever the worker
+ * had open.  how 0: fork(), which runs fork handlers; how 1: a raw clone
+ * system call that runs none (as _Fork() or a library's own clone would),
+ * so only the parent's watch on the worker process can notice the
+ * worker's death. */
+static pid_t start_holder(int how, int64_t ms) {
+  pid_t pid;
+#if defined(__linux__) && defined(SYS_clone)
+  if (how == 1) {
+    pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+      /* Only system calls here: the C library's state is the parent's. */
+      struct timespec ts;
+      ts.tv_sec = (time_t)(ms / 1000);
+      ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+      syscall(SYS_nanosleep, &ts, NULL);
+      syscall(SYS_exit_group, 0);
+    }
+    return pid;
+  }
+#else
+  (void)how;
+#endif
+  pid = fork();
+  if (pid == 0) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+    _exit(0);
+  }
+  return pid;
+}
+#endif
+
+int pp_test_task_fork_hold(pp_call_t *call, const void *arg, size_t len) {
+  int64_t how, ms;
+  const char *action;
+  if (pp_unpack(arg, len, "iis", &how, &ms, &action) != 0)
+    return pp_call_fail(call, "fork_hold wants (int64, int64, string)");
+#ifdef _WIN32
+  (void)how, (void)ms, (void)action;
+  return pp_call_fail(call, "fork_hold: there is no fork on Windows");
+#else
+  {
+    pid_t pid = start_holder((int)how, ms);
+    if (pid < 0)
+      return pp_call_fail(call, "fork_hold: fork failed");
+    /* The test learns the holder's pid before the worker goes away. */
+    pp_log(1, "fork_hold: holder %lld", (long long)pid);
+    if (strcmp(action, "segv") == 0)
+      pp_test_crash_segv();
+    if (strcmp(action, "hang") == 0)
+      for (;;)
+        apr_sleep(apr_time_from_sec(1));
+    if (strcmp(action, "exit") == 0)
+      _exit(3);
+    return pp_call_replyf(call, "i", (int64_t)pid);
+  }
+#endif
+}
+
+int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+#ifdef _WIN32
+  return pp_call_fail(call, "fork_fd: there is no fork on Windows");
+#else
+  {
+    int status = 0;
+    pid_t pid = fork();
+    if (pid == 0)
+      _exit(fcntl(3, F_GETFD) < 0 && errno == EBADF ? 0 : 1);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+      return pp_call_fail(call, "fork_fd: the child did not exit");
+    return pp_call_replyf(call, "i", (int64_t)WEXITSTATUS(status));
+  }
+#endif
+}
+
+int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len) {
+  const char *tag;
+  /* What a marker looks like, with a made-up call id and key. */
+  static const char fake[] = "\0PP00000000000f4240deadbeefdeadbeef\n";
+  static const char nul_line[] = "x\0y";
+  if (pp_unpack(arg, len, "s", &tag) != 0)
+    return pp_call_fail(call, "spoof wants one string");
+  fflush(stdout);
+  fwrite(fake, 1, sizeof(fake) - 1, stdout);
+  printf("after %s\n", tag);
+  fwrite(nul_line, 1, sizeof(nul_line) - 1, stdout);
+  printf(" %s\n", tag);
+  fflush(stdout);
+  return pp_call_replyf(call, "i", (int64_t)pp_call_id(call));
+}
+
+int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len) {
+  int64_t n, i;
+  if (pp_unpack(arg, len, "i", &n) != 0 || n < 0)
+    return pp_call_fail(call, "longline wants one int64 >= 0");
+  for (i = 0; i < n; i++)
+    fputc('a' + (int)(i % 26), stdout);
+  fputc('\n', stdout);
+  fputs("longline end\n", stdout);
+  fflush(stdout);
+  return pp_call_replyf(call, "i", n);
+}
