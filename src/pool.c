@@ -79,9 +79,8 @@ static int check_not_unguarded_worker(void) {
     return 0;
   fprintf(stderr,
           "procpool: this process was started as a pool's worker, but its "
-          "main() did not call pp_worker_main() first; add\n"
-          "    if (pp_worker_main(argc, argv, tasks, &rc)) return rc;\n"
-          "as the first statement of main()\n");
+          "main() does not begin with the worker guard "
+          "`if (pp_worker_main(argc, argv, tasks, &rc)) return rc;`\n");
   fflush(stderr);
   return pp__set_error(PP_ENESTED, "pp_pool_create: this process was started "
                        "as a pool's worker, but main() did not call "

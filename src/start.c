@@ -18,21 +18,24 @@
 
 #include "internal.h"
 
+static int pool_stopping(pp_pool_t *pool) {
+  int stopping;
+  pp__mutex_lock(pool->lock);
+  stopping = pool->stopping;
+  pp__mutex_unlock(pool->lock);
+  return stopping;
+}
+
 /* Waits until a frame can be read without blocking, the deadline passes
  * (PP_ETIMEDOUT) or the pool stops (PP_ECANCELED). */
 static int await_frame(pp__slot_t *s, int64_t deadline) {
-  pp_pool_t *pool = s->pool;
   for (;;) {
-    int stopping;
     int64_t left = pp__us_left(deadline);
     if (s->rd->pos < s->rd->len)
       return 0;
     if (pp__chan_wait(s->chan, left > 100000 ? 100 : (left + 999) / 1000))
       return 0;
-    pp__mutex_lock(pool->lock);
-    stopping = pool->stopping;
-    pp__mutex_unlock(pool->lock);
-    if (stopping)
+    if (pool_stopping(s->pool))
       return pp__set_error(PP_ECANCELED, "the pool is being destroyed");
     if (deadline != PP__NEVER && pp__now_us() >= deadline)
       return PP_ETIMEDOUT;
@@ -106,11 +109,12 @@ static int check_hello(pp__slot_t *s, const unsigned char *p) {
   } else if (memcmp(build, pool->build_id, PP__BUILD_ID_LEN) != 0) {
     rc = pp__set_error(
         PP_ESPAWN,
-        "worker %d (%s) is another build than the %s; was the program "
-        "replaced on disk while it ran?",
+        "worker %d (%s%s%s) runs another build of its tasks than the %s "
+        "(was the %s replaced on disk while it ran?)",
         s->index, pp__image_path(pool->image),
-        pool->build_check == PP__BUILD_PARENT ? "parent's tasks"
-                                              : "pool's first worker");
+        pool->library ? " with " : "", pool->library ? pool->library : "",
+        pool->build_check == PP__BUILD_PARENT ? "parent" : "pool's first worker",
+        pool->library ? "task library" : "program");
   }
   pp__mutex_unlock(pool->lock);
   return rc;
@@ -191,7 +195,7 @@ int pp__slot_spawn(pp__slot_t *s) {
   pp__mutex_unlock(pool->lock);
 
   rc = read_hello(s);
-  if (rc == PP_ECLOSED || rc == PP_EIO) {
+  if ((rc == PP_ECLOSED || rc == PP_EIO) && !pool_stopping(pool)) {
     pp__slot_reap(s, 0, &st, last, sizeof(last));
     return pp__set_error(PP_ESPAWN, "worker %d (%s) %s before it was ready%s%s",
                          s->index, pp__image_path(pool->image), st.reason,
@@ -206,7 +210,7 @@ int pp__slot_spawn(pp__slot_t *s) {
     pp__mutex_unlock(s->wlock);
     if (rc == 0)
       rc = read_init_reply(s, 0);
-    if (rc == PP_ECLOSED || rc == PP_EIO) {
+    if ((rc == PP_ECLOSED || rc == PP_EIO) && !pool_stopping(pool)) {
       pp__slot_reap(s, 0, &st, last, sizeof(last));
       return pp__set_error(PP_ETASK, "worker %d %s while running initializer "
                            "'%s'%s%s", s->index, st.reason, pool->init_task,

@@ -102,6 +102,17 @@ int pp_test_getcwd(char *buf, size_t cap);
 int pp_test_copy_self(const char *dir, const char *name, char *path,
                       size_t cap);
 
+/* Creates directory `dir` (UTF-8) unless it exists; returns 0 or -1. */
+int pp_test_make_dir(const char *dir);
+
+/* Copies file `src` to `dst` (UTF-8 paths; dst is replaced), executable on
+ * POSIX.  Returns 0, or prints why on stderr and returns -1. */
+int pp_test_copy_file(const char *src, const char *dst);
+
+/* Renames `from` to `to`, replacing `to`; works on a running executable on
+ * Windows too.  Returns 0 or -1. */
+int pp_test_rename(const char *from, const char *to);
+
 /* Runs `<exe> <arg>` to its end, its standard output captured into `out`
  * (NUL-terminated, cut to cap - 1 bytes), and returns its exit code, or -1
  * if it could not be started or was ended by a signal.  The paths are

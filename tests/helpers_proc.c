@@ -277,65 +277,26 @@ int pp_test_getcwd(char *buf, size_t cap) {
 #endif
 }
 
-int pp_test_copy_self(const char *dir, const char *name, char *path,
-                      size_t cap) {
+int pp_test_copy_file(const char *src, const char *dst) {
 #ifdef _WIN32
-  WCHAR self[MAX_PATH];
-  WCHAR *wdir = wide(dir), *wdst = NULL;
-  char dst[4 * MAX_PATH];
+  WCHAR *wsrc = wide(src), *wdst = wide(dst);
   int rc = -1;
-  snprintf(dst, sizeof(dst), "%s\\%s.exe", dir, name);
-  wdst = wide(dst);
-  if (wdir == NULL || wdst == NULL ||
-      GetModuleFileNameW(NULL, self, MAX_PATH) == 0) {
-    fprintf(stderr, "copy_self: cannot convert the paths\n");
-    goto cleanup;
-  }
-  if (!CreateDirectoryW(wdir, NULL) && GetLastError() != ERROR_ALREADY_EXISTS) {
-    fprintf(stderr, "CreateDirectoryW(%s): error %lu\n", dir,
+  if (wsrc != NULL && wdst != NULL && CopyFileW(wsrc, wdst, FALSE))
+    rc = 0;
+  else
+    fprintf(stderr, "CopyFileW(%s, %s): error %lu\n", src, dst,
             (unsigned long)GetLastError());
-    goto cleanup;
-  }
-  if (!CopyFileW(self, wdst, FALSE)) {
-    fprintf(stderr, "CopyFileW(%s): error %lu\n", dst,
-            (unsigned long)GetLastError());
-    goto cleanup;
-  }
-  snprintf(path, cap, "%s", dst);
-  rc = 0;
-cleanup:
-  free(wdir);
+  free(wsrc);
   free(wdst);
   return rc;
 #else
-  char dst[4096], self[4096], buf[65536];
-  int in = -1, out = -1, rc = -1;
+  char buf[65536];
+  int in, out, rc = -1;
   ssize_t n;
-  snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-#if defined(__APPLE__)
-  {
-    uint32_t size = sizeof(self);
-    if (_NSGetExecutablePath(self, &size) != 0)
-      return -1;
-  }
-#else
-  /* The link's target, not the link: under valgrind only readlink of it is
-   * translated to the program valgrind runs. */
-  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) {
-    fprintf(stderr, "readlink(/proc/self/exe): %s\n", strerror(errno));
-    return -1;
-  }
-  self[n] = '\0';
-#endif
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    fprintf(stderr, "mkdir(%s): %s\n", dir, strerror(errno));
-    return -1;
-  }
-  in = open(self, O_RDONLY | O_CLOEXEC);
+  in = open(src, O_RDONLY | O_CLOEXEC);
   out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
   if (in < 0 || out < 0) {
-    fprintf(stderr, "copy_self(%s): %s\n", dst, strerror(errno));
+    fprintf(stderr, "copy(%s, %s): %s\n", src, dst, strerror(errno));
     goto cleanup;
   }
   while ((n = read(in, buf, sizeof(buf))) > 0)
@@ -343,10 +304,7 @@ cleanup:
       fprintf(stderr, "write(%s): %s\n", dst, strerror(errno));
       goto cleanup;
     }
-  if (n < 0)
-    goto cleanup;
-  snprintf(path, cap, "%s", dst);
-  rc = 0;
+  rc = n < 0 ? -1 : 0;
 cleanup:
   if (in >= 0)
     close(in);
@@ -356,6 +314,80 @@ cleanup:
     rc = -1;
   return rc;
 #endif
+}
+
+int pp_test_rename(const char *from, const char *to) {
+#ifdef _WIN32
+  WCHAR *wfrom = wide(from), *wto = wide(to);
+  int rc = wfrom != NULL && wto != NULL &&
+                   MoveFileExW(wfrom, wto, MOVEFILE_REPLACE_EXISTING)
+               ? 0
+               : -1;
+  free(wfrom);
+  free(wto);
+  return rc;
+#else
+  return rename(from, to) == 0 ? 0 : -1;
+#endif
+}
+
+int pp_test_make_dir(const char *dir) {
+#ifdef _WIN32
+  WCHAR *wdir = wide(dir);
+  int rc = wdir != NULL && (CreateDirectoryW(wdir, NULL) ||
+                            GetLastError() == ERROR_ALREADY_EXISTS)
+               ? 0
+               : -1;
+  if (rc != 0)
+    fprintf(stderr, "CreateDirectoryW(%s): error %lu\n", dir,
+            (unsigned long)GetLastError());
+  free(wdir);
+  return rc;
+#else
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    fprintf(stderr, "mkdir(%s): %s\n", dir, strerror(errno));
+    return -1;
+  }
+  return 0;
+#endif
+}
+
+int pp_test_copy_self(const char *dir, const char *name, char *path,
+                      size_t cap) {
+  char dst[4096], self[4096];
+#ifdef _WIN32
+  WCHAR wself[MAX_PATH];
+  snprintf(dst, sizeof(dst), "%s\\%s.exe", dir, name);
+  if (GetModuleFileNameW(NULL, wself, MAX_PATH) == 0 ||
+      to_utf8(wself, self, sizeof(self)) != 0) {
+    fprintf(stderr, "copy_self: cannot convert the paths\n");
+    return -1;
+  }
+#else
+  snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+#if defined(__APPLE__)
+  {
+    uint32_t size = sizeof(self);
+    if (_NSGetExecutablePath(self, &size) != 0)
+      return -1;
+  }
+#else
+  {
+    /* The link's target, not the link: under valgrind only readlink of it
+     * is translated to the program valgrind runs. */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+      fprintf(stderr, "readlink(/proc/self/exe): %s\n", strerror(errno));
+      return -1;
+    }
+    self[n] = '\0';
+  }
+#endif
+#endif
+  if (pp_test_make_dir(dir) != 0 || pp_test_copy_file(self, dst) != 0)
+    return -1;
+  snprintf(path, cap, "%s", dst);
+  return 0;
 }
 
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap) {

@@ -31,10 +31,16 @@ static int lib_fail(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_fail(call, "lib_fail: %.*s", (int)len, (const char *)arg);
 }
 
-/* Tells the test that the task ran in a worker of the host (index >= 0). */
+/* Tells the test that the task ran in a worker of the host (index >= 0).
+ * The second build of this library (PP_TEST_TASKLIB_VARIANT, for the
+ * upgrade test) adds 1000, so that a call it served would show. */
+#ifndef PP_TEST_TASKLIB_VARIANT
+#define PP_TEST_TASKLIB_VARIANT 0
+#endif
 static int lib_worker(pp_call_t *call, const void *arg, size_t len) {
   (void)arg, (void)len;
-  return pp_call_replyf(call, "i", (int64_t)pp_worker_index());
+  return pp_call_replyf(call, "i", (int64_t)pp_worker_index() +
+                                       1000 * PP_TEST_TASKLIB_VARIANT);
 }
 
 static const pp_task_t lib_tasks[] = {PP_TASK(lib_square), PP_TASK(lib_upper),

@@ -27,7 +27,14 @@ struct pp__chan_s {
   OVERLAPPED post_ov;
   unsigned char post_buf[64];
   int post_pending;
+  /* A server end waiting for its worker to connect (pp__win_chan_listen);
+   * `connect_status` is the outcome once known (0 while connecting). */
+  OVERLAPPED connect_ov;
+  int connecting;
+  int connect_status;
 };
+
+static int aborted(void);
 
 /* The pipe buffer sizes are hints to the system; 64 KiB is what libuv and
  * most Windows programs use and keeps small frames from blocking. */
@@ -262,6 +269,77 @@ void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
   chan->process = pp__win_proc_handle(proc);
 }
 
+int pp__win_chan_listen(pp__chan_t *chan) {
+  char why[160];
+  memset(&chan->connect_ov, 0, sizeof(chan->connect_ov));
+  chan->connect_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (chan->connect_ov.hEvent == NULL)
+    return pp__set_error(PP_ESPAWN, "CreateEventW: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  chan->connecting = 1;
+  if (ConnectNamedPipe(chan->handle, &chan->connect_ov) ||
+      GetLastError() == ERROR_PIPE_CONNECTED) {
+    SetEvent(chan->connect_ov.hEvent);
+    return 0;
+  }
+  if (GetLastError() == ERROR_IO_PENDING)
+    return 0;
+  chan->connecting = 0;
+  return pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+}
+
+/* Waits up to timeout_ms for a listening channel's client.  Returns 0 once
+ * the worker is connected (at once for a channel that was never
+ * listening), PP_EAGAIN at the timeout, or the reason it never will be:
+ * PP_ECLOSED if the worker ended first or the channel was aborted,
+ * PP_ESPAWN if another process connected.  The outcome is kept. */
+static int finish_connect(pp__chan_t *chan, DWORD timeout_ms) {
+  HANDLE objects[3];
+  DWORD count = 2, n, wait;
+  ULONG client = 0;
+  char why[160];
+  if (!chan->connecting)
+    return chan->connect_status;
+  objects[0] = chan->connect_ov.hEvent;
+  objects[1] = chan->abort_event;
+  if (chan->process != NULL)
+    objects[count++] = chan->process;
+  wait = WaitForMultipleObjects(count, objects, FALSE, timeout_ms);
+  if (wait == WAIT_TIMEOUT)
+    return PP_EAGAIN;
+  if (wait != WAIT_OBJECT_0) {
+    /* The connect is pending on connect_ov, which lives in the channel:
+     * cancel it and wait for it to be over before giving up. */
+    CancelIoEx(chan->handle, &chan->connect_ov);
+    GetOverlappedResult(chan->handle, &chan->connect_ov, &n, TRUE);
+    chan->connect_status =
+        wait == WAIT_OBJECT_0 + 2
+            ? pp__set_error(PP_ECLOSED, "the worker ended before it opened "
+                            "its channel")
+            : aborted();
+  } else if (!GetOverlappedResult(chan->handle, &chan->connect_ov, &n,
+                                  FALSE)) {
+    chan->connect_status =
+        pp__set_error(PP_ECLOSED, "ConnectNamedPipe: %s",
+                      pp__win_strerror(GetLastError(), why, sizeof(why)));
+  } else if (chan->process != NULL &&
+             (!GetNamedPipeClientProcessId(chan->handle, &client) ||
+              client != GetProcessId(chan->process))) {
+    /* The name is random and the DACL admits only this user, but a process
+     * of the same user that learned the name could still get in first. */
+    chan->connect_status = pp__set_error(
+        PP_ESPAWN, "process %lu, not the worker %lu, opened the channel",
+        (unsigned long)client, (unsigned long)GetProcessId(chan->process));
+  } else {
+    chan->connect_status = 0;
+  }
+  chan->connecting = 0;
+  CloseHandle(chan->connect_ov.hEvent);
+  chan->connect_ov.hEvent = NULL;
+  return chan->connect_status;
+}
+
 /* Bytes waiting to be read, or 0 (also when the pipe is broken). */
 static DWORD available(pp__chan_t *chan) {
   DWORD avail = 0;
@@ -304,8 +382,12 @@ static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
   DWORD want = (DWORD)(len > PP__IO_CHUNK ? PP__IO_CHUNK : len);
   DWORD count = 2, wait;
   BOOL ok;
+  int status;
 
   *done = 0;
+  status = finish_connect(chan, INFINITE);
+  if (status != 0)
+    return status;
   if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0 &&
       (writing || available(chan) == 0))
     return aborted();
@@ -388,8 +470,12 @@ static int post_done(pp__chan_t *chan) {
 }
 
 int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
+  int status;
   if (len > sizeof(chan->post_buf))
     return pp__set_error(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+  status = finish_connect(chan, 0);
+  if (status != 0)
+    return status;
   if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
     return aborted();
   /* The named-pipe file system copies a write into its own queue and pends
@@ -438,6 +524,16 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
 int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
   ULONGLONG end = GetTickCount64() + (ULONGLONG)(timeout_ms > 0 ? timeout_ms : 0);
   DWORD avail, pause = 1;
+  if (chan->connecting) {
+    DWORD wait = timeout_ms <= 0            ? 0
+                 : timeout_ms > 0x7FFFFFFF ? 0x7FFFFFFF
+                                            : (DWORD)timeout_ms;
+    int status = finish_connect(chan, wait);
+    if (status == PP_EAGAIN)
+      return 0;
+    if (status != 0)
+      return 1; /* The read that follows reports why. */
+  }
   for (;;) {
     avail = 0;
     if (!PeekNamedPipe(chan->handle, NULL, 0, NULL, &avail, NULL))
@@ -467,6 +563,11 @@ void pp__chan_close(pp__chan_t *chan) {
   DWORD n;
   if (chan == NULL)
     return;
+  if (chan->connecting) {
+    CancelIoEx(chan->handle, &chan->connect_ov);
+    GetOverlappedResult(chan->handle, &chan->connect_ov, &n, TRUE);
+    CloseHandle(chan->connect_ov.hEvent);
+  }
   if (!post_done(chan)) {
     /* post_ov is part of the channel: the write must be over before it is
      * freed. */

@@ -37,11 +37,6 @@
  * it shows up when a debugger or a grandparent looks at the worker. */
 #define PP__ORPHAN_EXIT_CODE 0x50504F52u
 
-/* How long pp__spawn waits for a started worker to open its channel.  A
- * native start takes milliseconds; a cold start under Wine on a loaded CI
- * machine can take seconds, so this is generous. */
-#define PP__CONNECT_TIMEOUT_MS 30000
-
 /* Every pipe procpool creates is "\\.\pipe\procpool-<pid>-<32 hex digits>".
  * The worker checks the prefix before it opens anything named on its
  * command line. */
@@ -83,6 +78,11 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
 
 /* The process handle of a worker (owned by the pp__proc_t). */
 HANDLE pp__win_proc_handle(const pp__proc_t *proc);
+
+/* Starts listening on a channel's pipe (an overlapped ConnectNamedPipe):
+ * its first wait, read or write then waits for the client, and checks that
+ * the client is the process bound with pp__chan_bind_proc. */
+int pp__win_chan_listen(pp__chan_t *chan);
 
 /* Wraps an overlapped pipe handle in a channel.  On success the channel owns
  * the handle; on failure the caller still does. */

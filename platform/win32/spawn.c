@@ -7,8 +7,9 @@
  * the job.  It inherits exactly three handles, named in a
  * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device as stdin and the write
  * ends of its stdout and stderr pipes.  Its channel is not inherited: the
- * worker opens the named pipe given on its command line, and pp__spawn
- * waits for that connection and checks the client's process id.
+ * worker opens the named pipe given on its command line.  pp__spawn does
+ * not wait for that: the channel completes the connection when it is first
+ * used (channel.c), and checks that its client is the worker process.
  */
 #include "internal.h"
 
@@ -358,51 +359,6 @@ cleanup:
   return status;
 }
 
-/* Waits until the worker has opened the channel pipe (a connect that
- * `ov` tracks), or has ended, or the time is up; on success checks that
- * the client is that worker and not some other process of the same user
- * that found the name. */
-static int await_connect(HANDLE server, OVERLAPPED *ov, HANDLE process,
-                         DWORD pid) {
-  HANDLE objects[2];
-  ULONG client = 0;
-  DWORD code = 0;
-  DWORD n;
-  char why[160];
-  pp__exit_t st;
-
-  objects[0] = ov->hEvent;
-  objects[1] = process;
-  switch (WaitForMultipleObjects(2, objects, FALSE, PP__CONNECT_TIMEOUT_MS)) {
-    case WAIT_OBJECT_0:
-      break;
-    case WAIT_OBJECT_0 + 1:
-      GetExitCodeProcess(process, &code);
-      describe_exit(code, 0, &st);
-      return pp__set_error(PP_ESPAWN,
-                           "the worker ended before it opened its channel: %s",
-                           st.reason);
-    case WAIT_TIMEOUT:
-      return pp__set_error(PP_ESPAWN,
-                           "the worker did not open its channel within %d ms",
-                           PP__CONNECT_TIMEOUT_MS);
-    default:
-      return pp__set_error(PP_ESPAWN, "WaitForMultipleObjects: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-  }
-  if (!GetOverlappedResult(server, ov, &n, FALSE))
-    return pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-  if (!GetNamedPipeClientProcessId(server, &client))
-    return pp__set_error(PP_ESPAWN, "GetNamedPipeClientProcessId: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-  if (client != pid)
-    return pp__set_error(PP_ESPAWN,
-                         "process %lu, not the worker %lu, opened the channel",
-                         (unsigned long)client, (unsigned long)pid);
-  return 0;
-}
-
 /* An inheritable copy of one of our standard handles, for a worker that
  * writes straight to the parent's output; the null device when we have none
  * (a GUI program). */
@@ -431,7 +387,6 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   SECURITY_ATTRIBUTES inherit;
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
-  OVERLAPPED ov;
   HANDLE handles[3];
   HANDLE job = NULL;
   HANDLE server = INVALID_HANDLE_VALUE;
@@ -445,12 +400,10 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   WCHAR *env = NULL;
   SIZE_T attr_size = 0;
   int attr_ready = 0;
-  int connect_pending = 0;
   pp__proc_t *p = NULL;
   pp__chan_t *c = NULL;
   pp__chan_t *o = NULL;
   pp__chan_t *e = NULL;
-  DWORD n;
   char why[160];
   int status;
 
@@ -460,7 +413,6 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   *err = NULL;
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
-  memset(&ov, 0, sizeof(ov));
   if (req == NULL || req->image == NULL || req->token == NULL)
     return pp__set_error(PP_EINVAL, "pp__spawn: no executable or token");
   exe = req->image->wide;
@@ -472,6 +424,18 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   if (status != 0)
     goto cleanup;
   status = pp__win_pipe_server(PIPE_ACCESS_DUPLEX, pipe_name, &server);
+  if (status != 0)
+    goto cleanup;
+  /* Listen before the worker exists, so that whenever it opens the pipe
+   * the connection completes our pending ConnectNamedPipe.  The channel
+   * finishes (and checks) the connection when it is first used, so that
+   * waiting for a worker's start stays the core's, with its time limit and
+   * its way out. */
+  status = pp__win_chan_wrap(server, &c);
+  if (status != 0)
+    goto cleanup;
+  server = INVALID_HANDLE_VALUE;
+  status = pp__win_chan_listen(c);
   if (status != 0)
     goto cleanup;
   status = pp__win_build_cmdline(exe, pipe_name, req, &cmdline);
@@ -496,24 +460,6 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
                   &inherit, OPEN_EXISTING, 0, NULL);
   if (null_in == INVALID_HANDLE_VALUE) {
     status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-
-  /* Listen before the worker exists, so that whenever it opens the pipe
-   * the connection completes our pending ConnectNamedPipe. */
-  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (ov.hEvent == NULL) {
-    status = pp__set_error(PP_ESPAWN, "CreateEventW: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-  if (ConnectNamedPipe(server, &ov) || GetLastError() == ERROR_PIPE_CONNECTED) {
-    SetEvent(ov.hEvent);
-  } else if (GetLastError() == ERROR_IO_PENDING) {
-    connect_pending = 1;
-  } else {
-    status = pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
@@ -563,23 +509,11 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   CloseHandle(null_in);
   out_client = err_client = null_in = INVALID_HANDLE_VALUE;
 
-  status = await_connect(server, &ov, pi.hProcess, pi.dwProcessId);
-  connect_pending = 0;
-  if (status != 0) {
-    /* The connect may still be pending (timeout); cancel it below. */
-    connect_pending = WaitForSingleObject(ov.hEvent, 0) != WAIT_OBJECT_0;
-    goto cleanup;
-  }
-
   p = calloc(1, sizeof(*p));
   if (p == NULL) {
     status = pp__set_error(PP_ENOMEM, "out of memory for a worker");
     goto cleanup;
   }
-  status = pp__win_chan_wrap(server, &c);
-  if (status != 0)
-    goto cleanup;
-  server = INVALID_HANDLE_VALUE;
   if (!req->inherit_output) {
     status = pp__win_chan_wrap(out_server, &o);
     if (status != 0)
@@ -593,6 +527,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
   pi.hProcess = NULL;
+  /* Only this process may be the channel's client. */
+  pp__chan_bind_proc(c, p);
   *proc = p;
   *chan = c;
   *out = o;
@@ -602,12 +538,6 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   status = 0;
 
 cleanup:
-  if (connect_pending) {
-    /* The OVERLAPPED lives on our stack: the cancelled operation must have
-     * finished writing to it before we return. */
-    CancelIoEx(server, &ov);
-    GetOverlappedResult(server, &ov, &n, TRUE);
-  }
   if (pi.hProcess != NULL) {
     /* Failed after the worker was started: end it and reap it, so nothing
      * is left behind. */
@@ -620,8 +550,6 @@ cleanup:
   if (attr_ready)
     DeleteProcThreadAttributeList(si.lpAttributeList);
   free(si.lpAttributeList);
-  if (ov.hEvent != NULL)
-    CloseHandle(ov.hEvent);
   free(p);
   pp__chan_close(c);
   pp__chan_close(o);
