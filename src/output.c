@@ -186,6 +186,10 @@ static void end_marker(pp__drain_t *d) {
   }
   d->mark_len = 0;
   if (ok) {
+    /* What came before the marker (a task's last line without a newline)
+     * belongs to the call before. */
+    if (d->line_len > 0)
+      flush_line(d, 0);
     d->call_id = id;
     return;
   }
@@ -209,9 +213,7 @@ static void feed(pp__drain_t *d, const char *buf, size_t n) {
       continue;
     }
     if (c == '\0') {
-      /* A marker starts a line of its own: the worker flushed before it. */
-      if (d->line_len > 0)
-        flush_line(d, 0);
+      /* Perhaps a marker; the line so far waits until that is known. */
       d->mark[0] = c;
       d->mark_len = 1;
       continue;

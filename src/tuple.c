@@ -102,6 +102,10 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
   va_end(ap2);
   if (err)
     return err;
+  /* No call could carry it (wire.h), and no machine could hold it. */
+  if ((uint64_t)total > PP__PAYLOAD_MAX)
+    return pp__set_error(PP_EINVAL, "pp_pack: a tuple of %zu bytes is larger "
+                         "than a call can carry", total);
 
   buf = malloc(total);
   if (buf == NULL)

@@ -365,6 +365,7 @@ void pp_test_log_cb(void *data, const pp_log_record_t *record) {
   r.call_id = record->call_id;
   r.source = record->source;
   r.level = record->level;
+  r.more = record->more;
   r.len = record->len;
   r.line = malloc(record->len + 1);
   if (r.line == NULL)

@@ -120,7 +120,8 @@ int pp_test_rename(const char *from, const char *to);
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap);
 
 /* Like pp_test_run(), but kills the program and returns -2 if it has not
- * ended within timeout_ms (negative: no limit) of quiet on its stdout. */
+ * ended after timeout_ms (negative: no limit) without output on its stdout
+ * (the limit starts again whenever it writes). */
 int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
                       char *out, size_t cap);
 
@@ -138,6 +139,7 @@ typedef struct pp_test_record_s {
   int level;
   char *line;
   size_t len;
+  int more;
 } pp_test_record_t;
 
 typedef struct pp_test_log_s pp_test_log_t;

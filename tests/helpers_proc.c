@@ -471,7 +471,17 @@ int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
   }
   CloseHandle(rd);
   out[got] = '\0';
-  WaitForSingleObject(pi.hProcess, INFINITE);
+  if (WaitForSingleObject(pi.hProcess,
+                          timeout_ms < 0 ? INFINITE
+                                         : (DWORD)(waited >= timeout_ms
+                                                       ? 0
+                                                       : timeout_ms - waited)) !=
+      WAIT_OBJECT_0) {
+    TerminateProcess(pi.hProcess, 9);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hProcess);
+    return -2;
+  }
   GetExitCodeProcess(pi.hProcess, &code);
   CloseHandle(pi.hProcess);
   return (int)code;
@@ -528,9 +538,24 @@ int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
   }
   close(fds[0]);
   out[got] = '\0';
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
+  /* A program can close its stdout long before it ends: the time limit
+   * holds for the rest too. */
+  for (;;) {
+    pid_t r = waitpid(pid, &status, timeout_ms < 0 ? 0 : WNOHANG);
+    if (r == pid)
+      break;
+    if (r < 0 && errno != EINTR)
       return -1;
+    if (r == 0) {
+      if (waited >= timeout_ms) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -2;
+      }
+      usleep(10000);
+      waited += 10;
+    }
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 #endif
 }

@@ -27,8 +27,10 @@
 #include <io.h>
 #else
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 #endif
 
@@ -454,6 +456,69 @@ static void test_hostile_closed_stdio(void **state) {
   assert_int_equal(code, 0);
 }
 
+/* ---- item 11: inherited output on a terminal with `stty tostop` ---- */
+
+/* In a child: becomes a session leader whose controlling terminal is the
+ * pseudo-terminal `slave`, with TOSTOP set (background writes stop the
+ * writer), and runs calls whose workers print to it.  Exits 0 if they all
+ * finished. */
+static int tostop_main(const char *slave) {
+#ifdef _WIN32
+  (void)slave;
+  return 2;
+#else
+  struct termios t;
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t args[4];
+  pp_result_t res[4];
+  int fd, i, rc;
+  if (setsid() < 0)
+    return 20;
+  fd = open(slave, O_RDWR);
+  if (fd < 0 || tcgetattr(fd, &t) != 0)
+    return 21;
+  t.c_lflag |= TOSTOP;
+  if (tcsetattr(fd, TCSANOW, &t) != 0)
+    return 22;
+  dup2(fd, 1);
+  dup2(fd, 2);
+  pp_test_pool_options(&o, 2, PP_POOL_INHERIT_OUTPUT, 0, NULL);
+  if (pp_pool_create(&pool, &o) != 0)
+    return 23;
+  for (i = 0; i < 4; i++)
+    pp_pack(&args[i], "s", "tty");
+  rc = pp_pool_map(pool, "print", args, 4, res, NULL);
+  pp_results_free(res, 4);
+  pp_test_free_bufs(args, 4);
+  pp_pool_destroy(pool, PP_DESTROY_CANCEL);
+  return rc == 0 ? 0 : 24;
+#endif
+}
+
+static void test_hostile_inherit_output_on_a_tostop_terminal(void **state) {
+#ifdef _WIN32
+  (void)state;
+  print_message("skipped: Windows consoles do not stop background writers\n");
+  skip();
+#else
+  char arg[256], out[64];
+  int master, code;
+  (void)state;
+  master = posix_openpt(O_RDWR | O_NOCTTY);
+  assert_true(master >= 0);
+  assert_int_equal(grantpt(master), 0);
+  assert_int_equal(unlockpt(master), 0);
+  snprintf(arg, sizeof(arg), "--tostop %s", ptsname(master));
+  /* The little the workers print fits in the terminal's buffer, so the
+   * master need not be read. */
+  code = pp_test_run_limit(self_exe, arg, 30000, out, sizeof(out));
+  print_message("child on a tostop terminal: exit %d\n", code);
+  close(master);
+  assert_int_equal(code, 0);
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -463,6 +528,8 @@ int main(int argc, char **argv) {
     return closed_stdio_main(0);
   if (argc > 1 && strcmp(argv[1], "--closed-stdio-all") == 0)
     return closed_stdio_main(1);
+  if (argc > 1 && strncmp(argv[1], "--tostop ", 9) == 0)
+    return tostop_main(argv[1] + 9);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hostile_pools_from_many_threads),
       PP_TEST_POOL_TEST(test_hostile_plain_return_is_etask),
@@ -473,6 +540,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_hostile_huge_timeouts_mean_none),
       cmocka_unit_test(test_hostile_sigchld_reaper_keeps_the_contract),
       cmocka_unit_test(test_hostile_closed_stdio),
+      cmocka_unit_test(test_hostile_inherit_output_on_a_tostop_terminal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

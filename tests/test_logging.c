@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include <apr_time.h>
+
 #include "helpers.h"
 #include "tasks.h"
 
@@ -251,6 +253,142 @@ static void test_logging_inherited_output_skips_capture(void **state) {
   pp_test_log_free(log);
 }
 
+/* Waits for the reply of one call and returns its id (the task replies
+ * with an "i" of its call id or some number). */
+static int64_t call_int(pp_pool_t *pool, const char *task, pp_buf_t arg) {
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  int64_t v;
+  PP_TEST_OK(pp_pool_submit(pool, task, arg.data, arg.len, NULL, &f));
+  assert_int_equal(pp_future_wait(f, WAIT_MS), 0);
+  assert_int_equal(pp_future_take(f, &r), 0);
+  if (r.status != 0)
+    fail_msg("%s failed: %s", task, r.message);
+  v = pp_test_int_result(&r);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  return v;
+}
+
+/* A line longer than PP_LOG_LINE_MAX arrives in pieces, each but the last
+ * marked `more`, that put together give the line (issue 7, item 15). */
+static void test_logging_long_line_in_marked_pieces(void **state) {
+  enum { LEN = 3 * PP_LOG_LINE_MAX + 3392 };
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(1, log, NULL);
+  pp_buf_t b = pp_test_pack_int(LEN);
+  char *whole = malloc(LEN + 1);
+  size_t i, n, got = 0, pieces = 0;
+  (void)state;
+  assert_non_null(whole);
+  assert_true(call_int(pool, "longline", b) == LEN);
+  assert_true(pp_test_log_wait(log, "longline end", WAIT_MS, NULL));
+  n = pp_test_log_count(log);
+  for (i = 0; i < n; i++) {
+    pp_test_record_t r;
+    assert_true(pp_test_log_get(log, i, &r));
+    if (r.source != PP_LOG_STDOUT || strcmp(r.line, "longline end") == 0)
+      continue;
+    assert_true(got + r.len <= LEN);
+    memcpy(whole + got, r.line, r.len);
+    got += r.len;
+    pieces++;
+    /* Full pieces go on; the last one ends the line. */
+    assert_int_equal(r.more, got < LEN);
+    assert_int_equal(r.len, got < LEN ? PP_LOG_LINE_MAX : 3392);
+  }
+  assert_int_equal(got, LEN);
+  assert_int_equal(pieces, 4);
+  for (i = 0; i < LEN; i++)
+    if (whole[i] != 'a' + (char)(i % 26))
+      fail_msg("byte %zu of the long line is wrong", i);
+  free(whole);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
+/* Output that looks like procpool's call marker, but lacks the worker's
+ * secret key, is text: it cannot retag the lines after it.  NUL bytes in a
+ * line are kept and counted (issue 7, item 15). */
+static void test_logging_spoofed_marker_is_text(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(1, log, NULL);
+  pp_test_record_t rec;
+  pp_buf_t b;
+  int64_t id;
+  size_t i, n, fake = 0;
+  (void)state;
+  PP_TEST_OK(pp_pack(&b, "s", "s1"));
+  id = call_int(pool, "spoof", b);
+  assert_true(pp_test_log_wait(log, "after s1", WAIT_MS, &rec));
+  /* The made-up id was 1000000. */
+  assert_true(rec.call_id == (uint64_t)id);
+  /* "x", NUL, "y s1": strcmp sees "x", the length tells the truth. */
+  n = pp_test_log_count(log);
+  for (i = 0; i < n; i++) {
+    pp_test_record_t r;
+    assert_true(pp_test_log_get(log, i, &r));
+    if (r.len == 6 && memcmp(r.line, "x\0y s1", 6) == 0) {
+      assert_true(r.call_id == (uint64_t)id);
+      fake |= 1;
+    }
+    if (r.len == 35 && r.line[0] == '\0' &&
+        memcmp(r.line + 1, "PP00000000000f4240", 18) == 0)
+      fake |= 2;
+  }
+  assert_int_equal(fake, 3);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
+/* Crashes are reported without waiting for a forked child that holds the
+ * worker's stdout and stderr (it used to cost a second per stream). */
+static void test_logging_held_output_does_not_delay_crashes(void **state) {
+#ifdef _WIN32
+  (void)state;
+  print_message("skipped: needs fork()\n");
+  skip();
+#else
+  enum { N = 5 };
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(2, log, NULL);
+  int64_t holders[N];
+  apr_time_t t0 = apr_time_now();
+  double secs;
+  size_t i, n, found = 0;
+  (void)state;
+  for (i = 0; i < N; i++) {
+    pp_future_t *f = NULL;
+    pp_buf_t b;
+    PP_TEST_OK(pp_pack(&b, "iis", (int64_t)0, (int64_t)30000, "segv"));
+    PP_TEST_OK(pp_pool_submit(pool, "fork_hold", b.data, b.len, NULL, &f));
+    assert_int_equal(pp_future_wait(f, WAIT_MS), 0);
+    assert_int_equal(pp_future_status(f), PP_EWORKERDIED);
+    pp_future_free(f);
+    pp_free((void *)b.data);
+  }
+  secs = (double)(apr_time_now() - t0) / 1e6;
+  print_message("%d crashes with held output took %.2f s\n", N, secs);
+  n = pp_test_log_count(log);
+  for (i = 0; i < n && found < N; i++) {
+    pp_test_record_t r;
+    long long pid;
+    if (pp_test_log_get(log, i, &r) &&
+        sscanf(r.line, "fork_hold: holder %lld", &pid) == 1)
+      holders[found++] = pid;
+  }
+  for (i = 0; i < found; i++)
+    pp_test_kill(holders[i]);
+  assert_int_equal(found, N);
+  /* Two streams waited for a second each made every crash take 2 s. */
+  assert_true(secs < N * 1.5);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -261,6 +399,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_logging_lines_are_never_mixed),
       cmocka_unit_test(test_logging_default_callback_does_not_crash),
       cmocka_unit_test(test_logging_inherited_output_skips_capture),
+      cmocka_unit_test(test_logging_long_line_in_marked_pieces),
+      cmocka_unit_test(test_logging_spoofed_marker_is_text),
+      cmocka_unit_test(test_logging_held_output_does_not_delay_crashes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
