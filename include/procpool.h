@@ -592,8 +592,9 @@ PP_EXTERN int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
 /**
  * Packs the values into a new buffer: out->data (free with pp_free()) and
  * out->len.  Returns 0, PP_EINVAL (bad format letter, NULL string, NULL
- * bytes with a length, or lengths whose sum does not fit in a size_t),
- * PP_ENOMEM; on failure out->data is NULL and out->len 0.
+ * bytes with a length, or lengths whose sum does not fit in a size_t or
+ * makes a tuple larger than a call can carry, 2^46 bytes), PP_ENOMEM; on
+ * failure out->data is NULL and out->len 0.
  */
 PP_EXTERN int pp_pack(pp_buf_t *out, const char *fmt, ...);
 
