@@ -48,7 +48,7 @@ static const char *self_exe;
 
 /* A scratch folder of this process under the current directory. */
 static void scratch_dir(const char *what, char *dir, size_t cap) {
-  char cwd[2048];
+  char cwd[1024];
   assert_int_equal(pp_test_getcwd(cwd, sizeof(cwd)), 0);
   snprintf(dir, cap, "%s" SEP "pp-upgrade-%s-%lld", cwd, what,
            (long long)pp_test_self_pid());
