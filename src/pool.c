@@ -96,13 +96,10 @@ static int pool_setup(pp_pool_t *pool) {
   if (rc == 0)
     rc = pp__mutex_new(&pool->log_lock);
   if (rc == 0)
-    rc = pp__cond_new(&pool->work_cond);
-  if (rc == 0)
     rc = pp__cond_new(&pool->done_cond);
-  if (rc == 0)
-    rc = pp__cond_new(&pool->watch_cond);
   if (rc)
     return rc;
+  pp__queue_init(&pool->pending);
   rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
   if (rv != APR_SUCCESS)
     return pp__from_apr(rv, "apr_generate_random_bytes");
@@ -113,29 +110,27 @@ static int pool_setup(pp_pool_t *pool) {
   return 0;
 }
 
-/* Starts the watch and slot threads and waits until every worker is ready
- * or has failed. */
+/* Starts the I/O thread, which starts the workers, and waits until each
+ * worker is ready or its first start has failed. */
 static int pool_start(pp_pool_t *pool) {
   apr_status_t rv;
-  int i, rc = 0, ready;
-  rv = apr_thread_create(&pool->watch, NULL, pp__watch_main, pool, pool->mem);
-  if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "starting the watch thread");
+  int i, rc, ready;
+  rc = pp__wake_new(&pool->wake);
+  if (rc == 0)
+    rc = pp__poller_new(&pool->poller);
+  if (rc == 0)
+    rc = pp__poller_add_wake(pool->poller, pool->wake, pool);
+  if (rc)
+    return rc;
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i].pool = pool;
     pool->slots[i].index = i;
-    rc = pp__slot_start(&pool->slots[i]);
-    if (rc) {
-      /* Slots that were not started count as failed and ready. */
-      pp__mutex_lock(pool->lock);
-      for (; i < pool->nslots; i++) {
-        pool->slots[i].started = 1;
-        pool->slots[i].start_status = rc;
-      }
-      pp__mutex_unlock(pool->lock);
-      return rc;
-    }
+    pool->slots[i].deadline = 0; /* start at once */
   }
+  rv = apr_thread_create(&pool->loop, NULL, pp__loop_main, pool, pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "starting the pool's I/O thread");
+  rc = 0;
   pp__mutex_lock(pool->lock);
   do {
     ready = 0;
@@ -154,25 +149,17 @@ static int pool_start(pp_pool_t *pool) {
   return rc;
 }
 
-/* Stops every thread; the pool's calls must all be finished.  A slot still
- * starting its worker is told to stop by aborting its channel, so that a
- * worker that never answers cannot hold up the end. */
+/* Stops the I/O thread, which sends the workers away and reaps them; the
+ * pool's calls must all be finished. */
 static void pool_stop(pp_pool_t *pool) {
   apr_status_t rv;
-  int i;
   pp__mutex_lock(pool->lock);
   pool->stopping = 1;
-  for (i = 0; i < pool->nslots; i++)
-    if (!pool->slots[i].ready && pool->slots[i].chan != NULL)
-      pp__chan_abort(pool->slots[i].chan);
-  pp__cond_broadcast(pool->work_cond);
-  pp__cond_signal(pool->watch_cond);
+  pp__pool_wake_locked(pool);
   pp__mutex_unlock(pool->lock);
-  for (i = 0; i < pool->nslots; i++)
-    if (pool->slots[i].thread != NULL)
-      apr_thread_join(&rv, pool->slots[i].thread);
-  if (pool->watch != NULL)
-    apr_thread_join(&rv, pool->watch);
+  if (pool->loop != NULL)
+    apr_thread_join(&rv, pool->loop);
+  pool->loop = NULL;
 }
 
 int pp__pool_unused_locked(pp_pool_t *pool) {
@@ -187,15 +174,13 @@ void pp__pool_free(pp_pool_t *pool) {
   int i;
   if (pool == NULL)
     return;
-  for (i = 0; pool->slots != NULL && i < pool->nslots; i++) {
-    pp__mutex_free(pool->slots[i].wlock);
-    free(pool->slots[i].rd);
-  }
+  for (i = 0; pool->slots != NULL && i < pool->nslots; i++)
+    free(pool->slots[i].fl);
   free(pool->slots);
+  pp__poller_free(pool->poller);
+  pp__wake_free(pool->wake);
   pp__image_close(pool->image);
-  pp__cond_free(pool->watch_cond);
   pp__cond_free(pool->done_cond);
-  pp__cond_free(pool->work_cond);
   pp__mutex_free(pool->log_lock);
   pp__mutex_free(pool->lock);
   if (pool->mem != NULL)
@@ -255,6 +240,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->start_timeout_ms = o->start_timeout_ms ? o->start_timeout_ms
                                                : PP__DEFAULT_START_TIMEOUT_MS;
   pool->max_calls = o->max_calls_per_worker;
+  pool->ring_size = PP__RING_DEFAULT;
   pool->inherit_output = (o->flags & PP_POOL_INHERIT_OUTPUT) != 0;
   pool->log_cb = o->log_cb ? o->log_cb : pp_log_stderr;
   pool->log_data = o->log_cb ? o->log_data : NULL;
@@ -326,8 +312,8 @@ cleanup:
 }
 
 int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
-  int i, last;
-  size_t j;
+  pp__queue_t *q;
+  int last;
   if (pool == NULL)
     return 0;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
@@ -336,13 +322,18 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
-    while (pool->q_head != NULL)
-      pp__future_cancel_locked(pool->q_head);
-    for (i = 0; i < pool->nslots; i++)
-      for (j = 0; j < pool->slots[i].ninflight; j++)
-        pp__future_cancel_locked(pool->slots[i].inflight[j]);
+    /* Every source with calls queued or on workers is cancelled; sources
+     * that are not queued any more have their calls on workers, and the
+     * I/O thread finds those through its in-flight lists. */
+    while (!pp__queue_empty(&pool->pending)) {
+      q = pp__queue_head(&pool->pending);
+      pp__src_cancel_locked(pp__queue_data(q, pp__src_t, link));
+    }
+    pool->cancel_all = 1;
+    pool->news = 1;
+    pp__pool_wake_locked(pool);
   }
-  while (pool->q_head != NULL || pool->running > 0)
+  while (pool->queued > 0 || pool->running > 0)
     pp__cond_wait(pool->done_cond, pool->lock);
   pp__mutex_unlock(pool->lock);
 

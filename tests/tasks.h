@@ -46,8 +46,8 @@
  *             of n workers (n <= 8) that all run hang, then pp_log(1)s
  *             "nest_hang: pids <pid>..." with the nested workers' pids and
  *             sleeps forever, for the orphan test
- *   garble    none                   -> writes junk onto its own channel
- *             (POSIX) and hangs: the parent must end that worker
+ *   garble    none                   -> publishes a broken record in its
+ *             result ring and hangs: the parent must end that worker
  *
  * and, in tasks_hostile.c, careless or hostile user code:
  *   ret       "i" v                  -> returns v itself (no pp_call_fail)

@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #if defined(__linux__)
+#include <stdio_ext.h>
+#endif
+#if defined(__linux__)
 #include <elf.h>
 #include <link.h>
 #include <sched.h>
@@ -211,4 +214,37 @@ void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]) {
    * build check off there. */
   (void)addr;
 #endif
+}
+
+int pp__stdio_pending(FILE *fp) {
+#if defined(__linux__)
+  /* glibc and musl both have it. */
+  return (int)__fpending(fp);
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) ||    \
+    defined(__OpenBSD__)
+  return (fp->_flags & __SWR) ? (int)(fp->_p - fp->_bf._base) : 0;
+#else
+  (void)fp;
+  return -1;
+#endif
+}
+
+int pp__stdio_trylock(FILE *fp) {
+  return ftrylockfile(fp) == 0;
+}
+
+void pp__stdio_unlock(FILE *fp) {
+  funlockfile(fp);
+}
+
+void pp__stdio_salvage(FILE *fp, const char *buf) {
+  int n = pp__stdio_pending(fp);
+  if (n > 0) {
+    ssize_t r = write(fileno(fp), buf, (size_t)n);
+    (void)r;
+  }
+}
+
+void pp__stdio_stream(FILE *fp) {
+  setvbuf(fp, NULL, _IOLBF, BUFSIZ);
 }

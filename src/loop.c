@@ -1,0 +1,531 @@
+/*
+ * loop.c - the pool's I/O thread: one thread for all of a pool's workers.
+ *
+ * Each round it reads the workers' result rings, finishes the calls whose
+ * outcomes came (under pool->lock, once for all of them), hands queued calls
+ * to workers with room, writes their records (outside the lock), and looks
+ * after deadlines: timeouts, the grace of cancels, starts, retirements and
+ * back-offs.  When nothing happens it spins for a few microseconds, then
+ * sleeps in the poller, which wakes it for a result (a worker signals the
+ * pool's wake object only when it sees this thread asleep), for a caller's
+ * news (the same wake object), for a worker's end (its process), or at the
+ * next deadline.
+ *
+ * Nothing here waits for a worker: a worker that stops reading (SIGSTOP, a
+ * debugger) only stops taking calls, and is killed when a deadline of its
+ * own runs out.  Cancels are words in shared memory, never messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Outcomes gathered per round before they are handed to their sources. */
+#define PP__BATCH 256
+/* Calls handed to one worker per round. */
+#define PP__TAKE_MAX 1024
+
+typedef struct loop_s {
+  pp_pool_t *pool;
+  pp__outcome_t outs[PP__BATCH];
+  size_t nouts;
+  void *tags[64];
+  int ntags;
+  int busy; /* this round did something: spin before sleeping */
+} loop_t;
+
+/* Finishes the gathered outcomes; pool->lock held. */
+static void apply_outcomes_locked(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  size_t i;
+  for (i = 0; i < L->nouts; i++) {
+    pp__outcome_t *o = &L->outs[i];
+    pp__src_t *src = o->f.src;
+    src->inflight--;
+    pool->running--;
+    if (o->status != PP_ECANCELED && (src->cancel || o->f.cancelled)) {
+      /* A cancelled call reports the cancel whether it finished anyway or
+       * gave up with an error of its own (a task that notices
+       * pp_call_cancelled() usually returns pp_call_fail()), so the caller
+       * sees one consistent outcome for what it asked. */
+      char *msg = o->message
+                      ? pp__strdup_printf("call %llu was cancelled while it "
+                                          "ran (the task said: %s)",
+                                          (unsigned long long)o->f.id,
+                                          o->message)
+                      : pp__strdup_printf("call %llu was cancelled while it "
+                                          "ran",
+                                          (unsigned long long)o->f.id);
+      free(o->message);
+      pp_free(o->data);
+      o->data = NULL;
+      o->len = 0;
+      o->message = msg;
+      o->status = PP_ECANCELED;
+    }
+    pp__src_finish_locked(src, o->f.index, o->status, o->data, o->len,
+                          o->message, 0, 0);
+  }
+  L->nouts = 0;
+}
+
+/* Reads what a worker has published.  Returns 0, or the reason to kill it
+ * (a broken record: PP_EPROTO; PP_ENOMEM). */
+static int collect(loop_t *L, pp__slot_t *s) {
+  pp__rec_t rec;
+  int rc = 0, released = 0;
+  uint64_t end = 0;
+  while (L->nouts < PP__BATCH &&
+         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+    L->busy = 1;
+    end = rec.end;
+    released = 1;
+    if (pp__life_side_record(s, &rec))
+      continue;
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__life_start_record(s, &rec);
+      if (s->state == PP__W_NONE)
+        return 0; /* the start failed; the slot is clean again */
+      continue;
+    }
+    if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id)
+      return pp__set_error(PP_EPROTO, "worker %d answered call %llu, which "
+                           "it was not running", s->index,
+                           (unsigned long long)rec.id);
+    rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
+    if (rc != 0)
+      return rc;
+    L->nouts++;
+    s->ran++;
+    pp__flight_pop(s);
+  }
+  if (rc < 0)
+    return rc;
+  if (released && pp__ring_release(&s->results, end))
+    pp__wake_signal(s->wake); /* it waits for room */
+  return 0;
+}
+
+/* Returns 1 if call `index` of `src` must travel as a blob: its record
+ * would not fit in a ring record. */
+static int needs_blob(const pp__slot_t *s, const pp__src_t *src,
+                      size_t index) {
+  return pp__call_rec_len(src->task_len, (uint64_t)src->args[index].len, 0) >
+         pp__ring_max_payload(&s->calls);
+}
+
+/* A call a worker is to get, chosen under the lock, written after it. */
+typedef struct take_s {
+  pp__slot_t *slot;
+  pp__src_t *src;
+  size_t index;
+} take_t;
+
+/* Hands queued calls to workers with room; pool->lock held.  Each worker
+ * gets up to the chunk of the source at the queue's head in flight, within
+ * its ring's room and its max_calls_per_worker. */
+static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
+  pp_pool_t *pool = L->pool;
+  size_t n = 0;
+  int i;
+  for (i = 0; i < pool->nslots && n < cap; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    pp__ring_t plan;
+    size_t per = 0;
+    if (s->state != PP__W_READY)
+      continue;
+    plan = s->calls;
+    while (n < cap && per < PP__TAKE_MAX && !pp__queue_empty(&pool->pending)) {
+      pp__src_t *src =
+          pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
+      pp__flight_t f;
+      uint64_t len;
+      size_t index;
+      int blob;
+      if (s->fl_n >= src->chunk ||
+          (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
+        break;
+      index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
+      blob = needs_blob(s, src, index);
+      len = pp__call_rec_len(src->task_len,
+                             blob ? 0 : (uint64_t)src->args[index].len, blob);
+      memset(&f, 0, sizeof(f));
+      f.rec = pp__ring_plan(&plan, len);
+      if (f.rec == UINT64_MAX)
+        break; /* the ring is full: the next round */
+      pp__src_take_locked(src, &index);
+      f.src = src;
+      f.index = index;
+      f.id = src->first_id + index;
+      if (pp__flight_push(s, &f) != 0) {
+        pp__src_give_back_locked(src, index);
+        break;
+      }
+      if (s->fl_n == 1)
+        s->head_since = pp__now_us();
+      takes[n].slot = s;
+      takes[n].src = src;
+      takes[n].index = index;
+      n++;
+      per++;
+    }
+  }
+  return n;
+}
+
+/* Writes one planned call record. */
+static void write_call(pp__slot_t *s, pp__src_t *src, size_t index) {
+  const pp_buf_t *arg = &src->args[index];
+  int blob = needs_blob(s, src, index);
+  uint64_t handle = 0;
+  uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
+  unsigned char *p;
+  uint32_t refuse = 0;
+  if (blob) {
+    /* Too large for the ring: a mapping of its own, whose descriptor goes
+     * on the channel just before the record that names it. */
+    pp__shm_t *shm = NULL;
+    int rc = pp__shm_create(arg->len ? arg->len : 1, &shm);
+    if (rc == 0) {
+      memcpy(pp__shm_base(shm), arg->data, arg->len);
+      rc = pp__shm_send(s->chan, shm, s->proc, &handle);
+    }
+    pp__shm_close(shm);
+    if (rc != 0)
+      refuse = 1; /* the worker answers PP_ECANCELED; see below */
+  }
+  p = pp__ring_begin(&s->calls, PP__REC_CALL, blob ? 1 : 0,
+                     src->first_id + index, len);
+  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len, blob,
+                   handle);
+  if (refuse) {
+    /* The call cannot reach the worker (no memory for the blob): its record
+     * goes out cancelled, so the worker skips it, and it fails with the
+     * reason here. */
+    memcpy(p, &refuse, 4);
+  }
+}
+
+/* Sets the cancel words of cancelled calls in flight and starts the grace
+ * period of a cancelled head. */
+static void send_cancels(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t k;
+    if (s->state != PP__W_READY && s->state != PP__W_RETIRING)
+      continue;
+    for (k = 0; k < s->fl_n; k++) {
+      pp__flight_t *f = pp__flight_at(s, k);
+      int cancel;
+      pp__mutex_lock(pool->lock);
+      if (pool->cancel_all)
+        f->src->cancel = 1;
+      cancel = f->src->cancel;
+      pp__mutex_unlock(pool->lock);
+      if (!cancel || f->cancelled)
+        continue;
+      f->cancelled = 1;
+      pp__ring_set_cancel(&s->calls, f->rec, f->id);
+      if (k == 0 && s->cancel_deadline == PP__NEVER)
+        s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
+    }
+  }
+}
+
+/* Kills a worker for its head call (a timeout, the end of a cancel's grace
+ * period); its death settles the call. */
+static void kill_for(pp__slot_t *s, int status) {
+  if (s->kill_status != 0)
+    return;
+  s->kill_status = status;
+  s->kill_id = pp__flight_at(s, 0)->id;
+  pp__proc_kill(s->proc);
+}
+
+/* Looks after every worker's deadlines; returns the next one. */
+static int64_t deadlines(loop_t *L, int64_t now) {
+  pp_pool_t *pool = L->pool;
+  int64_t next = PP__NEVER;
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    int64_t d = PP__NEVER;
+    switch (s->state) {
+      case PP__W_STARTING:
+        if (now >= s->deadline) {
+          pp__life_start_failed(
+              s, pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say "
+                               "hello within %lld ms", s->index,
+                               pp__image_path(pool->image),
+                               (long long)pool->start_timeout_ms));
+          d = s->deadline;
+        } else {
+          d = s->deadline;
+        }
+        break;
+      case PP__W_RETIRING:
+        if (now >= s->deadline && s->kill_status == 0) {
+          s->kill_status = PP_ECLOSED;
+          pp__proc_kill(s->proc);
+        }
+        d = s->deadline;
+        break;
+      case PP__W_READY:
+        if (s->fl_n > 0 && s->kill_status == 0) {
+          pp__flight_t *head = pp__flight_at(s, 0);
+          int64_t t = head->src->timeout_ms;
+          if (t > 0 && t < (PP__NEVER - s->head_since) / 1000) {
+            int64_t due = s->head_since + t * 1000;
+            if (now >= due)
+              kill_for(s, PP_ETIMEDOUT);
+            else
+              d = due;
+          }
+          if (head->cancelled && s->cancel_deadline == PP__NEVER)
+            s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
+          if (head->cancelled && now >= s->cancel_deadline)
+            kill_for(s, PP_ECANCELED);
+          else if (head->cancelled && s->cancel_deadline < d)
+            d = s->cancel_deadline;
+        }
+        break;
+      case PP__W_NONE:
+        d = s->deadline; /* the next start */
+        break;
+      default:
+        break;
+    }
+    if (d < next)
+      next = d;
+  }
+  return next;
+}
+
+/* Reacts to what the poller reported: ended workers are settled. */
+static void handle_tags(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i;
+  for (i = 0; i < L->ntags; i++) {
+    pp__slot_t *s = L->tags[i];
+    if ((void *)s == (void *)pool) {
+      pp__wake_clear(pool->wake);
+      continue;
+    }
+    L->busy = 1;
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
+      pp__life_start_failed(s, pp__set_error(PP_ECLOSED, "ended"));
+    else if (s->state != PP__W_NONE)
+      pp__life_bury(s, 0, NULL);
+  }
+  L->ntags = 0;
+}
+
+/* Prepares to sleep: every result ring is told, and looked at once more.
+ * Returns 1 if something arrived meanwhile (then it does not sleep). */
+static int sleep_prepare(pp_pool_t *pool) {
+  int i, arrived = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_NONE && pp__ring_sleep_prepare(&s->results))
+      arrived = 1;
+  }
+  return arrived;
+}
+
+static void sleep_end(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++)
+    if (pool->slots[i].state != PP__W_NONE)
+      pp__ring_awake(&pool->slots[i].results);
+}
+
+/* Returns 1 if some result ring has something to read. */
+static int results_waiting(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_NONE && pp__ring_has_data(&s->results))
+      return 1;
+  }
+  return 0;
+}
+
+/* The pool is stopping and every call is done: workers are sent away,
+ * waited for (at most their retire deadline, then killed) and reaped.
+ * Returns 1 once none is left. */
+static int wind_down(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i, left = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->fl_n == 0)
+      pp__life_retire(s);
+    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
+      pp__life_start_failed(s, pp__set_error(PP_ECANCELED, "the pool is being "
+                                             "destroyed"));
+    if (s->state != PP__W_NONE)
+      left++;
+  }
+  return left == 0;
+}
+
+/* Returns 1 if a queued call could be handed to a worker now; pool->lock
+ * held.  (The plan made before may have seen an empty queue.) */
+static int can_take_locked(pp_pool_t *pool) {
+  pp__src_t *src;
+  int i;
+  if (pp__queue_empty(&pool->pending))
+    return 0;
+  src = pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
+    pp__ring_t plan;
+    if (s->state != PP__W_READY || s->fl_n >= src->chunk ||
+        (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
+      continue;
+    plan = s->calls;
+    if (pp__ring_plan(&plan, pp__call_rec_len(src->task_len,
+                                               needs_blob(s, src, index)
+                                                   ? 0
+                                                   : src->args[index].len,
+                                               needs_blob(s, src, index))) !=
+        UINT64_MAX)
+      return 1;
+  }
+  return 0;
+}
+
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
+  pp_pool_t *pool = data;
+  loop_t *L = calloc(1, sizeof(*L));
+  take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
+  int i, stopping = 0;
+
+  if (L == NULL || takes == NULL)
+    abort(); /* too early for anything better: nothing has started */
+  L->pool = pool;
+  for (;;) {
+    int64_t now, next;
+    size_t ntakes, k;
+    int news;
+
+    /* Ended workers are settled first: what they published still counts. */
+    L->busy = 0;
+    handle_tags(L);
+
+    /* Starts (and restarts after a back-off). */
+    now = pp__now_us();
+    if (!stopping)
+      for (i = 0; i < pool->nslots; i++)
+        if (pool->slots[i].state == PP__W_NONE &&
+            now >= pool->slots[i].deadline)
+          pp__life_spawn(&pool->slots[i]);
+
+    /* Results. */
+    for (i = 0; i < pool->nslots; i++) {
+      pp__slot_t *s = &pool->slots[i];
+      int rc;
+      if (s->state == PP__W_NONE)
+        continue;
+      rc = collect(L, s);
+      if (rc != 0) {
+        char why[512];
+        pp__format(why, sizeof(why), "%s", pp_last_error());
+        pp__mutex_lock(pool->lock);
+        apply_outcomes_locked(L);
+        pp__mutex_unlock(pool->lock);
+        pp__life_bury(s, rc, why);
+      }
+      if (L->nouts == PP__BATCH) {
+        pp__mutex_lock(pool->lock);
+        apply_outcomes_locked(L);
+        pp__cond_broadcast(pool->done_cond);
+        pp__mutex_unlock(pool->lock);
+      }
+    }
+
+    /* Outcomes, news and new work, under the lock once. */
+    pp__mutex_lock(pool->lock);
+    if (L->nouts > 0) {
+      apply_outcomes_locked(L);
+      pp__cond_broadcast(pool->done_cond);
+    }
+    news = pool->news;
+    pool->news = 0;
+    ntakes = plan_locked(L, takes, PP__TAKE_MAX);
+    stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
+    pp__mutex_unlock(pool->lock);
+
+    if (news)
+      send_cancels(L);
+    for (k = 0; k < ntakes; k++)
+      write_call(takes[k].slot, takes[k].src, takes[k].index);
+    if (ntakes > 0) {
+      L->busy = 1;
+      for (i = 0; i < pool->nslots; i++) {
+        pp__slot_t *s = &pool->slots[i];
+        if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
+            pp__ring_commit(&s->calls))
+          pp__wake_signal(s->wake);
+      }
+    }
+    /* Workers that have run their calls go (max_calls_per_worker). */
+    for (i = 0; i < pool->nslots; i++) {
+      pp__slot_t *s = &pool->slots[i];
+      if (s->state == PP__W_READY && s->fl_n == 0 && pool->max_calls > 0 &&
+          s->ran >= pool->max_calls)
+        pp__life_retire(s);
+    }
+
+    next = deadlines(L, pp__now_us());
+    if (stopping && wind_down(L))
+      break;
+
+    /* Sleep, after a short spin if this round was busy: the next results
+     * are likely microseconds away, and a sleep costs more. */
+    if (L->busy) {
+      int64_t until = pp__now_us() + PP__SPIN_US;
+      while (pp__now_us() < until && !results_waiting(pool))
+        pp__cpu_relax();
+      /* A busy pool still notices a worker's end at once. */
+      L->ntags = pp__poller_wait(pool->poller, 0, L->tags, 64);
+      continue;
+    }
+    if (sleep_prepare(pool)) {
+      sleep_end(pool);
+      continue;
+    }
+    pp__mutex_lock(pool->lock);
+    /* News, or work that came in since the plan, means no sleep. */
+    if (pool->news || can_take_locked(pool) ||
+        (pool->stopping && !stopping && pool->queued == 0 &&
+         pool->running == 0)) {
+      pp__mutex_unlock(pool->lock);
+      sleep_end(pool);
+      continue;
+    }
+    pool->loop_asleep = 1;
+    pp__mutex_unlock(pool->lock);
+    now = pp__now_us();
+    L->ntags = pp__poller_wait(pool->poller,
+                               next == PP__NEVER ? -1
+                               : next > now     ? next - now
+                                                : 0,
+                               L->tags, 64);
+    pp__mutex_lock(pool->lock);
+    pool->loop_asleep = 0;
+    pp__mutex_unlock(pool->lock);
+    sleep_end(pool);
+  }
+  free(takes);
+  free(L);
+  /* Returning ends the thread (APR frees its pool with the parent pool).
+   * apr_thread_exit() would call pthread_exit(), whose forced unwinding
+   * leaves AddressSanitizer's stack poison behind and makes the thread's
+   * teardown report a false stack-buffer-overflow. */
+  (void)thread;
+  return NULL;
+}
