@@ -4,7 +4,8 @@
  * The files, in dependency order: each uses only those above it (and
  * platform/), never one below, so the core reads bottom-up.
  *
- *   error.c    status names, the thread's last error, pp_free
+ *   error.c    status names, the thread's last error
+ *   blob.c     large results in shared memory, and pp_free
  *   clock.c    deadlines on the monotonic clock
  *   digest.c   a small digest for build ids
  *   wire.c     little-endian byte helpers
@@ -74,7 +75,7 @@ int64_t pp__deadline_ms(int64_t ms);
 /* Returns the microseconds until `deadline`, 0 if it has passed. */
 int64_t pp__us_left(int64_t deadline);
 
-/* ---- error.c: blobs handed to the caller ---- */
+/* ---- blob.c: blobs handed to the caller ---- */
 
 /* Hands the caller memory that lives in a shared mapping (a large result):
  * pp_free() of the returned address unmaps it.  Returns the address. */
