@@ -131,8 +131,21 @@ PP_EXTERN const char *pp_err_name(int status);
 PP_EXTERN const char *pp_last_error(void);
 
 /** Releases memory that procpool allocated for the caller (result data, packed
- * argument buffers).  NULL is ignored. */
+ * argument buffers, pp_shared_alloc() memory).  NULL is ignored. */
 PP_EXTERN void pp_free(void *ptr);
+
+/**
+ * Allocates `len` bytes of shared memory, for large arguments: a worker maps
+ * this memory instead of receiving a copy of it.  Pass it, or any part of
+ * it, as an argument (pp_pool_submit, the map functions): arguments too
+ * large for a pool's ring (a quarter of a MiB and more) then reach the
+ * worker without a single copy; smaller ones are copied into the ring, which
+ * is faster for them.  Large results come back the same way, in memory
+ * that pp_free() releases.  The worker sees the memory itself, so it must
+ * not change while a call that uses it runs.  Returns the memory, or NULL
+ * (len 0: PP_EINVAL; no memory: PP_ENOMEM, with pp_last_error()).
+ */
+PP_EXTERN void *pp_shared_alloc(size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Tasks (the worker side)                                                  */

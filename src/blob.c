@@ -27,6 +27,38 @@ static int blobs_setup(void) {
   return pp__mutex_new(&blobs_lock);
 }
 
+void *pp_shared_alloc(size_t len) {
+  pp__shm_t *shm = NULL;
+  if (len == 0) {
+    pp__set_error(PP_EINVAL, "pp_shared_alloc: len is 0");
+    return NULL;
+  }
+  if (pp__shm_create(len, &shm) != 0)
+    return NULL;
+  return pp__blob_adopt(shm);
+}
+
+int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+                  uint64_t *offset) {
+  blob_t *b;
+  int found = 0;
+  if (PP__LOAD_ACQ64(&blobs_n) == 0)
+    return 0;
+  pp__mutex_lock(blobs_lock);
+  for (b = blobs; b != NULL && !found; b = b->next) {
+    const unsigned char *lo = b->base, *p = ptr;
+    uint64_t size = pp__shm_len(b->shm);
+    if (p >= lo && (uint64_t)(p - lo) <= size &&
+        len <= size - (uint64_t)(p - lo)) {
+      *shm = b->shm;
+      *offset = (uint64_t)(p - lo);
+      found = 1;
+    }
+  }
+  pp__mutex_unlock(blobs_lock);
+  return found;
+}
+
 void *pp__blob_adopt(pp__shm_t *shm) {
   blob_t *b = malloc(sizeof(*b));
   if (b == NULL || pp__once(&blobs_once, blobs_setup) != 0) {

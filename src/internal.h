@@ -80,6 +80,11 @@ int64_t pp__us_left(int64_t deadline);
 /* Hands the caller memory that lives in a shared mapping (a large result):
  * pp_free() of the returned address unmaps it.  Returns the address. */
 void *pp__blob_adopt(pp__shm_t *shm);
+/* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
+ * blob result), with its mapping and the offset of ptr in it.  The mapping
+ * stays the caller's: it may be sent, not closed. */
+int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+                  uint64_t *offset);
 
 /* ---- registry.c ---- */
 

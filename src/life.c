@@ -309,7 +309,7 @@ static int send_init(pp__slot_t *s) {
   if (p == NULL)
     return pp__set_error(PP_EPROTO, "no room for the initializer");
   pp__call_rec_put(p, pool->init_task, name_len, pool->init_arg,
-                   pool->init_arg_len, 0, 0);
+                   pool->init_arg_len, 0, 0, 0);
   if (pp__ring_commit(&s->calls))
     pp__wake_signal(s->wake);
   return 0;

@@ -177,27 +177,33 @@ static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
 static void write_call(pp__slot_t *s, pp__src_t *src, size_t index) {
   const pp_buf_t *arg = &src->args[index];
   int blob = needs_blob(s, src, index);
-  uint64_t handle = 0;
+  uint64_t handle = 0, offset = 0;
   uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
   unsigned char *p;
   uint32_t refuse = 0;
   if (blob) {
     /* Too large for the ring: a mapping of its own, whose descriptor goes
-     * on the channel just before the record that names it. */
+     * on the channel just before the record that names it.  Memory from
+     * pp_shared_alloc() is such a mapping already: it goes as it is. */
     pp__shm_t *shm = NULL;
-    int rc = pp__shm_create(arg->len ? arg->len : 1, &shm);
-    if (rc == 0) {
-      memcpy(pp__shm_base(shm), arg->data, arg->len);
-      rc = pp__shm_send(s->chan, shm, s->proc, &handle);
+    int rc = 0, own = 0;
+    if (!pp__blob_find(arg->data, arg->len, &shm, &offset)) {
+      rc = pp__shm_create(arg->len ? arg->len : 1, &shm);
+      own = 1;
+      if (rc == 0)
+        memcpy(pp__shm_base(shm), arg->data, arg->len);
     }
-    pp__shm_close(shm);
+    if (rc == 0)
+      rc = pp__shm_send(s->chan, shm, s->proc, &handle);
+    if (own)
+      pp__shm_close(shm);
     if (rc != 0)
       refuse = 1; /* the worker answers PP_ECANCELED; see below */
   }
   p = pp__ring_begin(&s->calls, PP__REC_CALL, blob ? 1 : 0,
                      src->first_id + index, len);
   pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len, blob,
-                   handle);
+                   handle, offset);
   if (refuse) {
     /* The call cannot reach the worker (no memory for the blob): its record
      * goes out cancelled, so the worker skips it, and it fails with the

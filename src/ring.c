@@ -235,12 +235,12 @@ void pp__ring_room_awake(pp__ring_t *r) {
 /* ---- call records ---- */
 
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob) {
-  return PP__CALL_HEAD + ALIGN8(name_len) + (blob ? 16 : arg_len);
+  return PP__CALL_HEAD + ALIGN8(name_len) + (blob ? 24 : arg_len);
 }
 
 void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
                       const void *arg, uint64_t arg_len, int blob,
-                      uint64_t blob_handle) {
+                      uint64_t blob_handle, uint64_t blob_offset) {
   uint32_t cancel = 0;
   uint16_t n = (uint16_t)name_len, zero = 0;
   memcpy(p, &cancel, 4);
@@ -251,6 +251,7 @@ void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
   if (blob) {
     memcpy(p, &arg_len, 8);
     memcpy(p + 8, &blob_handle, 8);
+    memcpy(p + 16, &blob_offset, 8);
   } else if (arg_len > 0) {
     memcpy(p, arg, (size_t)arg_len);
   }
@@ -276,15 +277,17 @@ int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c) {
   if (rec->aux > 1)
     return pp__set_error(PP_EPROTO, "call record of an unknown form");
   if (c->blob) {
-    if (rec->len - off != 16)
+    if (rec->len - off != 24)
       return pp__set_error(PP_EPROTO, "blob call record of a wrong size");
     memcpy(&c->arg_len, rec->payload + off, 8);
     memcpy(&c->blob_handle, rec->payload + off + 8, 8);
+    memcpy(&c->blob_offset, rec->payload + off + 16, 8);
     c->arg = NULL;
   } else {
     c->arg = rec->payload + off;
     c->arg_len = rec->len - off;
     c->blob_handle = 0;
+    c->blob_offset = 0;
   }
   return 0;
 }

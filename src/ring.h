@@ -105,15 +105,16 @@ typedef struct pp__shm_ctl_s {
 /* CALL and INIT: u32 cancel (set by the parent to ask the running call to
  * stop), u16 name length, u16 0, the name, padding to 8, then either the
  * argument (aux 0) or, for an argument passed in a blob of its own (aux 1),
- * u64 size and u64 handle (Windows: the mapping's handle in the worker;
- * POSIX: 0, the descriptor comes on the channel). */
+ * u64 size, u64 handle (Windows: the mapping's handle in the worker; POSIX:
+ * 0, the descriptor comes on the channel) and u64 offset of the argument in
+ * the mapping. */
 #define PP__CALL_HEAD 8
 /* The payload length of a call record. */
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob);
 /* Fills a call record's payload. */
 void pp__call_rec_put(unsigned char *payload, const char *name,
                       size_t name_len, const void *arg, uint64_t arg_len,
-                      int blob, uint64_t blob_handle);
+                      int blob, uint64_t blob_handle, uint64_t blob_offset);
 
 /* A parsed call record (pointers into the record). */
 typedef struct pp__call_rec_s {
@@ -124,6 +125,7 @@ typedef struct pp__call_rec_s {
   uint64_t arg_len;         /* its length, or the blob's size */
   int blob;
   uint64_t blob_handle;
+  uint64_t blob_offset;
 } pp__call_rec_t;
 
 /* Bytes a mapping with rings of `ring_size` bytes each needs. */

@@ -204,12 +204,15 @@ static void run_record(const pp__rec_t *rec) {
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
   arg = c.arg;
   if (c.blob) {
-    status = pp__shm_recv(W.at.chan, c.blob_handle, c.arg_len, NULL, &blob);
+    status = pp__shm_recv(W.at.chan, c.blob_handle, 0, NULL, &blob);
     if (status == PP_ECLOSED)
       _Exit(0);
     if (status != 0)
       worker_abort(pp_last_error(), 70);
-    arg = pp__shm_base(blob);
+    if (c.blob_offset > pp__shm_len(blob) ||
+        c.arg_len > pp__shm_len(blob) - c.blob_offset)
+      worker_abort("a blob argument outside its mapping", 70);
+    arg = (unsigned char *)pp__shm_base(blob) + c.blob_offset;
   }
   PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;

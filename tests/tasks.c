@@ -469,4 +469,5 @@ const pp_task_t pp_test_tasks[] = {
     {"fork_fd", pp_test_task_fork_fd},
     {"spoof", pp_test_task_spoof},
     {"longline", pp_test_task_longline},
+    {"late_peek", pp_test_task_late_peek},
     PP_TASK_END};

@@ -67,6 +67,8 @@
  *             "x", NUL, "y <tag>" to stdout
  *   longline  "i" n                  -> "i" n; writes one line of n letters
  *             a..z repeating, then "longline end"
+ *   late_peek any bytes              -> "i" the first byte, read 300 ms
+ *             after the call started
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -85,6 +87,7 @@ int pp_test_task_fork_hold(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */

@@ -198,7 +198,7 @@ static void test_ring_call_records(void **state) {
   at = pp__ring_plan(&planned, len);
   p = pp__ring_begin(&s.prod, PP__REC_CALL, 0, 42, len);
   assert_true(planned.head == s.prod.head);
-  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), 0, 0);
+  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), 0, 0, 0);
   pp__ring_commit(&s.prod);
   assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
   assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
