@@ -23,7 +23,7 @@ static int reply_failed(pp_call_t *call, int status) {
 static void reply_drop(pp_call_t *call) {
   if (call->reply_shm != NULL)
     pp__shm_close(call->reply_shm);
-  else
+  else if (call->reply != call->small)
     free(call->reply);
   call->reply = NULL;
   call->reply_shm = NULL;
@@ -44,11 +44,16 @@ static void reply_set(pp_call_t *call, void *p, size_t len, pp__shm_t *shm) {
 
 /* Memory for a reply of `len` bytes: in a worker, a large one goes straight
  * into a blob, the shared mapping it will be handed over in, so it is never
- * copied again; otherwise the heap. */
+ * copied again; a small one into the call's own buffer; otherwise the
+ * heap. */
 static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm) {
   *shm = NULL;
   if (call->blob_min > 0 && len >= call->blob_min)
     return pp__shm_create(len, shm) == 0 ? pp__shm_base(*shm) : NULL;
+  /* The small buffer, unless the current reply is in it (a task may reply
+   * with bytes of its previous reply). */
+  if (len <= sizeof(call->small) && call->reply != call->small)
+    return call->small;
   return malloc(len ? len : 1);
 }
 

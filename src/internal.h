@@ -107,6 +107,9 @@ int pp__from_apr(apr_status_t rv, const char *what);
 
 /* ---- call.c: running a task (worker side, and inline mode) ---- */
 
+/* Replies up to this size need no allocation. */
+#define PP__CALL_SMALL 64
+
 struct pp_call_s {
   uint64_t id;
   void *reply;
@@ -118,6 +121,9 @@ struct pp_call_s {
   int failed;        /* pp_call_fail() was called */
   int reply_status;  /* a pp_call_reply*() that failed: PP_EINVAL, PP_ENOMEM */
   char *reply_error; /* and why */
+  /* Small replies live here, so that a map of tiny calls allocates
+   * nothing per call in the worker. */
+  unsigned char small[PP__CALL_SMALL];
 };
 
 /* Runs a task with the usual result conventions and returns the status:

@@ -63,7 +63,9 @@ int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
 void pp__flight_pop(pp__slot_t *s) {
   s->fl_head = (s->fl_head + 1) % s->fl_cap;
   s->fl_n--;
-  s->head_since = pp__now_us();
+  /* The next call started about now; deadlines() reads the clock for it
+   * when it looks (a clock read per call would cost more than the call). */
+  s->head_since = 0;
   s->cancel_deadline = PP__NEVER;
 }
 
@@ -120,6 +122,11 @@ void pp__life_spawn(pp__slot_t *s) {
     rc = pp__wake_new(&s->wake);
   if (rc == 0) {
     pp__shm_format(pp__shm_base(s->shm), pool->ring_size);
+    /* Bound before the worker exists, so that nothing it writes is
+     * missed. */
+    s->ctl = pp__shm_base(s->shm);
+    pp__ring_bind(&s->calls, s->ctl, 0);
+    pp__ring_bind(&s->results, s->ctl, 1);
     req.image = pool->image;
     req.token = token;
     req.extra_args = extra;
@@ -141,9 +148,6 @@ void pp__life_spawn(pp__slot_t *s) {
     pp__life_start_failed(s, rc);
     return;
   }
-  s->ctl = pp__shm_base(s->shm);
-  pp__ring_bind(&s->calls, s->ctl, 0);
-  pp__ring_bind(&s->results, s->ctl, 1);
   s->state = PP__W_STARTING;
   s->deadline = pp__deadline_ms(pool->start_timeout_ms);
   s->ran = 0;

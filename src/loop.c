@@ -282,6 +282,8 @@ static int64_t deadlines(loop_t *L, int64_t now) {
         if (s->fl_n > 0 && s->kill_status == 0) {
           pp__flight_t *head = pp__flight_at(s, 0);
           int64_t t = head->src->timeout_ms;
+          if (s->head_since == 0)
+            s->head_since = now;
           if (t > 0 && t < (PP__NEVER - s->head_since) / 1000) {
             int64_t due = s->head_since + t * 1000;
             if (now >= due)

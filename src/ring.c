@@ -49,9 +49,13 @@ void pp__ring_bind(pp__ring_t *r, void *base, int which) {
   r->hdr = (pp__ring_hdr_t *)((unsigned char *)base + off);
   r->data = (unsigned char *)base + off + PP__RING_HDR_SIZE;
   r->size = which == 0 ? ctl->call_size : ctl->result_size;
-  /* A fresh mapping starts at zero on both sides; a view bound later (a
-   * replacement never reuses a mapping) would start where the ring is. */
-  r->head = r->tail = r->seen = r->hdr->head;
+  /* Each side starts at its own position in the shared header: the
+   * producer where it last wrote, the consumer where it last released.
+   * (Starting the consumer at the producer's head would skip what was
+   * written before this view was bound: a worker's HELLO can be in the
+   * ring before the parent's spawn returns.) */
+  r->head = PP__LOAD_ACQ64(&r->hdr->head);
+  r->tail = r->seen = PP__LOAD_ACQ64(&r->hdr->tail);
 }
 
 uint64_t pp__ring_max_payload(const pp__ring_t *r) {

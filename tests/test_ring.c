@@ -75,6 +75,33 @@ static void test_ring_records_cross_the_wrap(void **state) {
   free(s.base);
 }
 
+/* A consumer that binds after the producer has written (the parent's view
+ * of a worker that said HELLO before spawn returned) still reads it all,
+ * and a producer bound later goes on where the ring is. */
+static void test_ring_late_binding_misses_nothing(void **state) {
+  shm_t s;
+  pp__ring_t late, prod2;
+  pp__rec_t rec;
+  (void)state;
+  shm_open_ring(&s);
+  put(&s.prod, PP__REC_HELLO, 1, 40, 1);
+  put(&s.prod, PP__REC_RESULT, 2, 8, 2);
+  pp__ring_commit(&s.prod);
+  pp__ring_bind(&late, s.base, 1);
+  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_int_equal(rec.kind, PP__REC_HELLO);
+  pp__ring_release(&late, rec.end);
+  pp__ring_bind(&prod2, s.base, 1);
+  put(&prod2, PP__REC_RESULT, 3, 8, 3);
+  pp__ring_commit(&prod2);
+  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_true(rec.id == 2);
+  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_true(rec.id == 3);
+  assert_int_equal(pp__ring_next(&late, &rec), 0);
+  free(s.base);
+}
+
 /* A full ring refuses; room comes back only when the consumer releases. */
 static void test_ring_full_ring_refuses(void **state) {
   shm_t s;
@@ -235,6 +262,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ring_records_cross_the_wrap),
       cmocka_unit_test(test_ring_full_ring_refuses),
+      cmocka_unit_test(test_ring_late_binding_misses_nothing),
       cmocka_unit_test(test_ring_wake_only_a_sleeper),
       cmocka_unit_test(test_ring_corruption_is_eproto),
       cmocka_unit_test(test_ring_call_records),
