@@ -301,7 +301,7 @@ static void test_logging_long_line_in_marked_pieces(void **state) {
   assert_int_equal(pieces, 4);
   for (i = 0; i < LEN; i++)
     if (whole[i] != 'a' + (char)(i % 26))
-      fail_msg("byte %zu of the long line is wrong", i);
+      fail_msg("byte %llu of the long line is wrong", (unsigned long long)i);
   free(whole);
   pp_free((void *)b.data);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
