@@ -62,8 +62,10 @@ extern "C" {
 #endif
 
 /* procpool formats with a C99 printf on every system (mingw builds use its
- * ANSI stdio), so the check is gnu_printf there, not Microsoft's. */
-#if defined(__MINGW32__)
+ * ANSI stdio), so GCC for mingw checks gnu_printf, not Microsoft's.  Clang
+ * for mingw (llvm-mingw, MSYS2 CLANG64) does not know gnu_printf and warns
+ * about the attribute; its printf check is the C99 one anyway. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #define PP_PRINTF(fmt_index, args_index)                                       \
   __attribute__((format(gnu_printf, fmt_index, args_index)))
 #elif defined(__GNUC__)
