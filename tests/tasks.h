@@ -48,6 +48,14 @@
  *             sleeps forever, for the orphan test
  *   garble    none                   -> writes junk onto its own channel
  *             (POSIX) and hangs: the parent must end that worker
+ *   stream    "s" tag                -> prints "stream <tag>" on stdout
+ *             without a flush, then waits (30 s at most) to be cancelled:
+ *             PP_ETASK "stream: cancelled"
+ *   fastfail  none                   -> ends the worker with 0xC0000409, as
+ *             a fast fail does (Windows; elsewhere PP_ETASK)
+ *   holds_handle "is" value, path    -> "i" 1 if this worker has a handle of
+ *             that value naming that file, else 0 (Windows; elsewhere
+ *             PP_ETASK)
  *
  * and, in tasks_hostile.c, careless or hostile user code:
  *   ret       "i" v                  -> returns v itself (no pp_call_fail)

@@ -389,6 +389,36 @@ static void test_logging_held_output_does_not_delay_crashes(void **state) {
 #endif
 }
 
+/* A line a task prints reaches the parent while the task still runs, with
+ * no flush by the task (issue 8, item 1): line buffering on POSIX, a
+ * periodic flush on Windows, where the C runtimes have no line buffering
+ * and the Universal CRT ends a worker that asks for it with size 0. */
+static void test_logging_stdout_streams_while_task_runs(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(1, log, NULL);
+  pp_test_record_t rec;
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  pp_buf_t b;
+  (void)state;
+  PP_TEST_OK(pp_pack(&b, "s", "t1"));
+  PP_TEST_OK(pp_pool_submit(pool, "stream", b.data, b.len, NULL, &f));
+  assert_true(pp_test_log_wait(log, "stream t1", WAIT_MS, &rec));
+  assert_int_equal(rec.source, PP_LOG_STDOUT);
+  assert_true(rec.call_id != 0);
+  /* Still running: the line did not wait for the call's end. */
+  assert_int_equal(pp_future_status(f), PP_EAGAIN);
+  PP_TEST_OK(pp_future_cancel(f));
+  assert_int_equal(pp_future_wait(f, WAIT_MS), 0);
+  assert_int_equal(pp_future_take(f, &r), 0);
+  assert_int_equal(r.status, PP_ECANCELED);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -402,6 +432,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_logging_long_line_in_marked_pieces),
       cmocka_unit_test(test_logging_spoofed_marker_is_text),
       cmocka_unit_test(test_logging_held_output_does_not_delay_crashes),
+      cmocka_unit_test(test_logging_stdout_streams_while_task_runs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
