@@ -384,6 +384,28 @@ static int pid(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", self_pid());
 }
 
+/* Identifies this process among every process the test starts, where a
+ * pid alone does not: Windows (and Wine, quickly) hands the pid of an
+ * ended process to the next one.  There the process's creation time in
+ * microseconds times 256 plus the pid's low byte; elsewhere the pid. */
+static int proc_token(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+#ifdef _WIN32
+  {
+    FILETIME created, ended, kernel, user;
+    uint64_t t;
+    if (!GetProcessTimes(GetCurrentProcess(), &created, &ended, &kernel,
+                         &user))
+      return pp_call_fail(call, "GetProcessTimes failed");
+    t = ((uint64_t)created.dwHighDateTime << 32 | created.dwLowDateTime) / 10;
+    return pp_call_replyf(call, "i",
+                          (int64_t)(t * 256 + (uint64_t)(self_pid() & 255)));
+  }
+#else
+  return pp_call_replyf(call, "i", self_pid());
+#endif
+}
+
 static int length(pp_call_t *call, const void *arg, size_t len) {
   (void)arg;
   return pp_call_replyf(call, "i", (int64_t)len);
@@ -522,6 +544,7 @@ const pp_task_t pp_test_tasks[] = {
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
     PP_TASK(garble),   PP_TASK(stream), PP_TASK(fastfail), PP_TASK(holds_handle),
+    PP_TASK(proc_token),
     /* tasks_hostile.c */
     {"ret", pp_test_task_ret},
     {"bad_reply", pp_test_task_bad_reply},

@@ -41,6 +41,9 @@
  *   init_set  "i" value              -> stores value in a worker global
  *   init_get  none                   -> "i" that global (-1 if never set)
  *   pid       none                   -> "i" the process id that ran it
+ *   proc_token none                  -> "i" a value that tells this process
+ *             from every other (Windows reuses pids at once: there it is
+ *             built from the creation time; elsewhere the pid)
  *   length    any bytes              -> "i" the argument's length
  *   nest_hang "i" n                  -> never returns: creates a nested pool
  *             of n workers (n <= 8) that all run hang, then pp_log(1)s
