@@ -127,11 +127,20 @@ static int read_hello(pp__slot_t *s) {
   pp__frame_t fr;
   void *payload = NULL;
   int rc = await_frame(s, deadline);
-  if (rc == PP_ETIMEDOUT)
+  if (rc == PP_ETIMEDOUT) {
+    /* Say whether it was still running (stuck on a dialog, a debugger
+     * prompt, a loader deadlock) or had just ended, and its last words. */
+    char last[200];
+    pp__exit_t st;
+    pp__slot_reap(s, 1, &st, last, sizeof(last));
     return pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say hello "
-                         "within %lld ms", s->index,
+                         "within %lld ms (%s)%s%s", s->index,
                          pp__image_path(pool->image),
-                         (long long)pool->start_timeout_ms);
+                         (long long)pool->start_timeout_ms,
+                         st.killed ? "it was still running and was killed"
+                                   : st.reason,
+                         last[0] ? "; its last line on stderr: " : "", last);
+  }
   if (rc == 0)
     rc = pp__wire_recv_header(s->rd, &fr);
   if (rc == 0 && fr.type != PP__FRAME_HELLO)

@@ -79,13 +79,13 @@ int pp__worker_log(int level, const char *text, size_t len) {
   return rc == 0 ? 0 : -1;
 }
 
-/* Exits at once: the parent is gone or spoke nonsense.  _Exit skips the
- * application's atexit handlers, which may wait for work that will never
- * come. */
+/* Exits at once: the parent is gone or spoke nonsense.  pp__exit_now skips
+ * the application's atexit handlers, which may wait for work that will
+ * never come. */
 static void worker_abort(const char *why, int code) {
   fprintf(stderr, "procpool worker %d: %s\n", W.index, why);
   fflush(stderr);
-  _Exit(code);
+  pp__exit_now(code);
 }
 
 /* Reads one frame and acts on it: a call joins the queue, CANCEL marks a
@@ -98,7 +98,7 @@ static int read_one(void) {
 
   rc = pp__wire_recv_header(&reader, &fr);
   if (rc == PP_ECLOSED)
-    _Exit(0); /* The parent has gone: nobody wants our results. */
+    pp__exit_now(0); /* The parent has gone: nobody wants our results. */
   if (rc == 0 && fr.type != PP__FRAME_CALL && fr.type != PP__FRAME_INIT &&
       fr.type != PP__FRAME_CANCEL && fr.type != PP__FRAME_BYE)
     rc = pp__set_error(PP_EPROTO, "unexpected frame type %d", fr.type);
@@ -128,7 +128,7 @@ static int read_one(void) {
   job->len = fr.len;
   rc = pp__wire_recv_payload(&reader, &fr, (void **)&job->payload);
   if (rc == PP_ECLOSED)
-    _Exit(0);
+    pp__exit_now(0);
   if (rc)
     worker_abort(pp_last_error(), 71);
   pp__mutex_lock(W.lock);
@@ -252,7 +252,7 @@ static void run_job(job_t *job) {
   free(job->payload);
   job->payload = NULL;
   if (send_reply(job->id, status, &call) != 0)
-    _Exit(0);
+    pp__exit_now(0);
   pp__mutex_lock(W.lock);
   apr_atomic_set64(&W.current_id, 0);
   apr_atomic_set32(&W.current_cancelled, 0);
@@ -323,7 +323,7 @@ static int serve(const unsigned char *cookie) {
   pp__put_u64(hello + PP__COOKIE_LEN + 8 + PP__BUILD_ID_LEN, W.mark_key);
   if (pp__wire_send(W.chan, PP__FRAME_HELLO, 0, hello, sizeof(hello), NULL, 0,
                     NULL, 0) != 0)
-    _Exit(0);
+    pp__exit_now(0);
   pp__reader_init(&reader, W.chan);
   rv = apr_thread_create(&watcher, NULL, watcher_main, NULL, W.mem);
   if (rv != APR_SUCCESS)
@@ -384,6 +384,8 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
 
   if (tasks != NULL)
     pp__tasks_set_default(tasks);
+  /* UTF-8 on every system, and there even when main has no narrow argv. */
+  pp__worker_args(&argc, &argv);
   for (i = 1; argv != NULL && i < argc; i++) {
     if (argv[i] == NULL)
       continue;
@@ -412,8 +414,7 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
     return 1;
   }
   /* Lines reach the parent while the task runs, not when it ends. */
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (pp__apr_init() != 0) {
+  if (pp__worker_stdio() != 0 || pp__apr_init() != 0) {
     fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
     *rc = 66;
     return 1;

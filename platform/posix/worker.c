@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,4 +114,22 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   if (rc == 0)
     worker_chan = *chan;
   return rc;
+}
+
+int pp__worker_stdio(void) {
+  /* Line buffering with a buffer of the usual size: a size of 0 is left to
+   * the C library's choice, which not every one makes. */
+  if (setvbuf(stdout, NULL, _IOLBF, BUFSIZ) != 0)
+    return pp__set_error(PP_EIO, "setvbuf(stdout) refused line buffering");
+  return 0;
+}
+
+void pp__exit_now(int code) {
+  _Exit(code);
+}
+
+void pp__worker_args(int *argc, char ***argv) {
+  /* POSIX hands main its arguments as the bytes they were given. */
+  (void)argc;
+  (void)argv;
 }
