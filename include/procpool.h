@@ -62,8 +62,10 @@ extern "C" {
 #endif
 
 /* procpool formats with a C99 printf on every system (mingw builds use its
- * ANSI stdio), so the check is gnu_printf there, not Microsoft's. */
-#if defined(__MINGW32__)
+ * ANSI stdio), so GCC for mingw checks gnu_printf, not Microsoft's.  Clang
+ * for mingw (llvm-mingw, MSYS2 CLANG64) does not know gnu_printf and warns
+ * about the attribute; its printf check is the C99 one anyway. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #define PP_PRINTF(fmt_index, args_index)                                       \
   __attribute__((format(gnu_printf, fmt_index, args_index)))
 #elif defined(__GNUC__)
@@ -194,6 +196,10 @@ typedef struct pp_task_s {
  * If a worker cannot start (a broken channel argument, an unloadable task
  * library) it prints the reason on stderr and returns 1 with *rc set to a
  * non-zero status, which the parent reports as PP_ESPAWN.
+ *
+ * On Windows the arguments are read from the wide command line
+ * (GetCommandLineW) in UTF-8, not from `argv`, whose strings are in the
+ * ANSI code page: a wmain() program passes argc 0 and argv NULL.
  *
  * Environment: PROCPOOL_WAIT_DEBUGGER=1 makes every worker print its pid on
  * stderr and wait (up to 5 minutes) for a debugger to attach before it takes
@@ -353,12 +359,17 @@ typedef struct pp_pool_options_s {
   const char *worker_exe;
   /** Path of a shared library whose tasks the workers run (the worker-host
    * mode, for programs that cannot own main).  The library exports its table
-   * with PP_TASK_LIBRARY(); the parent loads it too, to check task names. */
+   * with PP_TASK_LIBRARY(); the parent loads it too, to check task names.
+   * A relative path is made absolute against the current directory.  The
+   * default worker host is the procpool-worker installed with procpool,
+   * found next to the library at run time (PROCPOOL_WORKER_EXE or
+   * worker_exe override it). */
   const char *task_library;
   /** How long a starting worker may take to connect and say hello; 0 =
    * 30000 ms.  A worker that takes longer is killed and its start fails
-   * with PP_ESPAWN ("did not say hello within N ms").  The initializer is
-   * not bounded by it. */
+   * with PP_ESPAWN ("did not say hello within N ms", whether it was still
+   * running or how it ended, and its last line on stderr).  The
+   * initializer is not bounded by it. */
   int64_t start_timeout_ms;
 } pp_pool_options_t;
 

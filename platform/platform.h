@@ -82,6 +82,14 @@
 #define pp__cpu_relax() ((void)0)
 #endif
 
+/* A function that never returns (C11 _Noreturn; MSVC spells it its own
+ * way). */
+#if defined(_MSC_VER)
+#define PP__NORETURN __declspec(noreturn)
+#else
+#define PP__NORETURN _Noreturn
+#endif
+
 /* ---- time, locks and one-time set-up (thread.c) ---------------------- */
 
 /* Returns a monotonic time in microseconds, counted from an arbitrary point.
@@ -383,14 +391,52 @@ void pp__stdio_unlock(FILE *fp);
 /* From a crash handler: writes what a fully buffered stream, whose buffer
  * is `buf`, holds to its descriptor, with nothing but a system call. */
 void pp__stdio_salvage(FILE *fp, const char *buf);
-/* Sets a stream to deliver each line as it is written (line buffering
- * where the C library has it, no buffering elsewhere). */
-void pp__stdio_stream(FILE *fp);
+/* Sets stdout so that the lines a task prints reach the parent while it
+ * runs, and stderr unbuffered; for workers whose output is inherited, or
+ * whose C library has no pp__stdio_pending().  POSIX: line buffering
+ * (with a real size: a size of 0 is not portable).  Windows: the
+ * Microsoft C runtimes treat _IOLBF as full buffering, the Universal CRT
+ * ends the process (fast fail 0xC0000409) for _IOLBF with a size below 2,
+ * and unbuffered output makes mingw's printf one write per character; so
+ * stdout gets a small full buffer that a thread flushes a few times a
+ * second.  Returns 0, or PP_EIO when the C runtime refuses the mode (which
+ * would end the process on real Windows, so the worker refuses to
+ * start). */
+int pp__stdio_stream(void);
 /* Registers a function that runs when the worker is about to die of a
  * crash (a fatal signal, an unhandled exception), before the system ends
  * it; it must be async-signal-safe.  Only where the application has not
  * installed a handler of its own. */
 void pp__worker_set_crash_hook(void (*hook)(void));
+
+/* Worker side: ends this process at once with `code`, like _Exit: stdio
+ * buffers are not flushed (the caller flushes what must go out; a flush
+ * could block on a parent that no longer reads), atexit handlers do not run
+ * (they may wait for work that will never come) and, on Windows, neither
+ * does the DLL detach code that ExitProcess runs while the other threads
+ * are frozen, perhaps holding the locks that code needs (the process
+ * terminates itself). */
+PP__NORETURN void pp__exit_now(int code);
+
+/* Gives pp_worker_main the program's arguments in UTF-8.  POSIX: argc and
+ * argv as they are.  Windows: the narrow argv is in the ANSI code page
+ * (characters outside it become '?') and a wmain program has none, so the
+ * arguments are read from GetCommandLineW() and converted; the copy lives
+ * as long as the process.  argv may be NULL on entry. */
+void pp__worker_args(int *argc, char ***argv);
+
+/* Sets *path (malloc'd, UTF-8) to the default worker host, the
+ * procpool-worker program installed with procpool, found at run time
+ * relative to the module that holds procpool (the shared library, or the
+ * program it is linked into), so that an install that was moved still
+ * works; else the path of the install it was built for.  Returns 0, or
+ * PP_ESPAWN / PP_ENOMEM. */
+int pp__worker_host_path(char **path);
+
+/* Sets *out (malloc'd, UTF-8) to `path` made absolute against the current
+ * directory, so that workers, the system's loader and the parent read the
+ * same file.  Returns 0, PP_EINVAL or PP_ENOMEM. */
+int pp__path_absolute(const char *path, char **out);
 
 /* Removes an environment variable from this process (before any thread of
  * the application could read the environment). */

@@ -105,7 +105,7 @@ static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
     if (C.stop)
       break;
     if (got > 0 && ready[0] && pp__chan_ended(C.alive))
-      _Exit(0); /* The parent has gone: nobody wants our results. */
+      pp__exit_now(0); /* The parent has gone: nobody wants our results. */
     if (got > 0 && n == 3 && (ready[1] || ready[2]))
       drain(pp__worker_current_call());
     else if (C.own_buffers && pp__worker_current_call() != 0)
@@ -155,10 +155,14 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err) {
   rc = pp__mutex_new(&C.lock);
   if (rc)
     return rc;
-  if (out == NULL) {
-    /* Inherited output: lines stream as they would on a terminal. */
-    pp__stdio_stream(stdout);
-  } else if (pp__stdio_pending(stdout) >= 0) {
+  if (out == NULL || pp__stdio_pending(stdout) < 0) {
+    /* Inherited output: lines stream as they would on a terminal.  And
+     * where the buffers cannot be looked into, the same: what a call
+     * wrote is flushed at its end and drained with its id. */
+    rc = pp__stdio_stream();
+    if (rc)
+      return rc;
+  } else {
     setvbuf(stdout, C.outbuf, _IOFBF, sizeof(C.outbuf));
     setvbuf(stderr, C.errbuf, _IOFBF, sizeof(C.errbuf));
     if (apr_generate_random_bytes((unsigned char *)&C.sentinel,
@@ -166,9 +170,6 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err) {
       C.sentinel = 0x5c0ffee5badf00dull;
     C.own_buffers = 1;
     pp__worker_set_crash_hook(salvage);
-  } else {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    setvbuf(stderr, NULL, _IONBF, 0);
   }
   rv = apr_pool_create(&C.mem, NULL);
   if (rv == APR_SUCCESS)
@@ -194,7 +195,10 @@ void pp__capture_call_end(uint64_t id) {
     drain(id);
     return;
   }
-  /* Unbuffered streams: whatever the call wrote is in the pipes already. */
+  /* Streamed output: once flushed, whatever the call wrote is in the
+   * pipes. */
+  fflush(stdout);
+  fflush(stderr);
   if (pp__chan_wait(C.out, 0) || pp__chan_wait(C.err, 0))
     drain(id);
 }

@@ -10,7 +10,8 @@
 
 #include "procpool.h"
 
-#if defined(__MINGW32__)
+/* gnu_printf for GCC only: see PP_PRINTF in procpool.h. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #define PP__PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
 #elif defined(__GNUC__)
 #define PP__PRINTF(a, b) __attribute__((format(printf, a, b)))

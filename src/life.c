@@ -229,6 +229,17 @@ void pp__life_start_failed(pp__slot_t *s, int status) {
       pp__format(why, sizeof(why), "worker %d (%s) %s before it was ready%s%s",
                  s->index, pp__image_path(pool->image), st.reason,
                  last[0] ? "; its last line on stderr: " : "", last);
+    else if (status == PP_ETIMEDOUT) {
+      /* Say whether it was still running (stuck on a dialog, a debugger
+       * prompt, a loader deadlock) or had just ended, and its last
+       * words. */
+      char first[512];
+      pp__format(first, sizeof(first), "%s", why);
+      pp__format(why, sizeof(why), "%s (%s)%s%s", first,
+                 st.killed ? "it was still running and was killed"
+                           : st.reason,
+                 last[0] ? "; its last line on stderr: " : "", last);
+    }
     if (status == PP_ECLOSED || status == PP_EIO || status == PP_EPROTO ||
         status == PP_ETIMEDOUT)
       status = PP_ESPAWN;

@@ -11,10 +11,6 @@
 
 #include "internal.h"
 
-#ifndef PP_WORKER_HOST_PATH
-#define PP_WORKER_HOST_PATH "procpool-worker"
-#endif
-
 /* Pools allocated and not yet freed (pp__pool_count). */
 static volatile apr_uint32_t pools_alive;
 
@@ -28,11 +24,19 @@ static int env_is_set(const char *name) {
  * the task library the parent loaded too, else against the first worker. */
 static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
   const char *env, *path = NULL;
+  char *host = NULL;
+  int rc;
   if (o->worker_exe != NULL) {
     path = o->worker_exe;
   } else if (o->task_library != NULL) {
     env = getenv("PROCPOOL_WORKER_EXE");
-    path = env && *env ? env : PP_WORKER_HOST_PATH;
+    if (env == NULL || *env == '\0') {
+      rc = pp__worker_host_path(&host);
+      if (rc)
+        return rc;
+      env = host;
+    }
+    path = env;
   }
   /* Workers report the build of the module that holds their task table:
    * the task library, or the program they run.  The parent knows the
@@ -48,7 +52,9 @@ static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
     if (!pool->build_known)
       pool->build_check = PP__BUILD_ANY;
   }
-  return pp__image_open(path, &pool->image);
+  rc = pp__image_open(path, &pool->image);
+  free(host);
+  return rc;
 }
 
 static int check_options(const pp_pool_options_t *o) {
@@ -246,8 +252,15 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->log_data = o->log_cb ? o->log_data : NULL;
 
   if (o->task_library != NULL) {
-    pool->library = apr_pstrdup(pool->mem, o->task_library);
-    rc = pp__tasks_load(pool->mem, o->task_library, &pool->tasks);
+    /* Absolute, so that the workers load the same file as the parent
+     * (Windows' loader is undefined for relative paths here). */
+    char *abs = NULL;
+    rc = pp__path_absolute(o->task_library, &abs);
+    if (rc == 0) {
+      pool->library = apr_pstrdup(pool->mem, abs);
+      free(abs);
+      rc = pp__tasks_load(pool->mem, pool->library, &pool->tasks);
+    }
   } else {
     pool->tasks = o->tasks ? o->tasks : pp__tasks_default();
     rc = pp__tasks_check(pool->tasks);

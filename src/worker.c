@@ -65,13 +65,13 @@ uint64_t pp__worker_current_call(void) {
   return W.current_id;
 }
 
-/* Exits at once: the parent is gone or spoke nonsense.  _Exit skips the
- * application's atexit handlers, which may wait for work that will never
- * come. */
+/* Exits at once: the parent is gone or spoke nonsense.  pp__exit_now skips
+ * the application's atexit handlers, which may wait for work that will
+ * never come. */
 static void worker_abort(const char *why, int code) {
   fprintf(stderr, "procpool worker %d: %s\n", W.index, why);
   fflush(stderr);
-  _Exit(code);
+  pp__exit_now(code);
 }
 
 int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
@@ -87,7 +87,7 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
      * in short slices (another thread may take a wake-up meant for it). */
     if (!pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2)) {
       if (pp__wake_wait(W.at.wake_worker, W.at.chan, 10) == PP_ECLOSED)
-        _Exit(0); /* The parent has gone: nobody wants our results. */
+        pp__exit_now(0); /* The parent has gone: nobody wants our results. */
       pp__ring_room_awake(&W.results);
     }
   }
@@ -150,7 +150,7 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
     if (rc == 0) {
       rc = pp__shm_send(W.at.chan, blob, NULL, &meta[1]);
       if (rc == PP_ECLOSED)
-        _Exit(0);
+        pp__exit_now(0);
     }
     if (blob != call->reply_shm)
       pp__shm_close(blob);
@@ -206,7 +206,7 @@ static void run_record(const pp__rec_t *rec) {
   if (c.blob) {
     status = pp__shm_recv(W.at.chan, c.blob_handle, 0, NULL, &blob);
     if (status == PP_ECLOSED)
-      _Exit(0);
+      pp__exit_now(0);
     if (status != 0)
       worker_abort(pp_last_error(), 70);
     if (c.blob_offset > pp__shm_len(blob) ||
@@ -261,7 +261,7 @@ static int next_record(pp__rec_t *rec) {
     rc = pp__wake_wait(W.at.wake_worker, W.at.chan, -1);
     pp__ring_awake(&W.calls);
     if (rc == PP_ECLOSED)
-      _Exit(0); /* The parent has gone. */
+      pp__exit_now(0); /* The parent has gone. */
   }
 }
 
@@ -348,6 +348,8 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
 
   if (tasks != NULL)
     pp__tasks_set_default(tasks);
+  /* UTF-8 on every system, and there even when main has no narrow argv. */
+  pp__worker_args(&argc, &argv);
   for (i = 1; argv != NULL && i < argc; i++) {
     if (argv[i] == NULL)
       continue;

@@ -384,6 +384,28 @@ static int pid(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", self_pid());
 }
 
+/* Identifies this process among every process the test starts, where a
+ * pid alone does not: Windows (and Wine, quickly) hands the pid of an
+ * ended process to the next one.  There the process's creation time in
+ * microseconds times 256 plus the pid's low byte; elsewhere the pid. */
+static int proc_token(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+#ifdef _WIN32
+  {
+    FILETIME created, ended, kernel, user;
+    uint64_t t;
+    if (!GetProcessTimes(GetCurrentProcess(), &created, &ended, &kernel,
+                         &user))
+      return pp_call_fail(call, "GetProcessTimes failed");
+    t = ((uint64_t)created.dwHighDateTime << 32 | created.dwLowDateTime) / 10;
+    return pp_call_replyf(call, "i",
+                          (int64_t)(t * 256 + (uint64_t)(self_pid() & 255)));
+  }
+#else
+  return pp_call_replyf(call, "i", self_pid());
+#endif
+}
+
 static int length(pp_call_t *call, const void *arg, size_t len) {
   (void)arg;
   return pp_call_replyf(call, "i", (int64_t)len);
@@ -455,13 +477,69 @@ static int garble(pp_call_t *call, const void *arg, size_t len) {
   return 0; /* not reached */
 }
 
+/* Prints a line on stdout without flushing it and waits, up to 30 s, to be
+ * cancelled: the line must reach the parent while the call still runs. */
+static int stream(pp_call_t *call, const void *arg, size_t len) {
+  const char *tag;
+  int i;
+  if (pp_unpack(arg, len, "s", &tag) != 0)
+    return pp_call_fail(call, "stream wants one string");
+  printf("stream %s\n", tag);
+  for (i = 0; i < 3000 && !pp_call_cancelled(); i++)
+    apr_sleep(apr_time_from_msec(10));
+  return pp_call_fail(call, "stream: %s", i < 3000 ? "cancelled" : "not seen");
+}
+
+/* Ends the worker the way the Universal CRT's abort() and an invalid CRT
+ * argument do: with status 0xC0000409 (Windows only). */
+static int fastfail(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+#ifdef _WIN32
+  RaiseException(0xC0000409u, EXCEPTION_NONCONTINUABLE, 0, NULL);
+#endif
+  return pp_call_fail(call, "fastfail: Windows only");
+}
+
+/* Says whether this worker has a handle with the given value that refers
+ * to the file at the given path (Windows only): inherited handles keep
+ * their values, so a parent's handle that leaked into the worker would. */
+static int holds_handle(pp_call_t *call, const void *arg, size_t len) {
+  int64_t value;
+  const char *path;
+  if (pp_unpack(arg, len, "is", &value, &path) != 0)
+    return pp_call_fail(call, "holds_handle wants \"is\"");
+#ifdef _WIN32
+  {
+    WCHAR got[1024], want[1024];
+    DWORD n = GetFinalPathNameByHandleW((HANDLE)(intptr_t)value, got, 1024,
+                                        FILE_NAME_NORMALIZED);
+    int m = MultiByteToWideChar(CP_UTF8, 0, path, -1, want, 1024);
+    size_t gl, wl;
+    if (n == 0 || n >= 1024 || m <= 0)
+      return pp_call_replyf(call, "i", (int64_t)0);
+    /* "\\?\C:\dir\file" against "C:\dir\file": compare the ends. */
+    gl = wcslen(got);
+    wl = wcslen(want);
+    return pp_call_replyf(
+        call, "i",
+        (int64_t)(gl >= wl && _wcsicmp(got + gl - wl, want) == 0));
+  }
+#else
+  (void)value;
+  (void)path;
+  return pp_call_fail(call, "holds_handle: Windows only");
+#endif
+}
+
 const pp_task_t pp_test_tasks[] = {
     PP_TASK(square),   PP_TASK(add),    PP_TASK(echo),     PP_TASK(fail),
     PP_TASK(act),      PP_TASK(segv),   PP_TASK(do_abort), PP_TASK(do_exit),
     PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
-    PP_TASK(garble),
+    PP_TASK(garble),   PP_TASK(stream), PP_TASK(fastfail), PP_TASK(holds_handle),
+    PP_TASK(proc_token),
     /* tasks_hostile.c */
     {"ret", pp_test_task_ret},
     {"bad_reply", pp_test_task_bad_reply},

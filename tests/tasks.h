@@ -41,6 +41,9 @@
  *   init_set  "i" value              -> stores value in a worker global
  *   init_get  none                   -> "i" that global (-1 if never set)
  *   pid       none                   -> "i" the process id that ran it
+ *   proc_token none                  -> "i" a value that tells this process
+ *             from every other (Windows reuses pids at once: there it is
+ *             built from the creation time; elsewhere the pid)
  *   length    any bytes              -> "i" the argument's length
  *   nest_hang "i" n                  -> never returns: creates a nested pool
  *             of n workers (n <= 8) that all run hang, then pp_log(1)s
@@ -48,6 +51,14 @@
  *             sleeps forever, for the orphan test
  *   garble    none                   -> publishes a broken record in its
  *             result ring and hangs: the parent must end that worker
+ *   stream    "s" tag                -> prints "stream <tag>" on stdout
+ *             without a flush, then waits (30 s at most) to be cancelled:
+ *             PP_ETASK "stream: cancelled"
+ *   fastfail  none                   -> ends the worker with 0xC0000409, as
+ *             a fast fail does (Windows; elsewhere PP_ETASK)
+ *   holds_handle "is" value, path    -> "i" 1 if this worker has a handle of
+ *             that value naming that file, else 0 (Windows; elsewhere
+ *             PP_ETASK)
  *
  * and, in tasks_hostile.c, careless or hostile user code:
  *   ret       "i" v                  -> returns v itself (no pp_call_fail)

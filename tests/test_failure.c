@@ -102,6 +102,27 @@ static void test_failure_abort_is_workerdied(void **state) {
   check_pool_works(pool);
 }
 
+/* A fast fail (the Universal CRT's abort(), an invalid CRT argument, /GS)
+ * ends a worker with 0xC0000409, which the message names as such (issue 8,
+ * item 6). */
+static void test_failure_fast_fail_is_named(void **state) {
+#ifdef _WIN32
+  pp_pool_t *pool = *state;
+  pp_result_t r = run(pool, "fastfail", NULL, 0);
+  print_message("fastfail: %s\n", r.message);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_non_null(strstr(r.message, "0xC0000409"));
+  assert_non_null(strstr(r.message, "abort()/fast fail"));
+  assert_int_equal(r.term_signal, (int)0xC0000409u);
+  pp_results_free(&r, 1);
+  check_pool_works(pool);
+#else
+  (void)state;
+  print_message("skipped: fast fail is a Windows exit status\n");
+  skip();
+#endif
+}
+
 static void test_failure_exit_code_is_reported(void **state) {
   pp_pool_t *pool = *state;
   pp_buf_t b = pp_test_pack_int(3);
@@ -281,6 +302,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_failure_segv_is_workerdied),
       PP_TEST_POOL_TEST(test_failure_malformed_record_ends_worker),
       PP_TEST_POOL_TEST(test_failure_abort_is_workerdied),
+      PP_TEST_POOL_TEST(test_failure_fast_fail_is_named),
       PP_TEST_POOL_TEST(test_failure_exit_code_is_reported),
       PP_TEST_POOL_TEST(test_failure_task_error_keeps_worker),
       PP_TEST_POOL_TEST(test_failure_mixed_map_of_200),

@@ -19,6 +19,9 @@
 #ifndef PP_TEST_TASKLIB
 #error "PP_TEST_TASKLIB must name the task library (set by CMake)"
 #endif
+#ifndef PP_TEST_NOARGV
+#error "PP_TEST_NOARGV must name pp_test_noargv (set by CMake)"
+#endif
 #ifndef PP_TEST_WORKER_HOST
 #error "PP_TEST_WORKER_HOST must name procpool-worker (set by CMake)"
 #endif
@@ -121,6 +124,121 @@ static void test_host_library_without_table_is_edso(void **state) {
   assert_null(pool);
 }
 
+#ifdef _WIN32
+#define SEP "\\"
+#define LIB_NAME "tasks.dll"
+#else
+#define SEP "/"
+#define LIB_NAME "tasks.so"
+#endif
+
+/* Runs lib_square(7) in the pool and checks the answer. */
+static void check_square(pp_pool_t *pool) {
+  pp_buf_t b = pp_test_pack_int(7);
+  pp_result_t r;
+  PP_TEST_OK(pp_pool_map(pool, "lib_square", &b, 1, &r, NULL));
+  assert_true(pp_test_int_result(&r) == 49);
+  pp_results_free(&r, 1);
+  pp_free((void *)b.data);
+}
+
+/* A task library in a folder whose name is not ASCII, named by a relative
+ * path: the worker reads its arguments as UTF-8 (Windows: from the wide
+ * command line, not the ANSI argv), and the parent makes the path absolute
+ * (issue 8, item 7). */
+static void test_host_library_in_a_unicode_folder(void **state) {
+  /* "Zoë-日本" in UTF-8. */
+  char dir[256], lib[512];
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  (void)state;
+  snprintf(dir, sizeof(dir), "pp-host-Zo\xc3\xab-\xe6\x97\xa5\xe6\x9c\xac-%lld",
+           (long long)pp_test_self_pid());
+  snprintf(lib, sizeof(lib), "%s" SEP LIB_NAME, dir);
+  assert_int_equal(pp_test_make_dir(dir), 0);
+  assert_int_equal(pp_test_copy_file(PP_TEST_TASKLIB, lib), 0);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    /* Windows looks for a library's DLLs beside it first. */
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    assert_int_equal(pp_test_copy_file(PP_TEST_PROCPOOL_DLL, dll), 0);
+  }
+#endif
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = lib;
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  check_square(pool);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_remove_file(lib);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    pp_test_remove_file(dll);
+  }
+#endif
+  pp_test_remove_dir(dir);
+}
+
+/* A worker whose main() has no narrow argv (wmain) can still use the
+ * guard: it passes argv NULL (issue 8, item 7). */
+static void test_host_guard_without_argv(void **state) {
+#ifdef _WIN32
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t b = pp_test_pack_int(6);
+  pp_result_t r;
+  (void)state;
+  pp_test_pool_options(&o, 1, 0, 0, NULL);
+  o.worker_exe = PP_TEST_NOARGV;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  PP_TEST_OK(pp_pool_map(pool, "square", &b, 1, &r, NULL));
+  assert_true(pp_test_int_result(&r) == 36);
+  pp_results_free(&r, 1);
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+#else
+  (void)state;
+  print_message("skipped: POSIX programs always have an argv\n");
+  skip();
+#endif
+}
+
+/* A worker host that cannot load procpool.dll (copied without it) fails
+ * to start with a message that says so, and no error box holds it up
+ * (issue 8, items 4 and 6). */
+static void test_host_missing_dll_is_named(void **state) {
+#ifdef _WIN32
+  char dir[256], host[512];
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  (void)state;
+  snprintf(dir, sizeof(dir), "pp-host-nodll-%lld",
+           (long long)pp_test_self_pid());
+  snprintf(host, sizeof(host), "%s" SEP "procpool-worker.exe", dir);
+  assert_int_equal(pp_test_make_dir(dir), 0);
+  assert_int_equal(pp_test_copy_file(PP_TEST_WORKER_HOST, host), 0);
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_TASKLIB;
+  o.worker_exe = host;
+  assert_int_equal(pp_pool_create(&pool, &o), PP_ESPAWN);
+  print_message("create failed: %s\n", pp_last_error());
+  assert_non_null(strstr(pp_last_error(), "a DLL it needs was not found"));
+  assert_non_null(strstr(pp_last_error(), "0xC0000135"));
+  assert_null(pool);
+  pp_test_remove_file(host);
+  pp_test_remove_dir(dir);
+#else
+  (void)state;
+  print_message("skipped: the Windows loader's exit status\n");
+  skip();
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -131,6 +249,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_host_names_come_from_the_library),
       cmocka_unit_test(test_host_missing_library_is_edso),
       cmocka_unit_test(test_host_library_without_table_is_edso),
+      cmocka_unit_test(test_host_library_in_a_unicode_folder),
+      cmocka_unit_test(test_host_guard_without_argv),
+      cmocka_unit_test(test_host_missing_dll_is_named),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

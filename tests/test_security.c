@@ -112,6 +112,16 @@ static void test_security_only_worker_tasks_run(void **state) {
  * the cookie in "--procpool-worker=<channel>:<cookie>,<pid>,<depth>,<n>". */
 static void spoil_cookie(int argc, char **argv) {
   int i;
+#ifdef _WIN32
+  {
+    /* pp_worker_main reads the wide command line (the process's own copy,
+     * which GetCommandLineW returns), so the stranger edits that. */
+    WCHAR *line = GetCommandLineW(), *opt = wcsstr(line, L"--procpool-worker=");
+    WCHAR *colon = opt != NULL ? wcschr(opt, L':') : NULL;
+    if (colon != NULL && colon[1] != L'\0')
+      colon[1] = colon[1] == L'0' ? L'1' : L'0';
+  }
+#endif
   for (i = 1; i < argc; i++) {
     char *colon;
     if (strncmp(argv[i], WORKER_ARG, strlen(WORKER_ARG)) != 0)
@@ -239,6 +249,110 @@ static void test_security_pipe_dacl_is_owner_only(void **state) {
 #endif
 }
 
+/* Each ReadFile or WriteFile on a pipe moves at most PP__WIN_PIPE_CHUNK
+ * (1 MiB), however big the transfer: the named-pipe file system copies a
+ * pending write into non-paged kernel memory (issue 8, item 3).  A 3 MiB
+ * write from one thread is read in another with room for all of it: every
+ * read returns at most 1 MiB, and the bytes arrive whole. */
+#ifdef _WIN32
+typedef struct {
+  pp__chan_t *chan;
+  const unsigned char *data;
+  size_t len;
+  int rc;
+} writer_t;
+
+static DWORD WINAPI writer_main(LPVOID arg) {
+  writer_t *w = arg;
+  w->rc = pp__chan_write(w->chan, w->data, w->len);
+  return 0;
+}
+#endif
+
+static void test_security_pipe_transfers_are_capped(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: the cap is for Windows named pipes\n");
+  skip();
+#else
+  enum { LEN = 3 << 20 };
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE server = INVALID_HANDLE_VALUE, client, thread;
+  pp__chan_t *reader = NULL, *writer = NULL;
+  unsigned char *out = malloc(LEN), *in = malloc(LEN);
+  writer_t w;
+  size_t got = 0, n, most = 0;
+  int reads = 0, i;
+  assert_non_null(out);
+  assert_non_null(in);
+  for (i = 0; i < LEN; i++)
+    out[i] = (unsigned char)(i * 7 + (i >> 12));
+  assert_int_equal(pp__win_pipe_server(PIPE_ACCESS_DUPLEX, name, &server), 0);
+  client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+                       OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+  assert_true(client != INVALID_HANDLE_VALUE);
+  assert_int_equal(pp__win_chan_wrap(server, &reader), 0);
+  assert_int_equal(pp__win_chan_wrap(client, &writer), 0);
+  w.chan = writer;
+  w.data = out;
+  w.len = LEN;
+  w.rc = -1;
+  thread = CreateThread(NULL, 0, writer_main, &w, 0, NULL);
+  assert_non_null(thread);
+  /* Give the writer time to queue more than a chunk's worth. */
+  Sleep(200);
+  while (got < LEN) {
+    PP_TEST_OK(pp__chan_read_some(reader, in + got, LEN - got, &n));
+    if (n > most)
+      most = n;
+    got += n;
+    reads++;
+  }
+  WaitForSingleObject(thread, INFINITE);
+  CloseHandle(thread);
+  print_message("3 MiB in %d reads, the largest %lu bytes\n", reads,
+                (unsigned long)most);
+  assert_int_equal(w.rc, 0);
+  assert_true(most <= PP__WIN_PIPE_CHUNK);
+  assert_true(reads >= 3);
+  assert_memory_equal(in, out, LEN);
+  pp__chan_close(reader);
+  pp__chan_close(writer);
+  free(in);
+  free(out);
+#endif
+}
+
+/* Arguments with '*' or '?' are quoted, so that a C runtime that expands
+ * wildcards leaves them alone (issue 8, item 10). */
+static void test_security_wildcards_are_quoted(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: Windows command lines only\n");
+  skip();
+#else
+  const char *extra[] = {"--procpool-library=\\\\?\\C:\\a*b", "plain", NULL};
+  pp__spawn_req_t req;
+  WCHAR *line = NULL;
+  char text[512];
+  memset(&req, 0, sizeof(req));
+  req.token = "00,1,1,0,0";
+  req.extra_args = extra;
+  PP_TEST_OK(pp__win_build_cmdline(L"C:\\w.exe", L"\\\\.\\pipe\\procpool-1-ab",
+                                   &req, &line));
+  WideCharToMultiByte(CP_UTF8, 0, line, -1, text, sizeof(text), NULL, NULL);
+  print_message("%s\n", text);
+  assert_non_null(strstr(text, " \"--procpool-library=\\\\?\\C:\\a*b\" "));
+  assert_non_null(strstr(text, " plain"));
+  free(line);
+  /* And the system's text for an error code comes whole, with its number. */
+  pp__win_strerror(ERROR_ACCESS_DENIED, text, sizeof(text));
+  print_message("%s\n", text);
+  assert_non_null(strstr(text, "(error 5)"));
+  assert_true(strncmp(text, "error 5", 7) != 0);
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   const char *rogue = getenv(ROGUE_ENV);
@@ -250,6 +364,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_security_only_worker_tasks_run),
       cmocka_unit_test(test_security_wrong_cookie_is_refused),
       cmocka_unit_test(test_security_pipe_dacl_is_owner_only),
+      cmocka_unit_test(test_security_pipe_transfers_are_capped),
+      cmocka_unit_test(test_security_wildcards_are_quoted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,7 @@
 
 #if !defined(PP_TEST_TASKLIB) || !defined(PP_TEST_TASKLIB2) ||                 \
     !defined(PP_TEST_WORKER_HOST) || !defined(PP_TEST_OTHER_EXE) ||            \
-    !defined(PP_TEST_SLEEPER)
+    !defined(PP_TEST_SLEEPER) || !defined(PP_TEST_MUTE)
 #error "the PP_TEST_* paths must be set by CMake"
 #endif
 
@@ -314,6 +314,26 @@ static void test_upgrade_silent_worker_is_bounded(void **state) {
   assert_null(pool);
 }
 
+/* A worker that connects and then stays silent is bounded too, and the
+ * message says that it was still running and quotes its last line on
+ * stderr (issue 8, item 2). */
+static void test_upgrade_connected_mute_worker_is_bounded(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  const char *msg;
+  (void)state;
+  pp_test_pool_options(&o, 1, 0, 0, NULL);
+  o.worker_exe = PP_TEST_MUTE;
+  o.start_timeout_ms = 1000;
+  assert_int_equal(pp_pool_create(&pool, &o), PP_ESPAWN);
+  msg = pp_last_error();
+  print_message("create failed: %s\n", msg);
+  assert_non_null(strstr(msg, "did not say hello within 1000 ms"));
+  assert_non_null(strstr(msg, "it was still running and was killed"));
+  assert_non_null(strstr(msg, "its last line on stderr: mute: connected"));
+  assert_null(pool);
+}
+
 /* A worker's replacement that hangs before its hello (a wrapper script
  * that now runs something else) neither stops the healthy worker from
  * serving nor keeps destroy waiting for the start timeout. */
@@ -419,6 +439,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_upgrade_program_deleted),
       cmocka_unit_test(test_upgrade_library_replaced),
       cmocka_unit_test(test_upgrade_silent_worker_is_bounded),
+      cmocka_unit_test(test_upgrade_connected_mute_worker_is_bounded),
       cmocka_unit_test(test_upgrade_hanging_start_does_not_hold_destroy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

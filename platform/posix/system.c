@@ -1,6 +1,11 @@
 /*
- * system.c (POSIX) - facts about the running process and machine.
+ * system.c (POSIX) - facts about the running process and machine, and
+ * where the installed worker host is.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* dladdr */
+#endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -245,6 +250,60 @@ void pp__stdio_salvage(FILE *fp, const char *buf) {
   }
 }
 
-void pp__stdio_stream(FILE *fp) {
-  setvbuf(fp, NULL, _IOLBF, BUFSIZ);
+int pp__stdio_stream(void) {
+  if (setvbuf(stdout, NULL, _IOLBF, BUFSIZ) != 0 ||
+      setvbuf(stderr, NULL, _IONBF, 0) != 0)
+    return pp__set_error(PP_EIO, "setvbuf refused line buffering");
+  return 0;
+}
+
+/* The worker host's path relative to the directory of the module that
+ * holds procpool, and its absolute path in the install it was built for
+ * (both set by CMake). */
+#ifndef PP_WORKER_HOST_RELPATH
+#define PP_WORKER_HOST_RELPATH "../libexec/procpool-worker"
+#endif
+#ifndef PP_WORKER_HOST_PATH
+#define PP_WORKER_HOST_PATH "procpool-worker"
+#endif
+
+int pp__worker_host_path(char **path) {
+  Dl_info info;
+  const char *slash;
+  char *near = NULL;
+
+  *path = NULL;
+  /* dladdr names the shared library this function is in, or the program
+   * when procpool is linked statically. */
+  memset(&info, 0, sizeof(info));
+  if (dladdr((void *)pp__worker_host_path, &info) != 0 &&
+      info.dli_fname != NULL && (slash = strrchr(info.dli_fname, '/')) != NULL) {
+    near = pp__strdup_printf("%.*s/%s", (int)(slash - info.dli_fname),
+                             info.dli_fname, PP_WORKER_HOST_RELPATH);
+    if (near != NULL && access(near, X_OK) == 0) {
+      *path = near;
+      return 0;
+    }
+    free(near);
+  }
+  *path = strdup(PP_WORKER_HOST_PATH);
+  if (*path == NULL)
+    return pp__set_error(PP_ENOMEM, "out of memory for the worker host path");
+  return 0;
+}
+
+int pp__path_absolute(const char *path, char **out) {
+  char cwd[PATH_MAX + 1];
+  *out = NULL;
+  if (path == NULL || path[0] == '\0')
+    return pp__set_error(PP_EINVAL, "empty path");
+  if (path[0] == '/')
+    *out = strdup(path);
+  else if (getcwd(cwd, sizeof(cwd)) == NULL)
+    return pp__posix_error(PP_EINVAL, errno, "getcwd for '%s'", path);
+  else
+    *out = pp__strdup_printf("%s/%s", cwd, path);
+  if (*out == NULL)
+    return pp__set_error(PP_ENOMEM, "out of memory for a path");
+  return 0;
 }

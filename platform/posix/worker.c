@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -190,4 +191,14 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   if (rc == 0)
     worker_chan = at->chan;
   return rc;
+}
+
+void pp__exit_now(int code) {
+  _Exit(code);
+}
+
+void pp__worker_args(int *argc, char ***argv) {
+  /* POSIX hands main its arguments as the bytes they were given. */
+  (void)argc;
+  (void)argv;
 }

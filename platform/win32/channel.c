@@ -168,72 +168,6 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
   return 0;
 }
 
-int pp__win_stdio_pipe(HANDLE *server, HANDLE *client) {
-  WCHAR name[PP__PIPE_NAME_MAX];
-  SECURITY_ATTRIBUTES inherit;
-  OVERLAPPED ov;
-  HANDLE s = INVALID_HANDLE_VALUE;
-  HANDLE c = INVALID_HANDLE_VALUE;
-  DWORD n;
-  char why[160];
-  int status;
-
-  *server = INVALID_HANDLE_VALUE;
-  *client = INVALID_HANDLE_VALUE;
-  memset(&ov, 0, sizeof(ov));
-  status = pp__win_pipe_server(PIPE_ACCESS_INBOUND, name, &s);
-  if (status != 0)
-    goto cleanup;
-  /* The child's end is synchronous: the C runtime of the worker writes its
-   * stdout with plain WriteFile calls that do not expect overlapped I/O.
-   * It must be inheritable to be named in the child's handle list, which
-   * keeps it from reaching any other process.  FILE_READ_ATTRIBUTES lets
-   * the child's runtime ask what kind of file its stdout is. */
-  inherit.nLength = sizeof(inherit);
-  inherit.lpSecurityDescriptor = NULL;
-  inherit.bInheritHandle = TRUE;
-  c = CreateFileW(name, GENERIC_WRITE | FILE_READ_ATTRIBUTES, 0, &inherit,
-                  OPEN_EXISTING, 0, NULL);
-  if (c == INVALID_HANDLE_VALUE) {
-    status = pp__set_error(PP_EIO, "opening the stdio pipe: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-  /* We opened the client ourselves, so the server must already be
-   * connected; checking it costs nothing and catches a squatter that got
-   * in between (it would have made our CreateFileW fail, but be sure). */
-  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (ov.hEvent == NULL) {
-    status = pp__set_error(PP_EIO, "CreateEventW: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-  if (!ConnectNamedPipe(s, &ov) && GetLastError() != ERROR_PIPE_CONNECTED) {
-    if (GetLastError() == ERROR_IO_PENDING) {
-      CancelIoEx(s, &ov);
-      GetOverlappedResult(s, &ov, &n, TRUE);
-      SetLastError(ERROR_PIPE_NOT_CONNECTED);
-    }
-    status = pp__set_error(PP_EIO, "connecting the stdio pipe: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-  *server = s;
-  *client = c;
-  s = INVALID_HANDLE_VALUE;
-  c = INVALID_HANDLE_VALUE;
-  status = 0;
-
-cleanup:
-  if (ov.hEvent != NULL)
-    CloseHandle(ov.hEvent);
-  if (c != INVALID_HANDLE_VALUE)
-    CloseHandle(c);
-  if (s != INVALID_HANDLE_VALUE)
-    CloseHandle(s);
-  return status;
-}
-
 int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   pp__chan_t *c;
   char why[160];
@@ -379,7 +313,7 @@ static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
                     DWORD *done) {
   OVERLAPPED ov;
   HANDLE objects[3];
-  DWORD want = (DWORD)(len > PP__IO_CHUNK ? PP__IO_CHUNK : len);
+  DWORD want = (DWORD)(len > PP__WIN_PIPE_CHUNK ? PP__WIN_PIPE_CHUNK : len);
   DWORD count = 2, wait;
   BOOL ok;
   int status;

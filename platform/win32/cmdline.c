@@ -16,8 +16,6 @@
 /* The longest command line CreateProcessW accepts, in characters. */
 #define MAX_CMDLINE 32767
 
-#define WORKER_OPTION L"--procpool-worker="
-
 /* Writes `arg` at dst (when dst is not NULL) quoted so that the Microsoft C
  * runtime and CommandLineToArgvW give it back as one argument, and returns
  * its length.  The rules: backslashes are literal unless they precede a
@@ -38,7 +36,10 @@ static size_t quote_arg(const WCHAR *arg, WCHAR *dst) {
     n++;                                                                       \
   } while (0)
 
-  if (arg[0] != L'\0' && wcspbrk(arg, L" \t\n\v\"") == NULL) {
+  /* '*' and '?' too: mingw-w64 C runtimes built with globbing (MSYS2's
+   * until 2024, mingw-builds, winlibs) expand unquoted arguments that hold
+   * them before main, which would turn a "\\?\" path into file names. */
+  if (arg[0] != L'\0' && wcspbrk(arg, L" \t\n\v\"*?") == NULL) {
     for (p = arg; *p != L'\0'; p++)
       PUT(*p);
     return n;
@@ -87,13 +88,13 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
   status = pp__win_utf8_to_wide(req->token, &token);
   if (status != 0)
     goto cleanup;
-  len = wcslen(WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
+  len = wcslen(PP__WIN_WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
   option = malloc(len * sizeof(WCHAR));
   if (option == NULL) {
     status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
   }
-  wcscpy(option, WORKER_OPTION);
+  wcscpy(option, PP__WIN_WORKER_OPTION);
   wcscat(option, pipe);
   wcscat(option, L":");
   wcscat(option, token);

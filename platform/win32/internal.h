@@ -64,12 +64,21 @@ const char *pp__win_strerror(DWORD code, char *buf, size_t size);
 int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
                         HANDLE *server);
 
-/* Creates a pipe for a worker's stdout or stderr: the parent's overlapped
- * read end `*server` and an inheritable, synchronous write end `*client`
- * for the child's standard handle. */
-int pp__win_stdio_pipe(HANDLE *server, HANDLE *client);
+/* The most one ReadFile or WriteFile moves on a pipe.  The named-pipe file
+ * system copies the unsent part of a pending write into non-paged kernel
+ * memory charged to the process, so a 1 GiB write (PP__IO_CHUNK) would pin
+ * that much per direction and worker, or fail with ERROR_NO_SYSTEM_RESOURCES
+ * (1450) or ERROR_NOT_ENOUGH_QUOTA (1816).  1 MiB costs one more system call
+ * per MiB, which is nothing next to the copy. */
+#define PP__WIN_PIPE_CHUNK ((size_t)1 << 20)
 
-/* Builds the worker's command line, "<exe> --procpool-worker=<pipe>:<token>
+/* The worker's end of its stdout and stderr pipes is opened before main()
+ * runs (system.c), from the names in the reserved argument
+ * "--procpool-worker=<channel>,<stdout>,<stderr>:<token>"; with inherited
+ * output only the channel is named. */
+#define PP__WIN_WORKER_OPTION L"--procpool-worker="
+
+/* Builds the worker's command line, "<exe> --procpool-worker=<pipes>:<token>
  * <extra args...>", with every argument quoted for the Microsoft C runtime,
  * as a malloc'd string that CreateProcessW may write to.  `exe` and `pipe`
  * are UTF-16; the token and extra arguments are UTF-8 from `req`. */

@@ -4,14 +4,21 @@
  * A worker is the executable started again with CreateProcessW.  It is
  * created suspended, put into the pool's kill-on-close job object, and only
  * then resumed, so it cannot run (or start processes of its own) outside
- * the job.  It inherits exactly three handles, named in a
- * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device as stdin and the write
- * ends of its stdout and stderr pipes.  Its channel is not inherited: the
- * worker opens the named pipe given on its command line.  pp__spawn does
- * not wait for that: the channel completes the connection when it is first
- * used (channel.c), and checks that its client is the worker process.
+ * the job.  It inherits one handle, named in a
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device, as its stdin, stdout
+ * and stderr until it starts.  Its channel and its stdout and stderr pipes
+ * are not inherited: the worker opens the named pipes given on its command
+ * line (stdout and stderr before main() runs, see system.c).  So no handle
+ * that matters is ever inheritable in this process, and a CreateProcess
+ * with inheritance in another thread of the application (system(), _popen,
+ * a library) cannot take a copy that would keep a worker's pipe open.
+ * pp__spawn does not wait for the worker to connect: each pipe completes
+ * the connection when it is first used (channel.c), and checks that its
+ * client is the worker process.
  */
 #include "internal.h"
+
+#include <versionhelpers.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -170,12 +177,14 @@ cleanup:
  * no worker outlives the program.  The handle is not inheritable: if a
  * worker held it, the job would outlive us.
  *
- * JOB_OBJECT_LIMIT_BREAKAWAY_OK is for nested pools.  A worker that creates
- * a pool puts its own workers into its own job.  Windows 8 and later (and
- * Wine) nest that job inside ours, which needs no flag.  Windows 7 cannot
- * nest jobs, so there the grandchild has to be created with
- * CREATE_BREAKAWAY_FROM_JOB, which our job must allow.  It still dies with
- * us: it is in the worker's job, which dies with the worker.
+ * JOB_OBJECT_LIMIT_BREAKAWAY_OK is for nested pools on Windows 7 only.  A
+ * worker that creates a pool puts its own workers into its own job.
+ * Windows 8 and later (and Wine) nest that job inside ours, which needs no
+ * flag.  Windows 7 cannot nest jobs, so there the grandchild has to be
+ * created with CREATE_BREAKAWAY_FROM_JOB, which our job must allow.  It
+ * still dies with us: it is in the worker's job, which dies with the
+ * worker.  Elsewhere the flag is not set, since it would let any process a
+ * task starts with CREATE_BREAKAWAY_FROM_JOB outlive the program.
  *
  * JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION keeps Windows Error Reporting
  * out of a worker that crashes before pp__worker_attach installed its own
@@ -200,8 +209,10 @@ static BOOL CALLBACK init_job(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   }
   memset(&info, 0, sizeof(info));
   info.BasicLimitInformation.LimitFlags =
-      JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_BREAKAWAY_OK |
+      JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE |
       JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+  if (!IsWindows8OrGreater())
+    info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_BREAKAWAY_OK;
   if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info,
                                sizeof(info))) {
     *error = GetLastError();
@@ -243,12 +254,14 @@ static const struct {
     {0xC0000095u, "integer overflow"},
     {0xC0000096u, "privileged instruction"},
     {0xC00000FDu, "stack overflow"},
-    {0xC0000135u, "DLL not found"},
+    {0xC0000135u, "a DLL it needs was not found"},
     {0xC0000139u, "entry point not found"},
     {0xC0000142u, "DLL initialization failed"},
     {0xC000013Au, "Ctrl+C"},
     {0xC0000374u, "heap corruption"},
-    {0xC0000409u, "stack buffer overrun or fast fail"},
+    /* The Universal CRT's abort() (when it reports faults), an invalid
+     * argument to a CRT function, and /GS failures all end here. */
+    {0xC0000409u, "abort()/fast fail"},
     {0xC0000417u, "invalid argument to a C runtime function"},
     {0xE06D7363u, "uncaught C++ exception"},
 };
@@ -281,9 +294,15 @@ static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
         name = exceptions[i].name;
     st->exit_code = -1;
     st->term_signal = (int)code;
-    pp__format(st->reason, sizeof(st->reason),
-               "crashed with exception 0x%08lX (%s)", (unsigned long)code,
-               name);
+    /* The loader ends a process whose DLLs it cannot load or initialize
+     * before any of its code runs: that is no crash of the program. */
+    if (code == 0xC0000135u || code == 0xC0000139u || code == 0xC0000142u)
+      pp__format(st->reason, sizeof(st->reason),
+                 "could not start: %s (0x%08lX)", name, (unsigned long)code);
+    else
+      pp__format(st->reason, sizeof(st->reason),
+                 "crashed with exception 0x%08lX (%s)", (unsigned long)code,
+                 name);
   } else {
     st->exit_code = (int)code;
     /* The Microsoft C runtime's abort() ends the process with exit code 3
@@ -295,6 +314,40 @@ static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
 }
 
 /* ---- starting a worker ------------------------------------------------ */
+
+/* The error mode a new process starts with is its parent's (unless
+ * CREATE_DEFAULT_ERROR_MODE, which gives the system default).  A worker
+ * whose DLL is missing is stopped by the loader before any of its code
+ * runs, and without SEM_FAILCRITICALERRORS the loader shows a modal "System
+ * Error" box and waits on it.  So the flag is on while CreateProcessW runs
+ * (and only then: the application's own mode is not ours to change), and
+ * the worker reports exit code 0xC0000135 instead.  The lock keeps two
+ * spawns from restoring each other's mode; another thread of the
+ * application that changes the mode in between keeps its change. */
+static SRWLOCK error_mode_lock = SRWLOCK_INIT;
+
+static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
+                           WCHAR *env, STARTUPINFOEXW *si,
+                           PROCESS_INFORMATION *pi) {
+  UINT old, quiet;
+  DWORD error;
+  BOOL ok;
+
+  AcquireSRWLockExclusive(&error_mode_lock);
+  old = GetErrorMode();
+  quiet = old | SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX |
+          SEM_NOOPENFILEERRORBOX;
+  if (quiet != old)
+    SetErrorMode(quiet);
+  ok = CreateProcessW(exe, line, NULL, NULL, TRUE, flags, env, NULL,
+                      &si->StartupInfo, pi);
+  error = GetLastError();
+  if (quiet != old && GetErrorMode() == quiet)
+    SetErrorMode(old);
+  ReleaseSRWLockExclusive(&error_mode_lock);
+  SetLastError(error);
+  return ok;
+}
 
 /* Creates the process suspended and puts it into the job.  If the job
  * cannot take it because this process is itself in a job and the system
@@ -314,6 +367,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
   char *exe_utf8 = NULL;
   int status;
   int attempt;
+  BOOL ok;
 
   memset(pi, 0, sizeof(*pi));
   line = malloc(len * sizeof(WCHAR));
@@ -324,10 +378,10 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     /* A fresh copy each time, since CreateProcessW may write to it. */
     memcpy(line, cmdline, len * sizeof(WCHAR));
     /* bInheritHandles is TRUE, but the handle list in `si` limits what is
-     * inherited to the three standard handles, whatever other threads
-     * have made inheritable in the meantime. */
-    if (!CreateProcessW(exe, line, NULL, NULL, TRUE, flags | breakaway, env,
-                        NULL, &si->StartupInfo, pi)) {
+     * inherited to the standard handles, whatever other threads have made
+     * inheritable in the meantime. */
+    ok = create_quietly(exe, line, flags | breakaway, env, si, pi);
+    if (!ok) {
       error = GetLastError();
       pp__win_wide_to_utf8(exe, &exe_utf8);
       status = pp__set_error(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
@@ -359,6 +413,14 @@ cleanup:
   return status;
 }
 
+/* Windows 7's console handles are not kernel handles but pseudo-handles
+ * with both low bits set; CreateProcessW fails with ERROR_INVALID_PARAMETER
+ * if one is in the handle list (they reach the child through its console
+ * anyway).  CPython's subprocess filters them the same way. */
+static int is_console_pseudo_handle(HANDLE h) {
+  return ((ULONG_PTR)h & 3) == 3;
+}
+
 /* An inheritable copy of one of our standard handles, for a worker that
  * writes straight to the parent's output; the null device when we have none
  * (a GUI program). */
@@ -381,20 +443,54 @@ static int inherit_std(DWORD which, HANDLE *out) {
   return 0;
 }
 
+/* Creates a pipe server for the worker to open by name: the listening
+ * channel and, appended to `spec` after a ',', the pipe's name. */
+static int listen_pipe(DWORD access, WCHAR *spec, size_t cap,
+                       pp__chan_t **chan) {
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE server = INVALID_HANDLE_VALUE;
+  int status;
+
+  *chan = NULL;
+  status = pp__win_pipe_server(access, name, &server);
+  if (status == 0)
+    status = pp__win_chan_wrap(server, chan);
+  if (status != 0) {
+    if (server != INVALID_HANDLE_VALUE)
+      CloseHandle(server);
+    return status;
+  }
+  /* Listen before the worker exists, so that whenever it opens the pipe
+   * the connection completes our pending ConnectNamedPipe. */
+  status = pp__win_chan_listen(*chan);
+  if (status != 0) {
+    pp__chan_close(*chan);
+    *chan = NULL;
+    return status;
+  }
+  if (spec[0] != L'\0')
+    wcscat(spec, L",");
+  if (wcslen(spec) + wcslen(name) >= cap) {
+    pp__chan_close(*chan);
+    *chan = NULL;
+    return pp__set_error(PP_EINVAL, "worker channel names too long");
+  }
+  wcscat(spec, name);
+  return 0;
+}
+
 int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
               pp__chan_t **out, pp__chan_t **err) {
-  WCHAR pipe_name[PP__PIPE_NAME_MAX];
+  WCHAR spec[3 * PP__PIPE_NAME_MAX + 4];
   SECURITY_ATTRIBUTES inherit;
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
   HANDLE handles[3];
+  DWORD nhandles = 0;
   HANDLE job = NULL;
-  HANDLE server = INVALID_HANDLE_VALUE;
-  HANDLE out_server = INVALID_HANDLE_VALUE;
   HANDLE out_client = INVALID_HANDLE_VALUE;
-  HANDLE err_server = INVALID_HANDLE_VALUE;
   HANDLE err_client = INVALID_HANDLE_VALUE;
-  HANDLE null_in = INVALID_HANDLE_VALUE;
+  HANDLE null_dev = INVALID_HANDLE_VALUE;
   const WCHAR *exe;
   WCHAR *cmdline = NULL;
   WCHAR *env = NULL;
@@ -411,6 +507,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   *chan = NULL;
   *out = NULL;
   *err = NULL;
+  spec[0] = L'\0';
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
   if (req == NULL || req->image == NULL || req->token == NULL)
@@ -423,51 +520,55 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   status = worker_env(req->token, &env);
   if (status != 0)
     goto cleanup;
-  status = pp__win_pipe_server(PIPE_ACCESS_DUPLEX, pipe_name, &server);
+  /* The channel first, then (unless output is inherited) the stdout and
+   * stderr pipes: the worker finds their names in this order.  Each
+   * finishes (and checks) its connection when it is first used, so that
+   * waiting for a worker's start stays the core's, with its time limit
+   * and its way out. */
+  status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
+                       &c);
+  if (status == 0 && !req->inherit_output)
+    status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
+                         sizeof(spec) / sizeof(WCHAR), &o);
+  if (status == 0 && !req->inherit_output)
+    status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
+                         sizeof(spec) / sizeof(WCHAR), &e);
   if (status != 0)
     goto cleanup;
-  /* Listen before the worker exists, so that whenever it opens the pipe
-   * the connection completes our pending ConnectNamedPipe.  The channel
-   * finishes (and checks) the connection when it is first used, so that
-   * waiting for a worker's start stays the core's, with its time limit and
-   * its way out. */
-  status = pp__win_chan_wrap(server, &c);
+  status = pp__win_build_cmdline(exe, spec, req, &cmdline);
   if (status != 0)
     goto cleanup;
-  server = INVALID_HANDLE_VALUE;
-  status = pp__win_chan_listen(c);
-  if (status != 0)
-    goto cleanup;
-  status = pp__win_build_cmdline(exe, pipe_name, req, &cmdline);
-  if (status != 0)
-    goto cleanup;
-  if (req->inherit_output) {
-    status = inherit_std(STD_OUTPUT_HANDLE, &out_client);
-    if (status == 0)
-      status = inherit_std(STD_ERROR_HANDLE, &err_client);
-  } else {
-    status = pp__win_stdio_pipe(&out_server, &out_client);
-    if (status == 0)
-      status = pp__win_stdio_pipe(&err_server, &err_client);
-  }
-  if (status != 0)
-    goto cleanup;
+
+  /* The null device is the worker's stdin, and its stdout and stderr
+   * until it has opened its pipes; a copy of it in another process is
+   * harmless, so it may be inheritable. */
   inherit.nLength = sizeof(inherit);
   inherit.lpSecurityDescriptor = NULL;
   inherit.bInheritHandle = TRUE;
-  null_in =
-      CreateFileW(L"NUL", GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE,
-                  &inherit, OPEN_EXISTING, 0, NULL);
-  if (null_in == INVALID_HANDLE_VALUE) {
+  null_dev = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE,
+                         FILE_SHARE_READ | FILE_SHARE_WRITE, &inherit,
+                         OPEN_EXISTING, 0, NULL);
+  if (null_dev == INVALID_HANDLE_VALUE) {
     status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
+  if (req->inherit_output) {
+    status = inherit_std(STD_OUTPUT_HANDLE, &out_client);
+    if (status == 0)
+      status = inherit_std(STD_ERROR_HANDLE, &err_client);
+    if (status != 0)
+      goto cleanup;
+  }
 
-  /* The handle list: only these three handles reach the worker. */
-  handles[0] = null_in;
-  handles[1] = out_client;
-  handles[2] = err_client;
+  /* The handle list: only these handles reach the worker. */
+  handles[nhandles++] = null_dev;
+  if (out_client != INVALID_HANDLE_VALUE &&
+      !is_console_pseudo_handle(out_client))
+    handles[nhandles++] = out_client;
+  if (err_client != INVALID_HANDLE_VALUE &&
+      !is_console_pseudo_handle(err_client))
+    handles[nhandles++] = err_client;
   InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
   si.lpAttributeList = malloc(attr_size);
   if (si.lpAttributeList == NULL) {
@@ -483,16 +584,18 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   attr_ready = 1;
   if (!UpdateProcThreadAttribute(si.lpAttributeList, 0,
                                  PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles,
-                                 sizeof(handles), NULL, NULL)) {
+                                 nhandles * sizeof(HANDLE), NULL, NULL)) {
     status = pp__set_error(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   si.StartupInfo.cb = sizeof(si);
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-  si.StartupInfo.hStdInput = null_in;
-  si.StartupInfo.hStdOutput = out_client;
-  si.StartupInfo.hStdError = err_client;
+  /* STARTF_FORCEOFFFEEDBACK: no "app starting" cursor in a GUI parent for
+   * each worker that starts. */
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES | STARTF_FORCEOFFFEEDBACK;
+  si.StartupInfo.hStdInput = null_dev;
+  si.StartupInfo.hStdOutput = req->inherit_output ? out_client : null_dev;
+  si.StartupInfo.hStdError = req->inherit_output ? err_client : null_dev;
 
   status = start_in_job(exe, cmdline, env, &si, job, &pi);
   if (status != 0)
@@ -502,33 +605,29 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
-  /* Our copies of the worker's ends must go now: the worker's stdout
-   * reaches end-of-stream only when no process holds a write end. */
-  CloseHandle(out_client);
-  CloseHandle(err_client);
-  CloseHandle(null_in);
-  out_client = err_client = null_in = INVALID_HANDLE_VALUE;
+  CloseHandle(null_dev);
+  null_dev = INVALID_HANDLE_VALUE;
+  if (out_client != INVALID_HANDLE_VALUE)
+    CloseHandle(out_client);
+  if (err_client != INVALID_HANDLE_VALUE)
+    CloseHandle(err_client);
+  out_client = err_client = INVALID_HANDLE_VALUE;
 
   p = calloc(1, sizeof(*p));
   if (p == NULL) {
     status = pp__set_error(PP_ENOMEM, "out of memory for a worker");
     goto cleanup;
   }
-  if (!req->inherit_output) {
-    status = pp__win_chan_wrap(out_server, &o);
-    if (status != 0)
-      goto cleanup;
-    out_server = INVALID_HANDLE_VALUE;
-    status = pp__win_chan_wrap(err_server, &e);
-    if (status != 0)
-      goto cleanup;
-    err_server = INVALID_HANDLE_VALUE;
-  }
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
   pi.hProcess = NULL;
-  /* Only this process may be the channel's client. */
+  /* Only this process may be the pipes' client, and reads of its stdout
+   * and stderr end once it has ended (after what it wrote). */
   pp__chan_bind_proc(c, p);
+  if (o != NULL) {
+    pp__chan_bind_proc(o, p);
+    pp__chan_bind_proc(e, p);
+  }
   *proc = p;
   *chan = c;
   *out = o;
@@ -554,18 +653,12 @@ cleanup:
   pp__chan_close(c);
   pp__chan_close(o);
   pp__chan_close(e);
-  if (null_in != INVALID_HANDLE_VALUE)
-    CloseHandle(null_in);
+  if (null_dev != INVALID_HANDLE_VALUE)
+    CloseHandle(null_dev);
   if (err_client != INVALID_HANDLE_VALUE)
     CloseHandle(err_client);
-  if (err_server != INVALID_HANDLE_VALUE)
-    CloseHandle(err_server);
   if (out_client != INVALID_HANDLE_VALUE)
     CloseHandle(out_client);
-  if (out_server != INVALID_HANDLE_VALUE)
-    CloseHandle(out_server);
-  if (server != INVALID_HANDLE_VALUE)
-    CloseHandle(server);
   free(cmdline);
   free(env);
   return status;

@@ -6,9 +6,12 @@
 #include "internal.h"
 #include "../../src/digest.h"
 
+#include <fcntl.h>
+#include <io.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 int pp__win_utf8_to_wide(const char *s, WCHAR **out) {
   WCHAR *w;
@@ -54,31 +57,26 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out) {
 
 const char *pp__win_strerror(DWORD code, char *buf, size_t size) {
   DWORD saved = GetLastError();
-  WCHAR wide[256];
-  char text[512];
+  DWORD flags = FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS |
+                FORMAT_MESSAGE_ALLOCATE_BUFFER;
+  WCHAR *wide = NULL;
+  char *text = NULL;
   DWORD n;
-  int m;
-  size_t len;
+  size_t len = 0;
 
   if (size == 0)
     return buf;
-  text[0] = '\0';
   /* English first, so that logs from different machines read the same; the
-   * user's language when no English table is installed. */
-  n = FormatMessageW(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
-                     NULL, code, MAKELANGID(LANG_ENGLISH, SUBLANG_ENGLISH_US),
-                     wide, sizeof(wide) / sizeof(wide[0]), NULL);
+   * user's language when no English table is installed.  The system sizes
+   * the buffer: some messages (and most translations) are long. */
+  n = FormatMessageW(flags, NULL, code,
+                     MAKELANGID(LANG_ENGLISH, SUBLANG_ENGLISH_US),
+                     (LPWSTR)&wide, 0, NULL);
   if (n == 0)
-    n = FormatMessageW(
-        FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code,
-        0, wide, sizeof(wide) / sizeof(wide[0]), NULL);
-  if (n > 0) {
-    m = WideCharToMultiByte(CP_UTF8, 0, wide, (int)n, text,
-                            (int)sizeof(text) - 1, NULL, NULL);
-    text[m > 0 ? m : 0] = '\0';
-  }
+    n = FormatMessageW(flags, NULL, code, 0, (LPWSTR)&wide, 0, NULL);
+  if (n > 0 && wide != NULL && pp__win_wide_to_utf8(wide, &text) == 0)
+    len = strlen(text);
   /* System messages end in ".\r\n"; the number is appended after them. */
-  len = strlen(text);
   while (len > 0 && (text[len - 1] == '\r' || text[len - 1] == '\n' ||
                      text[len - 1] == ' ' || text[len - 1] == '.'))
     text[--len] = '\0';
@@ -86,6 +84,9 @@ const char *pp__win_strerror(DWORD code, char *buf, size_t size) {
     pp__format(buf, size, "%s (error %lu)", text, (unsigned long)code);
   else
     pp__format(buf, size, "error %lu", (unsigned long)code);
+  free(text);
+  if (wide != NULL)
+    LocalFree(wide);
   SetLastError(saved);
   return buf;
 }
@@ -198,6 +199,232 @@ void pp__env_unset(const char *name) {
 void pp__stdio_ensure(void) {
   /* Handles are not small numbers handed out lowest-first, so a closed
    * standard stream cannot be taken by a channel here. */
+}
+
+/* ---- a worker's stdout and stderr ------------------------------------ */
+
+/* Opens the write end of a stdout or stderr pipe the parent named, and
+ * checks that the pipe's server is the process whose id is in the name
+ * ("procpool-<pid>-..."), so that no other process's pipe of that name is
+ * taken.  The handle is inheritable: processes a task starts write to the
+ * worker's output, as they would to any program's.  NULL on failure. */
+static HANDLE open_stdio_pipe(const WCHAR *name, size_t len) {
+  static const char prefix[] = PP__PIPE_PREFIX;
+  WCHAR path[PP__PIPE_NAME_MAX];
+  SECURITY_ATTRIBUTES inherit;
+  ULONGLONG deadline = GetTickCount64() + 1000;
+  ULONG server = 0;
+  DWORD pid = 0;
+  size_t plen = sizeof(prefix) - 1, i;
+  HANDLE h;
+
+  if (len <= plen || len >= PP__PIPE_NAME_MAX)
+    return NULL;
+  for (i = 0; i < len; i++) {
+    WCHAR c = name[i];
+    if (i < plen ? c != (WCHAR)prefix[i]
+                 : !((c >= L'0' && c <= L'9') || (c >= L'a' && c <= L'f') ||
+                     c == L'-'))
+      return NULL;
+    path[i] = c;
+  }
+  path[len] = L'\0';
+  for (i = plen; i < len && path[i] >= L'0' && path[i] <= L'9'; i++)
+    pid = pid * 10 + (DWORD)(path[i] - L'0');
+  inherit.nLength = sizeof(inherit);
+  inherit.lpSecurityDescriptor = NULL;
+  inherit.bInheritHandle = TRUE;
+  for (;;) {
+    /* Synchronous: the C runtime writes stdout with plain WriteFile calls.
+     * FILE_READ_ATTRIBUTES lets it ask what kind of file stdout is. */
+    h = CreateFileW(path, GENERIC_WRITE | FILE_READ_ATTRIBUTES, 0, &inherit,
+                    OPEN_EXISTING,
+                    SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
+    if (h != INVALID_HANDLE_VALUE)
+      break;
+    if (GetLastError() != ERROR_PIPE_BUSY || GetTickCount64() >= deadline)
+      return NULL;
+    WaitNamedPipeW(path, 100);
+  }
+  if (GetNamedPipeServerProcessId(h, &server) && server != pid) {
+    CloseHandle(h);
+    return NULL;
+  }
+  return h;
+}
+
+/* Makes `h` this process's standard handle `which` and the C runtime's
+ * descriptor `fd` (text mode, as an inherited stdout is), so that both
+ * WriteFile(GetStdHandle()) and printf reach the pipe. */
+static void install_std(HANDLE h, DWORD which, int fd) {
+  int tmp;
+
+  SetStdHandle(which, h);
+  tmp = _open_osfhandle((intptr_t)h, _O_TEXT);
+  if (tmp < 0)
+    return;
+  if (tmp != fd) {
+    /* _dup2 gives descriptor `fd` a copy of the handle (and closes what
+     * it had, the null device); the standard handle follows the copy. */
+    if (_dup2(tmp, fd) == 0)
+      SetStdHandle(which, (HANDLE)_get_osfhandle(fd));
+    _close(tmp);
+  }
+}
+
+/* A worker's stdout and stderr are pipes it opens by name: the parent's
+ * pipes are never inheritable, so no other process the application starts
+ * while a worker starts can take a copy (see spawn.c).  This runs before
+ * main() (or, in procpool.dll, when the DLL is loaded), in every program
+ * that links procpool, so that even a worker whose main() lacks the guard
+ * writes its complaint where the parent reads it.  It does nothing unless
+ * the command line carries the reserved argument with pipe names. */
+static void adopt_stdio(void) {
+  static const WCHAR option[] = PP__WIN_WORKER_OPTION;
+  const WCHAR *line = GetCommandLineW(), *p, *names[3];
+  size_t lens[3];
+  int n = 0;
+  HANDLE out, err;
+
+  if (line == NULL)
+    return;
+  /* The option is an argument of its own, never quoted (it holds no space
+   * or quote), after the program's path. */
+  for (p = wcsstr(line, option); p != NULL; p = wcsstr(p + 1, option))
+    if (p > line && (p[-1] == L' ' || p[-1] == L'\t'))
+      break;
+  if (p == NULL)
+    return;
+  p += wcslen(option);
+  while (n < 3) {
+    names[n] = p;
+    lens[n] = wcscspn(p, L",: \t");
+    p += lens[n];
+    n++;
+    if (*p != L',')
+      break;
+    p++;
+  }
+  if (n != 3 || *p != L':')
+    return; /* Output is inherited, or this is not our argument. */
+  /* Done already by another copy of procpool in this process (a program
+   * that links it statically and loads a task library that links
+   * procpool.dll); the pipe has one instance, taken by that copy. */
+  if (GetFileType(GetStdHandle(STD_OUTPUT_HANDLE)) == FILE_TYPE_PIPE)
+    return;
+  out = open_stdio_pipe(names[1], lens[1]);
+  err = open_stdio_pipe(names[2], lens[2]);
+  if (out != NULL)
+    install_std(out, STD_OUTPUT_HANDLE, 1);
+  if (err != NULL)
+    install_std(err, STD_ERROR_HANDLE, 2);
+}
+
+#if defined(_MSC_VER)
+#pragma section(".CRT$XCU", read)
+__declspec(allocate(".CRT$XCU")) void(__cdecl *pp__adopt_stdio_init)(void) =
+    adopt_stdio;
+#pragma comment(linker, "/include:pp__adopt_stdio_init")
+#else
+__attribute__((constructor)) static void adopt_stdio_init(void) {
+  adopt_stdio();
+}
+#endif
+
+/* ---- where things are ------------------------------------------------ */
+
+#ifndef PP_WORKER_HOST_RELPATH
+#define PP_WORKER_HOST_RELPATH "procpool-worker.exe"
+#endif
+
+int pp__worker_host_path(char **path) {
+  HMODULE module = NULL;
+  WCHAR *buf = NULL, *bigger, *slash;
+  DWORD size = MAX_PATH, n;
+  char *dir = NULL;
+  char why[160];
+  int status;
+
+  *path = NULL;
+  /* The module this function is in: procpool.dll, or the program that
+   * links procpool statically.  The worker host is installed beside it
+   * (in bin/, where the loader finds procpool.dll for it too). */
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
+                              GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                          (LPCWSTR)(void *)pp__worker_host_path, &module))
+    return pp__set_error(PP_ESPAWN, "cannot find procpool's module: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  for (;;) {
+    bigger = realloc(buf, (size_t)size * sizeof(WCHAR));
+    if (bigger == NULL) {
+      status = pp__set_error(PP_ENOMEM, "out of memory for a path");
+      goto cleanup;
+    }
+    buf = bigger;
+    n = GetModuleFileNameW(module, buf, size);
+    if (n == 0) {
+      status =
+          pp__set_error(PP_ESPAWN, "GetModuleFileNameW: %s",
+                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      goto cleanup;
+    }
+    if (n < size)
+      break;
+    if (size >= 65536) {
+      status = pp__set_error(PP_ESPAWN, "procpool's module path is too long");
+      goto cleanup;
+    }
+    size *= 2;
+  }
+  slash = wcsrchr(buf, L'\\');
+  if (slash != NULL)
+    slash[1] = L'\0';
+  else
+    buf[0] = L'\0';
+  status = pp__win_wide_to_utf8(buf, &dir);
+  if (status != 0)
+    goto cleanup;
+  *path = pp__strdup_printf("%s%s", dir, PP_WORKER_HOST_RELPATH);
+  if (*path == NULL)
+    status = pp__set_error(PP_ENOMEM, "out of memory for a path");
+
+cleanup:
+  free(dir);
+  free(buf);
+  return status;
+}
+
+int pp__path_absolute(const char *path, char **out) {
+  WCHAR *wide = NULL, *full = NULL;
+  DWORD n;
+  char why[160];
+  int status;
+
+  *out = NULL;
+  if (path == NULL || path[0] == '\0')
+    return pp__set_error(PP_EINVAL, "empty path");
+  status = pp__win_utf8_to_wide(path, &wide);
+  if (status != 0)
+    return status;
+  /* Asked twice: the first answer is the size the path needs. */
+  n = GetFullPathNameW(wide, 0, NULL, NULL);
+  if (n > 0)
+    full = malloc((size_t)n * sizeof(WCHAR));
+  if (n == 0 || full == NULL ||
+      GetFullPathNameW(wide, n, full, NULL) >= n) {
+    status = full == NULL && n > 0
+                 ? pp__set_error(PP_ENOMEM, "out of memory for a path")
+                 : pp__set_error(PP_EINVAL, "GetFullPathNameW(%s): %s", path,
+                                 pp__win_strerror(GetLastError(), why,
+                                                  sizeof(why)));
+    goto cleanup;
+  }
+  status = pp__win_wide_to_utf8(full, out);
+
+cleanup:
+  free(full);
+  free(wide);
+  return status;
 }
 
 /* Sums up a module from its headers and code: the PE headers name the

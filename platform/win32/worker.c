@@ -1,15 +1,23 @@
 /*
  * worker.c - the worker's side of the Win32 platform: quieting crash
  * reporting, opening the channel pipe the parent named on the command line,
- * and dying with the parent.
+ * dying with the parent, stdout buffering, the arguments in UTF-8 and
+ * exiting at once.
  *
  * Windows needs no clean-up of inherited handles here: pp__spawn's handle
- * list let only the three standard handles through.
+ * list let only the null device through.
  */
 #include "internal.h"
 
+#include <io.h>
+#include <shellapi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(_MSC_VER) && defined(_DEBUG)
+#include <crtdbg.h>
+#endif
 
 /* How long to keep trying while the pipe is busy.  It has one instance and
  * this worker is its only rightful client, so busy means a race with a
@@ -32,12 +40,39 @@ static LONG WINAPI crash_filter(EXCEPTION_POINTERS *info) {
 typedef unsigned int(__cdecl *abort_behavior_fn)(unsigned int, unsigned int);
 #endif
 
+typedef HRESULT(WINAPI *wer_set_flags_fn)(DWORD);
+
 static void quiet_crashes(void) {
+  HMODULE kernel = GetModuleHandleW(L"kernel32.dll");
+  wer_set_flags_fn wer_set_flags = NULL;
+
   /* The error mode is not inherited under Wine (it is on Windows), so each
    * worker sets its own: no dialog for a missing disk or DLL either. */
   SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX |
                SEM_NOOPENFILEERRORBOX);
   SetUnhandledExceptionFilter(crash_filter);
+  /* A fast fail (the Universal CRT's abort() with fault reports on in
+   * another CRT instance, /GS, heap corruption) bypasses the filter and
+   * goes to Windows Error Reporting: no UI there either (Windows 8+; looked
+   * up, since Windows 7 and Wine may lack it). */
+  if (kernel != NULL)
+    wer_set_flags = (wer_set_flags_fn)(void (*)(void))GetProcAddress(
+        kernel, "WerSetFlags");
+  if (wer_set_flags != NULL)
+    wer_set_flags(0x4 /* WER_FAULT_REPORTING_NO_UI */);
+  /* assert() and the C runtime's error messages go to stderr, never to a
+   * message box, even in a worker of a GUI program. */
+  _set_error_mode(_OUT_TO_STDERR);
+#if defined(_MSC_VER) && defined(_DEBUG)
+  /* Debug CRTs report assertions and errors in a dialog that waits for a
+   * click: to stderr instead, as CPython's test suite does. */
+  _CrtSetReportMode(_CRT_WARN, _CRTDBG_MODE_FILE);
+  _CrtSetReportFile(_CRT_WARN, _CRTDBG_FILE_STDERR);
+  _CrtSetReportMode(_CRT_ERROR, _CRTDBG_MODE_FILE);
+  _CrtSetReportFile(_CRT_ERROR, _CRTDBG_FILE_STDERR);
+  _CrtSetReportMode(_CRT_ASSERT, _CRTDBG_MODE_FILE);
+  _CrtSetReportFile(_CRT_ASSERT, _CRTDBG_FILE_STDERR);
+#endif
   /* abort() in the Universal CRT reports a fault (fast fail 0xC0000409,
    * and a WER report) and prints a message box text; without those it
    * exits with code 3, as msvcrt.dll's abort() always does, so every
@@ -87,7 +122,7 @@ static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
 
   if (spec == NULL)
     return pp__set_error(PP_EINVAL, "no worker channel given");
-  len = strcspn(spec, ":");
+  len = strcspn(spec, ":,");
   if (len <= plen || len >= PP__PIPE_NAME_MAX ||
       strncmp(spec, prefix, plen) != 0)
     return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
@@ -122,7 +157,7 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
       break;
     if (GetLastError() != ERROR_PIPE_BUSY || GetTickCount64() >= deadline)
       return pp__set_error(PP_EIO, "opening the channel %.*s: %s",
-                           (int)strcspn(spec, ":"), spec,
+                           (int)strcspn(spec, ":,"), spec,
                            pp__win_strerror(GetLastError(), why, sizeof(why)));
     WaitNamedPipeW(name, 100);
   }
@@ -209,4 +244,89 @@ cleanup:
   if (parent != NULL)
     CloseHandle(parent);
   return status;
+}
+
+/* How often the flusher writes out what a task has printed. */
+#define FLUSH_INTERVAL_MS 50
+
+/* Writes out stdout's buffer every FLUSH_INTERVAL_MS while the worker
+ * lives, so that the lines a task prints reach the parent while it runs.
+ * The stream's own lock serializes it with the task's writes. */
+static DWORD WINAPI flusher_main(LPVOID arg) {
+  (void)arg;
+  /* Our own process handle is signalled only once the process has ended,
+   * so each wait is a pause. */
+  while (WaitForSingleObject(GetCurrentProcess(), FLUSH_INTERVAL_MS) ==
+         WAIT_TIMEOUT)
+    fflush(stdout);
+  return 0;
+}
+
+int pp__worker_stdio(void) {
+  HANDLE thread;
+  char why[160];
+
+  /* The Microsoft C runtimes have no line buffering (_IOLBF is full
+   * buffering), and the Universal CRT ends the process for a buffer size
+   * below 2.  Unbuffered output would make mingw's C99 printf, which
+   * writes one character at a time, one system call per character.  So
+   * stdout is fully buffered and flushed by a thread a few times a second,
+   * and after each call (run_job); stderr stays unbuffered. */
+  if (setvbuf(stdout, NULL, _IOFBF, 4096) != 0)
+    return pp__set_error(PP_EIO, "setvbuf(stdout) refused full buffering");
+  /* A small stack: the thread only sleeps and flushes. */
+  thread = CreateThread(NULL, 64 * 1024, flusher_main, NULL,
+                        STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+  if (thread == NULL)
+    return pp__set_error(PP_EIO, "cannot start the stdout flusher: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  CloseHandle(thread);
+  return 0;
+}
+
+void pp__exit_now(int code) {
+  /* ExitProcess (which _Exit ends in) kills the other threads wherever
+   * they are and then runs DLL_PROCESS_DETACH code, which can hang on a
+   * lock a killed thread held; terminating ourselves runs nothing. */
+  TerminateProcess(GetCurrentProcess(), (UINT)code);
+  ExitProcess((UINT)code); /* Not reached. */
+}
+
+/* The arguments in UTF-8, made once and kept for the life of the process. */
+static INIT_ONCE args_once = INIT_ONCE_STATIC_INIT;
+static int args_count;
+static char **args_utf8;
+
+static BOOL CALLBACK init_args(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  WCHAR **wide;
+  char **utf8;
+  int n, i;
+
+  (void)once;
+  (void)param;
+  (void)ctx;
+  wide = CommandLineToArgvW(GetCommandLineW(), &n);
+  if (wide == NULL)
+    return TRUE;
+  utf8 = calloc((size_t)n + 1, sizeof(*utf8));
+  for (i = 0; utf8 != NULL && i < n; i++) {
+    if (pp__win_wide_to_utf8(wide[i], &utf8[i]) != 0) {
+      /* Unpaired surrogates: not an argument of ours, keep a placeholder. */
+      utf8[i] = _strdup("");
+    }
+  }
+  LocalFree(wide);
+  if (utf8 != NULL) {
+    args_count = n;
+    args_utf8 = utf8;
+  }
+  return TRUE;
+}
+
+void pp__worker_args(int *argc, char ***argv) {
+  InitOnceExecuteOnce(&args_once, init_args, NULL, NULL);
+  if (args_utf8 == NULL)
+    return; /* Out of memory: the narrow argv is better than none. */
+  *argc = args_count;
+  *argv = args_utf8;
 }
