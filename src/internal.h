@@ -86,6 +86,23 @@ void *pp__blob_adopt(pp__shm_t *shm);
 int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
                   uint64_t *offset);
 
+/* Spare mappings (any thread): at most PP__SPARE_MAX of them, and
+ * PP__SPARE_BYTES in all; smaller ones than PP__SPARE_MIN are not kept. */
+#define PP__SPARE_MAX 8
+#define PP__SPARE_MIN (256 * 1024)
+#define PP__SPARE_BYTES ((uint64_t)1 << 30)
+/* Takes the smallest spare of min..max bytes, or returns NULL. */
+pp__shm_t *pp__spare_take(uint64_t min, uint64_t max);
+/* A spare of len..2*len bytes, or a new mapping of len bytes; NULL (with
+ * pp_last_error() set) if neither. */
+pp__shm_t *pp__spare_or_new(uint64_t len);
+/* Keeps a mapping nobody uses any more as a spare, or closes it (NULL is
+ * ignored). */
+void pp__spare_give(pp__shm_t *shm);
+/* Counts the pools alive (+1 at create, -1 at free): spares are kept only
+ * while one is, and closed when the last one goes. */
+void pp__spare_users(int delta);
+
 /* ---- registry.c ---- */
 
 /* Returns the entry called `name` in `table`, or NULL. */
@@ -115,6 +132,8 @@ struct pp_call_s {
   void *reply;
   size_t reply_len;
   pp__shm_t *reply_shm; /* the reply lives in this blob (a large one) */
+  int reply_in_hint;    /* ... which is the call's reply hint */
+  pp__shm_t *hint;      /* the reply hint the parent sent, unused so far */
   size_t blob_min;      /* replies this large go straight into a blob;
                            0 = never (inline mode) */
   char *fail_message;
@@ -272,6 +291,10 @@ typedef struct pp__flight_s {
   uint64_t id;
   uint64_t rec;    /* its record's position in the call ring */
   int cancelled;   /* the cancel word is set */
+  pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
+  pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
+  int refused;         /* its argument could not be sent: this status */
+  char *refused_why;   /* ... and why (malloc'd) */
 } pp__flight_t;
 
 /* One worker of a pool.  Owned by the I/O thread; the fields marked
@@ -337,13 +360,17 @@ typedef struct pp__outcome_s {
   size_t len;
   char *message;
 } pp__outcome_t;
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec,
-                     const pp__flight_t *f, pp__outcome_t *out);
+int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                     pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f);
+/* Drops the head; what it held in shared memory goes back to the spares
+ * (the worker is done with it: its outcome came, or it died). */
 void pp__flight_pop(pp__slot_t *s);
+/* Drops every call in flight the same way. */
+void pp__flight_clear(pp__slot_t *s);
 
 /* loop.c: the I/O thread's body. */
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);

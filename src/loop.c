@@ -119,6 +119,7 @@ typedef struct take_s {
   pp__slot_t *slot;
   pp__src_t *src;
   size_t index;
+  size_t flight; /* its place in the slot's in-flight list */
 } take_t;
 
 /* Hands queued calls to workers with room; pool->lock held.  Each worker
@@ -166,6 +167,7 @@ static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
       takes[n].slot = s;
       takes[n].src = src;
       takes[n].index = index;
+      takes[n].flight = s->fl_n - 1;
       n++;
       per++;
     }
@@ -173,43 +175,66 @@ static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
   return n;
 }
 
-/* Writes one planned call record. */
-static void write_call(pp__slot_t *s, pp__src_t *src, size_t index) {
+/* Sends a large argument's mapping, and a reply hint with it: a spare
+ * about the argument's size, which the worker may write a large result
+ * into (results are often the size of their arguments) so that neither
+ * side touches fresh memory.  Returns 0, or the error that refuses the
+ * call. */
+static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
+                     pp__call_blob_t *cb) {
+  pp__shm_t *shm = NULL;
+  pp__shm_t *hint;
+  int rc;
+  memset(cb, 0, sizeof(*cb));
+  /* Memory from pp_shared_alloc() is such a mapping already: it goes as
+   * it is.  Anything else is copied into one (a spare if there is one). */
+  if (!pp__blob_find(arg->data, arg->len, &shm, &cb->offset)) {
+    shm = pp__spare_or_new(arg->len);
+    if (shm == NULL)
+      return PP_ENOMEM;
+    memcpy(pp__shm_base(shm), arg->data, arg->len);
+    f->arg_copy = shm;
+  }
+  rc = pp__shm_send(s->chan, shm, s->proc, &cb->handle);
+  if (rc != 0)
+    return rc;
+  hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
+  if (hint != NULL &&
+      pp__shm_send(s->chan, hint, s->proc, &cb->hint_handle) == 0) {
+    cb->hint_size = pp__shm_len(hint);
+    f->hint = hint;
+  } else {
+    pp__spare_give(hint);
+  }
+  return 0;
+}
+
+/* Writes one planned call record.  A large argument travels in a mapping
+ * of its own, whose descriptor goes on the channel just before the record
+ * that names it. */
+static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
+                       pp__flight_t *f) {
   const pp_buf_t *arg = &src->args[index];
   int blob = needs_blob(s, src, index);
-  uint64_t handle = 0, offset = 0;
   uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
+  pp__call_blob_t cb;
   unsigned char *p;
-  uint32_t refuse = 0;
-  if (blob) {
-    /* Too large for the ring: a mapping of its own, whose descriptor goes
-     * on the channel just before the record that names it.  Memory from
-     * pp_shared_alloc() is such a mapping already: it goes as it is. */
-    pp__shm_t *shm = NULL;
-    int rc = 0, own = 0;
-    if (!pp__blob_find(arg->data, arg->len, &shm, &offset)) {
-      rc = pp__shm_create(arg->len ? arg->len : 1, &shm);
-      own = 1;
-      if (rc == 0)
-        memcpy(pp__shm_base(shm), arg->data, arg->len);
-    }
-    if (rc == 0)
-      rc = pp__shm_send(s->chan, shm, s->proc, &handle);
-    if (own)
-      pp__shm_close(shm);
-    if (rc != 0)
-      refuse = 1; /* the worker answers PP_ECANCELED; see below */
+  int rc = blob ? send_blob(s, arg, f, &cb) : 0;
+  if (rc != 0) {
+    /* The argument cannot reach the worker (no memory for its mapping, a
+     * failed hand-over).  The record still goes, in the room planned for
+     * it, marked refused: the worker answers at once without looking for a
+     * mapping, and the call fails with this reason (pp__life_outcome). */
+    f->refused = rc;
+    f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
+                                       "to worker %d: %s", arg->len,
+                                       s->index, pp_last_error());
+    memset(&cb, 0, sizeof(cb));
   }
-  p = pp__ring_begin(&s->calls, PP__REC_CALL, blob ? 1 : 0,
+  p = pp__ring_begin(&s->calls, PP__REC_CALL, rc ? 2 : blob ? 1 : 0,
                      src->first_id + index, len);
-  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len, blob,
-                   handle, offset);
-  if (refuse) {
-    /* The call cannot reach the worker (no memory for the blob): its record
-     * goes out cancelled, so the worker skips it, and it fails with the
-     * reason here. */
-    memcpy(p, &refuse, 4);
-  }
+  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len,
+                   blob ? &cb : NULL);
 }
 
 /* Sets the cancel words of cancelled calls in flight and starts the grace
@@ -470,7 +495,8 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     if (news)
       send_cancels(L);
     for (k = 0; k < ntakes; k++)
-      write_call(takes[k].slot, takes[k].src, takes[k].index);
+      write_call(takes[k].slot, takes[k].src, takes[k].index,
+                 pp__flight_at(takes[k].slot, takes[k].flight));
     if (ntakes > 0) {
       L->busy = 1;
       for (i = 0; i < pool->nslots; i++) {

@@ -193,6 +193,7 @@ void pp__pool_free(pp_pool_t *pool) {
     apr_pool_destroy(pool->mem);
   free(pool);
   apr_atomic_dec32(&pools_alive);
+  pp__spare_users(-1);
 }
 
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
@@ -232,6 +233,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   if (pool == NULL)
     return pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
+  pp__spare_users(1);
   rv = apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     rc = pp__from_apr(rv, "apr_pool_create");

@@ -239,12 +239,13 @@ void pp__ring_room_awake(pp__ring_t *r) {
 /* ---- call records ---- */
 
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob) {
-  return PP__CALL_HEAD + ALIGN8(name_len) + (blob ? 24 : arg_len);
+  return PP__CALL_HEAD + ALIGN8(name_len) +
+         (blob ? PP__CALL_BLOB_TAIL : arg_len);
 }
 
 void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
-                      const void *arg, uint64_t arg_len, int blob,
-                      uint64_t blob_handle, uint64_t blob_offset) {
+                      const void *arg, uint64_t arg_len,
+                      const pp__call_blob_t *blob) {
   uint32_t cancel = 0;
   uint16_t n = (uint16_t)name_len, zero = 0;
   memcpy(p, &cancel, 4);
@@ -252,10 +253,12 @@ void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
   memcpy(p + 6, &zero, 2);
   memcpy(p + PP__CALL_HEAD, name, name_len);
   p += PP__CALL_HEAD + ALIGN8(name_len);
-  if (blob) {
+  if (blob != NULL) {
     memcpy(p, &arg_len, 8);
-    memcpy(p + 8, &blob_handle, 8);
-    memcpy(p + 16, &blob_offset, 8);
+    memcpy(p + 8, &blob->handle, 8);
+    memcpy(p + 16, &blob->offset, 8);
+    memcpy(p + 24, &blob->hint_size, 8);
+    memcpy(p + 32, &blob->hint_handle, 8);
   } else if (arg_len > 0) {
     memcpy(p, arg, (size_t)arg_len);
   }
@@ -278,20 +281,29 @@ int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c) {
   if (memchr(c->name, '\0', n) != NULL)
     return pp__set_error(PP_EPROTO, "call record with a NUL in the name");
   c->blob = rec->aux == 1;
-  if (rec->aux > 1)
+  c->refused = rec->aux == 2;
+  if (rec->aux > 2)
     return pp__set_error(PP_EPROTO, "call record of an unknown form");
-  if (c->blob) {
-    if (rec->len - off != 24)
+  if (c->refused) {
+    c->arg = NULL;
+    c->arg_len = 0;
+    c->blob_handle = c->blob_offset = c->hint_size = c->hint_handle = 0;
+  } else if (c->blob) {
+    if (rec->len - off != PP__CALL_BLOB_TAIL)
       return pp__set_error(PP_EPROTO, "blob call record of a wrong size");
     memcpy(&c->arg_len, rec->payload + off, 8);
     memcpy(&c->blob_handle, rec->payload + off + 8, 8);
     memcpy(&c->blob_offset, rec->payload + off + 16, 8);
+    memcpy(&c->hint_size, rec->payload + off + 24, 8);
+    memcpy(&c->hint_handle, rec->payload + off + 32, 8);
     c->arg = NULL;
   } else {
     c->arg = rec->payload + off;
     c->arg_len = rec->len - off;
     c->blob_handle = 0;
     c->blob_offset = 0;
+    c->hint_size = 0;
+    c->hint_handle = 0;
   }
   return 0;
 }

@@ -62,13 +62,17 @@ typedef enum {
   /* parent -> worker */
   PP__REC_CALL = 2,   /* u32 cancel, u16 name length, u16 0, name, pad to 8,
                          argument; aux 0: argument inline, 1: the argument
-                         is a blob (payload ends with u64 size, u64 handle) */
+                         is a blob (see pp__call_rec_put), 2: refused (the
+                         parent could not send the argument; nothing
+                         follows on the channel; the worker answers
+                         PP_ECANCELED at once) */
   PP__REC_INIT = 3,   /* as CALL, id 0: the initializer */
   PP__REC_BYE = 4,    /* empty: finish and exit 0 */
   /* worker -> parent */
   PP__REC_HELLO = 10, /* cookie, u64 pid, build id (PP__HELLO_LEN) */
   PP__REC_RESULT = 11, /* result bytes; aux 1: a blob (u64 size, u64
-                          handle) */
+                          handle); aux 2: u64 size, the result is in the
+                          call's reply hint */
   PP__REC_ERROR = 12, /* i32 status, message */
   PP__REC_LOG = 13,   /* i32 level, message */
   PP__REC_OUTPUT = 14 /* aux: 1 stdout, 2 stderr; bytes of output */
@@ -105,16 +109,31 @@ typedef struct pp__shm_ctl_s {
 /* CALL and INIT: u32 cancel (set by the parent to ask the running call to
  * stop), u16 name length, u16 0, the name, padding to 8, then either the
  * argument (aux 0) or, for an argument passed in a blob of its own (aux 1),
- * u64 size, u64 handle (Windows: the mapping's handle in the worker; POSIX:
- * 0, the descriptor comes on the channel) and u64 offset of the argument in
- * the mapping. */
+ * PP__CALL_BLOB_TAIL bytes:
+ *   u64 size, u64 handle, u64 offset   the argument: its size, the handle
+ *                                      of its mapping (Windows: a handle in
+ *                                      the worker; POSIX: 0, the descriptor
+ *                                      comes on the channel) and its offset
+ *                                      in the mapping
+ *   u64 hint size, u64 hint handle     a reply hint, or size 0 for none:
+ *                                      spare shared memory (blob.c) the
+ *                                      worker may write a large result
+ *                                      into, which the parent has mapped
+ *                                      already; its descriptor follows the
+ *                                      argument's on the channel (POSIX) */
 #define PP__CALL_HEAD 8
+#define PP__CALL_BLOB_TAIL 40
 /* The payload length of a call record. */
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob);
-/* Fills a call record's payload. */
+/* A blob argument's handles, for pp__call_rec_put. */
+typedef struct pp__call_blob_s {
+  uint64_t handle, offset;
+  uint64_t hint_size, hint_handle;
+} pp__call_blob_t;
+/* Fills a call record's payload; `blob` NULL for an inline argument. */
 void pp__call_rec_put(unsigned char *payload, const char *name,
                       size_t name_len, const void *arg, uint64_t arg_len,
-                      int blob, uint64_t blob_handle, uint64_t blob_offset);
+                      const pp__call_blob_t *blob);
 
 /* A parsed call record (pointers into the record). */
 typedef struct pp__call_rec_s {
@@ -124,8 +143,11 @@ typedef struct pp__call_rec_s {
   const unsigned char *arg; /* inline argument, or NULL for a blob */
   uint64_t arg_len;         /* its length, or the blob's size */
   int blob;
+  int refused; /* aux 2 */
   uint64_t blob_handle;
   uint64_t blob_offset;
+  uint64_t hint_size; /* 0: no reply hint */
+  uint64_t hint_handle;
 } pp__call_rec_t;
 
 /* Bytes a mapping with rings of `ring_size` bytes each needs. */

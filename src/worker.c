@@ -138,6 +138,11 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
   if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
     pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
                    0);
+  } else if (status == 0 && call->reply_in_hint) {
+    /* Written into the parent's spare: nothing to hand over but the
+     * length. */
+    uint64_t len = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 2, id, &len, sizeof(len), NULL, 0);
   } else if (status == 0) {
     pp__shm_t *blob = call->reply_shm;
     uint64_t meta[2];
@@ -213,6 +218,14 @@ static void run_record(const pp__rec_t *rec) {
         c.arg_len > pp__shm_len(blob) - c.blob_offset)
       worker_abort("a blob argument outside its mapping", 70);
     arg = (unsigned char *)pp__shm_base(blob) + c.blob_offset;
+    if (c.hint_size > 0) {
+      status = pp__shm_recv(W.at.chan, c.hint_handle, c.hint_size, NULL,
+                            &call.hint);
+      if (status == PP_ECLOSED)
+        pp__exit_now(0);
+      if (status != 0)
+        worker_abort(pp_last_error(), 70);
+    }
   }
   PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;
@@ -223,7 +236,7 @@ static void run_record(const pp__rec_t *rec) {
      * worker were built from different tables. */
     status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
                            W.index, (int)c.name_len, c.name);
-  } else if (PP__LOAD_ACQ32(c.cancel) != 0) {
+  } else if (c.refused || PP__LOAD_ACQ32(c.cancel) != 0) {
     status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
                            (unsigned long long)rec->id);
   } else {

@@ -225,7 +225,7 @@ static void test_ring_call_records(void **state) {
   at = pp__ring_plan(&planned, len);
   p = pp__ring_begin(&s.prod, PP__REC_CALL, 0, 42, len);
   assert_true(planned.head == s.prod.head);
-  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), 0, 0, 0);
+  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), NULL);
   pp__ring_commit(&s.prod);
   assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
   assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
@@ -255,6 +255,39 @@ static void test_ring_call_records(void **state) {
   free(s.base);
 }
 
+/* A blob call record carries its mapping and reply hint; one of a wrong
+ * size or an unknown form is PP_EPROTO; a refused one carries nothing. */
+static void test_ring_blob_call_records(void **state) {
+  shm_t s;
+  pp__call_blob_t cb = {7, 24, 1 << 20, 9};
+  pp__call_rec_t c;
+  pp__rec_t rec;
+  uint64_t len = pp__call_rec_len(4, 0, 1);
+  unsigned char *p;
+  (void)state;
+  shm_open_ring(&s);
+  p = pp__ring_begin(&s.prod, PP__REC_CALL, 1, 5, len);
+  pp__call_rec_put(p, "echo", 4, NULL, (uint64_t)3 << 32, &cb);
+  p = pp__ring_begin(&s.prod, PP__REC_CALL, 2, 6, len);
+  pp__call_rec_put(p, "echo", 4, NULL, 0, &cb);
+  pp__ring_commit(&s.prod);
+  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_true(c.blob && !c.refused && c.arg == NULL);
+  assert_true(c.arg_len == (uint64_t)3 << 32);
+  assert_true(c.blob_handle == 7 && c.blob_offset == 24);
+  assert_true(c.hint_size == 1 << 20 && c.hint_handle == 9);
+  rec.len -= 8;
+  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  rec.len += 8;
+  rec.aux = 3;
+  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_true(c.refused && !c.blob && c.arg == NULL && c.hint_size == 0);
+  free(s.base);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -266,6 +299,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_ring_wake_only_a_sleeper),
       cmocka_unit_test(test_ring_corruption_is_eproto),
       cmocka_unit_test(test_ring_call_records),
+      cmocka_unit_test(test_ring_blob_call_records),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,54 @@ static void test_shared_slices_and_results(void **state) {
   pp_free(buf);
 }
 
+/* Large arguments are copied into spare mappings, and large results are
+ * written into spares the parent sends along (blob.c): over many rounds of
+ * changing sizes every result is exact, a result the caller still holds is
+ * never handed out again, and calls running side by side never share a
+ * spare. */
+static void test_shared_spares_are_reused_safely(void **state) {
+  static const size_t sizes[] = {3 * MIB, MIB + 5, 3 * MIB, 6 * MIB,
+                                 3 * MIB - 1};
+  pp_pool_t *pool = *state;
+  pp_result_t kept, res[6];
+  pp_buf_t args[6];
+  unsigned char *arg;
+  int round, i;
+  arg = malloc(6 * MIB);
+  assert_non_null(arg);
+  pp_test_fill(arg, 3 * MIB, 1000);
+  kept = call(pool, "echo", arg, 3 * MIB);
+  assert_int_equal(kept.status, 0);
+  for (round = 0; round < 20; round++) {
+    size_t len = sizes[round % 5];
+    pp_result_t r;
+    pp_test_fill(arg, len, (uint64_t)round);
+    r = call(pool, "echo", arg, len);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.len, len);
+    assert_true(pp_test_check(r.data, len, (uint64_t)round) == len);
+    pp_results_free(&r, 1);
+  }
+  for (i = 0; i < 6; i++) {
+    args[i].len = sizes[i % 5] - (size_t)i;
+    args[i].data = malloc(args[i].len);
+    assert_non_null(args[i].data);
+    pp_test_fill((void *)args[i].data, args[i].len, 2000 + (uint64_t)i);
+  }
+  PP_TEST_OK(pp_pool_map(pool, "echo", args, 6, res, NULL));
+  for (i = 0; i < 6; i++) {
+    assert_int_equal(res[i].len, args[i].len);
+    assert_true(pp_test_check(res[i].data, res[i].len, 2000 + (uint64_t)i) ==
+                res[i].len);
+    free((void *)args[i].data);
+  }
+  pp_results_free(res, 6);
+  /* The first result was in use all along: untouched. */
+  assert_true(pp_test_check(kept.data, kept.len, 1000) == kept.len);
+  pp_results_free(&kept, 1);
+  free(arg);
+}
+
 static void test_shared_bad_sizes(void **state) {
   (void)state;
   assert_null(pp_shared_alloc(0));
@@ -102,6 +150,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       PP_TEST_POOL_TEST(test_shared_worker_sees_the_same_memory),
       PP_TEST_POOL_TEST(test_shared_slices_and_results),
+      PP_TEST_POOL_TEST(test_shared_spares_are_reused_safely),
       cmocka_unit_test(test_shared_bad_sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
