@@ -461,6 +461,10 @@ void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]);
 /* Returns the number of CPUs this process may run on (at least 1). */
 int pp__cpu_count(void);
 
+/* Returns how many descriptors this process may have open (the soft
+ * RLIMIT_NOFILE), or -1 where handles have no such limit (Windows). */
+int64_t pp__fd_limit(void);
+
 /* Returns the id of the calling process. */
 int64_t pp__self_pid(void);
 

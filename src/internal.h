@@ -61,6 +61,11 @@
 #define PP__DEFAULT_GRACE_MS 1000
 /* How long a starting worker may take to say HELLO by default. */
 #define PP__DEFAULT_START_TIMEOUT_MS 30000
+/* Descriptors the parent holds per worker (POSIX: channel, stdout, stderr,
+ * wake object, shared memory, pidfd), and a margin for the rest of the
+ * program, for the check in pp_pool_create. */
+#define PP__FDS_PER_WORKER 6
+#define PP__FDS_SPARE 64
 /* How long either side spins, looking at a ring, before it sleeps. */
 #define PP__SPIN_US 20
 

@@ -197,6 +197,7 @@ void pp__pool_free(pp_pool_t *pool) {
 }
 
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
+  int64_t limit;
   pp_pool_options_t zero;
   const pp_pool_options_t *o = options;
   pp_pool_t *pool = NULL;
@@ -303,6 +304,20 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->nslots = o->workers ? o->workers : pp__cpu_count();
   if (pool->nslots > PP_POOL_MAX_WORKERS)
     pool->nslots = PP_POOL_MAX_WORKERS;
+  /* Said up front, with the numbers, rather than as a failed socketpair()
+   * halfway through the start. */
+  limit = pp__fd_limit();
+  if (limit >= 0 &&
+      (int64_t)pool->nslots * PP__FDS_PER_WORKER + PP__FDS_SPARE > limit) {
+    rc = pp__set_error(PP_ESPAWN, "a pool of %d workers needs about %lld file "
+                       "descriptors, and this process may open %lld "
+                       "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
+                       "setrlimit) or use fewer workers", pool->nslots,
+                       (long long)pool->nslots * PP__FDS_PER_WORKER +
+                           PP__FDS_SPARE,
+                       (long long)limit);
+    goto cleanup;
+  }
   pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
     rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory for %d "
