@@ -69,6 +69,17 @@
 /* How long either side spins, looking at a ring, before it sleeps. */
 #define PP__SPIN_US 20
 
+/* One turn of a spin-wait: a pause, and every 16th turn the CPU is
+ * offered to other threads: the thread being waited for may need this
+ * very CPU (a loaded machine, or fewer cores than busy threads), and a
+ * spin that keeps it off would only delay what it waits for. */
+#define pp__spin_turn(turn)                                                    \
+  do {                                                                         \
+    pp__cpu_relax();                                                           \
+    if ((++(turn) & 15) == 0)                                                  \
+      apr_thread_yield();                                                      \
+  } while (0)
+
 /* ---- clock.c ---- */
 
 /* A deadline that never comes. */
@@ -242,9 +253,9 @@ struct pp__src_s {
 void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
                   const pp_buf_t *args, size_t n, int64_t timeout_ms,
                   size_t chunk, pp__src_done_fn done);
-/* Queues a source: assigns its ids, counts its calls, wakes the I/O thread.
- * Returns 0, or PP_ECLOSED if the pool is being destroyed; pool->lock
- * held. */
+/* Queues a source: assigns its ids, counts its calls; the caller then
+ * hands them out or wakes the I/O thread.  Returns 0, or PP_ECLOSED if the
+ * pool is being destroyed; pool->lock held. */
 int pp__src_queue_locked(pp__src_t *src);
 /* Takes the next call to hand to a worker; returns 1 and its index, or 0
  * when the source has none left.  pool->lock held. */
@@ -379,6 +390,14 @@ void pp__flight_clear(pp__slot_t *s);
 
 /* loop.c: the I/O thread's body. */
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
+/* Hands queued calls to workers with room from the caller's thread, when
+ * the I/O thread is not in a round: a submitted call reaches its worker
+ * without waking the I/O thread first.  Returns 1 if nothing is left for
+ * the I/O thread to do about the queue, 0 if it must be woken.  Call
+ * without pool->lock. */
+int pp__loop_dispatch(pp_pool_t *pool);
+/* Calls pp__loop_dispatch hands out at most. */
+#define PP__DISPATCH_MAX 16
 
 /* ---- the pool ---- */
 
@@ -397,6 +416,9 @@ struct pp_pool_s {
   pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */
   pp__mutex_t *log_lock;  /* serializes the log callback */
   pp__wake_t *wake;       /* the I/O thread sleeps on it */
+  pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
+                             thread in its rounds, or a caller in
+                             pp__loop_dispatch; taken before pool->lock */
   pp__poller_t *poller;   /* the I/O thread's */
   apr_thread_t *loop;
   pp__slot_t *slots;

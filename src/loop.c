@@ -125,8 +125,7 @@ typedef struct take_s {
 /* Hands queued calls to workers with room; pool->lock held.  Each worker
  * gets up to the chunk of the source at the queue's head in flight, within
  * its ring's room and its max_calls_per_worker. */
-static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
-  pp_pool_t *pool = L->pool;
+static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
   size_t n = 0;
   int i;
   for (i = 0; i < pool->nslots && n < cap; i++) {
@@ -235,6 +234,46 @@ static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
                      src->first_id + index, len);
   pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len,
                    blob ? &cb : NULL);
+}
+
+/* Writes the planned calls and publishes them, waking the workers that
+ * sleep.  Returns 1 if there were any. */
+static int write_takes(pp_pool_t *pool, take_t *takes, size_t n) {
+  size_t k;
+  int i;
+  for (k = 0; k < n; k++)
+    write_call(takes[k].slot, takes[k].src, takes[k].index,
+               pp__flight_at(takes[k].slot, takes[k].flight));
+  if (n == 0)
+    return 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
+        pp__ring_commit(&s->calls))
+      pp__wake_signal(s->wake);
+  }
+  return 1;
+}
+
+int pp__loop_dispatch(pp_pool_t *pool) {
+  take_t takes[PP__DISPATCH_MAX];
+  size_t n, k;
+  int done = 1;
+  if (!pp__mutex_trylock(pool->io_lock))
+    return 0; /* the I/O thread is in a round: it will see the queue */
+  pp__mutex_lock(pool->lock);
+  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  /* The I/O thread must still look if calls are left, or if one has a
+   * timeout to watch (it may sleep with no deadline). */
+  if (!pp__queue_empty(&pool->pending))
+    done = 0;
+  for (k = 0; k < n; k++)
+    if (takes[k].src->timeout_ms > 0)
+      done = 0;
+  pp__mutex_unlock(pool->lock);
+  write_takes(pool, takes, n);
+  pp__mutex_unlock(pool->io_lock);
+  return done;
 }
 
 /* Sets the cancel words of cancelled calls in flight and starts the grace
@@ -442,9 +481,10 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   L->pool = pool;
   for (;;) {
     int64_t now, next;
-    size_t ntakes, k;
-    int news;
+    size_t ntakes;
+    int news, finished;
 
+    pp__mutex_lock(pool->io_lock);
     /* Ended workers are settled first: what they published still counts. */
     L->busy = 0;
     handle_tags(L);
@@ -475,37 +515,30 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
       if (L->nouts == PP__BATCH) {
         pp__mutex_lock(pool->lock);
         apply_outcomes_locked(L);
-        pp__cond_broadcast(pool->done_cond);
         pp__mutex_unlock(pool->lock);
+        pp__cond_broadcast(pool->done_cond);
       }
     }
 
     /* Outcomes, news and new work, under the lock once. */
     pp__mutex_lock(pool->lock);
-    if (L->nouts > 0) {
+    finished = L->nouts > 0;
+    if (finished)
       apply_outcomes_locked(L);
-      pp__cond_broadcast(pool->done_cond);
-    }
     news = pool->news;
     pool->news = 0;
-    ntakes = plan_locked(L, takes, PP__TAKE_MAX);
+    ntakes = plan_locked(pool, takes, PP__TAKE_MAX);
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
     pp__mutex_unlock(pool->lock);
+    /* After the unlock: a waiter woken under the lock would only block on
+     * it again (a second wake-up for every finished call). */
+    if (finished)
+      pp__cond_broadcast(pool->done_cond);
 
     if (news)
       send_cancels(L);
-    for (k = 0; k < ntakes; k++)
-      write_call(takes[k].slot, takes[k].src, takes[k].index,
-                 pp__flight_at(takes[k].slot, takes[k].flight));
-    if (ntakes > 0) {
+    if (write_takes(pool, takes, ntakes))
       L->busy = 1;
-      for (i = 0; i < pool->nslots; i++) {
-        pp__slot_t *s = &pool->slots[i];
-        if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
-            pp__ring_commit(&s->calls))
-          pp__wake_signal(s->wake);
-      }
-    }
     /* Workers that have run their calls go (max_calls_per_worker). */
     for (i = 0; i < pool->nslots; i++) {
       pp__slot_t *s = &pool->slots[i];
@@ -515,21 +548,27 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     }
 
     next = deadlines(L, pp__now_us());
-    if (stopping && wind_down(L))
+    if (stopping && wind_down(L)) {
+      pp__mutex_unlock(pool->io_lock);
       break;
+    }
 
     /* Sleep, after a short spin if this round was busy: the next results
-     * are likely microseconds away, and a sleep costs more. */
+     * are likely microseconds away, and a sleep costs more.  Callers may
+     * hand out calls meanwhile (pp__loop_dispatch). */
     if (L->busy) {
       int64_t until = pp__now_us() + PP__SPIN_US;
+      pp__mutex_unlock(pool->io_lock);
+      unsigned turn = 0;
       while (pp__now_us() < until && !results_waiting(pool))
-        pp__cpu_relax();
+        pp__spin_turn(turn);
       /* A busy pool still notices a worker's end at once. */
       L->ntags = pp__poller_wait(pool->poller, 0, L->tags, 64);
       continue;
     }
     if (sleep_prepare(pool)) {
       sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
       continue;
     }
     pp__mutex_lock(pool->lock);
@@ -539,10 +578,12 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
          pool->running == 0)) {
       pp__mutex_unlock(pool->lock);
       sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
       continue;
     }
     pool->loop_asleep = 1;
     pp__mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->io_lock);
     now = pp__now_us();
     L->ntags = pp__poller_wait(pool->poller,
                                next == PP__NEVER ? -1

@@ -100,6 +100,8 @@ static int pool_setup(pp_pool_t *pool) {
   int i, rc;
   rc = pp__mutex_new(&pool->lock);
   if (rc == 0)
+    rc = pp__mutex_new(&pool->io_lock);
+  if (rc == 0)
     rc = pp__mutex_new(&pool->log_lock);
   if (rc == 0)
     rc = pp__cond_new(&pool->done_cond);
@@ -188,6 +190,7 @@ void pp__pool_free(pp_pool_t *pool) {
   pp__image_close(pool->image);
   pp__cond_free(pool->done_cond);
   pp__mutex_free(pool->log_lock);
+  pp__mutex_free(pool->io_lock);
   pp__mutex_free(pool->lock);
   if (pool->mem != NULL)
     apr_pool_destroy(pool->mem);

@@ -258,15 +258,16 @@ static void run_record(const pp__rec_t *rec) {
  * so that it costs the same on every machine.  Exits when the parent has
  * gone. */
 static int next_record(pp__rec_t *rec) {
-  int rc, spins;
+  unsigned turn;
+  int rc;
   for (;;) {
     int64_t until = pp__now_us() + PP__SPIN_US;
-    for (spins = 0;; spins++) {
+    for (turn = 0;;) {
       rc = pp__ring_next(&W.calls, rec);
       if (rc != 0)
         return rc;
-      pp__cpu_relax();
-      if ((spins & 63) == 63 && pp__now_us() >= until)
+      pp__spin_turn(turn);
+      if ((turn & 15) == 0 && pp__now_us() >= until)
         break;
     }
     if (pp__ring_sleep_prepare(&W.calls))
