@@ -21,7 +21,9 @@ static int reply_failed(pp_call_t *call, int status) {
 
 /* Frees the call's reply, wherever it lives. */
 static void reply_drop(pp_call_t *call) {
-  if (call->reply_shm != NULL)
+  if (call->reply_in_hint)
+    ; /* the hint is the worker's (borrowed), not the reply's */
+  else if (call->reply_shm != NULL)
     pp__shm_close(call->reply_shm);
   else if (call->reply != call->small)
     free(call->reply);
@@ -56,7 +58,8 @@ static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
   *in_hint = 0;
   if (call->blob_min > 0 && len >= call->blob_min && call->hint != NULL &&
       len <= pp__shm_len(call->hint)) {
-    /* The parent's spare: no fresh pages here, no mapping there. */
+    /* The parent's spare: no fresh pages here, no mapping there.  Once
+     * only: a second reply may not reuse what the first one holds. */
     *shm = call->hint;
     *in_hint = 1;
     call->hint = NULL;
@@ -145,7 +148,6 @@ uint64_t pp_call_id(const pp_call_t *call) {
 
 void pp__call_clear(pp_call_t *call) {
   reply_drop(call);
-  pp__shm_close(call->hint);
   free(call->fail_message);
   free(call->reply_error);
   memset(call, 0, sizeof(*call));

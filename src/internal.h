@@ -149,7 +149,9 @@ struct pp_call_s {
   size_t reply_len;
   pp__shm_t *reply_shm; /* the reply lives in this blob (a large one) */
   int reply_in_hint;    /* ... which is the call's reply hint */
-  pp__shm_t *hint;      /* the reply hint the parent sent, unused so far */
+  pp__shm_t *hint;      /* the reply hint the parent sent, unused so far;
+                           borrowed from the worker (worker.c), which
+                           closes or keeps it after the call */
   size_t blob_min;      /* replies this large go straight into a blob;
                            0 = never (inline mode) */
   char *fail_message;
@@ -327,6 +329,7 @@ typedef struct pp__slot_s {
   pp__shm_ctl_t *ctl;
   pp__ring_t calls;          /* we produce */
   pp__ring_t results;        /* we consume */
+  pp__mapcache_t maps;       /* the mappings the worker keeps (ring.h) */
   pp__flight_t *fl;          /* in flight, in ring order: a circular array */
   size_t fl_cap, fl_head, fl_n;
   int64_t head_since;        /* when the first call in flight started */

@@ -113,6 +113,7 @@ static void release(pp__slot_t *s) {
   s->proc = NULL;
   s->ctl = NULL;
   pp__flight_clear(s);
+  memset(&s->maps, 0, sizeof(s->maps));
   s->state = PP__W_NONE;
   s->kill_status = 0;
   s->kill_id = 0;

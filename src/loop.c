@@ -179,11 +179,31 @@ static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
  * into (results are often the size of their arguments) so that neither
  * side touches fresh memory.  Returns 0, or the error that refuses the
  * call. */
+/* Sends a mapping with the record being written, unless the worker kept it
+ * from an earlier call (ring.h, pp__mapcache_t: our copy of its
+ * bookkeeping says which).  Sets *sent. */
+static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
+                    int *sent) {
+  void *obj, *out[PP__MAPCACHE_N];
+  int rc, n;
+  *sent = 0;
+  *handle = 0;
+  if (pp__mapcache_find(&s->maps, pp__shm_serial(shm), &obj))
+    return 0;
+  rc = pp__shm_send(s->chan, shm, s->proc, handle);
+  if (rc != 0)
+    return rc;
+  *sent = 1;
+  pp__mapcache_put(&s->maps, pp__shm_serial(shm), pp__shm_len(shm), NULL,
+                   out, &n);
+  return 0;
+}
+
 static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
                      pp__call_blob_t *cb) {
   pp__shm_t *shm = NULL;
   pp__shm_t *hint;
-  int rc;
+  int rc, sent;
   memset(cb, 0, sizeof(*cb));
   /* Memory from pp_shared_alloc() is such a mapping already: it goes as
    * it is.  Anything else is copied into one (a spare if there is one). */
@@ -194,13 +214,17 @@ static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
     memcpy(pp__shm_base(shm), arg->data, arg->len);
     f->arg_copy = shm;
   }
-  rc = pp__shm_send(s->chan, shm, s->proc, &cb->handle);
+  rc = send_map(s, shm, &cb->handle, &sent);
   if (rc != 0)
     return rc;
+  cb->map_size = pp__shm_len(shm);
+  cb->serial = pp__shm_serial(shm);
+  cb->flags = sent ? PP__BLOB_SENT_ARG : 0;
   hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
-  if (hint != NULL &&
-      pp__shm_send(s->chan, hint, s->proc, &cb->hint_handle) == 0) {
+  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent) == 0) {
     cb->hint_size = pp__shm_len(hint);
+    cb->hint_serial = pp__shm_serial(hint);
+    cb->flags |= sent ? PP__BLOB_SENT_HINT : 0;
     f->hint = hint;
   } else {
     pp__spare_give(hint);

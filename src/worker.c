@@ -46,6 +46,7 @@ static struct {
   uint32_t *volatile cancel;      /* the running call's cancel word */
   volatile uint64_t current_id;   /* the running call, 0 between calls */
   const pp_task_t *last_task;     /* lookup cache */
+  pp__mapcache_t maps;            /* mappings kept from earlier calls */
 } W = {.index = -1};
 
 int pp__worker_depth(void) {
@@ -193,14 +194,47 @@ static const pp_task_t *find_task(const char *name, size_t len) {
   return NULL;
 }
 
+/* The mappings a call uses and those it leaves to be closed after it. */
+typedef struct maps_s {
+  pp__shm_t *close[2 * PP__MAPCACHE_N + 2];
+  int nclose;
+} maps_t;
+
+/* Returns the mapping a blob record names: the one that comes with it
+ * (`sent`), kept for later calls if it may be, or the one kept from an
+ * earlier call under `serial`.  Mappings that are not kept, or that are
+ * pushed out, go to m->close, to be closed after the call. */
+static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
+                           uint64_t size, uint64_t serial) {
+  void *obj = NULL;
+  pp__shm_t *shm = NULL;
+  int rc, n;
+  if (!sent) {
+    if (!pp__mapcache_find(&W.maps, serial, &obj))
+      worker_abort("a call names a mapping it was never sent", 70);
+    return obj;
+  }
+  rc = pp__shm_recv(W.at.chan, handle, size, NULL, &shm);
+  if (rc == PP_ECLOSED)
+    pp__exit_now(0);
+  if (rc != 0)
+    worker_abort(pp_last_error(), 70);
+  if (!pp__mapcache_put(&W.maps, serial, size, shm,
+                        (void **)&m->close[m->nclose], &n))
+    m->close[m->nclose++] = shm;
+  else
+    m->nclose += n;
+  return shm;
+}
+
 /* Runs one CALL or INIT record and publishes its outcome. */
 static void run_record(const pp__rec_t *rec) {
   pp__call_rec_t c;
-  pp__shm_t *blob = NULL;
+  maps_t m;
   const pp_task_t *task;
   const void *arg;
   pp_call_t call;
-  int status;
+  int status, i;
 
   if (pp__call_rec_parse(rec, &c) != 0)
     worker_abort(pp_last_error(), 70);
@@ -208,24 +242,18 @@ static void run_record(const pp__rec_t *rec) {
   call.id = rec->id;
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
   arg = c.arg;
+  m.nclose = 0;
   if (c.blob) {
-    status = pp__shm_recv(W.at.chan, c.blob_handle, 0, NULL, &blob);
-    if (status == PP_ECLOSED)
-      pp__exit_now(0);
-    if (status != 0)
-      worker_abort(pp_last_error(), 70);
-    if (c.blob_offset > pp__shm_len(blob) ||
-        c.arg_len > pp__shm_len(blob) - c.blob_offset)
+    /* The argument's mapping, then the hint's, as the parent sent them
+     * (ring.h: both sides keep the same mappings). */
+    pp__shm_t *blob = blob_map(&m, (c.b.flags & PP__BLOB_SENT_ARG) != 0,
+                               c.b.handle, c.b.map_size, c.b.serial);
+    if (pp__shm_len(blob) < c.b.map_size)
       worker_abort("a blob argument outside its mapping", 70);
-    arg = (unsigned char *)pp__shm_base(blob) + c.blob_offset;
-    if (c.hint_size > 0) {
-      status = pp__shm_recv(W.at.chan, c.hint_handle, c.hint_size, NULL,
-                            &call.hint);
-      if (status == PP_ECLOSED)
-        pp__exit_now(0);
-      if (status != 0)
-        worker_abort(pp_last_error(), 70);
-    }
+    arg = (unsigned char *)pp__shm_base(blob) + c.b.offset;
+    if (c.b.hint_size > 0)
+      call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
+                           c.b.hint_handle, c.b.hint_size, c.b.hint_serial);
   }
   PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;
@@ -248,8 +276,9 @@ static void run_record(const pp__rec_t *rec) {
   W.cancel = NULL;
   W.current_id = 0;
   pp__ring_release(&W.calls, rec->end);
-  pp__shm_close(blob);
   pp__call_clear(&call);
+  for (i = 0; i < m.nclose; i++)
+    pp__shm_close(m.close[i]);
 }
 
 /* Waits for the next record: a short spin first (a busy parent refills the

@@ -35,7 +35,11 @@
 #define PP__MAP_FLAGS MAP_SHARED
 #endif
 
+/* Serials of this process' mappings (pp__shm_serial). */
+static uint64_t serials;
+
 struct pp__shm_s {
+  uint64_t serial;
   int fd;
   void *base;
   uint64_t size;
@@ -107,6 +111,7 @@ int pp__shm_create(uint64_t size, pp__shm_t **out) {
     return rc;
   }
   s->size = size;
+  s->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   *out = s;
   return 0;
 }
@@ -117,6 +122,10 @@ void *pp__shm_base(const pp__shm_t *s) {
 
 uint64_t pp__shm_len(const pp__shm_t *s) {
   return s->size;
+}
+
+uint64_t pp__shm_serial(const pp__shm_t *s) {
+  return s->serial;
 }
 
 int pp__posix_shm_fd(const pp__shm_t *s) {
@@ -249,6 +258,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
     pp__shm_close(s);
     return rc;
   }
+  s->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   *out = s;
   return 0;
 }
