@@ -25,6 +25,7 @@
 typedef struct blob_s {
   void *base;
   pp__shm_t *shm;
+  int refs; /* pointers into it handed out and not yet given to pp_free */
   struct blob_s *next;
 } blob_t;
 
@@ -169,6 +170,7 @@ void *pp__blob_adopt(pp__shm_t *shm) {
   }
   b->base = pp__shm_base(shm);
   b->shm = shm;
+  b->refs = 1;
   pp__mutex_lock(blobs_lock);
   b->next = blobs;
   blobs = b;
@@ -177,24 +179,49 @@ void *pp__blob_adopt(pp__shm_t *shm) {
   return b->base;
 }
 
-/* Returns 1 if `ptr` was a blob, now unmapped. */
-static int blob_free(void *ptr) {
-  blob_t **p, *b = NULL;
+void *pp__blob_share(pp__shm_t *shm, uint64_t offset) {
+  blob_t *b;
+  void *p = NULL;
   if (PP__LOAD_ACQ64(&blobs_n) == 0)
-    return 0;
+    return NULL;
   pp__mutex_lock(blobs_lock);
-  for (p = &blobs; *p != NULL; p = &(*p)->next)
-    if ((*p)->base == ptr) {
-      b = *p;
-      *p = b->next;
-      PP__STORE_REL64(&blobs_n, blobs_n - 1);
+  for (b = blobs; b != NULL; b = b->next)
+    if (b->shm == shm && offset <= pp__shm_len(shm)) {
+      b->refs++;
+      p = (unsigned char *)b->base + offset;
       break;
     }
   pp__mutex_unlock(blobs_lock);
+  return p;
+}
+
+/* Returns 1 if `ptr` points into a blob, whose count it takes back (and
+ * which it unmaps when that was the last pointer). */
+static int blob_free(void *ptr) {
+  blob_t **p, *b = NULL;
+  int last = 0;
+  if (PP__LOAD_ACQ64(&blobs_n) == 0)
+    return 0;
+  pp__mutex_lock(blobs_lock);
+  for (p = &blobs; *p != NULL; p = &(*p)->next) {
+    const unsigned char *lo = (*p)->base, *q = ptr;
+    if (q >= lo && (uint64_t)(q - lo) < pp__shm_len((*p)->shm)) {
+      b = *p;
+      if (--b->refs == 0) {
+        *p = b->next;
+        PP__STORE_REL64(&blobs_n, blobs_n - 1);
+        last = 1;
+      }
+      break;
+    }
+  }
+  pp__mutex_unlock(blobs_lock);
   if (b == NULL)
     return 0;
-  pp__spare_give(b->shm);
-  free(b);
+  if (last) {
+    pp__spare_give(b->shm);
+    free(b);
+  }
   return 1;
 }
 

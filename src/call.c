@@ -21,8 +21,8 @@ static int reply_failed(pp_call_t *call, int status) {
 
 /* Frees the call's reply, wherever it lives. */
 static void reply_drop(pp_call_t *call) {
-  if (call->reply_in_hint)
-    ; /* the hint is the worker's (borrowed), not the reply's */
+  if (call->reply_in_hint || call->reply_in_arg)
+    ; /* the mapping is the worker's (borrowed), not the reply's */
   else if (call->reply_shm != NULL)
     pp__shm_close(call->reply_shm);
   else if (call->reply != call->small)
@@ -30,6 +30,7 @@ static void reply_drop(pp_call_t *call) {
   call->reply = NULL;
   call->reply_shm = NULL;
   call->reply_in_hint = 0;
+  call->reply_in_arg = 0;
   call->reply_len = 0;
 }
 
@@ -83,6 +84,18 @@ int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
   if (data == NULL && len > 0)
     return reply_failed(call, pp__set_error(PP_EINVAL, "pp_call_reply: data "
                                             "is NULL with len %zu", len));
+  if (call->arg_map != NULL && call->blob_min > 0 && len >= call->blob_min &&
+      (const unsigned char *)data >= call->arg_map &&
+      (uint64_t)((const unsigned char *)data - call->arg_map) <=
+          call->arg_map_len &&
+      len <= call->arg_map_len -
+                 (uint64_t)((const unsigned char *)data - call->arg_map)) {
+    /* Part of the argument, which the parent has mapped: the result is a
+     * view of the same memory, with nothing copied anywhere. */
+    reply_set(call, (void *)data, len, NULL, 0);
+    call->reply_in_arg = 1;
+    return 0;
+  }
   p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL)
     return reply_failed(call, pp__set_error(PP_ENOMEM,

@@ -96,6 +96,11 @@ int64_t pp__us_left(int64_t deadline);
 /* Hands the caller memory that lives in a shared mapping (a large result):
  * pp_free() of the returned address unmaps it.  Returns the address. */
 void *pp__blob_adopt(pp__shm_t *shm);
+/* Hands out one more pointer into a blob that is handed out already (a
+ * result that is part of the caller's shared argument): returns base +
+ * offset, which pp_free() takes back like any other, or NULL if the blob
+ * is no longer there. */
+void *pp__blob_share(pp__shm_t *shm, uint64_t offset);
 /* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
  * blob result), with its mapping and the offset of ptr in it.  The mapping
  * stays the caller's: it may be sent, not closed. */
@@ -149,6 +154,10 @@ struct pp_call_s {
   size_t reply_len;
   pp__shm_t *reply_shm; /* the reply lives in this blob (a large one) */
   int reply_in_hint;    /* ... which is the call's reply hint */
+  int reply_in_arg;     /* the reply is part of the argument's mapping:
+                           nothing to copy or free */
+  const unsigned char *arg_map; /* that mapping (a blob argument), or NULL */
+  uint64_t arg_map_len;
   pp__shm_t *hint;      /* the reply hint the parent sent, unused so far;
                            borrowed from the worker (worker.c), which
                            closes or keeps it after the call */
@@ -310,6 +319,8 @@ typedef struct pp__flight_s {
   uint64_t rec;    /* its record's position in the call ring */
   int cancelled;   /* the cancel word is set */
   pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
+  pp__shm_t *arg_shared; /* or the caller's shared memory it is in
+                            (borrowed) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
   int refused;         /* its argument could not be sent: this status */
   char *refused_why;   /* ... and why (malloc'd) */

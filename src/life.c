@@ -417,7 +417,7 @@ int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
   memset(out, 0, sizeof(*out));
   out->f = *f;
   /* What it holds stays the flight's, freed when it is popped. */
-  out->f.arg_copy = out->f.hint = NULL;
+  out->f.arg_copy = out->f.hint = out->f.arg_shared = NULL;
   out->f.refused_why = NULL;
   if (f->refused) {
     /* Whatever the worker said, the call never reached it. */
@@ -462,6 +462,35 @@ int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
     out->data = pp__blob_adopt(f->hint);
     out->len = (size_t)len;
     f->hint = NULL;
+    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 3 && rec->len == 16) {
+    /* A part of the argument's mapping, which we have mapped: our copy
+     * becomes the result, or the caller's shared memory is shared. */
+    uint64_t where[2];
+    pp__shm_t *map = f->arg_copy ? f->arg_copy : f->arg_shared;
+    memcpy(where, rec->payload, sizeof(where));
+    if (map == NULL || where[0] > pp__shm_len(map) ||
+        where[1] > pp__shm_len(map) - where[0])
+      return pp__set_error(PP_EPROTO, "worker %d answered with a part of "
+                           "an argument it did not have", s->index);
+    if (f->arg_copy != NULL) {
+      out->data = pp__blob_adopt(f->arg_copy);
+      f->arg_copy = NULL;
+      if (out->data != NULL)
+        out->data = (unsigned char *)out->data + where[0];
+    } else {
+      out->data = pp__blob_share(f->arg_shared, where[0]);
+      if (out->data == NULL) {
+        out->status = PP_EINVAL;
+        out->message = pp__strdup_printf("call %llu answered with a part of "
+                                         "its shared argument, which was "
+                                         "freed while the call ran",
+                                         (unsigned long long)f->id);
+        return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+      }
+    }
+    out->len = (size_t)where[1];
     return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
   }
   if (rec->kind == PP__REC_ERROR && rec->len >= 4) {

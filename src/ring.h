@@ -72,7 +72,9 @@ typedef enum {
   PP__REC_HELLO = 10, /* cookie, u64 pid, build id (PP__HELLO_LEN) */
   PP__REC_RESULT = 11, /* result bytes; aux 1: a blob (u64 size, u64
                           handle); aux 2: u64 size, the result is in the
-                          call's reply hint */
+                          call's reply hint; aux 3: u64 offset, u64 size,
+                          the result is that part of the argument's
+                          mapping */
   PP__REC_ERROR = 12, /* i32 status, message */
   PP__REC_LOG = 13,   /* i32 level, message */
   PP__REC_OUTPUT = 14 /* aux: 1 stdout, 2 stderr; bytes of output */

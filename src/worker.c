@@ -139,6 +139,12 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
   if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
     pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
                    0);
+  } else if (status == 0 && call->reply_in_arg) {
+    /* A part of the argument's mapping: where it is, and how long. */
+    uint64_t where[2];
+    where[0] = (uint64_t)((const unsigned char *)call->reply - call->arg_map);
+    where[1] = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 3, id, where, sizeof(where), NULL, 0);
   } else if (status == 0 && call->reply_in_hint) {
     /* Written into the parent's spare: nothing to hand over but the
      * length. */
@@ -251,6 +257,8 @@ static void run_record(const pp__rec_t *rec) {
     if (pp__shm_len(blob) < c.b.map_size)
       worker_abort("a blob argument outside its mapping", 70);
     arg = (unsigned char *)pp__shm_base(blob) + c.b.offset;
+    call.arg_map = pp__shm_base(blob);
+    call.arg_map_len = c.b.map_size;
     if (c.b.hint_size > 0)
       call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
                            c.b.hint_handle, c.b.hint_size, c.b.hint_serial);

@@ -136,6 +136,45 @@ static void test_shared_spares_are_reused_safely(void **state) {
   free(arg);
 }
 
+/* A task that answers with its large argument, or a slice of it, sends
+ * nothing back: the result is a view of the argument's mapping.  For
+ * shared memory that is the caller's own memory (the very address); a
+ * copied argument's copy becomes the result.  Each pointer is freed on its
+ * own, in either order, and the memory stays valid until both are. */
+static void test_shared_results_that_are_the_argument(void **state) {
+  pp_pool_t *pool = *state;
+  size_t len = 6 * MIB;
+  unsigned char *buf = pp_shared_alloc(len), *heap = malloc(len);
+  pp_result_t r, s;
+  assert_non_null(buf);
+  assert_non_null(heap);
+  pp_test_fill(buf, len, 31);
+  r = call(pool, "echo", buf, len);
+  assert_int_equal(r.status, 0);
+  assert_ptr_equal(r.data, buf);
+  assert_int_equal(r.len, len);
+  s = call(pool, "middle", buf + 1, len - 2);
+  assert_int_equal(s.status, 0);
+  assert_ptr_equal(s.data, buf + 1 + (len - 2) / 4);
+  assert_int_equal(s.len, (len - 2) / 2);
+  /* The caller's pointer goes first; both results still read right. */
+  pp_free(buf);
+  assert_true(pp_test_check(r.data, r.len, 31) == len);
+  pp_results_free(&r, 1);
+  pp_test_fill(heap, len, 31);
+  assert_int_equal(memcmp(s.data, heap + 1 + (len - 2) / 4, s.len), 0);
+  pp_results_free(&s, 1);
+  /* A copied argument: the result is the copy, the caller's buffer is
+   * untouched and stays the caller's. */
+  r = call(pool, "middle", heap, len);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.len, len / 2);
+  assert_true(r.data != heap + len / 4);
+  assert_int_equal(memcmp(r.data, heap + len / 4, len / 2), 0);
+  pp_results_free(&r, 1);
+  free(heap);
+}
+
 static void test_shared_bad_sizes(void **state) {
   (void)state;
   assert_null(pp_shared_alloc(0));
@@ -151,6 +190,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_shared_worker_sees_the_same_memory),
       PP_TEST_POOL_TEST(test_shared_slices_and_results),
       PP_TEST_POOL_TEST(test_shared_spares_are_reused_safely),
+      PP_TEST_POOL_TEST(test_shared_results_that_are_the_argument),
       cmocka_unit_test(test_shared_bad_sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
