@@ -66,6 +66,24 @@
 #define PP__FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #endif
 
+/* Read-modify-write on a 32-bit word that both processes write (a call's
+ * state word, src/ring.h), each a full barrier: PP__CAS32 sets *p to `new`
+ * if it is `old` and returns 1 if it did; PP__OR32 sets the bits of v. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define PP__CAS32(p, old, new)                                                 \
+  (_InterlockedCompareExchange((long volatile *)(p), (long)(new),              \
+                               (long)(old)) == (long)(old))
+#define PP__OR32(p, v) ((void)_InterlockedOr((long volatile *)(p), (long)(v)))
+#else
+static inline int pp__cas32(uint32_t *p, uint32_t old, uint32_t new_value) {
+  return __atomic_compare_exchange_n(p, &old, new_value, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST);
+}
+#define PP__CAS32(p, old, new) pp__cas32((uint32_t *)(p), (old), (new))
+#define PP__OR32(p, v)                                                         \
+  ((void)__atomic_fetch_or((uint32_t *)(p), (uint32_t)(v), __ATOMIC_SEQ_CST))
+#endif
+
 /* A pause for a spin-wait loop: tells the CPU (and a hyperthread sibling)
  * that this core is only waiting. */
 #if defined(_MSC_VER) && !defined(__clang__)

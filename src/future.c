@@ -34,12 +34,13 @@ static void unref_locked(pp_future_t *f) {
   free(f);
 }
 
-static void future_done(pp__src_t *src, size_t index, pp_result_t *r) {
+static int future_done(pp__src_t *src, size_t index, pp_result_t *r) {
   pp_future_t *f = (pp_future_t *)src;
   (void)index;
   f->res = *r;
   f->done = 1;
   unref_locked(f);
+  return 1;
 }
 
 int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,

@@ -232,8 +232,11 @@ void pp__lines_end(pp_pool_t *pool, pp__lines_t *lines);
 typedef struct pp__src_s pp__src_t;
 
 /* What a source's owner does with a call's outcome; pool->lock held.  It
- * takes ownership of the result's data and message. */
-typedef void (*pp__src_done_fn)(pp__src_t *src, size_t index, pp_result_t *r);
+ * takes ownership of the result's data and message, and returns 1 if a
+ * thread waiting on pool->done_cond for this source may now go on (its
+ * future is done, its map complete, or a callback has results to take),
+ * 0 if waking it would only put it to sleep again. */
+typedef int (*pp__src_done_fn)(pp__src_t *src, size_t index, pp_result_t *r);
 
 /* A source of calls: a submitted future (one call) or a map (n calls).
  * Everything but the fixed part is guarded by pool->lock. */
@@ -276,8 +279,10 @@ int pp__src_take_locked(pp__src_t *src, size_t *index);
 int pp__src_give_back_locked(pp__src_t *src, size_t index);
 /* Gives a call its outcome and counts it; pool->lock held.  Takes
  * ownership of data and message (a message is made from the status if
- * there is none). */
-void pp__src_finish_locked(pp__src_t *src, size_t index, int status,
+ * there is none).  Returns 1 if the threads waiting on pool->done_cond
+ * should be woken (the source's owner says so, or the pool has nothing
+ * left to run, which pp_pool_destroy waits for); the caller broadcasts. */
+int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
                            void *data, size_t len, char *message,
                            int exit_code, int term_signal);
 /* Cancels the source: calls not handed out end PP_ECANCELED now; those on
@@ -322,6 +327,9 @@ typedef struct pp__flight_s {
   pp__shm_t *arg_shared; /* or the caller's shared memory it is in
                             (borrowed) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
+  int withdrawn;       /* taken back before it started (loop.c): it is
+                          another worker's now, and f->src may be gone;
+                          its outcome is dropped */
   int refused;         /* its argument could not be sent: this status */
   char *refused_why;   /* ... and why (malloc'd) */
 } pp__flight_t;
@@ -392,6 +400,8 @@ typedef struct pp__outcome_s {
 } pp__outcome_t;
 int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
                      pp__outcome_t *out);
+/* life.c: frees what an outcome holds (one nobody will receive). */
+void pp__outcome_drop(pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);

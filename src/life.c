@@ -412,6 +412,13 @@ int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec) {
   return 0;
 }
 
+void pp__outcome_drop(pp__outcome_t *out) {
+  pp_free(out->data);
+  free(out->message);
+  out->data = NULL;
+  out->message = NULL;
+}
+
 int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
                      pp__outcome_t *out) {
   memset(out, 0, sizeof(*out));
@@ -578,7 +585,10 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
     }
     if (pp__life_outcome(s, &rec, f, &outs[nouts]) != 0)
       break;
-    nouts++;
+    if (f->withdrawn)
+      pp__outcome_drop(&outs[nouts]); /* another worker's call now */
+    else
+      nouts++;
     pp__flight_pop(s);
   }
   running = PP__LOAD_ACQ64(&s->ctl->running_id);
@@ -592,6 +602,9 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
     pp__src_finish_locked(src, outs[i].f.index, outs[i].status, outs[i].data,
                           outs[i].len, outs[i].message, 0, 0);
   }
+  /* Calls taken back before they started are other workers' now. */
+  while (s->fl_n > 0 && pp__flight_at(s, 0)->withdrawn)
+    pp__flight_pop(s);
   if (s->fl_n > 0) {
     pp__flight_t *head = pp__flight_at(s, 0);
     /* The head failed if the worker broke the protocol, or if it is what
@@ -641,7 +654,8 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
      * each source hands them out again in their order. */
     for (i = s->fl_n; i-- > 0;) {
       pp__flight_t *f = pp__flight_at(s, i);
-      pp__src_give_back_locked(f->src, f->index);
+      if (!f->withdrawn)
+        pp__src_give_back_locked(f->src, f->index);
     }
     pp__flight_clear(s);
   }

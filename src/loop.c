@@ -24,6 +24,10 @@
 #define PP__BATCH 256
 /* Calls handed to one worker per round. */
 #define PP__TAKE_MAX 1024
+/* A call waiting behind one that has run this long is taken back for a
+ * worker with nothing to do (steal_locked).  Shorter calls finish before
+ * a steal would pay off. */
+#define PP__STEAL_US 1000
 
 typedef struct loop_s {
   pp_pool_t *pool;
@@ -32,12 +36,15 @@ typedef struct loop_s {
   void *tags[64];
   int ntags;
   int busy; /* this round did something: spin before sleeping */
+  int64_t steal_at; /* the next time a call may be taken back */
 } loop_t;
 
-/* Finishes the gathered outcomes; pool->lock held. */
-static void apply_outcomes_locked(loop_t *L) {
+/* Finishes the gathered outcomes; pool->lock held.  Returns 1 if the
+ * waiters should be woken (pp__src_finish_locked). */
+static int apply_outcomes_locked(loop_t *L) {
   pp_pool_t *pool = L->pool;
   size_t i;
+  int wake = 0;
   for (i = 0; i < L->nouts; i++) {
     pp__outcome_t *o = &L->outs[i];
     pp__src_t *src = o->f.src;
@@ -63,10 +70,11 @@ static void apply_outcomes_locked(loop_t *L) {
       o->message = msg;
       o->status = PP_ECANCELED;
     }
-    pp__src_finish_locked(src, o->f.index, o->status, o->data, o->len,
-                          o->message, 0, 0);
+    wake |= pp__src_finish_locked(src, o->f.index, o->status, o->data,
+                                  o->len, o->message, 0, 0);
   }
   L->nouts = 0;
+  return wake;
 }
 
 /* Reads what a worker has published.  Returns 0, or the reason to kill it
@@ -95,8 +103,14 @@ static int collect(loop_t *L, pp__slot_t *s) {
     rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
     if (rc != 0)
       return rc;
-    L->nouts++;
-    s->ran++;
+    if (pp__flight_at(s, 0)->withdrawn) {
+      /* Taken back (steal_locked): the worker skipped it, and the call
+       * is another worker's. */
+      pp__outcome_drop(&L->outs[L->nouts]);
+    } else {
+      L->nouts++;
+      s->ran++;
+    }
     pp__flight_pop(s);
   }
   if (rc < 0)
@@ -142,7 +156,7 @@ static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
       uint64_t len;
       size_t index;
       int blob;
-      if (s->fl_n >= src->chunk ||
+      if (s->fl_n > src->chunk ||
           (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
         break;
       index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
@@ -302,6 +316,61 @@ int pp__loop_dispatch(pp_pool_t *pool) {
   return done;
 }
 
+/* Work stealing.  A worker holds up to chunk + 1 calls, so that it never
+ * waits for us between two; but a call that waits behind a long one while
+ * another worker has nothing to do should go there.  When the queue is
+ * empty and a worker is idle, a call that a busy worker has not started is
+ * taken back (pp__ring_withdraw: it never runs there; the worker skips it,
+ * and we drop what it says of it), newest first, and handed out again.
+ * Returns 1 if it took any; sets L->steal_at to when it may next take one.
+ * pool->lock held. */
+static int steal_locked(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i, idle = 0, busy = 0, took = 0;
+  int64_t now;
+  L->steal_at = PP__NEVER;
+  if (!pp__queue_empty(&pool->pending))
+    return 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_READY || s->kill_status != 0)
+      continue;
+    if (s->fl_n == 0 && (pool->max_calls == 0 || s->ran < pool->max_calls))
+      idle++;
+    else if (s->fl_n >= 2)
+      busy++;
+  }
+  if (idle == 0 || busy == 0)
+    return 0;
+  now = pp__now_us();
+  for (i = 0; i < pool->nslots && idle > 0; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t k;
+    if (s->state != PP__W_READY || s->kill_status != 0 || s->fl_n < 2 ||
+        pp__flight_at(s, 0)->withdrawn)
+      continue;
+    if (s->head_since == 0)
+      s->head_since = now;
+    if (now - s->head_since < PP__STEAL_US) {
+      if (s->head_since + PP__STEAL_US < L->steal_at)
+        L->steal_at = s->head_since + PP__STEAL_US;
+      continue;
+    }
+    for (k = s->fl_n - 1; k >= 1 && idle > 0; k--) {
+      pp__flight_t *f = pp__flight_at(s, k);
+      if (f->withdrawn || f->cancelled || f->refused)
+        continue;
+      if (!pp__ring_withdraw(&s->calls, f->rec, f->id))
+        break; /* the worker has moved on: nothing behind is waiting long */
+      f->withdrawn = 1;
+      pp__src_give_back_locked(f->src, f->index);
+      idle--;
+      took = 1;
+    }
+  }
+  return took;
+}
+
 /* Sets the cancel words of cancelled calls in flight and starts the grace
  * period of a cancelled head. */
 static void send_cancels(loop_t *L) {
@@ -315,6 +384,8 @@ static void send_cancels(loop_t *L) {
     for (k = 0; k < s->fl_n; k++) {
       pp__flight_t *f = pp__flight_at(s, k);
       int cancel;
+      if (f->withdrawn)
+        continue;
       pp__mutex_lock(pool->lock);
       if (pool->cancel_all)
         f->src->cancel = 1;
@@ -369,7 +440,8 @@ static int64_t deadlines(loop_t *L, int64_t now) {
         d = s->deadline;
         break;
       case PP__W_READY:
-        if (s->fl_n > 0 && s->kill_status == 0) {
+        if (s->fl_n > 0 && s->kill_status == 0 &&
+            !pp__flight_at(s, 0)->withdrawn) {
           pp__flight_t *head = pp__flight_at(s, 0);
           int64_t t = head->src->timeout_ms;
           if (s->head_since == 0)
@@ -481,7 +553,7 @@ static int can_take_locked(pp_pool_t *pool) {
     pp__slot_t *s = &pool->slots[i];
     size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
     pp__ring_t plan;
-    if (s->state != PP__W_READY || s->fl_n >= src->chunk ||
+    if (s->state != PP__W_READY || s->fl_n > src->chunk ||
         (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
       continue;
     plan = s->calls;
@@ -505,10 +577,11 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   if (L == NULL || takes == NULL)
     abort(); /* too early for anything better: nothing has started */
   L->pool = pool;
+  L->steal_at = PP__NEVER;
   for (;;) {
     int64_t now, next;
     size_t ntakes;
-    int news, finished;
+    int news, wake;
 
     pp__mutex_lock(pool->io_lock);
     /* Ended workers are settled first: what they published still counts. */
@@ -540,25 +613,29 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
       }
       if (L->nouts == PP__BATCH) {
         pp__mutex_lock(pool->lock);
-        apply_outcomes_locked(L);
+        wake = apply_outcomes_locked(L);
         pp__mutex_unlock(pool->lock);
-        pp__cond_broadcast(pool->done_cond);
+        if (wake)
+          pp__cond_broadcast(pool->done_cond);
       }
     }
 
     /* Outcomes, news and new work, under the lock once. */
     pp__mutex_lock(pool->lock);
-    finished = L->nouts > 0;
-    if (finished)
-      apply_outcomes_locked(L);
+    wake = L->nouts > 0 ? apply_outcomes_locked(L) : 0;
     news = pool->news;
     pool->news = 0;
     ntakes = plan_locked(pool, takes, PP__TAKE_MAX);
+    if (steal_locked(L)) {
+      /* A call taken back from a cancelled source finished as cancelled. */
+      wake = 1;
+      ntakes += plan_locked(pool, takes + ntakes, PP__TAKE_MAX - ntakes);
+    }
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
     pp__mutex_unlock(pool->lock);
     /* After the unlock: a waiter woken under the lock would only block on
      * it again (a second wake-up for every finished call). */
-    if (finished)
+    if (wake)
       pp__cond_broadcast(pool->done_cond);
 
     if (news)
@@ -574,6 +651,8 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     }
 
     next = deadlines(L, pp__now_us());
+    if (L->steal_at < next)
+      next = L->steal_at;
     if (stopping && wind_down(L)) {
       pp__mutex_unlock(pool->io_lock);
       break;

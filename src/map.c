@@ -39,7 +39,9 @@ static size_t auto_chunk(pp_pool_t *pool, size_t n) {
   return k < 1 ? 1 : k;
 }
 
-static void map_done(pp__src_t *src, size_t index, pp_result_t *r) {
+/* The caller of the map waits for all of its calls, or, with a callback,
+ * for any result to hand over: only then is it woken. */
+static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
   map_t *m = (map_t *)src;
   if (r->status != 0 &&
       (m->first_status == 0 || index < m->first_index)) {
@@ -61,7 +63,7 @@ static void map_done(pp__src_t *src, size_t index, pp_result_t *r) {
          * shortage instead of losing it silently. */
         pp_results_free(r, 1);
         m->oom = 1;
-        return;
+        return 1;
       }
       m->done = d;
       m->capdone = cap;
@@ -69,7 +71,9 @@ static void map_done(pp__src_t *src, size_t index, pp_result_t *r) {
     m->done[m->ndone].index = index;
     m->done[m->ndone].r = *r;
     m->ndone++;
+    return 1;
   }
+  return src->finished == src->n;
 }
 
 /* Hands finished calls to the callback in the calling thread; pool->lock

@@ -112,14 +112,28 @@ uint64_t pp__ring_plan(pp__ring_t *r, uint64_t len) {
   return at;
 }
 
-void pp__ring_set_cancel(pp__ring_t *r, uint64_t pos, uint64_t id) {
+/* The state word of call `id`'s record at `pos`, or NULL if the record
+ * there is no longer that call's. */
+static uint32_t *call_state(pp__ring_t *r, uint64_t pos, uint64_t id) {
   unsigned char *p = r->data + (pos & (r->size - 1));
   uint64_t rec_id;
   uint16_t kind;
   memcpy(&kind, p + 4, 2);
   memcpy(&rec_id, p + 8, 8);
-  if (kind == PP__REC_CALL && rec_id == id)
-    PP__STORE_REL32((uint32_t *)(void *)(p + PP__REC_HEADER), 1);
+  if (kind != PP__REC_CALL || rec_id != id)
+    return NULL;
+  return (uint32_t *)(void *)(p + PP__REC_HEADER);
+}
+
+void pp__ring_set_cancel(pp__ring_t *r, uint64_t pos, uint64_t id) {
+  uint32_t *w = call_state(r, pos, id);
+  if (w != NULL)
+    PP__OR32(w, PP__CALL_CANCEL);
+}
+
+int pp__ring_withdraw(pp__ring_t *r, uint64_t pos, uint64_t id) {
+  uint32_t *w = call_state(r, pos, id);
+  return w != NULL && PP__CAS32(w, 0, PP__CALL_WITHDRAWN);
 }
 
 int pp__ring_has_data(pp__ring_t *r) {

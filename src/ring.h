@@ -108,8 +108,7 @@ typedef struct pp__shm_ctl_s {
 
 /* ---- the payloads of the records both sides build and parse ---- */
 
-/* CALL and INIT: u32 cancel (set by the parent to ask the running call to
- * stop), u16 name length, u16 0, the name, padding to 8, then either the
+/* CALL and INIT: u32 state (the PP__CALL_* bits below), u16 name length, u16 0, the name, padding to 8, then either the
  * argument (aux 0) or, for an argument passed in a blob of its own (aux 1),
  * PP__CALL_BLOB_TAIL bytes, all u64:
  *   size, handle, offset, mapping size, serial
@@ -142,9 +141,20 @@ void pp__call_rec_put(unsigned char *payload, const char *name,
                       size_t name_len, const void *arg, uint64_t arg_len,
                       const pp__call_blob_t *blob);
 
+/* The state word of a call record, which both sides change with atomic
+ * read-modify-writes (PP__OR32, PP__CAS32).  0 is a call that waits.  The
+ * worker sets STARTED before it runs the call, and runs it only if the word
+ * was still 0; the parent takes a waiting call back (for an idle worker,
+ * loop.c) by setting WITHDRAWN, only if the word is still 0.  So exactly
+ * one of the two wins, and a call taken back never runs here.  CANCEL asks
+ * a call to stop (pp_call_cancelled()), or not to start. */
+#define PP__CALL_CANCEL 1u
+#define PP__CALL_STARTED 2u
+#define PP__CALL_WITHDRAWN 4u
+
 /* A parsed call record (pointers into the record). */
 typedef struct pp__call_rec_s {
-  uint32_t *cancel; /* the cancel word */
+  uint32_t *cancel; /* the state word (PP__CALL_*) */
   const char *name; /* not NUL-terminated */
   size_t name_len;
   const unsigned char *arg; /* inline argument, or NULL for a blob */
@@ -198,6 +208,10 @@ uint64_t pp__ring_plan(pp__ring_t *r, uint64_t len);
  * it is still call `id`'s (its space may have been given back and used
  * again since). */
 void pp__ring_set_cancel(pp__ring_t *r, uint64_t pos, uint64_t id);
+/* Producer: takes back the CALL record at `pos`, which must be call `id`'s
+ * and not yet committed as read: returns 1 if the worker had not started
+ * it (it never will), 0 if it had. */
+int pp__ring_withdraw(pp__ring_t *r, uint64_t pos, uint64_t id);
 
 /* Consumer: returns 1 if records are there to read (a look, no more). */
 int pp__ring_has_data(pp__ring_t *r);

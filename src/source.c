@@ -132,7 +132,7 @@ int pp__src_give_back_locked(pp__src_t *src, size_t index) {
   return 0;
 }
 
-void pp__src_finish_locked(pp__src_t *src, size_t index, int status,
+int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
                            void *data, size_t len, char *message,
                            int exit_code, int term_signal) {
   pp_result_t r;
@@ -150,7 +150,8 @@ void pp__src_finish_locked(pp__src_t *src, size_t index, int status,
   r.term_signal = term_signal;
   src->finished++;
   src->pool->stats.calls_completed++;
-  src->done(src, index, &r);
+  return src->done(src, index, &r) ||
+         (src->pool->queued == 0 && src->pool->running == 0);
 }
 
 void pp__src_cancel_locked(pp__src_t *src) {

@@ -59,7 +59,7 @@ int pp_worker_index(void) {
 
 int pp_call_cancelled(void) {
   uint32_t *c = W.cancel;
-  return c != NULL && PP__LOAD_ACQ32(c) != 0;
+  return c != NULL && (PP__LOAD_ACQ32(c) & PP__CALL_CANCEL) != 0;
 }
 
 uint64_t pp__worker_current_call(void) {
@@ -272,7 +272,9 @@ static void run_record(const pp__rec_t *rec) {
      * worker were built from different tables. */
     status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
                            W.index, (int)c.name_len, c.name);
-  } else if (c.refused || PP__LOAD_ACQ32(c.cancel) != 0) {
+  } else if (c.refused || !PP__CAS32(c.cancel, 0, PP__CALL_STARTED)) {
+    /* Cancelled, or taken back for another worker (whose outcome the
+     * parent keeps; it drops this one). */
     status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
                            (unsigned long long)rec->id);
   } else {

@@ -238,7 +238,16 @@ static void test_ring_call_records(void **state) {
   pp__ring_set_cancel(&s.prod, at, 41);
   assert_int_equal(*c.cancel, 0);
   pp__ring_set_cancel(&s.prod, at, 42);
-  assert_int_equal(*c.cancel, 1);
+  assert_int_equal(*c.cancel, PP__CALL_CANCEL);
+  /* A call is taken back only before the worker starts it, and only the
+   * call named. */
+  *c.cancel = 0;
+  assert_int_equal(pp__ring_withdraw(&s.prod, at, 41), 0);
+  assert_int_equal(pp__ring_withdraw(&s.prod, at, 42), 1);
+  assert_int_equal(*c.cancel, PP__CALL_WITHDRAWN);
+  *c.cancel = PP__CALL_STARTED;
+  assert_int_equal(pp__ring_withdraw(&s.prod, at, 42), 0);
+  assert_int_equal(*c.cancel, PP__CALL_STARTED);
   /* Bad names. */
   n = 0;
   memcpy((unsigned char *)rec.payload + 4, &n, 2);
