@@ -554,7 +554,12 @@ typedef struct pp_map_options_s {
   int64_t timeout_ms;
   /** Calls sent to a worker at once (pipelined; each still reports its own
    * status, and a crash fails only the call that was running).  0 = chosen
-   * from the number of calls and workers, as Python's map does. */
+   * from the number of calls and workers, as Python's map does.  A worker
+   * is also handed one call more, so that it never waits for the parent
+   * between two (concurrent.futures does the same); a call that waits
+   * behind one running for over a millisecond while another worker has
+   * nothing to do is taken back and runs there instead, once.  So 1 suits
+   * long or uneven calls. */
   size_t chunksize;
 } pp_map_options_t;
 
