@@ -68,6 +68,9 @@
 #define PP__FDS_SPARE 64
 /* How long either side spins, looking at a ring, before it sleeps. */
 #define PP__SPIN_US 20
+/* How long a caller waiting for a call looks for its result itself
+ * (future.c) before it sleeps. */
+#define PP__WAIT_SPIN_US 100
 
 /* One turn of a spin-wait: a pause, and every 16th turn the CPU is
  * offered to other threads: the thread being waited for may need this
@@ -420,6 +423,16 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
  * the I/O thread to do about the queue, 0 if it must be woken.  Call
  * without pool->lock. */
 int pp__loop_dispatch(pp_pool_t *pool);
+/* A caller that waits for a call does the I/O thread's collecting itself
+ * when that thread is not in a round (io_lock is free): it reads the
+ * results the workers have published, finishes their calls and hands out
+ * queued ones, saving the hand-off to the I/O thread and back, the larger
+ * part of a round trip.  Only plain outcomes are taken; anything else
+ * (output, logs, starts, blob results, a broken record) is left to the I/O
+ * thread, which is woken for it, so the log callback still runs only
+ * there.  Never blocks.  Returns 1 if it finished any call (the caller
+ * looks at its future again), 0 if not.  Called without pool->lock. */
+int pp__loop_assist(pp_pool_t *pool);
 /* Calls pp__loop_dispatch hands out at most. */
 #define PP__DISPATCH_MAX 16
 
@@ -442,7 +455,9 @@ struct pp_pool_s {
   pp__wake_t *wake;       /* the I/O thread sleeps on it */
   pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
                              thread in its rounds, or a caller in
-                             pp__loop_dispatch; taken before pool->lock */
+                             pp__loop_dispatch or pp__loop_assist; taken
+                             before pool->lock */
+  void *assist;           /* io_lock: a caller's round state (loop.c) */
   pp__poller_t *poller;   /* the I/O thread's */
   apr_thread_t *loop;
   pp__slot_t *slots;

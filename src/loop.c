@@ -24,6 +24,9 @@
 #define PP__BATCH 256
 /* Calls handed to one worker per round. */
 #define PP__TAKE_MAX 1024
+/* Calls a worker holds beyond its chunk, not started, so that it never
+ * waits for us between two (steal_locked takes them back if need be). */
+#define PP__EXTRA_CALLS 1
 /* A call waiting behind one that has run this long is taken back for a
  * worker with nothing to do (steal_locked).  Shorter calls finish before
  * a steal would pay off. */
@@ -36,6 +39,8 @@ typedef struct loop_s {
   void *tags[64];
   int ntags;
   int busy; /* this round did something: spin before sleeping */
+  int assist; /* a caller's round (pp__loop_assist): plain outcomes only */
+  int left;   /* ... and it left records to the I/O thread */
   int64_t steal_at; /* the next time a call may be taken back */
 } loop_t;
 
@@ -77,14 +82,31 @@ static int apply_outcomes_locked(loop_t *L) {
   return wake;
 }
 
+/* Returns 1 if a caller's round may take record `rec` of worker `s`: the
+ * outcome of the call it is running, whose reading has no side effects
+ * that cannot be undone (a blob result takes a descriptor from the
+ * channel, so it is the I/O thread's). */
+static int assist_may_take(pp__slot_t *s, const pp__rec_t *rec) {
+  if (s->state != PP__W_READY || s->fl_n == 0 ||
+      rec->id != pp__flight_at(s, 0)->id)
+    return 0;
+  return (rec->kind == PP__REC_RESULT && rec->aux != 1) ||
+         rec->kind == PP__REC_ERROR;
+}
+
 /* Reads what a worker has published.  Returns 0, or the reason to kill it
  * (a broken record: PP_EPROTO; PP_ENOMEM). */
 static int collect(loop_t *L, pp__slot_t *s) {
   pp__rec_t rec;
   int rc = 0, released = 0;
-  uint64_t end = 0;
+  uint64_t end = 0, before = s->results.tail;
   while (L->nouts < PP__BATCH &&
          (rc = pp__ring_next(&s->results, &rec)) == 1) {
+    if (L->assist && !assist_may_take(s, &rec)) {
+      s->results.tail = before; /* unread: the I/O thread's */
+      L->left = 1;
+      break;
+    }
     L->busy = 1;
     end = rec.end;
     released = 1;
@@ -101,6 +123,14 @@ static int collect(loop_t *L, pp__slot_t *s) {
                            "it was not running", s->index,
                            (unsigned long long)rec.id);
     rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
+    if (rc != 0 && L->assist) {
+      /* Nothing of it was taken (assist_may_take): the I/O thread reads
+       * it again and buries the worker. */
+      s->results.tail = before;
+      L->left = 1;
+      rc = 0;
+      break;
+    }
     if (rc != 0)
       return rc;
     if (pp__flight_at(s, 0)->withdrawn) {
@@ -112,6 +142,11 @@ static int collect(loop_t *L, pp__slot_t *s) {
       s->ran++;
     }
     pp__flight_pop(s);
+    before = s->results.tail;
+  }
+  if (rc < 0 && L->assist) {
+    L->left = 1;
+    rc = 0;
   }
   if (rc < 0)
     return rc;
@@ -156,7 +191,7 @@ static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
       uint64_t len;
       size_t index;
       int blob;
-      if (s->fl_n > src->chunk ||
+      if (s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
           (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
         break;
       index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
@@ -553,7 +588,7 @@ static int can_take_locked(pp_pool_t *pool) {
     pp__slot_t *s = &pool->slots[i];
     size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
     pp__ring_t plan;
-    if (s->state != PP__W_READY || s->fl_n > src->chunk ||
+    if (s->state != PP__W_READY || s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
         (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
       continue;
     plan = s->calls;
@@ -566,6 +601,56 @@ static int can_take_locked(pp_pool_t *pool) {
       return 1;
   }
   return 0;
+}
+
+int pp__loop_assist(pp_pool_t *pool) {
+  take_t takes[PP__DISPATCH_MAX];
+  loop_t *L;
+  size_t n;
+  int i, wake = 0, took = 0;
+  if (!pp__mutex_trylock(pool->io_lock))
+    return 0; /* the I/O thread is in a round */
+  if (!results_waiting(pool))
+    goto cleanup;
+  if (pool->assist == NULL) {
+    pool->assist = calloc(1, sizeof(loop_t));
+    if (pool->assist == NULL)
+      goto cleanup; /* the I/O thread does it, as always */
+  }
+  L = pool->assist;
+  L->pool = pool;
+  L->assist = 1;
+  L->left = 0;
+  for (i = 0; i < pool->nslots && L->nouts < PP__BATCH; i++)
+    if (pool->slots[i].state == PP__W_READY)
+      (void)collect(L, &pool->slots[i]);
+  /* A call that is now at the head of a worker may have a timeout the
+   * sleeping I/O thread does not know of: it must look. */
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->fl_n > 0 &&
+        !pp__flight_at(s, 0)->withdrawn &&
+        pp__flight_at(s, 0)->src->timeout_ms > 0)
+      L->left = 1;
+  }
+  pp__mutex_lock(pool->lock);
+  took = L->nouts > 0;
+  if (took)
+    wake = apply_outcomes_locked(L);
+  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  for (i = 0; i < (int)n; i++)
+    if (takes[i].src->timeout_ms > 0)
+      L->left = 1;
+  if (!pp__queue_empty(&pool->pending) || L->left)
+    pp__pool_wake_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  write_takes(pool, takes, n);
+  if (wake)
+    pp__cond_broadcast(pool->done_cond);
+
+cleanup:
+  pp__mutex_unlock(pool->io_lock);
+  return took;
 }
 
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {

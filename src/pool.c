@@ -185,6 +185,7 @@ void pp__pool_free(pp_pool_t *pool) {
   for (i = 0; pool->slots != NULL && i < pool->nslots; i++)
     free(pool->slots[i].fl);
   free(pool->slots);
+  free(pool->assist);
   pp__poller_free(pool->poller);
   pp__wake_free(pool->wake);
   pp__image_close(pool->image);
