@@ -19,7 +19,11 @@
  *   echo          one --mib argument echoed back, from ordinary memory,
  *                 GB/s of argument (median of 3)
  *   echo_zc       the same from pp_shared_alloc() memory (no copy on the
- *                 way in), GB/s
+ *                 way in; the echoed result is the argument's memory, so
+ *                 nothing moves at all), GB/s
+ *   copy, copy_zc the same, but the task writes a new result of the same
+ *                 size (pp_call_reply_alloc + memcpy), as a task that
+ *                 transforms its data must: the honest large-data figure
  *   raw_*         the floor with plain sockets (raw.c): raw_startup,
  *                 raw_rtt, raw_c1 (one message in flight per child),
  *                 raw_batch (64 calls per write, the physical floor for
@@ -45,7 +49,16 @@ static int echo(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_reply(call, arg, len);
 }
 
-static const pp_task_t tasks[] = {PP_TASK(echo), PP_TASK_END};
+/* A new result as large as the argument, written in place. */
+static int copy(pp_call_t *call, const void *arg, size_t len) {
+  void *out = pp_call_reply_alloc(call, len);
+  if (out == NULL)
+    return pp_call_fail(call, "copy: no memory for %zu bytes", len);
+  memcpy(out, arg, len);
+  return 0;
+}
+
+static const pp_task_t tasks[] = {PP_TASK(echo), PP_TASK(copy), PP_TASK_END};
 
 const char bench_tiny[8] = "12345678";
 
@@ -95,19 +108,19 @@ static int make_pool(pp_pool_t **pool, int workers, unsigned flags) {
 
 /* One call through a future; the argument is borrowed, as a caller that
  * cares about copies would do. */
-static int call_once(pp_pool_t *pool, const void *arg, size_t len,
-                     pp_result_t *r) {
+static int call_once(pp_pool_t *pool, const char *task, const void *arg,
+                     size_t len, pp_result_t *r) {
   pp_call_options_t co;
   pp_future_t *f;
   memset(&co, 0, sizeof(co));
   co.borrow_arg = 1;
-  if (pp_pool_submit(pool, "echo", arg, len, &co, &f) != 0)
+  if (pp_pool_submit(pool, task, arg, len, &co, &f) != 0)
     return fail("pp_pool_submit");
   pp_future_wait(f, -1);
   pp_future_take(f, r);
   pp_future_free(f);
   if (r->status != 0 || r->len != len) {
-    fprintf(stderr, "procpool-bench: echo failed: %s\n",
+    fprintf(stderr, "procpool-bench: %s failed: %s\n", task,
             r->message ? r->message : "wrong length");
     pp_results_free(r, 1);
     return 1;
@@ -123,7 +136,7 @@ static int fig_startup(const bench_opts_t *o) {
     pp_result_t r;
     double t0 = bench_now();
     if (make_pool(&pool, o->workers, 0) != 0 ||
-        call_once(pool, bench_tiny, sizeof(bench_tiny), &r) != 0)
+        call_once(pool, "echo", bench_tiny, sizeof(bench_tiny), &r) != 0)
       return 1;
     pp_results_free(&r, 1);
     pp_pool_destroy(pool, PP_DESTROY_WAIT);
@@ -143,7 +156,7 @@ static int fig_rtt(const bench_opts_t *o) {
   for (i = -200; i < 2000; i++) { /* the first 200 warm up */
     pp_result_t r;
     double t0 = bench_now();
-    if (call_once(pool, bench_tiny, sizeof(bench_tiny), &r) != 0)
+    if (call_once(pool, "echo", bench_tiny, sizeof(bench_tiny), &r) != 0)
       return 1;
     pp_results_free(&r, 1);
     if (i >= 0)
@@ -198,7 +211,7 @@ static int fig_tiny(const bench_opts_t *o, size_t chunksize, unsigned flags,
   return 0;
 }
 
-static int fig_echo(const bench_opts_t *o, int shared) {
+static int fig_echo(const bench_opts_t *o, const char *task, int shared) {
   unsigned char *buf = shared ? pp_shared_alloc(o->big) : malloc(o->big);
   pp_pool_t *pool;
   double v[3];
@@ -211,7 +224,7 @@ static int fig_echo(const bench_opts_t *o, int shared) {
   for (k = 0; k < 3; k++) {
     pp_result_t r;
     double t0 = bench_now();
-    if (call_once(pool, buf, o->big, &r) != 0)
+    if (call_once(pool, task, buf, o->big, &r) != 0)
       return 1;
     v[k] = (double)o->big / 1e9 / (bench_now() - t0);
     if (memcmp(r.data, buf, o->big) != 0) {
@@ -220,9 +233,19 @@ static int fig_echo(const bench_opts_t *o, int shared) {
     }
     pp_results_free(&r, 1);
   }
-  bench_row(shared ? "echo_zc_gbps" : "echo_gbps", bench_median(v, 3), "GB/s",
-            shared ? "large argument in shared memory echoed, median of 3"
-                   : "large argument echoed, median of 3");
+  {
+    char key[32];
+    snprintf(key, sizeof(key), "%s%s_gbps", task, shared ? "_zc" : "");
+    bench_row(key, bench_median(v, 3), "GB/s",
+              strcmp(task, "echo") == 0
+                  ? shared ? "large argument in shared memory echoed, median "
+                             "of 3"
+                           : "large argument echoed, median of 3"
+              : shared ? "large argument in shared memory, new result "
+                         "written by the task, median of 3"
+                       : "large argument, new result written by the task, "
+                         "median of 3");
+  }
   pp_pool_destroy(pool, PP_DESTROY_WAIT);
   if (shared)
     pp_free(buf);
@@ -278,10 +301,11 @@ int main(int argc, char **argv) {
                     "map, default options but PP_POOL_INHERIT_OUTPUT");
   if (strcmp(o.figure, "c1") == 0)
     return fig_tiny(&o, 1, 0, "c1_cps", "map, chunksize 1");
-  if (strcmp(o.figure, "echo") == 0)
-    return fig_echo(&o, 0);
-  if (strcmp(o.figure, "echo_zc") == 0)
-    return fig_echo(&o, 1);
+  if (strcmp(o.figure, "echo") == 0 || strcmp(o.figure, "copy") == 0)
+    return fig_echo(&o, o.figure, 0);
+  if (strcmp(o.figure, "echo_zc") == 0 || strcmp(o.figure, "copy_zc") == 0)
+    return fig_echo(&o, strcmp(o.figure, "echo_zc") == 0 ? "echo" : "copy",
+                    1);
   if (strncmp(o.figure, "raw_", 4) == 0)
     return bench_raw_figure(&o);
   fprintf(stderr, "procpool-bench: no figure '%s'\n", o.figure);

@@ -21,7 +21,7 @@ build=${BUILD_DIR:-$root/build-bench}
 python=${PYTHON:-python3}
 
 reps=3
-only="startup rtt tiny tiny_inherit c1 echo echo_zc"
+only="startup rtt tiny tiny_inherit c1 echo echo_zc copy copy_zc"
 pass=""
 for a in "$@"; do
   case $a in
@@ -119,10 +119,12 @@ awk '
     printf "%-28s %14s %14s %14s  %s\n", "median", "procpool", "python",
            "raw", "unit"
     split("startup_ms startup_spawn_ms rtt_us tiny_cps tiny_inherit_cps " \
-          "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps", keys, " ")
+          "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps copy_gbps " \
+          "copy_zc_gbps", keys, " ")
     for (i = 1; i in keys; i++) {
       k = keys[i]
-      raw = k == "tiny_cps" ? "raw_batch_cps" : "raw_" k
+      raw = k == "tiny_cps" ? "raw_batch_cps" : \
+            k ~ /^(echo|copy)/ ? "raw_echo_gbps" : "raw_" k
       if (m("pp", k) m("py", k) m("raw", raw) == "") continue
       printf "%-28s %14s %14s %14s  %s\n", k, num(m("pp", k)),
              num(m("py", k)), num(m("raw", raw)), unit[k] != "" ? unit[k] : unit[raw]
@@ -147,6 +149,10 @@ awk '
            m("raw", "raw_echo_gbps"), ">=", 0.9)
     target("large echo, zero copy: procpool / raw", m("pp", "echo_zc_gbps"),
            m("raw", "raw_echo_gbps"), ">=", 2)
+    target("large new result: procpool / raw", m("pp", "copy_gbps"),
+           m("raw", "raw_echo_gbps"), ">=", 0.9)
+    target("large new result, zero copy: procpool / raw",
+           m("pp", "copy_zc_gbps"), m("raw", "raw_echo_gbps"), ">=", 2)
     target("large echo: procpool / python", m("pp", "echo_gbps"),
            m("py", "echo_gbps"), ">=", 1)
   }
