@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if ((rec.kind == PP__REC_CALL || rec.kind == PP__REC_INIT) &&
         pp__call_rec_parse(&rec, &c) == 0) {
       inside(rec.payload, rec.payload + rec.len, c.name, c.name_len);
-      if (!c.blob)
+      if (!c.blob && !c.refused)
         inside(rec.payload, rec.payload + rec.len, c.arg, c.arg_len);
     }
     pp__ring_release(&r, rec.end);

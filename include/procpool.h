@@ -144,8 +144,13 @@ PP_EXTERN void pp_free(void *ptr);
  * worker without a single copy; smaller ones are copied into the ring, which
  * is faster for them.  Large results come back the same way, in memory
  * that pp_free() releases.  The worker sees the memory itself, so it must
- * not change while a call that uses it runs.  Returns the memory, or NULL
- * (len 0: PP_EINVAL; no memory: PP_ENOMEM, with pp_last_error()).
+ * not change while a call that uses it runs.  A task that replies with
+ * (part of) such an argument unchanged (pp_call_reply() with a pointer into
+ * it) returns that very memory: the result is a view of the argument, not
+ * a copy, and each of the two is given to pp_free() on its own (the memory
+ * goes when both are).  Its contents are unspecified (it may be reused
+ * memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
+ * no memory: PP_ENOMEM, with pp_last_error()).
  */
 PP_EXTERN void *pp_shared_alloc(size_t len);
 
@@ -212,7 +217,10 @@ PP_EXTERN int pp_worker_main(int argc, char **argv, const pp_task_t *tasks,
  * Sets the call's result to a copy of `len` bytes at `data` (replacing any
  * earlier reply) and returns 0, or PP_ENOMEM.  PP_EINVAL if call is NULL or
  * data is NULL with len > 0.  A failure also fails the call with that status
- * (a later successful reply clears it).
+ * (a later successful reply clears it).  A large reply that is part of a
+ * large argument (the argument itself, or a slice of it) is not copied: the
+ * caller gets a view of the argument's shared memory (see
+ * pp_shared_alloc()).
  */
 PP_EXTERN int pp_call_reply(pp_call_t *call, const void *data, size_t len);
 /**

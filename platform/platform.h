@@ -177,6 +177,10 @@ void *pp__shm_base(const pp__shm_t *shm);
 uint64_t pp__shm_len(const pp__shm_t *shm);
 /* Unmaps and closes.  NULL is ignored. */
 void pp__shm_close(pp__shm_t *shm);
+/* A number that tells this mapping from every other this process has had
+ * or will have (a counter, taken by pp__shm_create and pp__shm_recv): the
+ * key under which a worker keeps a mapping it was sent (src/ring.h). */
+uint64_t pp__shm_serial(const pp__shm_t *shm);
 
 /* Hands a mapping to the process at the other end of `chan` (a blob: an
  * argument or result too large for a ring).  POSIX sends its descriptor on
@@ -460,6 +464,10 @@ void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]);
 
 /* Returns the number of CPUs this process may run on (at least 1). */
 int pp__cpu_count(void);
+
+/* Returns how many descriptors this process may have open (the soft
+ * RLIMIT_NOFILE), or -1 where handles have no such limit (Windows). */
+int64_t pp__fd_limit(void);
 
 /* Returns the id of the calling process. */
 int64_t pp__self_pid(void);

@@ -21,21 +21,27 @@ static int reply_failed(pp_call_t *call, int status) {
 
 /* Frees the call's reply, wherever it lives. */
 static void reply_drop(pp_call_t *call) {
-  if (call->reply_shm != NULL)
+  if (call->reply_in_hint || call->reply_in_arg)
+    ; /* the mapping is the worker's (borrowed), not the reply's */
+  else if (call->reply_shm != NULL)
     pp__shm_close(call->reply_shm);
   else if (call->reply != call->small)
     free(call->reply);
   call->reply = NULL;
   call->reply_shm = NULL;
+  call->reply_in_hint = 0;
+  call->reply_in_arg = 0;
   call->reply_len = 0;
 }
 
 /* Makes `p` (`len` bytes, malloc'd or the base of `shm`) the call's
  * result. */
-static void reply_set(pp_call_t *call, void *p, size_t len, pp__shm_t *shm) {
+static void reply_set(pp_call_t *call, void *p, size_t len, pp__shm_t *shm,
+                      int in_hint) {
   reply_drop(call);
   call->reply = p;
   call->reply_shm = shm;
+  call->reply_in_hint = in_hint;
   call->reply_len = len;
   free(call->reply_error);
   call->reply_error = NULL;
@@ -43,11 +49,23 @@ static void reply_set(pp_call_t *call, void *p, size_t len, pp__shm_t *shm) {
 }
 
 /* Memory for a reply of `len` bytes: in a worker, a large one goes straight
- * into a blob, the shared mapping it will be handed over in, so it is never
- * copied again; a small one into the call's own buffer; otherwise the
+ * into a blob, the shared mapping it will be handed over in (the parent's
+ * reply hint when it is large enough), so it is never copied again; a
+ * small one into the call's own buffer; otherwise the
  * heap. */
-static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm) {
+static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
+                          int *in_hint) {
   *shm = NULL;
+  *in_hint = 0;
+  if (call->blob_min > 0 && len >= call->blob_min && call->hint != NULL &&
+      len <= pp__shm_len(call->hint)) {
+    /* The parent's spare: no fresh pages here, no mapping there.  Once
+     * only: a second reply may not reuse what the first one holds. */
+    *shm = call->hint;
+    *in_hint = 1;
+    call->hint = NULL;
+    return pp__shm_base(*shm);
+  }
   if (call->blob_min > 0 && len >= call->blob_min)
     return pp__shm_create(len, shm) == 0 ? pp__shm_base(*shm) : NULL;
   /* The small buffer, unless the current reply is in it (a task may reply
@@ -59,34 +77,48 @@ static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm) {
 
 int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
   pp__shm_t *shm;
+  int in_hint;
   void *p;
   if (call == NULL)
     return pp__set_error(PP_EINVAL, "pp_call_reply: call is NULL");
   if (data == NULL && len > 0)
     return reply_failed(call, pp__set_error(PP_EINVAL, "pp_call_reply: data "
                                             "is NULL with len %zu", len));
-  p = reply_memory(call, len, &shm);
+  if (call->arg_map != NULL && call->blob_min > 0 && len >= call->blob_min &&
+      (const unsigned char *)data >= call->arg_map &&
+      (uint64_t)((const unsigned char *)data - call->arg_map) <=
+          call->arg_map_len &&
+      len <= call->arg_map_len -
+                 (uint64_t)((const unsigned char *)data - call->arg_map)) {
+    /* Part of the argument, which the parent has mapped: the result is a
+     * view of the same memory, with nothing copied anywhere. */
+    reply_set(call, (void *)data, len, NULL, 0);
+    call->reply_in_arg = 1;
+    return 0;
+  }
+  p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL)
     return reply_failed(call, pp__set_error(PP_ENOMEM,
                                             "pp_call_reply: %zu bytes", len));
   if (len)
     memcpy(p, data, len);
-  reply_set(call, p, len, shm);
+  reply_set(call, p, len, shm, in_hint);
   return 0;
 }
 
 void *pp_call_reply_alloc(pp_call_t *call, size_t len) {
   pp__shm_t *shm;
+  int in_hint;
   void *p;
   if (call == NULL)
     return NULL;
-  p = reply_memory(call, len, &shm);
+  p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL) {
     reply_failed(call, pp__set_error(PP_ENOMEM, "pp_call_reply_alloc: %zu "
                                      "bytes", len));
     return NULL;
   }
-  reply_set(call, p, len, shm);
+  reply_set(call, p, len, shm, in_hint);
   return p;
 }
 
@@ -101,7 +133,7 @@ int pp_call_replyf(pp_call_t *call, const char *fmt, ...) {
   va_end(ap);
   if (rc)
     return reply_failed(call, rc);
-  reply_set(call, (void *)buf.data, buf.len, NULL);
+  reply_set(call, (void *)buf.data, buf.len, NULL, 0);
   return 0;
 }
 

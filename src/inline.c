@@ -66,7 +66,7 @@ void pp__inline_run(pp__src_t *src, size_t index) {
   } else {
     /* The record a worker would get, decoded as a worker would. */
     pp__call_rec_put(payload, src->task, src->task_len, arg->data, arg->len,
-                     0, 0, 0);
+                     NULL);
     memset(&rec, 0, sizeof(rec));
     rec.kind = PP__REC_CALL;
     rec.id = id;

@@ -61,8 +61,24 @@
 #define PP__DEFAULT_GRACE_MS 1000
 /* How long a starting worker may take to say HELLO by default. */
 #define PP__DEFAULT_START_TIMEOUT_MS 30000
+/* Descriptors the parent holds per worker (POSIX: channel, stdout, stderr,
+ * wake object, shared memory, pidfd), and a margin for the rest of the
+ * program, for the check in pp_pool_create. */
+#define PP__FDS_PER_WORKER 6
+#define PP__FDS_SPARE 64
 /* How long either side spins, looking at a ring, before it sleeps. */
 #define PP__SPIN_US 20
+
+/* One turn of a spin-wait: a pause, and every 16th turn the CPU is
+ * offered to other threads: the thread being waited for may need this
+ * very CPU (a loaded machine, or fewer cores than busy threads), and a
+ * spin that keeps it off would only delay what it waits for. */
+#define pp__spin_turn(turn)                                                    \
+  do {                                                                         \
+    pp__cpu_relax();                                                           \
+    if ((++(turn) & 15) == 0)                                                  \
+      apr_thread_yield();                                                      \
+  } while (0)
 
 /* ---- clock.c ---- */
 
@@ -80,11 +96,33 @@ int64_t pp__us_left(int64_t deadline);
 /* Hands the caller memory that lives in a shared mapping (a large result):
  * pp_free() of the returned address unmaps it.  Returns the address. */
 void *pp__blob_adopt(pp__shm_t *shm);
+/* Hands out one more pointer into a blob that is handed out already (a
+ * result that is part of the caller's shared argument): returns base +
+ * offset, which pp_free() takes back like any other, or NULL if the blob
+ * is no longer there. */
+void *pp__blob_share(pp__shm_t *shm, uint64_t offset);
 /* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
  * blob result), with its mapping and the offset of ptr in it.  The mapping
  * stays the caller's: it may be sent, not closed. */
 int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
                   uint64_t *offset);
+
+/* Spare mappings (any thread): at most PP__SPARE_MAX of them, and
+ * PP__SPARE_BYTES in all; smaller ones than PP__SPARE_MIN are not kept. */
+#define PP__SPARE_MAX 8
+#define PP__SPARE_MIN (256 * 1024)
+#define PP__SPARE_BYTES ((uint64_t)1 << 30)
+/* Takes the smallest spare of min..max bytes, or returns NULL. */
+pp__shm_t *pp__spare_take(uint64_t min, uint64_t max);
+/* A spare of len..2*len bytes, or a new mapping of len bytes; NULL (with
+ * pp_last_error() set) if neither. */
+pp__shm_t *pp__spare_or_new(uint64_t len);
+/* Keeps a mapping nobody uses any more as a spare, or closes it (NULL is
+ * ignored). */
+void pp__spare_give(pp__shm_t *shm);
+/* Counts the pools alive (+1 at create, -1 at free): spares are kept only
+ * while one is, and closed when the last one goes. */
+void pp__spare_users(int delta);
 
 /* ---- registry.c ---- */
 
@@ -115,6 +153,14 @@ struct pp_call_s {
   void *reply;
   size_t reply_len;
   pp__shm_t *reply_shm; /* the reply lives in this blob (a large one) */
+  int reply_in_hint;    /* ... which is the call's reply hint */
+  int reply_in_arg;     /* the reply is part of the argument's mapping:
+                           nothing to copy or free */
+  const unsigned char *arg_map; /* that mapping (a blob argument), or NULL */
+  uint64_t arg_map_len;
+  pp__shm_t *hint;      /* the reply hint the parent sent, unused so far;
+                           borrowed from the worker (worker.c), which
+                           closes or keeps it after the call */
   size_t blob_min;      /* replies this large go straight into a blob;
                            0 = never (inline mode) */
   char *fail_message;
@@ -218,9 +264,9 @@ struct pp__src_s {
 void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
                   const pp_buf_t *args, size_t n, int64_t timeout_ms,
                   size_t chunk, pp__src_done_fn done);
-/* Queues a source: assigns its ids, counts its calls, wakes the I/O thread.
- * Returns 0, or PP_ECLOSED if the pool is being destroyed; pool->lock
- * held. */
+/* Queues a source: assigns its ids, counts its calls; the caller then
+ * hands them out or wakes the I/O thread.  Returns 0, or PP_ECLOSED if the
+ * pool is being destroyed; pool->lock held. */
 int pp__src_queue_locked(pp__src_t *src);
 /* Takes the next call to hand to a worker; returns 1 and its index, or 0
  * when the source has none left.  pool->lock held. */
@@ -272,6 +318,12 @@ typedef struct pp__flight_s {
   uint64_t id;
   uint64_t rec;    /* its record's position in the call ring */
   int cancelled;   /* the cancel word is set */
+  pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
+  pp__shm_t *arg_shared; /* or the caller's shared memory it is in
+                            (borrowed) */
+  pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
+  int refused;         /* its argument could not be sent: this status */
+  char *refused_why;   /* ... and why (malloc'd) */
 } pp__flight_t;
 
 /* One worker of a pool.  Owned by the I/O thread; the fields marked
@@ -288,6 +340,7 @@ typedef struct pp__slot_s {
   pp__shm_ctl_t *ctl;
   pp__ring_t calls;          /* we produce */
   pp__ring_t results;        /* we consume */
+  pp__mapcache_t maps;       /* the mappings the worker keeps (ring.h) */
   pp__flight_t *fl;          /* in flight, in ring order: a circular array */
   size_t fl_cap, fl_head, fl_n;
   int64_t head_since;        /* when the first call in flight started */
@@ -337,16 +390,28 @@ typedef struct pp__outcome_s {
   size_t len;
   char *message;
 } pp__outcome_t;
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec,
-                     const pp__flight_t *f, pp__outcome_t *out);
+int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                     pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f);
+/* Drops the head; what it held in shared memory goes back to the spares
+ * (the worker is done with it: its outcome came, or it died). */
 void pp__flight_pop(pp__slot_t *s);
+/* Drops every call in flight the same way. */
+void pp__flight_clear(pp__slot_t *s);
 
 /* loop.c: the I/O thread's body. */
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
+/* Hands queued calls to workers with room from the caller's thread, when
+ * the I/O thread is not in a round: a submitted call reaches its worker
+ * without waking the I/O thread first.  Returns 1 if nothing is left for
+ * the I/O thread to do about the queue, 0 if it must be woken.  Call
+ * without pool->lock. */
+int pp__loop_dispatch(pp_pool_t *pool);
+/* Calls pp__loop_dispatch hands out at most. */
+#define PP__DISPATCH_MAX 16
 
 /* ---- the pool ---- */
 
@@ -365,6 +430,9 @@ struct pp_pool_s {
   pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */
   pp__mutex_t *log_lock;  /* serializes the log callback */
   pp__wake_t *wake;       /* the I/O thread sleeps on it */
+  pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
+                             thread in its rounds, or a caller in
+                             pp__loop_dispatch; taken before pool->lock */
   pp__poller_t *poller;   /* the I/O thread's */
   apr_thread_t *loop;
   pp__slot_t *slots;

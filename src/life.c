@@ -60,7 +60,24 @@ int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
   return 0;
 }
 
+static void flight_release(pp__flight_t *f) {
+  pp__spare_give(f->arg_copy);
+  pp__spare_give(f->hint);
+  free(f->refused_why);
+  f->arg_copy = NULL;
+  f->hint = NULL;
+  f->refused_why = NULL;
+}
+
+void pp__flight_clear(pp__slot_t *s) {
+  size_t i;
+  for (i = 0; i < s->fl_n; i++)
+    flight_release(pp__flight_at(s, i));
+  s->fl_n = 0;
+}
+
 void pp__flight_pop(pp__slot_t *s) {
+  flight_release(pp__flight_at(s, 0));
   s->fl_head = (s->fl_head + 1) % s->fl_cap;
   s->fl_n--;
   /* The next call started about now; deadlines() reads the clock for it
@@ -95,7 +112,8 @@ static void release(pp__slot_t *s) {
   s->wake = NULL;
   s->proc = NULL;
   s->ctl = NULL;
-  s->fl_n = 0;
+  pp__flight_clear(s);
+  memset(&s->maps, 0, sizeof(s->maps));
   s->state = PP__W_NONE;
   s->kill_status = 0;
   s->kill_id = 0;
@@ -329,7 +347,7 @@ static int send_init(pp__slot_t *s) {
   if (p == NULL)
     return pp__set_error(PP_EPROTO, "no room for the initializer");
   pp__call_rec_put(p, pool->init_task, name_len, pool->init_arg,
-                   pool->init_arg_len, 0, 0, 0);
+                   pool->init_arg_len, NULL);
   if (pp__ring_commit(&s->calls))
     pp__wake_signal(s->wake);
   return 0;
@@ -399,10 +417,20 @@ int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec) {
   return 0;
 }
 
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec,
-                     const pp__flight_t *f, pp__outcome_t *out) {
+int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                     pp__outcome_t *out) {
   memset(out, 0, sizeof(*out));
   out->f = *f;
+  /* What it holds stays the flight's, freed when it is popped. */
+  out->f.arg_copy = out->f.hint = out->f.arg_shared = NULL;
+  out->f.refused_why = NULL;
+  if (f->refused) {
+    /* Whatever the worker said, the call never reached it. */
+    out->status = f->refused;
+    out->message = pp__strdup_printf("%s", f->refused_why ? f->refused_why
+                                                          : "refused");
+    return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
   if (rec->kind == PP__REC_RESULT && rec->aux == 0) {
     out->data = malloc(rec->len ? (size_t)rec->len : 1);
     if (out->data == NULL)
@@ -427,6 +455,48 @@ int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec,
     out->data = pp__blob_adopt(blob);
     out->len = (size_t)meta[0];
     return 0;
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 2 && rec->len == 8) {
+    /* Written into the reply hint we sent, which we have mapped. */
+    uint64_t len;
+    memcpy(&len, rec->payload, 8);
+    if (f->hint == NULL || len > pp__shm_len(f->hint))
+      return pp__set_error(PP_EPROTO, "worker %d put a result of %llu bytes "
+                           "in a reply hint it did not have", s->index,
+                           (unsigned long long)len);
+    out->data = pp__blob_adopt(f->hint);
+    out->len = (size_t)len;
+    f->hint = NULL;
+    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 3 && rec->len == 16) {
+    /* A part of the argument's mapping, which we have mapped: our copy
+     * becomes the result, or the caller's shared memory is shared. */
+    uint64_t where[2];
+    pp__shm_t *map = f->arg_copy ? f->arg_copy : f->arg_shared;
+    memcpy(where, rec->payload, sizeof(where));
+    if (map == NULL || where[0] > pp__shm_len(map) ||
+        where[1] > pp__shm_len(map) - where[0])
+      return pp__set_error(PP_EPROTO, "worker %d answered with a part of "
+                           "an argument it did not have", s->index);
+    if (f->arg_copy != NULL) {
+      out->data = pp__blob_adopt(f->arg_copy);
+      f->arg_copy = NULL;
+      if (out->data != NULL)
+        out->data = (unsigned char *)out->data + where[0];
+    } else {
+      out->data = pp__blob_share(f->arg_shared, where[0]);
+      if (out->data == NULL) {
+        out->status = PP_EINVAL;
+        out->message = pp__strdup_printf("call %llu answered with a part of "
+                                         "its shared argument, which was "
+                                         "freed while the call ran",
+                                         (unsigned long long)f->id);
+        return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+      }
+    }
+    out->len = (size_t)where[1];
+    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
   }
   if (rec->kind == PP__REC_ERROR && rec->len >= 4) {
     int32_t st;
@@ -578,7 +648,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
       pp__flight_t *f = pp__flight_at(s, i);
       pp__src_give_back_locked(f->src, f->index);
     }
-    s->fl_n = 0;
+    pp__flight_clear(s);
   }
   pp__cond_broadcast(pool->done_cond);
   pp__mutex_unlock(pool->lock);

@@ -119,13 +119,13 @@ typedef struct take_s {
   pp__slot_t *slot;
   pp__src_t *src;
   size_t index;
+  size_t flight; /* its place in the slot's in-flight list */
 } take_t;
 
 /* Hands queued calls to workers with room; pool->lock held.  Each worker
  * gets up to the chunk of the source at the queue's head in flight, within
  * its ring's room and its max_calls_per_worker. */
-static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
-  pp_pool_t *pool = L->pool;
+static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
   size_t n = 0;
   int i;
   for (i = 0; i < pool->nslots && n < cap; i++) {
@@ -166,6 +166,7 @@ static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
       takes[n].slot = s;
       takes[n].src = src;
       takes[n].index = index;
+      takes[n].flight = s->fl_n - 1;
       n++;
       per++;
     }
@@ -173,43 +174,132 @@ static size_t plan_locked(loop_t *L, take_t *takes, size_t cap) {
   return n;
 }
 
-/* Writes one planned call record. */
-static void write_call(pp__slot_t *s, pp__src_t *src, size_t index) {
+/* Sends a large argument's mapping, and a reply hint with it: a spare
+ * about the argument's size, which the worker may write a large result
+ * into (results are often the size of their arguments) so that neither
+ * side touches fresh memory.  Returns 0, or the error that refuses the
+ * call. */
+/* Sends a mapping with the record being written, unless the worker kept it
+ * from an earlier call (ring.h, pp__mapcache_t: our copy of its
+ * bookkeeping says which).  Sets *sent. */
+static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
+                    int *sent) {
+  void *obj, *out[PP__MAPCACHE_N];
+  int rc, n;
+  *sent = 0;
+  *handle = 0;
+  if (pp__mapcache_find(&s->maps, pp__shm_serial(shm), &obj))
+    return 0;
+  rc = pp__shm_send(s->chan, shm, s->proc, handle);
+  if (rc != 0)
+    return rc;
+  *sent = 1;
+  pp__mapcache_put(&s->maps, pp__shm_serial(shm), pp__shm_len(shm), NULL,
+                   out, &n);
+  return 0;
+}
+
+static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
+                     pp__call_blob_t *cb) {
+  pp__shm_t *shm = NULL;
+  pp__shm_t *hint;
+  int rc, sent;
+  memset(cb, 0, sizeof(*cb));
+  /* Memory from pp_shared_alloc() is such a mapping already: it goes as
+   * it is.  Anything else is copied into one (a spare if there is one). */
+  if (pp__blob_find(arg->data, arg->len, &shm, &cb->offset)) {
+    f->arg_shared = shm;
+  } else {
+    shm = pp__spare_or_new(arg->len);
+    if (shm == NULL)
+      return PP_ENOMEM;
+    memcpy(pp__shm_base(shm), arg->data, arg->len);
+    f->arg_copy = shm;
+  }
+  rc = send_map(s, shm, &cb->handle, &sent);
+  if (rc != 0)
+    return rc;
+  cb->map_size = pp__shm_len(shm);
+  cb->serial = pp__shm_serial(shm);
+  cb->flags = sent ? PP__BLOB_SENT_ARG : 0;
+  hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
+  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent) == 0) {
+    cb->hint_size = pp__shm_len(hint);
+    cb->hint_serial = pp__shm_serial(hint);
+    cb->flags |= sent ? PP__BLOB_SENT_HINT : 0;
+    f->hint = hint;
+  } else {
+    pp__spare_give(hint);
+  }
+  return 0;
+}
+
+/* Writes one planned call record.  A large argument travels in a mapping
+ * of its own, whose descriptor goes on the channel just before the record
+ * that names it. */
+static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
+                       pp__flight_t *f) {
   const pp_buf_t *arg = &src->args[index];
   int blob = needs_blob(s, src, index);
-  uint64_t handle = 0, offset = 0;
   uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
+  pp__call_blob_t cb;
   unsigned char *p;
-  uint32_t refuse = 0;
-  if (blob) {
-    /* Too large for the ring: a mapping of its own, whose descriptor goes
-     * on the channel just before the record that names it.  Memory from
-     * pp_shared_alloc() is such a mapping already: it goes as it is. */
-    pp__shm_t *shm = NULL;
-    int rc = 0, own = 0;
-    if (!pp__blob_find(arg->data, arg->len, &shm, &offset)) {
-      rc = pp__shm_create(arg->len ? arg->len : 1, &shm);
-      own = 1;
-      if (rc == 0)
-        memcpy(pp__shm_base(shm), arg->data, arg->len);
-    }
-    if (rc == 0)
-      rc = pp__shm_send(s->chan, shm, s->proc, &handle);
-    if (own)
-      pp__shm_close(shm);
-    if (rc != 0)
-      refuse = 1; /* the worker answers PP_ECANCELED; see below */
+  int rc = blob ? send_blob(s, arg, f, &cb) : 0;
+  if (rc != 0) {
+    /* The argument cannot reach the worker (no memory for its mapping, a
+     * failed hand-over).  The record still goes, in the room planned for
+     * it, marked refused: the worker answers at once without looking for a
+     * mapping, and the call fails with this reason (pp__life_outcome). */
+    f->refused = rc;
+    f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
+                                       "to worker %d: %s", arg->len,
+                                       s->index, pp_last_error());
+    memset(&cb, 0, sizeof(cb));
   }
-  p = pp__ring_begin(&s->calls, PP__REC_CALL, blob ? 1 : 0,
+  p = pp__ring_begin(&s->calls, PP__REC_CALL, rc ? 2 : blob ? 1 : 0,
                      src->first_id + index, len);
-  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len, blob,
-                   handle, offset);
-  if (refuse) {
-    /* The call cannot reach the worker (no memory for the blob): its record
-     * goes out cancelled, so the worker skips it, and it fails with the
-     * reason here. */
-    memcpy(p, &refuse, 4);
+  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len,
+                   blob ? &cb : NULL);
+}
+
+/* Writes the planned calls and publishes them, waking the workers that
+ * sleep.  Returns 1 if there were any. */
+static int write_takes(pp_pool_t *pool, take_t *takes, size_t n) {
+  size_t k;
+  int i;
+  for (k = 0; k < n; k++)
+    write_call(takes[k].slot, takes[k].src, takes[k].index,
+               pp__flight_at(takes[k].slot, takes[k].flight));
+  if (n == 0)
+    return 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
+        pp__ring_commit(&s->calls))
+      pp__wake_signal(s->wake);
   }
+  return 1;
+}
+
+int pp__loop_dispatch(pp_pool_t *pool) {
+  take_t takes[PP__DISPATCH_MAX];
+  size_t n, k;
+  int done = 1;
+  if (!pp__mutex_trylock(pool->io_lock))
+    return 0; /* the I/O thread is in a round: it will see the queue */
+  pp__mutex_lock(pool->lock);
+  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  /* The I/O thread must still look if calls are left, or if one has a
+   * timeout to watch (it may sleep with no deadline). */
+  if (!pp__queue_empty(&pool->pending))
+    done = 0;
+  for (k = 0; k < n; k++)
+    if (takes[k].src->timeout_ms > 0)
+      done = 0;
+  pp__mutex_unlock(pool->lock);
+  write_takes(pool, takes, n);
+  pp__mutex_unlock(pool->io_lock);
+  return done;
 }
 
 /* Sets the cancel words of cancelled calls in flight and starts the grace
@@ -417,9 +507,10 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   L->pool = pool;
   for (;;) {
     int64_t now, next;
-    size_t ntakes, k;
-    int news;
+    size_t ntakes;
+    int news, finished;
 
+    pp__mutex_lock(pool->io_lock);
     /* Ended workers are settled first: what they published still counts. */
     L->busy = 0;
     handle_tags(L);
@@ -450,36 +541,30 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
       if (L->nouts == PP__BATCH) {
         pp__mutex_lock(pool->lock);
         apply_outcomes_locked(L);
-        pp__cond_broadcast(pool->done_cond);
         pp__mutex_unlock(pool->lock);
+        pp__cond_broadcast(pool->done_cond);
       }
     }
 
     /* Outcomes, news and new work, under the lock once. */
     pp__mutex_lock(pool->lock);
-    if (L->nouts > 0) {
+    finished = L->nouts > 0;
+    if (finished)
       apply_outcomes_locked(L);
-      pp__cond_broadcast(pool->done_cond);
-    }
     news = pool->news;
     pool->news = 0;
-    ntakes = plan_locked(L, takes, PP__TAKE_MAX);
+    ntakes = plan_locked(pool, takes, PP__TAKE_MAX);
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
     pp__mutex_unlock(pool->lock);
+    /* After the unlock: a waiter woken under the lock would only block on
+     * it again (a second wake-up for every finished call). */
+    if (finished)
+      pp__cond_broadcast(pool->done_cond);
 
     if (news)
       send_cancels(L);
-    for (k = 0; k < ntakes; k++)
-      write_call(takes[k].slot, takes[k].src, takes[k].index);
-    if (ntakes > 0) {
+    if (write_takes(pool, takes, ntakes))
       L->busy = 1;
-      for (i = 0; i < pool->nslots; i++) {
-        pp__slot_t *s = &pool->slots[i];
-        if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
-            pp__ring_commit(&s->calls))
-          pp__wake_signal(s->wake);
-      }
-    }
     /* Workers that have run their calls go (max_calls_per_worker). */
     for (i = 0; i < pool->nslots; i++) {
       pp__slot_t *s = &pool->slots[i];
@@ -489,21 +574,27 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     }
 
     next = deadlines(L, pp__now_us());
-    if (stopping && wind_down(L))
+    if (stopping && wind_down(L)) {
+      pp__mutex_unlock(pool->io_lock);
       break;
+    }
 
     /* Sleep, after a short spin if this round was busy: the next results
-     * are likely microseconds away, and a sleep costs more. */
+     * are likely microseconds away, and a sleep costs more.  Callers may
+     * hand out calls meanwhile (pp__loop_dispatch). */
     if (L->busy) {
       int64_t until = pp__now_us() + PP__SPIN_US;
+      pp__mutex_unlock(pool->io_lock);
+      unsigned turn = 0;
       while (pp__now_us() < until && !results_waiting(pool))
-        pp__cpu_relax();
+        pp__spin_turn(turn);
       /* A busy pool still notices a worker's end at once. */
       L->ntags = pp__poller_wait(pool->poller, 0, L->tags, 64);
       continue;
     }
     if (sleep_prepare(pool)) {
       sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
       continue;
     }
     pp__mutex_lock(pool->lock);
@@ -513,10 +604,12 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
          pool->running == 0)) {
       pp__mutex_unlock(pool->lock);
       sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
       continue;
     }
     pool->loop_asleep = 1;
     pp__mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->io_lock);
     now = pp__now_us();
     L->ntags = pp__poller_wait(pool->poller,
                                next == PP__NEVER ? -1

@@ -116,6 +116,8 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   /* The map uses the pool until it returns, like a future. */
   pool->live_futures++;
   rc = pp__src_queue_locked(&m->src);
+  if (rc == 0 && !pool->inline_mode)
+    pp__pool_wake_locked(pool);
   if (rc == 0 && pool->inline_mode) {
     /* Inline calls run here, one by one; a stop keeps the rest from
      * running at all. */

@@ -100,6 +100,8 @@ static int pool_setup(pp_pool_t *pool) {
   int i, rc;
   rc = pp__mutex_new(&pool->lock);
   if (rc == 0)
+    rc = pp__mutex_new(&pool->io_lock);
+  if (rc == 0)
     rc = pp__mutex_new(&pool->log_lock);
   if (rc == 0)
     rc = pp__cond_new(&pool->done_cond);
@@ -188,14 +190,17 @@ void pp__pool_free(pp_pool_t *pool) {
   pp__image_close(pool->image);
   pp__cond_free(pool->done_cond);
   pp__mutex_free(pool->log_lock);
+  pp__mutex_free(pool->io_lock);
   pp__mutex_free(pool->lock);
   if (pool->mem != NULL)
     apr_pool_destroy(pool->mem);
   free(pool);
   apr_atomic_dec32(&pools_alive);
+  pp__spare_users(-1);
 }
 
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
+  int64_t limit;
   pp_pool_options_t zero;
   const pp_pool_options_t *o = options;
   pp_pool_t *pool = NULL;
@@ -232,6 +237,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   if (pool == NULL)
     return pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
+  pp__spare_users(1);
   rv = apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     rc = pp__from_apr(rv, "apr_pool_create");
@@ -301,6 +307,20 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->nslots = o->workers ? o->workers : pp__cpu_count();
   if (pool->nslots > PP_POOL_MAX_WORKERS)
     pool->nslots = PP_POOL_MAX_WORKERS;
+  /* Said up front, with the numbers, rather than as a failed socketpair()
+   * halfway through the start. */
+  limit = pp__fd_limit();
+  if (limit >= 0 &&
+      (int64_t)pool->nslots * PP__FDS_PER_WORKER + PP__FDS_SPARE > limit) {
+    rc = pp__set_error(PP_ESPAWN, "a pool of %d workers needs about %lld file "
+                       "descriptors, and this process may open %lld "
+                       "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
+                       "setrlimit) or use fewer workers", pool->nslots,
+                       (long long)pool->nslots * PP__FDS_PER_WORKER +
+                           PP__FDS_SPARE,
+                       (long long)limit);
+    goto cleanup;
+  }
   pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
     rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory for %d "

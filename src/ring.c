@@ -239,12 +239,13 @@ void pp__ring_room_awake(pp__ring_t *r) {
 /* ---- call records ---- */
 
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob) {
-  return PP__CALL_HEAD + ALIGN8(name_len) + (blob ? 24 : arg_len);
+  return PP__CALL_HEAD + ALIGN8(name_len) +
+         (blob ? PP__CALL_BLOB_TAIL : arg_len);
 }
 
 void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
-                      const void *arg, uint64_t arg_len, int blob,
-                      uint64_t blob_handle, uint64_t blob_offset) {
+                      const void *arg, uint64_t arg_len,
+                      const pp__call_blob_t *blob) {
   uint32_t cancel = 0;
   uint16_t n = (uint16_t)name_len, zero = 0;
   memcpy(p, &cancel, 4);
@@ -252,10 +253,18 @@ void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
   memcpy(p + 6, &zero, 2);
   memcpy(p + PP__CALL_HEAD, name, name_len);
   p += PP__CALL_HEAD + ALIGN8(name_len);
-  if (blob) {
-    memcpy(p, &arg_len, 8);
-    memcpy(p + 8, &blob_handle, 8);
-    memcpy(p + 16, &blob_offset, 8);
+  if (blob != NULL) {
+    uint64_t tail[9];
+    tail[0] = arg_len;
+    tail[1] = blob->handle;
+    tail[2] = blob->offset;
+    tail[3] = blob->map_size;
+    tail[4] = blob->serial;
+    tail[5] = blob->hint_size;
+    tail[6] = blob->hint_handle;
+    tail[7] = blob->hint_serial;
+    tail[8] = blob->flags;
+    memcpy(p, tail, sizeof(tail));
   } else if (arg_len > 0) {
     memcpy(p, arg, (size_t)arg_len);
   }
@@ -278,20 +287,78 @@ int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c) {
   if (memchr(c->name, '\0', n) != NULL)
     return pp__set_error(PP_EPROTO, "call record with a NUL in the name");
   c->blob = rec->aux == 1;
-  if (rec->aux > 1)
+  c->refused = rec->aux == 2;
+  if (rec->aux > 2)
     return pp__set_error(PP_EPROTO, "call record of an unknown form");
+  memset(&c->b, 0, sizeof(c->b));
+  c->arg = NULL;
+  c->arg_len = 0;
   if (c->blob) {
-    if (rec->len - off != 24)
+    uint64_t tail[9];
+    if (rec->len - off != PP__CALL_BLOB_TAIL)
       return pp__set_error(PP_EPROTO, "blob call record of a wrong size");
-    memcpy(&c->arg_len, rec->payload + off, 8);
-    memcpy(&c->blob_handle, rec->payload + off + 8, 8);
-    memcpy(&c->blob_offset, rec->payload + off + 16, 8);
-    c->arg = NULL;
-  } else {
+    memcpy(tail, rec->payload + off, sizeof(tail));
+    c->arg_len = tail[0];
+    c->b.handle = tail[1];
+    c->b.offset = tail[2];
+    c->b.map_size = tail[3];
+    c->b.serial = tail[4];
+    c->b.hint_size = tail[5];
+    c->b.hint_handle = tail[6];
+    c->b.hint_serial = tail[7];
+    c->b.flags = tail[8];
+    if (c->b.offset > c->b.map_size ||
+        c->arg_len > c->b.map_size - c->b.offset)
+      return pp__set_error(PP_EPROTO, "a blob argument outside its mapping");
+  } else if (!c->refused) {
     c->arg = rec->payload + off;
     c->arg_len = rec->len - off;
-    c->blob_handle = 0;
-    c->blob_offset = 0;
   }
   return 0;
+}
+
+/* ---- the mappings a worker keeps ---- */
+
+int pp__mapcache_find(pp__mapcache_t *c, uint64_t serial, void **obj) {
+  int i;
+  for (i = 0; i < c->n; i++)
+    if (c->serial[i] == serial)
+      break;
+  if (i == c->n)
+    return 0;
+  /* First in line: the others move down one. */
+  {
+    uint64_t se = c->serial[i], sz = c->size[i];
+    void *o = c->obj[i];
+    memmove(&c->serial[1], &c->serial[0], (size_t)i * sizeof(c->serial[0]));
+    memmove(&c->size[1], &c->size[0], (size_t)i * sizeof(c->size[0]));
+    memmove(&c->obj[1], &c->obj[0], (size_t)i * sizeof(c->obj[0]));
+    c->serial[0] = se;
+    c->size[0] = sz;
+    c->obj[0] = o;
+  }
+  *obj = c->obj[0];
+  return 1;
+}
+
+int pp__mapcache_put(pp__mapcache_t *c, uint64_t serial, uint64_t size,
+                     void *obj, void **out, int *nout) {
+  *nout = 0;
+  if (size > PP__MAPCACHE_BYTES)
+    return 0;
+  while (c->n > 0 &&
+         (c->n == PP__MAPCACHE_N || c->bytes + size > PP__MAPCACHE_BYTES)) {
+    c->n--;
+    c->bytes -= c->size[c->n];
+    out[(*nout)++] = c->obj[c->n];
+  }
+  memmove(&c->serial[1], &c->serial[0], (size_t)c->n * sizeof(c->serial[0]));
+  memmove(&c->size[1], &c->size[0], (size_t)c->n * sizeof(c->size[0]));
+  memmove(&c->obj[1], &c->obj[0], (size_t)c->n * sizeof(c->obj[0]));
+  c->serial[0] = serial;
+  c->size[0] = size;
+  c->obj[0] = obj;
+  c->n++;
+  c->bytes += size;
+  return 1;
 }

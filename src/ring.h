@@ -62,13 +62,19 @@ typedef enum {
   /* parent -> worker */
   PP__REC_CALL = 2,   /* u32 cancel, u16 name length, u16 0, name, pad to 8,
                          argument; aux 0: argument inline, 1: the argument
-                         is a blob (payload ends with u64 size, u64 handle) */
+                         is a blob (see pp__call_rec_put), 2: refused (the
+                         parent could not send the argument; nothing
+                         follows on the channel; the worker answers
+                         PP_ECANCELED at once) */
   PP__REC_INIT = 3,   /* as CALL, id 0: the initializer */
   PP__REC_BYE = 4,    /* empty: finish and exit 0 */
   /* worker -> parent */
   PP__REC_HELLO = 10, /* cookie, u64 pid, build id (PP__HELLO_LEN) */
   PP__REC_RESULT = 11, /* result bytes; aux 1: a blob (u64 size, u64
-                          handle) */
+                          handle); aux 2: u64 size, the result is in the
+                          call's reply hint; aux 3: u64 offset, u64 size,
+                          the result is that part of the argument's
+                          mapping */
   PP__REC_ERROR = 12, /* i32 status, message */
   PP__REC_LOG = 13,   /* i32 level, message */
   PP__REC_OUTPUT = 14 /* aux: 1 stdout, 2 stderr; bytes of output */
@@ -105,16 +111,36 @@ typedef struct pp__shm_ctl_s {
 /* CALL and INIT: u32 cancel (set by the parent to ask the running call to
  * stop), u16 name length, u16 0, the name, padding to 8, then either the
  * argument (aux 0) or, for an argument passed in a blob of its own (aux 1),
- * u64 size, u64 handle (Windows: the mapping's handle in the worker; POSIX:
- * 0, the descriptor comes on the channel) and u64 offset of the argument in
- * the mapping. */
+ * PP__CALL_BLOB_TAIL bytes, all u64:
+ *   size, handle, offset, mapping size, serial
+ *        the argument: its size, the handle of its mapping (Windows: a
+ *        handle in the worker; POSIX: 0, the descriptor comes on the
+ *        channel), its offset in the mapping, the mapping's size, and the
+ *        parent's serial for the mapping (pp__shm_serial)
+ *   hint size, hint handle, hint serial
+ *        a reply hint, or size 0 for none: spare shared memory (blob.c)
+ *        the worker may write a large result into, which the parent has
+ *        mapped already; its descriptor follows the argument's (POSIX)
+ *   flags
+ *        PP__BLOB_SENT_ARG, PP__BLOB_SENT_HINT: the mapping goes with this
+ *        record; without the flag the worker has it already (kept under
+ *        its serial, pp__mapcache_t) */
 #define PP__CALL_HEAD 8
+#define PP__CALL_BLOB_TAIL 72
+#define PP__BLOB_SENT_ARG 1u
+#define PP__BLOB_SENT_HINT 2u
 /* The payload length of a call record. */
 uint64_t pp__call_rec_len(size_t name_len, uint64_t arg_len, int blob);
-/* Fills a call record's payload. */
+/* A blob argument's handles, for pp__call_rec_put. */
+typedef struct pp__call_blob_s {
+  uint64_t handle, offset, map_size, serial;
+  uint64_t hint_size, hint_handle, hint_serial;
+  uint64_t flags;
+} pp__call_blob_t;
+/* Fills a call record's payload; `blob` NULL for an inline argument. */
 void pp__call_rec_put(unsigned char *payload, const char *name,
                       size_t name_len, const void *arg, uint64_t arg_len,
-                      int blob, uint64_t blob_handle, uint64_t blob_offset);
+                      const pp__call_blob_t *blob);
 
 /* A parsed call record (pointers into the record). */
 typedef struct pp__call_rec_s {
@@ -124,8 +150,8 @@ typedef struct pp__call_rec_s {
   const unsigned char *arg; /* inline argument, or NULL for a blob */
   uint64_t arg_len;         /* its length, or the blob's size */
   int blob;
-  uint64_t blob_handle;
-  uint64_t blob_offset;
+  int refused; /* aux 2 */
+  pp__call_blob_t b; /* blob: the tail, as pp__call_rec_put had it */
 } pp__call_rec_t;
 
 /* Bytes a mapping with rings of `ring_size` bytes each needs. */
@@ -217,5 +243,35 @@ void pp__ring_room_awake(pp__ring_t *r);
 
 /* Parses a CALL or INIT record.  Returns 0 or PP_EPROTO. */
 int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *call);
+
+/* ---- the mappings a worker keeps ----
+ *
+ * A worker keeps the last few mappings it was sent (arguments and reply
+ * hints), so that one sent again (a spare, a caller's shared buffer) costs
+ * it no mapping and no page-table work.  The parent keeps the same
+ * bookkeeping per worker (objects NULL), and so knows without asking
+ * whether a mapping must go with a record.  Both sides make the same calls
+ * in the same order, record by record (the argument, then the hint:
+ * pp__mapcache_find, and pp__mapcache_put for a mapping that was sent), so
+ * they always agree.  A worker's kept mappings hold their memory until
+ * they are pushed out: at most PP__MAPCACHE_N of them and
+ * PP__MAPCACHE_BYTES in all. */
+#define PP__MAPCACHE_N 4
+#define PP__MAPCACHE_BYTES ((uint64_t)512 << 20)
+typedef struct pp__mapcache_s {
+  int n;
+  uint64_t bytes;
+  uint64_t serial[PP__MAPCACHE_N]; /* most recently used first */
+  uint64_t size[PP__MAPCACHE_N];
+  void *obj[PP__MAPCACHE_N]; /* the worker's pp__shm_t; NULL in the parent */
+} pp__mapcache_t;
+/* Returns 1 and the object kept under `serial` (which becomes the most
+ * recently used), or 0. */
+int pp__mapcache_find(pp__mapcache_t *c, uint64_t serial, void **obj);
+/* Keeps a mapping that was just sent, first in line; returns 1, or 0 if it
+ * is too large to keep.  The objects pushed out go to out[] (room for
+ * PP__MAPCACHE_N), for the caller to close once nothing uses them. */
+int pp__mapcache_put(pp__mapcache_t *c, uint64_t serial, uint64_t size,
+                     void *obj, void **out, int *nout);
 
 #endif /* PP_RING_H */

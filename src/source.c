@@ -74,7 +74,6 @@ int pp__src_queue_locked(pp__src_t *src) {
   }
   pool->queued += src->n;
   pp__queue_insert_tail(&pool->pending, &src->link);
-  pp__pool_wake_locked(pool);
   return 0;
 }
 

@@ -46,6 +46,7 @@ static struct {
   uint32_t *volatile cancel;      /* the running call's cancel word */
   volatile uint64_t current_id;   /* the running call, 0 between calls */
   const pp_task_t *last_task;     /* lookup cache */
+  pp__mapcache_t maps;            /* mappings kept from earlier calls */
 } W = {.index = -1};
 
 int pp__worker_depth(void) {
@@ -138,6 +139,17 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
   if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
     pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
                    0);
+  } else if (status == 0 && call->reply_in_arg) {
+    /* A part of the argument's mapping: where it is, and how long. */
+    uint64_t where[2];
+    where[0] = (uint64_t)((const unsigned char *)call->reply - call->arg_map);
+    where[1] = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 3, id, where, sizeof(where), NULL, 0);
+  } else if (status == 0 && call->reply_in_hint) {
+    /* Written into the parent's spare: nothing to hand over but the
+     * length. */
+    uint64_t len = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 2, id, &len, sizeof(len), NULL, 0);
   } else if (status == 0) {
     pp__shm_t *blob = call->reply_shm;
     uint64_t meta[2];
@@ -188,14 +200,47 @@ static const pp_task_t *find_task(const char *name, size_t len) {
   return NULL;
 }
 
+/* The mappings a call uses and those it leaves to be closed after it. */
+typedef struct maps_s {
+  pp__shm_t *close[2 * PP__MAPCACHE_N + 2];
+  int nclose;
+} maps_t;
+
+/* Returns the mapping a blob record names: the one that comes with it
+ * (`sent`), kept for later calls if it may be, or the one kept from an
+ * earlier call under `serial`.  Mappings that are not kept, or that are
+ * pushed out, go to m->close, to be closed after the call. */
+static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
+                           uint64_t size, uint64_t serial) {
+  void *obj = NULL;
+  pp__shm_t *shm = NULL;
+  int rc, n;
+  if (!sent) {
+    if (!pp__mapcache_find(&W.maps, serial, &obj))
+      worker_abort("a call names a mapping it was never sent", 70);
+    return obj;
+  }
+  rc = pp__shm_recv(W.at.chan, handle, size, NULL, &shm);
+  if (rc == PP_ECLOSED)
+    pp__exit_now(0);
+  if (rc != 0)
+    worker_abort(pp_last_error(), 70);
+  if (!pp__mapcache_put(&W.maps, serial, size, shm,
+                        (void **)&m->close[m->nclose], &n))
+    m->close[m->nclose++] = shm;
+  else
+    m->nclose += n;
+  return shm;
+}
+
 /* Runs one CALL or INIT record and publishes its outcome. */
 static void run_record(const pp__rec_t *rec) {
   pp__call_rec_t c;
-  pp__shm_t *blob = NULL;
+  maps_t m;
   const pp_task_t *task;
   const void *arg;
   pp_call_t call;
-  int status;
+  int status, i;
 
   if (pp__call_rec_parse(rec, &c) != 0)
     worker_abort(pp_last_error(), 70);
@@ -203,16 +248,20 @@ static void run_record(const pp__rec_t *rec) {
   call.id = rec->id;
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
   arg = c.arg;
+  m.nclose = 0;
   if (c.blob) {
-    status = pp__shm_recv(W.at.chan, c.blob_handle, 0, NULL, &blob);
-    if (status == PP_ECLOSED)
-      pp__exit_now(0);
-    if (status != 0)
-      worker_abort(pp_last_error(), 70);
-    if (c.blob_offset > pp__shm_len(blob) ||
-        c.arg_len > pp__shm_len(blob) - c.blob_offset)
+    /* The argument's mapping, then the hint's, as the parent sent them
+     * (ring.h: both sides keep the same mappings). */
+    pp__shm_t *blob = blob_map(&m, (c.b.flags & PP__BLOB_SENT_ARG) != 0,
+                               c.b.handle, c.b.map_size, c.b.serial);
+    if (pp__shm_len(blob) < c.b.map_size)
       worker_abort("a blob argument outside its mapping", 70);
-    arg = (unsigned char *)pp__shm_base(blob) + c.blob_offset;
+    arg = (unsigned char *)pp__shm_base(blob) + c.b.offset;
+    call.arg_map = pp__shm_base(blob);
+    call.arg_map_len = c.b.map_size;
+    if (c.b.hint_size > 0)
+      call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
+                           c.b.hint_handle, c.b.hint_size, c.b.hint_serial);
   }
   PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;
@@ -223,7 +272,7 @@ static void run_record(const pp__rec_t *rec) {
      * worker were built from different tables. */
     status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
                            W.index, (int)c.name_len, c.name);
-  } else if (PP__LOAD_ACQ32(c.cancel) != 0) {
+  } else if (c.refused || PP__LOAD_ACQ32(c.cancel) != 0) {
     status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
                            (unsigned long long)rec->id);
   } else {
@@ -235,8 +284,9 @@ static void run_record(const pp__rec_t *rec) {
   W.cancel = NULL;
   W.current_id = 0;
   pp__ring_release(&W.calls, rec->end);
-  pp__shm_close(blob);
   pp__call_clear(&call);
+  for (i = 0; i < m.nclose; i++)
+    pp__shm_close(m.close[i]);
 }
 
 /* Waits for the next record: a short spin first (a busy parent refills the
@@ -245,15 +295,16 @@ static void run_record(const pp__rec_t *rec) {
  * so that it costs the same on every machine.  Exits when the parent has
  * gone. */
 static int next_record(pp__rec_t *rec) {
-  int rc, spins;
+  unsigned turn;
+  int rc;
   for (;;) {
     int64_t until = pp__now_us() + PP__SPIN_US;
-    for (spins = 0;; spins++) {
+    for (turn = 0;;) {
       rc = pp__ring_next(&W.calls, rec);
       if (rc != 0)
         return rc;
-      pp__cpu_relax();
-      if ((spins & 63) == 63 && pp__now_us() >= until)
+      pp__spin_turn(turn);
+      if ((turn & 15) == 0 && pp__now_us() >= until)
         break;
     }
     if (pp__ring_sleep_prepare(&W.calls))

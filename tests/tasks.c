@@ -175,6 +175,11 @@ static int echo(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_reply(call, arg, len);
 }
 
+/* The middle half of the argument, unchanged (a slice a task hands back). */
+static int middle(pp_call_t *call, const void *arg, size_t len) {
+  return pp_call_reply(call, (const unsigned char *)arg + len / 4, len / 2);
+}
+
 static int fail(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_fail(call, "fail: %.*s", (int)len, (const char *)arg);
 }
@@ -539,7 +544,7 @@ const pp_task_t pp_test_tasks[] = {
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
     PP_TASK(garble),   PP_TASK(stream), PP_TASK(fastfail), PP_TASK(holds_handle),
-    PP_TASK(proc_token),
+    PP_TASK(proc_token), PP_TASK(middle),
     /* tasks_hostile.c */
     {"ret", pp_test_task_ret},
     {"bad_reply", pp_test_task_bad_reply},

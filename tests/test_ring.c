@@ -225,7 +225,7 @@ static void test_ring_call_records(void **state) {
   at = pp__ring_plan(&planned, len);
   p = pp__ring_begin(&s.prod, PP__REC_CALL, 0, 42, len);
   assert_true(planned.head == s.prod.head);
-  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), 0, 0, 0);
+  pp__call_rec_put(p, "square", 6, arg, sizeof(arg), NULL);
   pp__ring_commit(&s.prod);
   assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
   assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
@@ -255,6 +255,80 @@ static void test_ring_call_records(void **state) {
   free(s.base);
 }
 
+/* A blob call record carries its mapping and reply hint; one of a wrong
+ * size, an unknown form or an argument outside its mapping is PP_EPROTO; a
+ * refused one carries nothing. */
+static void test_ring_blob_call_records(void **state) {
+  shm_t s;
+  pp__call_blob_t cb = {7, 24, (uint64_t)4 << 32, 1234, 1 << 20, 9, 99, 3};
+  pp__call_rec_t c;
+  pp__rec_t rec;
+  uint64_t len = pp__call_rec_len(4, 0, 1);
+  unsigned char *p;
+  (void)state;
+  shm_open_ring(&s);
+  p = pp__ring_begin(&s.prod, PP__REC_CALL, 1, 5, len);
+  pp__call_rec_put(p, "echo", 4, NULL, (uint64_t)3 << 32, &cb);
+  p = pp__ring_begin(&s.prod, PP__REC_CALL, 2, 6, len);
+  pp__call_rec_put(p, "echo", 4, NULL, 0, &cb);
+  pp__ring_commit(&s.prod);
+  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_true(c.blob && !c.refused && c.arg == NULL);
+  assert_true(c.arg_len == (uint64_t)3 << 32);
+  assert_memory_equal(&c.b, &cb, sizeof(cb));
+  rec.len -= 8;
+  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  rec.len += 8;
+  rec.aux = 3;
+  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  rec.aux = 1;
+  /* An argument that would end past its mapping. */
+  memcpy((unsigned char *)rec.payload + rec.len - 72 + 16,
+         &(uint64_t){((uint64_t)1 << 32) + 1}, 8);
+  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_true(c.refused && !c.blob && c.arg == NULL && c.b.hint_size == 0);
+  free(s.base);
+}
+
+/* The bookkeeping of kept mappings: the most recently used stay, at most
+ * PP__MAPCACHE_N and PP__MAPCACHE_BYTES of them, one too large is not kept,
+ * and what is pushed out is handed back to be closed. */
+static void test_ring_kept_mappings(void **state) {
+  pp__mapcache_t c;
+  void *obj, *out[PP__MAPCACHE_N];
+  char tag[8];
+  int n, i;
+  (void)state;
+  memset(&c, 0, sizeof(c));
+  for (i = 0; i < PP__MAPCACHE_N; i++) {
+    assert_int_equal(pp__mapcache_put(&c, 100 + (uint64_t)i, 1 << 20,
+                                      &tag[i], out, &n), 1);
+    assert_int_equal(n, 0);
+  }
+  /* 100 is used again, so 101 is the oldest when 200 comes. */
+  assert_int_equal(pp__mapcache_find(&c, 100, &obj), 1);
+  assert_ptr_equal(obj, &tag[0]);
+  assert_int_equal(pp__mapcache_put(&c, 200, 1 << 20, &tag[4], out, &n), 1);
+  assert_int_equal(n, 1);
+  assert_ptr_equal(out[0], &tag[1]);
+  assert_int_equal(pp__mapcache_find(&c, 101, &obj), 0);
+  assert_int_equal(pp__mapcache_find(&c, 100, &obj), 1);
+  /* Too large to keep at all; then one that pushes out the rest by size. */
+  assert_int_equal(
+      pp__mapcache_put(&c, 300, PP__MAPCACHE_BYTES + 1, &tag[5], out, &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(pp__mapcache_put(&c, 301, PP__MAPCACHE_BYTES - (1 << 20),
+                                    &tag[6], out, &n),
+                   1);
+  assert_int_equal(n, PP__MAPCACHE_N - 1);
+  assert_int_equal(pp__mapcache_find(&c, 100, &obj), 1);
+  assert_int_equal(c.n, 2);
+  assert_true(c.bytes == PP__MAPCACHE_BYTES);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -266,6 +340,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_ring_wake_only_a_sleeper),
       cmocka_unit_test(test_ring_corruption_is_eproto),
       cmocka_unit_test(test_ring_call_records),
+      cmocka_unit_test(test_ring_blob_call_records),
+      cmocka_unit_test(test_ring_kept_mappings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

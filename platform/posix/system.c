@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #if defined(__linux__)
@@ -53,6 +54,14 @@ int pp__exe_path(char **path) {
   if (*path == NULL)
     return pp__set_error(PP_ENOMEM, "out of memory");
   return 0;
+}
+
+int64_t pp__fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > (rlim_t)INT64_MAX)
+    return -1;
+  return (int64_t)rl.rlim_cur;
 }
 
 int pp__cpu_count(void) {

@@ -142,6 +142,11 @@ static int popcount_ptr(DWORD_PTR mask) {
   return n;
 }
 
+int64_t pp__fd_limit(void) {
+  /* Handles have no per-process limit worth checking (16 million). */
+  return -1;
+}
+
 int pp__cpu_count(void) {
   DWORD_PTR process_mask;
   DWORD_PTR system_mask;
