@@ -24,7 +24,11 @@
 /* The rights of a handed-over section: map it, and ask its size. */
 #define SHM_RIGHTS (SECTION_QUERY | SECTION_MAP_READ | SECTION_MAP_WRITE)
 
+/* Serials of this process' mappings (pp__shm_serial). */
+static volatile LONG64 serials;
+
 struct pp__shm_s {
+  uint64_t serial;
   HANDLE section;
   void *base;
   uint64_t size;
@@ -109,6 +113,7 @@ int pp__shm_create(uint64_t size, pp__shm_t **out) {
     goto cleanup;
   }
   s->size = size;
+  s->serial = (uint64_t)InterlockedIncrement64(&serials);
   *out = s;
   s = NULL;
 
@@ -123,6 +128,10 @@ void *pp__shm_base(const pp__shm_t *s) {
 
 uint64_t pp__shm_len(const pp__shm_t *s) {
   return s->size;
+}
+
+uint64_t pp__shm_serial(const pp__shm_t *s) {
+  return s->serial;
 }
 
 HANDLE pp__win_shm_handle(const pp__shm_t *s) {
@@ -245,6 +254,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   status = pp__win_shm_map(s->section, size, &s->base, &s->size);
   if (status != 0)
     goto cleanup;
+  s->serial = (uint64_t)InterlockedIncrement64(&serials);
   *out = s;
   s = NULL;
 
