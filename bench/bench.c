@@ -41,6 +41,8 @@
 
 #ifndef _WIN32
 #include <sys/resource.h>
+#else
+#include <windows.h>
 #endif
 
 #include "bench.h"
@@ -63,9 +65,17 @@ static const pp_task_t tasks[] = {PP_TASK(echo), PP_TASK(copy), PP_TASK_END};
 const char bench_tiny[8] = "12345678";
 
 double bench_now(void) {
+#ifdef _WIN32
+  /* mingw-w64 has clock_gettime only in libwinpthread. */
+  LARGE_INTEGER now, freq;
+  QueryPerformanceCounter(&now);
+  QueryPerformanceFrequency(&freq);
+  return (double)now.QuadPart / (double)freq.QuadPart;
+#else
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
 }
 
 static int cmp_double(const void *a, const void *b) {

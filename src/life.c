@@ -181,6 +181,7 @@ void pp__life_spawn(pp__slot_t *s) {
  * a worker, so callers are told at once instead of waiting for a worker
  * that will not come; pool->lock held. */
 static void fail_queue_if_hopeless_locked(pp_pool_t *pool) {
+  int failed = 0;
   while (pp__pool_hopeless_locked(pool) && !pp__queue_empty(&pool->pending)) {
     pp__src_t *src =
         pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
@@ -193,8 +194,12 @@ static void fail_queue_if_hopeless_locked(pp_pool_t *pool) {
                                               "started: %s",
                                               pool->broken_reason),
                             0, 0);
+      failed = 1;
     }
   }
+  /* Their waiters wake now, not at their own time limit. */
+  if (failed)
+    pp__cond_broadcast(pool->done_cond);
 }
 
 /* The first start of a slot is over once it succeeded, failed for a reason
