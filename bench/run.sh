@@ -5,6 +5,11 @@
 #   bench/run.sh [--reps=3] [--only=tiny,rtt,...] [--workers=2]
 #                [--calls=1000000] [--mib=256]
 #   BUILD_DIR=... PYTHON=... bench/run.sh ...
+#   BEFORE=/path/to/old/procpool-bench bench/run.sh ...
+#
+# BEFORE names a procpool-bench built from an earlier commit (this bench/
+# folder copied into it): its figures run interleaved with the others and
+# get a column of their own, the before/after table of a change.
 #
 # Every figure runs in a fresh process (procpool-bench --figure=F,
 # bench_mp.py --figure=F), and the repetitions are interleaved: rep 1 of
@@ -67,6 +72,9 @@ runs() {
     ;;
   *) echo "pp $bench --figure=$1" ;;
   esac
+  if [ -n "${BEFORE:-}" ]; then
+    echo "old $BEFORE --figure=$1"
+  fi
 }
 
 echo "# procpool bench: $reps interleaved repetitions;$pass" \
@@ -116,8 +124,10 @@ awk '
            ok ? "met" : "MISSED"
   }
   END {
-    printf "%-28s %14s %14s %14s  %s\n", "median", "procpool", "python",
-           "raw", "unit"
+    before = ENVIRON["BEFORE"] != ""
+    printf "%-28s %14s %14s %14s", "median", "procpool", "python", "raw"
+    if (before) printf " %14s", "before"
+    printf "  %s\n", "unit"
     split("startup_ms startup_spawn_ms rtt_us tiny_cps tiny_inherit_cps " \
           "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps copy_gbps " \
           "copy_zc_gbps", keys, " ")
@@ -126,8 +136,10 @@ awk '
       raw = k == "tiny_cps" ? "raw_batch_cps" : \
             k ~ /^(echo|copy)/ ? "raw_echo_gbps" : "raw_" k
       if (m("pp", k) m("py", k) m("raw", raw) == "") continue
-      printf "%-28s %14s %14s %14s  %s\n", k, num(m("pp", k)),
-             num(m("py", k)), num(m("raw", raw)), unit[k] != "" ? unit[k] : unit[raw]
+      printf "%-28s %14s %14s %14s", k, num(m("pp", k)), num(m("py", k)),
+             num(m("raw", raw))
+      if (before) printf " %14s", num(m("old", k))
+      printf "  %s\n", unit[k] != "" ? unit[k] : unit[raw]
     }
     print ""
     printf "%-46s %9s %9s\n", "ratio (one run)", "measured", "target"

@@ -121,7 +121,7 @@ void pp__spare_users(int delta) {
 
 pp__shm_t *pp__spare_or_new(uint64_t len) {
   pp__shm_t *shm = pp__spare_take(len, 2 * len);
-  if (shm == NULL && pp__shm_create(len ? len : 1, &shm) != 0)
+  if (shm == NULL && pp__shm_create(len ? len : 1, PP__SHM_POPULATE, &shm) != 0)
     return NULL;
   return shm;
 }

@@ -67,7 +67,8 @@ static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
     return pp__shm_base(*shm);
   }
   if (call->blob_min > 0 && len >= call->blob_min)
-    return pp__shm_create(len, shm) == 0 ? pp__shm_base(*shm) : NULL;
+    return pp__shm_create(len, PP__SHM_POPULATE, shm) == 0 ? pp__shm_base(*shm)
+                                                           : NULL;
   /* The small buffer, unless the current reply is in it (a task may reply
    * with bytes of its previous reply). */
   if (len <= sizeof(call->small) && call->reply != call->small)

@@ -135,7 +135,7 @@ void pp__life_spawn(pp__slot_t *s) {
     pp__format(libarg, sizeof(libarg), "%s%s", PP__LIBRARY_ARG, pool->library);
     extra[0] = libarg;
   }
-  rc = pp__shm_create(pp__shm_size(pool->ring_size), &s->shm);
+  rc = pp__shm_create(pp__shm_size(pool->ring_size), 0, &s->shm);
   if (rc == 0)
     rc = pp__wake_new(&s->wake);
   if (rc == 0) {

@@ -155,7 +155,7 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
     uint64_t meta[2];
     int rc = 0;
     if (blob == NULL) {
-      rc = pp__shm_create(call->reply_len, &blob);
+      rc = pp__shm_create(call->reply_len, PP__SHM_POPULATE, &blob);
       if (rc == 0)
         memcpy(pp__shm_base(blob), call->reply, call->reply_len);
     }

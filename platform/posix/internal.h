@@ -36,9 +36,10 @@ int pp__posix_chan_fd(const pp__chan_t *chan);
 int pp__posix_chan_ended(const pp__chan_t *chan);
 
 /* The descriptor of a shared mapping; maps a descriptor received at spawn,
- * whatever its size. */
+ * whatever its size, its pages in place with PP__SHM_POPULATE (a blob
+ * about to be read whole; not a ring). */
 int pp__posix_shm_fd(const pp__shm_t *shm);
-int pp__posix_shm_map(int fd, void **base, uint64_t *size);
+int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size);
 
 /* A wake object's descriptors (the same for an eventfd); wraps descriptors
  * received at spawn. */

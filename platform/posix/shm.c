@@ -24,15 +24,16 @@
 
 #include "internal.h"
 
-/* Mappings are made with their pages in place (Linux): one system call
- * allocates or maps them all, instead of a page fault per 4 KiB as the
- * memory is first touched, which costs several times more on virtual
- * machines.  Every mapping here is about to be written (a ring, a copy of
- * an argument, a reply) or read whole (a blob that arrived). */
+/* Mappings that are about to be written whole (a copy of an argument, a
+ * reply: PP__SHM_POPULATE) or read whole (a blob that arrived) are made
+ * with their pages in place (Linux): one system call allocates or maps
+ * them all, instead of a page fault per 4 KiB as the memory is first
+ * touched, which costs several times more on virtual machines.  Rings are
+ * not: their pages are touched one by one as calls go through. */
 #if defined(MAP_POPULATE)
-#define PP__MAP_FLAGS (MAP_SHARED | MAP_POPULATE)
+#define PP__MAP_POPULATE MAP_POPULATE
 #else
-#define PP__MAP_FLAGS MAP_SHARED
+#define PP__MAP_POPULATE 0
 #endif
 
 /* Serials of this process' mappings (pp__shm_serial). */
@@ -82,7 +83,7 @@ static int shm_fd(uint64_t size, int *out) {
   return 0;
 }
 
-int pp__shm_create(uint64_t size, pp__shm_t **out) {
+int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   pp__shm_t *s;
   int rc;
   *out = NULL;
@@ -97,7 +98,9 @@ int pp__shm_create(uint64_t size, pp__shm_t **out) {
   if (rc == 0)
     rc = pp__posix_move_high(&s->fd);
   if (rc == 0) {
-    s->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, PP__MAP_FLAGS,
+    s->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED |
+                       ((flags & PP__SHM_POPULATE) ? PP__MAP_POPULATE : 0),
                    s->fd, 0);
     if (s->base == MAP_FAILED) {
       s->base = NULL;
@@ -142,14 +145,14 @@ void pp__shm_close(pp__shm_t *s) {
   free(s);
 }
 
-int pp__posix_shm_map(int fd, void **base, uint64_t *size) {
+int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size) {
   struct stat st;
   void *p;
   if (fstat(fd, &st) != 0)
     return pp__posix_error(PP_EIO, errno, "shared memory descriptor %d", fd);
   if (st.st_size <= 0)
     return pp__set_error(PP_EIO, "shared memory descriptor %d is empty", fd);
-  p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, PP__MAP_FLAGS, fd,
+  p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | ((flags & PP__SHM_POPULATE) ? PP__MAP_POPULATE : 0), fd,
            0);
   if (p == MAP_FAILED)
     return pp__posix_error(PP_EIO, errno, "mapping the shared memory");
@@ -249,7 +252,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   }
 #endif
   if (rc == 0)
-    rc = pp__posix_shm_map(fd, &s->base, &s->size);
+    rc = pp__posix_shm_map(fd, PP__SHM_POPULATE, &s->base, &s->size);
   if (rc == 0 && s->size < size)
     rc = pp__set_error(PP_EPROTO, "a blob of %llu bytes where %llu were "
                        "announced", (unsigned long long)s->size,

@@ -174,7 +174,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
 #else
   (void)parent_pid;
 #endif
-  rc = pp__posix_shm_map(fds[1], &at->shm_base, &at->shm_size);
+  rc = pp__posix_shm_map(fds[1], 0, &at->shm_base, &at->shm_size);
   if (rc == 0) {
     /* The mapping stays; the descriptor is not needed any more. */
     close(fds[1]);

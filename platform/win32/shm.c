@@ -76,11 +76,12 @@ static int map_error(DWORD error) {
              : PP_EIO;
 }
 
-int pp__shm_create(uint64_t size, pp__shm_t **out) {
+int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   pp__shm_t *s;
   char why[160];
   int status = 0;
 
+  (void)flags; /* SEC_COMMIT: the pages exist; Windows maps them on touch */
   *out = NULL;
   if (size == 0 || size > (uint64_t)SIZE_MAX)
     return pp__set_error(PP_EINVAL, "shared memory of %llu bytes",
