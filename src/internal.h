@@ -26,8 +26,12 @@
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
  *
  * Threads and locks of a pool (the full rule is written at each field):
- *   - the pool's I/O thread (loop.c) owns the workers: their processes,
- *     rings and in-flight lists;
+ *   - whoever holds io_lock owns the workers: their processes, rings and
+ *     in-flight lists.  That is the pool's I/O thread (loop.c) in its
+ *     rounds, or, briefly, a caller that hands out calls it submitted
+ *     (pp__loop_dispatch) or reads the result it waits for
+ *     (pp__loop_assist); starting, burying and deadlines stay the I/O
+ *     thread's alone;
  *   - pool->lock guards what callers and the I/O thread share: the queue of
  *     pending sources, every source's counters and outcomes, futures'
  *     state, statistics, and the few worker fields callers read (marked);
@@ -337,7 +341,7 @@ typedef struct pp__flight_s {
   char *refused_why;   /* ... and why (malloc'd) */
 } pp__flight_t;
 
-/* One worker of a pool.  Owned by the I/O thread; the fields marked
+/* One worker of a pool.  Owned by whoever holds io_lock; the fields marked
  * "pool->lock" are also read by callers. */
 typedef struct pp__slot_s {
   pp_pool_t *pool;
