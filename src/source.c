@@ -94,17 +94,22 @@ int pp__src_take_locked(pp__src_t *src, size_t *index) {
   return 1;
 }
 
+/* Finishes call `index` of a cancelled source that never ran. */
+static void finish_unrun_locked(pp__src_t *src, size_t index) {
+  pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
+                        pp__strdup_printf("call %llu was cancelled before it "
+                                          "ran",
+                                          (unsigned long long)(src->first_id +
+                                                               index)),
+                        0, 0);
+}
+
 int pp__src_give_back_locked(pp__src_t *src, size_t index) {
   pp_pool_t *pool = src->pool;
   src->inflight--;
   pool->running--;
   if (src->cancel) {
-    pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
-                          pp__strdup_printf("call %llu was cancelled before "
-                                            "it ran",
-                                            (unsigned long long)(src->first_id +
-                                                                 index)),
-                          0, 0);
+    finish_unrun_locked(src, index);
     return 0;
   }
   if (src->nretry == src->capretry) {
@@ -164,21 +169,11 @@ void pp__src_cancel_locked(pp__src_t *src) {
   while (src->nretry > 0) {
     i = src->retry[--src->nretry];
     pool->queued--;
-    pp__src_finish_locked(src, i, PP_ECANCELED, NULL, 0,
-                          pp__strdup_printf("call %llu was cancelled before "
-                                            "it ran",
-                                            (unsigned long long)(src->first_id +
-                                                                 i)),
-                          0, 0);
+    finish_unrun_locked(src, i);
   }
   for (i = src->next; i < src->n; i++) {
     pool->queued--;
-    pp__src_finish_locked(src, i, PP_ECANCELED, NULL, 0,
-                          pp__strdup_printf("call %llu was cancelled before "
-                                            "it ran",
-                                            (unsigned long long)(src->first_id +
-                                                                 i)),
-                          0, 0);
+    finish_unrun_locked(src, i);
   }
   src->next = src->n;
   pp__queue_remove(&src->link);
