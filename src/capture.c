@@ -54,7 +54,15 @@ static struct {
   char errbuf[PP__STDIO_BUF];
 } C;
 
-/* Forwards what the pipes hold now, under call `id`. */
+/* The id drain() reads when told to use the call running now. */
+#define RUNNING_CALL UINT64_MAX
+
+/* Forwards what the pipes hold now, under call `id`, or, for RUNNING_CALL
+ * (the watch thread), under the call running when the lock is held: the
+ * main thread drains a call's output under the same lock at its end,
+ * before the next call starts, so what the pipes hold then is the running
+ * call's.  (An id read before the lock could be the call that has just
+ * ended, and the next call's first lines would go out under it.) */
 static void drain(uint64_t id) {
   char buf[16384];
   pp__chan_t *chans[2];
@@ -62,6 +70,8 @@ static void drain(uint64_t id) {
   chans[0] = C.out;
   chans[1] = C.err;
   pp__mutex_lock(C.lock);
+  if (id == RUNNING_CALL)
+    id = pp__worker_current_call();
   for (i = 0; i < 2; i++) {
     size_t got;
     while (pp__chan_wait(chans[i], 0) &&
@@ -87,7 +97,7 @@ static void flush_running(void) {
     flushed = 1;
   }
   if (flushed)
-    drain(pp__worker_current_call());
+    drain(RUNNING_CALL);
 }
 
 static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
@@ -107,7 +117,7 @@ static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
     if (got > 0 && ready[0] && pp__chan_ended(C.alive))
       pp__exit_now(0); /* The parent has gone: nobody wants our results. */
     if (got > 0 && n == 3 && (ready[1] || ready[2]))
-      drain(pp__worker_current_call());
+      drain(RUNNING_CALL);
     else if (C.own_buffers && pp__worker_current_call() != 0)
       flush_running();
     if (got > 0 && ready[0] && !ready[1] && !ready[2])
