@@ -49,20 +49,18 @@ static struct {
   apr_thread_t *thread;
   volatile int stop;
   int own_buffers;       /* the streams use outbuf and errbuf */
+  /* The call whose output the watch thread drains (0 between calls),
+   * written by the main thread; and the watch thread's "draining now".
+   * Together they keep a drain of the watch thread from reaching into the
+   * next call's output (drain_running). */
+  uint64_t running;
+  uint32_t draining;
   uint64_t sentinel;     /* random; at the start of each buffer */
   char outbuf[PP__STDIO_BUF];
   char errbuf[PP__STDIO_BUF];
 } C;
 
-/* The id drain() reads when told to use the call running now. */
-#define RUNNING_CALL UINT64_MAX
-
-/* Forwards what the pipes hold now, under call `id`, or, for RUNNING_CALL
- * (the watch thread), under the call running when the lock is held: the
- * main thread drains a call's output under the same lock at its end,
- * before the next call starts, so what the pipes hold then is the running
- * call's.  (An id read before the lock could be the call that has just
- * ended, and the next call's first lines would go out under it.) */
+/* Forwards what the pipes hold now, under call `id`. */
 static void drain(uint64_t id) {
   char buf[16384];
   pp__chan_t *chans[2];
@@ -70,8 +68,6 @@ static void drain(uint64_t id) {
   chans[0] = C.out;
   chans[1] = C.err;
   pp__mutex_lock(C.lock);
-  if (id == RUNNING_CALL)
-    id = pp__worker_current_call();
   for (i = 0; i < 2; i++) {
     size_t got;
     while (pp__chan_wait(chans[i], 0) &&
@@ -80,6 +76,21 @@ static void drain(uint64_t id) {
                      0);
   }
   pp__mutex_unlock(C.lock);
+}
+
+/* The watch thread forwards what the pipes hold under the call running
+ * now.  The pipes fill while it reads them, so it must not run into the
+ * next call's output: it says it is draining, then reads which call runs;
+ * the main thread, starting a call, says which call runs, then waits while
+ * a drain is on (pp__capture_call_start).  With full barriers between
+ * each write and read, either the drain sees the new call, or the new call
+ * starts (and prints) only after the drain.  A call's own end drains the
+ * rest of its output under the drain lock. */
+static void drain_running(void) {
+  PP__STORE_REL32(&C.draining, 1);
+  PP__FENCE();
+  drain(PP__LOAD_ACQ64(&C.running));
+  PP__STORE_REL32(&C.draining, 0);
 }
 
 /* Sends a running call's buffered output on, unless the task is inside
@@ -97,7 +108,7 @@ static void flush_running(void) {
     flushed = 1;
   }
   if (flushed)
-    drain(RUNNING_CALL);
+    drain_running();
 }
 
 static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
@@ -117,8 +128,8 @@ static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
     if (got > 0 && ready[0] && pp__chan_ended(C.alive))
       pp__exit_now(0); /* The parent has gone: nobody wants our results. */
     if (got > 0 && n == 3 && (ready[1] || ready[2]))
-      drain(RUNNING_CALL);
-    else if (C.own_buffers && pp__worker_current_call() != 0)
+      drain_running();
+    else if (C.own_buffers && PP__LOAD_ACQ64(&C.running) != 0)
       flush_running();
     if (got > 0 && ready[0] && !ready[1] && !ready[2])
       /* A blob on its way to the main thread: not ours to read. */
@@ -149,7 +160,14 @@ static int written(FILE *fp, const char *buf) {
          memcmp(buf, &C.sentinel, sizeof(C.sentinel)) != 0;
 }
 
-void pp__capture_call_start(void) {
+void pp__capture_call_start(uint64_t id) {
+  unsigned turn = 0;
+  if (C.out == NULL)
+    return;
+  PP__STORE_REL64(&C.running, id);
+  PP__FENCE();
+  while (PP__LOAD_ACQ32(&C.draining))
+    pp__spin_turn(turn); /* a drain of the call before: short */
   if (C.own_buffers) {
     arm(stdout, C.outbuf);
     arm(stderr, C.errbuf);
@@ -196,21 +214,22 @@ void pp__capture_call_end(uint64_t id) {
   if (C.own_buffers) {
     out_pending = written(stdout, C.outbuf);
     err_pending = written(stderr, C.errbuf);
-    if (!out_pending && !err_pending)
-      return;
     if (out_pending)
       fflush(stdout);
     if (err_pending)
       fflush(stderr);
-    drain(id);
-    return;
+    if (out_pending || err_pending)
+      drain(id);
+  } else {
+    /* Streamed output: once flushed, whatever the call wrote is in the
+     * pipes. */
+    fflush(stdout);
+    fflush(stderr);
+    if (pp__chan_wait(C.out, 0) || pp__chan_wait(C.err, 0))
+      drain(id);
   }
-  /* Streamed output: once flushed, whatever the call wrote is in the
-   * pipes. */
-  fflush(stdout);
-  fflush(stderr);
-  if (pp__chan_wait(C.out, 0) || pp__chan_wait(C.err, 0))
-    drain(id);
+  /* Output from here to the next call's start is no call's. */
+  PP__STORE_REL64(&C.running, 0);
 }
 
 void pp__capture_stop(void) {

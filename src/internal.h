@@ -192,8 +192,9 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
 /* Starts the worker's watch thread and sets up its stdout and stderr (out
  * and err NULL: output is inherited). */
 int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err);
-/* A call starts: notes where its output will begin. */
-void pp__capture_call_start(void);
+/* Call `id` starts: notes where its output will begin, and that the watch
+ * thread tags what it drains with `id` from now on. */
+void pp__capture_call_start(uint64_t id);
 /* A call ended: sends on what it printed, tagged with its id. */
 void pp__capture_call_end(uint64_t id);
 /* The worker is about to exit: sends what is left and stops the thread. */

@@ -278,7 +278,7 @@ static void run_record(const pp__rec_t *rec) {
     status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
                            (unsigned long long)rec->id);
   } else {
-    pp__capture_call_start();
+    pp__capture_call_start(rec->id);
     status = pp__call_run(task, &call, arg, (size_t)c.arg_len);
   }
   pp__capture_call_end(rec->id);
