@@ -323,10 +323,10 @@ enum {
    * accident.  Nesting is limited to 8 levels. */
   PP_POOL_NESTED = 1u << 1,
   /** Workers write straight to the parent's stdout and stderr instead of
-   * through the log callback: no capture threads and no per-call markers,
-   * which roughly doubles the throughput of tiny calls, but lines from
-   * several workers may mix mid-line and carry no worker or call tag.
-   * pp_log() still reaches the log callback. */
+   * through the log callback, as a program run in a terminal would: lines
+   * from several workers may mix mid-line and carry no worker or call tag.
+   * pp_log() still reaches the log callback.  (Not a speed switch: tagging
+   * costs a call nothing unless it prints.) */
   PP_POOL_INHERIT_OUTPUT = 1u << 2
 };
 
