@@ -1,24 +1,33 @@
 /*
- * bench.c - what procpool costs, next to the floor: raw pipes.
+ * bench.c - procpool's figures, one per run, for bench/run.sh.
  *
- *   procpool-bench [--workers=2] [--startups=20] [--rtts=2000]
- *                  [--calls=100000] [--mib=256] [--no-raw]
+ *   procpool-bench --figure=NAME [--workers=2] [--calls=N] [--mib=256]
  *
- * Measures, for a pool of --workers workers:
- *   startup_ms     pool create + one call + destroy (median)
- *   rtt_us         one tiny call, submit + wait + take (median)
- *   tput_*_cps     tiny calls per second through pp_pool_map with chunksize
- *                  1 (one call per message round), auto (0) and 64
- *   echo_gbps      one large argument echoed back: argument bytes divided
- *                  by the time from submit to the result in hand (median of
- *                  3), so each byte crosses the channel twice
- * and the same with plain read/write over socketpairs to children that run
- * this program with the hidden argument --raw-child (POSIX only): the cost
- * of the bytes alone, without procpool's framing, threads and buffers.
+ * Each run measures one figure in a fresh process and prints it as
+ * "key value unit description", the format bench_mp.py prints too; run.sh
+ * interleaves the implementations and repetitions and takes medians.
  *
- * Every row is "key value unit description", the format bench_mp.py prints
- * too, so that run.sh can set them side by side.  Tiny calls carry 8 bytes
- * each way.
+ *   startup       pool create + one call + destroy, ms (median of 10)
+ *   rtt           one tiny call: submit + wait + take, us (median of 2000)
+ *   tiny          a map of --calls tiny calls (8 distinct bytes each,
+ *                 default options), calls/s; also the process' peak
+ *                 resident memory, MB
+ *   tiny_inherit  the same with PP_POOL_INHERIT_OUTPUT (no output
+ *                 tagging), to price the tagging, calls/s
+ *   c1            the same with chunksize 1 (each call handed out alone),
+ *                 calls/s
+ *   echo          one --mib argument echoed back, from ordinary memory,
+ *                 GB/s of argument (median of 3)
+ *   echo_zc       the same from pp_shared_alloc() memory (no copy on the
+ *                 way in; the echoed result is the argument's memory, so
+ *                 nothing moves at all), GB/s
+ *   copy, copy_zc the same, but the task writes a new result of the same
+ *                 size (pp_call_reply_alloc + memcpy), as a task that
+ *                 transforms its data must: the honest large-data figure
+ *   raw_*         the floor with plain sockets (raw.c): raw_startup,
+ *                 raw_rtt, raw_c1 (one message in flight per child),
+ *                 raw_batch (64 calls per write, the physical floor for
+ *                 small calls), raw_echo
  */
 #ifndef _WIN32
 #define _POSIX_C_SOURCE 200809L
@@ -31,40 +40,42 @@
 #include <time.h>
 
 #ifndef _WIN32
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <sys/resource.h>
+#else
+#include <windows.h>
 #endif
 
-#include <apr_time.h>
-
-#include "procpool.h"
+#include "bench.h"
 
 static int echo(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_reply(call, arg, len);
 }
 
-static const pp_task_t tasks[] = {PP_TASK(echo), PP_TASK_END};
+/* A new result as large as the argument, written in place. */
+static int copy(pp_call_t *call, const void *arg, size_t len) {
+  void *out = pp_call_reply_alloc(call, len);
+  if (out == NULL)
+    return pp_call_fail(call, "copy: no memory for %zu bytes", len);
+  memcpy(out, arg, len);
+  return 0;
+}
 
-typedef struct opts_s {
-  int workers;
-  int startups;
-  int rtts;
-  int calls;
-  size_t big;
-  int raw;
-} opts_t;
+static const pp_task_t tasks[] = {PP_TASK(echo), PP_TASK(copy), PP_TASK_END};
 
-static const char tiny[8] = "12345678";
+const char bench_tiny[8] = "12345678";
 
-/* APR's clock, which every platform procpool runs on has (msvcrt lacks
- * C11's timespec_get). */
-static double now(void) {
-  return (double)apr_time_now() * 1e-6;
+double bench_now(void) {
+#ifdef _WIN32
+  /* mingw-w64 has clock_gettime only in libwinpthread. */
+  LARGE_INTEGER now, freq;
+  QueryPerformanceCounter(&now);
+  QueryPerformanceFrequency(&freq);
+  return (double)now.QuadPart / (double)freq.QuadPart;
+#else
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -72,23 +83,30 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n) {
+double bench_median(double *v, int n) {
   qsort(v, (size_t)n, sizeof(*v), cmp_double);
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void row(const char *key, double value, const char *unit,
-                const char *what) {
-  printf("%-18s %14.2f  %-8s %s\n", key, value, unit, what);
+void bench_row(const char *key, double value, const char *unit,
+               const char *what) {
+  printf("%-18s %14.3f  %-8s %s\n", key, value, unit, what);
   fflush(stdout);
+}
+
+double bench_peak_mb(void) {
+#ifndef _WIN32
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+#endif
+  return 0;
 }
 
 static int fail(const char *what) {
   fprintf(stderr, "procpool-bench: %s: %s\n", what, pp_last_error());
-  return -1;
+  return 1;
 }
-
-/* ---- procpool ---- */
 
 static int make_pool(pp_pool_t **pool, int workers, unsigned flags) {
   pp_pool_options_t o;
@@ -99,452 +117,207 @@ static int make_pool(pp_pool_t **pool, int workers, unsigned flags) {
 }
 
 /* One call through a future; the argument is borrowed, as a caller that
- * cares about copies would do.  The result goes to *r. */
-static int call_once(pp_pool_t *pool, const void *arg, size_t len,
-                     pp_result_t *r) {
+ * cares about copies would do. */
+static int call_once(pp_pool_t *pool, const char *task, const void *arg,
+                     size_t len, pp_result_t *r) {
   pp_call_options_t co;
   pp_future_t *f;
   memset(&co, 0, sizeof(co));
   co.borrow_arg = 1;
-  if (pp_pool_submit(pool, "echo", arg, len, &co, &f) != 0)
+  if (pp_pool_submit(pool, task, arg, len, &co, &f) != 0)
     return fail("pp_pool_submit");
   pp_future_wait(f, -1);
   pp_future_take(f, r);
   pp_future_free(f);
   if (r->status != 0 || r->len != len) {
-    fprintf(stderr, "procpool-bench: echo failed: %s\n",
+    fprintf(stderr, "procpool-bench: %s failed: %s\n", task,
             r->message ? r->message : "wrong length");
     pp_results_free(r, 1);
-    return -1;
+    return 1;
   }
   return 0;
 }
 
-static int pp_startup(const opts_t *o, double *v) {
+static int fig_startup(const bench_opts_t *o) {
+  double v[10];
   int i;
-  for (i = 0; i < o->startups; i++) {
+  for (i = 0; i < 10; i++) {
     pp_pool_t *pool;
     pp_result_t r;
-    double t0 = now();
-    if (make_pool(&pool, o->workers, 0) != 0)
-      return -1;
-    if (call_once(pool, tiny, sizeof(tiny), &r) != 0)
-      return -1;
+    double t0 = bench_now();
+    if (make_pool(&pool, o->workers, 0) != 0 ||
+        call_once(pool, "echo", bench_tiny, sizeof(bench_tiny), &r) != 0)
+      return 1;
     pp_results_free(&r, 1);
     pp_pool_destroy(pool, PP_DESTROY_WAIT);
-    v[i] = (now() - t0) * 1e3;
+    v[i] = (bench_now() - t0) * 1e3;
   }
+  bench_row("startup_ms", bench_median(v, 10), "ms",
+            "pool create + 1 call + destroy, median of 10");
   return 0;
 }
 
-static int pp_rtt(pp_pool_t *pool, const opts_t *o, double *v) {
+static int fig_rtt(const bench_opts_t *o) {
+  pp_pool_t *pool;
+  double *v = malloc(2000 * sizeof(*v));
   int i;
-  for (i = -100; i < o->rtts; i++) { /* the first 100 warm up */
+  if (v == NULL || make_pool(&pool, o->workers, 0) != 0)
+    return 1;
+  for (i = -200; i < 2000; i++) { /* the first 200 warm up */
     pp_result_t r;
-    double t0 = now();
-    if (call_once(pool, tiny, sizeof(tiny), &r) != 0)
-      return -1;
+    double t0 = bench_now();
+    if (call_once(pool, "echo", bench_tiny, sizeof(bench_tiny), &r) != 0)
+      return 1;
     pp_results_free(&r, 1);
     if (i >= 0)
-      v[i] = (now() - t0) * 1e6;
+      v[i] = (bench_now() - t0) * 1e6;
   }
+  bench_row("rtt_us", bench_median(v, 2000), "us",
+            "tiny call round trip, median of 2000");
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  free(v);
   return 0;
 }
 
-static int pp_tput(pp_pool_t *pool, const opts_t *o, size_t chunksize,
-                   double *cps) {
-  size_t n = (size_t)o->calls, i;
+/* A map of n tiny calls, each with an argument of its own (8 distinct
+ * bytes), as a program that transforms records would run it. */
+static int fig_tiny(const bench_opts_t *o, size_t chunksize, unsigned flags,
+                    const char *key, const char *what) {
+  size_t n = chunksize == 1 ? (size_t)o->calls / 10 : (size_t)o->calls, i;
   pp_buf_t *args = malloc(n * sizeof(*args));
   pp_result_t *res = malloc(n * sizeof(*res));
+  uint64_t *data = malloc(n * sizeof(*data));
   pp_map_options_t mo;
-  double t0;
-  int rc = -1;
-  if (args == NULL || res == NULL)
-    goto cleanup;
+  pp_pool_t *pool;
+  double t0, cps;
+  int rc;
+  if (args == NULL || res == NULL || data == NULL ||
+      make_pool(&pool, o->workers, flags) != 0)
+    return 1;
   for (i = 0; i < n; i++) {
-    args[i].data = tiny;
-    args[i].len = sizeof(tiny);
+    data[i] = i * 0x9E3779B97F4A7C15ull;
+    args[i].data = &data[i];
+    args[i].len = 8;
   }
   memset(&mo, 0, sizeof(mo));
   mo.chunksize = chunksize;
-  t0 = now();
+  t0 = bench_now();
   rc = pp_pool_map(pool, "echo", args, n, res, &mo);
-  *cps = (double)n / (now() - t0);
-  pp_results_free(res, n);
+  cps = (double)n / (bench_now() - t0);
+  for (i = 0; i < n && rc == 0; i++)
+    if (res[i].len != 8 || memcmp(res[i].data, &data[i], 8) != 0)
+      rc = 1;
   if (rc != 0)
-    fail("pp_pool_map");
-cleanup:
+    return fail("pp_pool_map");
+  bench_row(key, cps, "calls/s", what);
+  if (chunksize != 1 && flags == 0)
+    bench_row("tiny_rss_mb", bench_peak_mb(), "MB",
+              "peak resident memory of the process after the map");
+  pp_results_free(res, n);
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
   free(args);
   free(res);
-  return rc;
+  free(data);
+  return 0;
 }
 
-static int pp_echo(pp_pool_t *pool, const opts_t *o, double *v) {
-  unsigned char *buf = malloc(o->big);
+static int fig_echo(const bench_opts_t *o, const char *task, int shared) {
+  unsigned char *buf = shared ? pp_shared_alloc(o->big) : malloc(o->big);
+  pp_pool_t *pool;
+  double v[3];
   size_t i;
   int k;
-  if (buf == NULL)
-    return -1;
-  for (i = 0; i < o->big; i++)
-    buf[i] = (unsigned char)(i * 131 + (i >> 20));
+  if (buf == NULL || make_pool(&pool, o->workers, 0) != 0)
+    return 1;
+  for (i = 0; i < o->big; i += 4096)
+    buf[i] = (unsigned char)(i >> 12);
   for (k = 0; k < 3; k++) {
     pp_result_t r;
-    double t0 = now();
-    if (call_once(pool, buf, o->big, &r) != 0) {
-      free(buf);
-      return -1;
-    }
-    v[k] = (double)o->big / 1e9 / (now() - t0);
+    double t0 = bench_now();
+    if (call_once(pool, task, buf, o->big, &r) != 0)
+      return 1;
+    v[k] = (double)o->big / 1e9 / (bench_now() - t0);
     if (memcmp(r.data, buf, o->big) != 0) {
       fprintf(stderr, "procpool-bench: the echo came back different\n");
-      pp_results_free(&r, 1);
-      free(buf);
-      return -1;
+      return 1;
     }
     pp_results_free(&r, 1);
   }
-  free(buf);
-  return 0;
-}
-
-static int run_procpool(const opts_t *o, double *v) {
-  pp_pool_t *pool = NULL;
-  double cps;
-  int rc = -1;
-  if (pp_startup(o, v) != 0)
-    return -1;
-  row("startup_ms", median(v, o->startups), "ms",
-      "pool create + 1 call + destroy, median");
-  if (make_pool(&pool, o->workers, 0) != 0)
-    return -1;
-  if (pp_rtt(pool, o, v) != 0)
-    goto cleanup;
-  row("rtt_us", median(v, o->rtts), "us", "tiny call round trip, median");
-  if (pp_tput(pool, o, 1, &cps) != 0)
-    goto cleanup;
-  row("tput_c1_cps", cps, "calls/s", "pp_pool_map, chunksize 1");
-  if (pp_tput(pool, o, 0, &cps) != 0)
-    goto cleanup;
-  row("tput_auto_cps", cps, "calls/s", "pp_pool_map, chunksize auto (0)");
-  if (pp_tput(pool, o, 64, &cps) != 0)
-    goto cleanup;
-  row("tput_c64_cps", cps, "calls/s", "pp_pool_map, chunksize 64");
-  if (pp_echo(pool, o, v) != 0)
-    goto cleanup;
-  row("echo_gbps", median(v, 3), "GB/s", "large argument echoed, median of 3");
-  /* Without output capture the per-call markers and capture threads go,
-   * which is what tiny calls pay for tagged output lines. */
+  {
+    char key[32];
+    snprintf(key, sizeof(key), "%s%s_gbps", task, shared ? "_zc" : "");
+    bench_row(key, bench_median(v, 3), "GB/s",
+              strcmp(task, "echo") == 0
+                  ? shared ? "large argument in shared memory echoed, median "
+                             "of 3"
+                           : "large argument echoed, median of 3"
+              : shared ? "large argument in shared memory, new result "
+                         "written by the task, median of 3"
+                       : "large argument, new result written by the task, "
+                         "median of 3");
+  }
   pp_pool_destroy(pool, PP_DESTROY_WAIT);
-  pool = NULL;
-  if (make_pool(&pool, o->workers, PP_POOL_INHERIT_OUTPUT) != 0)
-    return -1;
-  if (pp_rtt(pool, o, v) != 0)
-    goto cleanup;
-  row("rtt_inherit_us", median(v, o->rtts), "us",
-      "tiny call round trip, PP_POOL_INHERIT_OUTPUT, median");
-  if (pp_tput(pool, o, 64, &cps) != 0)
-    goto cleanup;
-  row("tput_c64_inherit_cps", cps, "calls/s",
-      "pp_pool_map, chunksize 64, PP_POOL_INHERIT_OUTPUT");
-  rc = 0;
-cleanup:
-  pp_pool_destroy(pool, PP_DESTROY_WAIT);
-  return rc;
-}
-
-/* ---- raw pipes (POSIX) ---- */
-
-#ifndef _WIN32
-extern char **environ;
-
-/* The child's end of the socketpair, where --raw-child finds it. */
-#define RAW_FD 3
-
-static char self_exe[4096];
-
-typedef struct raw_s {
-  int fd;
-  pid_t pid;
-} raw_t;
-
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n) {
-  char *p = buf;
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-/* The child: reads messages (u64 length, bytes) and writes each back with
- * one write, until the parent closes its end. */
-static int raw_child_main(void) {
-  unsigned char *buf = NULL;
-  size_t cap = 0;
-  uint64_t len;
-  while (read_all(RAW_FD, &len, sizeof(len)) == 0) {
-    if (8 + len > cap) {
-      free(buf);
-      cap = 8 + (size_t)len;
-      if ((buf = malloc(cap)) == NULL)
-        return 1;
-    }
-    memcpy(buf, &len, 8);
-    if (read_all(RAW_FD, buf + 8, (size_t)len) != 0 ||
-        write_all(RAW_FD, buf, 8 + (size_t)len) != 0)
-      return 1;
-  }
-  free(buf);
-  return 0;
-}
-
-static int raw_spawn(raw_t *c) {
-  static char arg1[] = "--raw-child";
-  char *argv[3];
-  posix_spawn_file_actions_t fa;
-  int sv[2], rc;
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
-    return -1;
-  fcntl(sv[0], F_SETFD, FD_CLOEXEC);
-  fcntl(sv[1], F_SETFD, FD_CLOEXEC);
-  if (sv[1] == RAW_FD) { /* dup2 onto itself would keep close-on-exec */
-    int d = fcntl(sv[1], F_DUPFD_CLOEXEC, RAW_FD + 1);
-    close(sv[1]);
-    sv[1] = d;
-  }
-  argv[0] = self_exe;
-  argv[1] = arg1;
-  argv[2] = NULL;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], RAW_FD);
-  rc = posix_spawn(&c->pid, self_exe, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(sv[1]);
-  if (rc != 0) {
-    close(sv[0]);
-    fprintf(stderr, "procpool-bench: cannot start %s: %s\n", self_exe,
-            strerror(rc));
-    return -1;
-  }
-  c->fd = sv[0];
-  return 0;
-}
-
-static void raw_stop(raw_t *c) {
-  int st;
-  close(c->fd);
-  waitpid(c->pid, &st, 0);
-}
-
-/* Sends one message: small ones in one write, as procpool does. */
-static int raw_send(const raw_t *c, const void *p, size_t n) {
-  unsigned char small[64];
-  uint64_t len = n;
-  if (n <= sizeof(small) - 8) {
-    memcpy(small, &len, 8);
-    memcpy(small + 8, p, n);
-    return write_all(c->fd, small, 8 + n);
-  }
-  return write_all(c->fd, &len, 8) || write_all(c->fd, p, n) ? -1 : 0;
-}
-
-static int raw_recv(const raw_t *c, void *p, size_t n) {
-  uint64_t len;
-  if (read_all(c->fd, &len, 8) != 0 || len != n)
-    return -1;
-  return read_all(c->fd, p, n);
-}
-
-static int raw_call(const raw_t *c, const void *p, size_t n, void *out) {
-  return raw_send(c, p, n) || raw_recv(c, out, n) ? -1 : 0;
-}
-
-static int raw_tput(const opts_t *o, raw_t *cs, int depth, double *cps) {
-  int rounds = o->calls / (o->workers * depth), r, w, d;
-  char back[8];
-  double t0 = now();
-  for (r = 0; r < rounds; r++) {
-    for (w = 0; w < o->workers; w++)
-      for (d = 0; d < depth; d++)
-        if (raw_send(&cs[w], tiny, sizeof(tiny)) != 0)
-          return -1;
-    for (w = 0; w < o->workers; w++)
-      for (d = 0; d < depth; d++)
-        if (raw_recv(&cs[w], back, sizeof(back)) != 0)
-          return -1;
-  }
-  *cps = (double)rounds * o->workers * depth / (now() - t0);
-  return 0;
-}
-
-static int raw_echo(const raw_t *c, const opts_t *o, double *v) {
-  unsigned char *buf = malloc(o->big);
-  int k;
-  if (buf == NULL)
-    return -1;
-  memset(buf, 'x', o->big);
-  for (k = 0; k < 3; k++) {
-    /* A fresh buffer per result, as a caller would get one. */
-    unsigned char *back = malloc(o->big);
-    double t0 = now();
-    if (back == NULL || raw_call(c, buf, o->big, back) != 0) {
-      free(back);
-      free(buf);
-      return -1;
-    }
-    v[k] = (double)o->big / 1e9 / (now() - t0);
-    free(back);
-  }
-  free(buf);
-  return 0;
-}
-
-static int run_raw(const opts_t *o, double *v) {
-  raw_t *cs = calloc((size_t)o->workers, sizeof(*cs));
-  char back[8];
-  double cps;
-  int i, started = 0, rc = -1;
-
-  signal(SIGPIPE, SIG_IGN); /* a dead child shows as a failed write */
-  if (cs == NULL)
-    return -1;
-  /* Like a pool's start: every child runs and has answered once. */
-  for (i = 0; i < o->startups; i++) {
-    double t0 = now();
-    int w, ok = 1;
-    for (started = 0; started < o->workers && ok; started++)
-      ok = raw_spawn(&cs[started]) == 0;
-    if (!ok)
-      started--;
-    for (w = 0; w < started && ok; w++)
-      ok = raw_call(&cs[w], tiny, 8, back) == 0;
-    for (w = 0; w < started; w++)
-      raw_stop(&cs[w]);
-    started = 0;
-    if (!ok)
-      goto cleanup;
-    v[i] = (now() - t0) * 1e3;
-  }
-  row("raw_startup_ms", median(v, o->startups), "ms",
-      "raw: spawn the children + 1 round trip each + exit, median");
-  for (started = 0; started < o->workers; started++)
-    if (raw_spawn(&cs[started]) != 0)
-      goto cleanup;
-  for (i = -100; i < o->rtts; i++) {
-    double t0 = now();
-    if (raw_call(&cs[0], tiny, 8, back) != 0)
-      goto cleanup;
-    if (i >= 0)
-      v[i] = (now() - t0) * 1e6;
-  }
-  row("raw_rtt_us", median(v, o->rtts), "us", "raw: tiny round trip, median");
-  if (raw_tput(o, cs, 1, &cps) != 0)
-    goto cleanup;
-  row("raw_tput_c1_cps", cps, "calls/s", "raw: 1 message in flight per child");
-  if (raw_tput(o, cs, 64, &cps) != 0)
-    goto cleanup;
-  row("raw_tput_c64_cps", cps, "calls/s",
-      "raw: 64 messages in flight per child");
-  if (raw_echo(&cs[0], o, v) != 0)
-    goto cleanup;
-  row("raw_echo_gbps", median(v, 3), "GB/s", "raw: large echo, median of 3");
-  rc = 0;
-cleanup:
-  if (rc != 0)
-    fprintf(stderr, "procpool-bench: the raw-pipe benchmark failed\n");
-  for (i = 0; i < started; i++)
-    raw_stop(&cs[i]);
-  free(cs);
-  return rc;
-}
-
-static void find_self(const char *argv0) {
-  ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
-  if (n > 0)
-    self_exe[n] = '\0';
+  if (shared)
+    pp_free(buf);
   else
-    snprintf(self_exe, sizeof(self_exe), "%s", argv0);
+    free(buf);
+  return 0;
 }
-#endif /* !_WIN32 */
 
-/* ---- main ---- */
-
-static int parse_args(int argc, char **argv, opts_t *o) {
+static int parse_args(int argc, char **argv, bench_opts_t *o) {
   int i;
   o->workers = 2;
-  o->startups = 20;
-  o->rtts = 2000;
-  o->calls = 100000;
+  o->calls = 1000000;
   o->big = (size_t)256 << 20;
-  o->raw = 1;
+  o->figure = NULL;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i], *v = strchr(a, '=');
-    int n = v ? atoi(v + 1) : 0;
+    long n = v ? atol(v + 1) : 0;
     if (strncmp(a, "--workers=", 10) == 0 && n > 0)
-      o->workers = n;
-    else if (strncmp(a, "--startups=", 11) == 0 && n > 0)
-      o->startups = n;
-    else if (strncmp(a, "--rtts=", 7) == 0 && n > 0)
-      o->rtts = n;
+      o->workers = (int)n;
     else if (strncmp(a, "--calls=", 8) == 0 && n > 0)
       o->calls = n;
     else if (strncmp(a, "--mib=", 6) == 0 && n > 0)
       o->big = (size_t)n << 20;
-    else if (strcmp(a, "--no-raw") == 0)
-      o->raw = 0;
-    else {
-      fprintf(stderr,
-              "usage: procpool-bench [--workers=2] [--startups=20] "
-              "[--rtts=2000] [--calls=100000] [--mib=256] [--no-raw]\n");
+    else if (strncmp(a, "--figure=", 9) == 0)
+      o->figure = v + 1;
+    else
       return -1;
-    }
   }
-  return 0;
+  return o->figure == NULL ? -1 : 0;
 }
 
 int main(int argc, char **argv) {
-  opts_t o;
-  double *v;
+  bench_opts_t o;
   int rc;
   if (pp_worker_main(argc, argv, tasks, &rc))
     return rc;
-#ifndef _WIN32
-  if (argc == 2 && strcmp(argv[1], "--raw-child") == 0)
-    return raw_child_main();
-  find_self(argv[0]);
-#endif
-  if (parse_args(argc, argv, &o) != 0)
+  if (bench_raw_child(argc, argv, &rc))
+    return rc;
+  if (parse_args(argc, argv, &o) != 0) {
+    fprintf(stderr, "usage: procpool-bench --figure=NAME [--workers=2] "
+                    "[--calls=1000000] [--mib=256]\n");
     return 2;
-  v = malloc((size_t)(o.startups > o.rtts ? o.startups : o.rtts) * sizeof(*v) +
-             3 * sizeof(*v));
-  if (v == NULL)
-    return 1;
-  printf("# procpool %s: %d workers, %d calls, %zu MiB echo\n",
-         pp_version_string(), o.workers, o.calls, o.big >> 20);
-  rc = run_procpool(&o, v);
-#ifndef _WIN32
-  if (rc == 0 && o.raw)
-    rc = run_raw(&o, v);
-#endif
-  free(v);
-  return rc == 0 ? 0 : 1;
+  }
+  bench_raw_init(argv[0]);
+  if (strcmp(o.figure, "startup") == 0)
+    return fig_startup(&o);
+  if (strcmp(o.figure, "rtt") == 0)
+    return fig_rtt(&o);
+  if (strcmp(o.figure, "tiny") == 0)
+    return fig_tiny(&o, 0, 0, "tiny_cps", "map, default options");
+  if (strcmp(o.figure, "tiny_inherit") == 0)
+    return fig_tiny(&o, 0, PP_POOL_INHERIT_OUTPUT, "tiny_inherit_cps",
+                    "map, default options but PP_POOL_INHERIT_OUTPUT");
+  if (strcmp(o.figure, "c1") == 0)
+    return fig_tiny(&o, 1, 0, "c1_cps", "map, chunksize 1");
+  if (strcmp(o.figure, "echo") == 0 || strcmp(o.figure, "copy") == 0)
+    return fig_echo(&o, o.figure, 0);
+  if (strcmp(o.figure, "echo_zc") == 0 || strcmp(o.figure, "copy_zc") == 0)
+    return fig_echo(&o, strcmp(o.figure, "echo_zc") == 0 ? "echo" : "copy",
+                    1);
+  if (strncmp(o.figure, "raw_", 4) == 0)
+    return bench_raw_figure(&o);
+  fprintf(stderr, "procpool-bench: no figure '%s'\n", o.figure);
+  return 2;
 }

@@ -1,26 +1,32 @@
 #!/usr/bin/env python3
-"""bench_mp.py - procpool-bench's measurements with multiprocessing.Pool.
+"""bench_mp.py - procpool-bench's figures with multiprocessing.Pool.
 
-    python3 bench_mp.py [--workers=2] [--startups=20] [--rtts=2000]
-                        [--calls=100000] [--mib=256] [--start-method=M]
+    python3 bench_mp.py --figure=NAME [--workers=2] [--calls=1000000]
+                        [--mib=256] [--start-method=M]
 
-Prints the same rows as procpool-bench ("key value unit description"):
+Each run measures one figure in a fresh interpreter and prints it as
+"key value unit description", as procpool-bench does; bench/run.sh
+interleaves the runs and takes medians.
 
-    startup_ms        Pool(workers) + one apply() + close() and join(), median
-    startup_spawn_ms  the same with the "spawn" start method, which starts
-                      fresh interpreters as procpool starts fresh processes
-                      (only when the default method is another one)
-    rtt_us            one apply() of a tiny call, median
-    tput_*_cps        tiny calls per second through starmap() with chunksize
-                      1, the default chunksize, and 64
-    echo_gbps         one large bytes argument echoed back: its size divided
-                      by the apply() time, median of 3
+    startup        Pool(workers) + one apply() + close() and join(), ms,
+                   median of 10 (the platform's start method)
+    startup_spawn  the same with "spawn", which starts fresh interpreters
+                   as procpool starts fresh processes
+    rtt            one apply() of a tiny call, us, median of 2000
+    tiny           starmap() of --calls tiny calls with the default
+                   chunksize, calls/s; then the peak resident memory of
+                   the process, MB
+    c1             starmap() of --calls/10 tiny calls with chunksize 1
+    echo           one --mib bytes argument echoed, GB/s, median of 3
 
-Tiny calls carry 8 bytes, as in procpool-bench.
+Every tiny call gets an argument object of its own (8 distinct bytes):
+one repeated tuple would be memoized by pickle and flatter Python.
 """
 import argparse
 import multiprocessing as mp
+import resource
 import statistics
+import sys
 import time
 
 
@@ -32,10 +38,10 @@ TINY = b"12345678"
 
 
 def row(key, value, unit, what):
-    print(f"{key:<18} {value:14.2f}  {unit:<8} {what}", flush=True)
+    print(f"{key:<18} {value:14.3f}  {unit:<8} {what}", flush=True)
 
 
-def startup(ctx, workers, n):
+def startup(ctx, workers, n=10):
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -47,65 +53,81 @@ def startup(ctx, workers, n):
     return statistics.median(times)
 
 
+def distinct(n):
+    """n one-element tuples, each with its own 8-byte argument."""
+    return [(((i * 0x9E3779B97F4A7C15) & (2**64 - 1)).to_bytes(8, "little"),)
+            for i in range(n)]
+
+
+def tput(pool, items, chunksize):
+    t0 = time.perf_counter()
+    out = pool.starmap(echo, items, chunksize)
+    dt = time.perf_counter() - t0
+    assert len(out) == len(items) and out[-1] == items[-1][0]
+    return len(items) / dt
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--figure", required=True)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--startups", type=int, default=20)
-    ap.add_argument("--rtts", type=int, default=2000)
-    ap.add_argument("--calls", type=int, default=100000)
+    ap.add_argument("--calls", type=int, default=1000000)
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--start-method", default=None,
                     help="fork, spawn or forkserver (default: the platform's)")
-    ap.add_argument("--no-raw", action="store_true",
-                    help="accepted for symmetry with procpool-bench")
     a = ap.parse_args()
     ctx = mp.get_context(a.start_method)
     method = ctx.get_start_method()
-    big = a.mib << 20
-    print(f"# python {'.'.join(map(str, __import__('sys').version_info[:3]))}"
-          f" multiprocessing ({method}): {a.workers} workers, {a.calls} calls,"
-          f" {a.mib} MiB echo", flush=True)
+    f = a.figure
 
-    row("startup_ms", startup(ctx, a.workers, a.startups), "ms",
-        f"Pool + 1 apply + close/join ({method}), median")
-    if method != "spawn":
-        row("startup_spawn_ms",
-            startup(mp.get_context("spawn"), a.workers,
-                    max(3, a.startups // 4)),
-            "ms", "Pool + 1 apply + close/join (spawn), median")
+    if f == "startup":
+        row("startup_ms", startup(ctx, a.workers), "ms",
+            f"Pool + 1 apply + close/join ({method}), median of 10")
+        return
+    if f == "startup_spawn":
+        row("startup_spawn_ms", startup(mp.get_context("spawn"), a.workers),
+            "ms", "Pool + 1 apply + close/join (spawn), median of 10")
+        return
+    if f not in ("rtt", "tiny", "c1", "echo"):
+        sys.exit(f"bench_mp.py: no figure '{f}'")
 
+    # The arguments exist before the pool, as the caller's data would.
+    if f == "tiny":
+        items = distinct(a.calls)
+    elif f == "c1":
+        items = distinct(a.calls // 10)
     with ctx.Pool(a.workers) as pool:
-        for _ in range(100):  # warm up
-            pool.apply(echo, (TINY,))
-        times = []
-        for _ in range(a.rtts):
-            t0 = time.perf_counter()
-            pool.apply(echo, (TINY,))
-            times.append((time.perf_counter() - t0) * 1e6)
-        row("rtt_us", statistics.median(times), "us",
-            "tiny apply() round trip, median")
-
-        items = [(TINY,)] * a.calls
-        for key, chunksize, what in (
-                ("tput_c1_cps", 1, "starmap, chunksize 1"),
-                ("tput_auto_cps", None, "starmap, default chunksize"),
-                ("tput_c64_cps", 64, "starmap, chunksize 64")):
-            t0 = time.perf_counter()
-            out = pool.starmap(echo, items, chunksize)
-            dt = time.perf_counter() - t0
-            assert len(out) == a.calls
-            row(key, a.calls / dt, "calls/s", what)
-
-        data = bytes(range(256)) * (big // 256)
-        rates = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            back = pool.apply(echo, (data,))
-            rates.append(big / 1e9 / (time.perf_counter() - t0))
-            assert back == data
-            del back
-        row("echo_gbps", statistics.median(rates), "GB/s",
-            "large bytes argument echoed, median of 3")
+        if f == "rtt":
+            for _ in range(200):  # warm up
+                pool.apply(echo, (TINY,))
+            times = []
+            for _ in range(2000):
+                t0 = time.perf_counter()
+                pool.apply(echo, (TINY,))
+                times.append((time.perf_counter() - t0) * 1e6)
+            row("rtt_us", statistics.median(times), "us",
+                "tiny apply() round trip, median of 2000")
+        elif f == "tiny":
+            row("tiny_cps", tput(pool, items, None), "calls/s",
+                "starmap, default chunksize")
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            row("tiny_rss_mb", rss, "MB",
+                "peak resident memory of the process after the map")
+        elif f == "c1":
+            row("c1_cps", tput(pool, items, 1), "calls/s",
+                "starmap, chunksize 1")
+        else:
+            big = a.mib << 20
+            data = bytes(range(256)) * (big // 256)
+            rates = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                back = pool.apply(echo, (data,))
+                rates.append(big / 1e9 / (time.perf_counter() - t0))
+                assert back == data
+                del back
+            row("echo_gbps", statistics.median(rates), "GB/s",
+                "large bytes argument echoed, median of 3")
 
 
 if __name__ == "__main__":

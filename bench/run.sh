@@ -1,67 +1,171 @@
 #!/bin/sh
-# Builds procpool-bench if needed, runs it and bench_mp.py one after the
-# other (same options, e.g. --workers=4 --calls=20000), and prints both
-# tables and then one side by side with ratios.
+# procpool's figures next to Python's multiprocessing.Pool and the raw
+# floor, measured in one run.
 #
-#   bench/run.sh [options for both programs]
-#   BUILD_DIR=... PYTHON=... bench/run.sh
+#   bench/run.sh [--reps=3] [--only=tiny,rtt,...] [--workers=2]
+#                [--calls=1000000] [--mib=256]
+#   BUILD_DIR=... PYTHON=... bench/run.sh ...
+#   BEFORE=/path/to/old/procpool-bench bench/run.sh ...
 #
-# Ratios are speeds: above 1 procpool is faster (for times, the other's time
-# divided by procpool's; for rates, procpool's rate divided by the other's).
+# BEFORE names a procpool-bench built from an earlier commit (this bench/
+# folder copied into it): its figures run interleaved with the others and
+# get a column of their own, the before/after table of a change.
+#
+# Every figure runs in a fresh process (procpool-bench --figure=F,
+# bench_mp.py --figure=F), and the repetitions are interleaved: rep 1 of
+# every implementation of every figure, then rep 2, and so on, so that a
+# noisy moment on a shared machine hits all of them alike.  The tables
+# give the median of the repetitions, then the ratios the project holds
+# itself to (issue 9), each with its target.  Nothing here fails on a
+# number: benchmarks are not tests.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-build=${BUILD_DIR:-$root/build-ex}
+build=${BUILD_DIR:-$root/build-bench}
 python=${PYTHON:-python3}
 
+reps=3
+only="startup rtt tiny tiny_inherit c1 echo echo_zc copy copy_zc"
+pass=""
+for a in "$@"; do
+  case $a in
+  --reps=*) reps=${a#--reps=} ;;
+  --only=*) only=$(echo "${a#--only=}" | tr , ' ') ;;
+  --workers=* | --calls=* | --mib=*) pass="$pass $a" ;;
+  *)
+    echo "usage: bench/run.sh [--reps=3] [--only=F,...] [--workers=N]" \
+      "[--calls=N] [--mib=N]" >&2
+    exit 2
+    ;;
+  esac
+done
+
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" -DPROCPOOL_BUILD_TESTS=OFF >/dev/null
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+    -DPROCPOOL_BUILD_TESTS=OFF >/dev/null
 fi
 cmake --build "$build" --target procpool-bench >/dev/null
+bench=$build/bench/procpool-bench
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
-"$build/bench/procpool-bench" "$@" | tee "$tmp/c.txt"
-echo
-"$python" "$here/bench_mp.py" "$@" | tee "$tmp/py.txt"
+# The runs that measure figure $1: "impl command..." lines.
+runs() {
+  case $1 in
+  startup)
+    echo "pp $bench --figure=startup"
+    echo "py $python $here/bench_mp.py --figure=startup"
+    echo "py $python $here/bench_mp.py --figure=startup_spawn"
+    echo "raw $bench --figure=raw_startup"
+    ;;
+  rtt | c1 | echo)
+    echo "pp $bench --figure=$1"
+    echo "py $python $here/bench_mp.py --figure=$1"
+    echo "raw $bench --figure=raw_$1"
+    ;;
+  tiny)
+    echo "pp $bench --figure=tiny"
+    echo "py $python $here/bench_mp.py --figure=tiny"
+    echo "raw $bench --figure=raw_batch"
+    ;;
+  *) echo "pp $bench --figure=$1" ;;
+  esac
+  if [ -n "${BEFORE:-}" ]; then
+    echo "old $BEFORE --figure=$1"
+  fi
+}
+
+echo "# procpool bench: $reps interleaved repetitions;$pass" \
+  "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
+rep=1
+while [ "$rep" -le "$reps" ]; do
+  for f in $only; do
+    runs "$f" | while read -r impl cmd; do
+      # shellcheck disable=SC2086 # the words are the command
+      if ! out=$(timeout 900 $cmd $pass); then
+        echo "# rep $rep: '$cmd' failed" >&2
+        continue
+      fi
+      echo "$out" | sed "s/^/$impl $rep /" | tee -a "$tmp/all.txt"
+    done
+  done
+  rep=$((rep + 1))
+done
 echo
 
 awk '
-  FNR == 1 { file++ }
-  /^#/ { next }
-  file == 1 { c[$1] = $2 }
-  file == 2 { py[$1] = $2 }
-  function num(v) { return v == "" ? "-" : sprintf("%.2f", v) }
-  # Speed ratio of procpool against another value: >1 = procpool faster.
-  function ratio(pp, other, lower_is_better) {
-    if (pp == "" || other == "" || pp == 0 || other == 0) return "-"
-    return sprintf("%.2fx", lower_is_better ? other / pp : pp / other)
+  { v[$1 " " $3] = v[$1 " " $3] " " $4; unit[$3] = $5 }
+  function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ")
+    if (n == 0) return ""
+    for (i = 2; i <= n; i++)
+      for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
+        t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+      }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  function line(name, key, pykey, rawkey, lower) {
-    printf "%-34s %12s %12s %12s %9s %9s\n", name, num(c[key]),
-           num(py[pykey]), num(c[rawkey]),
-           ratio(c[key], py[pykey], lower), ratio(c[key], c[rawkey], lower)
+  function m(impl, key) { return median(v[impl " " key]) }
+  function num(x) {
+    if (x == "") return "-"
+    return x >= 1000 ? sprintf("%.0f", x) : sprintf("%.3g", x)
+  }
+  # want: ">=" when procpool should be at least target x the other, "<="
+  # when at most (times, memory).
+  function target(what, a, b, want, goal,   r, ok) {
+    if (a == "" || b == "" || b == 0) {
+      printf "%-46s %9s %9s\n", what, "-", want " " goal "x"; return
+    }
+    r = a / b
+    if (goal == "") { printf "%-46s %8.2fx %9s\n", what, r, "(floor)"; return }
+    ok = want == ">=" ? r >= goal : r <= goal
+    printf "%-46s %8.2fx %9s  %s\n", what, r, want " " goal "x",
+           ok ? "met" : "MISSED"
   }
   END {
-    printf "%-34s %12s %12s %12s %9s %9s\n", "measurement", "procpool",
-           "python", "raw pipe", "pp/py", "pp/raw"
-    line("start + 1 call + stop (ms)", "startup_ms", "startup_ms",
-         "raw_startup_ms", 1)
-    line("  python with spawn (ms)", "startup_ms", "startup_spawn_ms", "", 1)
-    line("tiny round trip (us)", "rtt_us", "rtt_us", "raw_rtt_us", 1)
-    line("tiny calls/s, chunksize 1", "tput_c1_cps", "tput_c1_cps",
-         "raw_tput_c1_cps", 0)
-    line("tiny calls/s, chunksize auto", "tput_auto_cps", "tput_auto_cps",
-         "", 0)
-    line("tiny calls/s, chunksize 64", "tput_c64_cps", "tput_c64_cps",
-         "raw_tput_c64_cps", 0)
-    line("large echo (GB/s)", "echo_gbps", "echo_gbps", "raw_echo_gbps", 0)
-    line("round trip, inherited output (us)", "rtt_inherit_us", "rtt_us",
-         "raw_rtt_us", 1)
-    line("calls/s, c64, inherited output", "tput_c64_inherit_cps",
-         "tput_c64_cps", "raw_tput_c64_cps", 0)
-    print "ratios: speed of procpool relative to the column (>1 = faster)"
+    before = ENVIRON["BEFORE"] != ""
+    printf "%-28s %14s %14s %14s", "median", "procpool", "python", "raw"
+    if (before) printf " %14s", "before"
+    printf "  %s\n", "unit"
+    split("startup_ms startup_spawn_ms rtt_us tiny_cps tiny_inherit_cps " \
+          "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps copy_gbps " \
+          "copy_zc_gbps", keys, " ")
+    for (i = 1; i in keys; i++) {
+      k = keys[i]
+      raw = k == "tiny_cps" ? "raw_batch_cps" : \
+            k ~ /^(echo|copy)/ ? "raw_echo_gbps" : "raw_" k
+      if (m("pp", k) m("py", k) m("raw", raw) == "") continue
+      printf "%-28s %14s %14s %14s", k, num(m("pp", k)), num(m("py", k)),
+             num(m("raw", raw))
+      if (before) printf " %14s", num(m("old", k))
+      printf "  %s\n", unit[k] != "" ? unit[k] : unit[raw]
+    }
+    print ""
+    printf "%-46s %9s %9s\n", "ratio (one run)", "measured", "target"
+    target("tiny calls/s, default: procpool / python", m("pp", "tiny_cps"),
+           m("py", "tiny_cps"), ">=", 2)
+    target("tiny calls/s, default: procpool / raw batched",
+           m("pp", "tiny_cps"), m("raw", "raw_batch_cps"), "", "")
+    target("output tagging: tagged / untagged calls/s", m("pp", "tiny_cps"),
+           m("pp", "tiny_inherit_cps"), ">=", 0.9)
+    target("chunksize 1 calls/s: procpool / python", m("pp", "c1_cps"),
+           m("py", "c1_cps"), ">=", 5)
+    target("round trip: procpool / raw", m("pp", "rtt_us"),
+           m("raw", "raw_rtt_us"), "<=", 1.5)
+    target("start + 1 call + stop: procpool / raw", m("pp", "startup_ms"),
+           m("raw", "raw_startup_ms"), "<=", 1.5)
+    target("peak memory of the 1M map: procpool / python",
+           m("pp", "tiny_rss_mb"), m("py", "tiny_rss_mb"), "<=", 1)
+    target("large echo: procpool / raw", m("pp", "echo_gbps"),
+           m("raw", "raw_echo_gbps"), ">=", 0.9)
+    target("large echo, zero copy: procpool / raw", m("pp", "echo_zc_gbps"),
+           m("raw", "raw_echo_gbps"), ">=", 2)
+    target("large new result: procpool / raw", m("pp", "copy_gbps"),
+           m("raw", "raw_echo_gbps"), ">=", 0.9)
+    target("large new result, zero copy: procpool / raw",
+           m("pp", "copy_zc_gbps"), m("raw", "raw_echo_gbps"), ">=", 2)
+    target("large echo: procpool / python", m("pp", "echo_gbps"),
+           m("py", "echo_gbps"), ">=", 1)
   }
-' "$tmp/c.txt" "$tmp/py.txt"
+' "$tmp/all.txt"

@@ -19,30 +19,6 @@
 #include "../platform/platform.h"
 #include "procpool.h"
 
-/* tuple.c shares wire.c's byte-order helpers; wire.c links against a
- * channel, which this target never uses. */
-int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
-  (void)chan;
-  (void)buf;
-  (void)len;
-  return PP_ECLOSED;
-}
-
-int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
-  (void)chan;
-  (void)buf;
-  (void)cap;
-  *got = 0;
-  return PP_ECLOSED;
-}
-
-int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
-  (void)chan;
-  (void)buf;
-  (void)len;
-  return PP_ECLOSED;
-}
-
 static const char *const formats[] = {"i", "d", "s", "b", "ii", "is",
                                       "sb", "dsb", "iisb", "bbbb", "ssii", ""};
 
@@ -121,7 +97,7 @@ static void fuzz_pack(const unsigned char *data, size_t size) {
       if (out_len[i] != lens[i] || memcmp(out[i], ptr[i], lens[i]) != 0)
         abort();
   }
-  pp_free((void *)b.data);
+  free((void *)b.data); /* pp_pack memory is the heap's */
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {

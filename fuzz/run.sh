@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$1
 seconds=${2:-30}
-for t in frame tuple; do
+for t in ring tuple; do
   work=$(mktemp -d)
   cp "$here/corpus/$t"/* "$work/" 2>/dev/null || true
   log="$build/fuzz_$t.log"

@@ -133,8 +133,26 @@ PP_EXTERN const char *pp_err_name(int status);
 PP_EXTERN const char *pp_last_error(void);
 
 /** Releases memory that procpool allocated for the caller (result data, packed
- * argument buffers).  NULL is ignored. */
+ * argument buffers, pp_shared_alloc() memory).  NULL is ignored. */
 PP_EXTERN void pp_free(void *ptr);
+
+/**
+ * Allocates `len` bytes of shared memory, for large arguments: a worker maps
+ * this memory instead of receiving a copy of it.  Pass it, or any part of
+ * it, as an argument (pp_pool_submit, the map functions): arguments too
+ * large for a pool's ring (a quarter of a MiB and more) then reach the
+ * worker without a single copy; smaller ones are copied into the ring, which
+ * is faster for them.  Large results come back the same way, in memory
+ * that pp_free() releases.  The worker sees the memory itself, so it must
+ * not change while a call that uses it runs.  A task that replies with
+ * (part of) such an argument unchanged (pp_call_reply() with a pointer into
+ * it) returns that very memory: the result is a view of the argument, not
+ * a copy, and each of the two is given to pp_free() on its own (the memory
+ * goes when both are).  Its contents are unspecified (it may be reused
+ * memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
+ * no memory: PP_ENOMEM, with pp_last_error()).
+ */
+PP_EXTERN void *pp_shared_alloc(size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Tasks (the worker side)                                                  */
@@ -199,7 +217,10 @@ PP_EXTERN int pp_worker_main(int argc, char **argv, const pp_task_t *tasks,
  * Sets the call's result to a copy of `len` bytes at `data` (replacing any
  * earlier reply) and returns 0, or PP_ENOMEM.  PP_EINVAL if call is NULL or
  * data is NULL with len > 0.  A failure also fails the call with that status
- * (a later successful reply clears it).
+ * (a later successful reply clears it).  A large reply that is part of a
+ * large argument (the argument itself, or a slice of it) is not copied: the
+ * caller gets a view of the argument's shared memory (see
+ * pp_shared_alloc()).
  */
 PP_EXTERN int pp_call_reply(pp_call_t *call, const void *data, size_t len);
 /**
@@ -302,10 +323,10 @@ enum {
    * accident.  Nesting is limited to 8 levels. */
   PP_POOL_NESTED = 1u << 1,
   /** Workers write straight to the parent's stdout and stderr instead of
-   * through the log callback: no capture threads and no per-call markers,
-   * which roughly doubles the throughput of tiny calls, but lines from
-   * several workers may mix mid-line and carry no worker or call tag.
-   * pp_log() still reaches the log callback. */
+   * through the log callback, as a program run in a terminal would: lines
+   * from several workers may mix mid-line and carry no worker or call tag.
+   * pp_log() still reaches the log callback.  (Not a speed switch: tagging
+   * costs a call nothing unless it prints.) */
   PP_POOL_INHERIT_OUTPUT = 1u << 2
 };
 
@@ -533,7 +554,12 @@ typedef struct pp_map_options_s {
   int64_t timeout_ms;
   /** Calls sent to a worker at once (pipelined; each still reports its own
    * status, and a crash fails only the call that was running).  0 = chosen
-   * from the number of calls and workers, as Python's map does. */
+   * from the number of calls and workers, as Python's map does.  A worker
+   * is also handed one call more, so that it never waits for the parent
+   * between two (concurrent.futures does the same); a call that waits
+   * behind one running for over a millisecond while another worker has
+   * nothing to do is taken back and runs there instead, once.  So 1 suits
+   * long or uneven calls. */
   size_t chunksize;
 } pp_map_options_t;
 

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Thread-local storage (the last error message, inline mode's current call)
  * differs by compiler; like every other difference it is kept out of src/. */
@@ -25,6 +26,78 @@
 #define PP__THREAD_LOCAL __declspec(thread)
 #else
 #define PP__THREAD_LOCAL _Thread_local
+#endif
+
+/* Atomic loads and stores with acquire and release ordering, for the rings
+ * that parent and worker share (src/ring.c): a producer writes a record,
+ * then publishes its new position with a release store; the consumer reads
+ * the position with an acquire load, then the record.  PP__FENCE is a full
+ * barrier, for the "set a flag, then look again" step before sleeping.
+ * MSVC's C mode has no <stdatomic.h>; on x86 and x64 its volatile accesses
+ * have acquire/release semantics (/volatile:ms, the default there), and
+ * ARM64 gets the __ldar/__stlr intrinsics. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#if defined(_M_ARM64)
+#define PP__LOAD_ACQ64(p) ((uint64_t)__ldar64((unsigned __int64 volatile *)(p)))
+#define PP__STORE_REL64(p, v)                                                  \
+  __stlr64((unsigned __int64 volatile *)(p), (unsigned __int64)(v))
+#define PP__LOAD_ACQ32(p) ((uint32_t)__ldar32((unsigned __int32 volatile *)(p)))
+#define PP__STORE_REL32(p, v)                                                  \
+  __stlr32((unsigned __int32 volatile *)(p), (unsigned __int32)(v))
+#else
+#define PP__LOAD_ACQ64(p) (*(volatile const uint64_t *)(p))
+#define PP__STORE_REL64(p, v) (*(volatile uint64_t *)(p) = (v))
+#define PP__LOAD_ACQ32(p) (*(volatile const uint32_t *)(p))
+#define PP__STORE_REL32(p, v) (*(volatile uint32_t *)(p) = (v))
+#endif
+#if defined(_M_ARM64)
+#define PP__FENCE() __dmb(0xB)
+#else
+#define PP__FENCE() __faststorefence()
+#endif
+#else
+#define PP__LOAD_ACQ64(p) __atomic_load_n((const uint64_t *)(p), __ATOMIC_ACQUIRE)
+#define PP__STORE_REL64(p, v)                                                  \
+  __atomic_store_n((uint64_t *)(p), (uint64_t)(v), __ATOMIC_RELEASE)
+#define PP__LOAD_ACQ32(p) __atomic_load_n((const uint32_t *)(p), __ATOMIC_ACQUIRE)
+#define PP__STORE_REL32(p, v)                                                  \
+  __atomic_store_n((uint32_t *)(p), (uint32_t)(v), __ATOMIC_RELEASE)
+#define PP__FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
+/* Read-modify-write on a 32-bit word that both processes write (a call's
+ * state word, src/ring.h), each a full barrier: PP__CAS32 sets *p to `new`
+ * if it is `old` and returns 1 if it did; PP__OR32 sets the bits of v. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define PP__CAS32(p, old, new)                                                 \
+  (_InterlockedCompareExchange((long volatile *)(p), (long)(new),              \
+                               (long)(old)) == (long)(old))
+#define PP__OR32(p, v) ((void)_InterlockedOr((long volatile *)(p), (long)(v)))
+#else
+static inline int pp__cas32(uint32_t *p, uint32_t old, uint32_t new_value) {
+  return __atomic_compare_exchange_n(p, &old, new_value, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST);
+}
+#define PP__CAS32(p, old, new) pp__cas32((uint32_t *)(p), (old), (new))
+#define PP__OR32(p, v)                                                         \
+  ((void)__atomic_fetch_or((uint32_t *)(p), (uint32_t)(v), __ATOMIC_SEQ_CST))
+#endif
+
+/* A pause for a spin-wait loop: tells the CPU (and a hyperthread sibling)
+ * that this core is only waiting. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#if defined(_M_ARM64)
+#define pp__cpu_relax() __yield()
+#else
+#define pp__cpu_relax() _mm_pause()
+#endif
+#elif defined(__x86_64__) || defined(__i386__)
+#define pp__cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define pp__cpu_relax() __asm__ __volatile__("yield")
+#else
+#define pp__cpu_relax() ((void)0)
 #endif
 
 /* A function that never returns (C11 _Noreturn; MSVC spells it its own
@@ -65,10 +138,15 @@ int pp__cond_timedwait(pp__cond_t *cond, pp__mutex_t *mutex,
 void pp__cond_signal(pp__cond_t *cond);
 void pp__cond_broadcast(pp__cond_t *cond);
 
-/* Runs init() the first time any thread calls pp__once, while later callers
- * wait for it to finish, and returns its status then and on every later
- * call.  The core passes the same function every time (APR's set-up). */
-int pp__once(int (*init)(void));
+/* One-time set-up: pp__once(&once, init) runs init() the first time any
+ * thread calls it with that `once`, while later callers wait for it to
+ * finish, and returns its status then and on every later call. */
+typedef struct pp__once_s {
+  int done;
+  int status;
+} pp__once_t;
+#define PP__ONCE_INIT {0, 0}
+int pp__once(pp__once_t *once, int (*init)(void));
 
 /* A worker process as seen by its parent (pid or process HANDLE). */
 typedef struct pp__proc_s pp__proc_t;
@@ -105,32 +183,121 @@ void pp__image_close(pp__image_t *image);
  * worker whose main() lacks the worker guard. */
 #define PP__WORKER_ENV "PROCPOOL_WORKER"
 
+/* ---- shared memory and wake objects (shm.c, waiter.c) --------------- */
+
+/* An anonymous shared mapping, zeroed, that a worker started later maps as
+ * well (pp__spawn_req_t.shm).  Its size cannot be changed by the worker
+ * (Linux seals it), so the parent can never fault on it.  With
+ * PP__SHM_POPULATE its pages are put in place at once (Linux), for memory
+ * about to be written whole (a copy, a result): one system call instead of
+ * a page fault per 4 KiB; without it they come as they are touched, which
+ * suits a ring (a pool that makes few calls touches few of its pages).
+ * Returns 0, PP_ENOMEM or PP_EIO with the OS reason. */
+typedef struct pp__shm_s pp__shm_t;
+#define PP__SHM_POPULATE 1u
+int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **shm);
+void *pp__shm_base(const pp__shm_t *shm);
+uint64_t pp__shm_len(const pp__shm_t *shm);
+/* Unmaps and closes.  NULL is ignored. */
+void pp__shm_close(pp__shm_t *shm);
+/* A number that tells this mapping from every other this process has had
+ * or will have (a counter, taken by pp__shm_create and pp__shm_recv): the
+ * key under which a worker keeps a mapping it was sent (src/ring.h). */
+uint64_t pp__shm_serial(const pp__shm_t *shm);
+
+/* Hands a mapping to the process at the other end of `chan` (a blob: an
+ * argument or result too large for a ring).  POSIX sends its descriptor on
+ * the channel and sets *handle to 0; Windows duplicates it into `peer` (the
+ * worker, from the parent) and sets *handle to its value there, or, in a
+ * worker (peer NULL), sets *handle to its own value, which the parent
+ * takes over.  The caller closes its pp__shm_t afterwards as usual.
+ * Returns 0, PP_ECLOSED or PP_EIO. */
+int pp__shm_send(pp__chan_t *chan, pp__shm_t *shm, pp__proc_t *peer,
+                 uint64_t *handle);
+
+/* Takes the next mapping the peer sent (POSIX: from the channel; Windows:
+ * `handle`, duplicated out of `peer` when it is the worker) and maps it.
+ * Refuses one smaller than `size`.  Returns 0, PP_EPROTO, PP_ECLOSED,
+ * PP_ENOMEM or PP_EIO. */
+int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                 pp__proc_t *peer, pp__shm_t **shm);
+
+/* A wake object: one side signals it, the other sleeps on it (an eventfd on
+ * Linux, a pipe on other POSIX systems, an auto-reset event on Windows).
+ * Signals do not count: several before a wait wake it once. */
+typedef struct pp__wake_s pp__wake_t;
+int pp__wake_new(pp__wake_t **wake);
+void pp__wake_free(pp__wake_t *wake);
+/* Never blocks; harmless when already signalled. */
+void pp__wake_signal(pp__wake_t *wake);
+/* Forgets a pending signal without waiting (after the poller said it was
+ * signalled). */
+void pp__wake_clear(pp__wake_t *wake);
+/* Worker side: waits up to timeout_ms (negative = no limit) for a signal.
+ * Returns 1 when signalled (the signal is consumed), 0 at the timeout, or
+ * PP_ECLOSED when the channel `alive` (the parent) has ended meanwhile. */
+int pp__wake_wait(pp__wake_t *wake, pp__chan_t *alive, int64_t timeout_ms);
+
+/* The parent's poller: one thread waits on the wake objects and the process
+ * ends of many workers at once (epoll on Linux; on Windows helper threads
+ * wait for groups of handles, which the caller does not see).  Each source
+ * is registered with a tag, which pp__poller_wait hands back. */
+typedef struct pp__poller_s pp__poller_t;
+int pp__poller_new(pp__poller_t **poller);
+void pp__poller_free(pp__poller_t *poller);
+int pp__poller_add_wake(pp__poller_t *poller, pp__wake_t *wake, void *tag);
+int pp__poller_add_proc(pp__poller_t *poller, pp__proc_t *proc, void *tag);
+/* Stops watching a source; it must be removed before it is freed. */
+void pp__poller_remove_wake(pp__poller_t *poller, pp__wake_t *wake);
+void pp__poller_remove_proc(pp__poller_t *poller, pp__proc_t *proc);
+/* Waits up to timeout_us (negative = no limit) until a source is ready and
+ * stores up to `max` tags of ready sources (a wake object is then to be
+ * cleared with pp__wake_clear; an ended process stays ready until it is
+ * removed).  Returns how many, 0 at the timeout. */
+int pp__poller_wait(pp__poller_t *poller, int64_t timeout_us, void **tags,
+                    int max);
+
 /* What a worker launch needs. */
 typedef struct pp__spawn_req_s {
   /* The executable to start. */
   const pp__image_t *image;
   /* Core's part of the reserved argument; the worker's argv[1] becomes
-   * "--procpool-worker=<platform channel spec>:<token>".  Plain ASCII
-   * without spaces or quotes.  The worker's environment also gets
+   * "--procpool-worker=<platform spec>:<token>".  Plain ASCII without
+   * spaces or quotes.  The worker's environment also gets
    * PP__WORKER_ENV=<token>. */
   const char *token;
   /* More arguments after the reserved one (NULL-terminated; may be NULL). */
   const char *const *extra_args;
   /* Non-zero: the worker's stdout and stderr are the parent's own (nothing
-   * is captured, and *out and *err are set to NULL). */
+   * is captured). */
   int inherit_output;
+  /* The worker's shared memory and its wake objects: it sleeps on
+   * `wake_worker` and signals `wake_parent`. */
+  const pp__shm_t *shm;
+  const pp__wake_t *wake_worker;
+  const pp__wake_t *wake_parent;
 } pp__spawn_req_t;
 
+/* What pp__spawn hands the parent. */
+typedef struct pp__spawned_s {
+  pp__proc_t *proc;
+  /* The duplex channel: liveness both ways, and large payloads on POSIX. */
+  pp__chan_t *chan;
+  /* The read ends of the worker's stdout and stderr (NULL with
+   * inherit_output).  The worker reads them itself while it lives (its
+   * output reaches the parent through the shared memory); the parent reads
+   * what is left once the worker has ended. */
+  pp__chan_t *out;
+  pp__chan_t *err;
+} pp__spawned_t;
+
 /* Starts a worker and returns only once the program has been executed (or
- * failed to be).  On success sets *proc and the parent's ends of the duplex
- * channel and of the worker's stdout and stderr (NULL with inherit_output);
- * the worker's stdin is the null device.  Nothing else of the parent
- * (descriptor or handle) reaches the worker.  On POSIX the worker leads a
- * process group of its own; on Windows it is in a kill-on-close job object
- * before it runs.  PP_ESPAWN with the OS reason on failure (exec failed, no
- * such file), with nothing left open. */
-int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
-              pp__chan_t **out, pp__chan_t **err);
+ * failed to be).  The worker's stdin is the null device.  Nothing else of
+ * the parent (descriptor or handle) reaches the worker.  On POSIX the worker
+ * leads a process group of its own; on Windows it is in a kill-on-close job
+ * object before it runs.  PP_ESPAWN with the OS reason on failure (exec
+ * failed, no such file), with nothing left open. */
+int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned);
 
 /* Returns the worker's process id. */
 int64_t pp__proc_pid(const pp__proc_t *proc);
@@ -191,6 +358,14 @@ int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len);
  * afterwards. */
 int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms);
 
+/* Waits up to timeout_ms (negative = no limit) until one of `n` channels
+ * (at most 8) could be read without blocking, like pp__chan_wait, and sets
+ * ready[i] for each.  Returns how many are ready, 0 at the timeout. */
+int pp__chan_poll(pp__chan_t **chans, int n, int64_t timeout_ms, int *ready);
+
+/* Returns 1 if the channel's other end has closed it (nothing is read). */
+int pp__chan_ended(pp__chan_t *chan);
+
 /* Ends the stream for the reader: reads (one blocked in another thread, and
  * every later one) return the bytes already received and then PP_ECLOSED,
  * without waiting for more; writes fail.  Used once a worker has ended or
@@ -205,8 +380,22 @@ void pp__chan_close(pp__chan_t *chan);
  * stderr, which may be a terminal. */
 #define PP__ATTACH_INHERIT_OUTPUT 1
 
+/* What pp__worker_attach hands the worker. */
+typedef struct pp__attached_s {
+  pp__chan_t *chan;
+  void *shm_base; /* the shared mapping, mapped */
+  uint64_t shm_size;
+  pp__wake_t *wake_worker; /* to sleep on */
+  pp__wake_t *wake_parent; /* to signal */
+  /* The read ends of its own stdout and stderr, or NULL (inherited
+   * output). */
+  pp__chan_t *out;
+  pp__chan_t *err;
+} pp__attached_t;
+
 /* Worker side: parses the platform part of the reserved argument (the text
- * before the first ':'), opens the channel to the parent, closes every other
+ * before the last ':'), opens the channel to the parent, maps the shared
+ * memory, takes its wake objects and output ends, closes every other
  * inherited descriptor, keeps the channel out of processes a task forks
  * (where the OS lets it), and arranges to die with the parent where the OS
  * can (PR_SET_PDEATHSIG with a re-check of the parent pid `parent_pid`; the
@@ -214,19 +403,38 @@ void pp__chan_close(pp__chan_t *chan);
  * start-up on Windows.  With PP__ATTACH_INHERIT_OUTPUT on POSIX it ignores
  * SIGTTOU: the worker leads its own process group, which is a background
  * group on the parent's terminal, and with `stty tostop` its first write
- * would stop it.  Returns 0 and sets *chan, or PP_EINVAL / PP_EIO. */
+ * would stop it.  Returns 0, or PP_EINVAL / PP_EIO. */
 int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
-                      pp__chan_t **chan);
+                      pp__attached_t *attached);
 
-/* Worker side, right after pp__worker_attach: sets the buffering of
- * stdout so that the lines a task prints reach the parent while it runs.
- * POSIX: line buffering (with a real size: a size of 0 is not portable).
- * Windows: no buffering, because the Microsoft C runtimes treat _IOLBF as
- * full buffering, and the Universal CRT ends the process (fast fail
- * 0xC0000409) for _IOLBF with a size below 2.  Returns 0, or PP_EIO when
- * the C runtime refuses the mode (which would end the process on real
- * Windows, so the worker refuses to start). */
-int pp__worker_stdio(void);
+/* ---- a worker's stdio (system.c, worker.c) --------------------------- */
+
+/* Bytes a stream holds in its buffer, not yet written; -1 where the C
+ * library cannot tell (the Microsoft runtimes). */
+int pp__stdio_pending(FILE *fp);
+/* Takes a stream's lock if no other thread holds it: returns 1 if taken. */
+int pp__stdio_trylock(FILE *fp);
+void pp__stdio_unlock(FILE *fp);
+/* From a crash handler: writes what a fully buffered stream, whose buffer
+ * is `buf`, holds to its descriptor, with nothing but a system call. */
+void pp__stdio_salvage(FILE *fp, const char *buf);
+/* Sets stdout so that the lines a task prints reach the parent while it
+ * runs, and stderr unbuffered; for workers whose output is inherited, or
+ * whose C library has no pp__stdio_pending().  POSIX: line buffering
+ * (with a real size: a size of 0 is not portable).  Windows: the
+ * Microsoft C runtimes treat _IOLBF as full buffering, the Universal CRT
+ * ends the process (fast fail 0xC0000409) for _IOLBF with a size below 2,
+ * and unbuffered output makes mingw's printf one write per character; so
+ * stdout gets a small full buffer that a thread flushes a few times a
+ * second.  Returns 0, or PP_EIO when the C runtime refuses the mode (which
+ * would end the process on real Windows, so the worker refuses to
+ * start). */
+int pp__stdio_stream(void);
+/* Registers a function that runs when the worker is about to die of a
+ * crash (a fatal signal, an unhandled exception), before the system ends
+ * it; it must be async-signal-safe.  Only where the application has not
+ * installed a handler of its own. */
+void pp__worker_set_crash_hook(void (*hook)(void));
 
 /* Worker side: ends this process at once with `code`, like _Exit: stdio
  * buffers are not flushed (the caller flushes what must go out; a flush
@@ -279,6 +487,10 @@ void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]);
 
 /* Returns the number of CPUs this process may run on (at least 1). */
 int pp__cpu_count(void);
+
+/* Returns how many descriptors this process may have open (the soft
+ * RLIMIT_NOFILE), or -1 where handles have no such limit (Windows). */
+int64_t pp__fd_limit(void);
 
 /* Returns the id of the calling process. */
 int64_t pp__self_pid(void);

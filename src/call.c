@@ -1,7 +1,7 @@
 /*
  * call.c - what a task uses: pp_call_reply*, pp_call_fail, pp_log; and the
- * inline (debug) mode, which runs a call in the caller's thread through the
- * same frame encoding as a worker.
+ * conventions of running a task (pp__call_run), shared by workers and the
+ * inline mode.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,44 +19,107 @@ static int reply_failed(pp_call_t *call, int status) {
   return status;
 }
 
-/* Makes `p` (malloc'd, `len` bytes) the call's result. */
-static void reply_set(pp_call_t *call, void *p, size_t len) {
-  free(call->reply);
+/* Frees the call's reply, wherever it lives. */
+static void reply_drop(pp_call_t *call) {
+  if (call->reply_in_hint || call->reply_in_arg)
+    ; /* the mapping is the worker's (borrowed), not the reply's */
+  else if (call->reply_shm != NULL)
+    pp__shm_close(call->reply_shm);
+  else if (call->reply != call->small)
+    free(call->reply);
+  call->reply = NULL;
+  call->reply_shm = NULL;
+  call->reply_in_hint = 0;
+  call->reply_in_arg = 0;
+  call->reply_len = 0;
+}
+
+/* Makes `p` (`len` bytes, malloc'd or the base of `shm`) the call's
+ * result. */
+static void reply_set(pp_call_t *call, void *p, size_t len, pp__shm_t *shm,
+                      int in_hint) {
+  reply_drop(call);
   call->reply = p;
+  call->reply_shm = shm;
+  call->reply_in_hint = in_hint;
   call->reply_len = len;
   free(call->reply_error);
   call->reply_error = NULL;
   call->reply_status = 0;
 }
 
+/* Memory for a reply of `len` bytes: in a worker, a large one goes straight
+ * into a blob, the shared mapping it will be handed over in (the parent's
+ * reply hint when it is large enough), so it is never copied again; a
+ * small one into the call's own buffer; otherwise the
+ * heap. */
+static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
+                          int *in_hint) {
+  *shm = NULL;
+  *in_hint = 0;
+  if (call->blob_min > 0 && len >= call->blob_min && call->hint != NULL &&
+      len <= pp__shm_len(call->hint)) {
+    /* The parent's spare: no fresh pages here, no mapping there.  Once
+     * only: a second reply may not reuse what the first one holds. */
+    *shm = call->hint;
+    *in_hint = 1;
+    call->hint = NULL;
+    return pp__shm_base(*shm);
+  }
+  if (call->blob_min > 0 && len >= call->blob_min)
+    return pp__shm_create(len, PP__SHM_POPULATE, shm) == 0 ? pp__shm_base(*shm)
+                                                           : NULL;
+  /* The small buffer, unless the current reply is in it (a task may reply
+   * with bytes of its previous reply). */
+  if (len <= sizeof(call->small) && call->reply != call->small)
+    return call->small;
+  return malloc(len ? len : 1);
+}
+
 int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
+  pp__shm_t *shm;
+  int in_hint;
   void *p;
   if (call == NULL)
     return pp__set_error(PP_EINVAL, "pp_call_reply: call is NULL");
   if (data == NULL && len > 0)
     return reply_failed(call, pp__set_error(PP_EINVAL, "pp_call_reply: data "
                                             "is NULL with len %zu", len));
-  p = malloc(len ? len : 1);
+  if (call->arg_map != NULL && call->blob_min > 0 && len >= call->blob_min &&
+      (const unsigned char *)data >= call->arg_map &&
+      (uint64_t)((const unsigned char *)data - call->arg_map) <=
+          call->arg_map_len &&
+      len <= call->arg_map_len -
+                 (uint64_t)((const unsigned char *)data - call->arg_map)) {
+    /* Part of the argument, which the parent has mapped: the result is a
+     * view of the same memory, with nothing copied anywhere. */
+    reply_set(call, (void *)data, len, NULL, 0);
+    call->reply_in_arg = 1;
+    return 0;
+  }
+  p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL)
     return reply_failed(call, pp__set_error(PP_ENOMEM,
                                             "pp_call_reply: %zu bytes", len));
   if (len)
     memcpy(p, data, len);
-  reply_set(call, p, len);
+  reply_set(call, p, len, shm, in_hint);
   return 0;
 }
 
 void *pp_call_reply_alloc(pp_call_t *call, size_t len) {
+  pp__shm_t *shm;
+  int in_hint;
   void *p;
   if (call == NULL)
     return NULL;
-  p = malloc(len ? len : 1);
+  p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL) {
     reply_failed(call, pp__set_error(PP_ENOMEM, "pp_call_reply_alloc: %zu "
                                      "bytes", len));
     return NULL;
   }
-  reply_set(call, p, len);
+  reply_set(call, p, len, shm, in_hint);
   return p;
 }
 
@@ -71,7 +134,7 @@ int pp_call_replyf(pp_call_t *call, const char *fmt, ...) {
   va_end(ap);
   if (rc)
     return reply_failed(call, rc);
-  reply_set(call, (void *)buf.data, buf.len);
+  reply_set(call, (void *)buf.data, buf.len, NULL, 0);
   return 0;
 }
 
@@ -98,7 +161,7 @@ uint64_t pp_call_id(const pp_call_t *call) {
 }
 
 void pp__call_clear(pp_call_t *call) {
-  free(call->reply);
+  reply_drop(call);
   free(call->fail_message);
   free(call->reply_error);
   memset(call, 0, sizeof(*call));
@@ -109,9 +172,7 @@ int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
   int rc = task->fn(call, arg, len);
   if (rc == 0 && !call->failed && call->reply_status == 0)
     return 0;
-  free(call->reply);
-  call->reply = NULL;
-  call->reply_len = 0;
+  reply_drop(call);
   if (call->failed)
     return PP_ETASK;
   if (call->reply_status != 0) {
@@ -148,114 +209,4 @@ void pp_log(int level, const char *fmt, ...) {
   if (pp__inline_log(level, msg, (size_t)n) == 0)
     return;
   fprintf(stderr, "[procpool log%d] %s\n", level, msg);
-}
-
-/* ---- inline mode ---- */
-
-static PP__THREAD_LOCAL pp_pool_t *inline_pool;
-static PP__THREAD_LOCAL uint64_t inline_call;
-
-void pp__inline_enter(pp_pool_t *pool, uint64_t call_id) {
-  inline_pool = pool;
-  inline_call = call_id;
-}
-
-void pp__inline_leave(void) {
-  inline_pool = NULL;
-  inline_call = 0;
-}
-
-int pp__inline_log(int level, const char *text, size_t len) {
-  if (inline_pool == NULL)
-    return -1;
-  pp__log_text(inline_pool, 0, inline_call, PP_LOG_TASK, level, text, len);
-  return 0;
-}
-
-/* Encodes a frame into memory and decodes it again, exactly as a channel
- * would carry it, so inline mode exercises the same checks. */
-static int round_trip(int type, uint64_t id, const void *p1, size_t n1,
-                      const void *p2, size_t n2, unsigned char **payload,
-                      pp__frame_t *fr) {
-  unsigned char *buf = malloc(PP__WIRE_HEADER + n1 + n2 + 1);
-  int rc;
-  *payload = NULL;
-  if (buf == NULL)
-    return pp__set_error(PP_ENOMEM, "inline: cannot copy %zu bytes", n1 + n2);
-  pp__wire_put_header(buf, type, id, (uint64_t)n1 + n2);
-  if (n1)
-    memcpy(buf + PP__WIRE_HEADER, p1, n1);
-  if (n2)
-    memcpy(buf + PP__WIRE_HEADER + n1, p2, n2);
-  buf[PP__WIRE_HEADER + n1 + n2] = '\0';
-  rc = pp__wire_check_header(buf, fr);
-  if (rc) {
-    free(buf);
-    return rc;
-  }
-  memmove(buf, buf + PP__WIRE_HEADER, n1 + n2 + 1);
-  *payload = buf;
-  return 0;
-}
-
-int pp__inline_init(pp_pool_t *pool) {
-  const pp_task_t *task = pp__task_find(pool->tasks, pool->init_task);
-  pp_call_t call;
-  int status;
-
-  memset(&call, 0, sizeof(call));
-  pp__inline_enter(pool, 0);
-  status = pp__call_run(task, &call, pool->init_arg, pool->init_arg_len);
-  pp__inline_leave();
-  if (status != 0)
-    pp__set_error(status, "initializer '%s' failed in inline mode: %s",
-                  pool->init_task,
-                  call.fail_message ? call.fail_message : pp_strerror(status));
-  pp__call_clear(&call);
-  return status;
-}
-
-void pp__inline_run(pp_future_t *f) {
-  pp_pool_t *pool = f->pool;
-  unsigned char prefix[2 + PP__NAME_MAX];
-  unsigned char *payload = NULL, *reply = NULL;
-  char name[PP__NAME_MAX + 1];
-  const pp_task_t *task;
-  pp_call_t call;
-  pp__frame_t fr;
-  size_t plen, off;
-  int status;
-
-  memset(&call, 0, sizeof(call));
-  call.id = f->id;
-  plen = pp__wire_call_prefix(prefix, f->task);
-  status = round_trip(PP__FRAME_CALL, f->id, prefix, plen, f->arg, f->arg_len,
-                      &payload, &fr);
-  if (status == 0)
-    status = pp__wire_split_call(payload, fr.len, name, sizeof(name), &off);
-  if (status == 0) {
-    task = pp__task_find(pool->tasks, name);
-    pp__inline_enter(pool, f->id);
-    status = task ? pp__call_run(task, &call, payload + off, fr.len - off)
-                  : PP_ENOTASK;
-    pp__inline_leave();
-  }
-  free(payload);
-  if (status == 0)
-    status = round_trip(PP__FRAME_RESULT, f->id, call.reply, call.reply_len,
-                        NULL, 0, &reply, &fr);
-
-  pp__mutex_lock(pool->lock);
-  if (status == 0)
-    pp__future_finish(f, 0, reply, (size_t)fr.len, NULL, 0, 0);
-  else
-    pp__future_finish(f, status, NULL, 0,
-                      call.fail_message
-                          ? call.fail_message
-                          : pp__strdup_printf("%s", pp_last_error()),
-                      0, 0);
-  pp__mutex_unlock(pool->lock);
-  if (status != 0)
-    call.fail_message = NULL;
-  pp__call_clear(&call);
 }

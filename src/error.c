@@ -91,18 +91,3 @@ char *pp__strdup_printf(const char *fmt, ...) {
   va_end(ap);
   return s;
 }
-
-void pp_free(void *ptr) {
-  free(ptr);
-}
-
-void pp_results_free(pp_result_t *results, size_t n) {
-  size_t i;
-  if (results == NULL)
-    return;
-  for (i = 0; i < n; i++) {
-    free(results[i].data);
-    free(results[i].message);
-    memset(&results[i], 0, sizeof(results[i]));
-  }
-}

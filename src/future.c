@@ -1,163 +1,55 @@
 /*
  * future.c - one call: submit, wait, take the result, cancel, release.
  *
- * A future has two references while it is queued or running: the caller's
- * and the pool's.  The pool drops its own when the call finishes
- * (pp__future_finish), the caller when it calls pp_future_free(), so either
- * may go first.  Everything here runs under pool->lock.
+ * A future is a source of one call (source.c).  It has two references
+ * while its call is queued or running: the caller's and the pool's.  The
+ * pool drops its own when the call finishes, the caller when it calls
+ * pp_future_free(), so either may go first; the last future of a destroyed
+ * pool frees the pool.  Every field but the fixed ones is guarded by
+ * pool->lock.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-int pp__future_new(pp_pool_t *pool, const char *task, const void *arg,
-                   size_t len, int64_t timeout_ms, int copy, pp_future_t **out) {
-  pp_future_t *f = calloc(1, sizeof(*f));
-  if (f == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a future");
-  if (copy && len > 0) {
-    f->arg_owned = malloc(len);
-    if (f->arg_owned == NULL) {
-      free(f);
-      return pp__set_error(PP_ENOMEM, "cannot copy an argument of %zu bytes",
-                           len);
-    }
-    memcpy(f->arg_owned, arg, len);
-    arg = f->arg_owned;
-  }
-  f->pool = pool;
-  f->task = task;
-  f->arg = arg;
-  f->arg_len = len;
-  f->timeout_ms = timeout_ms;
-  f->chunk = 1;
-  f->refs = 2;
-  f->deadline = PP__NEVER;
-  f->cancel_deadline = PP__NEVER;
-  pp__mutex_lock(pool->lock);
-  pool->live_futures++;
-  pp__mutex_unlock(pool->lock);
-  *out = f;
-  return 0;
-}
+struct pp_future_s {
+  pp__src_t src;      /* its one call */
+  pp_buf_t arg;       /* the argument src.args points to */
+  void *arg_owned;    /* a copy of it, unless borrowed */
+  int refs;
+  int done;
+  pp_result_t res;
+};
 
-void pp__future_unref(pp_future_t *f) {
+/* Drops one reference; pool->lock held.  Frees at zero. */
+static void unref_locked(pp_future_t *f) {
   if (--f->refs > 0)
     return;
-  f->pool->live_futures--;
+  f->src.pool->live_futures--;
   free(f->arg_owned);
-  free(f->res.data);
+  pp_free(f->res.data);
   free(f->res.message);
+  free(f->src.retry);
   free(f);
 }
 
-void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
-                       char *message, int exit_code, int term_signal) {
-  pp_pool_t *pool = f->pool;
-  /* PP_EAGAIN means "not finished" to pp_future_status(); no finished call
-   * may report it (call.c and the wire already map other codes away). */
-  if (status == PP_EAGAIN)
-    status = PP_ETASK;
-  if (status != 0 && message == NULL)
-    message = pp__strdup_printf("%s", pp_strerror(status));
-  f->state = PP__DONE;
-  f->res.status = status;
-  f->res.data = data;
-  f->res.len = len;
-  f->res.message = message;
-  f->res.exit_code = exit_code;
-  f->res.term_signal = term_signal;
-  pool->stats.calls_completed++;
-  if (f->group != NULL) {
-    f->qnext = NULL;
-    if (f->group->done_tail)
-      f->group->done_tail->qnext = f;
-    else
-      f->group->done_head = f;
-    f->group->done_tail = f;
-  }
-  /* The slot thread's hot path wakes the waiters after it has let go of the
-   * lock, so that they do not wake only to block on it. */
-  if (pool->defer_wakeup)
-    pool->wakeup_pending = 1;
-  else
-    pp__cond_broadcast(pool->done_cond);
-  pp__future_unref(f);
-}
-
-int pp__future_enqueue(pp_future_t *f) {
-  pp_pool_t *pool = f->pool;
-  pp__mutex_lock(pool->lock);
-  if (pool->closing) {
-    pp__mutex_unlock(pool->lock);
-    return pp__set_error(PP_ECLOSED, "the pool is being destroyed");
-  }
-  f->id = ++pool->next_id;
-  pool->stats.calls_submitted++;
-  if (pool->inline_mode) {
-    pp__mutex_unlock(pool->lock);
-    pp__inline_run(f);
-    return 0;
-  }
-  if (pp__pool_hopeless_locked(pool)) {
-    /* No worker can start (each slot failed again and again): the call
-     * fails now rather than wait for a worker that may never come.  The
-     * slots keep trying, and calls queue again once one succeeds. */
-    pp__future_finish(f, PP_ESPAWN, NULL, 0,
-                      pp__strdup_printf("no worker of the pool can be "
-                                        "started: %s", pool->broken_reason),
-                      0, 0);
-    pp__mutex_unlock(pool->lock);
-    return 0;
-  }
-  f->qnext = NULL;
-  f->qprev = pool->q_tail;
-  if (pool->q_tail)
-    pool->q_tail->qnext = f;
-  else
-    pool->q_head = f;
-  pool->q_tail = f;
-  pp__cond_signal(pool->work_cond);
-  pp__mutex_unlock(pool->lock);
-  return 0;
-}
-
-void pp__future_cancel_locked(pp_future_t *f) {
-  pp_pool_t *pool = f->pool;
-  if (f->state == PP__DONE || f->cancel)
-    return;
-  f->cancel = 1;
-  if (f->state == PP__QUEUED) {
-    if (f->qprev)
-      f->qprev->qnext = f->qnext;
-    else
-      pool->q_head = f->qnext;
-    if (f->qnext)
-      f->qnext->qprev = f->qprev;
-    else
-      pool->q_tail = f->qprev;
-    f->qnext = f->qprev = NULL;
-    pp__future_finish(f, PP_ECANCELED, NULL, 0,
-                      pp__strdup_printf("call %llu of '%s' was cancelled "
-                                        "before it ran",
-                                        (unsigned long long)f->id, f->task),
-                      0, 0);
-    return;
-  }
-  /* Running: the watch thread tells the worker, and kills it when the grace
-   * period is over. */
-  f->cancel_deadline = pp__deadline_ms(pool->grace_ms);
-  pp__watch_poke(pool);
+static int future_done(pp__src_t *src, size_t index, pp_result_t *r) {
+  pp_future_t *f = (pp_future_t *)src;
+  (void)index;
+  f->res = *r;
+  f->done = 1;
+  unref_locked(f);
+  return 1;
 }
 
 int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
                    size_t len, const pp_call_options_t *options,
                    pp_future_t **future) {
   const pp_task_t *t;
-  pp_future_t *f = NULL;
+  pp_future_t *f;
   int64_t timeout;
-  int rc;
+  int rc, last = 0;
 
   if (future != NULL)
     *future = NULL;
@@ -168,27 +60,79 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   if (t == NULL)
     return pp__set_error(PP_ENOTASK, "pp_pool_submit: no task named '%s'",
                          task);
+  f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return pp__set_error(PP_ENOMEM, "cannot allocate a future");
+  if (!(options && options->borrow_arg) && len > 0) {
+    f->arg_owned = malloc(len);
+    if (f->arg_owned == NULL) {
+      free(f);
+      return pp__set_error(PP_ENOMEM, "cannot copy an argument of %zu bytes",
+                           len);
+    }
+    memcpy(f->arg_owned, arg, len);
+    arg = f->arg_owned;
+  }
+  f->arg.data = arg;
+  f->arg.len = len;
+  f->refs = 2;
   timeout = options && options->timeout_ms ? options->timeout_ms
                                            : pool->call_timeout_ms;
-  rc = pp__future_new(pool, t->name, arg, len, timeout,
-                      !(options && options->borrow_arg), &f);
-  if (rc)
-    return rc;
-  rc = pp__future_enqueue(f);
-  if (rc) {
-    int last;
-    pp__mutex_lock(pool->lock);
+  pp__src_init(&f->src, pool, t, &f->arg, 1, timeout, 1, future_done);
+
+  pp__mutex_lock(pool->lock);
+  pool->live_futures++;
+  rc = pp__src_queue_locked(&f->src);
+  if (rc != 0) {
+    /* A destroy that raced with this submit may leave the pool to us. */
     f->refs = 1;
-    pp__future_unref(f);
-    /* A destroy that raced with this submit left the pool to us. */
+    unref_locked(f);
     last = pp__pool_unused_locked(pool);
-    pp__mutex_unlock(pool->lock);
+  }
+  pp__mutex_unlock(pool->lock);
+  if (rc != 0) {
     if (last)
       pp__pool_free(pool);
     return rc;
   }
+  if (pool->inline_mode) {
+    pp__inline_run(&f->src, 0);
+  } else if (!pp__loop_dispatch(pool)) {
+    /* The I/O thread was busy, or has more to do than this thread did. */
+    pp__mutex_lock(pool->lock);
+    pp__pool_wake_locked(pool);
+    pp__mutex_unlock(pool->lock);
+  }
   *future = f;
   return 0;
+}
+
+/* Returns f->done, read under the lock. */
+static int is_done(pp_future_t *f) {
+  int done;
+  pp__mutex_lock(f->src.pool->lock);
+  done = f->done;
+  pp__mutex_unlock(f->src.pool->lock);
+  return done;
+}
+
+/* Before it sleeps, a waiter looks for its result itself for a short
+ * while (pp__loop_assist): a tiny call's result is there within tens of
+ * microseconds, and reading it here saves two thread wake-ups (the I/O
+ * thread's and then ours), which cost more than the call.  The spin is
+ * bounded in time and gives the CPU away every few turns. */
+static void wait_spin(pp_future_t *f, int64_t end) {
+  int64_t until = pp__now_us() + PP__WAIT_SPIN_US;
+  unsigned turn = 0;
+  if (end != PP__NEVER && end < until)
+    until = end;
+  for (;;) {
+    if (pp__loop_assist(f->src.pool) && is_done(f))
+      return;
+    pp__spin_turn(turn);
+    if ((turn & 15) == 0 && (pp__now_us() >= until || is_done(f)))
+      return;
+  }
 }
 
 int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
@@ -197,17 +141,20 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
   int rc = 0;
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_wait: future is NULL");
-  pool = f->pool;
+  pool = f->src.pool;
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
+  if (timeout_ms != 0 && !pool->inline_mode)
+    wait_spin(f, end);
   pp__mutex_lock(pool->lock);
-  while (f->state != PP__DONE) {
+  while (!f->done) {
     if (end == PP__NEVER) {
       pp__cond_wait(pool->done_cond, pool->lock);
       continue;
     }
     if (pp__now_us() >= end) {
       rc = pp__set_error(PP_ETIMEDOUT, "call %llu has not finished in %lld ms",
-                         (unsigned long long)f->id, (long long)timeout_ms);
+                         (unsigned long long)f->src.first_id,
+                         (long long)timeout_ms);
       break;
     }
     pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(end));
@@ -220,9 +167,9 @@ int pp_future_status(pp_future_t *f) {
   int rc;
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_status: future is NULL");
-  pp__mutex_lock(f->pool->lock);
-  rc = f->state == PP__DONE ? f->res.status : PP_EAGAIN;
-  pp__mutex_unlock(f->pool->lock);
+  pp__mutex_lock(f->src.pool->lock);
+  rc = f->done ? f->res.status : PP_EAGAIN;
+  pp__mutex_unlock(f->src.pool->lock);
   return rc;
 }
 
@@ -230,26 +177,27 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_take: NULL argument");
-  pp__mutex_lock(f->pool->lock);
-  if (f->state != PP__DONE) {
+  pp__mutex_lock(f->src.pool->lock);
+  if (!f->done) {
     rc = pp__set_error(PP_EAGAIN, "call %llu has not finished",
-                       (unsigned long long)f->id);
+                       (unsigned long long)f->src.first_id);
   } else {
     *result = f->res;
     f->res.data = NULL;
     f->res.len = 0;
     f->res.message = NULL;
   }
-  pp__mutex_unlock(f->pool->lock);
+  pp__mutex_unlock(f->src.pool->lock);
   return rc;
 }
 
 int pp_future_cancel(pp_future_t *f) {
   if (f == NULL)
     return pp__set_error(PP_EINVAL, "pp_future_cancel: future is NULL");
-  pp__mutex_lock(f->pool->lock);
-  pp__future_cancel_locked(f);
-  pp__mutex_unlock(f->pool->lock);
+  pp__mutex_lock(f->src.pool->lock);
+  if (!f->done)
+    pp__src_cancel_locked(&f->src);
+  pp__mutex_unlock(f->src.pool->lock);
   return 0;
 }
 
@@ -258,10 +206,11 @@ void pp_future_free(pp_future_t *f) {
   int last;
   if (f == NULL)
     return;
-  pool = f->pool;
+  pool = f->src.pool;
   pp__mutex_lock(pool->lock);
-  pp__future_cancel_locked(f);
-  pp__future_unref(f);
+  if (!f->done)
+    pp__src_cancel_locked(&f->src);
+  unref_locked(f);
   /* The last future of a destroyed pool frees what the pool left for it. */
   last = pp__pool_unused_locked(pool);
   pp__mutex_unlock(pool->lock);

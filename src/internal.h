@@ -1,19 +1,42 @@
 /*
  * internal.h - private declarations shared by the core's files.
  *
- * The parent side of a pool is built from these pieces:
- *   pool.c    pp_pool_t: creation, the call queue, destruction, statistics
- *   slot.c    one thread per worker: send calls, read replies, notice
- *             death, replace
- *   start.c   starting a slot's worker: spawn, handshake, initializer
- *   watch.c   the timer thread: timeouts and the grace period of cancels
- *   future.c  pp_future_t: submit, wait, take, cancel, completion
- *   map.c     map, starmap and the unordered map on top of futures
- *   output.c  capture of worker stdout/stderr as tagged lines, log callbacks
- *   clock.c   deadlines on the monotonic clock
- *   digest.c  a small digest for build ids
- * and the worker side: worker.c (pp_worker_main and the serve loop) and
- * call.c (pp_call_* and pp_log in a worker, and the inline (debug) mode).
+ * The files, in dependency order: each uses only those above it (and
+ * platform/), never one below, so the core reads bottom-up.
+ *
+ *   error.c    status names, the thread's last error
+ *   blob.c     large results in shared memory, and pp_free
+ *   clock.c    deadlines on the monotonic clock
+ *   digest.c   a small digest for build ids
+ *   wire.c     little-endian byte helpers
+ *   tuple.c    pp_pack / pp_unpack
+ *   ring.c     the memory shared with a worker: control block, rings
+ *   registry.c task tables, task libraries, APR set-up
+ *   call.c     what a task uses: pp_call_*, pp_log, running a task
+ *   capture.c  a worker's stdout/stderr and its watch on the parent
+ *   worker.c   pp_worker_main: the worker side of a pool
+ *   output.c   the parent's side of output: lines, log callbacks
+ *   source.c   sources of calls (futures, maps) and how calls finish
+ *   inline.c   the inline (debug) executor
+ *   life.c     one worker process's life: spawn, hello, initializer,
+ *              retire, death, reap
+ *   loop.c     the pool's I/O thread: dispatch, results, deadlines
+ *   pool.c     pp_pool_create / pp_pool_destroy, statistics
+ *   future.c   pp_pool_submit and pp_future_*
+ *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
+ *
+ * Threads and locks of a pool (the full rule is written at each field):
+ *   - whoever holds io_lock owns the workers: their processes, rings and
+ *     in-flight lists.  That is the pool's I/O thread (loop.c) in its
+ *     rounds, or, briefly, a caller that hands out calls it submitted
+ *     (pp__loop_dispatch) or reads the result it waits for
+ *     (pp__loop_assist); starting, burying and deadlines stay the I/O
+ *     thread's alone;
+ *   - pool->lock guards what callers and the I/O thread share: the queue of
+ *     pending sources, every source's counters and outcomes, futures'
+ *     state, statistics, and the few worker fields callers read (marked);
+ *   - log_lock only serializes the log callback and is never taken with
+ *     pool->lock held.
  */
 #ifndef PP_INTERNAL_H
 #define PP_INTERNAL_H
@@ -24,32 +47,45 @@
 
 #include <apr_dso.h>
 #include <apr_pools.h>
-#include <apr_thread_cond.h>
-#include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 
 #include "../platform/platform.h"
 #include "error.h"
 #include "procpool.h"
+#include "queue.h"
+#include "ring.h"
 #include "wire.h"
-
 
 /* Deepest nesting of pools inside workers. */
 #define PP__MAX_DEPTH 8
 /* The reserved argument's prefix, and the worker host's library option. */
 #define PP__WORKER_ARG "--procpool-worker="
 #define PP__LIBRARY_ARG "--procpool-library="
-/* Calls a worker may hold at once when a map pipelines them. */
-#define PP__MAX_CHUNK 64
 /* Default grace of a cancelled running call. */
 #define PP__DEFAULT_GRACE_MS 1000
-/* Output marker a worker writes to stdout and stderr when a call starts:
- * NUL "PP", 16 hex digits of the call id, 16 hex digits of the worker's
- * secret marker key (sent to the parent in HELLO, so a task that prints a
- * marker-like sequence cannot retag its lines), then a newline. */
-#define PP__MARK_LEN 36
 /* How long a starting worker may take to say HELLO by default. */
 #define PP__DEFAULT_START_TIMEOUT_MS 30000
+/* Descriptors the parent holds per worker (POSIX: channel, stdout, stderr,
+ * wake object, shared memory, pidfd), and a margin for the rest of the
+ * program, for the check in pp_pool_create. */
+#define PP__FDS_PER_WORKER 6
+#define PP__FDS_SPARE 64
+/* How long either side spins, looking at a ring, before it sleeps. */
+#define PP__SPIN_US 20
+/* How long a caller waiting for a call looks for its result itself
+ * (future.c) before it sleeps. */
+#define PP__WAIT_SPIN_US 100
+
+/* One turn of a spin-wait: a pause, and every 16th turn the CPU is
+ * offered to other threads: the thread being waited for may need this
+ * very CPU (a loaded machine, or fewer cores than busy threads), and a
+ * spin that keeps it off would only delay what it waits for. */
+#define pp__spin_turn(turn)                                                    \
+  do {                                                                         \
+    pp__cpu_relax();                                                           \
+    if ((++(turn) & 15) == 0)                                                  \
+      apr_thread_yield();                                                      \
+  } while (0)
 
 /* ---- clock.c ---- */
 
@@ -61,6 +97,39 @@
 int64_t pp__deadline_ms(int64_t ms);
 /* Returns the microseconds until `deadline`, 0 if it has passed. */
 int64_t pp__us_left(int64_t deadline);
+
+/* ---- blob.c: blobs handed to the caller ---- */
+
+/* Hands the caller memory that lives in a shared mapping (a large result):
+ * pp_free() of the returned address unmaps it.  Returns the address. */
+void *pp__blob_adopt(pp__shm_t *shm);
+/* Hands out one more pointer into a blob that is handed out already (a
+ * result that is part of the caller's shared argument): returns base +
+ * offset, which pp_free() takes back like any other, or NULL if the blob
+ * is no longer there. */
+void *pp__blob_share(pp__shm_t *shm, uint64_t offset);
+/* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
+ * blob result), with its mapping and the offset of ptr in it.  The mapping
+ * stays the caller's: it may be sent, not closed. */
+int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+                  uint64_t *offset);
+
+/* Spare mappings (any thread): at most PP__SPARE_MAX of them, and
+ * PP__SPARE_BYTES in all; smaller ones than PP__SPARE_MIN are not kept. */
+#define PP__SPARE_MAX 8
+#define PP__SPARE_MIN (256 * 1024)
+#define PP__SPARE_BYTES ((uint64_t)1 << 30)
+/* Takes the smallest spare of min..max bytes, or returns NULL. */
+pp__shm_t *pp__spare_take(uint64_t min, uint64_t max);
+/* A spare of len..2*len bytes, or a new mapping of len bytes; NULL (with
+ * pp_last_error() set) if neither. */
+pp__shm_t *pp__spare_or_new(uint64_t len);
+/* Keeps a mapping nobody uses any more as a spare, or closes it (NULL is
+ * ignored). */
+void pp__spare_give(pp__shm_t *shm);
+/* Counts the pools alive (+1 at create, -1 at free): spares are kept only
+ * while one is, and closed when the last one goes. */
+void pp__spare_users(int delta);
 
 /* ---- registry.c ---- */
 
@@ -74,9 +143,6 @@ const pp_task_t *pp__tasks_default(void);
 int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table);
 /* Checks that a table is usable: names unique, non-empty, functions set. */
 int pp__tasks_check(const pp_task_t *table);
-
-/* ---- apr glue (registry.c) ---- */
-
 /* Initializes APR once per process, from any number of threads at once.  It
  * is never terminated: pools may live until the process ends, and APR's
  * memory goes with the process. */
@@ -84,155 +150,296 @@ int pp__apr_init(void);
 /* Translates an APR status into PP_* and records a message. */
 int pp__from_apr(apr_status_t rv, const char *what);
 
-/* ---- futures ---- */
+/* ---- call.c: running a task (worker side, and inline mode) ---- */
 
-typedef enum { PP__QUEUED = 0, PP__RUNNING = 1, PP__DONE = 2 } pp__state_t;
+/* Replies up to this size need no allocation. */
+#define PP__CALL_SMALL 64
 
-typedef struct pp__group_s pp__group_t;
-typedef struct pp__slot_s pp__slot_t;
-
-struct pp_future_s {
-  pp_pool_t *pool;
+struct pp_call_s {
   uint64_t id;
-  const char *task;       /* name, owned by the task table */
-  const void *arg;        /* the argument (borrowed or arg_owned) */
-  size_t arg_len;
-  void *arg_owned;
-  int64_t timeout_ms;     /* effective; <= 0 means none */
-  size_t chunk;           /* calls a slot may take together with this one */
-  pp__state_t state;
-  int refs;               /* the caller's and the pool's */
-  int cancel;             /* cancel requested */
-  pp_result_t res;
-  pp__group_t *group;     /* the map it belongs to, or NULL */
-  size_t index;           /* position in that map */
-  pp_future_t *qnext;     /* the pool's queue, or a group's done list */
-  pp_future_t *qprev;
-  pp__slot_t *slot;       /* while running */
-  int64_t deadline;       /* PP__NEVER = none; set when it starts running */
-  int64_t cancel_deadline; /* PP__NEVER = none */
-  int cancel_sent;
+  void *reply;
+  size_t reply_len;
+  pp__shm_t *reply_shm; /* the reply lives in this blob (a large one) */
+  int reply_in_hint;    /* ... which is the call's reply hint */
+  int reply_in_arg;     /* the reply is part of the argument's mapping:
+                           nothing to copy or free */
+  const unsigned char *arg_map; /* that mapping (a blob argument), or NULL */
+  uint64_t arg_map_len;
+  pp__shm_t *hint;      /* the reply hint the parent sent, unused so far;
+                           borrowed from the worker (worker.c), which
+                           closes or keeps it after the call */
+  size_t blob_min;      /* replies this large go straight into a blob;
+                           0 = never (inline mode) */
+  char *fail_message;
+  int failed;        /* pp_call_fail() was called */
+  int reply_status;  /* a pp_call_reply*() that failed: PP_EINVAL, PP_ENOMEM */
+  char *reply_error; /* and why */
+  /* Small replies live here, so that a map of tiny calls allocates
+   * nothing per call in the worker. */
+  unsigned char small[PP__CALL_SMALL];
 };
 
-/* A map waiting for its calls. */
-struct pp__group_s {
-  pp_future_t *done_head;
-  pp_future_t *done_tail;
-};
+/* Runs a task with the usual result conventions and returns the status:
+ * 0 (call->reply holds the result) or PP_E* (call->fail_message). */
+int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
+                 size_t len);
+/* Releases what a pp_call_t holds. */
+void pp__call_clear(pp_call_t *call);
+int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
 
-/* Fills the outcome and marks the future finished; pool->lock is held.
- * Takes ownership of data and message.  Drops the pool's reference. */
-void pp__future_finish(pp_future_t *f, int status, void *data, size_t len,
-                       char *message, int exit_code, int term_signal);
-/* Drops one reference; pool->lock is held.  Frees at zero. */
-void pp__future_unref(pp_future_t *f);
-/* Returns 1 if the pool has been destroyed and no future of it is left, so
- * the caller must call pp__pool_free() once it has let go of the lock;
- * pool->lock is held.  Whoever drops the last reference frees the pool:
- * pp_pool_destroy(), pp_future_free() or a map that was running in another
- * thread. */
-int pp__pool_unused_locked(pp_pool_t *pool);
-/* Frees what is left of a destroyed pool; lock NOT held. */
-void pp__pool_free(pp_pool_t *pool);
-/* Pools allocated and not yet freed in this process (for leak tests). */
-int pp__pool_count(void);
-/* Creates a queued future (refs = 2: caller and pool); pool->lock NOT held. */
-int pp__future_new(pp_pool_t *pool, const char *task, const void *arg,
-                   size_t len, int64_t timeout_ms, int copy, pp_future_t **out);
-/* Queues it (or runs it, inline); pool->lock NOT held. */
-int pp__future_enqueue(pp_future_t *f);
-/* Cancels; pool->lock held. */
-void pp__future_cancel_locked(pp_future_t *f);
+/* ---- capture.c and worker.c: the worker side ---- */
 
-/* ---- output.c ---- */
+/* Starts the worker's watch thread and sets up its stdout and stderr (out
+ * and err NULL: output is inherited). */
+int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err);
+/* Call `id` starts: notes where its output will begin, and that the watch
+ * thread tags what it drains with `id` from now on. */
+void pp__capture_call_start(uint64_t id);
+/* A call ended: sends on what it printed, tagged with its id. */
+void pp__capture_call_end(uint64_t id);
+/* The worker is about to exit: sends what is left and stops the thread. */
+void pp__capture_stop(void);
 
-typedef struct pp__drain_s pp__drain_t;
+/* The worker's nesting depth (0 in a process that is no worker). */
+int pp__worker_depth(void);
+/* The call the worker runs now, 0 between calls. */
+uint64_t pp__worker_current_call(void);
+/* Puts a record (the concatenation of two parts) into the result ring,
+ * from any thread of the worker, waiting for room if the ring is full.
+ * Returns 0, or -1 in a process that is no worker. */
+int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
+                   size_t n1, const void *p2, size_t n2);
+/* For the tests (tests/tasks.c, task "garble"): publishes a broken record
+ * in the result ring, as memory corruption in a task might. */
+void pp__worker_corrupt_results(void);
+/* Sends a LOG record if this process is a worker; returns 0 if it was
+ * sent, else the caller handles the message. */
+int pp__worker_log(int level, const char *text, size_t len);
 
-/* Starts a thread that reads a worker's stdout or stderr and delivers whole
- * lines to the pool's log callback.  Takes ownership of `chan`. */
-int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
-                    pp__chan_t *chan, pp__drain_t **drain);
-/* Sets the worker's marker key (from its HELLO), before any call is sent;
- * markers with another key are text. */
-void pp__drain_set_key(pp__drain_t *drain, uint64_t key);
-/* The worker has ended: makes the drain deliver what the worker wrote and
- * stop, without waiting for processes its task started that may still hold
- * the stream.  Does not wait; NULL is ignored. */
-void pp__drain_stop(pp__drain_t *drain);
-/* Waits for a stopped (or ended) drain and frees it.  If `last` is not NULL
- * it gets the last line the drain delivered (cut to `cap`), "" if none, so a
- * start failure can quote the worker's last words.  NULL is ignored. */
-void pp__drain_join(pp__drain_t *drain, char *last, size_t cap);
-/* Delivers one record to the pool's callback, serialized. */
+/* ---- output.c: worker output in the parent ---- */
+
+/* Assembles one stream's bytes into whole lines. */
+typedef struct pp__lines_s pp__lines_t;
+/* Delivers one record to the pool's callback, serialized by log_lock. */
 void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec);
-/* Delivers the message of a LOG frame from `worker`. */
-void pp__log_frame(pp_pool_t *pool, int worker, const pp__frame_t *fr,
-                   const unsigned char *payload);
 /* Splits text at newlines and delivers each line. */
 void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
                   pp_log_source_t source, int level, const char *text,
                   size_t len);
+/* Feeds output bytes of `worker` (written during call `id`) into `*lines`
+ * (created on first use) and delivers the lines they complete.  Returns 0
+ * or PP_ENOMEM. */
+int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
+                   pp_log_source_t source, uint64_t id, const void *bytes,
+                   size_t len);
+/* Delivers a last line without its newline, and frees. */
+void pp__lines_end(pp_pool_t *pool, pp__lines_t *lines);
 
-/* ---- slots ---- */
+/* ---- source.c: where calls come from and where their outcomes go ---- */
 
-/* Lock rules for a slot.  The slot thread owns the slot: it alone starts,
- * reaps and replaces the worker and reads the channel.  Other threads see:
- *   proc, chan, pid, ready, dying, inflight[], ninflight, kill_target,
- *   kill_status: written under pool->lock, read under it (the watch thread
- *   kills through proc and aborts chan under pool->lock, never blocking);
- *   chan writes: under wlock (the slot thread's calls and BYE, the watch
- *   thread's CANCEL, which only ever *tries* wlock so that a worker that
- *   stopped reading cannot stall the timer).
- * The rest (rd, out, err, calls, spawn_failures, key) is the slot thread's
- * alone. */
-struct pp__slot_s {
+typedef struct pp__src_s pp__src_t;
+
+/* What a source's owner does with a call's outcome; pool->lock held.  It
+ * takes ownership of the result's data and message, and returns 1 if a
+ * thread waiting on pool->done_cond for this source may now go on (its
+ * future is done, its map complete, or a callback has results to take),
+ * 0 if waking it would only put it to sleep again. */
+typedef int (*pp__src_done_fn)(pp__src_t *src, size_t index, pp_result_t *r);
+
+/* A source of calls: a submitted future (one call) or a map (n calls).
+ * Everything but the fixed part is guarded by pool->lock. */
+struct pp__src_s {
+  /* Fixed when it is queued. */
   pp_pool_t *pool;
-  int index;
-  apr_thread_t *thread;
-  pp__mutex_t *wlock;          /* serializes writes to chan */
-  pp__proc_t *proc;
-  pp__chan_t *chan;
-  pp__reader_t *rd;            /* buffered reads of chan */
-  pp__drain_t *out;
-  pp__drain_t *err;
-  int64_t pid;                 /* 0 when no worker runs */
-  int ready;                   /* the worker said HELLO and ran the init */
-  int dying;                   /* the slot thread is reaping: do not kill */
-  pp_future_t *inflight[PP__MAX_CHUNK];
-  size_t ninflight;
-  pp_future_t *kill_target;    /* the call a kill was meant for */
-  int kill_status;             /* what that call then reports */
-  uint64_t calls;              /* calls run by the current worker */
-  int started;                 /* first start-up finished (ok or not) */
-  int start_status;
-  char start_error[512];
-  int spawn_failures;          /* consecutive */
-  int broken;                  /* spawn_failures reached the give-up count */
+  const char *task;         /* name, owned by the task table */
+  size_t task_len;
+  const pp_buf_t *args;     /* n arguments, borrowed until it finishes */
+  size_t n;
+  int64_t timeout_ms;       /* <= 0: none */
+  size_t chunk;             /* calls of it a worker may hold at once */
+  uint64_t first_id;        /* call i has id first_id + i */
+  pp__src_done_fn done;
+  /* pool->lock. */
+  pp__queue_t link;         /* on pool->pending while it has calls to hand
+                               out; a lone link when not */
+  size_t next;              /* the first call never handed out */
+  size_t *retry;            /* calls to hand out again (their worker died
+                               before they started) */
+  size_t nretry, capretry;
+  size_t inflight;          /* calls on workers */
+  size_t finished;          /* calls with an outcome */
+  int cancel;               /* stop: calls not started end PP_ECANCELED */
 };
 
-int pp__slot_start(pp__slot_t *slot);
-/* Starts the slot's worker, checks its hello, runs the initializer (start.c).
- * Returns 0, or PP_ESPAWN / PP_ETASK / ... with nothing left running. */
-int pp__slot_spawn(pp__slot_t *s);
-/* Publishes a started worker (or, with NULLs, its absence) under
- * pool->lock (slot.c). */
-void pp__slot_publish(pp__slot_t *s, pp__proc_t *proc, pp__chan_t *chan);
-/* Stops (killing it at once if kill_now, else after 2 s) and reaps the
- * slot's worker, stops and joins its output drains and fills *st.  If
- * `last_err` is not NULL it gets the worker's last line on stderr (slot.c). */
-void pp__slot_reap(pp__slot_t *s, int kill_now, pp__exit_t *st,
-                   char *last_err, size_t cap);
-/* Returns 1 when no slot of the pool can start a worker (each failed
- * several times in a row), so that calls fail at once; pool->lock held. */
-int pp__pool_hopeless_locked(const pp_pool_t *pool);
-/* Thread body, in slot.c. */
-void *APR_THREAD_FUNC pp__slot_main(apr_thread_t *thread, void *data);
+/* Prepares a source (pool->lock NOT held; nothing is queued yet). */
+void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
+                  const pp_buf_t *args, size_t n, int64_t timeout_ms,
+                  size_t chunk, pp__src_done_fn done);
+/* Queues a source: assigns its ids, counts its calls; the caller then
+ * hands them out or wakes the I/O thread.  Returns 0, or PP_ECLOSED if the
+ * pool is being destroyed; pool->lock held. */
+int pp__src_queue_locked(pp__src_t *src);
+/* Takes the next call to hand to a worker; returns 1 and its index, or 0
+ * when the source has none left.  pool->lock held. */
+int pp__src_take_locked(pp__src_t *src, size_t *index);
+/* A call that was handed out goes back, to be handed out again first
+ * (its worker died before it started); pool->lock held. */
+int pp__src_give_back_locked(pp__src_t *src, size_t index);
+/* Gives a call its outcome and counts it; pool->lock held.  Takes
+ * ownership of data and message (a message is made from the status if
+ * there is none).  Returns 1 if the threads waiting on pool->done_cond
+ * should be woken (the source's owner says so, or the pool has nothing
+ * left to run, which pp_pool_destroy waits for); the caller broadcasts. */
+int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
+                           void *data, size_t len, char *message,
+                           int exit_code, int term_signal);
+/* Cancels the source: calls not handed out end PP_ECANCELED now; those on
+ * workers are told (by the I/O thread, which is woken).  pool->lock held. */
+void pp__src_cancel_locked(pp__src_t *src);
+/* Wakes the pool's I/O thread if it sleeps; pool->lock held. */
+void pp__pool_wake_locked(pp_pool_t *pool);
 
-/* ---- watch.c ---- */
+/* ---- inline.c ---- */
 
-void *APR_THREAD_FUNC pp__watch_main(apr_thread_t *thread, void *data);
-/* Wakes the watch thread after a deadline changed; pool->lock held. */
-void pp__watch_poke(pp_pool_t *pool);
+/* Runs call `index` of a source in the calling thread, through the same
+ * record encoding as a worker, and finishes it; pool->lock NOT held. */
+void pp__inline_run(pp__src_t *src, size_t index);
+/* Runs the pool's initializer once in the calling thread, as every worker
+ * would; returns 0 or the task's status with its message recorded. */
+int pp__inline_init(pp_pool_t *pool);
+/* Inline mode: the pool and call that pp_log() reports to. */
+void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
+void pp__inline_leave(void);
+int pp__inline_log(int level, const char *text, size_t len);
+
+/* ---- life.c and loop.c: workers ---- */
+
+/* A worker's state, as the I/O thread sees it. */
+typedef enum {
+  PP__W_NONE = 0,     /* no process: start one (now or after a back-off) */
+  PP__W_STARTING = 1, /* spawned, waiting for its HELLO */
+  PP__W_INIT = 2,     /* running the initializer */
+  PP__W_READY = 3,    /* serving calls */
+  PP__W_RETIRING = 4, /* sent BYE, waiting for it to exit */
+  PP__W_DEAD = 5      /* its process ended: to be settled and reaped */
+} pp__wstate_t;
+
+/* A call on a worker. */
+typedef struct pp__flight_s {
+  pp__src_t *src;
+  size_t index;
+  uint64_t id;
+  uint64_t rec;    /* its record's position in the call ring */
+  int cancelled;   /* the cancel word is set */
+  pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
+  pp__shm_t *arg_shared; /* or the caller's shared memory it is in
+                            (borrowed) */
+  pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
+  int withdrawn;       /* taken back before it started (loop.c): it is
+                          another worker's now, and f->src may be gone;
+                          its outcome is dropped */
+  int refused;         /* its argument could not be sent: this status */
+  char *refused_why;   /* ... and why (malloc'd) */
+} pp__flight_t;
+
+/* One worker of a pool.  Owned by whoever holds io_lock; the fields marked
+ * "pool->lock" are also read by callers. */
+typedef struct pp__slot_s {
+  pp_pool_t *pool;
+  int index;
+  pp__wstate_t state;
+  pp__proc_t *proc;
+  pp__chan_t *chan;
+  pp__chan_t *out, *err;     /* read ends of its stdout/stderr, or NULL */
+  pp__shm_t *shm;
+  pp__wake_t *wake;          /* the worker sleeps on it */
+  pp__shm_ctl_t *ctl;
+  pp__ring_t calls;          /* we produce */
+  pp__ring_t results;        /* we consume */
+  pp__mapcache_t maps;       /* the mappings the worker keeps (ring.h) */
+  pp__flight_t *fl;          /* in flight, in ring order: a circular array */
+  size_t fl_cap, fl_head, fl_n;
+  int64_t head_since;        /* when the first call in flight started */
+  int64_t cancel_deadline;   /* kill the head for its cancel then */
+  int64_t deadline;          /* hello, retire, or a back-off's end */
+  int kill_status;           /* why we killed it: PP_ETIMEDOUT, PP_ECANCELED,
+                                0 if we did not */
+  uint64_t kill_id;          /* the call the kill was for */
+  uint64_t ran;              /* calls this worker finished */
+  char why[512];             /* why its last start failed */
+  int spawn_failures;        /* in a row */
+  pp__lines_t *lines[2];     /* stdout, stderr */
+  /* pool->lock. */
+  int64_t pid;               /* 0 when no worker runs */
+  int broken;                /* spawn_failures reached the give-up count */
+  int started;               /* its first start is over (ok or not) */
+  int start_status;          /* and how it went */
+  char start_error[512];
+} pp__slot_t;
+
+/* life.c: starts a worker (spawn; the rest happens as its records come). */
+void pp__life_spawn(pp__slot_t *s);
+/* life.c: handles a record the worker sent while starting (HELLO, the
+ * initializer's reply); a bad one fails the start. */
+void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec);
+/* life.c: the start went wrong (`status`, pp_last_error()); kills and
+ * reaps the process and schedules the next attempt. */
+void pp__life_start_failed(pp__slot_t *s, int status);
+/* life.c: the worker's process ended (status 0), or broke the protocol
+ * (status PP_EPROTO or PP_ENOMEM, with `why`) and is killed now: settles its
+ * calls (finished ones keep their results, the running one fails with the
+ * reason, the others go back to their sources), delivers what it printed
+ * last, reaps it and frees what it held.  The slot is NONE afterwards. */
+void pp__life_bury(pp__slot_t *s, int status, const char *why);
+/* life.c: asks a worker that has run its calls to exit (BYE). */
+void pp__life_retire(pp__slot_t *s);
+/* life.c: handles a record that is not about a call's outcome (LOG,
+ * OUTPUT); returns 1 if it was one of those. */
+int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec);
+/* life.c: turns a RESULT or ERROR record of the call `f` into an outcome
+ * (copying or adopting the result) without finishing it yet; returns 0 or
+ * PP_EPROTO / PP_ENOMEM for a bad record. */
+typedef struct pp__outcome_s {
+  pp__flight_t f;
+  int status;
+  void *data;
+  size_t len;
+  char *message;
+} pp__outcome_t;
+int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                     pp__outcome_t *out);
+/* life.c: frees what an outcome holds (one nobody will receive). */
+void pp__outcome_drop(pp__outcome_t *out);
+
+/* life.c: the in-flight list (a circular array in ring order). */
+pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);
+int pp__flight_push(pp__slot_t *s, const pp__flight_t *f);
+/* Drops the head; what it held in shared memory goes back to the spares
+ * (the worker is done with it: its outcome came, or it died). */
+void pp__flight_pop(pp__slot_t *s);
+/* Drops every call in flight the same way. */
+void pp__flight_clear(pp__slot_t *s);
+
+/* loop.c: the I/O thread's body. */
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
+/* Hands queued calls to workers with room from the caller's thread, when
+ * the I/O thread is not in a round: a submitted call reaches its worker
+ * without waking the I/O thread first.  Returns 1 if nothing is left for
+ * the I/O thread to do about the queue, 0 if it must be woken.  Call
+ * without pool->lock. */
+int pp__loop_dispatch(pp_pool_t *pool);
+/* A caller that waits for a call does the I/O thread's collecting itself
+ * when that thread is not in a round (io_lock is free): it reads the
+ * results the workers have published, finishes their calls and hands out
+ * queued ones, saving the hand-off to the I/O thread and back, the larger
+ * part of a round trip.  Only plain outcomes are taken; anything else
+ * (output, logs, starts, blob results, a broken record) is left to the I/O
+ * thread, which is woken for it, so the log callback still runs only
+ * there.  Never blocks.  Returns 1 if it finished any call (the caller
+ * looks at its future again), 0 if not.  Called without pool->lock. */
+int pp__loop_assist(pp_pool_t *pool);
+/* Calls pp__loop_dispatch hands out at most. */
+#define PP__DISPATCH_MAX 16
 
 /* ---- the pool ---- */
 
@@ -244,33 +451,25 @@ typedef enum {
   PP__BUILD_FIRST = 2   /* same as the pool's first worker (worker_exe) */
 } pp__build_check_t;
 
-/* Lock rule: pool->lock guards every field below that changes after
- * pp_pool_create() returns (the queue, counters, flags, stats, the futures'
- * state); the rest is fixed at creation.  log_lock only serializes calls of
- * the log callback and is never held with pool->lock. */
 struct pp_pool_s {
+  /* Fixed at creation. */
   apr_pool_t *mem;
   pp__mutex_t *lock;
-  pp__cond_t *work_cond;  /* slots wait for calls */
-  pp__cond_t *done_cond;  /* callers wait for results */
-  pp__cond_t *watch_cond; /* the watch thread waits for deadlines */
+  pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */
   pp__mutex_t *log_lock;  /* serializes the log callback */
-
-  pp_future_t *q_head;
-  pp_future_t *q_tail;
-  size_t running;                /* calls on workers */
-
+  pp__wake_t *wake;       /* the I/O thread sleeps on it */
+  pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
+                             thread in its rounds, or a caller in
+                             pp__loop_dispatch or pp__loop_assist; taken
+                             before pool->lock */
+  void *assist;           /* io_lock: a caller's round state (loop.c) */
+  pp__poller_t *poller;   /* the I/O thread's */
+  apr_thread_t *loop;
   pp__slot_t *slots;
   int nslots;
-  int broken_slots;              /* slots whose worker cannot start */
-  apr_thread_t *watch;
-
-  int closing;                   /* no new calls */
-  int stopping;                  /* slots must stop their workers */
   int inline_mode;
   int depth;                     /* nesting depth of its workers */
   int inherit_output;            /* PP_POOL_INHERIT_OUTPUT */
-
   const pp_task_t *tasks;
   pp__image_t *image;            /* the workers' executable */
   char *library;                 /* task library (host mode) or NULL */
@@ -281,63 +480,47 @@ struct pp_pool_s {
   int64_t grace_ms;
   int64_t start_timeout_ms;
   uint64_t max_calls;
+  uint64_t ring_size;
   pp_log_cb log_cb;
   void *log_data;
-
   pp__build_check_t build_check;
+  unsigned char cookie[PP__COOKIE_LEN];
+  char token_base[80];           /* cookie hex, parent pid, depth */
+
+  /* The I/O thread's. */
   int build_known;               /* build_id holds the id to match */
   unsigned char build_id[PP__BUILD_ID_LEN];
 
-  unsigned char cookie[PP__COOKIE_LEN];
-  char token_base[80];           /* cookie hex, parent pid, depth */
-  char broken_reason[512];       /* why workers cannot start, for calls */
+  /* pool->lock. */
+  pp__queue_t pending;           /* sources with calls to hand out */
+  uint64_t queued;               /* calls not yet handed out */
+  uint64_t running;              /* calls on workers */
   uint64_t next_id;
+  int news;                      /* a caller cancelled something: the I/O
+                                    thread must look */
+  int cancel_all;                /* a cancelling destroy: every call on a
+                                    worker is to be cancelled */
+  int loop_asleep;               /* the I/O thread sleeps (or is about to) */
+  int closing;                   /* no new calls */
+  int stopping;                  /* the I/O thread must stop the workers */
+  int broken_slots;              /* slots whose worker cannot start */
+  char broken_reason[512];       /* why, for calls that fail */
   size_t live_futures;           /* futures not yet freed */
-  int defer_wakeup;              /* finish: note a wake-up, do not do it */
-  int wakeup_pending;            /* done_cond must be broadcast */
   int destroyed;                 /* pp_pool_destroy() is done; the struct
                                     lives on until the last future is freed */
   pp_pool_stats_t stats;
 };
 
-/* ---- inline.c ---- */
-
-/* Runs one call in the calling thread through the wire encoding; pool->lock
- * NOT held.  Finishes the future. */
-void pp__inline_run(pp_future_t *f);
-/* Runs the pool's initializer once in the calling thread, as every worker
- * would; returns 0 or the task's status with its message recorded. */
-int pp__inline_init(pp_pool_t *pool);
-
-/* ---- worker side (worker.c, call.c) ---- */
-
-struct pp_call_s {
-  uint64_t id;
-  void *reply;
-  size_t reply_len;
-  char *fail_message;
-  int failed;        /* pp_call_fail() was called */
-  int reply_status;  /* a pp_call_reply*() that failed: PP_EINVAL, PP_ENOMEM */
-  char *reply_error; /* and why */
-};
-
-/* Runs a task with the usual result conventions and returns the status:
- * 0 (call->reply holds the result) or PP_E* (call->fail_message). */
-int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
-                 size_t len);
-/* Releases what a pp_call_t holds. */
-void pp__call_clear(pp_call_t *call);
-
-/* The worker's state, for pp_log() and pp_call_cancelled(). */
-int pp__worker_depth(void);
-/* Sends a LOG frame if this process is a worker; returns 0 if it was sent.
- * Otherwise the caller handles the message. */
-int pp__worker_log(int level, const char *text, size_t len);
-/* Inline mode: the pool and call that pp_log() should report to. */
-void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
-void pp__inline_leave(void);
-int pp__inline_log(int level, const char *text, size_t len);
-
-int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
+/* Returns 1 if the pool has been destroyed and no future of it is left, so
+ * the caller must call pp__pool_free() once it has let go of the lock;
+ * pool->lock is held. */
+int pp__pool_unused_locked(pp_pool_t *pool);
+/* Frees what is left of a destroyed pool; lock NOT held. */
+void pp__pool_free(pp_pool_t *pool);
+/* Pools allocated and not yet freed in this process (for leak tests). */
+int pp__pool_count(void);
+/* Returns 1 when no slot of the pool can start a worker (each failed
+ * several times in a row), so that calls fail at once; pool->lock held. */
+int pp__pool_hopeless_locked(const pp_pool_t *pool);
 
 #endif /* PP_INTERNAL_H */

@@ -1,14 +1,14 @@
 /*
- * output.c - worker stdout/stderr as whole, tagged lines; log callbacks.
+ * output.c - worker output in the parent: whole lines, tagged; log
+ * callbacks.
  *
- * A drain thread reads one stream of one worker.  When a call starts, the
- * worker writes a marker (NUL, "PP", 16 hex digits of the call id, 16 hex
- * digits of its marker key, newline) to both streams, after flushing what
- * came before; so every byte in the stream after the marker belongs to that
- * call, and lines are tagged with the exact call id without a race against
- * the reply on the channel.  The key is random per worker and reaches the
- * parent over the channel (HELLO), so output that merely looks like a
- * marker (a task that copies binary data to stdout) stays text.
+ * A worker sends what it writes to stdout and stderr as OUTPUT records,
+ * each tagged with the call that wrote it (capture.c), and its pp_log()
+ * messages as LOG records.  Here the bytes of each worker's stream are put
+ * together into lines, which go to the pool's log callback one at a time.
+ * A line that one call started and another finished (no newline at the end
+ * of the first call's output) is delivered in two parts, each with its own
+ * call.
  *
  * Lines longer than PP_LOG_LINE_MAX are delivered in pieces of that size,
  * each but the last with `more` set.  NUL bytes in output are kept (a
@@ -18,29 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <apr_time.h>
-
 #include "internal.h"
 
-/* How long a drain gathers output before it reads again: lines reach the
- * log callback at most this late. */
-#define PP__DRAIN_BATCH_USEC 2000
-
-struct pp__drain_s {
-  pp_pool_t *pool;
+struct pp__lines_s {
   int worker;
   pp_log_source_t source;
-  pp__chan_t *chan;
-  apr_thread_t *thread;
-  apr_pool_t *mem;
-  pp__mutex_t *lock;
-  uint64_t key;     /* lock: the worker's marker key, 0 until HELLO */
-  char last[200];   /* lock: the last line delivered */
-  uint64_t call_id;
+  uint64_t call_id;  /* the call the line so far belongs to */
+  size_t len;
   char line[PP_LOG_LINE_MAX + 1];
-  size_t line_len;
-  char mark[PP__MARK_LEN];
-  size_t mark_len;  /* > 0 while a marker is being read */
 };
 
 void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec) {
@@ -80,13 +65,6 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
   free(copy);
 }
 
-void pp__log_frame(pp_pool_t *pool, int worker, const pp__frame_t *fr,
-                   const unsigned char *payload) {
-  int level = (int32_t)pp__get_u32(payload);
-  pp__log_text(pool, worker, fr->id, PP_LOG_TASK, level,
-               (const char *)payload + 4, (size_t)fr->len - 4);
-}
-
 void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   static const char *names[] = {"out", "err", "log"};
   char head[96];
@@ -122,205 +100,58 @@ void pp_log_stderr(void *data, const pp_log_record_t *rec) {
 
 /* Delivers the line gathered so far; `more` marks a piece of a line that
  * was too long to keep whole. */
-static void flush_line(pp__drain_t *d, int more) {
+static void flush_line(pp_pool_t *pool, pp__lines_t *l, int more) {
   pp_log_record_t rec;
-  size_t n = d->line_len;
-  if (!more && n > 0 && d->line[n - 1] == '\r')
+  size_t n = l->len;
+  if (!more && n > 0 && l->line[n - 1] == '\r')
     n--;
-  d->line[n] = '\0';
-  rec.worker = d->worker;
-  rec.call_id = d->call_id;
-  rec.source = d->source;
+  l->line[n] = '\0';
+  rec.worker = l->worker;
+  rec.call_id = l->call_id;
+  rec.source = l->source;
   rec.level = 0;
-  rec.line = d->line;
+  rec.line = l->line;
   rec.len = n;
   rec.more = more;
-  pp__log_deliver(d->pool, &rec);
-  pp__mutex_lock(d->lock);
-  pp__format(d->last, sizeof(d->last), "%s", d->line);
-  pp__mutex_unlock(d->lock);
-  d->line_len = 0;
+  pp__log_deliver(pool, &rec);
+  l->len = 0;
 }
 
-static void put_char(pp__drain_t *d, char c) {
-  if (d->line_len == PP_LOG_LINE_MAX)
-    flush_line(d, 1);
-  d->line[d->line_len++] = c;
-}
-
-static int hex_value(char c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                : -1;
-}
-
-/* Parses 16 hex digits; returns 0 if they are not. */
-static int parse_hex16(const char *p, uint64_t *out) {
-  uint64_t v = 0;
-  int i;
-  for (i = 0; i < 16; i++) {
-    int h = hex_value(p[i]);
-    if (h < 0)
-      return 0;
-    v = (v << 4) | (uint64_t)h;
-  }
-  *out = v;
-  return 1;
-}
-
-/* Ends a marker that is complete or was cut short by a newline.  A real
- * marker (right length and our worker's key) retags what follows; anything
- * else is output: its bytes, NUL included, become text. */
-static void end_marker(pp__drain_t *d) {
-  uint64_t id = 0, key = 0, want;
-  size_t i, n = d->mark_len;
-  int newline = d->mark[n - 1] == '\n';
-  int ok = n == PP__MARK_LEN && newline && d->mark[1] == 'P' &&
-           d->mark[2] == 'P' && parse_hex16(d->mark + 3, &id) &&
-           parse_hex16(d->mark + 19, &key);
-  if (ok) {
-    pp__mutex_lock(d->lock);
-    want = d->key;
-    pp__mutex_unlock(d->lock);
-    ok = want != 0 && key == want;
-  }
-  d->mark_len = 0;
-  if (ok) {
-    /* What came before the marker (a task's last line without a newline)
-     * belongs to the call before. */
-    if (d->line_len > 0)
-      flush_line(d, 0);
-    d->call_id = id;
-    return;
-  }
-  for (i = 0; i < n - (newline ? 1 : 0); i++)
-    put_char(d, d->mark[i]);
-  if (newline)
-    flush_line(d, 0);
-}
-
-static void feed(pp__drain_t *d, const char *buf, size_t n) {
+int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
+                   pp_log_source_t source, uint64_t id, const void *bytes,
+                   size_t len) {
+  pp__lines_t *l = *lines;
+  const char *p = bytes;
   size_t i;
-  for (i = 0; i < n; i++) {
-    char c = buf[i];
-    if (d->mark_len > 0) {
-      /* Markers end with '\n'; Windows text mode may add a '\r' first. */
-      if (c == '\r' && d->mark_len == PP__MARK_LEN - 1)
-        continue;
-      d->mark[d->mark_len++] = c;
-      if (d->mark_len == PP__MARK_LEN || c == '\n')
-        end_marker(d);
+  if (l == NULL) {
+    l = *lines = calloc(1, sizeof(*l));
+    if (l == NULL)
+      return pp__set_error(PP_ENOMEM, "out of memory for output lines");
+    l->worker = worker;
+    l->source = source;
+  }
+  /* Another call's output: the line of the one before ends here. */
+  if (l->len > 0 && l->call_id != id)
+    flush_line(pool, l, 0);
+  l->call_id = id;
+  for (i = 0; i < len; i++) {
+    if (p[i] == '\n') {
+      flush_line(pool, l, 0);
       continue;
     }
-    if (c == '\0') {
-      /* Perhaps a marker; the line so far waits until that is known. */
-      d->mark[0] = c;
-      d->mark_len = 1;
-      continue;
-    }
-    if (c == '\n') {
-      flush_line(d, 0);
-      continue;
-    }
-    put_char(d, c);
+    if (l->len == PP_LOG_LINE_MAX)
+      flush_line(pool, l, 1);
+    l->line[l->len++] = p[i];
   }
-}
-
-static void *APR_THREAD_FUNC drain_main(apr_thread_t *thread, void *data) {
-  pp__drain_t *d = data;
-  char buf[16384];
-  size_t got;
-  while (pp__chan_read_some(d->chan, buf, sizeof(buf), &got) == 0) {
-    feed(d, buf, got);
-    /* Every call writes a marker, and waking this thread for each one
-     * would cost more than the call itself; after a short read the drain
-     * waits a moment so that markers and lines arrive in batches.  A full
-     * read means output is streaming, so it reads on at once. */
-    if (got < sizeof(buf))
-      apr_sleep(PP__DRAIN_BATCH_USEC);
-  }
-  if (d->mark_len > 0) {
-    /* A marker cut short by the end of the stream is text too. */
-    d->mark[d->mark_len++] = '\n';
-    end_marker(d);
-  }
-  if (d->line_len > 0)
-    flush_line(d, 0);
-  /* Returned, not apr_thread_exit(): see pp__slot_main. */
-  (void)thread;
-  return NULL;
-}
-
-int pp__drain_start(pp_pool_t *pool, int worker, pp_log_source_t source,
-                    pp__chan_t *chan, pp__drain_t **out) {
-  pp__drain_t *d = NULL;
-  apr_threadattr_t *attr = NULL;
-  apr_status_t rv;
-  int rc = 0;
-
-  *out = NULL;
-  d = calloc(1, sizeof(*d));
-  if (d == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "cannot allocate an output drain");
-    goto cleanup;
-  }
-  d->pool = pool;
-  d->worker = worker;
-  d->source = source;
-  d->chan = chan;
-  rc = pp__mutex_new(&d->lock);
-  if (rc)
-    goto cleanup;
-  rv = apr_pool_create(&d->mem, NULL);
-  if (rv == APR_SUCCESS)
-    rv = apr_threadattr_create(&attr, d->mem);
-  /* A drain needs little stack; keep hundreds of workers cheap. */
-  if (rv == APR_SUCCESS)
-    rv = apr_threadattr_stacksize_set(attr, 256 * 1024);
-  if (rv == APR_SUCCESS)
-    rv = apr_thread_create(&d->thread, attr, drain_main, d, d->mem);
-  if (rv != APR_SUCCESS) {
-    rc = pp__from_apr(rv, "starting an output drain");
-    goto cleanup;
-  }
-  *out = d;
   return 0;
-
-cleanup:
-  pp__chan_close(chan);
-  if (d != NULL) {
-    if (d->mem != NULL)
-      apr_pool_destroy(d->mem);
-    pp__mutex_free(d->lock);
-  }
-  free(d);
-  return rc;
 }
 
-void pp__drain_set_key(pp__drain_t *d, uint64_t key) {
-  if (d == NULL)
+void pp__lines_end(pp_pool_t *pool, pp__lines_t *l) {
+  if (l == NULL)
     return;
-  pp__mutex_lock(d->lock);
-  d->key = key;
-  pp__mutex_unlock(d->lock);
-}
-
-void pp__drain_stop(pp__drain_t *d) {
-  if (d != NULL)
-    pp__chan_abort(d->chan);
-}
-
-void pp__drain_join(pp__drain_t *d, char *last, size_t cap) {
-  apr_status_t rv;
-  if (last != NULL && cap > 0)
-    last[0] = '\0';
-  if (d == NULL)
-    return;
-  apr_thread_join(&rv, d->thread);
-  if (last != NULL)
-    pp__format(last, cap, "%s", d->last);
-  pp__chan_close(d->chan);
-  apr_pool_destroy(d->mem);
-  pp__mutex_free(d->lock);
-  free(d);
+  /* The stream is over (its worker ended): a last line without a newline
+   * is a line too. */
+  if (l->len > 0)
+    flush_line(pool, l, 0);
+  free(l);
 }

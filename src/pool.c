@@ -100,15 +100,14 @@ static int pool_setup(pp_pool_t *pool) {
   int i, rc;
   rc = pp__mutex_new(&pool->lock);
   if (rc == 0)
+    rc = pp__mutex_new(&pool->io_lock);
+  if (rc == 0)
     rc = pp__mutex_new(&pool->log_lock);
   if (rc == 0)
-    rc = pp__cond_new(&pool->work_cond);
-  if (rc == 0)
     rc = pp__cond_new(&pool->done_cond);
-  if (rc == 0)
-    rc = pp__cond_new(&pool->watch_cond);
   if (rc)
     return rc;
+  pp__queue_init(&pool->pending);
   rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
   if (rv != APR_SUCCESS)
     return pp__from_apr(rv, "apr_generate_random_bytes");
@@ -119,29 +118,27 @@ static int pool_setup(pp_pool_t *pool) {
   return 0;
 }
 
-/* Starts the watch and slot threads and waits until every worker is ready
- * or has failed. */
+/* Starts the I/O thread, which starts the workers, and waits until each
+ * worker is ready or its first start has failed. */
 static int pool_start(pp_pool_t *pool) {
   apr_status_t rv;
-  int i, rc = 0, ready;
-  rv = apr_thread_create(&pool->watch, NULL, pp__watch_main, pool, pool->mem);
-  if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "starting the watch thread");
+  int i, rc, ready;
+  rc = pp__wake_new(&pool->wake);
+  if (rc == 0)
+    rc = pp__poller_new(&pool->poller);
+  if (rc == 0)
+    rc = pp__poller_add_wake(pool->poller, pool->wake, pool);
+  if (rc)
+    return rc;
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i].pool = pool;
     pool->slots[i].index = i;
-    rc = pp__slot_start(&pool->slots[i]);
-    if (rc) {
-      /* Slots that were not started count as failed and ready. */
-      pp__mutex_lock(pool->lock);
-      for (; i < pool->nslots; i++) {
-        pool->slots[i].started = 1;
-        pool->slots[i].start_status = rc;
-      }
-      pp__mutex_unlock(pool->lock);
-      return rc;
-    }
+    pool->slots[i].deadline = 0; /* start at once */
   }
+  rv = apr_thread_create(&pool->loop, NULL, pp__loop_main, pool, pool->mem);
+  if (rv != APR_SUCCESS)
+    return pp__from_apr(rv, "starting the pool's I/O thread");
+  rc = 0;
   pp__mutex_lock(pool->lock);
   do {
     ready = 0;
@@ -160,25 +157,17 @@ static int pool_start(pp_pool_t *pool) {
   return rc;
 }
 
-/* Stops every thread; the pool's calls must all be finished.  A slot still
- * starting its worker is told to stop by aborting its channel, so that a
- * worker that never answers cannot hold up the end. */
+/* Stops the I/O thread, which sends the workers away and reaps them; the
+ * pool's calls must all be finished. */
 static void pool_stop(pp_pool_t *pool) {
   apr_status_t rv;
-  int i;
   pp__mutex_lock(pool->lock);
   pool->stopping = 1;
-  for (i = 0; i < pool->nslots; i++)
-    if (!pool->slots[i].ready && pool->slots[i].chan != NULL)
-      pp__chan_abort(pool->slots[i].chan);
-  pp__cond_broadcast(pool->work_cond);
-  pp__cond_signal(pool->watch_cond);
+  pp__pool_wake_locked(pool);
   pp__mutex_unlock(pool->lock);
-  for (i = 0; i < pool->nslots; i++)
-    if (pool->slots[i].thread != NULL)
-      apr_thread_join(&rv, pool->slots[i].thread);
-  if (pool->watch != NULL)
-    apr_thread_join(&rv, pool->watch);
+  if (pool->loop != NULL)
+    apr_thread_join(&rv, pool->loop);
+  pool->loop = NULL;
 }
 
 int pp__pool_unused_locked(pp_pool_t *pool) {
@@ -193,24 +182,26 @@ void pp__pool_free(pp_pool_t *pool) {
   int i;
   if (pool == NULL)
     return;
-  for (i = 0; pool->slots != NULL && i < pool->nslots; i++) {
-    pp__mutex_free(pool->slots[i].wlock);
-    free(pool->slots[i].rd);
-  }
+  for (i = 0; pool->slots != NULL && i < pool->nslots; i++)
+    free(pool->slots[i].fl);
   free(pool->slots);
+  free(pool->assist);
+  pp__poller_free(pool->poller);
+  pp__wake_free(pool->wake);
   pp__image_close(pool->image);
-  pp__cond_free(pool->watch_cond);
   pp__cond_free(pool->done_cond);
-  pp__cond_free(pool->work_cond);
   pp__mutex_free(pool->log_lock);
+  pp__mutex_free(pool->io_lock);
   pp__mutex_free(pool->lock);
   if (pool->mem != NULL)
     apr_pool_destroy(pool->mem);
   free(pool);
   apr_atomic_dec32(&pools_alive);
+  pp__spare_users(-1);
 }
 
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
+  int64_t limit;
   pp_pool_options_t zero;
   const pp_pool_options_t *o = options;
   pp_pool_t *pool = NULL;
@@ -247,6 +238,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   if (pool == NULL)
     return pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
+  pp__spare_users(1);
   rv = apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     rc = pp__from_apr(rv, "apr_pool_create");
@@ -261,6 +253,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->start_timeout_ms = o->start_timeout_ms ? o->start_timeout_ms
                                                : PP__DEFAULT_START_TIMEOUT_MS;
   pool->max_calls = o->max_calls_per_worker;
+  pool->ring_size = PP__RING_DEFAULT;
   pool->inherit_output = (o->flags & PP_POOL_INHERIT_OUTPUT) != 0;
   pool->log_cb = o->log_cb ? o->log_cb : pp_log_stderr;
   pool->log_data = o->log_cb ? o->log_data : NULL;
@@ -315,6 +308,20 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool->nslots = o->workers ? o->workers : pp__cpu_count();
   if (pool->nslots > PP_POOL_MAX_WORKERS)
     pool->nslots = PP_POOL_MAX_WORKERS;
+  /* Said up front, with the numbers, rather than as a failed socketpair()
+   * halfway through the start. */
+  limit = pp__fd_limit();
+  if (limit >= 0 &&
+      (int64_t)pool->nslots * PP__FDS_PER_WORKER + PP__FDS_SPARE > limit) {
+    rc = pp__set_error(PP_ESPAWN, "a pool of %d workers needs about %lld file "
+                       "descriptors, and this process may open %lld "
+                       "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
+                       "setrlimit) or use fewer workers", pool->nslots,
+                       (long long)pool->nslots * PP__FDS_PER_WORKER +
+                           PP__FDS_SPARE,
+                       (long long)limit);
+    goto cleanup;
+  }
   pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
     rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory for %d "
@@ -339,8 +346,8 @@ cleanup:
 }
 
 int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
-  int i, last;
-  size_t j;
+  pp__queue_t *q;
+  int last;
   if (pool == NULL)
     return 0;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
@@ -349,13 +356,18 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
-    while (pool->q_head != NULL)
-      pp__future_cancel_locked(pool->q_head);
-    for (i = 0; i < pool->nslots; i++)
-      for (j = 0; j < pool->slots[i].ninflight; j++)
-        pp__future_cancel_locked(pool->slots[i].inflight[j]);
+    /* Every source with calls queued or on workers is cancelled; sources
+     * that are not queued any more have their calls on workers, and the
+     * I/O thread finds those through its in-flight lists. */
+    while (!pp__queue_empty(&pool->pending)) {
+      q = pp__queue_head(&pool->pending);
+      pp__src_cancel_locked(pp__queue_data(q, pp__src_t, link));
+    }
+    pool->cancel_all = 1;
+    pool->news = 1;
+    pp__pool_wake_locked(pool);
   }
-  while (pool->q_head != NULL || pool->running > 0)
+  while (pool->queued > 0 || pool->running > 0)
     pp__cond_wait(pool->done_cond, pool->lock);
   pp__mutex_unlock(pool->lock);
 

@@ -92,7 +92,8 @@ static int apr_setup(void) {
 }
 
 int pp__apr_init(void) {
-  int rc = pp__once(apr_setup);
+  static pp__once_t once = PP__ONCE_INIT;
+  int rc = pp__once(&once, apr_setup);
   /* The reason went to the thread that tried first. */
   return rc == 0 ? 0 : pp__set_error(rc, "APR could not be initialized");
 }

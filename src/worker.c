@@ -1,56 +1,53 @@
 /*
  * worker.c - pp_worker_main(): the worker side of a pool.
  *
- * A worker has two threads.  The reader takes every frame from the parent:
- * calls go into a small queue, CANCEL marks a call, BYE ends the queue, and
- * the end of the channel means the parent is gone, so the worker exits at
- * once, even in the middle of a task (no orphans).  The main thread runs the
- * queued calls one after another and sends each reply; pp_log() from any
- * thread sends LOG frames under the same write lock.
+ * The parent writes calls into the call ring of the memory it shares with
+ * this worker (ring.h); the main thread takes them in order and runs each
+ * on itself, so thread-local state an initializer set up stays valid.
+ * Before a call starts, its id goes into the control block (running_id);
+ * when it ends, its result is published in the result ring, and only then
+ * is the call's record given back.  So if the worker dies, the parent knows
+ * exactly which call was running, which finished (their results are in the
+ * ring), and which never started (their records are still there).
+ *
+ * Nothing here makes a system call per call: the worker spins briefly when
+ * it runs out of calls and only then sleeps on its wake object, which the
+ * parent signals only if it sees the worker asleep.  A cancel is a word in
+ * the call's own record; pp_call_cancelled() reads it.
+ *
+ * The channel to the parent carries no messages: its end tells the worker
+ * that the parent has gone (the watch thread in capture.c, or the sleeping
+ * main thread, exits at once), and on POSIX it passes the descriptors of
+ * blobs, the shared mappings of arguments and results too large for a
+ * ring.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <apr_atomic.h>
 #include <apr_general.h>
 #include <apr_time.h>
 
 #include "internal.h"
 
-typedef struct job_s {
-  int type;
-  uint64_t id;
-  unsigned char *payload;
-  uint64_t len;
-  int cancelled;
-  struct job_s *next;
-} job_t;
-
-/* The state of this process as a worker; index < 0 in a parent. */
+/* The worker's state; index < 0 in a parent.  The main thread owns it,
+ * except: `plock` guards the result ring (any thread may log), and
+ * `cancel` and `current_id` are read by any thread. */
 static struct {
   int index;
   int depth;
-  pp__chan_t *chan;
-  apr_pool_t *mem;
-  pp__mutex_t *wlock;  /* serializes writes to chan */
-  pp__mutex_t *rlock;  /* the right to read chan */
-  pp__mutex_t *lock;   /* the fields below */
-  pp__cond_t *wcond;   /* the watcher waits for a running task */
-  job_t *head, *tail;
-  int bye;                    /* BYE arrived: run what is queued, then end */
-  int running;                /* the main thread runs a task */
-  int watcher_idle;           /* the watcher waits on wcond */
-  int exiting;                /* the watcher must end */
-  volatile apr_uint32_t current_cancelled;
-  volatile apr_uint64_t current_id;
+  int inherit;
   const pp_task_t *tasks;
-  int mark_output;
-  uint64_t mark_key;          /* random; proves a marker is ours */
-} W = {.index = -1, .mark_output = 1};
-
-/* Frames are read through this buffer by whichever thread holds W.rlock. */
-static pp__reader_t reader;
+  pp__attached_t at;
+  pp__shm_ctl_t *ctl;
+  pp__ring_t calls;
+  pp__ring_t results;
+  pp__mutex_t *plock;
+  uint32_t *volatile cancel;      /* the running call's cancel word */
+  volatile uint64_t current_id;   /* the running call, 0 between calls */
+  const pp_task_t *last_task;     /* lookup cache */
+  pp__mapcache_t maps;            /* mappings kept from earlier calls */
+} W = {.index = -1};
 
 int pp__worker_depth(void) {
   return W.depth;
@@ -61,22 +58,12 @@ int pp_worker_index(void) {
 }
 
 int pp_call_cancelled(void) {
-  return W.chan != NULL && apr_atomic_read32(&W.current_cancelled) != 0;
+  uint32_t *c = W.cancel;
+  return c != NULL && (PP__LOAD_ACQ32(c) & PP__CALL_CANCEL) != 0;
 }
 
-int pp__worker_log(int level, const char *text, size_t len) {
-  unsigned char lv[4];
-  int rc;
-  if (W.chan == NULL)
-    return -1;
-  if (len > PP__MSG_MAX)
-    len = PP__MSG_MAX;
-  pp__put_u32(lv, (uint32_t)level);
-  pp__mutex_lock(W.wlock);
-  rc = pp__wire_send(W.chan, PP__FRAME_LOG, W.current_id, lv, 4, text, len,
-                     NULL, 0);
-  pp__mutex_unlock(W.wlock);
-  return rc == 0 ? 0 : -1;
+uint64_t pp__worker_current_call(void) {
+  return W.current_id;
 }
 
 /* Exits at once: the parent is gone or spoke nonsense.  pp__exit_now skips
@@ -88,177 +75,247 @@ static void worker_abort(const char *why, int code) {
   pp__exit_now(code);
 }
 
-/* Reads one frame and acts on it: a call joins the queue, CANCEL marks a
- * call, BYE ends the queue.  The caller holds W.rlock.  Returns 1 after BYE,
- * else 0; the end of the channel exits the worker at once. */
-static int read_one(void) {
-  pp__frame_t fr;
-  job_t *job;
-  int rc;
-
-  rc = pp__wire_recv_header(&reader, &fr);
-  if (rc == PP_ECLOSED)
-    pp__exit_now(0); /* The parent has gone: nobody wants our results. */
-  if (rc == 0 && fr.type != PP__FRAME_CALL && fr.type != PP__FRAME_INIT &&
-      fr.type != PP__FRAME_CANCEL && fr.type != PP__FRAME_BYE)
-    rc = pp__set_error(PP_EPROTO, "unexpected frame type %d", fr.type);
-  if (rc)
-    worker_abort(pp_last_error(), 70);
-  if (fr.type == PP__FRAME_BYE) {
-    pp__mutex_lock(W.lock);
-    W.bye = 1;
-    pp__mutex_unlock(W.lock);
-    return 1;
+int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
+                   size_t n1, const void *p2, size_t n2) {
+  unsigned char *p;
+  int wake = 0;
+  if (W.ctl == NULL)
+    return -1;
+  pp__mutex_lock(W.plock);
+  while ((p = pp__ring_begin(&W.results, kind, aux, id, (uint64_t)n1 + n2)) ==
+         NULL) {
+    /* The parent has not kept up.  Tell it, then wait for it to make room
+     * in short slices (another thread may take a wake-up meant for it). */
+    if (!pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2)) {
+      if (pp__wake_wait(W.at.wake_worker, W.at.chan, 10) == PP_ECLOSED)
+        pp__exit_now(0); /* The parent has gone: nobody wants our results. */
+      pp__ring_room_awake(&W.results);
+    }
   }
-  if (fr.type == PP__FRAME_CANCEL) {
-    pp__mutex_lock(W.lock);
-    if (apr_atomic_read64(&W.current_id) == fr.id)
-      apr_atomic_set32(&W.current_cancelled, 1);
-    for (job = W.head; job != NULL; job = job->next)
-      if (job->id == fr.id)
-        job->cancelled = 1;
-    pp__mutex_unlock(W.lock);
-    return 0;
-  }
-  job = calloc(1, sizeof(*job));
-  if (job == NULL)
-    worker_abort("out of memory", 71);
-  job->type = fr.type;
-  job->id = fr.id;
-  job->len = fr.len;
-  rc = pp__wire_recv_payload(&reader, &fr, (void **)&job->payload);
-  if (rc == PP_ECLOSED)
-    pp__exit_now(0);
-  if (rc)
-    worker_abort(pp_last_error(), 71);
-  pp__mutex_lock(W.lock);
-  if (W.tail)
-    W.tail->next = job;
-  else
-    W.head = job;
-  W.tail = job;
-  pp__mutex_unlock(W.lock);
+  if (n1)
+    memcpy(p, p1, n1);
+  if (n2)
+    memcpy(p + n1, p2, n2);
+  wake = pp__ring_commit(&W.results);
+  pp__mutex_unlock(W.plock);
+  if (wake)
+    pp__wake_signal(W.at.wake_parent);
   return 0;
 }
 
-/* The watcher reads the channel while a task runs, so a CANCEL, the next
- * pipelined calls and the end of the channel (the parent died) are seen at
- * once.  While no task runs the main thread reads the channel itself, which
- * saves a thread hand-off on every call's critical path.  W.rlock gives one
- * thread at a time the right to read. */
-static void *APR_THREAD_FUNC watcher_main(apr_thread_t *thread, void *data) {
-  int running, ready;
-  (void)data;
-  pp__mutex_lock(W.lock);
-  for (;;) {
-    while (!W.running && !W.exiting) {
-      W.watcher_idle = 1;
-      pp__cond_wait(W.wcond, W.lock);
-    }
-    W.watcher_idle = 0;
-    if (W.exiting)
-      break;
-    pp__mutex_unlock(W.lock);
-    /* Buffered bytes count as ready: the channel alone would not show them. */
-    pp__mutex_lock(W.rlock);
-    ready = reader.pos < reader.len;
-    pp__mutex_unlock(W.rlock);
-    if (!ready)
-      ready = pp__chan_wait(W.chan, 100) != 0;
-    if (ready) {
-      pp__mutex_lock(W.rlock);
-      pp__mutex_lock(W.lock);
-      running = W.running;
-      pp__mutex_unlock(W.lock);
-      /* The main thread may have finished and read what was there; check
-       * again, without waiting, before a read that could block. */
-      if (running && (reader.pos < reader.len || pp__chan_wait(W.chan, 0) != 0))
-        read_one();
-      pp__mutex_unlock(W.rlock);
-    }
-    pp__mutex_lock(W.lock);
+void pp__worker_corrupt_results(void) {
+  unsigned char junk[16] = "not a record....";
+  uint32_t huge = 0x7fffff00u;
+  unsigned char *p;
+  if (W.ctl == NULL)
+    return;
+  pp__mutex_lock(W.plock);
+  /* A record header whose length runs far past the ring, as a task that
+   * scribbles over the worker's memory might leave it. */
+  p = pp__ring_begin(&W.results, PP__REC_LOG, 0, W.current_id, 16);
+  if (p != NULL) {
+    memcpy(p - PP__REC_HEADER, &huge, 4);
+    memcpy(p, junk, sizeof(junk));
+    if (pp__ring_commit(&W.results))
+      pp__wake_signal(W.at.wake_parent);
   }
-  pp__mutex_unlock(W.lock);
-  /* Returned, not apr_thread_exit(): see pp__slot_main. */
-  (void)thread;
+  pp__mutex_unlock(W.plock);
+}
+
+int pp__worker_log(int level, const char *text, size_t len) {
+  unsigned char lv[4];
+  int32_t l = level;
+  if (W.ctl == NULL)
+    return -1;
+  if (len > PP__MSG_MAX)
+    len = PP__MSG_MAX;
+  memcpy(lv, &l, 4);
+  return pp__worker_put(PP__REC_LOG, 0, W.current_id, lv, 4, text, len);
+}
+
+/* Sends the call's outcome: RESULT (inline, or a blob for a large one) or
+ * ERROR. */
+static void send_reply(uint64_t id, int status, pp_call_t *call) {
+  if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
+    pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
+                   0);
+  } else if (status == 0 && call->reply_in_arg) {
+    /* A part of the argument's mapping: where it is, and how long. */
+    uint64_t where[2];
+    where[0] = (uint64_t)((const unsigned char *)call->reply - call->arg_map);
+    where[1] = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 3, id, where, sizeof(where), NULL, 0);
+  } else if (status == 0 && call->reply_in_hint) {
+    /* Written into the parent's spare: nothing to hand over but the
+     * length. */
+    uint64_t len = call->reply_len;
+    pp__worker_put(PP__REC_RESULT, 2, id, &len, sizeof(len), NULL, 0);
+  } else if (status == 0) {
+    pp__shm_t *blob = call->reply_shm;
+    uint64_t meta[2];
+    int rc = 0;
+    if (blob == NULL) {
+      rc = pp__shm_create(call->reply_len, PP__SHM_POPULATE, &blob);
+      if (rc == 0)
+        memcpy(pp__shm_base(blob), call->reply, call->reply_len);
+    }
+    if (rc == 0) {
+      rc = pp__shm_send(W.at.chan, blob, NULL, &meta[1]);
+      if (rc == PP_ECLOSED)
+        pp__exit_now(0);
+    }
+    if (blob != call->reply_shm)
+      pp__shm_close(blob);
+    if (rc == 0) {
+      meta[0] = call->reply_len;
+      pp__worker_put(PP__REC_RESULT, 1, id, meta, sizeof(meta), NULL, 0);
+    } else {
+      status = rc == PP_ENOMEM ? PP_ENOMEM : PP_ETASK;
+      free(call->fail_message);
+      call->fail_message = pp__strdup_printf(
+          "cannot hand over a result of %zu bytes: %s", call->reply_len,
+          pp_last_error());
+    }
+  }
+  if (status != 0) {
+    const char *msg = call->fail_message ? call->fail_message : pp_last_error();
+    size_t len = strlen(msg);
+    int32_t st = status;
+    if (len > PP__MSG_MAX)
+      len = PP__MSG_MAX;
+    pp__worker_put(PP__REC_ERROR, 0, id, &st, 4, msg, len);
+  }
+}
+
+/* Finds a task by the name in a call record; the last one found is tried
+ * first, since a map calls the same task over and over. */
+static const pp_task_t *find_task(const char *name, size_t len) {
+  const pp_task_t *t = W.last_task;
+  if (t != NULL && strlen(t->name) == len && memcmp(t->name, name, len) == 0)
+    return t;
+  for (t = W.tasks; t != NULL && t->name != NULL; t++)
+    if (strlen(t->name) == len && memcmp(t->name, name, len) == 0 &&
+        t->fn != NULL)
+      return W.last_task = t;
   return NULL;
 }
 
-/* Writes the call marker to stdout and stderr (see output.c), after what
- * earlier calls wrote. */
-static void mark_streams(uint64_t id) {
-  char mark[PP__MARK_LEN + 1];
-  mark[0] = '\0';
-  snprintf(mark + 1, sizeof(mark) - 1, "PP%016llx%016llx\n",
-           (unsigned long long)id, (unsigned long long)W.mark_key);
-  fflush(stdout);
-  fwrite(mark, 1, PP__MARK_LEN, stdout);
-  fflush(stdout);
-  fwrite(mark, 1, PP__MARK_LEN, stderr);
-  fflush(stderr);
-}
+/* The mappings a call uses and those it leaves to be closed after it. */
+typedef struct maps_s {
+  pp__shm_t *close[2 * PP__MAPCACHE_N + 2];
+  int nclose;
+} maps_t;
 
-static int send_reply(uint64_t id, int status, pp_call_t *call) {
-  unsigned char st[4];
-  const char *msg;
-  size_t len;
-  int rc;
-  pp__mutex_lock(W.wlock);
-  if (status == 0) {
-    rc = pp__wire_send(W.chan, PP__FRAME_RESULT, id, call->reply,
-                       call->reply_len, NULL, 0, NULL, 0);
-  } else {
-    msg = call->fail_message ? call->fail_message : pp_last_error();
-    len = strlen(msg);
-    if (len > PP__MSG_MAX)
-      len = PP__MSG_MAX;
-    pp__put_u32(st, (uint32_t)status);
-    rc = pp__wire_send(W.chan, PP__FRAME_ERROR, id, st, 4, msg, len, NULL, 0);
+/* Returns the mapping a blob record names: the one that comes with it
+ * (`sent`), kept for later calls if it may be, or the one kept from an
+ * earlier call under `serial`.  Mappings that are not kept, or that are
+ * pushed out, go to m->close, to be closed after the call. */
+static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
+                           uint64_t size, uint64_t serial) {
+  void *obj = NULL;
+  pp__shm_t *shm = NULL;
+  int rc, n;
+  if (!sent) {
+    if (!pp__mapcache_find(&W.maps, serial, &obj))
+      worker_abort("a call names a mapping it was never sent", 70);
+    return obj;
   }
-  pp__mutex_unlock(W.wlock);
-  return rc;
+  rc = pp__shm_recv(W.at.chan, handle, size, NULL, &shm);
+  if (rc == PP_ECLOSED)
+    pp__exit_now(0);
+  if (rc != 0)
+    worker_abort(pp_last_error(), 70);
+  if (!pp__mapcache_put(&W.maps, serial, size, shm,
+                        (void **)&m->close[m->nclose], &n))
+    m->close[m->nclose++] = shm;
+  else
+    m->nclose += n;
+  return shm;
 }
 
-static void run_job(job_t *job) {
-  char name[PP__NAME_MAX + 1];
+/* Runs one CALL or INIT record and publishes its outcome. */
+static void run_record(const pp__rec_t *rec) {
+  pp__call_rec_t c;
+  maps_t m;
   const pp_task_t *task;
+  const void *arg;
   pp_call_t call;
-  size_t off;
-  int status;
+  int status, i;
 
-  memset(&call, 0, sizeof(call));
-  call.id = job->id;
-  status = pp__wire_split_call(job->payload, job->len, name, sizeof(name),
-                               &off);
-  if (status)
+  if (pp__call_rec_parse(rec, &c) != 0)
     worker_abort(pp_last_error(), 70);
-  task = pp__task_find(W.tasks, name);
+  memset(&call, 0, sizeof(call));
+  call.id = rec->id;
+  call.blob_min = pp__ring_max_payload(&W.results) + 1;
+  arg = c.arg;
+  m.nclose = 0;
+  if (c.blob) {
+    /* The argument's mapping, then the hint's, as the parent sent them
+     * (ring.h: both sides keep the same mappings). */
+    pp__shm_t *blob = blob_map(&m, (c.b.flags & PP__BLOB_SENT_ARG) != 0,
+                               c.b.handle, c.b.map_size, c.b.serial);
+    if (pp__shm_len(blob) < c.b.map_size)
+      worker_abort("a blob argument outside its mapping", 70);
+    arg = (unsigned char *)pp__shm_base(blob) + c.b.offset;
+    call.arg_map = pp__shm_base(blob);
+    call.arg_map_len = c.b.map_size;
+    if (c.b.hint_size > 0)
+      call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
+                           c.b.hint_handle, c.b.hint_size, c.b.hint_serial);
+  }
+  PP__STORE_REL64(&W.ctl->running_id, rec->id);
+  W.current_id = rec->id;
+  W.cancel = c.cancel;
+  task = find_task(c.name, c.name_len);
   if (task == NULL) {
     /* The parent checks names at submit, so this means the parent and the
      * worker were built from different tables. */
-    status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%s'",
-                           W.index, name);
-  } else if (job->cancelled) {
+    status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
+                           W.index, (int)c.name_len, c.name);
+  } else if (c.refused || !PP__CAS32(c.cancel, 0, PP__CALL_STARTED)) {
+    /* Cancelled, or taken back for another worker (whose outcome the
+     * parent keeps; it drops this one). */
     status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
-                           (unsigned long long)job->id);
+                           (unsigned long long)rec->id);
   } else {
-    apr_atomic_set64(&W.current_id, job->id);
-    if (W.mark_output)
-      mark_streams(job->id);
-    status = pp__call_run(task, &call, job->payload + off, job->len - off);
-    fflush(stdout);
-    fflush(stderr);
+    pp__capture_call_start(rec->id);
+    status = pp__call_run(task, &call, arg, (size_t)c.arg_len);
   }
-  free(job->payload);
-  job->payload = NULL;
-  if (send_reply(job->id, status, &call) != 0)
-    pp__exit_now(0);
-  pp__mutex_lock(W.lock);
-  apr_atomic_set64(&W.current_id, 0);
-  apr_atomic_set32(&W.current_cancelled, 0);
-  W.running = 0;
-  pp__mutex_unlock(W.lock);
+  pp__capture_call_end(rec->id);
+  send_reply(rec->id, status, &call);
+  W.cancel = NULL;
+  W.current_id = 0;
+  pp__ring_release(&W.calls, rec->end);
   pp__call_clear(&call);
+  for (i = 0; i < m.nclose; i++)
+    pp__shm_close(m.close[i]);
+}
+
+/* Waits for the next record: a short spin first (a busy parent refills the
+ * ring within microseconds, and a sleep and wake-up would cost more), then
+ * a sleep on the wake object.  The spin is bounded in time, not in turns,
+ * so that it costs the same on every machine.  Exits when the parent has
+ * gone. */
+static int next_record(pp__rec_t *rec) {
+  unsigned turn;
+  int rc;
+  for (;;) {
+    int64_t until = pp__now_us() + PP__SPIN_US;
+    for (turn = 0;;) {
+      rc = pp__ring_next(&W.calls, rec);
+      if (rc != 0)
+        return rc;
+      pp__spin_turn(turn);
+      if ((turn & 15) == 0 && pp__now_us() >= until)
+        break;
+    }
+    if (pp__ring_sleep_prepare(&W.calls))
+      continue;
+    rc = pp__wake_wait(W.at.wake_worker, W.at.chan, -1);
+    pp__ring_awake(&W.calls);
+    if (rc == PP_ECLOSED)
+      pp__exit_now(0); /* The parent has gone. */
+  }
 }
 
 /* Parses "<spec>:<cookie hex>,<parent pid>,<depth>,<inherit output>,<index>". */
@@ -276,8 +333,7 @@ static int parse_arg(const char *arg, char *spec, size_t spec_cap,
              &inherit, &index) != 5 ||
       strlen(hex) != 2 * PP__COOKIE_LEN || depth < 1 || index < 0)
     return -1;
-  /* With inherited output nobody reads call markers. */
-  W.mark_output = inherit == 0;
+  W.inherit = inherit != 0;
   for (i = 0; i < PP__COOKIE_LEN; i++) {
     unsigned v;
     sscanf(hex + 2 * i, "%2x", &v);
@@ -305,73 +361,34 @@ static void wait_for_debugger(void) {
 
 static int serve(const unsigned char *cookie) {
   unsigned char hello[PP__HELLO_LEN];
-  unsigned char key[8];
-  apr_thread_t *watcher = NULL;
-  apr_status_t rv;
+  pp__rec_t rec;
+  int rc;
 
-  if (apr_pool_create(&W.mem, NULL) != APR_SUCCESS ||
-      pp__mutex_new(&W.wlock) || pp__mutex_new(&W.lock) ||
-      pp__mutex_new(&W.rlock) || pp__cond_new(&W.wcond))
-    worker_abort("cannot create locks", 71);
-  /* The marker key is never 0 (0 means "no key yet" to the parent). */
-  if (apr_generate_random_bytes(key, sizeof(key)) != APR_SUCCESS)
-    worker_abort("cannot generate the marker key", 71);
-  W.mark_key = pp__get_u64(key) | 1;
+  if (pp__mutex_new(&W.plock) != 0)
+    worker_abort("cannot create a lock", 71);
+  if (pp__shm_check(W.at.shm_base, W.at.shm_size) != 0)
+    worker_abort(pp_last_error(), 70);
+  W.ctl = W.at.shm_base;
+  pp__ring_bind(&W.calls, W.at.shm_base, 0);
+  pp__ring_bind(&W.results, W.at.shm_base, 1);
+  if (pp__capture_start(W.at.chan, W.at.out, W.at.err) != 0)
+    worker_abort(pp_last_error(), 71);
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
   pp__module_build_id(W.tasks, hello + PP__COOKIE_LEN + 8);
-  pp__put_u64(hello + PP__COOKIE_LEN + 8 + PP__BUILD_ID_LEN, W.mark_key);
-  if (pp__wire_send(W.chan, PP__FRAME_HELLO, 0, hello, sizeof(hello), NULL, 0,
-                    NULL, 0) != 0)
-    pp__exit_now(0);
-  pp__reader_init(&reader, W.chan);
-  rv = apr_thread_create(&watcher, NULL, watcher_main, NULL, W.mem);
-  if (rv != APR_SUCCESS)
-    worker_abort("cannot start the watcher thread", 71);
+  pp__worker_put(PP__REC_HELLO, 0, 0, hello, sizeof(hello), NULL, 0);
 
   for (;;) {
-    job_t *job;
-    int idle;
-    pp__mutex_lock(W.lock);
-    job = W.head;
-    if (job != NULL) {
-      W.head = job->next;
-      if (W.head == NULL)
-        W.tail = NULL;
-      W.running = 1;
-      if (W.watcher_idle)
-        pp__cond_signal(W.wcond);
-    }
-    idle = job == NULL && !W.bye;
-    pp__mutex_unlock(W.lock);
-    if (job != NULL) {
-      run_job(job);
-      free(job);
-      continue;
-    }
-    if (!idle)
-      break; /* BYE and nothing left to run. */
-    /* Nothing to run: read the next frame here.  The watcher may hold the
-     * right to read (it saw data while the last task ran); the queue is
-     * checked again once we have it. */
-    pp__mutex_lock(W.rlock);
-    pp__mutex_lock(W.lock);
-    idle = W.head == NULL && !W.bye;
-    pp__mutex_unlock(W.lock);
-    if (idle)
-      read_one();
-    pp__mutex_unlock(W.rlock);
+    rc = next_record(&rec);
+    if (rc < 0)
+      worker_abort(pp_last_error(), 70);
+    if (rec.kind == PP__REC_BYE)
+      break;
+    if (rec.kind != PP__REC_CALL && rec.kind != PP__REC_INIT)
+      worker_abort("unexpected record in the call ring", 70);
+    run_record(&rec);
   }
-  /* The watcher may be waiting for data that the main thread has already
-   * read (up to 100 ms); aborting the channel, whose replies are all sent,
-   * ends that wait at once.  It is joined, not left running while the
-   * process exits (Wine can hang when a thread ends during ExitProcess). */
-  pp__mutex_lock(W.lock);
-  W.exiting = 1;
-  pp__cond_signal(W.wcond);
-  pp__mutex_unlock(W.lock);
-  pp__chan_abort(W.chan);
-  apr_thread_join(&rv, watcher);
+  pp__capture_stop();
   return 0;
 }
 
@@ -406,15 +423,13 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
       *rc = 64;
     return 1;
   }
-  if (pp__worker_attach(spec, ppid,
-                        W.mark_output ? 0 : PP__ATTACH_INHERIT_OUTPUT,
-                        &W.chan) != 0) {
+  if (pp__worker_attach(spec, ppid, W.inherit ? PP__ATTACH_INHERIT_OUTPUT : 0,
+                        &W.at) != 0) {
     fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
     *rc = 65;
     return 1;
   }
-  /* Lines reach the parent while the task runs, not when it ends. */
-  if (pp__worker_stdio() != 0 || pp__apr_init() != 0) {
+  if (pp__apr_init() != 0) {
     fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
     *rc = 66;
     return 1;
@@ -436,8 +451,6 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   }
   wait_for_debugger();
   *rc = serve(cookie);
-  pp__chan_close(W.chan);
-  W.chan = NULL;
   fflush(stdout);
   fflush(stderr);
   return 1;

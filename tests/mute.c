@@ -1,5 +1,5 @@
 /*
- * mute.c - a worker that opens its channel, writes one line on stderr and
+ * mute.c - a worker that attaches to its parent (channel, shared memory), writes one line on stderr and
  * then never says hello: to its parent it looks like a worker stuck on a C
  * runtime dialog, a debugger prompt or a loader deadlock (issue 8, item 2).
  * It uses the platform layer's worker side directly, as pp_worker_main
@@ -16,7 +16,7 @@ int main(int argc, char **argv) {
   const char *arg = NULL, *colon;
   char spec[1024];
   long long ppid = 0;
-  pp__chan_t *chan = NULL;
+  pp__attached_t at;
   int i;
   for (i = 1; i < argc; i++)
     if (strncmp(argv[i], option, sizeof(option) - 1) == 0)
@@ -28,7 +28,7 @@ int main(int argc, char **argv) {
     return 2;
   memcpy(spec, arg, (size_t)(colon - arg));
   spec[colon - arg] = '\0';
-  if (pp__worker_attach(spec, ppid, 0, &chan) != 0)
+  if (pp__worker_attach(spec, ppid, 0, &at) != 0)
     return 3;
   fprintf(stderr, "mute: connected\n");
   fflush(stderr);

@@ -9,6 +9,7 @@
  *   square    "i" x                  -> "i" x*x
  *   add       "ii" a b               -> "i" a+b
  *   echo      any bytes              -> the same bytes
+ *   middle    any bytes              -> bytes [len/4, len/4 + len/2)
  *   fail      any bytes (text)       -> PP_ETASK "fail: <text>"
  *   act       "si" action value      -> runs one action, for mixed maps:
  *             "square" -> "i" value*value, "fail" -> PP_ETASK "act failed
@@ -49,8 +50,8 @@
  *             of n workers (n <= 8) that all run hang, then pp_log(1)s
  *             "nest_hang: pids <pid>..." with the nested workers' pids and
  *             sleeps forever, for the orphan test
- *   garble    none                   -> writes junk onto its own channel
- *             (POSIX) and hangs: the parent must end that worker
+ *   garble    none                   -> publishes a broken record in its
+ *             result ring and hangs: the parent must end that worker
  *   stream    "s" tag                -> prints "stream <tag>" on stdout
  *             without a flush, then waits (30 s at most) to be cancelled:
  *             PP_ETASK "stream: cancelled"
@@ -78,6 +79,8 @@
  *             "x", NUL, "y <tag>" to stdout
  *   longline  "i" n                  -> "i" n; writes one line of n letters
  *             a..z repeating, then "longline end"
+ *   late_peek any bytes              -> "i" the first byte, read 300 ms
+ *             after the call started
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -96,6 +99,7 @@ int pp_test_task_fork_hold(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */

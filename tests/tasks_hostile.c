@@ -167,3 +167,10 @@ int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len) {
   fflush(stdout);
   return pp_call_replyf(call, "i", n);
 }
+
+int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {
+  if (len == 0)
+    return pp_call_fail(call, "late_peek wants bytes");
+  apr_sleep(apr_time_from_msec(300));
+  return pp_call_replyf(call, "i", (int64_t)((const unsigned char *)arg)[0]);
+}

@@ -51,7 +51,10 @@ static void expect_line(pp_test_log_t *log, const char *line,
   assert_int_equal(rec.source, source);
   assert_int_equal(rec.level, level);
   assert_int_equal(rec.worker, worker);
-  assert_true(rec.call_id == call_id);
+  if (rec.call_id != call_id)
+    fail_msg("line \"%s\" (source %d) came under call %llu, not %llu", line,
+             (int)rec.source, (unsigned long long)rec.call_id,
+             (unsigned long long)call_id);
   assert_int_equal(rec.len, strlen(rec.line));
   assert_int_equal(pp_test_log_count_line(log, line), 1);
 }

@@ -325,6 +325,62 @@ static void test_map_timeout_fails_only_slow_calls(void **state) {
     pp_free((void *)args[i].data);
 }
 
+/* With chunksize 1 a worker is handed the next call while it runs one; a
+ * call that waits there behind a long call while the other worker has
+ * nothing to do is taken back and run by that worker, once.  Here worker A
+ * runs a 60 s call, and the map must still finish on worker B, every call
+ * exactly once, while A's call goes on. */
+static void test_map_chunksize_1_moves_waiting_calls_to_idle_workers(
+    void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 40 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_options_t mo;
+  pp_pool_stats_t before, after;
+  pp_future_t *f = NULL;
+  int64_t pids[2], long_pid;
+  pp_buf_t sixty;
+  pp_result_t r;
+  pp_future_t *g = NULL;
+  size_t i;
+  PP_TEST_OK(pp_pack(&sixty, "i", (int64_t)60000));
+  PP_TEST_OK(pp_pool_stats(pool, &before));
+  PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", sixty.data, sixty.len, NULL, &f));
+  pp_free((void *)sixty.data);
+  /* A call submitted now may be queued behind the long one too, and must
+   * be taken back as well: it tells the free worker. */
+  PP_TEST_OK(pp_pool_submit(pool, "pid", NULL, 0, NULL, &g));
+  assert_int_equal(pp_future_wait(g, 30000), 0);
+  PP_TEST_OK(pp_future_take(g, &r));
+  assert_int_equal(pp_pool_worker_pids(pool, pids, 2), 2);
+  long_pid = pp_test_int_result(&r) == pids[0] ? pids[1] : pids[0];
+  pp_results_free(&r, 1);
+  pp_future_free(g);
+  for (i = 0; i < N; i++) {
+    args[i].data = NULL;
+    args[i].len = 0;
+  }
+  memset(&mo, 0, sizeof(mo));
+  mo.chunksize = 1;
+  PP_TEST_OK(pp_pool_map(pool, "pid", args, N, res, &mo));
+  for (i = 0; i < N; i++) {
+    assert_int_equal(res[i].status, 0);
+    assert_true(pp_test_int_result(&res[i]) != long_pid);
+  }
+  pp_results_free(res, N);
+  /* The long call still runs: nothing waited for it. */
+  assert_int_equal(pp_future_status(f), PP_EAGAIN);
+  PP_TEST_OK(pp_future_cancel(f));
+  assert_int_equal(pp_future_wait(f, 30000), 0);
+  assert_int_equal(pp_future_status(f), PP_ECANCELED);
+  pp_future_free(f);
+  /* Each call finished once: none twice, none lost. */
+  PP_TEST_OK(pp_pool_stats(pool, &after));
+  assert_int_equal(after.calls_completed - before.calls_completed,
+                   after.calls_submitted - before.calls_submitted);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -342,6 +398,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_map_chunksizes_all_give_the_same),
       PP_TEST_POOL_TEST(test_map_echo_keeps_bytes_of_any_size),
       PP_TEST_POOL_TEST(test_map_timeout_fails_only_slow_calls),
+      PP_TEST_POOL_TEST(test_map_chunksize_1_moves_waiting_calls_to_idle_workers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

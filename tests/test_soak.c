@@ -328,7 +328,10 @@ static void test_soak_crash_storm(void **state) {
   assert_int_equal(st.calls_submitted, s.n);
   assert_int_equal(st.calls_completed, s.n);
   assert_int_equal(st.workers_died, deaths);
-  assert_int_equal(st.workers_started, 2 + deaths);
+  /* Every death is replaced; so is a worker that a timeout's kill reached
+   * just after its call had finished (no call fails then). */
+  assert_true(st.workers_started >= 2 + deaths);
+  assert_true(st.workers_started <= 2 + deaths + s.counts[K_TIMEOUT]);
   assert_int_equal(pp_pool_worker_pids(pool, NULL, 0), 2);
 
   check_clean_map(pool);

@@ -69,6 +69,19 @@ void pp__posix_chan_forget(pp__chan_t *chan, int close_fd) {
   chan->fd = -1;
 }
 
+int pp__posix_chan_fd(const pp__chan_t *chan) {
+  return chan->fd;
+}
+
+int pp__posix_chan_ended(const pp__chan_t *chan) {
+  char c;
+  ssize_t r;
+  do
+    r = recv(chan->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
   chan->proc = proc;
 }
@@ -221,6 +234,29 @@ int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
 
 int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
   return await_input(chan, timeout_ms < 0 ? 0 : timeout_ms) != 0;
+}
+
+int pp__chan_poll(pp__chan_t **chans, int n, int64_t timeout_ms, int *ready) {
+  struct pollfd p[8];
+  int i, r;
+  if (n > 8)
+    n = 8;
+  for (i = 0; i < n; i++) {
+    p[i].fd = chans[i]->fd;
+    p[i].events = POLLIN;
+    p[i].revents = 0;
+  }
+  do
+    r = poll(p, (nfds_t)n,
+             timeout_ms < 0 || timeout_ms > INT_MAX ? -1 : (int)timeout_ms);
+  while (r < 0 && errno == EINTR);
+  for (i = 0; i < n; i++)
+    ready[i] = r > 0 && p[i].revents != 0;
+  return r > 0 ? r : 0;
+}
+
+int pp__chan_ended(pp__chan_t *chan) {
+  return pp__posix_chan_ended(chan);
 }
 
 void pp__chan_abort(pp__chan_t *chan) {

@@ -26,6 +26,26 @@ int pp__posix_proc_fd(const pp__proc_t *proc);
 /* Returns 1 if the worker has ended (it may not be reaped yet), else 0. */
 int pp__posix_proc_ended(const pp__proc_t *proc);
 
+/* Moves a descriptor to 10 or above, close-on-exec, so that the spawn file
+ * actions (which fill the low numbers) never overwrite it. */
+int pp__posix_move_high(int *fd);
+
+/* The descriptor of a channel; 1 if the channel's peer has closed it (a
+ * look that reads nothing). */
+int pp__posix_chan_fd(const pp__chan_t *chan);
+int pp__posix_chan_ended(const pp__chan_t *chan);
+
+/* The descriptor of a shared mapping; maps a descriptor received at spawn,
+ * whatever its size, its pages in place with PP__SHM_POPULATE (a blob
+ * about to be read whole; not a ring). */
+int pp__posix_shm_fd(const pp__shm_t *shm);
+int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size);
+
+/* A wake object's descriptors (the same for an eventfd); wraps descriptors
+ * received at spawn. */
+void pp__posix_wake_fds(const pp__wake_t *wake, int *rfd, int *wfd);
+int pp__posix_wake_wrap(int rfd, int wfd, pp__wake_t **wake);
+
 /* Returns the full path (malloc'd) of the running executable. */
 int pp__exe_path(char **path);
 

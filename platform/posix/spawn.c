@@ -51,12 +51,17 @@ struct pp__image_s {
   int by_fd;           /* start workers from fd (Linux, /proc mounted) */
 };
 
-/* Where the spawn file actions put the image in the child.  It is not
- * close-on-exec there, so that a worker_exe that is a script (#!) can be
- * opened by its interpreter under this name; the worker closes it at once
- * (pp__worker_attach closes everything above the channel, 3). */
-#define PP__IMAGE_CHILD_FD 4
-#define PP__IMAGE_CHILD_PATH "/proc/self/fd/4"
+/* Where the spawn file actions put things in the child: the channel at 3,
+ * the shared memory at 4, its wake object at 5 and the parent's at 6, the
+ * read ends of its own stdout and stderr at 7 and 8 (its write ends are 1
+ * and 2), and the image at 9.  The image is not close-on-exec there, so
+ * that a worker_exe that is a script (#!) can be opened by its interpreter
+ * under this name; the worker closes it at once (pp__worker_attach closes
+ * everything it does not use). */
+#define PP__CHILD_SPEC "3,4,5,6,7,8"
+#define PP__CHILD_SPEC_INHERIT "3,4,5,6,-1,-1"
+#define PP__IMAGE_CHILD_FD 9
+#define PP__IMAGE_CHILD_PATH "/proc/self/fd/9"
 
 struct pp__proc_s {
   pid_t pid;
@@ -69,9 +74,9 @@ struct pp__proc_s {
 /* ---- the executable ---------------------------------------------------- */
 
 /* Moves a descriptor to 10 or above, close-on-exec, so that the spawn file
- * actions (which fill 0 to 3) never overwrite it and never dup2 a descriptor
+ * actions (which fill 0 to 9) never overwrite it and never dup2 a descriptor
  * onto itself (which would keep its close-on-exec flag on some systems). */
-static int move_high(int *fd) {
+int pp__posix_move_high(int *fd) {
   int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 10);
   if (nfd < 0)
     return pp__posix_error(PP_ESPAWN, errno, "fcntl(F_DUPFD_CLOEXEC)");
@@ -111,7 +116,7 @@ int pp__image_open(const char *path, pp__image_t **out) {
   im->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (im->fd < 0 && self != NULL)
     im->fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (im->fd >= 0 && move_high(&im->fd) == 0) {
+  if (im->fd >= 0 && pp__posix_move_high(&im->fd) == 0) {
     char fd_path[40];
     snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", im->fd);
     /* Without /proc (a chroot, a sandbox) the path is all there is. */
@@ -194,12 +199,11 @@ static int worker_env(const char *token, char ***envp, char **mark) {
   return 0;
 }
 
-int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
-              pp__chan_t **out, pp__chan_t **err) {
+int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *out) {
   int ch[2] = {-1, -1}, so[2] = {-1, -1}, se[2] = {-1, -1};
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
-  int fa_ready = 0, attr_ready = 0, rc, n = 0, i;
+  int fa_ready = 0, attr_ready = 0, rc, n = 0, i, wake_r, wake_w, unused;
   const pp__image_t *im = req->image;
   const char *exec_path = im->by_fd ? PP__IMAGE_CHILD_PATH : im->path;
   char *arg = NULL, *mark = NULL;
@@ -209,28 +213,36 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   pp__proc_t *p = NULL;
   pid_t pid;
 
-  *proc = NULL;
-  *chan = *out = *err = NULL;
+  memset(out, 0, sizeof(*out));
   if (!im->by_fd && access(im->path, X_OK) != 0)
     return pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'",
                            im->path);
+  pp__posix_wake_fds(req->wake_worker, &wake_r, &unused);
+  pp__posix_wake_fds(req->wake_parent, &unused, &wake_w);
   rc = make_pair(ch);
   if (rc == 0 && !req->inherit_output)
     rc = make_pair(so);
   if (rc == 0 && !req->inherit_output)
     rc = make_pair(se);
   if (rc == 0)
-    rc = move_high(&ch[1]);
+    rc = pp__posix_move_high(&ch[1]);
   if (rc == 0 && !req->inherit_output)
-    rc = move_high(&so[1]);
+    rc = pp__posix_move_high(&so[0]);
   if (rc == 0 && !req->inherit_output)
-    rc = move_high(&se[1]);
+    rc = pp__posix_move_high(&so[1]);
+  if (rc == 0 && !req->inherit_output)
+    rc = pp__posix_move_high(&se[0]);
+  if (rc == 0 && !req->inherit_output)
+    rc = pp__posix_move_high(&se[1]);
   if (rc == 0)
     rc = worker_env(req->token, &envp, &mark);
   if (rc)
     goto cleanup;
 
-  arg = pp__strdup_printf("--procpool-worker=3:%s", req->token);
+  arg = pp__strdup_printf("--procpool-worker=%s:%s",
+                          req->inherit_output ? PP__CHILD_SPEC_INHERIT
+                                              : PP__CHILD_SPEC,
+                          req->token);
   while (req->extra_args && req->extra_args[n])
     n++;
   argv = calloc((size_t)n + 3, sizeof(*argv));
@@ -250,6 +262,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
     goto cleanup;
   }
   fa_ready = 1;
+  /* Every source is at 10 or above (move_high), so no action overwrites
+   * the source of a later one. */
   rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (rc == 0 && !req->inherit_output)
     rc = posix_spawn_file_actions_adddup2(&fa, so[1], 1);
@@ -257,6 +271,16 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
     rc = posix_spawn_file_actions_adddup2(&fa, se[1], 2);
   if (rc == 0)
     rc = posix_spawn_file_actions_adddup2(&fa, ch[1], 3);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, pp__posix_shm_fd(req->shm), 4);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, wake_r, 5);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, wake_w, 6);
+  if (rc == 0 && !req->inherit_output)
+    rc = posix_spawn_file_actions_adddup2(&fa, so[0], 7);
+  if (rc == 0 && !req->inherit_output)
+    rc = posix_spawn_file_actions_adddup2(&fa, se[0], 8);
   if (rc == 0 && im->by_fd)
     rc = posix_spawn_file_actions_adddup2(&fa, im->fd, PP__IMAGE_CHILD_FD);
   if (rc != 0) {
@@ -298,31 +322,31 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
    * SIGCHLD handler of the application, which the README warns about), so
    * the pidfd is for this worker.  Old kernels give ENOSYS: pids then. */
   p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (p->pidfd >= 0 && p->pidfd < 10 && move_high(&p->pidfd) != 0)
+  if (p->pidfd >= 0 && p->pidfd < 10 && pp__posix_move_high(&p->pidfd) != 0)
     p->pidfd = -1;
 #endif
-  rc = pp__chan_wrap(ch[0], chan);
+  rc = pp__chan_wrap(ch[0], &out->chan);
   if (rc == 0) {
     ch[0] = -1;
     if (!req->inherit_output)
-      rc = pp__chan_wrap(so[0], out);
+      rc = pp__chan_wrap(so[0], &out->out);
   }
   if (rc == 0) {
     so[0] = -1;
     if (!req->inherit_output)
-      rc = pp__chan_wrap(se[0], err);
+      rc = pp__chan_wrap(se[0], &out->err);
   }
   if (rc == 0)
     se[0] = -1;
   if (rc != 0) {
-    pp__chan_close(*chan);
-    pp__chan_close(*out);
-    *chan = *out = NULL;
+    pp__chan_close(out->chan);
+    pp__chan_close(out->out);
+    out->chan = out->out = NULL;
     pp__proc_free(p);
     p = NULL;
     goto cleanup;
   }
-  *proc = p;
+  out->proc = p;
   p = NULL;
 
 cleanup:

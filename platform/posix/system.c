@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <stdio_ext.h>
+#endif
 #if defined(__linux__)
 #include <elf.h>
 #include <link.h>
@@ -50,6 +54,14 @@ int pp__exe_path(char **path) {
   if (*path == NULL)
     return pp__set_error(PP_ENOMEM, "out of memory");
   return 0;
+}
+
+int64_t pp__fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > (rlim_t)INT64_MAX)
+    return -1;
+  return (int64_t)rl.rlim_cur;
 }
 
 int pp__cpu_count(void) {
@@ -216,6 +228,42 @@ void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]) {
    * build check off there. */
   (void)addr;
 #endif
+}
+
+int pp__stdio_pending(FILE *fp) {
+#if defined(__linux__)
+  /* glibc and musl both have it. */
+  return (int)__fpending(fp);
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) ||    \
+    defined(__OpenBSD__)
+  return (fp->_flags & __SWR) ? (int)(fp->_p - fp->_bf._base) : 0;
+#else
+  (void)fp;
+  return -1;
+#endif
+}
+
+int pp__stdio_trylock(FILE *fp) {
+  return ftrylockfile(fp) == 0;
+}
+
+void pp__stdio_unlock(FILE *fp) {
+  funlockfile(fp);
+}
+
+void pp__stdio_salvage(FILE *fp, const char *buf) {
+  int n = pp__stdio_pending(fp);
+  if (n > 0) {
+    ssize_t r = write(fileno(fp), buf, (size_t)n);
+    (void)r;
+  }
+}
+
+int pp__stdio_stream(void) {
+  if (setvbuf(stdout, NULL, _IOLBF, BUFSIZ) != 0 ||
+      setvbuf(stderr, NULL, _IONBF, 0) != 0)
+    return pp__set_error(PP_EIO, "setvbuf refused line buffering");
+  return 0;
 }
 
 /* The worker host's path relative to the directory of the module that

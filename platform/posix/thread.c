@@ -135,17 +135,14 @@ void pp__cond_broadcast(pp__cond_t *c) {
 /* A statically initialized mutex needs no set-up of its own, so it can guard
  * the first call from any number of threads. */
 static pthread_mutex_t once_lock = PTHREAD_MUTEX_INITIALIZER;
-static int once_done;
-static int once_status;
-
-int pp__once(int (*init)(void)) {
+int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   pthread_mutex_lock(&once_lock);
-  if (!once_done) {
-    once_status = init();
-    once_done = 1;
+  if (!once->done) {
+    once->status = init();
+    once->done = 1;
   }
-  status = once_status;
+  status = once->status;
   pthread_mutex_unlock(&once_lock);
   return status;
 }

@@ -60,6 +60,44 @@ static void close_channel_in_child(void) {
   }
 }
 
+/* ---- the crash hook ---- */
+
+static void (*crash_hook)(void);
+
+/* Runs the hook, then lets the signal do what it would have done: the
+ * handler was installed with SA_RESETHAND, so the disposition is the
+ * default again, and raising the signal once more ends the process with
+ * it, whether it came from a fault or from raise() or abort(). */
+static void on_crash(int sig) {
+  if (crash_hook != NULL)
+    crash_hook();
+  raise(sig);
+}
+
+void pp__worker_set_crash_hook(void (*hook)(void)) {
+  static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+  static char stack[65536];
+  stack_t ss;
+  size_t i;
+  crash_hook = hook;
+  /* A stack overflow leaves no stack to run a handler on. */
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_sp = stack;
+  ss.ss_size = sizeof(stack);
+  sigaltstack(&ss, NULL);
+  for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+    struct sigaction old, sa;
+    if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+        (old.sa_flags & SA_SIGINFO))
+      continue; /* The application's own handler stays. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sigs[i], &sa, NULL);
+  }
+}
+
 /* Workers are started from an open file on Linux (/proc/self/fd/4), which
  * would leave "4" as the process name that top and pgrep show; the name is
  * set back to the program's file name, as an ordinary start would set it. */
@@ -79,20 +117,46 @@ static void name_process(void) {
 #endif
 }
 
-int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
-                      pp__chan_t **chan) {
-  char *end = NULL;
-  long fd;
-  int rc;
+/* Parses "c,s,w,p,o,e": the descriptors of the channel, shared memory,
+ * this worker's wake object, the parent's, and the read ends of stdout and
+ * stderr (-1 when output is inherited). */
+static int parse_spec(const char *spec, int fds[6]) {
+  const char *p = spec;
+  int i;
+  for (i = 0; i < 6; i++) {
+    char *end = NULL;
+    long v;
+    errno = 0;
+    v = strtol(p, &end, 10);
+    if (errno != 0 || end == p || v < -1 || v > 1024 ||
+        (i < 4 && v < 3) || *end != (i < 5 ? ',' : '\0'))
+      return pp__set_error(PP_EINVAL, "bad worker descriptors '%s'", spec);
+    fds[i] = (int)v;
+    p = end + 1;
+  }
+  return 0;
+}
 
-  *chan = NULL;
-  errno = 0;
-  fd = strtol(spec, &end, 10);
-  if (errno != 0 || end == spec || *end != '\0' || fd < 3 || fd > 1024)
-    return pp__set_error(PP_EINVAL, "bad worker channel '%s'", spec);
-  if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
-    return pp__posix_error(PP_EIO, errno, "channel descriptor %ld", fd);
-  close_from((int)fd + 1);
+int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
+                      pp__attached_t *at) {
+  int fds[6], i, rc, keep_max = 0;
+
+  memset(at, 0, sizeof(*at));
+  rc = parse_spec(spec, fds);
+  if (rc)
+    return rc;
+  for (i = 0; i < 6; i++) {
+    if (fds[i] < 0)
+      continue;
+    if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0)
+      return pp__posix_error(PP_EIO, errno, "worker descriptor %d", fds[i]);
+    if (fds[i] > keep_max)
+      keep_max = fds[i];
+  }
+  /* The spawn file actions place them at 3..8 in this order; anything above
+   * (the image, descriptors the application leaked without close-on-exec)
+   * goes. */
+  close_from(keep_max + 1);
   name_process();
   if (pthread_atfork(NULL, NULL, close_channel_in_child) != 0)
     return pp__set_error(PP_EIO, "pthread_atfork failed");
@@ -110,18 +174,23 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
 #else
   (void)parent_pid;
 #endif
-  rc = pp__chan_wrap((int)fd, chan);
+  rc = pp__posix_shm_map(fds[1], 0, &at->shm_base, &at->shm_size);
+  if (rc == 0) {
+    /* The mapping stays; the descriptor is not needed any more. */
+    close(fds[1]);
+    rc = pp__posix_wake_wrap(fds[2], -1, &at->wake_worker);
+  }
   if (rc == 0)
-    worker_chan = *chan;
+    rc = pp__posix_wake_wrap(-1, fds[3], &at->wake_parent);
+  if (rc == 0 && fds[4] >= 0)
+    rc = pp__chan_wrap(fds[4], &at->out);
+  if (rc == 0 && fds[5] >= 0)
+    rc = pp__chan_wrap(fds[5], &at->err);
+  if (rc == 0)
+    rc = pp__chan_wrap(fds[0], &at->chan);
+  if (rc == 0)
+    worker_chan = at->chan;
   return rc;
-}
-
-int pp__worker_stdio(void) {
-  /* Line buffering with a buffer of the usual size: a size of 0 is left to
-   * the C library's choice, which not every one makes. */
-  if (setvbuf(stdout, NULL, _IOLBF, BUFSIZ) != 0)
-    return pp__set_error(PP_EIO, "setvbuf(stdout) refused line buffering");
-  return 0;
 }
 
 void pp__exit_now(int code) {

@@ -12,7 +12,6 @@
  */
 #include "internal.h"
 
-#include <bcrypt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +20,8 @@ struct pp__chan_s {
   HANDLE read_event;  /* only ever used by the reading thread */
   HANDLE write_event; /* only ever used by the writing thread */
   HANDLE abort_event; /* set by pp__chan_abort, from any thread */
-  HANDLE process;     /* the bound worker's process, or NULL (not owned) */
+  HANDLE process;     /* the bound process, or NULL */
+  int own_process;    /* `process` is closed with the channel */
   /* A write posted by pp__chan_try_write that may still be pending: its
    * OVERLAPPED and bytes must live until it completes. */
   OVERLAPPED post_ov;
@@ -32,141 +32,14 @@ struct pp__chan_s {
   OVERLAPPED connect_ov;
   int connecting;
   int connect_status;
+  /* pp__chan_poll's zero-byte read, which completes once data is there
+   * without taking any; only the polling thread touches it. */
+  OVERLAPPED zero_ov;
+  int zero_pending;
+  int zero_useless; /* it completed at once on an empty pipe: not here */
 };
 
 static int aborted(void);
-
-/* The pipe buffer sizes are hints to the system; 64 KiB is what libuv and
- * most Windows programs use and keeps small frames from blocking. */
-#define PIPE_BUFFER_SIZE 65536
-
-/* The security descriptor of every pipe: a DACL with one entry that gives
- * the current user (the process token's user, which the workers share) all
- * access.  Without it the default DACL also admits LocalSystem and the
- * Administrators group, and on some setups Everyone read access.  It is
- * built once and kept for the life of the process. */
-static INIT_ONCE pipe_sd_once = INIT_ONCE_STATIC_INIT;
-static SECURITY_DESCRIPTOR pipe_sd;
-static SECURITY_ATTRIBUTES pipe_sa;
-
-static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  DWORD *error = param;
-  HANDLE token = NULL;
-  TOKEN_USER *user = NULL;
-  ACL *acl = NULL;
-  DWORD size = 0;
-  DWORD acl_size;
-  BOOL ok = FALSE;
-
-  (void)once;
-  (void)ctx;
-  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
-    goto cleanup;
-  GetTokenInformation(token, TokenUser, NULL, 0, &size);
-  if (GetLastError() != ERROR_INSUFFICIENT_BUFFER)
-    goto cleanup;
-  user = malloc(size);
-  if (user == NULL) {
-    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
-    goto cleanup;
-  }
-  if (!GetTokenInformation(token, TokenUser, user, size, &size))
-    goto cleanup;
-  acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) - sizeof(DWORD) +
-                     GetLengthSid(user->User.Sid));
-  acl = malloc(acl_size);
-  if (acl == NULL) {
-    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
-    goto cleanup;
-  }
-  if (!InitializeAcl(acl, acl_size, ACL_REVISION) ||
-      !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, user->User.Sid) ||
-      !InitializeSecurityDescriptor(&pipe_sd, SECURITY_DESCRIPTOR_REVISION) ||
-      !SetSecurityDescriptorDacl(&pipe_sd, TRUE, acl, FALSE))
-    goto cleanup;
-  pipe_sa.nLength = sizeof(pipe_sa);
-  pipe_sa.lpSecurityDescriptor = &pipe_sd;
-  pipe_sa.bInheritHandle = FALSE;
-  /* The descriptor points at `acl`, which therefore lives as long as the
-   * process.  The ACE holds a copy of the SID, so `user` can go. */
-  acl = NULL;
-  ok = TRUE;
-
-cleanup:
-  if (!ok)
-    *error = GetLastError();
-  free(acl);
-  free(user);
-  if (token != NULL)
-    CloseHandle(token);
-  return ok;
-}
-
-/* Writes "\\.\pipe\procpool-<pid>-<32 hex digits>" to `name`. */
-static int random_pipe_name(WCHAR name[PP__PIPE_NAME_MAX]) {
-  static const char hex[] = "0123456789abcdef";
-  static const char prefix[] = PP__PIPE_PREFIX;
-  unsigned char random[16];
-  WCHAR digits[12];
-  DWORD pid = GetCurrentProcessId();
-  NTSTATUS nt;
-  size_t i;
-  size_t k = 0;
-  int n = 0;
-
-  /* 128 bits from the system RNG: other users' processes cannot guess the
-   * name, so they cannot connect first even if the DACL were weaker. */
-  nt = BCryptGenRandom(NULL, random, sizeof(random),
-                       BCRYPT_USE_SYSTEM_PREFERRED_RNG);
-  if (nt < 0)
-    return pp__set_error(PP_EIO, "BCryptGenRandom failed with 0x%08lX",
-                         (unsigned long)nt);
-  for (i = 0; prefix[i] != '\0'; i++)
-    name[k++] = (WCHAR)prefix[i];
-  do {
-    digits[n++] = (WCHAR)('0' + pid % 10);
-    pid /= 10;
-  } while (pid != 0);
-  while (n > 0)
-    name[k++] = digits[--n];
-  name[k++] = L'-';
-  for (i = 0; i < sizeof(random); i++) {
-    name[k++] = (WCHAR)hex[random[i] >> 4];
-    name[k++] = (WCHAR)hex[random[i] & 15];
-  }
-  name[k] = L'\0';
-  return 0;
-}
-
-int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
-                        HANDLE *server) {
-  DWORD error = 0;
-  HANDLE h;
-  char why[160];
-  int status;
-
-  *server = INVALID_HANDLE_VALUE;
-  if (!InitOnceExecuteOnce(&pipe_sd_once, init_pipe_sd, &error, NULL))
-    return pp__set_error(PP_EIO,
-                         "cannot build the pipe security descriptor: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
-  status = random_pipe_name(name);
-  if (status != 0)
-    return status;
-  /* FILE_FLAG_FIRST_PIPE_INSTANCE with one instance means that if anyone
-   * had created this name before us, we fail instead of becoming a second
-   * instance of their pipe. */
-  h = CreateNamedPipeW(
-      name, access | FILE_FLAG_FIRST_PIPE_INSTANCE | FILE_FLAG_OVERLAPPED,
-      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
-          PIPE_REJECT_REMOTE_CLIENTS,
-      1, PIPE_BUFFER_SIZE, PIPE_BUFFER_SIZE, 0, &pipe_sa);
-  if (h == INVALID_HANDLE_VALUE)
-    return pp__set_error(PP_EIO, "CreateNamedPipeW: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-  *server = h;
-  return 0;
-}
 
 int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   pp__chan_t *c;
@@ -201,6 +74,19 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
 
 void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
   chan->process = pp__win_proc_handle(proc);
+}
+
+void pp__win_chan_bind_parent(pp__chan_t *chan, HANDLE parent) {
+  chan->process = parent;
+  chan->own_process = 1;
+}
+
+HANDLE pp__win_chan_handle(const pp__chan_t *chan) {
+  return chan->handle;
+}
+
+HANDLE pp__win_chan_process(const pp__chan_t *chan) {
+  return chan->process;
 }
 
 int pp__win_chan_listen(pp__chan_t *chan) {
@@ -485,6 +371,127 @@ int pp__chan_wait(pp__chan_t *chan, int64_t timeout_ms) {
   }
 }
 
+/* Returns 1 if a read of the channel would not block now: data is there,
+ * the other end has gone, the channel was aborted or its process ended. */
+static int ready_now(pp__chan_t *chan) {
+  DWORD avail = 0;
+  if (chan->connecting) {
+    int status = finish_connect(chan, 0);
+    if (status == PP_EAGAIN)
+      return 0;
+    if (status != 0)
+      return 1; /* The read that follows reports why. */
+  }
+  if (!PeekNamedPipe(chan->handle, NULL, 0, NULL, &avail, NULL) || avail > 0)
+    return 1;
+  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
+    return 1;
+  return chan->process != NULL &&
+         WaitForSingleObject(chan->process, 0) == WAIT_OBJECT_0;
+}
+
+/* Makes sure a zero-byte read is pending on the channel and returns its
+ * event, or NULL where that cannot be done (the caller then looks again
+ * after a pause); sets *now when it completed at once, so the channel is
+ * to be looked at again.  A zero-byte overlapped read on a byte-mode pipe
+ * completes once bytes arrive (or the pipe breaks) and takes none, which
+ * is how libuv waits for pipe input, so the poll sleeps in one wait
+ * instead of looking with PeekNamedPipe every few milliseconds, a call to
+ * the system (and under Wine a round trip to its server) each time, in
+ * every worker. */
+static HANDLE zero_read(pp__chan_t *chan, int *now) {
+  static unsigned char zero_byte; /* never written: the reads take none */
+  DWORD n;
+  *now = 0;
+  if (chan->zero_useless || chan->connecting)
+    return NULL;
+  if (chan->zero_pending) {
+    if (!GetOverlappedResult(chan->handle, &chan->zero_ov, &n, FALSE) &&
+        GetLastError() == ERROR_IO_INCOMPLETE)
+      return chan->zero_ov.hEvent;
+    chan->zero_pending = 0;
+    *now = 1;
+    return NULL;
+  }
+  if (chan->zero_ov.hEvent == NULL) {
+    chan->zero_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (chan->zero_ov.hEvent == NULL) {
+      chan->zero_useless = 1;
+      return NULL;
+    }
+  }
+  chan->zero_ov.Internal = chan->zero_ov.InternalHigh = 0;
+  chan->zero_ov.Offset = chan->zero_ov.OffsetHigh = 0;
+  if (ReadFile(chan->handle, &zero_byte, 0, NULL, &chan->zero_ov)) {
+    /* Bytes arrived since ready_now looked, or this system completes
+     * zero-byte reads at once and they cannot wait for anything. */
+    if (!ready_now(chan))
+      chan->zero_useless = 1;
+    *now = 1;
+    return NULL;
+  }
+  if (GetLastError() != ERROR_IO_PENDING) {
+    *now = 1; /* Broken: the next look reports it. */
+    return NULL;
+  }
+  chan->zero_pending = 1;
+  return chan->zero_ov.hEvent;
+}
+
+/* How long a poll over a channel without a zero-byte read pauses before it
+ * looks again. */
+#define POLL_PAUSE_MS 10
+
+int pp__chan_poll(pp__chan_t **chans, int n, int64_t timeout_ms, int *ready) {
+  ULONGLONG start = GetTickCount64();
+  HANDLE objects[8 * 3];
+  int i, got;
+
+  if (n > 8)
+    n = 8;
+  /* Only one thread polls a given channel (the worker's watch thread);
+   * other threads may read it or look at it with pp__chan_wait meanwhile,
+   * which the pending zero-byte read does not disturb. */
+  for (;;) {
+    DWORD count = 0, wait_ms = INFINITE, elapsed;
+    int again = 0;
+    for (i = 0, got = 0; i < n; i++)
+      got += ready[i] = ready_now(chans[i]);
+    elapsed = (DWORD)(GetTickCount64() - start);
+    if (got > 0 || (timeout_ms >= 0 && elapsed >= timeout_ms))
+      return got;
+    for (i = 0; i < n; i++) {
+      int now;
+      HANDLE ev = zero_read(chans[i], &now);
+      again |= now;
+      if (ev != NULL)
+        objects[count++] = ev;
+      else
+        wait_ms = POLL_PAUSE_MS;
+      objects[count++] = chans[i]->abort_event;
+      if (chans[i]->process != NULL)
+        objects[count++] = chans[i]->process;
+    }
+    if (again)
+      continue;
+    if (timeout_ms >= 0 && (DWORD)(timeout_ms - elapsed) < wait_ms)
+      wait_ms = (DWORD)(timeout_ms - elapsed);
+    WaitForMultipleObjects(count, objects, FALSE, wait_ms);
+  }
+}
+
+int pp__chan_ended(pp__chan_t *chan) {
+  DWORD avail = 0, error;
+  if (chan->process != NULL &&
+      WaitForSingleObject(chan->process, 0) == WAIT_OBJECT_0)
+    return 1;
+  if (PeekNamedPipe(chan->handle, NULL, 0, NULL, &avail, NULL))
+    return 0;
+  error = GetLastError();
+  return error == ERROR_BROKEN_PIPE || error == ERROR_NO_DATA ||
+         error == ERROR_PIPE_NOT_CONNECTED;
+}
+
 void pp__chan_abort(pp__chan_t *chan) {
   /* Closing the handle here instead would race with the reader, which may
    * be about to use it (or a new handle that reuses its value).  The event
@@ -502,6 +509,14 @@ void pp__chan_close(pp__chan_t *chan) {
     GetOverlappedResult(chan->handle, &chan->connect_ov, &n, TRUE);
     CloseHandle(chan->connect_ov.hEvent);
   }
+  if (chan->zero_pending) {
+    CancelIoEx(chan->handle, &chan->zero_ov);
+    GetOverlappedResult(chan->handle, &chan->zero_ov, &n, TRUE);
+  }
+  if (chan->zero_ov.hEvent != NULL)
+    CloseHandle(chan->zero_ov.hEvent);
+  if (chan->own_process)
+    CloseHandle(chan->process);
   if (!post_done(chan)) {
     /* post_ov is part of the channel: the write must be over before it is
      * freed. */

@@ -21,6 +21,7 @@
 #include <windows.h>
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../platform.h"
 #include "error.h"
@@ -96,6 +97,64 @@ int pp__win_chan_listen(pp__chan_t *chan);
 /* Wraps an overlapped pipe handle in a channel.  On success the channel owns
  * the handle; on failure the caller still does. */
 int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan);
+
+/* The channel's handle (owned by the channel). */
+HANDLE pp__win_chan_handle(const pp__chan_t *chan);
+
+/* The process a channel is bound to, or NULL. */
+HANDLE pp__win_chan_process(const pp__chan_t *chan);
+
+/* Worker side: binds the channel to the parent's process, whose handle it
+ * then owns, so that waits on the channel end when the parent does. */
+void pp__win_chan_bind_parent(pp__chan_t *chan, HANDLE parent);
+
+/* ---- shared memory and wake objects (shm.c, waiter.c) ---- */
+
+/* A shared memory object's section handle (owned by it). */
+HANDLE pp__win_shm_handle(const pp__shm_t *shm);
+
+/* Maps a section handle: `want` bytes, or all of it when want is 0, after
+ * checking that it is committed memory of the paging file, at least that
+ * large.  Sets *base and *size; the handle stays the caller's.  Returns 0,
+ * PP_EPROTO (not such a section), PP_ENOMEM or PP_EIO. */
+int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
+                    uint64_t *size);
+
+/* Wraps an event handle (owned from then on) in a wake object; the event
+ * of a wake object. */
+int pp__win_wake_wrap(HANDLE event, pp__wake_t **wake);
+HANDLE pp__win_wake_handle(const pp__wake_t *wake);
+
+/* ---- the boot block (pipe.c, spawn.c, worker.c) ---- */
+
+/* What a worker needs besides its pipes: the handles the parent put into
+ * it (DuplicateHandle into the suspended process, before it runs), by
+ * their values there.  It travels in a small named section, the worker's
+ * "boot block", named "Local\procpool-<pid>-<hex>" after the worker's
+ * channel pipe, so the command line needs no more room and the worker
+ * finds it from the name it already checks.  Handle values cannot be put
+ * on the command line, which is fixed before the process (and so its
+ * handle table) exists; inheritance would hand them to any process another
+ * thread starts meanwhile (see spawn.c). */
+#define PP__WIN_BOOT_MAGIC 0x42505050u /* "PPPB" */
+typedef struct pp__win_boot_s {
+  uint32_t magic;
+  uint32_t pid; /* the worker it was written for */
+  uint64_t shm; /* handle values in the worker; 0 = none */
+  uint64_t shm_size;
+  uint64_t wake_worker;
+  uint64_t wake_parent;
+  uint64_t out; /* the read ends of its stdout and stderr pipes */
+  uint64_t err;
+} pp__win_boot_t;
+
+/* Writes the boot block's name for a channel pipe's name. */
+int pp__win_boot_name(const WCHAR *pipe, WCHAR name[PP__PIPE_NAME_MAX]);
+
+/* Creates the boot block of the worker whose channel is `pipe`, with the
+ * pipes' security descriptor; refuses a name that exists already.  Returns
+ * 0 or PP_ESPAWN. */
+int pp__win_boot_create(const WCHAR *pipe, HANDLE *section);
 
 /* Returns the full path (UTF-8, malloc'd) of the running executable. */
 int pp__exe_path(char **path);

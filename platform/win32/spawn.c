@@ -26,6 +26,7 @@
 
 struct pp__proc_s {
   HANDLE process;
+  HANDLE boot; /* the worker's boot block, kept while it lives */
   DWORD pid;
   volatile LONG killed; /* set by pp__proc_kill, from any thread */
   int reaped;           /* pp__proc_wait has returned 0 */
@@ -444,10 +445,10 @@ static int inherit_std(DWORD which, HANDLE *out) {
 }
 
 /* Creates a pipe server for the worker to open by name: the listening
- * channel and, appended to `spec` after a ',', the pipe's name. */
+ * channel and, appended to `spec` after a ',', the pipe's name, which is
+ * also written to `name`. */
 static int listen_pipe(DWORD access, WCHAR *spec, size_t cap,
-                       pp__chan_t **chan) {
-  WCHAR name[PP__PIPE_NAME_MAX];
+                       pp__chan_t **chan, WCHAR name[PP__PIPE_NAME_MAX]) {
   HANDLE server = INVALID_HANDLE_VALUE;
   int status;
 
@@ -479,9 +480,71 @@ static int listen_pipe(DWORD access, WCHAR *spec, size_t cap,
   return 0;
 }
 
-int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
-              pp__chan_t **out, pp__chan_t **err) {
+/* Puts a copy of `h` into the worker, with `rights` (or the same access when
+ * 0), and returns its value there in *value. */
+static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
+  HANDLE copy = NULL;
+  char why[160];
+  if (!DuplicateHandle(GetCurrentProcess(), h, worker, &copy, rights, FALSE,
+                       rights == 0 ? DUPLICATE_SAME_ACCESS : 0))
+    return pp__set_error(PP_ESPAWN, "handing a handle to the worker: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  *value = (uint64_t)(uintptr_t)copy;
+  return 0;
+}
+
+/* Fills the boot block of a worker that is created but not yet running:
+ * the parent pushes each handle into it, so that no handle of ours is ever
+ * inheritable (another thread's CreateProcess could take it) and the worker
+ * never needs PROCESS_DUP_HANDLE on us (see shm.c).  Copies already made
+ * die with the worker if a later one fails, since the caller then ends
+ * it. */
+static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
+                      const pp__spawn_req_t *req, pp__chan_t *out,
+                      pp__chan_t *err) {
+  const DWORD wake_rights = SYNCHRONIZE | EVENT_MODIFY_STATE;
+  pp__win_boot_t b;
+  void *view;
+  char why[160];
+  int status = 0;
+
+  memset(&b, 0, sizeof(b));
+  b.magic = PP__WIN_BOOT_MAGIC;
+  b.pid = pi->dwProcessId;
+  if (req->shm != NULL) {
+    b.shm_size = pp__shm_len(req->shm);
+    status = give(pi->hProcess, pp__win_shm_handle(req->shm),
+                  SECTION_QUERY | SECTION_MAP_READ | SECTION_MAP_WRITE,
+                  &b.shm);
+  }
+  if (status == 0 && req->wake_worker != NULL)
+    status = give(pi->hProcess, pp__win_wake_handle(req->wake_worker),
+                  wake_rights, &b.wake_worker);
+  if (status == 0 && req->wake_parent != NULL)
+    status = give(pi->hProcess, pp__win_wake_handle(req->wake_parent),
+                  wake_rights, &b.wake_parent);
+  /* The read ends of its own output: the worker forwards what it prints
+   * while it lives; we read the rest once it has ended. */
+  if (status == 0 && out != NULL)
+    status = give(pi->hProcess, pp__win_chan_handle(out), 0, &b.out);
+  if (status == 0 && err != NULL)
+    status = give(pi->hProcess, pp__win_chan_handle(err), 0, &b.err);
+  if (status != 0)
+    return status;
+  view = MapViewOfFile(boot, FILE_MAP_WRITE, 0, 0, sizeof(b));
+  if (view == NULL)
+    return pp__set_error(PP_ESPAWN, "mapping the boot block: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  memcpy(view, &b, sizeof(b));
+  UnmapViewOfFile(view);
+  return 0;
+}
+
+int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   WCHAR spec[3 * PP__PIPE_NAME_MAX + 4];
+  WCHAR chan_name[PP__PIPE_NAME_MAX];
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE boot = NULL;
   SECURITY_ATTRIBUTES inherit;
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
@@ -503,10 +566,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   char why[160];
   int status;
 
-  *proc = NULL;
-  *chan = NULL;
-  *out = NULL;
-  *err = NULL;
+  memset(spawned, 0, sizeof(*spawned));
   spec[0] = L'\0';
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
@@ -526,13 +586,15 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
    * waiting for a worker's start stays the core's, with its time limit
    * and its way out. */
   status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
-                       &c);
+                       &c, chan_name);
   if (status == 0 && !req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
-                         sizeof(spec) / sizeof(WCHAR), &o);
+                         sizeof(spec) / sizeof(WCHAR), &o, name);
   if (status == 0 && !req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
-                         sizeof(spec) / sizeof(WCHAR), &e);
+                         sizeof(spec) / sizeof(WCHAR), &e, name);
+  if (status == 0)
+    status = pp__win_boot_create(chan_name, &boot);
   if (status != 0)
     goto cleanup;
   status = pp__win_build_cmdline(exe, spec, req, &cmdline);
@@ -598,6 +660,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   si.StartupInfo.hStdError = req->inherit_output ? err_client : null_dev;
 
   status = start_in_job(exe, cmdline, env, &si, job, &pi);
+  if (status == 0)
+    status = write_boot(boot, &pi, req, o, e);
   if (status != 0)
     goto cleanup;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
@@ -620,7 +684,9 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
   }
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
+  p->boot = boot;
   pi.hProcess = NULL;
+  boot = NULL;
   /* Only this process may be the pipes' client, and reads of its stdout
    * and stderr end once it has ended (after what it wrote). */
   pp__chan_bind_proc(c, p);
@@ -628,10 +694,10 @@ int pp__spawn(const pp__spawn_req_t *req, pp__proc_t **proc, pp__chan_t **chan,
     pp__chan_bind_proc(o, p);
     pp__chan_bind_proc(e, p);
   }
-  *proc = p;
-  *chan = c;
-  *out = o;
-  *err = e;
+  spawned->proc = p;
+  spawned->chan = c;
+  spawned->out = o;
+  spawned->err = e;
   p = NULL;
   c = o = e = NULL;
   status = 0;
@@ -659,6 +725,8 @@ cleanup:
     CloseHandle(err_client);
   if (out_client != INVALID_HANDLE_VALUE)
     CloseHandle(out_client);
+  if (boot != NULL)
+    CloseHandle(boot);
   free(cmdline);
   free(env);
   return status;
@@ -734,6 +802,8 @@ void pp__proc_free(pp__proc_t *proc) {
     pp__proc_kill(proc);
     WaitForSingleObject(proc->process, INFINITE);
   }
+  if (proc->boot != NULL)
+    CloseHandle(proc->boot);
   CloseHandle(proc->process);
   free(proc);
 }

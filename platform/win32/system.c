@@ -142,6 +142,11 @@ static int popcount_ptr(DWORD_PTR mask) {
   return n;
 }
 
+int64_t pp__fd_limit(void) {
+  /* Handles have no per-process limit worth checking (16 million). */
+  return -1;
+}
+
 int pp__cpu_count(void) {
   DWORD_PTR process_mask;
   DWORD_PTR system_mask;
@@ -202,6 +207,31 @@ void pp__stdio_ensure(void) {
 }
 
 /* ---- a worker's stdout and stderr ------------------------------------ */
+
+int pp__stdio_pending(FILE *fp) {
+  /* The Microsoft C runtimes keep the FILE opaque (the Universal CRT) or
+   * lay it out by version (msvcrt.dll): no count of buffered bytes to
+   * trust, so capture.c streams the output (pp__stdio_stream). */
+  (void)fp;
+  return -1;
+}
+
+int pp__stdio_trylock(FILE *fp) {
+  /* There is no _trylock_file; with pp__stdio_pending at -1 nobody asks
+   * for it, and "not taken" is always a safe answer. */
+  (void)fp;
+  return 0;
+}
+
+void pp__stdio_unlock(FILE *fp) {
+  (void)fp;
+}
+
+void pp__stdio_salvage(FILE *fp, const char *buf) {
+  /* Nothing to salvage without a count of the buffered bytes. */
+  (void)fp;
+  (void)buf;
+}
 
 /* Opens the write end of a stdout or stderr pipe the parent named, and
  * checks that the pipe's server is the process whose id is in the name

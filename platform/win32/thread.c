@@ -99,17 +99,14 @@ void pp__cond_broadcast(pp__cond_t *c) {
 /* A statically initialized SRW lock guards the first call from any number
  * of threads. */
 static SRWLOCK once_lock = SRWLOCK_INIT;
-static int once_done;
-static int once_status;
-
-int pp__once(int (*init)(void)) {
+int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   AcquireSRWLockExclusive(&once_lock);
-  if (!once_done) {
-    once_status = init();
-    once_done = 1;
+  if (!once->done) {
+    once->status = init();
+    once->done = 1;
   }
-  status = once_status;
+  status = once->status;
   ReleaseSRWLockExclusive(&once_lock);
   return status;
 }

@@ -31,9 +31,23 @@
  * Wine, winedbg (which ignores SEM_NOGPFAULTERRORBOX and costs half a
  * second and a hundred lines of dump per crash).  A debugger that is
  * attached still gets the exception first. */
+static void (*crash_hook)(void);
+
 static LONG WINAPI crash_filter(EXCEPTION_POINTERS *info) {
   (void)info;
+  /* The process is about to end: what the hook saves (buffered output)
+   * goes out first. */
+  if (crash_hook != NULL)
+    crash_hook();
   return EXCEPTION_EXECUTE_HANDLER;
+}
+
+void pp__worker_set_crash_hook(void (*hook)(void)) {
+  /* crash_filter is the top-level filter from pp__worker_attach on (the
+   * mingw-w64 runtime installs one of its own before main, so an earlier
+   * filter cannot tell an application's handler apart).  A handler the
+   * task installs later replaces it, and the hook with it. */
+  crash_hook = hook;
 }
 
 #if !defined(_MSC_VER) && !defined(_UCRT)
@@ -165,17 +179,95 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
   return 0;
 }
 
-int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
-                      pp__chan_t **chan) {
+/* Reads the boot block the parent wrote for this worker (see internal.h):
+ * the values of the handles it put into this process. */
+static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
   WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE section = NULL;
+  void *view = NULL;
+  char why[160];
+  int status;
+
+  memset(b, 0, sizeof(*b));
+  status = pp__win_boot_name(pipe, name);
+  if (status != 0)
+    return status;
+  section = OpenFileMappingW(FILE_MAP_READ, FALSE, name);
+  if (section != NULL)
+    view = MapViewOfFile(section, FILE_MAP_READ, 0, 0, sizeof(*b));
+  if (view == NULL) {
+    status = pp__set_error(PP_EIO, "opening the boot block: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  memcpy(b, view, sizeof(*b));
+  /* Written for this very process, before it ran. */
+  if (b->magic != PP__WIN_BOOT_MAGIC || b->pid != GetCurrentProcessId() ||
+      b->shm == 0 || b->wake_worker == 0 || b->wake_parent == 0 ||
+      (b->out == 0) != (b->err == 0))
+    status = pp__set_error(PP_EIO, "the boot block is not this worker's");
+
+cleanup:
+  if (view != NULL)
+    UnmapViewOfFile(view);
+  if (section != NULL)
+    CloseHandle(section);
+  return status;
+}
+
+static HANDLE boot_handle(uint64_t value) {
+  return (HANDLE)(uintptr_t)value;
+}
+
+/* Takes over what the boot block names: maps the shared memory (and
+ * closes its handle: the view keeps it), wraps the wake objects and the
+ * read ends of stdout and stderr.  Handles not yet taken over are closed
+ * on failure. */
+static int take_boot(pp__win_boot_t *b, pp__attached_t *at) {
+  int status;
+
+  status = pp__win_shm_map(boot_handle(b->shm), b->shm_size, &at->shm_base,
+                           &at->shm_size);
+  CloseHandle(boot_handle(b->shm));
+  if (status == 0 &&
+      (status = pp__win_wake_wrap(boot_handle(b->wake_worker),
+                                  &at->wake_worker)) == 0)
+    b->wake_worker = 0;
+  if (status == 0 &&
+      (status = pp__win_wake_wrap(boot_handle(b->wake_parent),
+                                  &at->wake_parent)) == 0)
+    b->wake_parent = 0;
+  if (status == 0 && b->out != 0 &&
+      (status = pp__win_chan_wrap(boot_handle(b->out), &at->out)) == 0)
+    b->out = 0;
+  if (status == 0 && b->err != 0 &&
+      (status = pp__win_chan_wrap(boot_handle(b->err), &at->err)) == 0)
+    b->err = 0;
+  if (b->wake_worker != 0)
+    CloseHandle(boot_handle(b->wake_worker));
+  if (b->wake_parent != 0)
+    CloseHandle(boot_handle(b->wake_parent));
+  if (b->out != 0)
+    CloseHandle(boot_handle(b->out));
+  if (b->err != 0)
+    CloseHandle(boot_handle(b->err));
+  return status;
+}
+
+int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
+                      pp__attached_t *at) {
+  WCHAR name[PP__PIPE_NAME_MAX];
+  pp__win_boot_t boot;
   HANDLE pipe = INVALID_HANDLE_VALUE;
   HANDLE parent = NULL;
+  HANDLE watched = NULL;
+  HANDLE self = GetCurrentProcess();
   HANDLE thread;
   ULONG server = 0;
   char why[160];
   int status;
 
-  *chan = NULL;
+  memset(at, 0, sizeof(*at));
   /* Windows has no terminal stops and no fork: inherited output needs
    * nothing, and only processes a task starts with inheritance on could
    * hold the channel, which is not inheritable. */
@@ -220,9 +312,30 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
     if (parent == NULL)
       parent = OpenProcess(SYNCHRONIZE, FALSE, server);
   }
+  status = read_boot(name, &boot);
+  if (status == 0)
+    status = take_boot(&boot, at);
+  if (status != 0)
+    goto cleanup;
+  status = pp__win_chan_wrap(pipe, &at->chan);
+  if (status != 0)
+    goto cleanup;
+  pipe = INVALID_HANDLE_VALUE;
   if (parent != NULL) {
+    /* Two handles to the parent: the channel's, so that waits on it (the
+     * worker's sleep, its watch thread) end when the parent does, and the
+     * watch thread's below. */
+    if (!DuplicateHandle(self, parent, self, &watched, 0, FALSE,
+                         DUPLICATE_SAME_ACCESS)) {
+      status =
+          pp__set_error(PP_EIO, "DuplicateHandle(parent): %s",
+                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      goto cleanup;
+    }
+    pp__win_chan_bind_parent(at->chan, parent);
+    parent = NULL;
     /* A small stack: the thread only waits. */
-    thread = CreateThread(NULL, 64 * 1024, watch_parent, parent,
+    thread = CreateThread(NULL, 64 * 1024, watch_parent, watched,
                           STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
     if (thread == NULL) {
       status =
@@ -230,19 +343,17 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
                         pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
-    parent = NULL; /* The thread owns it now. */
+    watched = NULL; /* The thread owns it now. */
     CloseHandle(thread);
   }
-  status = pp__win_chan_wrap(pipe, chan);
-  if (status != 0)
-    goto cleanup;
-  pipe = INVALID_HANDLE_VALUE;
 
 cleanup:
   if (pipe != INVALID_HANDLE_VALUE)
     CloseHandle(pipe);
   if (parent != NULL)
     CloseHandle(parent);
+  if (watched != NULL)
+    CloseHandle(watched);
   return status;
 }
 
@@ -262,7 +373,7 @@ static DWORD WINAPI flusher_main(LPVOID arg) {
   return 0;
 }
 
-int pp__worker_stdio(void) {
+int pp__stdio_stream(void) {
   HANDLE thread;
   char why[160];
 
@@ -271,9 +382,11 @@ int pp__worker_stdio(void) {
    * below 2.  Unbuffered output would make mingw's C99 printf, which
    * writes one character at a time, one system call per character.  So
    * stdout is fully buffered and flushed by a thread a few times a second,
-   * and after each call (run_job); stderr stays unbuffered. */
-  if (setvbuf(stdout, NULL, _IOFBF, 4096) != 0)
-    return pp__set_error(PP_EIO, "setvbuf(stdout) refused full buffering");
+   * and after each call (capture.c); stderr is unbuffered. */
+  if (setvbuf(stdout, NULL, _IOFBF, 4096) != 0 ||
+      setvbuf(stderr, NULL, _IONBF, 0) != 0)
+    return pp__set_error(PP_EIO, "setvbuf refused the stdout or stderr "
+                         "buffering");
   /* A small stack: the thread only sleeps and flushes. */
   thread = CreateThread(NULL, 64 * 1024, flusher_main, NULL,
                         STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);

@@ -1,0 +1,267 @@
+/*
+ * shm.c (Win32) - shared memory between a parent and its workers: sections
+ * backed by the paging file, and their hand-over as blobs.
+ *
+ * A section handle goes from one process to the other by DuplicateHandle,
+ * and it is always the parent that duplicates: into the worker (it holds a
+ * full-access handle to every worker it started) and out of it (a worker's
+ * result).  A worker never gets PROCESS_DUP_HANDLE on its parent, which
+ * would let a task take any handle the parent has, its own process handle
+ * included, and so anything the parent may do.
+ *
+ * A section the parent hands over carries only the rights to map and query
+ * it, not SECTION_EXTEND_SIZE or WRITE_DAC.  Sections backed by the paging
+ * file cannot shrink, so no worker can make the parent's view of a ring or
+ * of a result fault; a section a worker hands over is checked to be such a
+ * section (not a file's, whose I/O errors would fault in the parent, nor a
+ * reserved one, whose pages need not exist) before it is mapped.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The rights of a handed-over section: map it, and ask its size. */
+#define SHM_RIGHTS (SECTION_QUERY | SECTION_MAP_READ | SECTION_MAP_WRITE)
+
+/* Serials of this process' mappings (pp__shm_serial). */
+static volatile LONG64 serials;
+
+struct pp__shm_s {
+  uint64_t serial;
+  HANDLE section;
+  void *base;
+  uint64_t size;
+};
+
+/* NtQuerySection's basic information, which the SDK headers lack. */
+typedef struct {
+  PVOID base;
+  ULONG attributes;
+  LARGE_INTEGER size;
+} section_basic_t;
+typedef LONG(NTAPI *query_section_fn)(HANDLE, int, PVOID, SIZE_T, PSIZE_T);
+
+#ifndef SEC_FILE
+#define SEC_FILE 0x800000
+#endif
+
+/* Asks the system for a section's size and kind.  Returns 0, or -1 where
+ * it cannot tell (no NtQuerySection, or no right to query). */
+static int query_section(HANDLE section, uint64_t *size, ULONG *attributes) {
+  static query_section_fn query;
+  static volatile LONG looked;
+  section_basic_t info;
+  SIZE_T got = 0;
+  if (!looked) {
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    if (ntdll != NULL)
+      query = (query_section_fn)(void (*)(void))GetProcAddress(
+          ntdll, "NtQuerySection");
+    InterlockedExchange(&looked, 1);
+  }
+  memset(&info, 0, sizeof(info));
+  if (query == NULL || query(section, 0 /* SectionBasicInformation */, &info,
+                             sizeof(info), &got) < 0)
+    return -1;
+  *size = (uint64_t)info.size.QuadPart;
+  *attributes = info.attributes;
+  return 0;
+}
+
+static int map_error(DWORD error) {
+  return error == ERROR_NOT_ENOUGH_MEMORY || error == ERROR_COMMITMENT_LIMIT ||
+                 error == ERROR_OUTOFMEMORY
+             ? PP_ENOMEM
+             : PP_EIO;
+}
+
+int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
+  pp__shm_t *s;
+  char why[160];
+  int status = 0;
+
+  (void)flags; /* SEC_COMMIT: the pages exist; Windows maps them on touch */
+  *out = NULL;
+  if (size == 0 || size > (uint64_t)SIZE_MAX)
+    return pp__set_error(PP_EINVAL, "shared memory of %llu bytes",
+                         (unsigned long long)size);
+  s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return pp__set_error(PP_ENOMEM, "out of memory for shared memory");
+  /* Backed by the paging file and committed in full (SEC_COMMIT), so every
+   * page exists for both processes; fresh pages read as zero.  The size is
+   * given as two DWORDs, so sections above 4 GiB work.  Not inheritable:
+   * it reaches a worker only by DuplicateHandle. */
+  s->section = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL,
+                                  PAGE_READWRITE | SEC_COMMIT,
+                                  (DWORD)(size >> 32), (DWORD)size, NULL);
+  if (s->section == NULL) {
+    DWORD error = GetLastError();
+    status = pp__set_error(map_error(error),
+                           "CreateFileMappingW(%llu bytes): %s",
+                           (unsigned long long)size,
+                           pp__win_strerror(error, why, sizeof(why)));
+    goto cleanup;
+  }
+  s->base = MapViewOfFile(s->section, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0,
+                          (SIZE_T)size);
+  if (s->base == NULL) {
+    DWORD error = GetLastError();
+    status = pp__set_error(map_error(error), "mapping %llu bytes of shared "
+                           "memory: %s", (unsigned long long)size,
+                           pp__win_strerror(error, why, sizeof(why)));
+    goto cleanup;
+  }
+  s->size = size;
+  s->serial = (uint64_t)InterlockedIncrement64(&serials);
+  *out = s;
+  s = NULL;
+
+cleanup:
+  pp__shm_close(s);
+  return status;
+}
+
+void *pp__shm_base(const pp__shm_t *s) {
+  return s->base;
+}
+
+uint64_t pp__shm_len(const pp__shm_t *s) {
+  return s->size;
+}
+
+uint64_t pp__shm_serial(const pp__shm_t *s) {
+  return s->serial;
+}
+
+HANDLE pp__win_shm_handle(const pp__shm_t *s) {
+  return s->section;
+}
+
+void pp__shm_close(pp__shm_t *s) {
+  if (s == NULL)
+    return;
+  if (s->base != NULL)
+    UnmapViewOfFile(s->base);
+  if (s->section != NULL)
+    CloseHandle(s->section);
+  free(s);
+}
+
+int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
+                    uint64_t *size) {
+  uint64_t have = 0;
+  ULONG attributes = 0;
+  char why[160];
+  void *p;
+
+  *base = NULL;
+  *size = 0;
+  if (query_section(section, &have, &attributes) == 0) {
+    if (attributes & (SEC_FILE | SEC_IMAGE | SEC_RESERVE))
+      return pp__set_error(PP_EPROTO, "a blob that is not committed memory "
+                           "(section attributes 0x%lX)",
+                           (unsigned long)attributes);
+    if (have < want || have == 0 || have > (uint64_t)SIZE_MAX)
+      return pp__set_error(PP_EPROTO, "a blob of %llu bytes where %llu were "
+                           "announced", (unsigned long long)have,
+                           (unsigned long long)want);
+  } else if (want == 0) {
+    return pp__set_error(PP_EIO, "the size of a shared memory section is "
+                         "unknown: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  } else {
+    /* The view below is exactly `want` bytes, which the system refuses
+     * for a smaller section. */
+    have = want;
+  }
+  /* Only what was announced is mapped: a worker's larger section costs the
+   * parent no more address space. */
+  if (want != 0)
+    have = want;
+  p = MapViewOfFile(section, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0,
+                    (SIZE_T)have);
+  if (p == NULL) {
+    DWORD error = GetLastError();
+    return pp__set_error(error == ERROR_INVALID_HANDLE ? PP_EPROTO
+                                                       : map_error(error),
+                         "mapping %llu bytes of shared memory: %s",
+                         (unsigned long long)have,
+                         pp__win_strerror(error, why, sizeof(why)));
+  }
+  *base = p;
+  *size = have;
+  return 0;
+}
+
+int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
+                 uint64_t *handle) {
+  HANDLE self = GetCurrentProcess(), target, copy = NULL;
+  char why[160];
+
+  (void)chan;
+  *handle = 0;
+  /* The parent puts a copy into the worker, which maps it and closes it
+   * when the call is over; a worker dying first takes the copy with it.
+   * A worker makes a copy of its own for the parent to take over (with
+   * DUPLICATE_CLOSE_SOURCE); its pp__shm_t keeps the original. */
+  target = peer != NULL ? pp__win_proc_handle(peer) : self;
+  if (!DuplicateHandle(self, s->section, target, &copy, SHM_RIGHTS, FALSE, 0)) {
+    DWORD error = GetLastError();
+    if (peer != NULL && WaitForSingleObject(target, 0) == WAIT_OBJECT_0)
+      return pp__set_error(PP_ECLOSED, "the worker has ended");
+    return pp__set_error(PP_EIO, "handing over shared memory: %s",
+                         pp__win_strerror(error, why, sizeof(why)));
+  }
+  *handle = (uint64_t)(uintptr_t)copy;
+  return 0;
+}
+
+int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                 pp__proc_t *peer, pp__shm_t **out) {
+  HANDLE self = GetCurrentProcess(), section = NULL;
+  pp__shm_t *s = NULL;
+  char why[160];
+  int status;
+
+  (void)chan;
+  *out = NULL;
+  if (handle == 0 || handle > (uint64_t)UINTPTR_MAX)
+    return pp__set_error(PP_EPROTO, "a blob without a handle");
+  if (peer != NULL) {
+    /* Taken out of the worker, which loses its copy even if the blob is
+     * refused below, so nothing is left behind there. */
+    if (!DuplicateHandle(pp__win_proc_handle(peer), (HANDLE)(uintptr_t)handle,
+                         self, &section, SHM_RIGHTS, FALSE,
+                         DUPLICATE_CLOSE_SOURCE)) {
+      DWORD error = GetLastError();
+      if (WaitForSingleObject(pp__win_proc_handle(peer), 0) == WAIT_OBJECT_0)
+        return pp__set_error(PP_ECLOSED, "the worker has ended");
+      return pp__set_error(PP_EPROTO, "taking over a blob: %s",
+                           pp__win_strerror(error, why, sizeof(why)));
+    }
+  } else {
+    /* The parent has put it here already. */
+    section = (HANDLE)(uintptr_t)handle;
+  }
+  s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    status = pp__set_error(PP_ENOMEM, "out of memory for a blob");
+    goto cleanup;
+  }
+  s->section = section;
+  section = NULL;
+  status = pp__win_shm_map(s->section, size, &s->base, &s->size);
+  if (status != 0)
+    goto cleanup;
+  s->serial = (uint64_t)InterlockedIncrement64(&serials);
+  *out = s;
+  s = NULL;
+
+cleanup:
+  if (section != NULL)
+    CloseHandle(section);
+  pp__shm_close(s);
+  return status;
+}

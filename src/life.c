@@ -1,0 +1,673 @@
+/*
+ * life.c - one worker process's life, as the pool's I/O thread runs it:
+ * spawn, HELLO, initializer, calls in flight, retirement, death, reaping.
+ *
+ * A worker is ready when its first record has carried the pool's cookie, its
+ * own process id (so a process that is not the worker the pool started
+ * cannot take its place) and the build id of its task table (so a worker
+ * whose program was replaced on disk by another build is refused), and the
+ * pool's initializer, if any, has run in it.
+ *
+ * When a worker's process ends, its calls are settled exactly: results it
+ * published are read first and kept; the call whose id is in the control
+ * block's running_id fails with the reason (signal, exit code, or the
+ * timeout or cancel the pool killed it for); every other call still in
+ * flight never started and goes back to its source, to run elsewhere.
+ *
+ * Every function here runs on the I/O thread, which owns the slots; it
+ * takes pool->lock only for what callers share.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Consecutive start failures after which a slot counts as broken.  When
+ * every slot of a pool is broken, no worker can serve, and queued calls
+ * fail with PP_ESPAWN instead of waiting. */
+#define PP__SPAWN_GIVE_UP 3
+/* Attempts at a worker's first start before pp_pool_create() fails. */
+#define PP__START_TRIES 3
+/* How long a worker that was sent BYE may take to exit before it is
+ * killed. */
+#define PP__RETIRE_WAIT_MS 2000
+/* The most output read from a dead worker's pipes: a process its task
+ * started may still be writing into them. */
+#define PP__LEFTOVER_MAX (1 << 20)
+
+/* ---- the in-flight list ---- */
+
+pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i) {
+  return &s->fl[(s->fl_head + i) % s->fl_cap];
+}
+
+int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
+  if (s->fl_n == s->fl_cap) {
+    size_t cap = s->fl_cap ? 2 * s->fl_cap : 64, i;
+    pp__flight_t *fl = malloc(cap * sizeof(*fl));
+    if (fl == NULL)
+      return pp__set_error(PP_ENOMEM, "out of memory for calls in flight");
+    for (i = 0; i < s->fl_n; i++)
+      fl[i] = *pp__flight_at(s, i);
+    free(s->fl);
+    s->fl = fl;
+    s->fl_cap = cap;
+    s->fl_head = 0;
+  }
+  s->fl[(s->fl_head + s->fl_n) % s->fl_cap] = *f;
+  s->fl_n++;
+  return 0;
+}
+
+static void flight_release(pp__flight_t *f) {
+  pp__spare_give(f->arg_copy);
+  pp__spare_give(f->hint);
+  free(f->refused_why);
+  f->arg_copy = NULL;
+  f->hint = NULL;
+  f->refused_why = NULL;
+}
+
+void pp__flight_clear(pp__slot_t *s) {
+  size_t i;
+  for (i = 0; i < s->fl_n; i++)
+    flight_release(pp__flight_at(s, i));
+  s->fl_n = 0;
+}
+
+void pp__flight_pop(pp__slot_t *s) {
+  flight_release(pp__flight_at(s, 0));
+  s->fl_head = (s->fl_head + 1) % s->fl_cap;
+  s->fl_n--;
+  /* The next call started about now; deadlines() reads the clock for it
+   * when it looks (a clock read per call would cost more than the call). */
+  s->head_since = 0;
+  s->cancel_deadline = PP__NEVER;
+}
+
+/* ---- starting ---- */
+
+static int pool_stopping(pp_pool_t *pool) {
+  int stopping;
+  pp__mutex_lock(pool->lock);
+  stopping = pool->stopping;
+  pp__mutex_unlock(pool->lock);
+  return stopping;
+}
+
+/* Frees what a worker held, after its process has been reaped. */
+static void release(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  if (s->proc != NULL)
+    pp__poller_remove_proc(pool->poller, s->proc);
+  pp__chan_close(s->chan);
+  pp__chan_close(s->out);
+  pp__chan_close(s->err);
+  pp__shm_close(s->shm);
+  pp__wake_free(s->wake);
+  pp__proc_free(s->proc);
+  s->chan = s->out = s->err = NULL;
+  s->shm = NULL;
+  s->wake = NULL;
+  s->proc = NULL;
+  s->ctl = NULL;
+  pp__flight_clear(s);
+  memset(&s->maps, 0, sizeof(s->maps));
+  s->state = PP__W_NONE;
+  s->kill_status = 0;
+  s->kill_id = 0;
+  pp__mutex_lock(pool->lock);
+  s->pid = 0;
+  pp__mutex_unlock(pool->lock);
+}
+
+void pp__life_spawn(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  char token[128], libarg[4096];
+  const char *extra[2] = {NULL, NULL};
+  pp__spawn_req_t req;
+  pp__spawned_t sp;
+  int rc;
+
+  pp__format(token, sizeof(token), "%s,%d", pool->token_base, s->index);
+  if (pool->library != NULL) {
+    pp__format(libarg, sizeof(libarg), "%s%s", PP__LIBRARY_ARG, pool->library);
+    extra[0] = libarg;
+  }
+  rc = pp__shm_create(pp__shm_size(pool->ring_size), 0, &s->shm);
+  if (rc == 0)
+    rc = pp__wake_new(&s->wake);
+  if (rc == 0) {
+    pp__shm_format(pp__shm_base(s->shm), pool->ring_size);
+    /* Bound before the worker exists, so that nothing it writes is
+     * missed. */
+    s->ctl = pp__shm_base(s->shm);
+    pp__ring_bind(&s->calls, s->ctl, 0);
+    pp__ring_bind(&s->results, s->ctl, 1);
+    req.image = pool->image;
+    req.token = token;
+    req.extra_args = extra;
+    req.inherit_output = pool->inherit_output;
+    req.shm = s->shm;
+    req.wake_worker = s->wake;
+    req.wake_parent = pool->wake;
+    rc = pp__spawn(&req, &sp);
+  }
+  if (rc == 0) {
+    s->proc = sp.proc;
+    s->chan = sp.chan;
+    s->out = sp.out;
+    s->err = sp.err;
+    pp__chan_bind_proc(s->chan, s->proc);
+    rc = pp__poller_add_proc(pool->poller, s->proc, s);
+  }
+  if (rc != 0) {
+    pp__life_start_failed(s, rc);
+    return;
+  }
+  s->state = PP__W_STARTING;
+  s->deadline = pp__deadline_ms(pool->start_timeout_ms);
+  s->ran = 0;
+  s->fl_n = 0;
+  s->cancel_deadline = PP__NEVER;
+  pp__mutex_lock(pool->lock);
+  s->pid = pp__proc_pid(s->proc);
+  pool->stats.workers_started++;
+  pp__mutex_unlock(pool->lock);
+}
+
+/* Fails every queued call with PP_ESPAWN when no slot of the pool can start
+ * a worker, so callers are told at once instead of waiting for a worker
+ * that will not come; pool->lock held. */
+static void fail_queue_if_hopeless_locked(pp_pool_t *pool) {
+  int failed = 0;
+  while (pp__pool_hopeless_locked(pool) && !pp__queue_empty(&pool->pending)) {
+    pp__src_t *src =
+        pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
+    size_t i;
+    while (pp__src_take_locked(src, &i)) {
+      src->inflight--;
+      pool->running--;
+      pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
+                            pp__strdup_printf("no worker of the pool can be "
+                                              "started: %s",
+                                              pool->broken_reason),
+                            0, 0);
+      failed = 1;
+    }
+  }
+  /* Their waiters wake now, not at their own time limit. */
+  if (failed)
+    pp__cond_broadcast(pool->done_cond);
+}
+
+/* The first start of a slot is over once it succeeded, failed for a reason
+ * that will not pass (the initializer), or was tried PP__START_TRIES
+ * times; pp_pool_create waits for that.  pool->lock held. */
+static void first_start_over_locked(pp__slot_t *s, int status,
+                                    const char *why) {
+  if (s->started)
+    return;
+  if (status != 0 && status != PP_ETASK && status != PP_ENOTASK &&
+      s->spawn_failures < PP__START_TRIES && !s->pool->stopping)
+    return;
+  s->started = 1;
+  s->start_status = status;
+  pp__format(s->start_error, sizeof(s->start_error), "%s", why);
+  pp__cond_broadcast(s->pool->done_cond);
+}
+
+void pp__life_start_failed(pp__slot_t *s, int status) {
+  pp_pool_t *pool = s->pool;
+  pp__exit_t st;
+  char last[200] = "";
+  char why[512];
+  int n;
+
+  pp__format(why, sizeof(why), "%s", pp_last_error());
+  if (s->proc != NULL) {
+    /* A worker that died by itself may have said why on stderr (a missing
+     * worker guard, a library that would not load). */
+    int died = status == PP_ECLOSED || status == PP_EIO;
+    if (!died)
+      pp__proc_kill(s->proc);
+    pp__proc_wait(s->proc, -1, &st);
+    if (s->err != NULL) {
+      char buf[4096];
+      size_t got, used = 0;
+      while (used < sizeof(buf) - 1 && pp__chan_wait(s->err, 0) &&
+             pp__chan_read_some(s->err, buf + used, sizeof(buf) - 1 - used,
+                                &got) == 0)
+        used += got;
+      buf[used] = '\0';
+      while (used > 0 && (buf[used - 1] == '\n' || buf[used - 1] == '\r'))
+        buf[--used] = '\0';
+      n = (int)used;
+      while (n > 0 && buf[n - 1] != '\n')
+        n--;
+      pp__format(last, sizeof(last), "%s", buf + n);
+    }
+    if (died)
+      pp__format(why, sizeof(why), "worker %d (%s) %s before it was ready%s%s",
+                 s->index, pp__image_path(pool->image), st.reason,
+                 last[0] ? "; its last line on stderr: " : "", last);
+    else if (status == PP_ETIMEDOUT) {
+      /* Say whether it was still running (stuck on a dialog, a debugger
+       * prompt, a loader deadlock) or had just ended, and its last
+       * words. */
+      char first[512];
+      pp__format(first, sizeof(first), "%s", why);
+      pp__format(why, sizeof(why), "%s (%s)%s%s", first,
+                 st.killed ? "it was still running and was killed"
+                           : st.reason,
+                 last[0] ? "; its last line on stderr: " : "", last);
+    }
+    if (status == PP_ECLOSED || status == PP_EIO || status == PP_EPROTO ||
+        status == PP_ETIMEDOUT)
+      status = PP_ESPAWN;
+  }
+  release(s);
+  s->spawn_failures++;
+  s->deadline = pp__now_us() +
+                ((int64_t)50000 << (s->spawn_failures < 5 ? s->spawn_failures
+                                                          : 5));
+  pp__format(s->why, sizeof(s->why), "%s", why);
+  pp__mutex_lock(pool->lock);
+  if (s->spawn_failures >= PP__SPAWN_GIVE_UP) {
+    if (!s->broken) {
+      s->broken = 1;
+      pool->broken_slots++;
+    }
+    pp__format(pool->broken_reason, sizeof(pool->broken_reason), "%s", why);
+    fail_queue_if_hopeless_locked(pool);
+  }
+  first_start_over_locked(s, status, why);
+  pp__mutex_unlock(pool->lock);
+}
+
+/* The worker is ready to serve. */
+static void ready(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  s->state = PP__W_READY;
+  s->spawn_failures = 0;
+  pp__mutex_lock(pool->lock);
+  if (s->broken) {
+    s->broken = 0;
+    pool->broken_slots--;
+  }
+  first_start_over_locked(s, 0, "");
+  pp__mutex_unlock(pool->lock);
+}
+
+/* Checks the HELLO payload: cookie, pid, build.  Returns 0 or PP_ESPAWN. */
+static int check_hello(pp__slot_t *s, const pp__rec_t *rec) {
+  pp_pool_t *pool = s->pool;
+  const unsigned char *p = rec->payload, *build;
+  static const unsigned char zero[PP__BUILD_ID_LEN];
+  if (rec->len != PP__HELLO_LEN)
+    return pp__set_error(PP_ESPAWN, "worker %d sent a malformed hello",
+                         s->index);
+  build = p + PP__COOKIE_LEN + 8;
+  if (memcmp(p, pool->cookie, PP__COOKIE_LEN) != 0)
+    return pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
+  if ((int64_t)pp__get_u64(p + PP__COOKIE_LEN) != pp__proc_pid(s->proc))
+    return pp__set_error(PP_ESPAWN, "worker %d claims another process id",
+                         s->index);
+  if (pool->build_check == PP__BUILD_ANY ||
+      memcmp(build, zero, PP__BUILD_ID_LEN) == 0)
+    return 0;
+  if (pool->build_check == PP__BUILD_FIRST && !pool->build_known) {
+    memcpy(pool->build_id, build, PP__BUILD_ID_LEN);
+    pool->build_known = 1;
+    return 0;
+  }
+  if (memcmp(build, pool->build_id, PP__BUILD_ID_LEN) == 0)
+    return 0;
+  return pp__set_error(
+      PP_ESPAWN,
+      "worker %d (%s%s%s) runs another build of its tasks than the %s (was "
+      "the %s replaced on disk while it ran?)",
+      s->index, pp__image_path(pool->image), pool->library ? " with " : "",
+      pool->library ? pool->library : "",
+      pool->build_check == PP__BUILD_PARENT ? "parent" : "pool's first worker",
+      pool->library ? "task library" : "program");
+}
+
+/* Sends the initializer as record INIT (id 0). */
+static int send_init(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  size_t name_len = strlen(pool->init_task);
+  uint64_t len = pp__call_rec_len(name_len, pool->init_arg_len, 0);
+  unsigned char *p;
+  if (len > pp__ring_max_payload(&s->calls))
+    return pp__set_error(PP_EINVAL, "the initializer's argument of %zu bytes "
+                         "is larger than a ring record", pool->init_arg_len);
+  p = pp__ring_begin(&s->calls, PP__REC_INIT, 0, 0, len);
+  if (p == NULL)
+    return pp__set_error(PP_EPROTO, "no room for the initializer");
+  pp__call_rec_put(p, pool->init_task, name_len, pool->init_arg,
+                   pool->init_arg_len, NULL);
+  if (pp__ring_commit(&s->calls))
+    pp__wake_signal(s->wake);
+  return 0;
+}
+
+void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec) {
+  pp_pool_t *pool = s->pool;
+  int rc;
+  if (s->state == PP__W_STARTING) {
+    rc = rec->kind == PP__REC_HELLO
+             ? check_hello(s, rec)
+             : pp__set_error(PP_ESPAWN, "worker %d's first record is not "
+                             "its hello", s->index);
+    if (rc == 0 && pool->init_task == NULL) {
+      ready(s);
+      return;
+    }
+    if (rc == 0)
+      rc = send_init(s);
+    if (rc != 0) {
+      pp__life_start_failed(s, rc);
+      return;
+    }
+    s->state = PP__W_INIT;
+    s->deadline = PP__NEVER; /* the initializer takes what it takes */
+    return;
+  }
+  /* PP__W_INIT: the initializer's outcome. */
+  if (rec->id != 0 ||
+      (rec->kind != PP__REC_RESULT && rec->kind != PP__REC_ERROR)) {
+    pp__life_start_failed(s, pp__set_error(PP_ESPAWN, "unexpected record %d "
+                                           "from worker %d in start-up",
+                                           rec->kind, s->index));
+    return;
+  }
+  if (rec->kind == PP__REC_ERROR) {
+    int32_t status = PP_ETASK;
+    if (rec->len >= 4)
+      memcpy(&status, rec->payload, 4);
+    pp__set_error(PP_ETASK, "initializer '%s' failed in worker %d: %.*s",
+                  pool->init_task, s->index,
+                  (int)(rec->len >= 4 ? rec->len - 4 : 0),
+                  (const char *)rec->payload + 4);
+    pp__life_start_failed(s, PP_ETASK);
+    return;
+  }
+  ready(s);
+}
+
+/* ---- records ---- */
+
+int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec) {
+  pp_pool_t *pool = s->pool;
+  if (rec->kind == PP__REC_LOG && rec->len >= 4) {
+    int32_t level;
+    memcpy(&level, rec->payload, 4);
+    pp__log_text(pool, s->index, rec->id, PP_LOG_TASK, level,
+                 (const char *)rec->payload + 4, (size_t)rec->len - 4);
+    return 1;
+  }
+  if (rec->kind == PP__REC_OUTPUT && (rec->aux == 1 || rec->aux == 2)) {
+    pp__lines_feed(pool, &s->lines[rec->aux - 1], s->index,
+                   rec->aux == 1 ? PP_LOG_STDOUT : PP_LOG_STDERR, rec->id,
+                   rec->payload, (size_t)rec->len);
+    return 1;
+  }
+  return 0;
+}
+
+void pp__outcome_drop(pp__outcome_t *out) {
+  pp_free(out->data);
+  free(out->message);
+  out->data = NULL;
+  out->message = NULL;
+}
+
+int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                     pp__outcome_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->f = *f;
+  /* What it holds stays the flight's, freed when it is popped. */
+  out->f.arg_copy = out->f.hint = out->f.arg_shared = NULL;
+  out->f.refused_why = NULL;
+  if (f->refused) {
+    /* Whatever the worker said, the call never reached it. */
+    out->status = f->refused;
+    out->message = pp__strdup_printf("%s", f->refused_why ? f->refused_why
+                                                          : "refused");
+    return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 0) {
+    out->data = malloc(rec->len ? (size_t)rec->len : 1);
+    if (out->data == NULL)
+      return pp__set_error(PP_ENOMEM, "cannot allocate %llu bytes for a "
+                           "result", (unsigned long long)rec->len);
+    if (rec->len)
+      memcpy(out->data, rec->payload, (size_t)rec->len);
+    out->len = (size_t)rec->len;
+    return 0;
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 1 && rec->len == 16) {
+    uint64_t meta[2];
+    pp__shm_t *blob = NULL;
+    int rc;
+    memcpy(meta, rec->payload, sizeof(meta));
+    if (meta[0] > (uint64_t)SIZE_MAX)
+      return pp__set_error(PP_EPROTO, "a result of %llu bytes",
+                           (unsigned long long)meta[0]);
+    rc = pp__shm_recv(s->chan, meta[1], meta[0], s->proc, &blob);
+    if (rc != 0)
+      return rc == PP_ENOMEM ? rc : PP_EPROTO;
+    out->data = pp__blob_adopt(blob);
+    out->len = (size_t)meta[0];
+    return 0;
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 2 && rec->len == 8) {
+    /* Written into the reply hint we sent, which we have mapped. */
+    uint64_t len;
+    memcpy(&len, rec->payload, 8);
+    if (f->hint == NULL || len > pp__shm_len(f->hint))
+      return pp__set_error(PP_EPROTO, "worker %d put a result of %llu bytes "
+                           "in a reply hint it did not have", s->index,
+                           (unsigned long long)len);
+    out->data = pp__blob_adopt(f->hint);
+    out->len = (size_t)len;
+    f->hint = NULL;
+    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  if (rec->kind == PP__REC_RESULT && rec->aux == 3 && rec->len == 16) {
+    /* A part of the argument's mapping, which we have mapped: our copy
+     * becomes the result, or the caller's shared memory is shared. */
+    uint64_t where[2];
+    pp__shm_t *map = f->arg_copy ? f->arg_copy : f->arg_shared;
+    memcpy(where, rec->payload, sizeof(where));
+    if (map == NULL || where[0] > pp__shm_len(map) ||
+        where[1] > pp__shm_len(map) - where[0])
+      return pp__set_error(PP_EPROTO, "worker %d answered with a part of "
+                           "an argument it did not have", s->index);
+    if (f->arg_copy != NULL) {
+      out->data = pp__blob_adopt(f->arg_copy);
+      f->arg_copy = NULL;
+      if (out->data != NULL)
+        out->data = (unsigned char *)out->data + where[0];
+    } else {
+      out->data = pp__blob_share(f->arg_shared, where[0]);
+      if (out->data == NULL) {
+        out->status = PP_EINVAL;
+        out->message = pp__strdup_printf("call %llu answered with a part of "
+                                         "its shared argument, which was "
+                                         "freed while the call ran",
+                                         (unsigned long long)f->id);
+        return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+      }
+    }
+    out->len = (size_t)where[1];
+    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  if (rec->kind == PP__REC_ERROR && rec->len >= 4) {
+    int32_t st;
+    memcpy(&st, rec->payload, 4);
+    /* Only these describe a call's own outcome; anything else a worker
+     * sends (a status that means something about the pool, like
+     * PP_EWORKERDIED, or PP_EAGAIN, which means "not finished") becomes a
+     * task failure. */
+    if (st != PP_ETASK && st != PP_ENOTASK && st != PP_ECANCELED &&
+        st != PP_EINVAL && st != PP_ENOMEM)
+      st = PP_ETASK;
+    out->status = st;
+    out->message = pp__strdup_printf("%.*s", (int)(rec->len - 4),
+                                     (const char *)rec->payload + 4);
+    return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
+  }
+  return pp__set_error(PP_EPROTO, "worker %d sent a record of kind %d for "
+                       "call %llu", s->index, rec->kind,
+                       (unsigned long long)rec->id);
+}
+
+/* ---- the end ---- */
+
+void pp__life_retire(pp__slot_t *s) {
+  if (pp__ring_begin(&s->calls, PP__REC_BYE, 0, 0, 0) == NULL)
+    return; /* No room: the next round tries again. */
+  if (pp__ring_commit(&s->calls))
+    pp__wake_signal(s->wake);
+  s->state = PP__W_RETIRING;
+  s->deadline = pp__deadline_ms(PP__RETIRE_WAIT_MS);
+}
+
+/* Reads what a dead worker left in its pipes and delivers it, under the call
+ * that was running, then the last partial lines. */
+static void deliver_leftovers(pp__slot_t *s, uint64_t running) {
+  pp__chan_t *chans[2];
+  char buf[16384];
+  int i;
+  chans[0] = s->out;
+  chans[1] = s->err;
+  for (i = 0; i < 2; i++) {
+    size_t got, total = 0;
+    if (chans[i] == NULL)
+      continue;
+    while (total < PP__LEFTOVER_MAX && pp__chan_wait(chans[i], 0) &&
+           pp__chan_read_some(chans[i], buf, sizeof(buf), &got) == 0) {
+      pp__lines_feed(s->pool, &s->lines[i], s->index,
+                     i == 0 ? PP_LOG_STDOUT : PP_LOG_STDERR, running, buf,
+                     got);
+      total += got;
+    }
+    pp__lines_end(s->pool, s->lines[i]);
+    s->lines[i] = NULL;
+  }
+}
+
+void pp__life_bury(pp__slot_t *s, int status, const char *why) {
+  pp_pool_t *pool = s->pool;
+  pp__outcome_t *outs = NULL;
+  size_t nouts = 0, capouts = 0, i;
+  uint64_t running;
+  pp__exit_t st;
+  pp__rec_t rec;
+  int rc;
+
+  if (status != 0)
+    pp__proc_kill(s->proc);
+  pp__proc_wait(s->proc, -1, &st);
+  /* What the worker finished before it ended is in the ring: keep it. */
+  while (status == 0 && s->fl_n > 0 &&
+         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+    pp__flight_t *f = pp__flight_at(s, 0);
+    if (pp__life_side_record(s, &rec))
+      continue;
+    if (rec.id != f->id)
+      break; /* a broken ring; what follows is not trusted */
+    if (nouts == capouts) {
+      size_t cap = capouts ? 2 * capouts : 16;
+      pp__outcome_t *o = realloc(outs, cap * sizeof(*o));
+      if (o == NULL)
+        break;
+      outs = o;
+      capouts = cap;
+    }
+    if (pp__life_outcome(s, &rec, f, &outs[nouts]) != 0)
+      break;
+    if (f->withdrawn)
+      pp__outcome_drop(&outs[nouts]); /* another worker's call now */
+    else
+      nouts++;
+    pp__flight_pop(s);
+  }
+  running = PP__LOAD_ACQ64(&s->ctl->running_id);
+  deliver_leftovers(s, running);
+
+  pp__mutex_lock(pool->lock);
+  for (i = 0; i < nouts; i++) {
+    pp__src_t *src = outs[i].f.src;
+    src->inflight--;
+    pool->running--;
+    pp__src_finish_locked(src, outs[i].f.index, outs[i].status, outs[i].data,
+                          outs[i].len, outs[i].message, 0, 0);
+  }
+  /* Calls taken back before they started are other workers' now. */
+  while (s->fl_n > 0 && pp__flight_at(s, 0)->withdrawn)
+    pp__flight_pop(s);
+  if (s->fl_n > 0) {
+    pp__flight_t *head = pp__flight_at(s, 0);
+    /* The head failed if the worker broke the protocol, or if it is what
+     * we killed the worker for, or, when the worker died by itself, if it
+     * was running; a kill for a call that had finished in time fails
+     * nothing. */
+    int failed = status != 0            ? 1
+                 : s->kill_status != 0 ? s->kill_id == head->id
+                                        : running == head->id;
+    if (failed) {
+      pp__src_t *src = head->src;
+      int code = PP_EWORKERDIED;
+      char *msg;
+      const char *task = src->task;
+      int64_t pid = pp__proc_pid(s->proc);
+      pool->stats.workers_died++;
+      if (s->kill_status == PP_ETIMEDOUT && s->kill_id == head->id) {
+        code = PP_ETIMEDOUT;
+        msg = pp__strdup_printf("call %llu of '%s' ran past its timeout of "
+                                "%lld ms; worker %d (pid %lld) was killed",
+                                (unsigned long long)head->id, task,
+                                (long long)src->timeout_ms, s->index,
+                                (long long)pid);
+      } else if (src->cancel || head->cancelled) {
+        code = PP_ECANCELED;
+        msg = pp__strdup_printf("call %llu of '%s' was cancelled; worker %d "
+                                "(pid %lld) %s",
+                                (unsigned long long)head->id, task, s->index,
+                                (long long)pid, st.reason);
+      } else if (status == PP_EPROTO || status == PP_ENOMEM) {
+        code = status;
+        msg = pp__strdup_printf("worker %d (pid %lld): %s", s->index,
+                                (long long)pid, why);
+      } else {
+        msg = pp__strdup_printf("worker %d (pid %lld) %s during call %llu of "
+                                "'%s'", s->index, (long long)pid, st.reason,
+                                (unsigned long long)head->id, task);
+      }
+      src->inflight--;
+      pool->running--;
+      pp__src_finish_locked(src, head->index, code, NULL, 0, msg,
+                            code == PP_EWORKERDIED ? st.exit_code : 0,
+                            code == PP_EWORKERDIED ? st.term_signal : 0);
+      pp__flight_pop(s);
+    }
+    /* The rest never started: back to their sources, newest first, so that
+     * each source hands them out again in their order. */
+    for (i = s->fl_n; i-- > 0;) {
+      pp__flight_t *f = pp__flight_at(s, i);
+      if (!f->withdrawn)
+        pp__src_give_back_locked(f->src, f->index);
+    }
+    pp__flight_clear(s);
+  }
+  pp__cond_broadcast(pool->done_cond);
+  pp__mutex_unlock(pool->lock);
+  free(outs);
+  release(s);
+  /* A replacement starts at once (loop.c), unless the pool stops. */
+  s->deadline = pool_stopping(pool) ? PP__NEVER : pp__now_us();
+}

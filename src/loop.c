@@ -1,0 +1,796 @@
+/*
+ * loop.c - the pool's I/O thread: one thread for all of a pool's workers.
+ *
+ * Each round it reads the workers' result rings, finishes the calls whose
+ * outcomes came (under pool->lock, once for all of them), hands queued calls
+ * to workers with room, writes their records (outside the lock), and looks
+ * after deadlines: timeouts, the grace of cancels, starts, retirements and
+ * back-offs.  When nothing happens it spins for a few microseconds, then
+ * sleeps in the poller, which wakes it for a result (a worker signals the
+ * pool's wake object only when it sees this thread asleep), for a caller's
+ * news (the same wake object), for a worker's end (its process), or at the
+ * next deadline.
+ *
+ * Nothing here waits for a worker: a worker that stops reading (SIGSTOP, a
+ * debugger) only stops taking calls, and is killed when a deadline of its
+ * own runs out.  Cancels are words in shared memory, never messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Outcomes gathered per round before they are handed to their sources. */
+#define PP__BATCH 256
+/* Calls handed to one worker per round. */
+#define PP__TAKE_MAX 1024
+/* Calls a worker holds beyond its chunk, not started, so that it never
+ * waits for us between two (steal_locked takes them back if need be). */
+#define PP__EXTRA_CALLS 1
+/* A call waiting behind one that has run this long is taken back for a
+ * worker with nothing to do (steal_locked).  Shorter calls finish before
+ * a steal would pay off. */
+#define PP__STEAL_US 1000
+
+typedef struct loop_s {
+  pp_pool_t *pool;
+  pp__outcome_t outs[PP__BATCH];
+  size_t nouts;
+  void *tags[64];
+  int ntags;
+  int busy; /* this round did something: spin before sleeping */
+  int assist; /* a caller's round (pp__loop_assist): plain outcomes only */
+  int left;   /* ... and it left records to the I/O thread */
+  int64_t steal_at; /* the next time a call may be taken back */
+} loop_t;
+
+/* Finishes the gathered outcomes; pool->lock held.  Returns 1 if the
+ * waiters should be woken (pp__src_finish_locked). */
+static int apply_outcomes_locked(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  size_t i;
+  int wake = 0;
+  for (i = 0; i < L->nouts; i++) {
+    pp__outcome_t *o = &L->outs[i];
+    pp__src_t *src = o->f.src;
+    src->inflight--;
+    pool->running--;
+    if (o->status != PP_ECANCELED && (src->cancel || o->f.cancelled)) {
+      /* A cancelled call reports the cancel whether it finished anyway or
+       * gave up with an error of its own (a task that notices
+       * pp_call_cancelled() usually returns pp_call_fail()), so the caller
+       * sees one consistent outcome for what it asked. */
+      char *msg = o->message
+                      ? pp__strdup_printf("call %llu was cancelled while it "
+                                          "ran (the task said: %s)",
+                                          (unsigned long long)o->f.id,
+                                          o->message)
+                      : pp__strdup_printf("call %llu was cancelled while it "
+                                          "ran",
+                                          (unsigned long long)o->f.id);
+      free(o->message);
+      pp_free(o->data);
+      o->data = NULL;
+      o->len = 0;
+      o->message = msg;
+      o->status = PP_ECANCELED;
+    }
+    wake |= pp__src_finish_locked(src, o->f.index, o->status, o->data,
+                                  o->len, o->message, 0, 0);
+  }
+  L->nouts = 0;
+  return wake;
+}
+
+/* Returns 1 if a caller's round may take record `rec` of worker `s`: the
+ * outcome of the call it is running, whose reading has no side effects
+ * that cannot be undone (a blob result takes a descriptor from the
+ * channel, so it is the I/O thread's). */
+static int assist_may_take(pp__slot_t *s, const pp__rec_t *rec) {
+  if (s->state != PP__W_READY || s->fl_n == 0 ||
+      rec->id != pp__flight_at(s, 0)->id)
+    return 0;
+  return (rec->kind == PP__REC_RESULT && rec->aux != 1) ||
+         rec->kind == PP__REC_ERROR;
+}
+
+/* Reads what a worker has published.  Returns 0, or the reason to kill it
+ * (a broken record: PP_EPROTO; PP_ENOMEM). */
+static int collect(loop_t *L, pp__slot_t *s) {
+  pp__rec_t rec;
+  int rc = 0, released = 0;
+  uint64_t end = 0, before = s->results.tail;
+  while (L->nouts < PP__BATCH &&
+         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+    if (L->assist && !assist_may_take(s, &rec)) {
+      s->results.tail = before; /* unread: the I/O thread's */
+      L->left = 1;
+      break;
+    }
+    L->busy = 1;
+    end = rec.end;
+    released = 1;
+    if (pp__life_side_record(s, &rec))
+      continue;
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__life_start_record(s, &rec);
+      if (s->state == PP__W_NONE)
+        return 0; /* the start failed; the slot is clean again */
+      continue;
+    }
+    if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id)
+      return pp__set_error(PP_EPROTO, "worker %d answered call %llu, which "
+                           "it was not running", s->index,
+                           (unsigned long long)rec.id);
+    rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
+    if (rc != 0 && L->assist) {
+      /* Nothing of it was taken (assist_may_take): the I/O thread reads
+       * it again and buries the worker. */
+      s->results.tail = before;
+      L->left = 1;
+      rc = 0;
+      break;
+    }
+    if (rc != 0)
+      return rc;
+    if (pp__flight_at(s, 0)->withdrawn) {
+      /* Taken back (steal_locked): the worker skipped it, and the call
+       * is another worker's. */
+      pp__outcome_drop(&L->outs[L->nouts]);
+    } else {
+      L->nouts++;
+      s->ran++;
+    }
+    pp__flight_pop(s);
+    before = s->results.tail;
+  }
+  if (rc < 0 && L->assist) {
+    L->left = 1;
+    rc = 0;
+  }
+  if (rc < 0)
+    return rc;
+  if (released && pp__ring_release(&s->results, end))
+    pp__wake_signal(s->wake); /* it waits for room */
+  return 0;
+}
+
+/* Returns 1 if call `index` of `src` must travel as a blob: its record
+ * would not fit in a ring record. */
+static int needs_blob(const pp__slot_t *s, const pp__src_t *src,
+                      size_t index) {
+  return pp__call_rec_len(src->task_len, (uint64_t)src->args[index].len, 0) >
+         pp__ring_max_payload(&s->calls);
+}
+
+/* A call a worker is to get, chosen under the lock, written after it. */
+typedef struct take_s {
+  pp__slot_t *slot;
+  pp__src_t *src;
+  size_t index;
+  size_t flight; /* its place in the slot's in-flight list */
+} take_t;
+
+/* Hands queued calls to workers with room; pool->lock held.  Each worker
+ * gets up to the chunk of the source at the queue's head in flight, within
+ * its ring's room and its max_calls_per_worker. */
+static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
+  size_t n = 0;
+  int i;
+  for (i = 0; i < pool->nslots && n < cap; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    pp__ring_t plan;
+    size_t per = 0;
+    if (s->state != PP__W_READY)
+      continue;
+    plan = s->calls;
+    while (n < cap && per < PP__TAKE_MAX && !pp__queue_empty(&pool->pending)) {
+      pp__src_t *src =
+          pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
+      pp__flight_t f;
+      uint64_t len;
+      size_t index;
+      int blob;
+      if (s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
+          (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
+        break;
+      index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
+      blob = needs_blob(s, src, index);
+      len = pp__call_rec_len(src->task_len,
+                             blob ? 0 : (uint64_t)src->args[index].len, blob);
+      memset(&f, 0, sizeof(f));
+      f.rec = pp__ring_plan(&plan, len);
+      if (f.rec == UINT64_MAX)
+        break; /* the ring is full: the next round */
+      pp__src_take_locked(src, &index);
+      f.src = src;
+      f.index = index;
+      f.id = src->first_id + index;
+      if (pp__flight_push(s, &f) != 0) {
+        pp__src_give_back_locked(src, index);
+        break;
+      }
+      if (s->fl_n == 1)
+        s->head_since = pp__now_us();
+      takes[n].slot = s;
+      takes[n].src = src;
+      takes[n].index = index;
+      takes[n].flight = s->fl_n - 1;
+      n++;
+      per++;
+    }
+  }
+  return n;
+}
+
+/* Sends a large argument's mapping, and a reply hint with it: a spare
+ * about the argument's size, which the worker may write a large result
+ * into (results are often the size of their arguments) so that neither
+ * side touches fresh memory.  Returns 0, or the error that refuses the
+ * call. */
+/* Sends a mapping with the record being written, unless the worker kept it
+ * from an earlier call (ring.h, pp__mapcache_t: our copy of its
+ * bookkeeping says which).  Sets *sent. */
+static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
+                    int *sent) {
+  void *obj, *out[PP__MAPCACHE_N];
+  int rc, n;
+  *sent = 0;
+  *handle = 0;
+  if (pp__mapcache_find(&s->maps, pp__shm_serial(shm), &obj))
+    return 0;
+  rc = pp__shm_send(s->chan, shm, s->proc, handle);
+  if (rc != 0)
+    return rc;
+  *sent = 1;
+  pp__mapcache_put(&s->maps, pp__shm_serial(shm), pp__shm_len(shm), NULL,
+                   out, &n);
+  return 0;
+}
+
+static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
+                     pp__call_blob_t *cb) {
+  pp__shm_t *shm = NULL;
+  pp__shm_t *hint;
+  int rc, sent;
+  memset(cb, 0, sizeof(*cb));
+  /* Memory from pp_shared_alloc() is such a mapping already: it goes as
+   * it is.  Anything else is copied into one (a spare if there is one). */
+  if (pp__blob_find(arg->data, arg->len, &shm, &cb->offset)) {
+    f->arg_shared = shm;
+  } else {
+    shm = pp__spare_or_new(arg->len);
+    if (shm == NULL)
+      return PP_ENOMEM;
+    memcpy(pp__shm_base(shm), arg->data, arg->len);
+    f->arg_copy = shm;
+  }
+  rc = send_map(s, shm, &cb->handle, &sent);
+  if (rc != 0)
+    return rc;
+  cb->map_size = pp__shm_len(shm);
+  cb->serial = pp__shm_serial(shm);
+  cb->flags = sent ? PP__BLOB_SENT_ARG : 0;
+  hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
+  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent) == 0) {
+    cb->hint_size = pp__shm_len(hint);
+    cb->hint_serial = pp__shm_serial(hint);
+    cb->flags |= sent ? PP__BLOB_SENT_HINT : 0;
+    f->hint = hint;
+  } else {
+    pp__spare_give(hint);
+  }
+  return 0;
+}
+
+/* Writes one planned call record.  A large argument travels in a mapping
+ * of its own, whose descriptor goes on the channel just before the record
+ * that names it. */
+static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
+                       pp__flight_t *f) {
+  const pp_buf_t *arg = &src->args[index];
+  int blob = needs_blob(s, src, index);
+  uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
+  pp__call_blob_t cb;
+  unsigned char *p;
+  int rc = blob ? send_blob(s, arg, f, &cb) : 0;
+  if (rc != 0) {
+    /* The argument cannot reach the worker (no memory for its mapping, a
+     * failed hand-over).  The record still goes, in the room planned for
+     * it, marked refused: the worker answers at once without looking for a
+     * mapping, and the call fails with this reason (pp__life_outcome). */
+    f->refused = rc;
+    f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
+                                       "to worker %d: %s", arg->len,
+                                       s->index, pp_last_error());
+    memset(&cb, 0, sizeof(cb));
+  }
+  p = pp__ring_begin(&s->calls, PP__REC_CALL, rc ? 2 : blob ? 1 : 0,
+                     src->first_id + index, len);
+  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len,
+                   blob ? &cb : NULL);
+}
+
+/* Writes the planned calls and publishes them, waking the workers that
+ * sleep.  Returns 1 if there were any. */
+static int write_takes(pp_pool_t *pool, take_t *takes, size_t n) {
+  size_t k;
+  int i;
+  for (k = 0; k < n; k++)
+    write_call(takes[k].slot, takes[k].src, takes[k].index,
+               pp__flight_at(takes[k].slot, takes[k].flight));
+  if (n == 0)
+    return 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
+        pp__ring_commit(&s->calls))
+      pp__wake_signal(s->wake);
+  }
+  return 1;
+}
+
+int pp__loop_dispatch(pp_pool_t *pool) {
+  take_t takes[PP__DISPATCH_MAX];
+  size_t n, k;
+  int done = 1;
+  if (!pp__mutex_trylock(pool->io_lock))
+    return 0; /* the I/O thread is in a round: it will see the queue */
+  pp__mutex_lock(pool->lock);
+  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  /* The I/O thread must still look if calls are left, or if one has a
+   * timeout to watch (it may sleep with no deadline). */
+  if (!pp__queue_empty(&pool->pending))
+    done = 0;
+  for (k = 0; k < n; k++)
+    if (takes[k].src->timeout_ms > 0)
+      done = 0;
+  pp__mutex_unlock(pool->lock);
+  write_takes(pool, takes, n);
+  pp__mutex_unlock(pool->io_lock);
+  return done;
+}
+
+/* Work stealing.  A worker holds up to chunk + 1 calls, so that it never
+ * waits for us between two; but a call that waits behind a long one while
+ * another worker has nothing to do should go there.  When the queue is
+ * empty and a worker is idle, a call that a busy worker has not started is
+ * taken back (pp__ring_withdraw: it never runs there; the worker skips it,
+ * and we drop what it says of it), newest first, and handed out again.
+ * Returns 1 if it took any; sets L->steal_at to when it may next take one.
+ * pool->lock held. */
+static int steal_locked(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i, idle = 0, busy = 0, took = 0;
+  int64_t now;
+  L->steal_at = PP__NEVER;
+  if (!pp__queue_empty(&pool->pending))
+    return 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_READY || s->kill_status != 0)
+      continue;
+    if (s->fl_n == 0 && (pool->max_calls == 0 || s->ran < pool->max_calls))
+      idle++;
+    else if (s->fl_n >= 2)
+      busy++;
+  }
+  if (idle == 0 || busy == 0)
+    return 0;
+  now = pp__now_us();
+  for (i = 0; i < pool->nslots && idle > 0; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t k;
+    if (s->state != PP__W_READY || s->kill_status != 0 || s->fl_n < 2 ||
+        pp__flight_at(s, 0)->withdrawn)
+      continue;
+    if (s->head_since == 0)
+      s->head_since = now;
+    if (now - s->head_since < PP__STEAL_US) {
+      if (s->head_since + PP__STEAL_US < L->steal_at)
+        L->steal_at = s->head_since + PP__STEAL_US;
+      continue;
+    }
+    for (k = s->fl_n - 1; k >= 1 && idle > 0; k--) {
+      pp__flight_t *f = pp__flight_at(s, k);
+      if (f->withdrawn || f->cancelled || f->refused)
+        continue;
+      if (!pp__ring_withdraw(&s->calls, f->rec, f->id))
+        break; /* the worker has moved on: nothing behind is waiting long */
+      f->withdrawn = 1;
+      pp__src_give_back_locked(f->src, f->index);
+      idle--;
+      took = 1;
+    }
+  }
+  return took;
+}
+
+/* Sets the cancel words of cancelled calls in flight and starts the grace
+ * period of a cancelled head. */
+static void send_cancels(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t k;
+    if (s->state != PP__W_READY && s->state != PP__W_RETIRING)
+      continue;
+    for (k = 0; k < s->fl_n; k++) {
+      pp__flight_t *f = pp__flight_at(s, k);
+      int cancel;
+      if (f->withdrawn)
+        continue;
+      pp__mutex_lock(pool->lock);
+      if (pool->cancel_all)
+        f->src->cancel = 1;
+      cancel = f->src->cancel;
+      pp__mutex_unlock(pool->lock);
+      if (!cancel || f->cancelled)
+        continue;
+      f->cancelled = 1;
+      pp__ring_set_cancel(&s->calls, f->rec, f->id);
+      if (k == 0 && s->cancel_deadline == PP__NEVER)
+        s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
+    }
+  }
+}
+
+/* Kills a worker for its head call (a timeout, the end of a cancel's grace
+ * period); its death settles the call. */
+static void kill_for(pp__slot_t *s, int status) {
+  if (s->kill_status != 0)
+    return;
+  s->kill_status = status;
+  s->kill_id = pp__flight_at(s, 0)->id;
+  pp__proc_kill(s->proc);
+}
+
+/* Looks after every worker's deadlines; returns the next one. */
+static int64_t deadlines(loop_t *L, int64_t now) {
+  pp_pool_t *pool = L->pool;
+  int64_t next = PP__NEVER;
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    int64_t d = PP__NEVER;
+    switch (s->state) {
+      case PP__W_STARTING:
+        if (now >= s->deadline) {
+          pp__life_start_failed(
+              s, pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say "
+                               "hello within %lld ms", s->index,
+                               pp__image_path(pool->image),
+                               (long long)pool->start_timeout_ms));
+          d = s->deadline;
+        } else {
+          d = s->deadline;
+        }
+        break;
+      case PP__W_RETIRING:
+        if (now >= s->deadline && s->kill_status == 0) {
+          s->kill_status = PP_ECLOSED;
+          pp__proc_kill(s->proc);
+        }
+        d = s->deadline;
+        break;
+      case PP__W_READY:
+        if (s->fl_n > 0 && s->kill_status == 0 &&
+            !pp__flight_at(s, 0)->withdrawn) {
+          pp__flight_t *head = pp__flight_at(s, 0);
+          int64_t t = head->src->timeout_ms;
+          if (s->head_since == 0)
+            s->head_since = now;
+          if (t > 0 && t < (PP__NEVER - s->head_since) / 1000) {
+            int64_t due = s->head_since + t * 1000;
+            if (now >= due)
+              kill_for(s, PP_ETIMEDOUT);
+            else
+              d = due;
+          }
+          if (head->cancelled && s->cancel_deadline == PP__NEVER)
+            s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
+          if (head->cancelled && now >= s->cancel_deadline)
+            kill_for(s, PP_ECANCELED);
+          else if (head->cancelled && s->cancel_deadline < d)
+            d = s->cancel_deadline;
+        }
+        break;
+      case PP__W_NONE:
+        d = s->deadline; /* the next start */
+        break;
+      default:
+        break;
+    }
+    if (d < next)
+      next = d;
+  }
+  return next;
+}
+
+/* Reacts to what the poller reported: ended workers are settled. */
+static void handle_tags(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i;
+  for (i = 0; i < L->ntags; i++) {
+    pp__slot_t *s = L->tags[i];
+    if ((void *)s == (void *)pool) {
+      pp__wake_clear(pool->wake);
+      continue;
+    }
+    L->busy = 1;
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
+      pp__life_start_failed(s, pp__set_error(PP_ECLOSED, "ended"));
+    else if (s->state != PP__W_NONE)
+      pp__life_bury(s, 0, NULL);
+  }
+  L->ntags = 0;
+}
+
+/* Prepares to sleep: every result ring is told, and looked at once more.
+ * Returns 1 if something arrived meanwhile (then it does not sleep). */
+static int sleep_prepare(pp_pool_t *pool) {
+  int i, arrived = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_NONE && pp__ring_sleep_prepare(&s->results))
+      arrived = 1;
+  }
+  return arrived;
+}
+
+static void sleep_end(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++)
+    if (pool->slots[i].state != PP__W_NONE)
+      pp__ring_awake(&pool->slots[i].results);
+}
+
+/* Returns 1 if some result ring has something to read. */
+static int results_waiting(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_NONE && pp__ring_has_data(&s->results))
+      return 1;
+  }
+  return 0;
+}
+
+/* The pool is stopping and every call is done: workers are sent away,
+ * waited for (at most their retire deadline, then killed) and reaped.
+ * Returns 1 once none is left. */
+static int wind_down(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i, left = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->fl_n == 0)
+      pp__life_retire(s);
+    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
+      pp__life_start_failed(s, pp__set_error(PP_ECANCELED, "the pool is being "
+                                             "destroyed"));
+    if (s->state != PP__W_NONE)
+      left++;
+  }
+  return left == 0;
+}
+
+/* Returns 1 if a queued call could be handed to a worker now; pool->lock
+ * held.  (The plan made before may have seen an empty queue.) */
+static int can_take_locked(pp_pool_t *pool) {
+  pp__src_t *src;
+  int i;
+  if (pp__queue_empty(&pool->pending))
+    return 0;
+  src = pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
+    pp__ring_t plan;
+    if (s->state != PP__W_READY || s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
+        (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
+      continue;
+    plan = s->calls;
+    if (pp__ring_plan(&plan, pp__call_rec_len(src->task_len,
+                                               needs_blob(s, src, index)
+                                                   ? 0
+                                                   : src->args[index].len,
+                                               needs_blob(s, src, index))) !=
+        UINT64_MAX)
+      return 1;
+  }
+  return 0;
+}
+
+int pp__loop_assist(pp_pool_t *pool) {
+  take_t takes[PP__DISPATCH_MAX];
+  loop_t *L;
+  size_t n;
+  int i, wake = 0, took = 0;
+  if (!pp__mutex_trylock(pool->io_lock))
+    return 0; /* the I/O thread is in a round */
+  if (!results_waiting(pool))
+    goto cleanup;
+  if (pool->assist == NULL) {
+    pool->assist = calloc(1, sizeof(loop_t));
+    if (pool->assist == NULL)
+      goto cleanup; /* the I/O thread does it, as always */
+  }
+  L = pool->assist;
+  L->pool = pool;
+  L->assist = 1;
+  L->left = 0;
+  for (i = 0; i < pool->nslots && L->nouts < PP__BATCH; i++)
+    if (pool->slots[i].state == PP__W_READY)
+      (void)collect(L, &pool->slots[i]);
+  /* A call that is now at the head of a worker may have a timeout the
+   * sleeping I/O thread does not know of: it must look. */
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_READY && s->fl_n > 0 &&
+        !pp__flight_at(s, 0)->withdrawn &&
+        pp__flight_at(s, 0)->src->timeout_ms > 0)
+      L->left = 1;
+  }
+  pp__mutex_lock(pool->lock);
+  took = L->nouts > 0;
+  if (took)
+    wake = apply_outcomes_locked(L);
+  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  for (i = 0; i < (int)n; i++)
+    if (takes[i].src->timeout_ms > 0)
+      L->left = 1;
+  if (!pp__queue_empty(&pool->pending) || L->left)
+    pp__pool_wake_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  write_takes(pool, takes, n);
+  if (wake)
+    pp__cond_broadcast(pool->done_cond);
+
+cleanup:
+  pp__mutex_unlock(pool->io_lock);
+  return took;
+}
+
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
+  pp_pool_t *pool = data;
+  loop_t *L = calloc(1, sizeof(*L));
+  take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
+  int i, stopping = 0;
+
+  if (L == NULL || takes == NULL)
+    abort(); /* too early for anything better: nothing has started */
+  L->pool = pool;
+  L->steal_at = PP__NEVER;
+  for (;;) {
+    int64_t now, next;
+    size_t ntakes;
+    int news, wake;
+
+    pp__mutex_lock(pool->io_lock);
+    /* Ended workers are settled first: what they published still counts. */
+    L->busy = 0;
+    handle_tags(L);
+
+    /* Starts (and restarts after a back-off). */
+    now = pp__now_us();
+    if (!stopping)
+      for (i = 0; i < pool->nslots; i++)
+        if (pool->slots[i].state == PP__W_NONE &&
+            now >= pool->slots[i].deadline)
+          pp__life_spawn(&pool->slots[i]);
+
+    /* Results. */
+    for (i = 0; i < pool->nslots; i++) {
+      pp__slot_t *s = &pool->slots[i];
+      int rc;
+      if (s->state == PP__W_NONE)
+        continue;
+      rc = collect(L, s);
+      if (rc != 0) {
+        char why[512];
+        pp__format(why, sizeof(why), "%s", pp_last_error());
+        pp__mutex_lock(pool->lock);
+        apply_outcomes_locked(L);
+        pp__mutex_unlock(pool->lock);
+        pp__life_bury(s, rc, why);
+      }
+      if (L->nouts == PP__BATCH) {
+        pp__mutex_lock(pool->lock);
+        wake = apply_outcomes_locked(L);
+        pp__mutex_unlock(pool->lock);
+        if (wake)
+          pp__cond_broadcast(pool->done_cond);
+      }
+    }
+
+    /* Outcomes, news and new work, under the lock once. */
+    pp__mutex_lock(pool->lock);
+    wake = L->nouts > 0 ? apply_outcomes_locked(L) : 0;
+    news = pool->news;
+    pool->news = 0;
+    ntakes = plan_locked(pool, takes, PP__TAKE_MAX);
+    if (steal_locked(L)) {
+      /* A call taken back from a cancelled source finished as cancelled. */
+      wake = 1;
+      ntakes += plan_locked(pool, takes + ntakes, PP__TAKE_MAX - ntakes);
+    }
+    stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
+    pp__mutex_unlock(pool->lock);
+    /* After the unlock: a waiter woken under the lock would only block on
+     * it again (a second wake-up for every finished call). */
+    if (wake)
+      pp__cond_broadcast(pool->done_cond);
+
+    if (news)
+      send_cancels(L);
+    if (write_takes(pool, takes, ntakes))
+      L->busy = 1;
+    /* Workers that have run their calls go (max_calls_per_worker). */
+    for (i = 0; i < pool->nslots; i++) {
+      pp__slot_t *s = &pool->slots[i];
+      if (s->state == PP__W_READY && s->fl_n == 0 && pool->max_calls > 0 &&
+          s->ran >= pool->max_calls)
+        pp__life_retire(s);
+    }
+
+    next = deadlines(L, pp__now_us());
+    if (L->steal_at < next)
+      next = L->steal_at;
+    if (stopping && wind_down(L)) {
+      pp__mutex_unlock(pool->io_lock);
+      break;
+    }
+
+    /* Sleep, after a short spin if this round was busy: the next results
+     * are likely microseconds away, and a sleep costs more.  Callers may
+     * hand out calls meanwhile (pp__loop_dispatch). */
+    if (L->busy) {
+      int64_t until = pp__now_us() + PP__SPIN_US;
+      pp__mutex_unlock(pool->io_lock);
+      unsigned turn = 0;
+      while (pp__now_us() < until && !results_waiting(pool))
+        pp__spin_turn(turn);
+      /* A busy pool still notices a worker's end at once. */
+      L->ntags = pp__poller_wait(pool->poller, 0, L->tags, 64);
+      continue;
+    }
+    if (sleep_prepare(pool)) {
+      sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
+      continue;
+    }
+    pp__mutex_lock(pool->lock);
+    /* News, or work that came in since the plan, means no sleep. */
+    if (pool->news || can_take_locked(pool) ||
+        (pool->stopping && !stopping && pool->queued == 0 &&
+         pool->running == 0)) {
+      pp__mutex_unlock(pool->lock);
+      sleep_end(pool);
+      pp__mutex_unlock(pool->io_lock);
+      continue;
+    }
+    pool->loop_asleep = 1;
+    pp__mutex_unlock(pool->lock);
+    pp__mutex_unlock(pool->io_lock);
+    now = pp__now_us();
+    L->ntags = pp__poller_wait(pool->poller,
+                               next == PP__NEVER ? -1
+                               : next > now     ? next - now
+                                                : 0,
+                               L->tags, 64);
+    pp__mutex_lock(pool->lock);
+    pool->loop_asleep = 0;
+    pp__mutex_unlock(pool->lock);
+    sleep_end(pool);
+  }
+  free(takes);
+  free(L);
+  /* Returning ends the thread (APR frees its pool with the parent pool).
+   * apr_thread_exit() would call pthread_exit(), whose forced unwinding
+   * leaves AddressSanitizer's stack poison behind and makes the thread's
+   * teardown report a false stack-buffer-overflow. */
+  (void)thread;
+  return NULL;
+}

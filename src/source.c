@@ -1,0 +1,186 @@
+/*
+ * source.c - sources of calls and how their calls finish.
+ *
+ * A source is what a caller hands a pool: a submitted future (one call) or
+ * a map (many).  It waits on the pool's queue (pool->pending) while it has
+ * calls to hand out; the I/O thread takes its calls one by one, in order,
+ * without a per-call object: a map of a million calls is one source and a
+ * counter.  A call that goes back (its worker died before it started) is
+ * kept in the source's retry list and handed out again first.
+ *
+ * Every function here runs with pool->lock held, except pp__src_init.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
+                  const pp_buf_t *args, size_t n, int64_t timeout_ms,
+                  size_t chunk, pp__src_done_fn done) {
+  memset(src, 0, sizeof(*src));
+  src->pool = pool;
+  src->task = task->name;
+  src->task_len = strlen(task->name);
+  src->args = args;
+  src->n = n;
+  src->timeout_ms = timeout_ms;
+  src->chunk = chunk < 1 ? 1 : chunk;
+  src->done = done;
+  pp__queue_init(&src->link);
+}
+
+int pp__pool_hopeless_locked(const pp_pool_t *pool) {
+  return pool->nslots > 0 && pool->broken_slots == pool->nslots;
+}
+
+void pp__pool_wake_locked(pp_pool_t *pool) {
+  /* The I/O thread says it sleeps (under the lock) before it does, and
+   * looks at the queue again after that; a signal sent while it is awake
+   * would only cost a system call. */
+  if (pool->loop_asleep) {
+    pool->loop_asleep = 0;
+    pp__wake_signal(pool->wake);
+  }
+}
+
+int pp__src_queue_locked(pp__src_t *src) {
+  pp_pool_t *pool = src->pool;
+  if (pool->closing)
+    return pp__set_error(PP_ECLOSED, "the pool is being destroyed");
+  src->first_id = pool->next_id + 1;
+  pool->next_id += src->n;
+  pool->stats.calls_submitted += src->n;
+  if (src->n == 0)
+    return 0;
+  if (pp__pool_hopeless_locked(pool)) {
+    /* No worker can start (each slot failed again and again): the calls
+     * fail now rather than wait for a worker that may never come.  The
+     * slots keep trying, and calls queue again once one succeeds. */
+    size_t i;
+    for (i = 0; i < src->n; i++)
+      pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
+                            pp__strdup_printf("no worker of the pool can be "
+                                              "started: %s",
+                                              pool->broken_reason),
+                            0, 0);
+    src->next = src->n;
+    return 0;
+  }
+  if (pool->inline_mode) {
+    /* The caller runs the calls itself (inline.c). */
+    src->next = src->n;
+    return 0;
+  }
+  pool->queued += src->n;
+  pp__queue_insert_tail(&pool->pending, &src->link);
+  return 0;
+}
+
+int pp__src_take_locked(pp__src_t *src, size_t *index) {
+  pp_pool_t *pool = src->pool;
+  if (src->nretry > 0) {
+    *index = src->retry[--src->nretry];
+  } else if (src->next < src->n) {
+    *index = src->next++;
+  } else {
+    return 0;
+  }
+  pool->queued--;
+  pool->running++;
+  src->inflight++;
+  if (src->nretry == 0 && src->next == src->n)
+    pp__queue_remove(&src->link);
+  return 1;
+}
+
+/* Finishes call `index` of a cancelled source that never ran. */
+static void finish_unrun_locked(pp__src_t *src, size_t index) {
+  pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
+                        pp__strdup_printf("call %llu was cancelled before it "
+                                          "ran",
+                                          (unsigned long long)(src->first_id +
+                                                               index)),
+                        0, 0);
+}
+
+int pp__src_give_back_locked(pp__src_t *src, size_t index) {
+  pp_pool_t *pool = src->pool;
+  src->inflight--;
+  pool->running--;
+  if (src->cancel) {
+    finish_unrun_locked(src, index);
+    return 0;
+  }
+  if (src->nretry == src->capretry) {
+    size_t cap = src->capretry ? 2 * src->capretry : 8;
+    size_t *r = realloc(src->retry, cap * sizeof(*r));
+    if (r == NULL) {
+      pp__src_finish_locked(src, index, PP_ENOMEM, NULL, 0,
+                            pp__strdup_printf("out of memory to run call "
+                                              "%llu again",
+                                              (unsigned long long)(src->first_id +
+                                                                   index)),
+                            0, 0);
+      return PP_ENOMEM;
+    }
+    src->retry = r;
+    src->capretry = cap;
+  }
+  /* The list is taken from its end, and life.c gives a worker's calls back
+   * newest first, so they are handed out again in their order. */
+  src->retry[src->nretry++] = index;
+  pool->queued++;
+  if (!pp__queue_linked(&src->link))
+    pp__queue_insert_head(&pool->pending, &src->link);
+  pp__pool_wake_locked(pool);
+  return 0;
+}
+
+int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
+                           void *data, size_t len, char *message,
+                           int exit_code, int term_signal) {
+  pp_result_t r;
+  /* PP_EAGAIN means "not finished" to pp_future_status(); no finished call
+   * may report it (call.c and the records already map other codes away). */
+  if (status == PP_EAGAIN)
+    status = PP_ETASK;
+  if (status != 0 && message == NULL)
+    message = pp__strdup_printf("%s", pp_strerror(status));
+  r.status = status;
+  r.data = data;
+  r.len = len;
+  r.message = message;
+  r.exit_code = exit_code;
+  r.term_signal = term_signal;
+  src->finished++;
+  src->pool->stats.calls_completed++;
+  return src->done(src, index, &r) ||
+         (src->pool->queued == 0 && src->pool->running == 0);
+}
+
+void pp__src_cancel_locked(pp__src_t *src) {
+  pp_pool_t *pool = src->pool;
+  size_t i;
+  if (src->cancel)
+    return;
+  src->cancel = 1;
+  /* Calls not handed out never run. */
+  while (src->nretry > 0) {
+    i = src->retry[--src->nretry];
+    pool->queued--;
+    finish_unrun_locked(src, i);
+  }
+  for (i = src->next; i < src->n; i++) {
+    pool->queued--;
+    finish_unrun_locked(src, i);
+  }
+  src->next = src->n;
+  pp__queue_remove(&src->link);
+  /* Calls on workers: the I/O thread sets their cancel words and starts
+   * their grace periods. */
+  if (src->inflight > 0) {
+    pool->news = 1;
+    pp__pool_wake_locked(pool);
+  }
+}
