@@ -165,19 +165,13 @@ void pp__capture_call_start(uint64_t id) {
   if (C.out == NULL)
     return;
   PP__STORE_REL64(&C.running, id);
-  if (C.own_buffers) {
-    /* Output reaches the pipes only when a buffer is flushed, and a call
-     * that wrote anything drains at its end under the drain lock, which a
-     * drain of the watch thread holds: the next call cannot start before
-     * that drain ends.  No barrier is needed (a full one per call costs
-     * several percent of a tiny call's rate). */
-    arm(stdout, C.outbuf);
-    arm(stderr, C.errbuf);
-    return;
-  }
   PP__FENCE();
   while (PP__LOAD_ACQ32(&C.draining))
     pp__spin_turn(turn); /* a drain of the call before: short */
+  if (C.own_buffers) {
+    arm(stdout, C.outbuf);
+    arm(stderr, C.errbuf);
+  }
 }
 
 int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err) {

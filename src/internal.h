@@ -360,6 +360,7 @@ typedef struct pp__slot_s {
   pp__flight_t *fl;          /* in flight, in ring order: a circular array */
   size_t fl_cap, fl_head, fl_n;
   int64_t head_since;        /* when the first call in flight started */
+  int planned;               /* plan_locked has seen it (this plan only) */
   int64_t cancel_deadline;   /* kill the head for its cancel then */
   int64_t deadline;          /* hello, retire, or a back-off's end */
   int kill_status;           /* why we killed it: PP_ETIMEDOUT, PP_ECANCELED,

@@ -172,17 +172,24 @@ typedef struct take_s {
 } take_t;
 
 /* Hands queued calls to workers with room; pool->lock held.  Each worker
- * gets up to the chunk of the source at the queue's head in flight, within
- * its ring's room and its max_calls_per_worker. */
+ * gets up to the chunk of the source at the queue's head in flight, plus
+ * PP__EXTRA_CALLS, within its ring's room and its max_calls_per_worker.
+ * Idle workers are served first, so that a call does not wait behind
+ * another while a worker has nothing to do.  (Each worker is planned once
+ * per call of this function: its plan is a copy of its ring.) */
 static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
   size_t n = 0;
-  int i;
-  for (i = 0; i < pool->nslots && n < cap; i++) {
-    pp__slot_t *s = &pool->slots[i];
+  int i, pass;
+  for (pass = 0; pass < 2 * pool->nslots && n < cap; pass++) {
+    /* First the idle workers, then the busy ones. */
+    pp__slot_t *s = &pool->slots[pass % pool->nslots];
     pp__ring_t plan;
     size_t per = 0;
-    if (s->state != PP__W_READY)
+    int idle = s->fl_n == 0 && !s->planned;
+    if (s->state != PP__W_READY || idle != (pass < pool->nslots) ||
+        s->planned)
       continue;
+    s->planned = 1;
     plan = s->calls;
     while (n < cap && per < PP__TAKE_MAX && !pp__queue_empty(&pool->pending)) {
       pp__src_t *src =
@@ -220,7 +227,26 @@ static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
       per++;
     }
   }
+  for (i = 0; i < pool->nslots; i++)
+    pool->slots[i].planned = 0;
   return n;
+}
+
+/* Returns 1 if a worker is idle while another holds a call it has not
+ * started: a steal may become due (steal_locked), so the I/O thread must
+ * look even if it sleeps. */
+static int steal_possible(pp_pool_t *pool) {
+  int i, idle = 0, waiting = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_READY)
+      continue;
+    if (s->fl_n == 0)
+      idle = 1;
+    else if (s->fl_n >= 2)
+      waiting = 1;
+  }
+  return idle && waiting;
 }
 
 /* Sends a large argument's mapping, and a reply hint with it: a spare
@@ -345,6 +371,8 @@ int pp__loop_dispatch(pp_pool_t *pool) {
   for (k = 0; k < n; k++)
     if (takes[k].src->timeout_ms > 0)
       done = 0;
+  if (steal_possible(pool))
+    done = 0;
   pp__mutex_unlock(pool->lock);
   write_takes(pool, takes, n);
   pp__mutex_unlock(pool->io_lock);
@@ -641,6 +669,8 @@ int pp__loop_assist(pp_pool_t *pool) {
   for (i = 0; i < (int)n; i++)
     if (takes[i].src->timeout_ms > 0)
       L->left = 1;
+  if (steal_possible(pool))
+    L->left = 1;
   if (!pp__queue_empty(&pool->pending) || L->left)
     pp__pool_wake_locked(pool);
   pp__mutex_unlock(pool->lock);

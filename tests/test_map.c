@@ -348,8 +348,8 @@ static void test_map_chunksize_1_moves_waiting_calls_to_idle_workers(
   PP_TEST_OK(pp_pool_stats(pool, &before));
   PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", sixty.data, sixty.len, NULL, &f));
   pp_free((void *)sixty.data);
-  /* A call submitted now may be queued behind the long one too, and must
-   * be taken back as well: it tells the free worker. */
+  /* A call submitted now goes to the idle worker, not behind the long
+   * one: it tells which worker that is. */
   PP_TEST_OK(pp_pool_submit(pool, "pid", NULL, 0, NULL, &g));
   assert_int_equal(pp_future_wait(g, 30000), 0);
   PP_TEST_OK(pp_future_take(g, &r));
