@@ -190,23 +190,3 @@ int pp__call_run(const pp_task_t *task, pp_call_t *call, const void *arg,
       "task '%s' returned %d without calling pp_call_fail()", task->name, rc);
   return PP_ETASK;
 }
-
-void pp_log(int level, const char *fmt, ...) {
-  char msg[PP__MSG_MAX];
-  va_list ap;
-  int n;
-  if (fmt == NULL)
-    return;
-  va_start(ap, fmt);
-  n = vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  if ((size_t)n >= sizeof(msg))
-    n = (int)sizeof(msg) - 1;
-  if (pp__worker_log(level, msg, (size_t)n) == 0)
-    return;
-  if (pp__inline_log(level, msg, (size_t)n) == 0)
-    return;
-  fprintf(stderr, "[procpool log%d] %s\n", level, msg);
-}

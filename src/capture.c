@@ -44,6 +44,7 @@
 static struct {
   pp__chan_t *alive;
   pp__chan_t *out, *err; /* the pipes' read ends, NULL if inherited */
+  pp__put_fn put;        /* publishes OUTPUT records */
   pp__mutex_t *lock;     /* one drain at a time */
   apr_pool_t *mem;
   apr_thread_t *thread;
@@ -72,8 +73,7 @@ static void drain(uint64_t id) {
     size_t got;
     while (pp__chan_wait(chans[i], 0) &&
            pp__chan_read_some(chans[i], buf, sizeof(buf), &got) == 0)
-      pp__worker_put(PP__REC_OUTPUT, (uint16_t)(i + 1), id, buf, got, NULL,
-                     0);
+      C.put(PP__REC_OUTPUT, (uint16_t)(i + 1), id, buf, got, NULL, 0);
   }
   pp__mutex_unlock(C.lock);
 }
@@ -174,10 +174,12 @@ void pp__capture_call_start(uint64_t id) {
   }
 }
 
-int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err) {
+int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
+                      pp__put_fn put) {
   apr_status_t rv;
   int rc;
   C.alive = alive;
+  C.put = put;
   C.out = out;
   C.err = err;
   rc = pp__mutex_new(&C.lock);

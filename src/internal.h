@@ -12,12 +12,13 @@
  *   tuple.c    pp_pack / pp_unpack
  *   ring.c     the memory shared with a worker: control block, rings
  *   registry.c task tables, task libraries, APR set-up
- *   call.c     what a task uses: pp_call_*, pp_log, running a task
+ *   call.c     what a task uses: pp_call_*, running a task
  *   capture.c  a worker's stdout/stderr and its watch on the parent
  *   worker.c   pp_worker_main: the worker side of a pool
  *   output.c   the parent's side of output: lines, log callbacks
  *   source.c   sources of calls (futures, maps) and how calls finish
  *   inline.c   the inline (debug) executor
+ *   log.c      pp_log: to the worker's ring, the inline log, or stderr
  *   life.c     one worker process's life: spawn, hello, initializer,
  *              retire, death, reap
  *   loop.c     the pool's I/O thread: dispatch, results, deadlines
@@ -189,9 +190,14 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
 
 /* ---- capture.c and worker.c: the worker side ---- */
 
+/* Publishes a record to the parent (pp__worker_put, which worker.c passes
+ * in: capture.c sits below worker.c and does not call up to it). */
+typedef int (*pp__put_fn)(int kind, uint16_t aux, uint64_t id, const void *p1,
+                          size_t n1, const void *p2, size_t n2);
 /* Starts the worker's watch thread and sets up its stdout and stderr (out
- * and err NULL: output is inherited). */
-int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err);
+ * and err NULL: output is inherited); output goes out through `put`. */
+int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
+                      pp__put_fn put);
 /* Call `id` starts: notes where its output will begin, and that the watch
  * thread tags what it drains with `id` from now on. */
 void pp__capture_call_start(uint64_t id);

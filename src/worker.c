@@ -371,7 +371,7 @@ static int serve(const unsigned char *cookie) {
   W.ctl = W.at.shm_base;
   pp__ring_bind(&W.calls, W.at.shm_base, 0);
   pp__ring_bind(&W.results, W.at.shm_base, 1);
-  if (pp__capture_start(W.at.chan, W.at.out, W.at.err) != 0)
+  if (pp__capture_start(W.at.chan, W.at.out, W.at.err, pp__worker_put) != 0)
     worker_abort(pp_last_error(), 71);
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
