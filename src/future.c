@@ -97,7 +97,7 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   }
   if (pool->inline_mode) {
     pp__inline_run(&f->src, 0);
-  } else if (!pp__loop_dispatch(pool)) {
+  } else if (!pp__dispatch_try(pool)) {
     /* The I/O thread was busy, or has more to do than this thread did. */
     pp__mutex_lock(pool->lock);
     pp__pool_wake_locked(pool);

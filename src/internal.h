@@ -21,7 +21,8 @@
  *   log.c      pp_log: to the worker's ring, the inline log, or stderr
  *   life.c     one worker process's life: spawn, hello, initializer,
  *              retire, death, reap
- *   loop.c     the pool's I/O thread: dispatch, results, deadlines
+ *   dispatch.c handing calls to workers: plans, records, stealing
+ *   loop.c     the pool's I/O thread: results, deadlines, sleeping
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
@@ -30,7 +31,7 @@
  *   - whoever holds io_lock owns the workers: their processes, rings and
  *     in-flight lists.  That is the pool's I/O thread (loop.c) in its
  *     rounds, or, briefly, a caller that hands out calls it submitted
- *     (pp__loop_dispatch) or reads the result it waits for
+ *     (pp__dispatch_try) or reads the result it waits for
  *     (pp__loop_assist); starting, burying and deadlines stay the I/O
  *     thread's alone;
  *   - pool->lock guards what callers and the I/O thread share: the queue of
@@ -366,7 +367,6 @@ typedef struct pp__slot_s {
   pp__flight_t *fl;          /* in flight, in ring order: a circular array */
   size_t fl_cap, fl_head, fl_n;
   int64_t head_since;        /* when the first call in flight started */
-  int planned;               /* plan_locked has seen it (this plan only) */
   int64_t cancel_deadline;   /* kill the head for its cancel then */
   int64_t deadline;          /* hello, retire, or a back-off's end */
   int kill_status;           /* why we killed it: PP_ETIMEDOUT, PP_ECANCELED,
@@ -427,14 +427,54 @@ void pp__flight_pop(pp__slot_t *s);
 /* Drops every call in flight the same way. */
 void pp__flight_clear(pp__slot_t *s);
 
-/* loop.c: the I/O thread's body. */
-void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
+/* dispatch.c: handing calls to workers.  All of it needs io_lock; the
+ * _locked functions also pool->lock. */
+
+/* Calls handed to one worker per plan. */
+#define PP__TAKE_MAX 1024
+/* Calls pp__dispatch_try hands out at most. */
+#define PP__DISPATCH_MAX 16
+
+/* A call a worker is to get, chosen under pool->lock, written after it. */
+typedef struct pp__take_s {
+  pp__slot_t *slot;
+  pp__src_t *src;
+  size_t index;
+  size_t flight; /* its place in the slot's in-flight list */
+} pp__take_t;
+
+/* Hands queued calls to workers with room, up to `cap`, into `takes`
+ * (their flights are pushed, their records not yet written).  Each worker
+ * gets up to the chunk of the source at the queue's head in flight, plus
+ * one, within its ring's room and its max_calls_per_worker; idle workers
+ * are served first.  Returns how many. */
+size_t pp__dispatch_plan_locked(pp_pool_t *pool, pp__take_t *takes,
+                                size_t cap);
+/* Writes the records of planned calls (after pool->lock is released) and
+ * wakes the workers that sleep.  A call whose argument cannot be handed
+ * over still gets its record, marked refused, and fails with the reason.
+ * Returns 1 if there were any. */
+int pp__dispatch_write(pp_pool_t *pool, pp__take_t *takes, size_t n);
+/* Returns 1 if a queued call could be handed to a worker now (a plan made
+ * before may have seen an empty queue). */
+int pp__dispatch_can_take_locked(pp_pool_t *pool);
+/* Returns 1 if a worker is idle while another holds a call it has not
+ * started: a steal may become due, so the I/O thread must look even if
+ * it would sleep. */
+int pp__dispatch_steal_possible_locked(pp_pool_t *pool);
+/* Takes back calls that wait behind a long one while a worker is idle and
+ * the queue is empty (they go back to their sources' queues).  Returns 1
+ * if it took any; sets *steal_at to when one may next become due. */
+int pp__dispatch_steal_locked(pp_pool_t *pool, int64_t *steal_at);
 /* Hands queued calls to workers with room from the caller's thread, when
  * the I/O thread is not in a round: a submitted call reaches its worker
  * without waking the I/O thread first.  Returns 1 if nothing is left for
  * the I/O thread to do about the queue, 0 if it must be woken.  Call
  * without pool->lock. */
-int pp__loop_dispatch(pp_pool_t *pool);
+int pp__dispatch_try(pp_pool_t *pool);
+
+/* loop.c: the I/O thread's body. */
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
 /* A caller that waits for a call does the I/O thread's collecting itself
  * when that thread is not in a round (io_lock is free): it reads the
  * results the workers have published, finishes their calls and hands out
@@ -445,8 +485,6 @@ int pp__loop_dispatch(pp_pool_t *pool);
  * there.  Never blocks.  Returns 1 if it finished any call (the caller
  * looks at its future again), 0 if not.  Called without pool->lock. */
 int pp__loop_assist(pp_pool_t *pool);
-/* Calls pp__loop_dispatch hands out at most. */
-#define PP__DISPATCH_MAX 16
 
 /* ---- the pool ---- */
 
@@ -467,7 +505,7 @@ struct pp_pool_s {
   pp__wake_t *wake;       /* the I/O thread sleeps on it */
   pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
                              thread in its rounds, or a caller in
-                             pp__loop_dispatch or pp__loop_assist; taken
+                             pp__dispatch_try or pp__loop_assist; taken
                              before pool->lock */
   void *assist;           /* io_lock: a caller's round state (loop.c) */
   pp__poller_t *poller;   /* the I/O thread's */
