@@ -128,7 +128,9 @@ PP_EXTERN const char *pp_err_name(int status);
  * Returns the detailed message of the last failing procpool call made by the
  * calling thread, e.g. "pp_pool_submit: no task named 'sqaure'", or "" if
  * none failed yet.  The string is thread-local and valid until the next
- * failing procpool call in this thread.
+ * failing procpool call in this thread: only a procpool call that fails
+ * writes it (calls that succeed, and the pool's own threads, leave it
+ * alone), so it always tells of the call whose status you hold.
  */
 PP_EXTERN const char *pp_last_error(void);
 

@@ -4,9 +4,12 @@
  *
  * Each OS implements every function below once, in files of the same names.
  * Every function returns 0 or a negative PP_E* status that is already
- * translated from errno or GetLastError() where it was read, with the OS
- * reason recorded through pp__set_error() (src/error.h).  The core never
- * includes an OS header and never tests which OS it runs on.
+ * translated from errno or GetLastError() where it was read, with a
+ * sentence recorded through pp__os_fail() (src/error.h).  Like errno, that
+ * sentence is the thread's until its next platform call: the core takes it
+ * at once (pp__err_os), and it never reaches pp_last_error() by itself.
+ * The core never includes an OS header and never tests which OS it runs
+ * on.
  *
  * Threads: a channel may be read by one thread while another writes it, so
  * the parent can send a cancel message to a worker whose reply it is waiting

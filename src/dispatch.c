@@ -124,8 +124,8 @@ int pp__dispatch_can_take_locked(pp_pool_t *pool) {
 /* Sends a mapping with the record being written, unless the worker kept it
  * from an earlier call (ring.h, pp__mapcache_t: our copy of its
  * bookkeeping says which).  Sets *sent. */
-static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
-                    int *sent) {
+static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle, int *sent,
+                    pp__err_t *err) {
   void *obj, *out[PP__MAPCACHE_N];
   int rc, n;
   *sent = 0;
@@ -134,7 +134,7 @@ static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
     return 0;
   rc = pp__shm_send(s->chan, shm, s->proc, handle);
   if (rc != 0)
-    return rc;
+    return pp__err_os(err, rc);
   *sent = 1;
   pp__mapcache_put(&s->maps, pp__shm_serial(shm), pp__shm_len(shm), NULL, out,
                    &n);
@@ -147,7 +147,7 @@ static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
  * side touches fresh memory.  Returns 0, or the error that refuses the
  * call. */
 static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
-                     pp__call_blob_t *cb) {
+                     pp__call_blob_t *cb, pp__err_t *err) {
   pp__shm_t *shm = NULL;
   pp__shm_t *hint;
   int rc, sent;
@@ -159,18 +159,18 @@ static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
   } else {
     shm = pp__spare_or_new(arg->len);
     if (shm == NULL)
-      return PP_ENOMEM;
+      return pp__err_os(err, PP_ENOMEM);
     memcpy(pp__shm_base(shm), arg->data, arg->len);
     f->arg_copy = shm;
   }
-  rc = send_map(s, shm, &cb->handle, &sent);
+  rc = send_map(s, shm, &cb->handle, &sent, err);
   if (rc != 0)
     return rc;
   cb->map_size = pp__shm_len(shm);
   cb->serial = pp__shm_serial(shm);
   cb->flags = sent ? PP__BLOB_SENT_ARG : 0;
   hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
-  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent) == 0) {
+  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent, err) == 0) {
     cb->hint_size = pp__shm_len(hint);
     cb->hint_serial = pp__shm_serial(hint);
     cb->flags |= sent ? PP__BLOB_SENT_HINT : 0;
@@ -191,7 +191,8 @@ static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
   uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
   pp__call_blob_t cb;
   unsigned char *p;
-  int rc = blob ? send_blob(s, arg, f, &cb) : 0;
+  pp__err_t err;
+  int rc = blob ? send_blob(s, arg, f, &cb, &err) : 0;
   if (rc != 0) {
     /* The argument cannot reach the worker (no memory for its mapping, a
      * failed hand-over).  The record still goes, in the room planned for
@@ -200,7 +201,7 @@ static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
     f->refused = rc;
     f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
                                        "to worker %d: %s",
-                                       arg->len, s->index, pp_last_error());
+                                       arg->len, s->index, err.text);
     memset(&cb, 0, sizeof(cb));
   }
   p = pp__ring_begin(&s->calls, PP__REC_CALL,

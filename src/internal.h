@@ -124,7 +124,7 @@ int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
 /* Takes the smallest spare of min..max bytes, or returns NULL. */
 pp__shm_t *pp__spare_take(uint64_t min, uint64_t max);
 /* A spare of len..2*len bytes, or a new mapping of len bytes; NULL (with
- * pp_last_error() set) if neither. */
+ * the OS reason recorded, error.h) if neither. */
 pp__shm_t *pp__spare_or_new(uint64_t len);
 /* Keeps a mapping nobody uses any more as a spare, or closes it (NULL is
  * ignored). */
@@ -142,15 +142,16 @@ void pp__tasks_set_default(const pp_task_t *table);
 const pp_task_t *pp__tasks_default(void);
 /* Loads a task library and returns its table (the library stays loaded for
  * the life of `mem`).  PP_EDSO with the loader's reason on failure. */
-int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table);
+int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table,
+                   pp__err_t *err);
 /* Checks that a table is usable: names unique, non-empty, functions set. */
-int pp__tasks_check(const pp_task_t *table);
+int pp__tasks_check(const pp_task_t *table, pp__err_t *err);
 /* Initializes APR once per process, from any number of threads at once.  It
  * is never terminated: pools may live until the process ends, and APR's
  * memory goes with the process. */
-int pp__apr_init(void);
-/* Translates an APR status into PP_* and records a message. */
-int pp__from_apr(apr_status_t rv, const char *what);
+int pp__apr_init(pp__err_t *err);
+/* Translates an APR status into PP_* and fills err with what failed. */
+int pp__from_apr(pp__err_t *err, apr_status_t rv, const char *what);
 
 /* ---- call.c: running a task (worker side, and inline mode) ---- */
 
@@ -196,9 +197,10 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
 typedef int (*pp__put_fn)(int kind, uint16_t aux, uint64_t id, const void *p1,
                           size_t n1, const void *p2, size_t n2);
 /* Starts the worker's watch thread and sets up its stdout and stderr (out
- * and err NULL: output is inherited); output goes out through `put`. */
+ * and err NULL: output is inherited); output goes out through `put`.
+ * Returns 0, or a status with the reason in *why. */
 int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
-                      pp__put_fn put);
+                      pp__put_fn put, pp__err_t *why);
 /* Call `id` starts: notes where its output will begin, and that the watch
  * thread tags what it drains with `id` from now on. */
 void pp__capture_call_start(uint64_t id);
@@ -312,8 +314,8 @@ void pp__pool_wake_locked(pp_pool_t *pool);
  * record encoding as a worker, and finishes it; pool->lock NOT held. */
 void pp__inline_run(pp__src_t *src, size_t index);
 /* Runs the pool's initializer once in the calling thread, as every worker
- * would; returns 0 or the task's status with its message recorded. */
-int pp__inline_init(pp_pool_t *pool);
+ * would; returns 0 or the task's status, with its message in *err. */
+int pp__inline_init(pp_pool_t *pool, pp__err_t *err);
 /* Inline mode: the pool and call that pp_log() reports to. */
 void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
 void pp__inline_leave(void);
@@ -389,9 +391,9 @@ void pp__life_spawn(pp__slot_t *s);
 /* life.c: handles a record the worker sent while starting (HELLO, the
  * initializer's reply); a bad one fails the start. */
 void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec);
-/* life.c: the start went wrong (`status`, pp_last_error()); kills and
- * reaps the process and schedules the next attempt. */
-void pp__life_start_failed(pp__slot_t *s, int status);
+/* life.c: the start went wrong (err says how and why); kills and reaps the
+ * process and schedules the next attempt. */
+void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err);
 /* life.c: the worker's process ended (status 0), or broke the protocol
  * (status PP_EPROTO or PP_ENOMEM, with `why`) and is killed now: settles its
  * calls (finished ones keep their results, the running one fails with the
@@ -405,7 +407,7 @@ void pp__life_retire(pp__slot_t *s);
 int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec);
 /* life.c: turns a RESULT or ERROR record of the call `f` into an outcome
  * (copying or adopting the result) without finishing it yet; returns 0 or
- * PP_EPROTO / PP_ENOMEM for a bad record. */
+ * PP_EPROTO / PP_ENOMEM for a bad record, with the reason in *err. */
 typedef struct pp__outcome_s {
   pp__flight_t f;
   int status;
@@ -414,12 +416,14 @@ typedef struct pp__outcome_s {
   char *message;
 } pp__outcome_t;
 int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
-                     pp__outcome_t *out);
+                     pp__outcome_t *out, pp__err_t *err);
 /* life.c: frees what an outcome holds (one nobody will receive). */
 void pp__outcome_drop(pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);
+/* Appends a call; returns 0, or PP_ENOMEM when the list cannot grow (the
+ * caller keeps the call queued). */
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f);
 /* Drops the head; what it held in shared memory goes back to the spares
  * (the worker is done with it: its outcome came, or it died). */

@@ -86,13 +86,13 @@ static int assist_may_take(pp__slot_t *s, const pp__rec_t *rec) {
 }
 
 /* Reads what a worker has published.  Returns 0, or the reason to kill it
- * (a broken record: PP_EPROTO; PP_ENOMEM). */
-static int collect(loop_t *L, pp__slot_t *s) {
+ * (a broken record: PP_EPROTO; PP_ENOMEM), told in *err. */
+static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
   pp__rec_t rec;
   int rc = 0, released = 0;
   uint64_t end = 0, before = s->results.tail;
   while (L->nouts < PP__BATCH &&
-         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+         (rc = pp__ring_next(&s->results, &rec, err)) == 1) {
     if (L->assist && !assist_may_take(s, &rec)) {
       s->results.tail = before; /* unread: the I/O thread's */
       L->left = 1;
@@ -110,10 +110,12 @@ static int collect(loop_t *L, pp__slot_t *s) {
       continue;
     }
     if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id)
-      return pp__set_error(PP_EPROTO, "worker %d answered call %llu, which "
-                           "it was not running", s->index,
-                           (unsigned long long)rec.id);
-    rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
+      return pp__err_set(err, PP_EPROTO,
+                         "worker %d answered call %llu, which "
+                         "it was not running",
+                         s->index, (unsigned long long)rec.id);
+    rc =
+        pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts], err);
     if (rc != 0 && L->assist) {
       /* Nothing of it was taken (assist_may_take): the I/O thread reads
        * it again and buries the worker. */
@@ -197,11 +199,13 @@ static int64_t deadlines(loop_t *L, int64_t now) {
     switch (s->state) {
       case PP__W_STARTING:
         if (now >= s->deadline) {
-          pp__life_start_failed(
-              s, pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say "
-                               "hello within %lld ms", s->index,
-                               pp__image_path(pool->image),
-                               (long long)pool->start_timeout_ms));
+          pp__err_t err;
+          pp__err_set(&err, PP_ETIMEDOUT,
+                      "worker %d (%s) did not say hello "
+                      "within %lld ms",
+                      s->index, pp__image_path(pool->image),
+                      (long long)pool->start_timeout_ms);
+          pp__life_start_failed(s, &err);
           d = s->deadline;
         } else {
           d = s->deadline;
@@ -259,9 +263,11 @@ static void handle_tags(loop_t *L) {
       continue;
     }
     L->busy = 1;
-    if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
-      pp__life_start_failed(s, pp__set_error(PP_ECLOSED, "ended"));
-    else if (s->state != PP__W_NONE)
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__err_t err;
+      pp__err_set(&err, PP_ECLOSED, "ended");
+      pp__life_start_failed(s, &err);
+    } else if (s->state != PP__W_NONE)
       pp__life_bury(s, 0, NULL);
   }
   L->ntags = 0;
@@ -307,9 +313,11 @@ static int wind_down(loop_t *L) {
     pp__slot_t *s = &pool->slots[i];
     if (s->state == PP__W_READY && s->fl_n == 0)
       pp__life_retire(s);
-    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
-      pp__life_start_failed(s, pp__set_error(PP_ECANCELED, "the pool is being "
-                                             "destroyed"));
+    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__err_t err;
+      pp__err_set(&err, PP_ECANCELED, "the pool is being destroyed");
+      pp__life_start_failed(s, &err);
+    }
     if (s->state != PP__W_NONE)
       left++;
   }
@@ -318,6 +326,7 @@ static int wind_down(loop_t *L) {
 
 int pp__loop_assist(pp_pool_t *pool) {
   pp__take_t takes[PP__DISPATCH_MAX];
+  pp__err_t err; /* unused: a broken record is left to the I/O thread */
   loop_t *L;
   size_t n;
   int i, wake = 0, took = 0;
@@ -336,7 +345,7 @@ int pp__loop_assist(pp_pool_t *pool) {
   L->left = 0;
   for (i = 0; i < pool->nslots && L->nouts < PP__BATCH; i++)
     if (pool->slots[i].state == PP__W_READY)
-      (void)collect(L, &pool->slots[i]);
+      (void)collect(L, &pool->slots[i], &err);
   /* A call that is now at the head of a worker may have a timeout the
    * sleeping I/O thread does not know of: it must look. */
   for (i = 0; i < pool->nslots; i++) {
@@ -399,17 +408,14 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     /* Results. */
     for (i = 0; i < pool->nslots; i++) {
       pp__slot_t *s = &pool->slots[i];
-      int rc;
+      pp__err_t err;
       if (s->state == PP__W_NONE)
         continue;
-      rc = collect(L, s);
-      if (rc != 0) {
-        char why[512];
-        pp__format(why, sizeof(why), "%s", pp_last_error());
+      if (collect(L, s, &err) != 0) {
         pp__mutex_lock(pool->lock);
         apply_outcomes_locked(L);
         pp__mutex_unlock(pool->lock);
-        pp__life_bury(s, rc, why);
+        pp__life_bury(s, err.code, err.text);
       }
       if (L->nouts == PP__BATCH) {
         pp__mutex_lock(pool->lock);

@@ -99,15 +99,15 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   int rc, last;
 
   if (pool == NULL || task == NULL || (args == NULL && n > 0))
-    return pp__set_error(PP_EINVAL, "map: pool, task and args must be set");
+    return pp__fail(PP_EINVAL, "map: pool, task and args must be set");
   for (i = 0; i < n; i++)
     if (args[i].data == NULL && args[i].len > 0)
-      return pp__set_error(PP_EINVAL, "map: args[%zu] has NULL data", i);
+      return pp__fail(PP_EINVAL, "map: args[%zu] has NULL data", i);
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
-    return pp__set_error(PP_ENOTASK, "map: no task named '%s'", task);
+    return pp__fail(PP_ENOTASK, "map: no task named '%s'", task);
   if (o != NULL && (o->flags & ~(unsigned)PP_MAP_STOP_ON_ERROR))
-    return pp__set_error(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
+    return pp__fail(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
   if (n == 0)
     return 0;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
@@ -163,9 +163,9 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   free(m->src.retry);
   free(m->done);
   if (rc != 0)
-    return rc;
+    return pp__fail(rc, "map: the pool is being destroyed");
   if (m->oom)
-    return pp__set_error(PP_ENOMEM, "map: out of memory for finished calls");
+    return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
   return m->first_status;
 }
 
@@ -174,7 +174,7 @@ int pp_pool_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                 const pp_map_options_t *options) {
   map_t m;
   if (results == NULL && n > 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_map: results is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_map: results is NULL");
   if (results != NULL)
     memset(results, 0, n * sizeof(*results));
   memset(&m, 0, sizeof(m));
@@ -189,12 +189,13 @@ int pp_pool_starmap(pp_pool_t *pool, const char *task, const pp_buf_t *tuples,
   if (results != NULL)
     memset(results, 0, n * sizeof(*results));
   if (tuples == NULL && n > 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_starmap: tuples is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_starmap: tuples is NULL");
   for (i = 0; i < n; i++)
     if (pp_tuple_count(tuples[i].data, tuples[i].len) < 0)
-      return pp__set_error(PP_EBADARGS,
-                           "pp_pool_starmap: tuples[%zu] is not a tuple made "
-                           "by pp_pack()", i);
+      return pp__fail(PP_EBADARGS,
+                      "pp_pool_starmap: tuples[%zu] is not a tuple made "
+                      "by pp_pack()",
+                      i);
   return pp_pool_map(pool, task, tuples, n, results, options);
 }
 
@@ -203,7 +204,7 @@ int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
                           void *cb_data, const pp_map_options_t *options) {
   map_t m;
   if (cb == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pool_map_unordered: cb is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_map_unordered: cb is NULL");
   memset(&m, 0, sizeof(m));
   m.cb = cb;
   m.cb_data = cb_data;

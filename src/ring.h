@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "../platform/platform.h"
+#include "error.h"
 
 #define PP__SHM_MAGIC 0x4d485350u /* "PSHM" */
 #define PP__SHM_VERSION 1
@@ -170,7 +171,7 @@ uint64_t pp__shm_size(uint64_t ring_size);
 void pp__shm_format(void *base, uint64_t ring_size);
 /* Checks a mapping's control block against its size (worker).  Returns 0
  * or PP_EPROTO. */
-int pp__shm_check(const void *base, uint64_t size);
+int pp__shm_check(const void *base, uint64_t size, pp__err_t *err);
 
 /* One process' view of a ring: pointers into its own mapping, and the
  * positions it works with.  Used by one thread at a time on each side. */
@@ -235,9 +236,9 @@ typedef struct pp__rec_s {
 
 /* Consumer: returns 1 and the next record (PAD records are skipped), 0 if
  * there is none yet, or PP_EPROTO if the ring holds something that is not a
- * record (with pp_last_error() set).  Records are read in order; each must
+ * record (with the reason in *err).  Records are read in order; each must
  * be released, in order, when its payload is no longer needed. */
-int pp__ring_next(pp__ring_t *r, pp__rec_t *rec);
+int pp__ring_next(pp__ring_t *r, pp__rec_t *rec, pp__err_t *err);
 
 /* Consumer: gives the space up to `end` (a record's end) back to the
  * producer.  Returns 1 if the producer is waiting for room and must be
@@ -255,8 +256,10 @@ void pp__ring_awake(pp__ring_t *r);
 int pp__ring_wait_room_prepare(pp__ring_t *r, uint64_t len);
 void pp__ring_room_awake(pp__ring_t *r);
 
-/* Parses a CALL or INIT record.  Returns 0 or PP_EPROTO. */
-int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *call);
+/* Parses a CALL or INIT record.  Returns 0, or PP_EPROTO with the reason in
+ * *err. */
+int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *call,
+                       pp__err_t *err);
 
 /* ---- the mappings a worker keeps ----
  *

@@ -134,8 +134,11 @@ int pp__worker_log(int level, const char *text, size_t len) {
 }
 
 /* Sends the call's outcome: RESULT (inline, or a blob for a large one) or
- * ERROR. */
-static void send_reply(uint64_t id, int status, pp_call_t *call) {
+ * ERROR.  The reason of an ERROR is the task's pp_call_fail() message, else
+ * `why` (the worker's own reason), else pp_last_error(): a task that
+ * returns a failed public call's status leaves that call's reason there. */
+static void send_reply(uint64_t id, int status, pp_call_t *call,
+                       const char *why) {
   if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
     pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
                    0);
@@ -172,13 +175,15 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
     } else {
       status = rc == PP_ENOMEM ? PP_ENOMEM : PP_ETASK;
       free(call->fail_message);
-      call->fail_message = pp__strdup_printf(
-          "cannot hand over a result of %zu bytes: %s", call->reply_len,
-          pp_last_error());
+      call->fail_message =
+          pp__strdup_printf("cannot hand over a result of %zu bytes: %s",
+                            call->reply_len, pp__os_reason());
     }
   }
   if (status != 0) {
-    const char *msg = call->fail_message ? call->fail_message : pp_last_error();
+    const char *msg = call->fail_message ? call->fail_message
+                      : why              ? why
+                                         : pp_last_error();
     size_t len = strlen(msg);
     int32_t st = status;
     if (len > PP__MSG_MAX)
@@ -224,7 +229,7 @@ static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
   if (rc == PP_ECLOSED)
     pp__exit_now(0);
   if (rc != 0)
-    worker_abort(pp_last_error(), 70);
+    worker_abort(pp__os_reason(), 70);
   if (!pp__mapcache_put(&W.maps, serial, size, shm,
                         (void **)&m->close[m->nclose], &n))
     m->close[m->nclose++] = shm;
@@ -240,10 +245,12 @@ static void run_record(const pp__rec_t *rec) {
   const pp_task_t *task;
   const void *arg;
   pp_call_t call;
+  pp__err_t err;
+  const char *why = NULL; /* the worker's reason for a failure */
   int status, i;
 
-  if (pp__call_rec_parse(rec, &c) != 0)
-    worker_abort(pp_last_error(), 70);
+  if (pp__call_rec_parse(rec, &c, &err) != 0)
+    worker_abort(err.text, 70);
   memset(&call, 0, sizeof(call));
   call.id = rec->id;
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
@@ -270,19 +277,25 @@ static void run_record(const pp__rec_t *rec) {
   if (task == NULL) {
     /* The parent checks names at submit, so this means the parent and the
      * worker were built from different tables. */
-    status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
-                           W.index, (int)c.name_len, c.name);
+    status = pp__err_set(&err, PP_ENOTASK,
+                         "worker %d has no task named "
+                         "'%.*s'",
+                         W.index, (int)c.name_len, c.name);
+    why = err.text;
   } else if (c.refused || !PP__CAS32(c.cancel, 0, PP__CALL_STARTED)) {
     /* Cancelled, or taken back for another worker (whose outcome the
      * parent keeps; it drops this one). */
-    status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
-                           (unsigned long long)rec->id);
+    status = pp__err_set(&err, PP_ECANCELED,
+                         "call %llu cancelled before it "
+                         "ran",
+                         (unsigned long long)rec->id);
+    why = err.text;
   } else {
     pp__capture_call_start(rec->id);
     status = pp__call_run(task, &call, arg, (size_t)c.arg_len);
   }
   pp__capture_call_end(rec->id);
-  send_reply(rec->id, status, &call);
+  send_reply(rec->id, status, &call, why);
   W.cancel = NULL;
   W.current_id = 0;
   pp__ring_release(&W.calls, rec->end);
@@ -296,13 +309,13 @@ static void run_record(const pp__rec_t *rec) {
  * a sleep on the wake object.  The spin is bounded in time, not in turns,
  * so that it costs the same on every machine.  Exits when the parent has
  * gone. */
-static int next_record(pp__rec_t *rec) {
+static int next_record(pp__rec_t *rec, pp__err_t *err) {
   unsigned turn;
   int rc;
   for (;;) {
     int64_t until = pp__now_us() + PP__SPIN_US;
     for (turn = 0;;) {
-      rc = pp__ring_next(&W.calls, rec);
+      rc = pp__ring_next(&W.calls, rec, err);
       if (rc != 0)
         return rc;
       pp__spin_turn(turn);
@@ -362,26 +375,28 @@ static void wait_for_debugger(void) {
 static int serve(const unsigned char *cookie) {
   unsigned char hello[PP__HELLO_LEN];
   pp__rec_t rec;
+  pp__err_t err;
   int rc;
 
   if (pp__mutex_new(&W.plock) != 0)
     worker_abort("cannot create a lock", 71);
-  if (pp__shm_check(W.at.shm_base, W.at.shm_size) != 0)
-    worker_abort(pp_last_error(), 70);
+  if (pp__shm_check(W.at.shm_base, W.at.shm_size, &err) != 0)
+    worker_abort(err.text, 70);
   W.ctl = W.at.shm_base;
   pp__ring_bind(&W.calls, W.at.shm_base, 0);
   pp__ring_bind(&W.results, W.at.shm_base, 1);
-  if (pp__capture_start(W.at.chan, W.at.out, W.at.err, pp__worker_put) != 0)
-    worker_abort(pp_last_error(), 71);
+  if (pp__capture_start(W.at.chan, W.at.out, W.at.err, pp__worker_put, &err) !=
+      0)
+    worker_abort(err.text, 71);
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
   pp__module_build_id(W.tasks, hello + PP__COOKIE_LEN + 8);
   pp__worker_put(PP__REC_HELLO, 0, 0, hello, sizeof(hello), NULL, 0);
 
   for (;;) {
-    rc = next_record(&rec);
+    rc = next_record(&rec, &err);
     if (rc < 0)
-      worker_abort(pp_last_error(), 70);
+      worker_abort(err.text, 70);
     if (rec.kind == PP__REC_BYE)
       break;
     if (rec.kind != PP__REC_CALL && rec.kind != PP__REC_INIT)
@@ -397,6 +412,7 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   char spec[1024];
   unsigned char cookie[PP__COOKIE_LEN];
   int64_t ppid = 0;
+  pp__err_t err;
   int i;
 
   if (tasks != NULL)
@@ -425,21 +441,25 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   }
   if (pp__worker_attach(spec, ppid, W.inherit ? PP__ATTACH_INHERIT_OUTPUT : 0,
                         &W.at) != 0) {
-    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp__os_reason());
     *rc = 65;
     return 1;
   }
-  if (pp__apr_init() != 0) {
-    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+  if (pp__apr_init(&err) != 0) {
+    fprintf(stderr, "procpool worker %d: %s\n", W.index, err.text);
     *rc = 66;
     return 1;
   }
   W.tasks = tasks;
   if (lib != NULL) {
     apr_pool_t *mem = NULL;
-    if (apr_pool_create(&mem, NULL) != APR_SUCCESS ||
-        pp__tasks_load(mem, lib, &W.tasks) != 0) {
-      fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+    int loaded = apr_pool_create(&mem, NULL) != APR_SUCCESS
+                     ? pp__err_set(&err, PP_ENOMEM,
+                                   "no memory for the task "
+                                   "library")
+                     : pp__tasks_load(mem, lib, &W.tasks, &err);
+    if (loaded != 0) {
+      fprintf(stderr, "procpool worker %d: %s\n", W.index, err.text);
       *rc = 67;
       return 1;
     }

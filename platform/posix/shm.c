@@ -88,11 +88,11 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   int rc;
   *out = NULL;
   if (size == 0 || size > (uint64_t)SIZE_MAX)
-    return pp__set_error(PP_EINVAL, "shared memory of %llu bytes",
-                         (unsigned long long)size);
+    return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
+                       (unsigned long long)size);
   s = calloc(1, sizeof(*s));
   if (s == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for shared memory");
+    return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   s->fd = -1;
   rc = shm_fd(size, &s->fd);
   if (rc == 0)
@@ -151,7 +151,7 @@ int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size) {
   if (fstat(fd, &st) != 0)
     return pp__posix_error(PP_EIO, errno, "shared memory descriptor %d", fd);
   if (st.st_size <= 0)
-    return pp__set_error(PP_EIO, "shared memory descriptor %d is empty", fd);
+    return pp__os_fail(PP_EIO, "shared memory descriptor %d is empty", fd);
   p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | ((flags & PP__SHM_POPULATE) ? PP__MAP_POPULATE : 0), fd,
            0);
   if (p == MAP_FAILED)
@@ -193,7 +193,7 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   if (r == 1)
     return 0;
   if (r < 0 && (errno == EPIPE || errno == ECONNRESET))
-    return pp__set_error(PP_ECLOSED, "the other end has gone");
+    return pp__os_fail(PP_ECLOSED, "the other end has gone");
   return pp__posix_error(PP_EIO, errno, "sending a blob");
 }
 
@@ -224,7 +224,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
     r = recvmsg(pp__posix_chan_fd(chan), &msg, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
   if (r == 0)
-    return pp__set_error(PP_ECLOSED, "the other end has gone");
+    return pp__os_fail(PP_ECLOSED, "the other end has gone");
   if (r < 0)
     return pp__posix_error(PP_EIO, errno, "receiving a blob");
   for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
@@ -232,11 +232,11 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
         cm->cmsg_len == CMSG_LEN(sizeof(int)))
       memcpy(&fd, CMSG_DATA(cm), sizeof(int));
   if (fd < 0 || byte != 'B')
-    return pp__set_error(PP_EPROTO, "a blob message without its descriptor");
+    return pp__os_fail(PP_EPROTO, "a blob message without its descriptor");
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
     close(fd);
-    return pp__set_error(PP_ENOMEM, "out of memory for a blob");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a blob");
   }
   s->fd = fd;
   rc = 0;
@@ -247,16 +247,17 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   {
     int seals = fcntl(fd, F_GET_SEALS);
     if (seals < 0 || !(seals & F_SEAL_SHRINK))
-      rc = pp__set_error(PP_EPROTO, "a blob that is not sealed against "
-                         "shrinking");
+      rc = pp__os_fail(PP_EPROTO, "a blob that is not sealed against "
+                                  "shrinking");
   }
 #endif
   if (rc == 0)
     rc = pp__posix_shm_map(fd, PP__SHM_POPULATE, &s->base, &s->size);
   if (rc == 0 && s->size < size)
-    rc = pp__set_error(PP_EPROTO, "a blob of %llu bytes where %llu were "
-                       "announced", (unsigned long long)s->size,
-                       (unsigned long long)size);
+    rc = pp__os_fail(PP_EPROTO,
+                     "a blob of %llu bytes where %llu were "
+                     "announced",
+                     (unsigned long long)s->size, (unsigned long long)size);
   if (rc != 0) {
     pp__shm_close(s);
     return rc;

@@ -99,7 +99,7 @@ int pp__image_open(const char *path, pp__image_t **out) {
   }
   im = calloc(1, sizeof(*im));
   if (im == NULL || (im->path = strdup(path)) == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "out of memory for the worker executable");
+    rc = pp__os_fail(PP_ENOMEM, "out of memory for the worker executable");
     goto cleanup;
   }
   im->fd = -1;
@@ -187,7 +187,7 @@ static int worker_env(const char *token, char ***envp, char **mark) {
     free(env);
     free(*mark);
     *mark = NULL;
-    return pp__set_error(PP_ENOMEM, "spawn: out of memory");
+    return pp__os_fail(PP_ENOMEM, "spawn: out of memory");
   }
   for (n = 0; environ != NULL && environ[n] != NULL; n++)
     if (strncmp(environ[n], PP__WORKER_ENV, name_len) != 0 ||
@@ -248,7 +248,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *out) {
   argv = calloc((size_t)n + 3, sizeof(*argv));
   p = calloc(1, sizeof(*p));
   if (arg == NULL || argv == NULL || p == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "spawn: out of memory");
+    rc = pp__os_fail(PP_ENOMEM, "spawn: out of memory");
     goto cleanup;
   }
   p->pidfd = -1;
@@ -448,8 +448,7 @@ int pp__proc_wait(pp__proc_t *p, int64_t timeout_ms, pp__exit_t *st) {
     return 0;
   }
   if (!await_end(p, timeout_ms))
-    return pp__set_error(PP_ETIMEDOUT, "worker %d still running",
-                         (int)p->pid);
+    return pp__os_fail(PP_ETIMEDOUT, "worker %d still running", (int)p->pid);
   do
     r = waitpid(p->pid, &wstatus, 0);
   while (r < 0 && errno == EINTR);

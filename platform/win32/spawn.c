@@ -57,8 +57,8 @@ int pp__image_open(const char *path, pp__image_t **out) {
   }
   im = calloc(1, sizeof(*im));
   if (im == NULL || (im->path = _strdup(path)) == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the worker "
-                           "executable");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the worker "
+                                    "executable");
     goto cleanup;
   }
   status = pp__win_utf8_to_wide(path, &im->wide);
@@ -66,11 +66,11 @@ int pp__image_open(const char *path, pp__image_t **out) {
     goto cleanup;
   attrs = GetFileAttributesW(im->wide);
   if (attrs == INVALID_FILE_ATTRIBUTES || (attrs & FILE_ATTRIBUTE_DIRECTORY)) {
-    status = pp__set_error(
-        PP_ESPAWN, "cannot start worker '%s': %s", path,
-        attrs == INVALID_FILE_ATTRIBUTES
-            ? pp__win_strerror(GetLastError(), why, sizeof(why))
-            : "it is a directory");
+    status =
+        pp__os_fail(PP_ESPAWN, "cannot start worker '%s': %s", path,
+                    attrs == INVALID_FILE_ATTRIBUTES
+                        ? pp__win_strerror(GetLastError(), why, sizeof(why))
+                        : "it is a directory");
     goto cleanup;
   }
   *out = im;
@@ -124,10 +124,10 @@ static int worker_env(const char *token, WCHAR **out) {
 
   *out = NULL;
   if (env == NULL)
-    return pp__set_error(PP_ENOMEM, "GetEnvironmentStringsW failed");
+    return pp__os_fail(PP_ENOMEM, "GetEnvironmentStringsW failed");
   mark8 = pp__strdup_printf("%s=%s", PP__WORKER_ENV, token);
   if (mark8 == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the environment");
     goto cleanup;
   }
   status = pp__win_utf8_to_wide(mark8, &mark);
@@ -138,7 +138,7 @@ static int worker_env(const char *token, WCHAR **out) {
     total += wcslen(e) + 1;
   block = malloc((total + mark_len + 1) * sizeof(WCHAR));
   if (block == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the environment");
     goto cleanup;
   }
   p = block;
@@ -229,8 +229,8 @@ static int get_job(HANDLE *job) {
   char why[160];
 
   if (!InitOnceExecuteOnce(&job_once, init_job, &error, NULL))
-    return pp__set_error(PP_ESPAWN, "cannot create the worker job object: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "cannot create the worker job object: %s",
+                       pp__win_strerror(error, why, sizeof(why)));
   *job = job_handle;
   return 0;
 }
@@ -373,7 +373,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
   memset(pi, 0, sizeof(*pi));
   line = malloc(len * sizeof(WCHAR));
   if (line == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    return pp__os_fail(PP_ENOMEM, "out of memory for the command line");
   for (attempt = 0;; attempt++) {
     breakaway = job_needs_breakaway ? CREATE_BREAKAWAY_FROM_JOB : 0;
     /* A fresh copy each time, since CreateProcessW may write to it. */
@@ -385,9 +385,9 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     if (!ok) {
       error = GetLastError();
       pp__win_wide_to_utf8(exe, &exe_utf8);
-      status = pp__set_error(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
-                             exe_utf8 != NULL ? exe_utf8 : "?",
-                             pp__win_strerror(error, why, sizeof(why)));
+      status = pp__os_fail(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
+                           exe_utf8 != NULL ? exe_utf8 : "?",
+                           pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
     if (AssignProcessToJobObject(job, pi->hProcess)) {
@@ -401,8 +401,8 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     CloseHandle(pi->hProcess);
     memset(pi, 0, sizeof(*pi));
     if (error != ERROR_ACCESS_DENIED || breakaway != 0 || attempt > 0) {
-      status = pp__set_error(PP_ESPAWN, "AssignProcessToJobObject: %s",
-                             pp__win_strerror(error, why, sizeof(why)));
+      status = pp__os_fail(PP_ESPAWN, "AssignProcessToJobObject: %s",
+                           pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
     InterlockedExchange(&job_needs_breakaway, 1);
@@ -439,8 +439,8 @@ static int inherit_std(DWORD which, HANDLE *out) {
   *out = CreateFileW(L"NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
                      &sa, OPEN_EXISTING, 0, NULL);
   if (*out == INVALID_HANDLE_VALUE)
-    return pp__set_error(PP_ESPAWN, "opening NUL: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "opening NUL: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   return 0;
 }
 
@@ -474,7 +474,7 @@ static int listen_pipe(DWORD access, WCHAR *spec, size_t cap,
   if (wcslen(spec) + wcslen(name) >= cap) {
     pp__chan_close(*chan);
     *chan = NULL;
-    return pp__set_error(PP_EINVAL, "worker channel names too long");
+    return pp__os_fail(PP_EINVAL, "worker channel names too long");
   }
   wcscat(spec, name);
   return 0;
@@ -487,8 +487,8 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
   char why[160];
   if (!DuplicateHandle(GetCurrentProcess(), h, worker, &copy, rights, FALSE,
                        rights == 0 ? DUPLICATE_SAME_ACCESS : 0))
-    return pp__set_error(PP_ESPAWN, "handing a handle to the worker: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "handing a handle to the worker: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   *value = (uint64_t)(uintptr_t)copy;
   return 0;
 }
@@ -533,8 +533,8 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
     return status;
   view = MapViewOfFile(boot, FILE_MAP_WRITE, 0, 0, sizeof(b));
   if (view == NULL)
-    return pp__set_error(PP_ESPAWN, "mapping the boot block: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "mapping the boot block: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   memcpy(view, &b, sizeof(b));
   UnmapViewOfFile(view);
   return 0;
@@ -571,7 +571,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
   if (req == NULL || req->image == NULL || req->token == NULL)
-    return pp__set_error(PP_EINVAL, "pp__spawn: no executable or token");
+    return pp__os_fail(PP_EINVAL, "pp__spawn: no executable or token");
   exe = req->image->wide;
 
   status = get_job(&job);
@@ -611,8 +611,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
                          FILE_SHARE_READ | FILE_SHARE_WRITE, &inherit,
                          OPEN_EXISTING, 0, NULL);
   if (null_dev == INVALID_HANDLE_VALUE) {
-    status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "opening NUL: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   if (req->inherit_output) {
@@ -634,21 +634,21 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
   si.lpAttributeList = malloc(attr_size);
   if (si.lpAttributeList == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the attribute list");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the attribute list");
     goto cleanup;
   }
   if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0,
                                          &attr_size)) {
-    status = pp__set_error(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   attr_ready = 1;
   if (!UpdateProcThreadAttribute(si.lpAttributeList, 0,
                                  PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles,
                                  nhandles * sizeof(HANDLE), NULL, NULL)) {
-    status = pp__set_error(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   si.StartupInfo.cb = sizeof(si);
@@ -665,8 +665,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   if (status != 0)
     goto cleanup;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
-    status = pp__set_error(PP_ESPAWN, "ResumeThread: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "ResumeThread: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   CloseHandle(null_dev);
@@ -679,7 +679,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
 
   p = calloc(1, sizeof(*p));
   if (p == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for a worker");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for a worker");
     goto cleanup;
   }
   p->process = pi.hProcess;
@@ -755,21 +755,20 @@ int pp__proc_wait(pp__proc_t *proc, int64_t timeout_ms, pp__exit_t *st) {
       case WAIT_TIMEOUT:
         left -= slice;
         if (timeout_ms >= 0 && left <= 0)
-          return pp__set_error(PP_ETIMEDOUT,
-                               "worker %lu still running after %lld ms",
-                               (unsigned long)proc->pid, (long long)timeout_ms);
+          return pp__os_fail(PP_ETIMEDOUT,
+                             "worker %lu still running after %lld ms",
+                             (unsigned long)proc->pid, (long long)timeout_ms);
         break;
       default:
-        return pp__set_error(
-            PP_EIO, "WaitForSingleObject: %s",
-            pp__win_strerror(GetLastError(), why, sizeof(why)));
+        return pp__os_fail(PP_EIO, "WaitForSingleObject: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
     }
   }
 
 ended:
   if (!GetExitCodeProcess(proc->process, &code))
-    return pp__set_error(PP_EIO, "GetExitCodeProcess: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_EIO, "GetExitCodeProcess: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   /* Note for readers of the result: a worker that its job killed (when a
    * parent died) shows exit code 0 under Wine.  The core never takes an
    * exit without a RESULT for success, so that needs no special case. */
@@ -790,9 +789,9 @@ int pp__proc_kill(pp__proc_t *proc) {
    * ERROR_ACCESS_DENIED; that is the harmless case of the contract. */
   if (WaitForSingleObject(proc->process, 0) == WAIT_OBJECT_0)
     return 0;
-  return pp__set_error(PP_EIO, "TerminateProcess(%lu): %s",
-                       (unsigned long)proc->pid,
-                       pp__win_strerror(error, why, sizeof(why)));
+  return pp__os_fail(PP_EIO, "TerminateProcess(%lu): %s",
+                     (unsigned long)proc->pid,
+                     pp__win_strerror(error, why, sizeof(why)));
 }
 
 void pp__proc_free(pp__proc_t *proc) {
