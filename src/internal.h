@@ -39,6 +39,9 @@
  *     state, statistics, and the few worker fields callers read (marked);
  *   - log_lock only serializes the log callback and is never taken with
  *     pool->lock held.
+ *
+ * Failures (error.h): a function that takes a pp__err_t fills it when it
+ * fails; only the public functions write pp_last_error().
  */
 #ifndef PP_INTERNAL_H
 #define PP_INTERNAL_H
