@@ -15,6 +15,8 @@
 
 #include "internal.h"
 
+/* ---- exit status ------------------------------------------------------- */
+
 static const char *signal_name(int sig) {
   switch (sig) {
     case SIGSEGV: return "SIGSEGV";
