@@ -197,7 +197,7 @@ static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
     /* The argument cannot reach the worker (no memory for its mapping, a
      * failed hand-over).  The record still goes, in the room planned for
      * it, marked refused: the worker answers at once without looking for a
-     * mapping, and the call fails with this reason (pp__life_outcome). */
+     * mapping, and the call fails with this reason (pp__record_outcome). */
     f->refused = rc;
     f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
                                        "to worker %d: %s",

@@ -19,6 +19,8 @@
  *   source.c   sources of calls (futures, maps) and how calls finish
  *   inline.c   the inline (debug) executor
  *   log.c      pp_log: to the worker's ring, the inline log, or stderr
+ *   record.c   what a worker's result ring brings: calls' outcomes, its
+ *              log and output
  *   life.c     one worker process's life: spawn, hello, initializer,
  *              retire, death, reap
  *   dispatch.c handing calls to workers: plans, records, stealing
@@ -324,7 +326,7 @@ void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
 void pp__inline_leave(void);
 int pp__inline_log(int level, const char *text, size_t len);
 
-/* ---- life.c and loop.c: workers ---- */
+/* ---- life.c, record.c and loop.c: workers ---- */
 
 /* A worker's state, as the I/O thread sees it. */
 typedef enum {
@@ -405,10 +407,10 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err);
 void pp__life_bury(pp__slot_t *s, int status, const char *why);
 /* life.c: asks a worker that has run its calls to exit (BYE). */
 void pp__life_retire(pp__slot_t *s);
-/* life.c: handles a record that is not about a call's outcome (LOG,
+/* record.c: handles a record that is not about a call's outcome (LOG,
  * OUTPUT); returns 1 if it was one of those. */
-int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec);
-/* life.c: turns a RESULT or ERROR record of the call `f` into an outcome
+int pp__record_side(pp__slot_t *s, const pp__rec_t *rec);
+/* record.c: turns a RESULT or ERROR record of the call `f` into an outcome
  * (copying or adopting the result) without finishing it yet; returns 0 or
  * PP_EPROTO / PP_ENOMEM for a bad record, with the reason in *err. */
 typedef struct pp__outcome_s {
@@ -418,9 +420,9 @@ typedef struct pp__outcome_s {
   size_t len;
   char *message;
 } pp__outcome_t;
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
-                     pp__outcome_t *out, pp__err_t *err);
-/* life.c: frees what an outcome holds (one nobody will receive). */
+int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                       pp__outcome_t *out, pp__err_t *err);
+/* record.c: frees what an outcome holds (one nobody will receive). */
 void pp__outcome_drop(pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */

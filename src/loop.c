@@ -101,7 +101,7 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
     L->busy = 1;
     end = rec.end;
     released = 1;
-    if (pp__life_side_record(s, &rec))
+    if (pp__record_side(s, &rec))
       continue;
     if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
       pp__life_start_record(s, &rec);
@@ -114,8 +114,8 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
                          "worker %d answered call %llu, which "
                          "it was not running",
                          s->index, (unsigned long long)rec.id);
-    rc =
-        pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts], err);
+    rc = pp__record_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts],
+                            err);
     if (rc != 0 && L->assist) {
       /* Nothing of it was taken (assist_may_take): the I/O thread reads
        * it again and buries the worker. */
