@@ -60,4 +60,7 @@ if [ -z "${PP_SKIP_VALGRIND:-}" ] && [ -f "$repo/ci/valgrind.sh" ]; then
   "$repo/ci/valgrind.sh" "$build/release"
 fi
 
+step "API reference (Doxygen, warnings are errors)"
+"$repo/ci/docs.sh" "$build"
+
 step "all legs passed"
