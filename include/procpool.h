@@ -605,8 +605,76 @@ enum {
   /** Stop at the first failing call: pending calls end PP_ECANCELED without
    * running, running ones are cancelled.  Without it every call runs and
    * reports its own status. */
-  PP_MAP_STOP_ON_ERROR = 1u << 0
+  PP_MAP_STOP_ON_ERROR = 1u << 0,
+  /** Show a progress bar on stderr while the map runs: pp_progress_bar()
+   * with a zeroed pp_progress_bar_t, unless `progress` is set.  The
+   * environment variable PROCPOOL_PROGRESS=0 silences it, so a script can
+   * quiet a program without rebuilding it. */
+  PP_MAP_PROGRESS_BAR = 1u << 1
 };
+
+/** How far a map has come, as given to a pp_progress_cb. */
+typedef struct pp_progress_s {
+  /** Calls finished, successfully or not. */
+  size_t done;
+  /** Of those, the calls that failed (any status but 0). */
+  size_t failed;
+  /** Calls in the map. */
+  size_t total;
+  /** Time since the map started, in ms. */
+  int64_t elapsed_ms;
+  /** 1 in the last report, made once when the map has ended (every call
+   * finished); 0 before. */
+  int final;
+} pp_progress_t;
+
+/**
+ * Receives a map's progress, in the thread that called the map, while no
+ * lock of the pool is held: at most once per `progress_interval_ms`, and
+ * once more with `final` set when the map ends.  It may call any procpool
+ * function except a blocking wait on the same map.  Returning non-zero
+ * stops the map like PP_MAP_STOP_ON_ERROR (the calls not yet run end
+ * PP_ECANCELED; every result already computed is kept); the final report
+ * is still made.
+ */
+typedef int (*pp_progress_cb)(void *data, const pp_progress_t *progress);
+
+/** How pp_progress_bar() shows progress. */
+typedef enum {
+  /** A bar redrawn in place on a terminal, plain lines otherwise. */
+  PP_PROGRESS_AUTO = 0,
+  /** Always the redrawn bar. */
+  PP_PROGRESS_BAR = 1,
+  /** Always plain lines, one per `line_interval_ms` and a last one. */
+  PP_PROGRESS_LINES = 2,
+  /** Nothing. */
+  PP_PROGRESS_QUIET = 3
+} pp_progress_mode_t;
+
+/** State of a pp_progress_bar(); zeroed = stderr, PP_PROGRESS_AUTO.  One
+ * per map that shows it. */
+typedef struct pp_progress_bar_s {
+  /** Where it draws (a FILE *); NULL = stderr. */
+  void *out;
+  pp_progress_mode_t mode;
+  /** Plain lines: one at most this often; 0 = every 10 s. */
+  int64_t line_interval_ms;
+  /** Private: what has been drawn so far. */
+  int64_t last_line_ms;
+  int drawn;
+} pp_progress_bar_t;
+
+/**
+ * A ready pp_progress_cb: counts, percent, rate, estimated time left and
+ * failures, e.g. "[#######.............]  35%  350000/1000000  1.2M/s
+ * ETA 0:01  2 failed".  On a terminal the line is redrawn in place (and
+ * ended with a newline by the final report); elsewhere (a file, a pipe, a
+ * CI log) it prints a plain line every `line_interval_ms` and at the end.
+ * `bar` is a pp_progress_bar_t, or NULL for one on stderr that only draws
+ * the final line.  Always returns 0 (it never stops the map).  Write
+ * errors are ignored: progress is not worth failing a map for.
+ */
+PP_EXTERN int pp_progress_bar(void *bar, const pp_progress_t *progress);
 
 /** Options for the map family; zeroed = defaults. */
 typedef struct pp_map_options_s {
@@ -623,6 +691,11 @@ typedef struct pp_map_options_s {
    * nothing to do is taken back and runs there instead, once.  So 1 suits
    * long or uneven calls. */
   size_t chunksize;
+  /** Called with the map's progress (see pp_progress_cb); NULL = none. */
+  pp_progress_cb progress;
+  void *progress_data;
+  /** The least time between two progress reports; 0 = 200 ms. */
+  int64_t progress_interval_ms;
 } pp_map_options_t;
 
 /**

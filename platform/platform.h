@@ -415,6 +415,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
 /* Bytes a stream holds in its buffer, not yet written; -1 where the C
  * library cannot tell (the Microsoft runtimes). */
 int pp__stdio_pending(FILE *fp);
+/* Returns 1 if the stream writes to a terminal (a console on Windows),
+ * where a progress bar may redraw its line in place. */
+int pp__stdio_is_terminal(FILE *fp);
 /* Takes a stream's lock if no other thread holds it: returns 1 if taken. */
 int pp__stdio_trylock(FILE *fp);
 void pp__stdio_unlock(FILE *fp);

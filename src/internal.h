@@ -10,6 +10,7 @@
  *   digest.c   a small digest for build ids
  *   wire.c     little-endian byte helpers
  *   tuple.c    pp_pack / pp_unpack
+ *   progress.c pp_progress_bar: drawing a map's progress
  *   ring.c     the memory shared with a worker: control block, rings
  *   registry.c task tables, task libraries, APR set-up
  *   call.c     what a task uses: pp_call_*, running a task

@@ -243,6 +243,10 @@ int pp__stdio_pending(FILE *fp) {
 #endif
 }
 
+int pp__stdio_is_terminal(FILE *fp) {
+  return isatty(fileno(fp)) == 1;
+}
+
 int pp__stdio_trylock(FILE *fp) {
   return ftrylockfile(fp) == 0;
 }

@@ -215,6 +215,14 @@ int pp__stdio_pending(FILE *fp) {
   return -1;
 }
 
+int pp__stdio_is_terminal(FILE *fp) {
+  /* _isatty is true for any character device (NUL too); a console is what
+   * a redrawn line needs. */
+  HANDLE h = (HANDLE)_get_osfhandle(_fileno(fp));
+  DWORD mode;
+  return h != INVALID_HANDLE_VALUE && GetConsoleMode(h, &mode) != 0;
+}
+
 int pp__stdio_trylock(FILE *fp) {
   /* There is no _trylock_file; with pp__stdio_pending at -1 nobody asks
    * for it, and "not taken" is always a safe answer. */
