@@ -42,9 +42,11 @@ extern "C" {
 #endif
 
 /* PP_EXTERN marks the public API.  A shared build defines
- * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from CMake's
- * usage requirements, so on Windows they import the symbols without doing
- * anything.  A static build defines neither. */
+ * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from the
+ * CMake target procpool::procpool (in procpool's build, as a subproject or
+ * installed, through find_package) or from `pkg-config --cflags procpool`,
+ * so on Windows they import the symbols without doing anything.  A static
+ * build (procpool::procpool_static) defines neither. */
 #ifndef PP_EXTERN
 #ifdef _WIN32
 #if defined(BUILDING_PROCPOOL_SHARED)
