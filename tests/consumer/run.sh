@@ -33,7 +33,7 @@ else
   trap 'rm -rf "$work"' EXIT
 fi
 cc=${CC:-cc}
-say() { printf -- '--- consumer: %s\n' "$*"; }
+say() { printf -- '--- consumer: %s (%ds)\n' "$*" "$SECONDS"; }
 quiet() { # runs a command, shows its output only when it fails
   local out
   if ! out=$("$@" 2>&1); then
@@ -123,7 +123,8 @@ if grep -q -- '-Werror' "$flags"; then
   echo "consumer: a subproject build of procpool has -Werror" >&2
   exit 1
 fi
-cmake --build "$work/sub" -j2 >"$work/sub.log" 2>&1 || {
+cmake --build "$work/sub" -j2 --target consumer consumer_static \
+      >"$work/sub.log" 2>&1 || {
   cat "$work/sub.log" >&2
   echo "consumer: the subproject build failed" >&2
   exit 1
