@@ -3,6 +3,10 @@
 #
 #   1. a Release build with -Wall -Wextra -Werror, whole CTest suite
 #      (including the `large` and `soak` labels);
+#      then procpool used from outside (tests/consumer/run.sh): that build
+#      installed into a temporary prefix and consumed with find_package and
+#      with pkg-config, packaged by CPack (.tar.gz, .deb; the .deb unpacked
+#      with dpkg -x and consumed the same way), and built as a subproject;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
 #      memory);
@@ -33,6 +37,9 @@ ctest --test-dir "$build/release" --output-on-failure -j2 --timeout 900 \
 # The soak and orphan tests print their counts and timings: shown in full.
 ctest --test-dir "$build/release" --output-on-failure -V --timeout 900 \
       -R 'test_soak|test_orphans' | grep -vE '^(UpdateCTestConfiguration|Parse|Add|Test project|Constructing|Checking|Updating)'
+
+step "consumers: install, find_package, pkg-config, CPack .deb, subproject"
+"$repo/tests/consumer/run.sh" "$build/release" "$build/consumer"
 
 if [ -z "${PP_SKIP_ASAN:-}" ]; then
   step "ASan + UBSan build"

@@ -44,9 +44,11 @@ extern "C" {
 
 /** @def PP_EXTERN
  * PP_EXTERN marks the public API.  A shared build defines
- * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from CMake's
- * usage requirements, so on Windows they import the symbols without doing
- * anything.  A static build defines neither.  A program may define
+ * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from the
+ * CMake target procpool::procpool (in procpool's build, as a subproject or
+ * installed, through find_package) or from `pkg-config --cflags procpool`,
+ * so on Windows they import the symbols without doing anything.  A static
+ * build (procpool::procpool_static) defines neither.  A program may define
  * PP_EXTERN itself before including this header. */
 #ifndef PP_EXTERN
 #ifdef _WIN32
