@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci/test.sh - builds procpool and runs every test, twice:
+# ci/test.sh - builds procpool and runs every test, in five legs:
 #
 #   1. a Release build with -Wall -Wextra -Werror, whole CTest suite
 #      (including the `large` and `soak` labels);
@@ -11,7 +11,9 @@
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
 #      memory);
 #   3. the libFuzzer targets for a bounded time each (clang);
-#   4. memcheck over the parent side of the suite (workers are not traced).
+#   4. memcheck over the parent side of the suite (workers are not traced);
+#   5. the API reference (ci/docs.sh: Doxygen, an undocumented public
+#      symbol is an error).
 #
 # Installs what is missing (Debian: apt-get).  Build folders go to
 # build-ci/ (PROCPOOL_BUILD_DIR overrides).  PP_SKIP_ASAN=1, PP_SKIP_FUZZ=1,

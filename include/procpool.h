@@ -85,11 +85,12 @@ extern "C" {
 #define PP_PRINTF(fmt_index, args_index)
 #endif
 
-/** The major version of this header.  Versions with the same major number
- * are ABI compatible. */
+/** The major version of this header.  From 1.0, versions with the same
+ * major number are ABI compatible; before it, those with the same major and
+ * minor numbers (the shared library's soname says which). */
 #define PP_VERSION_MAJOR 0
 /** The minor version of this header. */
-#define PP_VERSION_MINOR 1
+#define PP_VERSION_MINOR 2
 /** The patch version of this header. */
 #define PP_VERSION_PATCH 0
 /** The version of this header as one number, 0xMMmmpp (major, minor,
@@ -587,9 +588,10 @@ PP_EXTERN int pp_future_status(pp_future_t *future);
 PP_EXTERN int pp_future_take(pp_future_t *future, pp_result_t *result);
 
 /**
- * Asks the call to stop: a pending call is removed and never runs; a running
- * call gets a cancel message (pp_call_cancelled() turns 1 in the worker),
- * then cancel_grace_ms, then its worker is killed.  Either way it finishes
+ * Asks the call to stop: a pending call is removed and never runs; for a
+ * running call a word in the memory it shares with its worker is set
+ * (pp_call_cancelled() turns 1 there), then after cancel_grace_ms its
+ * worker is killed.  Either way it finishes
  * with PP_ECANCELED (unless it finished first).  Returns 0 or PP_EINVAL.
  */
 PP_EXTERN int pp_future_cancel(pp_future_t *future);
@@ -658,11 +660,13 @@ typedef enum {
 typedef struct pp_progress_bar_s {
   /** Where it draws (a FILE *); NULL = stderr. */
   void *out;
+  /** How it draws. */
   pp_progress_mode_t mode;
   /** Plain lines: one at most this often; 0 = every 10 s. */
   int64_t line_interval_ms;
-  /** Private: what has been drawn so far. */
+  /** Private: when the last plain line went out. */
   int64_t last_line_ms;
+  /** Private: 1 while a bar is on the screen, not ended by a newline. */
   int drawn;
 } pp_progress_bar_t;
 
@@ -695,6 +699,7 @@ typedef struct pp_map_options_s {
   size_t chunksize;
   /** Called with the map's progress (see pp_progress_cb); NULL = none. */
   pp_progress_cb progress;
+  /** Passed to `progress` as is. */
   void *progress_data;
   /** The least time between two progress reports; 0 = 200 ms. */
   int64_t progress_interval_ms;

@@ -11,10 +11,10 @@
  * The core never includes an OS header and never tests which OS it runs
  * on.
  *
- * Threads: a channel may be read by one thread while another writes it, so
- * the parent can send a cancel message to a worker whose reply it is waiting
- * for.  Two threads never read (or write) the same channel at once: the core
- * serializes each direction.
+ * Threads: a channel may be read by one thread while another writes it
+ * (a worker's watch thread reads it for the parent's end while its main
+ * thread hands a blob over).  Two threads never read (or write) the same
+ * channel at once: the core serializes each direction.
  */
 #ifndef PP_PLATFORM_H
 #define PP_PLATFORM_H
@@ -351,7 +351,7 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len);
 /* Writes a small message (at most 64 bytes) without ever blocking: returns
  * 0 once it is sent or queued whole, PP_EAGAIN if that cannot be done now
  * (the peer is not reading; try again later), PP_ECLOSED or PP_EIO.  For a
- * thread that must not wait for a worker (the timer thread's cancels).  The
+ * thread that must not wait for a peer that stopped reading.  The
  * caller serializes it with the other writers of the channel. */
 int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len);
 

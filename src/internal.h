@@ -350,7 +350,7 @@ typedef struct pp__flight_s {
   pp__shm_t *arg_shared; /* or the caller's shared memory it is in
                             (borrowed) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
-  int withdrawn;       /* taken back before it started (loop.c): it is
+  int withdrawn;       /* taken back before it started (dispatch.c): it is
                           another worker's now, and f->src may be gone;
                           its outcome is dropped */
   int refused;         /* its argument could not be sent: this status */

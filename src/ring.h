@@ -146,7 +146,7 @@ void pp__call_rec_put(unsigned char *payload, const char *name,
  * read-modify-writes (PP__OR32, PP__CAS32).  0 is a call that waits.  The
  * worker sets STARTED before it runs the call, and runs it only if the word
  * was still 0; the parent takes a waiting call back (for an idle worker,
- * loop.c) by setting WITHDRAWN, only if the word is still 0.  So exactly
+ * dispatch.c) by setting WITHDRAWN, only if the word is still 0.  So exactly
  * one of the two wins, and a call taken back never runs here.  CANCEL asks
  * a call to stop (pp_call_cancelled()), or not to start. */
 #define PP__CALL_CANCEL 1u

@@ -477,7 +477,7 @@ static void test_pool_status_names_and_messages(void **state) {
   assert_string_equal(pp_strerror(5), "unknown error");
   assert_string_equal(pp_err_name(PP_ERRNO_MIN), "PP_UNKNOWN");
   assert_int_equal(pp_version(), PP_VERSION_HEX);
-  assert_string_equal(pp_version_string(), "0.1.0");
+  assert_string_equal(pp_version_string(), "0.2.0");
   assert_true(PP_VERSION_AT_LEAST(0, 1, 0));
 }
 

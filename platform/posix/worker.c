@@ -98,8 +98,8 @@ void pp__worker_set_crash_hook(void (*hook)(void)) {
   }
 }
 
-/* Workers are started from an open file on Linux (/proc/self/fd/4), which
- * would leave "4" as the process name that top and pgrep show; the name is
+/* Workers are started from an open file on Linux (/proc/self/fd/9), which
+ * would leave "9" as the process name that top and pgrep show; the name is
  * set back to the program's file name, as an ordinary start would set it. */
 static void name_process(void) {
 #if defined(__linux__)
