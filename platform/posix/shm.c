@@ -256,8 +256,11 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
     if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
         cm->cmsg_len == CMSG_LEN(sizeof(int)))
       memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-  if (fd < 0 || byte != 'B')
+  if (fd < 0 || byte != 'B') {
+    if (fd >= 0)
+      close(fd); /* a descriptor with a wrong byte is refused, not kept */
     return pp__set_error(PP_EPROTO, "a blob message without its descriptor");
+  }
   *known_at = find_known(fd, size, known, n);
   if (*known_at >= 0) {
     close(fd);
