@@ -224,6 +224,18 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *shm, pp__proc_t *peer,
  * PP_ENOMEM or PP_EIO. */
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **shm);
+/* The same, except that a mapping which is one of the `n` in `known`
+ * (mappings this process has open: a worker's own results, which come back
+ * to it as reply hints) is not mapped again, since its pages are in place
+ * already and a fresh mapping would fault them in anew: the handle that
+ * came is closed, *shm is set to NULL and *known_at to its index.
+ * Otherwise *known_at is -1.  Telling them apart takes the system's help
+ * (POSIX: the device and inode of the descriptors; Windows:
+ * CompareObjectHandles, Windows 10 and later); where it cannot tell,
+ * nothing matches and the mapping is made as by pp__shm_recv. */
+int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                       pp__proc_t *peer, pp__shm_t *const *known, int n,
+                       pp__shm_t **shm, int *known_at);
 
 /* A wake object: one side signals it, the other sleeps on it (an eventfd on
  * Linux, a pipe on other POSIX systems, an auto-reset event on Windows).

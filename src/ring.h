@@ -291,4 +291,14 @@ int pp__mapcache_find(pp__mapcache_t *c, uint64_t serial, void **obj);
 int pp__mapcache_put(pp__mapcache_t *c, uint64_t serial, uint64_t size,
                      void *obj, void **out, int *nout);
 
+/* A worker also keeps the mappings of the last few large results it sent
+ * (at most PP__KEPT_N, and PP__MAPCACHE_BYTES in all), which the parent
+ * does not track: when one comes back (a spare as a reply hint, or a
+ * result passed on as the next argument), it is still sent, but the worker
+ * recognizes it (pp__shm_recv_known) and uses the mapping it has, whose
+ * pages are in place, instead of mapping it afresh.  From then on it is
+ * kept like any mapping sent to it, as above; the two sides still agree,
+ * since the parent's bookkeeping only says what was sent. */
+#define PP__KEPT_N 2
+
 #endif /* PP_RING_H */

@@ -47,6 +47,9 @@ static struct {
   volatile uint64_t current_id;   /* the running call, 0 between calls */
   const pp_task_t *last_task;     /* lookup cache */
   pp__mapcache_t maps;            /* mappings kept from earlier calls */
+  pp__shm_t *kept[PP__KEPT_N];    /* our own results, oldest first */
+  int nkept;
+  uint64_t kept_bytes;
 } W = {.index = -1};
 
 int pp__worker_depth(void) {
@@ -133,6 +136,29 @@ int pp__worker_log(int level, const char *text, size_t len) {
   return pp__worker_put(PP__REC_LOG, 0, W.current_id, lv, 4, text, len);
 }
 
+/* Keeps the mapping of a large result we sent, pushing out the oldest
+ * kept ones beyond PP__KEPT_N or PP__MAPCACHE_BYTES.  When the parent is
+ * done with the result it becomes one of its spares, and it comes back as
+ * the reply hint of a later call (blob.c); with the mapping still here,
+ * that call writes into pages that are in place instead of faulting in
+ * every page of a fresh mapping once more, which costs far more than the
+ * copy itself on a virtual machine. */
+static void keep_result(pp__shm_t *shm) {
+  uint64_t len = pp__shm_len(shm);
+  if (len > PP__MAPCACHE_BYTES) {
+    pp__shm_close(shm);
+    return;
+  }
+  while (W.nkept > 0 &&
+         (W.nkept == PP__KEPT_N || W.kept_bytes + len > PP__MAPCACHE_BYTES)) {
+    W.kept_bytes -= pp__shm_len(W.kept[0]);
+    pp__shm_close(W.kept[0]);
+    memmove(&W.kept[0], &W.kept[1], (size_t)(--W.nkept) * sizeof(*W.kept));
+  }
+  W.kept[W.nkept++] = shm;
+  W.kept_bytes += len;
+}
+
 /* Sends the call's outcome: RESULT (inline, or a blob for a large one) or
  * ERROR.  The reason of an ERROR is the task's pp_call_fail() message, else
  * `why` (the worker's own reason), else pp_last_error(): a task that
@@ -167,7 +193,14 @@ static void send_reply(uint64_t id, int status, pp_call_t *call,
       if (rc == PP_ECLOSED)
         pp__exit_now(0);
     }
-    if (blob != call->reply_shm)
+    if (blob == call->reply_shm) {
+      /* Ours now (kept or closed), no longer the call's. */
+      call->reply_shm = NULL;
+      call->reply = NULL;
+    }
+    if (rc == 0)
+      keep_result(blob);
+    else
       pp__shm_close(blob);
     if (rc == 0) {
       meta[0] = call->reply_len;
@@ -225,11 +258,19 @@ static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
       worker_abort("a call names a mapping it was never sent", 70);
     return obj;
   }
-  rc = pp__shm_recv(W.at.chan, handle, size, NULL, &shm);
+  rc = pp__shm_recv_known(W.at.chan, handle, size, NULL, W.kept, W.nkept,
+                          &shm, &n);
   if (rc == PP_ECLOSED)
     pp__exit_now(0);
   if (rc != 0)
     worker_abort(pp__os_reason(), 70);
+  if (n >= 0) {
+    /* One of our own results, back as a spare: its mapping is warm. */
+    shm = W.kept[n];
+    W.kept_bytes -= pp__shm_len(shm);
+    memmove(&W.kept[n], &W.kept[n + 1],
+            (size_t)(--W.nkept - n) * sizeof(*W.kept));
+  }
   if (!pp__mapcache_put(&W.maps, serial, size, shm,
                         (void **)&m->close[m->nclose], &n))
     m->close[m->nclose++] = shm;

@@ -221,8 +221,44 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   return 0;
 }
 
+typedef BOOL(WINAPI *compare_handles_fn)(HANDLE, HANDLE);
+
+/* Returns the index of the mapping in `known` whose section `section` is
+ * another handle of (and that is at least `size` bytes), or -1.  Only
+ * Windows 10 and later can tell (CompareObjectHandles); elsewhere nothing
+ * matches. */
+static int find_known(HANDLE section, uint64_t size, pp__shm_t *const *known,
+                      int n) {
+  static compare_handles_fn compare;
+  static volatile LONG looked;
+  int i;
+  if (n <= 0)
+    return -1;
+  if (!looked) {
+    HMODULE kernelbase = GetModuleHandleW(L"kernelbase.dll");
+    if (kernelbase != NULL)
+      compare = (compare_handles_fn)(void (*)(void))GetProcAddress(
+          kernelbase, "CompareObjectHandles");
+    InterlockedExchange(&looked, 1);
+  }
+  if (compare == NULL)
+    return -1;
+  for (i = 0; i < n; i++)
+    if (known[i] != NULL && known[i]->size >= size &&
+        compare(section, known[i]->section))
+      return i;
+  return -1;
+}
+
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **out) {
+  int known_at;
+  return pp__shm_recv_known(chan, handle, size, peer, NULL, 0, out, &known_at);
+}
+
+int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                       pp__proc_t *peer, pp__shm_t *const *known, int n,
+                       pp__shm_t **out, int *known_at) {
   HANDLE self = GetCurrentProcess(), section = NULL;
   pp__shm_t *s = NULL;
   char why[160];
@@ -230,6 +266,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
 
   (void)chan;
   *out = NULL;
+  *known_at = -1;
   if (handle == 0 || handle > (uint64_t)UINTPTR_MAX)
     return pp__os_fail(PP_EPROTO, "a blob without a handle");
   if (peer != NULL) {
@@ -247,6 +284,11 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   } else {
     /* The parent has put it here already. */
     section = (HANDLE)(uintptr_t)handle;
+  }
+  *known_at = find_known(section, size, known, n);
+  if (*known_at >= 0) {
+    CloseHandle(section);
+    return 0;
   }
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
