@@ -58,12 +58,17 @@ const char *pp_last_error(void) {
   return last_error;
 }
 
+/* vsnprintf that leaves an empty text, not garbage, if it fails. */
+static void vformat(char *buf, size_t cap, const char *fmt, va_list ap) {
+  if (vsnprintf(buf, cap, fmt, ap) < 0)
+    buf[0] = '\0';
+}
+
 int pp__err_set(pp__err_t *err, int code, const char *fmt, ...) {
   char text[sizeof(err->text)];
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
-    text[0] = '\0';
+  vformat(text, sizeof(text), fmt, ap);
   va_end(ap);
   memcpy(err->text, text, sizeof(text));
   err->code = code;
@@ -82,8 +87,7 @@ int pp__err_raise(const pp__err_t *err) {
 int pp__fail(int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(last_error, sizeof(last_error), fmt, ap) < 0)
-    last_error[0] = '\0';
+  vformat(last_error, sizeof(last_error), fmt, ap);
   va_end(ap);
   return code;
 }
@@ -96,8 +100,7 @@ int pp__fail_os(int code) {
 int pp__os_fail(int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (vsnprintf(os_reason, sizeof(os_reason), fmt, ap) < 0)
-    os_reason[0] = '\0';
+  vformat(os_reason, sizeof(os_reason), fmt, ap);
   va_end(ap);
   return status;
 }
@@ -111,8 +114,7 @@ char *pp__format(char *buf, size_t size, const char *fmt, ...) {
   if (size == 0)
     return buf;
   va_start(ap, fmt);
-  if (vsnprintf(buf, size, fmt, ap) < 0)
-    buf[0] = '\0';
+  vformat(buf, size, fmt, ap);
   va_end(ap);
   return buf;
 }
