@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# ci/test.sh - builds procpool and runs every test, twice:
+# ci/test.sh - builds procpool and runs every test, in five legs:
 #
 #   1. a Release build with -Wall -Wextra -Werror, whole CTest suite
 #      (including the `large` and `soak` labels);
+#      then procpool used from outside (tests/consumer/run.sh): that build
+#      installed into a temporary prefix and consumed with find_package and
+#      with pkg-config, packaged by CPack (.tar.gz, .deb; the .deb unpacked
+#      with dpkg -x and consumed the same way), and built as a subproject;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
 #      memory);
 #   3. the libFuzzer targets for a bounded time each (clang);
-#   4. memcheck over the parent side of the suite (workers are not traced).
+#   4. memcheck over the parent side of the suite (workers are not traced);
+#   5. the API reference (ci/docs.sh: Doxygen, an undocumented public
+#      symbol is an error).
 #
 # Installs what is missing (Debian: apt-get).  Build folders go to
 # build-ci/ (PROCPOOL_BUILD_DIR overrides).  PP_SKIP_ASAN=1, PP_SKIP_FUZZ=1,
@@ -34,6 +40,9 @@ ctest --test-dir "$build/release" --output-on-failure -j2 --timeout 900 \
 ctest --test-dir "$build/release" --output-on-failure -V --timeout 900 \
       -R 'test_soak|test_orphans' | grep -vE '^(UpdateCTestConfiguration|Parse|Add|Test project|Constructing|Checking|Updating)'
 
+step "consumers: install, find_package, pkg-config, CPack .deb, subproject"
+"$repo/tests/consumer/run.sh" "$build/release" "$build/consumer"
+
 if [ -z "${PP_SKIP_ASAN:-}" ]; then
   step "ASan + UBSan build"
   cmake -S "$repo" -B "$build/asan" -DCMAKE_BUILD_TYPE=Debug \
@@ -59,5 +68,8 @@ if [ -z "${PP_SKIP_VALGRIND:-}" ] && [ -f "$repo/ci/valgrind.sh" ]; then
   step "valgrind memcheck (parent side)"
   "$repo/ci/valgrind.sh" "$build/release"
 fi
+
+step "API reference (Doxygen, warnings are errors)"
+"$repo/ci/docs.sh" "$build"
 
 step "all legs passed"

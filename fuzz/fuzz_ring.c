@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   uint64_t total = pp__shm_size(FUZZ_RING), head;
   unsigned char *base;
   pp__ring_t r;
+  pp__err_t err;
   int i;
   if (size < 8)
     return 0;
@@ -45,11 +46,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   for (i = 0; i < 2000; i++) {
     pp__rec_t rec;
     pp__call_rec_t c;
-    if (pp__ring_next(&r, &rec) != 1)
+    int rc = pp__ring_next(&r, &rec, &err);
+    /* A refusal is PP_EPROTO, and says why. */
+    if (rc < 0 && (rc != PP_EPROTO || err.code != rc || err.text[0] == '\0'))
+      abort();
+    if (rc != 1)
       break;
     inside(r.data, r.data + r.size, rec.payload, rec.len);
     if ((rec.kind == PP__REC_CALL || rec.kind == PP__REC_INIT) &&
-        pp__call_rec_parse(&rec, &c) == 0) {
+        pp__call_rec_parse(&rec, &c, &err) == 0) {
       inside(rec.payload, rec.payload + rec.len, c.name, c.name_len);
       if (!c.blob && !c.refused)
         inside(rec.payload, rec.payload + rec.len, c.arg, c.arg_len);

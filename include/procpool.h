@@ -1,4 +1,5 @@
-/*
+/**
+ * @file procpool.h
  * procpool.h - a pool of worker processes that runs named C functions.
  *
  * procpool gives C programs what Python's multiprocessing.Pool.starmap gives
@@ -41,10 +42,14 @@
 extern "C" {
 #endif
 
-/* PP_EXTERN marks the public API.  A shared build defines
- * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from CMake's
- * usage requirements, so on Windows they import the symbols without doing
- * anything.  A static build defines neither. */
+/** @def PP_EXTERN
+ * PP_EXTERN marks the public API.  A shared build defines
+ * BUILDING_PROCPOOL_SHARED; its users get USING_PROCPOOL_SHARED from the
+ * CMake target procpool::procpool (in procpool's build, as a subproject or
+ * installed, through find_package) or from `pkg-config --cflags procpool`,
+ * so on Windows they import the symbols without doing anything.  A static
+ * build (procpool::procpool_static) defines neither.  A program may define
+ * PP_EXTERN itself before including this header. */
 #ifndef PP_EXTERN
 #ifdef _WIN32
 #if defined(BUILDING_PROCPOOL_SHARED)
@@ -61,7 +66,12 @@ extern "C" {
 #endif
 #endif
 
-/* procpool formats with a C99 printf on every system (mingw builds use its
+/** @def PP_PRINTF(fmt_index, args_index)
+ * Marks a printf-style function for the compiler's format checks:
+ * `fmt_index` is the position of the format argument, `args_index` that of
+ * the first value.  Empty where the compiler has no such check.
+ *
+ * procpool formats with a C99 printf on every system (mingw builds use its
  * ANSI stdio), so GCC for mingw checks gnu_printf, not Microsoft's.  Clang
  * for mingw (llvm-mingw, MSYS2 CLANG64) does not know gnu_printf and warns
  * about the attribute; its printf check is the C99 one anyway. */
@@ -75,12 +85,20 @@ extern "C" {
 #define PP_PRINTF(fmt_index, args_index)
 #endif
 
-/* Versions with the same major number are ABI compatible. */
+/** The major version of this header.  From 1.0, versions with the same
+ * major number are ABI compatible; before it, those with the same major and
+ * minor numbers (the shared library's soname says which). */
 #define PP_VERSION_MAJOR 0
-#define PP_VERSION_MINOR 1
+/** The minor version of this header. */
+#define PP_VERSION_MINOR 2
+/** The patch version of this header. */
 #define PP_VERSION_PATCH 0
+/** The version of this header as one number, 0xMMmmpp (major, minor,
+ * patch); compare it with pp_version(), the linked library's. */
 #define PP_VERSION_HEX                                                         \
   ((PP_VERSION_MAJOR << 16) | (PP_VERSION_MINOR << 8) | (PP_VERSION_PATCH))
+/** Non-zero if this header's version is at least major.minor.patch, for
+ * preprocessor tests: `#if PP_VERSION_AT_LEAST(0, 1, 0)`. */
 #define PP_VERSION_AT_LEAST(major, minor, patch)                               \
   (PP_VERSION_HEX >= (((major) << 16) | ((minor) << 8) | (patch)))
 
@@ -93,7 +111,31 @@ PP_EXTERN const char *pp_version_string(void);
 /* Status codes                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* One table drives the enum, pp_strerror() and pp_err_name(). */
+/**
+ * The status codes, one `XX(name, value, text)` entry each: the table that
+ * drives the pp_errno_t enum (each entry is the enumerator `PP_` + name,
+ * equal to value), pp_strerror() (text) and pp_err_name() (`"PP_"` +
+ * name).  A program may use it with an XX of its own,
+ * for example to build a switch over every status.
+ *
+ * | status | value | meaning |
+ * |---|---|---|
+ * | PP_EINVAL | -1 | invalid argument |
+ * | PP_ENOMEM | -2 | out of memory |
+ * | PP_ENOTASK | -3 | no task with that name is registered |
+ * | PP_ETASK | -4 | the task reported an error |
+ * | PP_EWORKERDIED | -5 | the worker process died during the call |
+ * | PP_ETIMEDOUT | -6 | the call ran past its timeout |
+ * | PP_ECANCELED | -7 | the call was cancelled |
+ * | PP_ESPAWN | -8 | a worker process could not be started |
+ * | PP_ENESTED | -9 | pool creation inside a worker was not allowed |
+ * | PP_EPROTO | -10 | malformed message between parent and worker |
+ * | PP_EIO | -11 | input/output error on a worker channel |
+ * | PP_ECLOSED | -12 | the pool or channel is closed |
+ * | PP_EBADARGS | -13 | argument buffer does not have the expected shape |
+ * | PP_EDSO | -14 | the task library could not be loaded |
+ * | PP_EAGAIN | -15 | the call has not finished yet |
+ */
 #define PP_ERRNO_MAP(XX)                                                       \
   XX(EINVAL, -1, "invalid argument")                                           \
   XX(ENOMEM, -2, "out of memory")                                              \
@@ -111,12 +153,16 @@ PP_EXTERN const char *pp_version_string(void);
   XX(EDSO, -14, "the task library could not be loaded")                        \
   XX(EAGAIN, -15, "the call has not finished yet")
 
+/** The statuses procpool returns: PP_OK (0), or one of the negative PP_E*
+ * codes listed in PP_ERRNO_MAP. */
 typedef enum {
-  PP_OK = 0,
+  PP_OK = 0, /**< success */
 #define PP__ERRNO_ENUM(name, value, text) PP_##name = (value),
   PP_ERRNO_MAP(PP__ERRNO_ENUM)
 #undef PP__ERRNO_ENUM
-  PP_ERRNO_MIN = -16
+  PP_ERRNO_MIN = -16 /**< below every status: every PP_E* code lies
+                          between PP_ERRNO_MIN and 0 (exclusive); as a
+                          status it is unknown ("PP_UNKNOWN") */
 } pp_errno_t;
 
 /** Returns a static English description of a PP_* status (0 is "success";
@@ -128,7 +174,9 @@ PP_EXTERN const char *pp_err_name(int status);
  * Returns the detailed message of the last failing procpool call made by the
  * calling thread, e.g. "pp_pool_submit: no task named 'sqaure'", or "" if
  * none failed yet.  The string is thread-local and valid until the next
- * failing procpool call in this thread.
+ * failing procpool call in this thread: only a procpool call that fails
+ * writes it (calls that succeed, and the pool's own threads, leave it
+ * alone), so it always tells of the call whose status you hold.
  */
 PP_EXTERN const char *pp_last_error(void);
 
@@ -177,8 +225,9 @@ typedef int (*pp_task_fn)(pp_call_t *call, const void *arg, size_t arg_len);
 
 /** One entry of a task table: a unique name and its function. */
 typedef struct pp_task_s {
-  const char *name;
-  pp_task_fn fn;
+  const char *name; /**< the name calls use; unique in its table, not empty;
+                         NULL only in PP_TASK_END */
+  pp_task_fn fn;    /**< the function; NULL only in PP_TASK_END */
 } pp_task_t;
 
 /** A table entry named after the function itself. */
@@ -258,10 +307,11 @@ PP_EXTERN int pp_worker_index(void);
 /* Logging                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/** Where a line given to a pp_log_cb comes from. */
 typedef enum {
-  PP_LOG_STDOUT = 0, /* a line a worker wrote to its standard output */
-  PP_LOG_STDERR = 1, /* a line a worker wrote to its standard error */
-  PP_LOG_TASK = 2    /* a message a task sent with pp_log() */
+  PP_LOG_STDOUT = 0, /**< a line a worker wrote to its standard output */
+  PP_LOG_STDERR = 1, /**< a line a worker wrote to its standard error */
+  PP_LOG_TASK = 2    /**< a message a task sent with pp_log() */
 } pp_log_source_t;
 
 /** The longest line of worker output delivered in one record; longer lines
@@ -270,17 +320,19 @@ typedef enum {
 
 /** One whole line of worker output, as given to a pp_log_cb. */
 typedef struct pp_log_record_s {
-  int worker;              /* worker number in its pool, 0-based */
-  uint64_t call_id;        /* call that was running, 0 if none */
-  pp_log_source_t source;  /* where the line came from */
-  int level;               /* pp_log() level; 0 for stdout/stderr lines */
-  const char *line;        /* the line without its newline, NUL-terminated */
-  size_t len;              /* bytes in line: a task that writes binary
-                              output may put NUL bytes in a line, so use
-                              len, not strlen(line) */
-  int more;                /* 1 if the line was longer than PP_LOG_LINE_MAX
-                              and goes on in the next record of the same
-                              worker and source; 0 on a line's last piece */
+  int worker;              /**< worker number in its pool, 0-based */
+  uint64_t call_id;        /**< call that was running, 0 if none */
+  pp_log_source_t source;  /**< where the line came from */
+  int level;               /**< pp_log() level; 0 for stdout/stderr lines */
+  const char *line;        /**< the line without its newline,
+                                NUL-terminated */
+  size_t len;              /**< bytes in line: a task that writes binary
+                                output may put NUL bytes in a line, so use
+                                len, not strlen(line) */
+  int more;                /**< 1 if the line was longer than
+                                PP_LOG_LINE_MAX and goes on in the next
+                                record of the same worker and source; 0 on
+                                a line's last piece */
 } pp_log_record_t;
 
 /**
@@ -310,6 +362,8 @@ PP_EXTERN void pp_log_stderr(void *data, const pp_log_record_t *record);
 /* Pools                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/** A pool of worker processes (opaque): made by pp_pool_create(), ended by
+ * pp_pool_destroy(). */
 typedef struct pp_pool_s pp_pool_t;
 
 /** Pool flags. */
@@ -357,10 +411,14 @@ typedef struct pp_pool_options_s {
   /** Name of a task run once in every worker when it starts, with
    * `init_arg`; a failure makes pp_pool_create() fail with its message. */
   const char *initializer;
+  /** The initializer's argument bytes, copied by pp_pool_create(); NULL
+   * only with init_arg_len 0. */
   const void *init_arg;
+  /** The length of init_arg. */
   size_t init_arg_len;
   /** Receives worker output lines; NULL = pp_log_stderr. */
   pp_log_cb log_cb;
+  /** Passed to log_cb as its `data` (ignored when log_cb is NULL). */
   void *log_data;
   /** Executable to start as worker; NULL = this program (self re-exec), or
    * the worker host when `task_library` is set. */
@@ -432,10 +490,13 @@ PP_EXTERN int pp_pool_workers(const pp_pool_t *pool);
 
 /** Statistics for tests and dashboards. */
 typedef struct pp_pool_stats_s {
-  uint64_t calls_submitted;
-  uint64_t calls_completed;   /* with any status */
-  uint64_t workers_started;   /* including replacements */
-  uint64_t workers_died;      /* crashed, exited or killed during a call */
+  uint64_t calls_submitted;   /**< calls queued (a map counts each call) */
+  uint64_t calls_completed;   /**< calls finished, with any status */
+  uint64_t workers_started;   /**< worker processes spawned, including
+                                   replacements */
+  uint64_t workers_died;      /**< workers that crashed, exited or were
+                                   killed (timeout, cancel) during a call,
+                                   failing it */
 } pp_pool_stats_t;
 
 /** Fills *stats; returns 0 or PP_EINVAL. */
@@ -453,8 +514,8 @@ PP_EXTERN int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n);
 
 /** A byte buffer: one call's argument. */
 typedef struct pp_buf_s {
-  const void *data;
-  size_t len;
+  const void *data; /**< the bytes (borrowed: not owned by the buffer) */
+  size_t len;       /**< how many */
 } pp_buf_t;
 
 /** The outcome of one call. */
@@ -463,6 +524,7 @@ typedef struct pp_result_s {
   int status;
   /** Result bytes (status 0), owned by the result: pp_results_free(). */
   void *data;
+  /** The number of result bytes. */
   size_t len;
   /** NULL on success; otherwise a human-readable reason: the task's message,
    * the signal or exit code of a dead worker, the timeout, ... */
@@ -482,6 +544,8 @@ PP_EXTERN void pp_results_free(pp_result_t *results, size_t n);
 /* Futures: one call at a time                                              */
 /* ------------------------------------------------------------------------ */
 
+/** One submitted call (opaque): made by pp_pool_submit(), released with
+ * pp_future_free().  It stays valid after its pool is destroyed. */
 typedef struct pp_future_s pp_future_t;
 
 /** Options for one submitted call; zeroed = defaults. */
@@ -524,9 +588,10 @@ PP_EXTERN int pp_future_status(pp_future_t *future);
 PP_EXTERN int pp_future_take(pp_future_t *future, pp_result_t *result);
 
 /**
- * Asks the call to stop: a pending call is removed and never runs; a running
- * call gets a cancel message (pp_call_cancelled() turns 1 in the worker),
- * then cancel_grace_ms, then its worker is killed.  Either way it finishes
+ * Asks the call to stop: a pending call is removed and never runs; for a
+ * running call a word in the memory it shares with its worker is set
+ * (pp_call_cancelled() turns 1 there), then after cancel_grace_ms its
+ * worker is killed.  Either way it finishes
  * with PP_ECANCELED (unless it finished first).  Returns 0 or PP_EINVAL.
  */
 PP_EXTERN int pp_future_cancel(pp_future_t *future);
@@ -544,11 +609,82 @@ enum {
   /** Stop at the first failing call: pending calls end PP_ECANCELED without
    * running, running ones are cancelled.  Without it every call runs and
    * reports its own status. */
-  PP_MAP_STOP_ON_ERROR = 1u << 0
+  PP_MAP_STOP_ON_ERROR = 1u << 0,
+  /** Show a progress bar on stderr while the map runs: pp_progress_bar()
+   * with a zeroed pp_progress_bar_t, unless `progress` is set.  The
+   * environment variable PROCPOOL_PROGRESS=0 silences it, so a script can
+   * quiet a program without rebuilding it. */
+  PP_MAP_PROGRESS_BAR = 1u << 1
 };
+
+/** How far a map has come, as given to a pp_progress_cb. */
+typedef struct pp_progress_s {
+  /** Calls finished, successfully or not. */
+  size_t done;
+  /** Of those, the calls that failed (any status but 0). */
+  size_t failed;
+  /** Calls in the map. */
+  size_t total;
+  /** Time since the map started, in ms. */
+  int64_t elapsed_ms;
+  /** 1 in the last report, made once when the map has ended (every call
+   * finished); 0 before. */
+  int final;
+} pp_progress_t;
+
+/**
+ * Receives a map's progress, in the thread that called the map, while no
+ * lock of the pool is held: at most once per `progress_interval_ms`, and
+ * once more with `final` set when the map ends.  It may call any procpool
+ * function except a blocking wait on the same map.  Returning non-zero
+ * stops the map like PP_MAP_STOP_ON_ERROR (the calls not yet run end
+ * PP_ECANCELED; every result already computed is kept); the final report
+ * is still made.
+ */
+typedef int (*pp_progress_cb)(void *data, const pp_progress_t *progress);
+
+/** How pp_progress_bar() shows progress. */
+typedef enum {
+  /** A bar redrawn in place on a terminal, plain lines otherwise. */
+  PP_PROGRESS_AUTO = 0,
+  /** Always the redrawn bar. */
+  PP_PROGRESS_BAR = 1,
+  /** Always plain lines, one per `line_interval_ms` and a last one. */
+  PP_PROGRESS_LINES = 2,
+  /** Nothing. */
+  PP_PROGRESS_QUIET = 3
+} pp_progress_mode_t;
+
+/** State of a pp_progress_bar(); zeroed = stderr, PP_PROGRESS_AUTO.  One
+ * per map that shows it. */
+typedef struct pp_progress_bar_s {
+  /** Where it draws (a FILE *); NULL = stderr. */
+  void *out;
+  /** How it draws. */
+  pp_progress_mode_t mode;
+  /** Plain lines: one at most this often; 0 = every 10 s. */
+  int64_t line_interval_ms;
+  /** Private: when the last plain line went out. */
+  int64_t last_line_ms;
+  /** Private: 1 while a bar is on the screen, not ended by a newline. */
+  int drawn;
+} pp_progress_bar_t;
+
+/**
+ * A ready pp_progress_cb: counts, percent, rate, estimated time left and
+ * failures, e.g. "[#######.............]  35%  350000/1000000  1.2M/s
+ * ETA 0:01  2 failed".  On a terminal the line is redrawn in place (and
+ * ended with a newline by the final report); elsewhere (a file, a pipe, a
+ * CI log) it prints a plain line every `line_interval_ms` and at the end.
+ * `bar` is a pp_progress_bar_t, or NULL for one on stderr that only draws
+ * the final line.  Always returns 0 (it never stops the map).  Write
+ * errors are ignored: progress is not worth failing a map for.
+ */
+PP_EXTERN int pp_progress_bar(void *bar, const pp_progress_t *progress);
 
 /** Options for the map family; zeroed = defaults. */
 typedef struct pp_map_options_s {
+  /** PP_MAP_* flags. */
   unsigned flags;
   /** Per-call timeout in ms; 0 = the pool's; negative = none. */
   int64_t timeout_ms;
@@ -561,6 +697,12 @@ typedef struct pp_map_options_s {
    * nothing to do is taken back and runs there instead, once.  So 1 suits
    * long or uneven calls. */
   size_t chunksize;
+  /** Called with the map's progress (see pp_progress_cb); NULL = none. */
+  pp_progress_cb progress;
+  /** Passed to `progress` as is. */
+  void *progress_data;
+  /** The least time between two progress reports; 0 = 200 ms. */
+  int64_t progress_interval_ms;
 } pp_map_options_t;
 
 /**
@@ -652,7 +794,8 @@ PP_EXTERN int pp_tuple_count(const void *buf, size_t len);
 /* Task libraries (the worker-host mode)                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Name of the function a task library exports. */
+/** The name of the function a task library exports (PP_TASK_LIBRARY()):
+ * `const pp_task_t *procpool_task_table(void)`, which returns the table. */
 #define PP_TASK_LIBRARY_SYMBOL "procpool_task_table"
 
 #ifdef _WIN32

@@ -4,14 +4,17 @@
  *
  * Each OS implements every function below once, in files of the same names.
  * Every function returns 0 or a negative PP_E* status that is already
- * translated from errno or GetLastError() where it was read, with the OS
- * reason recorded through pp__set_error() (src/error.h).  The core never
- * includes an OS header and never tests which OS it runs on.
+ * translated from errno or GetLastError() where it was read, with a
+ * sentence recorded through pp__os_fail() (src/error.h).  Like errno, that
+ * sentence is the thread's until its next platform call: the core takes it
+ * at once (pp__err_os), and it never reaches pp_last_error() by itself.
+ * The core never includes an OS header and never tests which OS it runs
+ * on.
  *
- * Threads: a channel may be read by one thread while another writes it, so
- * the parent can send a cancel message to a worker whose reply it is waiting
- * for.  Two threads never read (or write) the same channel at once: the core
- * serializes each direction.
+ * Threads: a channel may be read by one thread while another writes it
+ * (a worker's watch thread reads it for the parent's end while its main
+ * thread hands a blob over).  Two threads never read (or write) the same
+ * channel at once: the core serializes each direction.
  */
 #ifndef PP_PLATFORM_H
 #define PP_PLATFORM_H
@@ -221,6 +224,18 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *shm, pp__proc_t *peer,
  * PP_ENOMEM or PP_EIO. */
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **shm);
+/* The same, except that a mapping which is one of the `n` in `known`
+ * (mappings this process has open: a worker's own results, which come back
+ * to it as reply hints) is not mapped again, since its pages are in place
+ * already and a fresh mapping would fault them in anew: the handle that
+ * came is closed, *shm is set to NULL and *known_at to its index.
+ * Otherwise *known_at is -1.  Telling them apart takes the system's help
+ * (POSIX: the device and inode of the descriptors; Windows:
+ * CompareObjectHandles, Windows 10 and later); where it cannot tell,
+ * nothing matches and the mapping is made as by pp__shm_recv. */
+int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                       pp__proc_t *peer, pp__shm_t *const *known, int n,
+                       pp__shm_t **shm, int *known_at);
 
 /* A wake object: one side signals it, the other sleeps on it (an eventfd on
  * Linux, a pipe on other POSIX systems, an auto-reset event on Windows).
@@ -348,7 +363,7 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len);
 /* Writes a small message (at most 64 bytes) without ever blocking: returns
  * 0 once it is sent or queued whole, PP_EAGAIN if that cannot be done now
  * (the peer is not reading; try again later), PP_ECLOSED or PP_EIO.  For a
- * thread that must not wait for a worker (the timer thread's cancels).  The
+ * thread that must not wait for a peer that stopped reading.  The
  * caller serializes it with the other writers of the channel. */
 int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len);
 
@@ -412,6 +427,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
 /* Bytes a stream holds in its buffer, not yet written; -1 where the C
  * library cannot tell (the Microsoft runtimes). */
 int pp__stdio_pending(FILE *fp);
+/* Returns 1 if the stream writes to a terminal (a console on Windows),
+ * where a progress bar may redraw its line in place. */
+int pp__stdio_is_terminal(FILE *fp);
 /* Takes a stream's lock if no other thread holds it: returns 1 if taken. */
 int pp__stdio_trylock(FILE *fp);
 void pp__stdio_unlock(FILE *fp);

@@ -128,12 +128,20 @@ pp__shm_t *pp__spare_or_new(uint64_t len) {
 
 void *pp_shared_alloc(size_t len) {
   pp__shm_t *shm;
+  void *p;
   if (len == 0) {
-    pp__set_error(PP_EINVAL, "pp_shared_alloc: len is 0");
+    pp__fail(PP_EINVAL, "pp_shared_alloc: len is 0");
     return NULL;
   }
   shm = pp__spare_or_new(len);
-  return shm != NULL ? pp__blob_adopt(shm) : NULL;
+  if (shm == NULL) {
+    pp__fail_os(PP_ENOMEM);
+    return NULL;
+  }
+  p = pp__blob_adopt(shm);
+  if (p == NULL)
+    pp__fail(PP_ENOMEM, "pp_shared_alloc: out of memory");
+  return p;
 }
 
 int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,

@@ -81,10 +81,12 @@ int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
   int in_hint;
   void *p;
   if (call == NULL)
-    return pp__set_error(PP_EINVAL, "pp_call_reply: call is NULL");
+    return pp__fail(PP_EINVAL, "pp_call_reply: call is NULL");
   if (data == NULL && len > 0)
-    return reply_failed(call, pp__set_error(PP_EINVAL, "pp_call_reply: data "
-                                            "is NULL with len %zu", len));
+    return reply_failed(call, pp__fail(PP_EINVAL,
+                                       "pp_call_reply: data "
+                                       "is NULL with len %zu",
+                                       len));
   if (call->arg_map != NULL && call->blob_min > 0 && len >= call->blob_min &&
       (const unsigned char *)data >= call->arg_map &&
       (uint64_t)((const unsigned char *)data - call->arg_map) <=
@@ -99,8 +101,8 @@ int pp_call_reply(pp_call_t *call, const void *data, size_t len) {
   }
   p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL)
-    return reply_failed(call, pp__set_error(PP_ENOMEM,
-                                            "pp_call_reply: %zu bytes", len));
+    return reply_failed(call,
+                        pp__fail(PP_ENOMEM, "pp_call_reply: %zu bytes", len));
   if (len)
     memcpy(p, data, len);
   reply_set(call, p, len, shm, in_hint);
@@ -115,8 +117,10 @@ void *pp_call_reply_alloc(pp_call_t *call, size_t len) {
     return NULL;
   p = reply_memory(call, len, &shm, &in_hint);
   if (p == NULL) {
-    reply_failed(call, pp__set_error(PP_ENOMEM, "pp_call_reply_alloc: %zu "
-                                     "bytes", len));
+    reply_failed(call, pp__fail(PP_ENOMEM,
+                                "pp_call_reply_alloc: %zu "
+                                "bytes",
+                                len));
     return NULL;
   }
   reply_set(call, p, len, shm, in_hint);
@@ -128,7 +132,7 @@ int pp_call_replyf(pp_call_t *call, const char *fmt, ...) {
   va_list ap;
   int rc;
   if (call == NULL)
-    return pp__set_error(PP_EINVAL, "pp_call_replyf: call is NULL");
+    return pp__fail(PP_EINVAL, "pp_call_replyf: call is NULL");
   va_start(ap, fmt);
   rc = pp__vpack(&buf, fmt, ap);
   va_end(ap);

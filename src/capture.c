@@ -175,7 +175,7 @@ void pp__capture_call_start(uint64_t id) {
 }
 
 int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
-                      pp__put_fn put) {
+                      pp__put_fn put, pp__err_t *why) {
   apr_status_t rv;
   int rc;
   C.alive = alive;
@@ -184,14 +184,14 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
   C.err = err;
   rc = pp__mutex_new(&C.lock);
   if (rc)
-    return rc;
+    return pp__err_os(why, rc);
   if (out == NULL || pp__stdio_pending(stdout) < 0) {
     /* Inherited output: lines stream as they would on a terminal.  And
      * where the buffers cannot be looked into, the same: what a call
      * wrote is flushed at its end and drained with its id. */
     rc = pp__stdio_stream();
     if (rc)
-      return rc;
+      return pp__err_os(why, rc);
   } else {
     setvbuf(stdout, C.outbuf, _IOFBF, sizeof(C.outbuf));
     setvbuf(stderr, C.errbuf, _IOFBF, sizeof(C.errbuf));
@@ -205,7 +205,7 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
   if (rv == APR_SUCCESS)
     rv = apr_thread_create(&C.thread, NULL, watch_main, NULL, C.mem);
   if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "starting the worker's watch thread");
+    return pp__from_apr(why, rv, "starting the worker's watch thread");
   return 0;
 }
 

@@ -9,7 +9,10 @@
 #include "../platform/platform.h"
 #include "error.h"
 
+/* Written only at the public edge (error.h). */
 static PP__THREAD_LOCAL char last_error[512];
+/* Written by platform/, read by the core right after (pp__err_os). */
+static PP__THREAD_LOCAL char os_reason[512];
 
 unsigned pp_version(void) {
   return PP_VERSION_HEX;
@@ -55,12 +58,55 @@ const char *pp_last_error(void) {
   return last_error;
 }
 
-int pp__set_error(int status, const char *fmt, ...) {
+/* vsnprintf that leaves an empty text, not garbage, if it fails. */
+static void vformat(char *buf, size_t cap, const char *fmt, va_list ap) {
+  if (vsnprintf(buf, cap, fmt, ap) < 0)
+    buf[0] = '\0';
+}
+
+int pp__err_set(pp__err_t *err, int code, const char *fmt, ...) {
+  char text[sizeof(err->text)];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error, sizeof(last_error), fmt, ap);
+  vformat(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  memcpy(err->text, text, sizeof(text));
+  err->code = code;
+  return code;
+}
+
+int pp__err_os(pp__err_t *err, int code) {
+  return pp__err_set(err, code, "%s", os_reason);
+}
+
+int pp__err_raise(const pp__err_t *err) {
+  pp__format(last_error, sizeof(last_error), "%s", err->text);
+  return err->code;
+}
+
+int pp__fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(last_error, sizeof(last_error), fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int pp__fail_os(int code) {
+  pp__format(last_error, sizeof(last_error), "%s", os_reason);
+  return code;
+}
+
+int pp__os_fail(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(os_reason, sizeof(os_reason), fmt, ap);
   va_end(ap);
   return status;
+}
+
+const char *pp__os_reason(void) {
+  return os_reason;
 }
 
 char *pp__format(char *buf, size_t size, const char *fmt, ...) {
@@ -68,8 +114,7 @@ char *pp__format(char *buf, size_t size, const char *fmt, ...) {
   if (size == 0)
     return buf;
   va_start(ap, fmt);
-  if (vsnprintf(buf, size, fmt, ap) < 0)
-    buf[0] = '\0';
+  vformat(buf, size, fmt, ap);
   va_end(ap);
   return buf;
 }

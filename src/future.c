@@ -54,21 +54,19 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   if (future != NULL)
     *future = NULL;
   if (pool == NULL || task == NULL || future == NULL || (arg == NULL && len))
-    return pp__set_error(PP_EINVAL, "pp_pool_submit: pool, task and future "
-                         "must be set, and arg unless len is 0");
+    return pp__fail(PP_EINVAL, "pp_pool_submit: pool, task and future "
+                               "must be set, and arg unless len is 0");
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
-    return pp__set_error(PP_ENOTASK, "pp_pool_submit: no task named '%s'",
-                         task);
+    return pp__fail(PP_ENOTASK, "pp_pool_submit: no task named '%s'", task);
   f = calloc(1, sizeof(*f));
   if (f == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a future");
+    return pp__fail(PP_ENOMEM, "cannot allocate a future");
   if (!(options && options->borrow_arg) && len > 0) {
     f->arg_owned = malloc(len);
     if (f->arg_owned == NULL) {
       free(f);
-      return pp__set_error(PP_ENOMEM, "cannot copy an argument of %zu bytes",
-                           len);
+      return pp__fail(PP_ENOMEM, "cannot copy an argument of %zu bytes", len);
     }
     memcpy(f->arg_owned, arg, len);
     arg = f->arg_owned;
@@ -93,11 +91,11 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   if (rc != 0) {
     if (last)
       pp__pool_free(pool);
-    return rc;
+    return pp__fail(rc, "pp_pool_submit: the pool is being destroyed");
   }
   if (pool->inline_mode) {
     pp__inline_run(&f->src, 0);
-  } else if (!pp__loop_dispatch(pool)) {
+  } else if (!pp__dispatch_try(pool)) {
     /* The I/O thread was busy, or has more to do than this thread did. */
     pp__mutex_lock(pool->lock);
     pp__pool_wake_locked(pool);
@@ -140,7 +138,7 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
   int64_t end;
   int rc = 0;
   if (f == NULL)
-    return pp__set_error(PP_EINVAL, "pp_future_wait: future is NULL");
+    return pp__fail(PP_EINVAL, "pp_future_wait: future is NULL");
   pool = f->src.pool;
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   if (timeout_ms != 0 && !pool->inline_mode)
@@ -152,9 +150,8 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
       continue;
     }
     if (pp__now_us() >= end) {
-      rc = pp__set_error(PP_ETIMEDOUT, "call %llu has not finished in %lld ms",
-                         (unsigned long long)f->src.first_id,
-                         (long long)timeout_ms);
+      rc = pp__fail(PP_ETIMEDOUT, "call %llu has not finished in %lld ms",
+                    (unsigned long long)f->src.first_id, (long long)timeout_ms);
       break;
     }
     pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(end));
@@ -166,7 +163,7 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
 int pp_future_status(pp_future_t *f) {
   int rc;
   if (f == NULL)
-    return pp__set_error(PP_EINVAL, "pp_future_status: future is NULL");
+    return pp__fail(PP_EINVAL, "pp_future_status: future is NULL");
   pp__mutex_lock(f->src.pool->lock);
   rc = f->done ? f->res.status : PP_EAGAIN;
   pp__mutex_unlock(f->src.pool->lock);
@@ -176,11 +173,11 @@ int pp_future_status(pp_future_t *f) {
 int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
-    return pp__set_error(PP_EINVAL, "pp_future_take: NULL argument");
+    return pp__fail(PP_EINVAL, "pp_future_take: NULL argument");
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done) {
-    rc = pp__set_error(PP_EAGAIN, "call %llu has not finished",
-                       (unsigned long long)f->src.first_id);
+    rc = pp__fail(PP_EAGAIN, "call %llu has not finished",
+                  (unsigned long long)f->src.first_id);
   } else {
     *result = f->res;
     f->res.data = NULL;
@@ -193,7 +190,7 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
 
 int pp_future_cancel(pp_future_t *f) {
   if (f == NULL)
-    return pp__set_error(PP_EINVAL, "pp_future_cancel: future is NULL");
+    return pp__fail(PP_EINVAL, "pp_future_cancel: future is NULL");
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done)
     pp__src_cancel_locked(&f->src);

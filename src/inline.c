@@ -28,7 +28,7 @@ int pp__inline_log(int level, const char *text, size_t len) {
   return 0;
 }
 
-int pp__inline_init(pp_pool_t *pool) {
+int pp__inline_init(pp_pool_t *pool, pp__err_t *err) {
   const pp_task_t *task = pp__task_find(pool->tasks, pool->init_task);
   pp_call_t call;
   int status;
@@ -38,9 +38,9 @@ int pp__inline_init(pp_pool_t *pool) {
   status = pp__call_run(task, &call, pool->init_arg, pool->init_arg_len);
   pp__inline_leave();
   if (status != 0)
-    pp__set_error(status, "initializer '%s' failed in inline mode: %s",
-                  pool->init_task,
-                  call.fail_message ? call.fail_message : pp_strerror(status));
+    pp__err_set(err, status, "initializer '%s' failed in inline mode: %s",
+                pool->init_task,
+                call.fail_message ? call.fail_message : pp_strerror(status));
   pp__call_clear(&call);
   return status;
 }
@@ -56,13 +56,16 @@ void pp__inline_run(pp__src_t *src, size_t index) {
   pp__call_rec_t c;
   pp__rec_t rec;
   pp_call_t call;
+  pp__err_t err;
+  const char *why = NULL; /* our reason for a failure; NULL: the task's */
   int status;
 
   memset(&call, 0, sizeof(call));
   call.id = id;
   if (payload == NULL) {
-    status = pp__set_error(PP_ENOMEM, "inline: cannot copy %llu bytes",
-                           (unsigned long long)len);
+    status = pp__err_set(&err, PP_ENOMEM, "inline: cannot copy %llu bytes",
+                         (unsigned long long)len);
+    why = err.text;
   } else {
     /* The record a worker would get, decoded as a worker would. */
     pp__call_rec_put(payload, src->task, src->task_len, arg->data, arg->len,
@@ -72,23 +75,32 @@ void pp__inline_run(pp__src_t *src, size_t index) {
     rec.id = id;
     rec.len = len;
     rec.payload = payload;
-    status = pp__call_rec_parse(&rec, &c);
+    status = pp__call_rec_parse(&rec, &c, &err);
+    if (status != 0)
+      why = err.text;
   }
   if (status == 0) {
     task = pp__task_find(pool->tasks, src->task);
-    pp__inline_enter(pool, id);
-    status = task ? pp__call_run(task, &call, c.arg, (size_t)c.arg_len)
-                  : PP_ENOTASK;
-    pp__inline_leave();
+    if (task == NULL) {
+      status = pp__err_set(&err, PP_ENOTASK, "no task named '%s'", src->task);
+      why = err.text;
+    } else {
+      pp__inline_enter(pool, id);
+      status = pp__call_run(task, &call, c.arg, (size_t)c.arg_len);
+      pp__inline_leave();
+    }
   }
   free(payload);
   if (status == 0) {
     /* The result is copied, as it would be out of a ring. */
     reply = malloc(call.reply_len ? call.reply_len : 1);
-    if (reply == NULL)
-      status = pp__set_error(PP_ENOMEM, "inline: cannot copy a result of %zu "
-                             "bytes", call.reply_len);
-    else if (call.reply_len)
+    if (reply == NULL) {
+      status = pp__err_set(&err, PP_ENOMEM,
+                           "inline: cannot copy a result "
+                           "of %zu bytes",
+                           call.reply_len);
+      why = err.text;
+    } else if (call.reply_len)
       memcpy(reply, call.reply, call.reply_len);
   }
 
@@ -96,11 +108,15 @@ void pp__inline_run(pp__src_t *src, size_t index) {
   if (status == 0)
     pp__src_finish_locked(src, index, 0, reply, call.reply_len, NULL, 0, 0);
   else
-    pp__src_finish_locked(src, index, status, NULL, 0,
-                          call.fail_message
-                              ? call.fail_message
-                              : pp__strdup_printf("%s", pp_last_error()),
-                          0, 0);
+    /* A task that returns a failed public call's status without
+     * pp_call_fail() leaves that call's reason in pp_last_error(), as in a
+     * worker (worker.c). */
+    pp__src_finish_locked(
+        src, index, status, NULL, 0,
+        call.fail_message
+            ? call.fail_message
+            : pp__strdup_printf("%s", why ? why : pp_last_error()),
+        0, 0);
   pp__cond_broadcast(pool->done_cond);
   pp__mutex_unlock(pool->lock);
   if (status != 0)

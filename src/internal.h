@@ -10,6 +10,7 @@
  *   digest.c   a small digest for build ids
  *   wire.c     little-endian byte helpers
  *   tuple.c    pp_pack / pp_unpack
+ *   progress.c pp_progress_bar: drawing a map's progress
  *   ring.c     the memory shared with a worker: control block, rings
  *   registry.c task tables, task libraries, APR set-up
  *   call.c     what a task uses: pp_call_*, running a task
@@ -19,9 +20,12 @@
  *   source.c   sources of calls (futures, maps) and how calls finish
  *   inline.c   the inline (debug) executor
  *   log.c      pp_log: to the worker's ring, the inline log, or stderr
+ *   record.c   what a worker's result ring brings: calls' outcomes, its
+ *              log and output
  *   life.c     one worker process's life: spawn, hello, initializer,
  *              retire, death, reap
- *   loop.c     the pool's I/O thread: dispatch, results, deadlines
+ *   dispatch.c handing calls to workers: plans, records, stealing
+ *   loop.c     the pool's I/O thread: results, deadlines, sleeping
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
@@ -30,7 +34,7 @@
  *   - whoever holds io_lock owns the workers: their processes, rings and
  *     in-flight lists.  That is the pool's I/O thread (loop.c) in its
  *     rounds, or, briefly, a caller that hands out calls it submitted
- *     (pp__loop_dispatch) or reads the result it waits for
+ *     (pp__dispatch_try) or reads the result it waits for
  *     (pp__loop_assist); starting, burying and deadlines stay the I/O
  *     thread's alone;
  *   - pool->lock guards what callers and the I/O thread share: the queue of
@@ -38,6 +42,9 @@
  *     state, statistics, and the few worker fields callers read (marked);
  *   - log_lock only serializes the log callback and is never taken with
  *     pool->lock held.
+ *
+ * Failures (error.h): a function that takes a pp__err_t fills it when it
+ * fails; only the public functions write pp_last_error().
  */
 #ifndef PP_INTERNAL_H
 #define PP_INTERNAL_H
@@ -123,7 +130,7 @@ int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
 /* Takes the smallest spare of min..max bytes, or returns NULL. */
 pp__shm_t *pp__spare_take(uint64_t min, uint64_t max);
 /* A spare of len..2*len bytes, or a new mapping of len bytes; NULL (with
- * pp_last_error() set) if neither. */
+ * the OS reason recorded, error.h) if neither. */
 pp__shm_t *pp__spare_or_new(uint64_t len);
 /* Keeps a mapping nobody uses any more as a spare, or closes it (NULL is
  * ignored). */
@@ -141,15 +148,16 @@ void pp__tasks_set_default(const pp_task_t *table);
 const pp_task_t *pp__tasks_default(void);
 /* Loads a task library and returns its table (the library stays loaded for
  * the life of `mem`).  PP_EDSO with the loader's reason on failure. */
-int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table);
+int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table,
+                   pp__err_t *err);
 /* Checks that a table is usable: names unique, non-empty, functions set. */
-int pp__tasks_check(const pp_task_t *table);
+int pp__tasks_check(const pp_task_t *table, pp__err_t *err);
 /* Initializes APR once per process, from any number of threads at once.  It
  * is never terminated: pools may live until the process ends, and APR's
  * memory goes with the process. */
-int pp__apr_init(void);
-/* Translates an APR status into PP_* and records a message. */
-int pp__from_apr(apr_status_t rv, const char *what);
+int pp__apr_init(pp__err_t *err);
+/* Translates an APR status into PP_* and fills err with what failed. */
+int pp__from_apr(pp__err_t *err, apr_status_t rv, const char *what);
 
 /* ---- call.c: running a task (worker side, and inline mode) ---- */
 
@@ -195,9 +203,10 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap);
 typedef int (*pp__put_fn)(int kind, uint16_t aux, uint64_t id, const void *p1,
                           size_t n1, const void *p2, size_t n2);
 /* Starts the worker's watch thread and sets up its stdout and stderr (out
- * and err NULL: output is inherited); output goes out through `put`. */
+ * and err NULL: output is inherited); output goes out through `put`.
+ * Returns 0, or a status with the reason in *why. */
 int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
-                      pp__put_fn put);
+                      pp__put_fn put, pp__err_t *why);
 /* Call `id` starts: notes where its output will begin, and that the watch
  * thread tags what it drains with `id` from now on. */
 void pp__capture_call_start(uint64_t id);
@@ -311,14 +320,14 @@ void pp__pool_wake_locked(pp_pool_t *pool);
  * record encoding as a worker, and finishes it; pool->lock NOT held. */
 void pp__inline_run(pp__src_t *src, size_t index);
 /* Runs the pool's initializer once in the calling thread, as every worker
- * would; returns 0 or the task's status with its message recorded. */
-int pp__inline_init(pp_pool_t *pool);
+ * would; returns 0 or the task's status, with its message in *err. */
+int pp__inline_init(pp_pool_t *pool, pp__err_t *err);
 /* Inline mode: the pool and call that pp_log() reports to. */
 void pp__inline_enter(pp_pool_t *pool, uint64_t call_id);
 void pp__inline_leave(void);
 int pp__inline_log(int level, const char *text, size_t len);
 
-/* ---- life.c and loop.c: workers ---- */
+/* ---- life.c, record.c and loop.c: workers ---- */
 
 /* A worker's state, as the I/O thread sees it. */
 typedef enum {
@@ -341,7 +350,7 @@ typedef struct pp__flight_s {
   pp__shm_t *arg_shared; /* or the caller's shared memory it is in
                             (borrowed) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
-  int withdrawn;       /* taken back before it started (loop.c): it is
+  int withdrawn;       /* taken back before it started (dispatch.c): it is
                           another worker's now, and f->src may be gone;
                           its outcome is dropped */
   int refused;         /* its argument could not be sent: this status */
@@ -366,7 +375,6 @@ typedef struct pp__slot_s {
   pp__flight_t *fl;          /* in flight, in ring order: a circular array */
   size_t fl_cap, fl_head, fl_n;
   int64_t head_since;        /* when the first call in flight started */
-  int planned;               /* plan_locked has seen it (this plan only) */
   int64_t cancel_deadline;   /* kill the head for its cancel then */
   int64_t deadline;          /* hello, retire, or a back-off's end */
   int kill_status;           /* why we killed it: PP_ETIMEDOUT, PP_ECANCELED,
@@ -389,9 +397,9 @@ void pp__life_spawn(pp__slot_t *s);
 /* life.c: handles a record the worker sent while starting (HELLO, the
  * initializer's reply); a bad one fails the start. */
 void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec);
-/* life.c: the start went wrong (`status`, pp_last_error()); kills and
- * reaps the process and schedules the next attempt. */
-void pp__life_start_failed(pp__slot_t *s, int status);
+/* life.c: the start went wrong (err says how and why); kills and reaps the
+ * process and schedules the next attempt. */
+void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err);
 /* life.c: the worker's process ended (status 0), or broke the protocol
  * (status PP_EPROTO or PP_ENOMEM, with `why`) and is killed now: settles its
  * calls (finished ones keep their results, the running one fails with the
@@ -400,12 +408,12 @@ void pp__life_start_failed(pp__slot_t *s, int status);
 void pp__life_bury(pp__slot_t *s, int status, const char *why);
 /* life.c: asks a worker that has run its calls to exit (BYE). */
 void pp__life_retire(pp__slot_t *s);
-/* life.c: handles a record that is not about a call's outcome (LOG,
+/* record.c: handles a record that is not about a call's outcome (LOG,
  * OUTPUT); returns 1 if it was one of those. */
-int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec);
-/* life.c: turns a RESULT or ERROR record of the call `f` into an outcome
+int pp__record_side(pp__slot_t *s, const pp__rec_t *rec);
+/* record.c: turns a RESULT or ERROR record of the call `f` into an outcome
  * (copying or adopting the result) without finishing it yet; returns 0 or
- * PP_EPROTO / PP_ENOMEM for a bad record. */
+ * PP_EPROTO / PP_ENOMEM for a bad record, with the reason in *err. */
 typedef struct pp__outcome_s {
   pp__flight_t f;
   int status;
@@ -413,13 +421,15 @@ typedef struct pp__outcome_s {
   size_t len;
   char *message;
 } pp__outcome_t;
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
-                     pp__outcome_t *out);
-/* life.c: frees what an outcome holds (one nobody will receive). */
+int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
+                       pp__outcome_t *out, pp__err_t *err);
+/* record.c: frees what an outcome holds (one nobody will receive). */
 void pp__outcome_drop(pp__outcome_t *out);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);
+/* Appends a call; returns 0, or PP_ENOMEM when the list cannot grow (the
+ * caller keeps the call queued). */
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f);
 /* Drops the head; what it held in shared memory goes back to the spares
  * (the worker is done with it: its outcome came, or it died). */
@@ -427,14 +437,54 @@ void pp__flight_pop(pp__slot_t *s);
 /* Drops every call in flight the same way. */
 void pp__flight_clear(pp__slot_t *s);
 
-/* loop.c: the I/O thread's body. */
-void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
+/* dispatch.c: handing calls to workers.  All of it needs io_lock; the
+ * _locked functions also pool->lock. */
+
+/* Calls handed to one worker per plan. */
+#define PP__TAKE_MAX 1024
+/* Calls pp__dispatch_try hands out at most. */
+#define PP__DISPATCH_MAX 16
+
+/* A call a worker is to get, chosen under pool->lock, written after it. */
+typedef struct pp__take_s {
+  pp__slot_t *slot;
+  pp__src_t *src;
+  size_t index;
+  size_t flight; /* its place in the slot's in-flight list */
+} pp__take_t;
+
+/* Hands queued calls to workers with room, up to `cap`, into `takes`
+ * (their flights are pushed, their records not yet written).  Each worker
+ * gets up to the chunk of the source at the queue's head in flight, plus
+ * one, within its ring's room and its max_calls_per_worker; idle workers
+ * are served first.  Returns how many. */
+size_t pp__dispatch_plan_locked(pp_pool_t *pool, pp__take_t *takes,
+                                size_t cap);
+/* Writes the records of planned calls (after pool->lock is released) and
+ * wakes the workers that sleep.  A call whose argument cannot be handed
+ * over still gets its record, marked refused, and fails with the reason.
+ * Returns 1 if there were any. */
+int pp__dispatch_write(pp_pool_t *pool, pp__take_t *takes, size_t n);
+/* Returns 1 if a queued call could be handed to a worker now (a plan made
+ * before may have seen an empty queue). */
+int pp__dispatch_can_take_locked(pp_pool_t *pool);
+/* Returns 1 if a worker is idle while another holds a call it has not
+ * started: a steal may become due, so the I/O thread must look even if
+ * it would sleep. */
+int pp__dispatch_steal_possible_locked(pp_pool_t *pool);
+/* Takes back calls that wait behind a long one while a worker is idle and
+ * the queue is empty (they go back to their sources' queues).  Returns 1
+ * if it took any; sets *steal_at to when one may next become due. */
+int pp__dispatch_steal_locked(pp_pool_t *pool, int64_t *steal_at);
 /* Hands queued calls to workers with room from the caller's thread, when
  * the I/O thread is not in a round: a submitted call reaches its worker
  * without waking the I/O thread first.  Returns 1 if nothing is left for
  * the I/O thread to do about the queue, 0 if it must be woken.  Call
  * without pool->lock. */
-int pp__loop_dispatch(pp_pool_t *pool);
+int pp__dispatch_try(pp_pool_t *pool);
+
+/* loop.c: the I/O thread's body. */
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
 /* A caller that waits for a call does the I/O thread's collecting itself
  * when that thread is not in a round (io_lock is free): it reads the
  * results the workers have published, finishes their calls and hands out
@@ -445,8 +495,6 @@ int pp__loop_dispatch(pp_pool_t *pool);
  * there.  Never blocks.  Returns 1 if it finished any call (the caller
  * looks at its future again), 0 if not.  Called without pool->lock. */
 int pp__loop_assist(pp_pool_t *pool);
-/* Calls pp__loop_dispatch hands out at most. */
-#define PP__DISPATCH_MAX 16
 
 /* ---- the pool ---- */
 
@@ -467,7 +515,7 @@ struct pp_pool_s {
   pp__wake_t *wake;       /* the I/O thread sleeps on it */
   pp__mutex_t *io_lock;   /* held by whoever touches the workers: the I/O
                              thread in its rounds, or a caller in
-                             pp__loop_dispatch or pp__loop_assist; taken
+                             pp__dispatch_try or pp__loop_assist; taken
                              before pool->lock */
   void *assist;           /* io_lock: a caller's round state (loop.c) */
   pp__poller_t *poller;   /* the I/O thread's */

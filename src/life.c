@@ -47,7 +47,7 @@ int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
     size_t cap = s->fl_cap ? 2 * s->fl_cap : 64, i;
     pp__flight_t *fl = malloc(cap * sizeof(*fl));
     if (fl == NULL)
-      return pp__set_error(PP_ENOMEM, "out of memory for calls in flight");
+      return PP_ENOMEM;
     for (i = 0; i < s->fl_n; i++)
       fl[i] = *pp__flight_at(s, i);
     free(s->fl);
@@ -128,6 +128,7 @@ void pp__life_spawn(pp__slot_t *s) {
   const char *extra[2] = {NULL, NULL};
   pp__spawn_req_t req;
   pp__spawned_t sp;
+  pp__err_t err;
   int rc;
 
   pp__format(token, sizeof(token), "%s,%d", pool->token_base, s->index);
@@ -163,7 +164,8 @@ void pp__life_spawn(pp__slot_t *s) {
     rc = pp__poller_add_proc(pool->poller, s->proc, s);
   }
   if (rc != 0) {
-    pp__life_start_failed(s, rc);
+    pp__err_os(&err, rc);
+    pp__life_start_failed(s, &err);
     return;
   }
   s->state = PP__W_STARTING;
@@ -218,14 +220,14 @@ static void first_start_over_locked(pp__slot_t *s, int status,
   pp__cond_broadcast(s->pool->done_cond);
 }
 
-void pp__life_start_failed(pp__slot_t *s, int status) {
+void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   pp_pool_t *pool = s->pool;
   pp__exit_t st;
   char last[200] = "";
   char why[512];
-  int n;
+  int n, status = err->code;
 
-  pp__format(why, sizeof(why), "%s", pp_last_error());
+  pp__format(why, sizeof(why), "%s", err->text);
   if (s->proc != NULL) {
     /* A worker that died by itself may have said why on stderr (a missing
      * worker guard, a library that would not load). */
@@ -301,19 +303,20 @@ static void ready(pp__slot_t *s) {
 }
 
 /* Checks the HELLO payload: cookie, pid, build.  Returns 0 or PP_ESPAWN. */
-static int check_hello(pp__slot_t *s, const pp__rec_t *rec) {
+static int check_hello(pp__slot_t *s, const pp__rec_t *rec, pp__err_t *err) {
   pp_pool_t *pool = s->pool;
   const unsigned char *p = rec->payload, *build;
   static const unsigned char zero[PP__BUILD_ID_LEN];
   if (rec->len != PP__HELLO_LEN)
-    return pp__set_error(PP_ESPAWN, "worker %d sent a malformed hello",
-                         s->index);
+    return pp__err_set(err, PP_ESPAWN, "worker %d sent a malformed hello",
+                       s->index);
   build = p + PP__COOKIE_LEN + 8;
   if (memcmp(p, pool->cookie, PP__COOKIE_LEN) != 0)
-    return pp__set_error(PP_ESPAWN, "worker %d sent a wrong cookie", s->index);
+    return pp__err_set(err, PP_ESPAWN, "worker %d sent a wrong cookie",
+                       s->index);
   if ((int64_t)pp__get_u64(p + PP__COOKIE_LEN) != pp__proc_pid(s->proc))
-    return pp__set_error(PP_ESPAWN, "worker %d claims another process id",
-                         s->index);
+    return pp__err_set(err, PP_ESPAWN, "worker %d claims another process id",
+                       s->index);
   if (pool->build_check == PP__BUILD_ANY ||
       memcmp(build, zero, PP__BUILD_ID_LEN) == 0)
     return 0;
@@ -324,8 +327,8 @@ static int check_hello(pp__slot_t *s, const pp__rec_t *rec) {
   }
   if (memcmp(build, pool->build_id, PP__BUILD_ID_LEN) == 0)
     return 0;
-  return pp__set_error(
-      PP_ESPAWN,
+  return pp__err_set(
+      err, PP_ESPAWN,
       "worker %d (%s%s%s) runs another build of its tasks than the %s (was "
       "the %s replaced on disk while it ran?)",
       s->index, pp__image_path(pool->image), pool->library ? " with " : "",
@@ -335,17 +338,19 @@ static int check_hello(pp__slot_t *s, const pp__rec_t *rec) {
 }
 
 /* Sends the initializer as record INIT (id 0). */
-static int send_init(pp__slot_t *s) {
+static int send_init(pp__slot_t *s, pp__err_t *err) {
   pp_pool_t *pool = s->pool;
   size_t name_len = strlen(pool->init_task);
   uint64_t len = pp__call_rec_len(name_len, pool->init_arg_len, 0);
   unsigned char *p;
   if (len > pp__ring_max_payload(&s->calls))
-    return pp__set_error(PP_EINVAL, "the initializer's argument of %zu bytes "
-                         "is larger than a ring record", pool->init_arg_len);
+    return pp__err_set(err, PP_EINVAL,
+                       "the initializer's argument of %zu bytes "
+                       "is larger than a ring record",
+                       pool->init_arg_len);
   p = pp__ring_begin(&s->calls, PP__REC_INIT, 0, 0, len);
   if (p == NULL)
-    return pp__set_error(PP_EPROTO, "no room for the initializer");
+    return pp__err_set(err, PP_EPROTO, "no room for the initializer");
   pp__call_rec_put(p, pool->init_task, name_len, pool->init_arg,
                    pool->init_arg_len, NULL);
   if (pp__ring_commit(&s->calls))
@@ -355,20 +360,23 @@ static int send_init(pp__slot_t *s) {
 
 void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec) {
   pp_pool_t *pool = s->pool;
+  pp__err_t err;
   int rc;
   if (s->state == PP__W_STARTING) {
     rc = rec->kind == PP__REC_HELLO
-             ? check_hello(s, rec)
-             : pp__set_error(PP_ESPAWN, "worker %d's first record is not "
-                             "its hello", s->index);
+             ? check_hello(s, rec, &err)
+             : pp__err_set(&err, PP_ESPAWN,
+                           "worker %d's first record is not "
+                           "its hello",
+                           s->index);
     if (rc == 0 && pool->init_task == NULL) {
       ready(s);
       return;
     }
     if (rc == 0)
-      rc = send_init(s);
+      rc = send_init(s, &err);
     if (rc != 0) {
-      pp__life_start_failed(s, rc);
+      pp__life_start_failed(s, &err);
       return;
     }
     s->state = PP__W_INIT;
@@ -378,151 +386,25 @@ void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec) {
   /* PP__W_INIT: the initializer's outcome. */
   if (rec->id != 0 ||
       (rec->kind != PP__REC_RESULT && rec->kind != PP__REC_ERROR)) {
-    pp__life_start_failed(s, pp__set_error(PP_ESPAWN, "unexpected record %d "
-                                           "from worker %d in start-up",
-                                           rec->kind, s->index));
+    pp__err_set(&err, PP_ESPAWN,
+                "unexpected record %d from worker %d in "
+                "start-up",
+                rec->kind, s->index);
+    pp__life_start_failed(s, &err);
     return;
   }
   if (rec->kind == PP__REC_ERROR) {
     int32_t status = PP_ETASK;
     if (rec->len >= 4)
       memcpy(&status, rec->payload, 4);
-    pp__set_error(PP_ETASK, "initializer '%s' failed in worker %d: %.*s",
-                  pool->init_task, s->index,
-                  (int)(rec->len >= 4 ? rec->len - 4 : 0),
-                  (const char *)rec->payload + 4);
-    pp__life_start_failed(s, PP_ETASK);
+    pp__err_set(&err, PP_ETASK, "initializer '%s' failed in worker %d: %.*s",
+                pool->init_task, s->index,
+                (int)(rec->len >= 4 ? rec->len - 4 : 0),
+                (const char *)rec->payload + 4);
+    pp__life_start_failed(s, &err);
     return;
   }
   ready(s);
-}
-
-/* ---- records ---- */
-
-int pp__life_side_record(pp__slot_t *s, const pp__rec_t *rec) {
-  pp_pool_t *pool = s->pool;
-  if (rec->kind == PP__REC_LOG && rec->len >= 4) {
-    int32_t level;
-    memcpy(&level, rec->payload, 4);
-    pp__log_text(pool, s->index, rec->id, PP_LOG_TASK, level,
-                 (const char *)rec->payload + 4, (size_t)rec->len - 4);
-    return 1;
-  }
-  if (rec->kind == PP__REC_OUTPUT && (rec->aux == 1 || rec->aux == 2)) {
-    pp__lines_feed(pool, &s->lines[rec->aux - 1], s->index,
-                   rec->aux == 1 ? PP_LOG_STDOUT : PP_LOG_STDERR, rec->id,
-                   rec->payload, (size_t)rec->len);
-    return 1;
-  }
-  return 0;
-}
-
-void pp__outcome_drop(pp__outcome_t *out) {
-  pp_free(out->data);
-  free(out->message);
-  out->data = NULL;
-  out->message = NULL;
-}
-
-int pp__life_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
-                     pp__outcome_t *out) {
-  memset(out, 0, sizeof(*out));
-  out->f = *f;
-  /* What it holds stays the flight's, freed when it is popped. */
-  out->f.arg_copy = out->f.hint = out->f.arg_shared = NULL;
-  out->f.refused_why = NULL;
-  if (f->refused) {
-    /* Whatever the worker said, the call never reached it. */
-    out->status = f->refused;
-    out->message = pp__strdup_printf("%s", f->refused_why ? f->refused_why
-                                                          : "refused");
-    return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
-  }
-  if (rec->kind == PP__REC_RESULT && rec->aux == 0) {
-    out->data = malloc(rec->len ? (size_t)rec->len : 1);
-    if (out->data == NULL)
-      return pp__set_error(PP_ENOMEM, "cannot allocate %llu bytes for a "
-                           "result", (unsigned long long)rec->len);
-    if (rec->len)
-      memcpy(out->data, rec->payload, (size_t)rec->len);
-    out->len = (size_t)rec->len;
-    return 0;
-  }
-  if (rec->kind == PP__REC_RESULT && rec->aux == 1 && rec->len == 16) {
-    uint64_t meta[2];
-    pp__shm_t *blob = NULL;
-    int rc;
-    memcpy(meta, rec->payload, sizeof(meta));
-    if (meta[0] > (uint64_t)SIZE_MAX)
-      return pp__set_error(PP_EPROTO, "a result of %llu bytes",
-                           (unsigned long long)meta[0]);
-    rc = pp__shm_recv(s->chan, meta[1], meta[0], s->proc, &blob);
-    if (rc != 0)
-      return rc == PP_ENOMEM ? rc : PP_EPROTO;
-    out->data = pp__blob_adopt(blob);
-    out->len = (size_t)meta[0];
-    return 0;
-  }
-  if (rec->kind == PP__REC_RESULT && rec->aux == 2 && rec->len == 8) {
-    /* Written into the reply hint we sent, which we have mapped. */
-    uint64_t len;
-    memcpy(&len, rec->payload, 8);
-    if (f->hint == NULL || len > pp__shm_len(f->hint))
-      return pp__set_error(PP_EPROTO, "worker %d put a result of %llu bytes "
-                           "in a reply hint it did not have", s->index,
-                           (unsigned long long)len);
-    out->data = pp__blob_adopt(f->hint);
-    out->len = (size_t)len;
-    f->hint = NULL;
-    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
-  }
-  if (rec->kind == PP__REC_RESULT && rec->aux == 3 && rec->len == 16) {
-    /* A part of the argument's mapping, which we have mapped: our copy
-     * becomes the result, or the caller's shared memory is shared. */
-    uint64_t where[2];
-    pp__shm_t *map = f->arg_copy ? f->arg_copy : f->arg_shared;
-    memcpy(where, rec->payload, sizeof(where));
-    if (map == NULL || where[0] > pp__shm_len(map) ||
-        where[1] > pp__shm_len(map) - where[0])
-      return pp__set_error(PP_EPROTO, "worker %d answered with a part of "
-                           "an argument it did not have", s->index);
-    if (f->arg_copy != NULL) {
-      out->data = pp__blob_adopt(f->arg_copy);
-      f->arg_copy = NULL;
-      if (out->data != NULL)
-        out->data = (unsigned char *)out->data + where[0];
-    } else {
-      out->data = pp__blob_share(f->arg_shared, where[0]);
-      if (out->data == NULL) {
-        out->status = PP_EINVAL;
-        out->message = pp__strdup_printf("call %llu answered with a part of "
-                                         "its shared argument, which was "
-                                         "freed while the call ran",
-                                         (unsigned long long)f->id);
-        return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
-      }
-    }
-    out->len = (size_t)where[1];
-    return out->data ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
-  }
-  if (rec->kind == PP__REC_ERROR && rec->len >= 4) {
-    int32_t st;
-    memcpy(&st, rec->payload, 4);
-    /* Only these describe a call's own outcome; anything else a worker
-     * sends (a status that means something about the pool, like
-     * PP_EWORKERDIED, or PP_EAGAIN, which means "not finished") becomes a
-     * task failure. */
-    if (st != PP_ETASK && st != PP_ENOTASK && st != PP_ECANCELED &&
-        st != PP_EINVAL && st != PP_ENOMEM)
-      st = PP_ETASK;
-    out->status = st;
-    out->message = pp__strdup_printf("%.*s", (int)(rec->len - 4),
-                                     (const char *)rec->payload + 4);
-    return out->message ? 0 : pp__set_error(PP_ENOMEM, "out of memory");
-  }
-  return pp__set_error(PP_EPROTO, "worker %d sent a record of kind %d for "
-                       "call %llu", s->index, rec->kind,
-                       (unsigned long long)rec->id);
 }
 
 /* ---- the end ---- */
@@ -567,6 +449,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
   uint64_t running;
   pp__exit_t st;
   pp__rec_t rec;
+  pp__err_t err; /* a broken record ends the salvage; the reason is moot */
   int rc;
 
   if (status != 0)
@@ -574,9 +457,9 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
   pp__proc_wait(s->proc, -1, &st);
   /* What the worker finished before it ended is in the ring: keep it. */
   while (status == 0 && s->fl_n > 0 &&
-         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+         (rc = pp__ring_next(&s->results, &rec, &err)) == 1) {
     pp__flight_t *f = pp__flight_at(s, 0);
-    if (pp__life_side_record(s, &rec))
+    if (pp__record_side(s, &rec))
       continue;
     if (rec.id != f->id)
       break; /* a broken ring; what follows is not trusted */
@@ -588,7 +471,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
       outs = o;
       capouts = cap;
     }
-    if (pp__life_outcome(s, &rec, f, &outs[nouts]) != 0)
+    if (pp__record_outcome(s, &rec, f, &outs[nouts], &err) != 0)
       break;
     if (f->withdrawn)
       pp__outcome_drop(&outs[nouts]); /* another worker's call now */

@@ -22,15 +22,6 @@
 
 /* Outcomes gathered per round before they are handed to their sources. */
 #define PP__BATCH 256
-/* Calls handed to one worker per round. */
-#define PP__TAKE_MAX 1024
-/* Calls a worker holds beyond its chunk, not started, so that it never
- * waits for us between two (steal_locked takes them back if need be). */
-#define PP__EXTRA_CALLS 1
-/* A call waiting behind one that has run this long is taken back for a
- * worker with nothing to do (steal_locked).  Shorter calls finish before
- * a steal would pay off. */
-#define PP__STEAL_US 1000
 
 typedef struct loop_s {
   pp_pool_t *pool;
@@ -95,13 +86,13 @@ static int assist_may_take(pp__slot_t *s, const pp__rec_t *rec) {
 }
 
 /* Reads what a worker has published.  Returns 0, or the reason to kill it
- * (a broken record: PP_EPROTO; PP_ENOMEM). */
-static int collect(loop_t *L, pp__slot_t *s) {
+ * (a broken record: PP_EPROTO; PP_ENOMEM), told in *err. */
+static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
   pp__rec_t rec;
   int rc = 0, released = 0;
   uint64_t end = 0, before = s->results.tail;
   while (L->nouts < PP__BATCH &&
-         (rc = pp__ring_next(&s->results, &rec)) == 1) {
+         (rc = pp__ring_next(&s->results, &rec, err)) == 1) {
     if (L->assist && !assist_may_take(s, &rec)) {
       s->results.tail = before; /* unread: the I/O thread's */
       L->left = 1;
@@ -110,7 +101,7 @@ static int collect(loop_t *L, pp__slot_t *s) {
     L->busy = 1;
     end = rec.end;
     released = 1;
-    if (pp__life_side_record(s, &rec))
+    if (pp__record_side(s, &rec))
       continue;
     if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
       pp__life_start_record(s, &rec);
@@ -119,10 +110,12 @@ static int collect(loop_t *L, pp__slot_t *s) {
       continue;
     }
     if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id)
-      return pp__set_error(PP_EPROTO, "worker %d answered call %llu, which "
-                           "it was not running", s->index,
-                           (unsigned long long)rec.id);
-    rc = pp__life_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts]);
+      return pp__err_set(err, PP_EPROTO,
+                         "worker %d answered call %llu, which "
+                         "it was not running",
+                         s->index, (unsigned long long)rec.id);
+    rc = pp__record_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts],
+                            err);
     if (rc != 0 && L->assist) {
       /* Nothing of it was taken (assist_may_take): the I/O thread reads
        * it again and buries the worker. */
@@ -134,8 +127,8 @@ static int collect(loop_t *L, pp__slot_t *s) {
     if (rc != 0)
       return rc;
     if (pp__flight_at(s, 0)->withdrawn) {
-      /* Taken back (steal_locked): the worker skipped it, and the call
-       * is another worker's. */
+      /* Taken back (pp__dispatch_steal_locked): the worker skipped it,
+       * and the call is another worker's. */
       pp__outcome_drop(&L->outs[L->nouts]);
     } else {
       L->nouts++;
@@ -153,285 +146,6 @@ static int collect(loop_t *L, pp__slot_t *s) {
   if (released && pp__ring_release(&s->results, end))
     pp__wake_signal(s->wake); /* it waits for room */
   return 0;
-}
-
-/* Returns 1 if call `index` of `src` must travel as a blob: its record
- * would not fit in a ring record. */
-static int needs_blob(const pp__slot_t *s, const pp__src_t *src,
-                      size_t index) {
-  return pp__call_rec_len(src->task_len, (uint64_t)src->args[index].len, 0) >
-         pp__ring_max_payload(&s->calls);
-}
-
-/* A call a worker is to get, chosen under the lock, written after it. */
-typedef struct take_s {
-  pp__slot_t *slot;
-  pp__src_t *src;
-  size_t index;
-  size_t flight; /* its place in the slot's in-flight list */
-} take_t;
-
-/* Hands queued calls to workers with room; pool->lock held.  Each worker
- * gets up to the chunk of the source at the queue's head in flight, plus
- * PP__EXTRA_CALLS, within its ring's room and its max_calls_per_worker.
- * Idle workers are served first, so that a call does not wait behind
- * another while a worker has nothing to do.  (Each worker is planned once
- * per call of this function: its plan is a copy of its ring.) */
-static size_t plan_locked(pp_pool_t *pool, take_t *takes, size_t cap) {
-  size_t n = 0;
-  int i, pass;
-  for (pass = 0; pass < 2 * pool->nslots && n < cap; pass++) {
-    /* First the idle workers, then the busy ones. */
-    pp__slot_t *s = &pool->slots[pass % pool->nslots];
-    pp__ring_t plan;
-    size_t per = 0;
-    int idle = s->fl_n == 0 && !s->planned;
-    if (s->state != PP__W_READY || idle != (pass < pool->nslots) ||
-        s->planned)
-      continue;
-    s->planned = 1;
-    plan = s->calls;
-    while (n < cap && per < PP__TAKE_MAX && !pp__queue_empty(&pool->pending)) {
-      pp__src_t *src =
-          pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
-      pp__flight_t f;
-      uint64_t len;
-      size_t index;
-      int blob;
-      if (s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
-          (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
-        break;
-      index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
-      blob = needs_blob(s, src, index);
-      len = pp__call_rec_len(src->task_len,
-                             blob ? 0 : (uint64_t)src->args[index].len, blob);
-      memset(&f, 0, sizeof(f));
-      f.rec = pp__ring_plan(&plan, len);
-      if (f.rec == UINT64_MAX)
-        break; /* the ring is full: the next round */
-      pp__src_take_locked(src, &index);
-      f.src = src;
-      f.index = index;
-      f.id = src->first_id + index;
-      if (pp__flight_push(s, &f) != 0) {
-        pp__src_give_back_locked(src, index);
-        break;
-      }
-      if (s->fl_n == 1)
-        s->head_since = pp__now_us();
-      takes[n].slot = s;
-      takes[n].src = src;
-      takes[n].index = index;
-      takes[n].flight = s->fl_n - 1;
-      n++;
-      per++;
-    }
-  }
-  for (i = 0; i < pool->nslots; i++)
-    pool->slots[i].planned = 0;
-  return n;
-}
-
-/* Returns 1 if a worker is idle while another holds a call it has not
- * started: a steal may become due (steal_locked), so the I/O thread must
- * look even if it sleeps. */
-static int steal_possible(pp_pool_t *pool) {
-  int i, idle = 0, waiting = 0;
-  for (i = 0; i < pool->nslots; i++) {
-    pp__slot_t *s = &pool->slots[i];
-    if (s->state != PP__W_READY)
-      continue;
-    if (s->fl_n == 0)
-      idle = 1;
-    else if (s->fl_n >= 2)
-      waiting = 1;
-  }
-  return idle && waiting;
-}
-
-/* Sends a large argument's mapping, and a reply hint with it: a spare
- * about the argument's size, which the worker may write a large result
- * into (results are often the size of their arguments) so that neither
- * side touches fresh memory.  Returns 0, or the error that refuses the
- * call. */
-/* Sends a mapping with the record being written, unless the worker kept it
- * from an earlier call (ring.h, pp__mapcache_t: our copy of its
- * bookkeeping says which).  Sets *sent. */
-static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle,
-                    int *sent) {
-  void *obj, *out[PP__MAPCACHE_N];
-  int rc, n;
-  *sent = 0;
-  *handle = 0;
-  if (pp__mapcache_find(&s->maps, pp__shm_serial(shm), &obj))
-    return 0;
-  rc = pp__shm_send(s->chan, shm, s->proc, handle);
-  if (rc != 0)
-    return rc;
-  *sent = 1;
-  pp__mapcache_put(&s->maps, pp__shm_serial(shm), pp__shm_len(shm), NULL,
-                   out, &n);
-  return 0;
-}
-
-static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
-                     pp__call_blob_t *cb) {
-  pp__shm_t *shm = NULL;
-  pp__shm_t *hint;
-  int rc, sent;
-  memset(cb, 0, sizeof(*cb));
-  /* Memory from pp_shared_alloc() is such a mapping already: it goes as
-   * it is.  Anything else is copied into one (a spare if there is one). */
-  if (pp__blob_find(arg->data, arg->len, &shm, &cb->offset)) {
-    f->arg_shared = shm;
-  } else {
-    shm = pp__spare_or_new(arg->len);
-    if (shm == NULL)
-      return PP_ENOMEM;
-    memcpy(pp__shm_base(shm), arg->data, arg->len);
-    f->arg_copy = shm;
-  }
-  rc = send_map(s, shm, &cb->handle, &sent);
-  if (rc != 0)
-    return rc;
-  cb->map_size = pp__shm_len(shm);
-  cb->serial = pp__shm_serial(shm);
-  cb->flags = sent ? PP__BLOB_SENT_ARG : 0;
-  hint = pp__spare_take(arg->len, 2 * (uint64_t)arg->len);
-  if (hint != NULL && send_map(s, hint, &cb->hint_handle, &sent) == 0) {
-    cb->hint_size = pp__shm_len(hint);
-    cb->hint_serial = pp__shm_serial(hint);
-    cb->flags |= sent ? PP__BLOB_SENT_HINT : 0;
-    f->hint = hint;
-  } else {
-    pp__spare_give(hint);
-  }
-  return 0;
-}
-
-/* Writes one planned call record.  A large argument travels in a mapping
- * of its own, whose descriptor goes on the channel just before the record
- * that names it. */
-static void write_call(pp__slot_t *s, pp__src_t *src, size_t index,
-                       pp__flight_t *f) {
-  const pp_buf_t *arg = &src->args[index];
-  int blob = needs_blob(s, src, index);
-  uint64_t len = pp__call_rec_len(src->task_len, blob ? 0 : arg->len, blob);
-  pp__call_blob_t cb;
-  unsigned char *p;
-  int rc = blob ? send_blob(s, arg, f, &cb) : 0;
-  if (rc != 0) {
-    /* The argument cannot reach the worker (no memory for its mapping, a
-     * failed hand-over).  The record still goes, in the room planned for
-     * it, marked refused: the worker answers at once without looking for a
-     * mapping, and the call fails with this reason (pp__life_outcome). */
-    f->refused = rc;
-    f->refused_why = pp__strdup_printf("cannot hand an argument of %zu bytes "
-                                       "to worker %d: %s", arg->len,
-                                       s->index, pp_last_error());
-    memset(&cb, 0, sizeof(cb));
-  }
-  p = pp__ring_begin(&s->calls, PP__REC_CALL, rc ? 2 : blob ? 1 : 0,
-                     src->first_id + index, len);
-  pp__call_rec_put(p, src->task, src->task_len, arg->data, arg->len,
-                   blob ? &cb : NULL);
-}
-
-/* Writes the planned calls and publishes them, waking the workers that
- * sleep.  Returns 1 if there were any. */
-static int write_takes(pp_pool_t *pool, take_t *takes, size_t n) {
-  size_t k;
-  int i;
-  for (k = 0; k < n; k++)
-    write_call(takes[k].slot, takes[k].src, takes[k].index,
-               pp__flight_at(takes[k].slot, takes[k].flight));
-  if (n == 0)
-    return 0;
-  for (i = 0; i < pool->nslots; i++) {
-    pp__slot_t *s = &pool->slots[i];
-    if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
-        pp__ring_commit(&s->calls))
-      pp__wake_signal(s->wake);
-  }
-  return 1;
-}
-
-int pp__loop_dispatch(pp_pool_t *pool) {
-  take_t takes[PP__DISPATCH_MAX];
-  size_t n, k;
-  int done = 1;
-  if (!pp__mutex_trylock(pool->io_lock))
-    return 0; /* the I/O thread is in a round: it will see the queue */
-  pp__mutex_lock(pool->lock);
-  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
-  /* The I/O thread must still look if calls are left, or if one has a
-   * timeout to watch (it may sleep with no deadline). */
-  if (!pp__queue_empty(&pool->pending))
-    done = 0;
-  for (k = 0; k < n; k++)
-    if (takes[k].src->timeout_ms > 0)
-      done = 0;
-  if (steal_possible(pool))
-    done = 0;
-  pp__mutex_unlock(pool->lock);
-  write_takes(pool, takes, n);
-  pp__mutex_unlock(pool->io_lock);
-  return done;
-}
-
-/* Work stealing.  A worker holds up to chunk + 1 calls, so that it never
- * waits for us between two; but a call that waits behind a long one while
- * another worker has nothing to do should go there.  When the queue is
- * empty and a worker is idle, a call that a busy worker has not started is
- * taken back (pp__ring_withdraw: it never runs there; the worker skips it,
- * and we drop what it says of it), newest first, and handed out again.
- * Returns 1 if it took any; sets L->steal_at to when it may next take one.
- * pool->lock held. */
-static int steal_locked(loop_t *L) {
-  pp_pool_t *pool = L->pool;
-  int i, idle = 0, busy = 0, took = 0;
-  int64_t now;
-  L->steal_at = PP__NEVER;
-  if (!pp__queue_empty(&pool->pending))
-    return 0;
-  for (i = 0; i < pool->nslots; i++) {
-    pp__slot_t *s = &pool->slots[i];
-    if (s->state != PP__W_READY || s->kill_status != 0)
-      continue;
-    if (s->fl_n == 0 && (pool->max_calls == 0 || s->ran < pool->max_calls))
-      idle++;
-    else if (s->fl_n >= 2)
-      busy++;
-  }
-  if (idle == 0 || busy == 0)
-    return 0;
-  now = pp__now_us();
-  for (i = 0; i < pool->nslots && idle > 0; i++) {
-    pp__slot_t *s = &pool->slots[i];
-    size_t k;
-    if (s->state != PP__W_READY || s->kill_status != 0 || s->fl_n < 2 ||
-        pp__flight_at(s, 0)->withdrawn)
-      continue;
-    if (s->head_since == 0)
-      s->head_since = now;
-    if (now - s->head_since < PP__STEAL_US) {
-      if (s->head_since + PP__STEAL_US < L->steal_at)
-        L->steal_at = s->head_since + PP__STEAL_US;
-      continue;
-    }
-    for (k = s->fl_n - 1; k >= 1 && idle > 0; k--) {
-      pp__flight_t *f = pp__flight_at(s, k);
-      if (f->withdrawn || f->cancelled || f->refused)
-        continue;
-      if (!pp__ring_withdraw(&s->calls, f->rec, f->id))
-        break; /* the worker has moved on: nothing behind is waiting long */
-      f->withdrawn = 1;
-      pp__src_give_back_locked(f->src, f->index);
-      idle--;
-      took = 1;
-    }
-  }
-  return took;
 }
 
 /* Sets the cancel words of cancelled calls in flight and starts the grace
@@ -485,11 +199,13 @@ static int64_t deadlines(loop_t *L, int64_t now) {
     switch (s->state) {
       case PP__W_STARTING:
         if (now >= s->deadline) {
-          pp__life_start_failed(
-              s, pp__set_error(PP_ETIMEDOUT, "worker %d (%s) did not say "
-                               "hello within %lld ms", s->index,
-                               pp__image_path(pool->image),
-                               (long long)pool->start_timeout_ms));
+          pp__err_t err;
+          pp__err_set(&err, PP_ETIMEDOUT,
+                      "worker %d (%s) did not say hello "
+                      "within %lld ms",
+                      s->index, pp__image_path(pool->image),
+                      (long long)pool->start_timeout_ms);
+          pp__life_start_failed(s, &err);
           d = s->deadline;
         } else {
           d = s->deadline;
@@ -547,9 +263,11 @@ static void handle_tags(loop_t *L) {
       continue;
     }
     L->busy = 1;
-    if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
-      pp__life_start_failed(s, pp__set_error(PP_ECLOSED, "ended"));
-    else if (s->state != PP__W_NONE)
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__err_t err;
+      pp__err_set(&err, PP_ECLOSED, "ended");
+      pp__life_start_failed(s, &err);
+    } else if (s->state != PP__W_NONE)
       pp__life_bury(s, 0, NULL);
   }
   L->ntags = 0;
@@ -595,44 +313,20 @@ static int wind_down(loop_t *L) {
     pp__slot_t *s = &pool->slots[i];
     if (s->state == PP__W_READY && s->fl_n == 0)
       pp__life_retire(s);
-    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT)
-      pp__life_start_failed(s, pp__set_error(PP_ECANCELED, "the pool is being "
-                                             "destroyed"));
+    else if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__err_t err;
+      pp__err_set(&err, PP_ECANCELED, "the pool is being destroyed");
+      pp__life_start_failed(s, &err);
+    }
     if (s->state != PP__W_NONE)
       left++;
   }
   return left == 0;
 }
 
-/* Returns 1 if a queued call could be handed to a worker now; pool->lock
- * held.  (The plan made before may have seen an empty queue.) */
-static int can_take_locked(pp_pool_t *pool) {
-  pp__src_t *src;
-  int i;
-  if (pp__queue_empty(&pool->pending))
-    return 0;
-  src = pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
-  for (i = 0; i < pool->nslots; i++) {
-    pp__slot_t *s = &pool->slots[i];
-    size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
-    pp__ring_t plan;
-    if (s->state != PP__W_READY || s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
-        (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
-      continue;
-    plan = s->calls;
-    if (pp__ring_plan(&plan, pp__call_rec_len(src->task_len,
-                                               needs_blob(s, src, index)
-                                                   ? 0
-                                                   : src->args[index].len,
-                                               needs_blob(s, src, index))) !=
-        UINT64_MAX)
-      return 1;
-  }
-  return 0;
-}
-
 int pp__loop_assist(pp_pool_t *pool) {
-  take_t takes[PP__DISPATCH_MAX];
+  pp__take_t takes[PP__DISPATCH_MAX];
+  pp__err_t err; /* unused: a broken record is left to the I/O thread */
   loop_t *L;
   size_t n;
   int i, wake = 0, took = 0;
@@ -651,7 +345,7 @@ int pp__loop_assist(pp_pool_t *pool) {
   L->left = 0;
   for (i = 0; i < pool->nslots && L->nouts < PP__BATCH; i++)
     if (pool->slots[i].state == PP__W_READY)
-      (void)collect(L, &pool->slots[i]);
+      (void)collect(L, &pool->slots[i], &err);
   /* A call that is now at the head of a worker may have a timeout the
    * sleeping I/O thread does not know of: it must look. */
   for (i = 0; i < pool->nslots; i++) {
@@ -665,16 +359,16 @@ int pp__loop_assist(pp_pool_t *pool) {
   took = L->nouts > 0;
   if (took)
     wake = apply_outcomes_locked(L);
-  n = plan_locked(pool, takes, PP__DISPATCH_MAX);
+  n = pp__dispatch_plan_locked(pool, takes, PP__DISPATCH_MAX);
   for (i = 0; i < (int)n; i++)
     if (takes[i].src->timeout_ms > 0)
       L->left = 1;
-  if (steal_possible(pool))
+  if (pp__dispatch_steal_possible_locked(pool))
     L->left = 1;
   if (!pp__queue_empty(&pool->pending) || L->left)
     pp__pool_wake_locked(pool);
   pp__mutex_unlock(pool->lock);
-  write_takes(pool, takes, n);
+  pp__dispatch_write(pool, takes, n);
   if (wake)
     pp__cond_broadcast(pool->done_cond);
 
@@ -686,7 +380,7 @@ cleanup:
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   pp_pool_t *pool = data;
   loop_t *L = calloc(1, sizeof(*L));
-  take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
+  pp__take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
   int i, stopping = 0;
 
   if (L == NULL || takes == NULL)
@@ -714,17 +408,14 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     /* Results. */
     for (i = 0; i < pool->nslots; i++) {
       pp__slot_t *s = &pool->slots[i];
-      int rc;
+      pp__err_t err;
       if (s->state == PP__W_NONE)
         continue;
-      rc = collect(L, s);
-      if (rc != 0) {
-        char why[512];
-        pp__format(why, sizeof(why), "%s", pp_last_error());
+      if (collect(L, s, &err) != 0) {
         pp__mutex_lock(pool->lock);
         apply_outcomes_locked(L);
         pp__mutex_unlock(pool->lock);
-        pp__life_bury(s, rc, why);
+        pp__life_bury(s, err.code, err.text);
       }
       if (L->nouts == PP__BATCH) {
         pp__mutex_lock(pool->lock);
@@ -740,11 +431,12 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     wake = L->nouts > 0 ? apply_outcomes_locked(L) : 0;
     news = pool->news;
     pool->news = 0;
-    ntakes = plan_locked(pool, takes, PP__TAKE_MAX);
-    if (steal_locked(L)) {
+    ntakes = pp__dispatch_plan_locked(pool, takes, PP__TAKE_MAX);
+    if (pp__dispatch_steal_locked(pool, &L->steal_at)) {
       /* A call taken back from a cancelled source finished as cancelled. */
       wake = 1;
-      ntakes += plan_locked(pool, takes + ntakes, PP__TAKE_MAX - ntakes);
+      ntakes += pp__dispatch_plan_locked(pool, takes + ntakes,
+                                         PP__TAKE_MAX - ntakes);
     }
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
     pp__mutex_unlock(pool->lock);
@@ -755,7 +447,7 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
 
     if (news)
       send_cancels(L);
-    if (write_takes(pool, takes, ntakes))
+    if (pp__dispatch_write(pool, takes, ntakes))
       L->busy = 1;
     /* Workers that have run their calls go (max_calls_per_worker). */
     for (i = 0; i < pool->nslots; i++) {
@@ -775,7 +467,7 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
 
     /* Sleep, after a short spin if this round was busy: the next results
      * are likely microseconds away, and a sleep costs more.  Callers may
-     * hand out calls meanwhile (pp__loop_dispatch). */
+     * hand out calls meanwhile (pp__dispatch_try). */
     if (L->busy) {
       int64_t until = pp__now_us() + PP__SPIN_US;
       pp__mutex_unlock(pool->io_lock);
@@ -793,7 +485,7 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     }
     pp__mutex_lock(pool->lock);
     /* News, or work that came in since the plan, means no sleep. */
-    if (pool->news || can_take_locked(pool) ||
+    if (pool->news || pp__dispatch_can_take_locked(pool) ||
         (pool->stopping && !stopping && pool->queued == 0 &&
          pool->running == 0)) {
       pp__mutex_unlock(pool->lock);

@@ -13,6 +13,10 @@
 
 #include "internal.h"
 
+/* Progress reports, by default: often enough to look alive, rare enough
+ * to cost nothing. */
+#define PP__PROGRESS_INTERVAL_MS 200
+
 typedef struct done_s {
   size_t index;
   pp_result_t r;
@@ -29,6 +33,14 @@ typedef struct map_s {
   int first_status;      /* the first failure in input order */
   size_t first_index;
   int oom;               /* the list of finished calls could not grow */
+  size_t failed;         /* calls finished with a status but 0 */
+  /* Fixed at the start; the caller's thread alone uses them. */
+  pp_progress_cb progress;
+  void *progress_data;
+  int64_t progress_every_us;
+  int64_t progress_next; /* when the next report is due */
+  int64_t started;
+  pp_progress_bar_t bar; /* PP_MAP_PROGRESS_BAR's */
 } map_t;
 
 /* Python's map sends chunks of about n / (4 * workers) calls; here that
@@ -43,6 +55,8 @@ static size_t auto_chunk(pp_pool_t *pool, size_t n) {
  * for any result to hand over: only then is it woken. */
 static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
   map_t *m = (map_t *)src;
+  if (r->status != 0)
+    m->failed++;
   if (r->status != 0 &&
       (m->first_status == 0 || index < m->first_index)) {
     m->first_status = r->status;
@@ -91,6 +105,52 @@ static void deliver(map_t *m) {
   }
 }
 
+/* Reports progress to the caller's callback if a report is due (or
+ * `final`); pool->lock held, released while the callback runs.  A callback
+ * that returns non-zero stops the map. */
+static void report_locked(map_t *m, int final) {
+  pp_pool_t *pool = m->src.pool;
+  pp_progress_t p;
+  int64_t now = pp__now_us();
+  if (m->progress == NULL || (!final && now < m->progress_next))
+    return;
+  m->progress_next = now + m->progress_every_us;
+  p.done = m->src.finished;
+  p.failed = m->failed;
+  p.total = m->src.n;
+  p.elapsed_ms = (now - m->started) / 1000;
+  p.final = final;
+  pp__mutex_unlock(pool->lock);
+  if (m->progress(m->progress_data, &p) != 0 && !final) {
+    pp__mutex_lock(pool->lock);
+    pp__src_cancel_locked(&m->src);
+    return;
+  }
+  pp__mutex_lock(pool->lock);
+}
+
+/* Sets up the map's progress reports from its options. */
+static void progress_init(map_t *m, const pp_map_options_t *o) {
+  const char *env;
+  m->started = pp__now_us();
+  if (o == NULL)
+    return;
+  if (o->progress != NULL) {
+    m->progress = o->progress;
+    m->progress_data = o->progress_data;
+  } else if (o->flags & PP_MAP_PROGRESS_BAR) {
+    env = getenv("PROCPOOL_PROGRESS");
+    if (env != NULL && strcmp(env, "0") == 0)
+      return;
+    m->progress = pp_progress_bar;
+    m->progress_data = &m->bar;
+  }
+  m->progress_every_us =
+      1000 * (o->progress_interval_ms > 0 ? o->progress_interval_ms
+                                          : PP__PROGRESS_INTERVAL_MS);
+  m->progress_next = m->started + m->progress_every_us;
+}
+
 static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                    size_t n, map_t *m, const pp_map_options_t *o) {
   const pp_task_t *t;
@@ -99,15 +159,16 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   int rc, last;
 
   if (pool == NULL || task == NULL || (args == NULL && n > 0))
-    return pp__set_error(PP_EINVAL, "map: pool, task and args must be set");
+    return pp__fail(PP_EINVAL, "map: pool, task and args must be set");
   for (i = 0; i < n; i++)
     if (args[i].data == NULL && args[i].len > 0)
-      return pp__set_error(PP_EINVAL, "map: args[%zu] has NULL data", i);
+      return pp__fail(PP_EINVAL, "map: args[%zu] has NULL data", i);
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
-    return pp__set_error(PP_ENOTASK, "map: no task named '%s'", task);
-  if (o != NULL && (o->flags & ~(unsigned)PP_MAP_STOP_ON_ERROR))
-    return pp__set_error(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
+    return pp__fail(PP_ENOTASK, "map: no task named '%s'", task);
+  if (o != NULL &&
+      (o->flags & ~(unsigned)(PP_MAP_STOP_ON_ERROR | PP_MAP_PROGRESS_BAR)))
+    return pp__fail(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
   if (n == 0)
     return 0;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
@@ -115,6 +176,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   pp__src_init(&m->src, pool, t, args, n, timeout,
                o && o->chunksize ? o->chunksize : auto_chunk(pool, n),
                map_done);
+  progress_init(m, o);
 
   pp__mutex_lock(pool->lock);
   /* The map uses the pool until it returns, like a future. */
@@ -143,6 +205,9 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
       pp__mutex_unlock(pool->lock);
       if (!cancelled)
         pp__inline_run(&m->src, i);
+      pp__mutex_lock(pool->lock);
+      report_locked(m, 0);
+      pp__mutex_unlock(pool->lock);
     }
     pp__mutex_lock(pool->lock);
   }
@@ -151,8 +216,19 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
       deliver(m);
       continue;
     }
-    pp__cond_wait(pool->done_cond, pool->lock);
+    if (m->progress == NULL) {
+      pp__cond_wait(pool->done_cond, pool->lock);
+      continue;
+    }
+    /* Waiters are woken when the map ends (or a result is there for the
+     * callback): between two, the caller wakes for its reports. */
+    report_locked(m, 0);
+    if (m->src.finished < n)
+      pp__cond_timedwait(pool->done_cond, pool->lock,
+                         pp__us_left(m->progress_next));
   }
+  if (rc == 0)
+    report_locked(m, 1);
   /* Another thread may have destroyed the pool while this map ran; then
    * the map's end frees it. */
   pool->live_futures--;
@@ -163,9 +239,9 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   free(m->src.retry);
   free(m->done);
   if (rc != 0)
-    return rc;
+    return pp__fail(rc, "map: the pool is being destroyed");
   if (m->oom)
-    return pp__set_error(PP_ENOMEM, "map: out of memory for finished calls");
+    return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
   return m->first_status;
 }
 
@@ -174,7 +250,7 @@ int pp_pool_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                 const pp_map_options_t *options) {
   map_t m;
   if (results == NULL && n > 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_map: results is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_map: results is NULL");
   if (results != NULL)
     memset(results, 0, n * sizeof(*results));
   memset(&m, 0, sizeof(m));
@@ -189,12 +265,13 @@ int pp_pool_starmap(pp_pool_t *pool, const char *task, const pp_buf_t *tuples,
   if (results != NULL)
     memset(results, 0, n * sizeof(*results));
   if (tuples == NULL && n > 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_starmap: tuples is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_starmap: tuples is NULL");
   for (i = 0; i < n; i++)
     if (pp_tuple_count(tuples[i].data, tuples[i].len) < 0)
-      return pp__set_error(PP_EBADARGS,
-                           "pp_pool_starmap: tuples[%zu] is not a tuple made "
-                           "by pp_pack()", i);
+      return pp__fail(PP_EBADARGS,
+                      "pp_pool_starmap: tuples[%zu] is not a tuple made "
+                      "by pp_pack()",
+                      i);
   return pp_pool_map(pool, task, tuples, n, results, options);
 }
 
@@ -203,7 +280,7 @@ int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
                           void *cb_data, const pp_map_options_t *options) {
   map_t m;
   if (cb == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pool_map_unordered: cb is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_map_unordered: cb is NULL");
   memset(&m, 0, sizeof(m));
   m.cb = cb;
   m.cb_data = cb_data;

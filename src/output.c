@@ -126,7 +126,7 @@ int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
   if (l == NULL) {
     l = *lines = calloc(1, sizeof(*l));
     if (l == NULL)
-      return pp__set_error(PP_ENOMEM, "out of memory for output lines");
+      return PP_ENOMEM;
     l->worker = worker;
     l->source = source;
   }

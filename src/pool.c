@@ -22,7 +22,8 @@ static int env_is_set(const char *name) {
 /* Picks and opens the executable the workers run, and how their build is
  * checked: against the parent's own when the workers run this program or
  * the task library the parent loaded too, else against the first worker. */
-static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
+static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o,
+                      pp__err_t *err) {
   const char *env, *path = NULL;
   char *host = NULL;
   int rc;
@@ -33,7 +34,7 @@ static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
     if (env == NULL || *env == '\0') {
       rc = pp__worker_host_path(&host);
       if (rc)
-        return rc;
+        return pp__err_os(err, rc);
       env = host;
     }
     path = env;
@@ -54,23 +55,24 @@ static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o) {
   }
   rc = pp__image_open(path, &pool->image);
   free(host);
-  return rc;
+  return rc ? pp__err_os(err, rc) : 0;
 }
 
-static int check_options(const pp_pool_options_t *o) {
+static int check_options(const pp_pool_options_t *o, pp__err_t *err) {
   if (o->workers < 0 || o->workers > PP_POOL_MAX_WORKERS)
-    return pp__set_error(PP_EINVAL, "pp_pool_create: workers is %d; it must "
-                         "be between 0 (one per CPU) and %d", o->workers,
-                         PP_POOL_MAX_WORKERS);
+    return pp__err_set(err, PP_EINVAL,
+                       "pp_pool_create: workers is %d; it must "
+                       "be between 0 (one per CPU) and %d",
+                       o->workers, PP_POOL_MAX_WORKERS);
   if (o->flags &
       ~(unsigned)(PP_POOL_INLINE | PP_POOL_NESTED | PP_POOL_INHERIT_OUTPUT))
-    return pp__set_error(PP_EINVAL, "pp_pool_create: unknown flags 0x%x",
-                         o->flags);
+    return pp__err_set(err, PP_EINVAL, "pp_pool_create: unknown flags 0x%x",
+                       o->flags);
   if (o->call_timeout_ms < 0 || o->cancel_grace_ms < 0 ||
       o->start_timeout_ms < 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_create: negative timeout");
+    return pp__err_set(err, PP_EINVAL, "pp_pool_create: negative timeout");
   if (o->init_arg == NULL && o->init_arg_len > 0)
-    return pp__set_error(PP_EINVAL, "pp_pool_create: init_arg is NULL");
+    return pp__err_set(err, PP_EINVAL, "pp_pool_create: init_arg is NULL");
   return 0;
 }
 
@@ -79,7 +81,7 @@ static int check_options(const pp_pool_options_t *o) {
  * worker would create a pool of its own, whose workers would do the same.
  * The message also goes to stderr, which is the only way a worker can tell
  * the developer (the parent logs it as the worker's output). */
-static int check_not_unguarded_worker(void) {
+static int check_not_unguarded_worker(pp__err_t *err) {
   const char *mark = getenv(PP__WORKER_ENV);
   if (mark == NULL || pp__worker_depth() > 0)
     return 0;
@@ -88,13 +90,14 @@ static int check_not_unguarded_worker(void) {
           "main() does not begin with the worker guard "
           "`if (pp_worker_main(argc, argv, tasks, &rc)) return rc;`\n");
   fflush(stderr);
-  return pp__set_error(PP_ENESTED, "pp_pool_create: this process was started "
-                       "as a pool's worker, but main() did not call "
-                       "pp_worker_main() first (the worker guard is missing)");
+  return pp__err_set(err, PP_ENESTED,
+                     "pp_pool_create: this process was started "
+                     "as a pool's worker, but main() did not call "
+                     "pp_worker_main() first (the worker guard is missing)");
 }
 
 /* Creates locks, the cookie and the fixed part of the workers' token. */
-static int pool_setup(pp_pool_t *pool) {
+static int pool_setup(pp_pool_t *pool, pp__err_t *err) {
   apr_status_t rv;
   char hex[2 * PP__COOKIE_LEN + 1];
   int i, rc;
@@ -106,11 +109,11 @@ static int pool_setup(pp_pool_t *pool) {
   if (rc == 0)
     rc = pp__cond_new(&pool->done_cond);
   if (rc)
-    return rc;
+    return pp__err_os(err, rc);
   pp__queue_init(&pool->pending);
   rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
   if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "apr_generate_random_bytes");
+    return pp__from_apr(err, rv, "apr_generate_random_bytes");
   for (i = 0; i < PP__COOKIE_LEN; i++)
     snprintf(hex + 2 * i, 3, "%02x", pool->cookie[i]);
   pp__format(pool->token_base, sizeof(pool->token_base), "%s,%lld,%d,%d", hex,
@@ -120,7 +123,7 @@ static int pool_setup(pp_pool_t *pool) {
 
 /* Starts the I/O thread, which starts the workers, and waits until each
  * worker is ready or its first start has failed. */
-static int pool_start(pp_pool_t *pool) {
+static int pool_start(pp_pool_t *pool, pp__err_t *err) {
   apr_status_t rv;
   int i, rc, ready;
   rc = pp__wake_new(&pool->wake);
@@ -129,7 +132,7 @@ static int pool_start(pp_pool_t *pool) {
   if (rc == 0)
     rc = pp__poller_add_wake(pool->poller, pool->wake, pool);
   if (rc)
-    return rc;
+    return pp__err_os(err, rc);
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i].pool = pool;
     pool->slots[i].index = i;
@@ -137,7 +140,7 @@ static int pool_start(pp_pool_t *pool) {
   }
   rv = apr_thread_create(&pool->loop, NULL, pp__loop_main, pool, pool->mem);
   if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "starting the pool's I/O thread");
+    return pp__from_apr(err, rv, "starting the pool's I/O thread");
   rc = 0;
   pp__mutex_lock(pool->lock);
   do {
@@ -146,8 +149,8 @@ static int pool_start(pp_pool_t *pool) {
       if (pool->slots[i].started)
         ready++;
       if (pool->slots[i].started && pool->slots[i].start_status && rc == 0) {
-        rc = pool->slots[i].start_status;
-        pp__set_error(rc, "%s", pool->slots[i].start_error);
+        rc = pp__err_set(err, pool->slots[i].start_status, "%s",
+                         pool->slots[i].start_error);
       }
     }
     if (ready < pool->nslots && rc == 0)
@@ -206,6 +209,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   const pp_pool_options_t *o = options;
   pp_pool_t *pool = NULL;
   apr_status_t rv;
+  pp__err_t err;
   int rc, depth = pp__worker_depth();
 
   if (out != NULL)
@@ -215,33 +219,30 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     o = &zero;
   }
   if (out == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pool_create: pool is NULL");
-  rc = check_options(o);
-  if (rc)
-    return rc;
-  rc = check_not_unguarded_worker();
-  if (rc)
-    return rc;
+    return pp__fail(PP_EINVAL, "pp_pool_create: pool is NULL");
+  if (check_options(o, &err) != 0 || check_not_unguarded_worker(&err) != 0)
+    return pp__err_raise(&err);
   if (depth > 0 && !(o->flags & PP_POOL_NESTED))
-    return pp__set_error(PP_ENESTED, "pp_pool_create: called inside a worker; "
-                         "set PP_POOL_NESTED to allow a nested pool");
+    return pp__fail(PP_ENESTED, "pp_pool_create: called inside a worker; "
+                                "set PP_POOL_NESTED to allow a nested pool");
   if (depth >= PP__MAX_DEPTH)
-    return pp__set_error(PP_ENESTED, "pp_pool_create: pools nested %d deep; "
-                         "the limit is %d", depth, PP__MAX_DEPTH);
+    return pp__fail(PP_ENESTED,
+                    "pp_pool_create: pools nested %d deep; "
+                    "the limit is %d",
+                    depth, PP__MAX_DEPTH);
 
-  rc = pp__apr_init();
-  if (rc)
-    return rc;
+  if (pp__apr_init(&err) != 0)
+    return pp__err_raise(&err);
   /* Before any channel exists, so none can be numbered 0, 1 or 2. */
   pp__stdio_ensure();
   pool = calloc(1, sizeof(*pool));
   if (pool == NULL)
-    return pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory");
+    return pp__fail(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
   pp__spare_users(1);
   rv = apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
-    rc = pp__from_apr(rv, "apr_pool_create");
+    pp__from_apr(&err, rv, "apr_pool_create");
     goto cleanup;
   }
   pool->depth = depth + 1;
@@ -263,22 +264,26 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
      * (Windows' loader is undefined for relative paths here). */
     char *abs = NULL;
     rc = pp__path_absolute(o->task_library, &abs);
-    if (rc == 0) {
+    if (rc != 0) {
+      pp__err_os(&err, rc);
+    } else {
       pool->library = apr_pstrdup(pool->mem, abs);
       free(abs);
-      rc = pp__tasks_load(pool->mem, pool->library, &pool->tasks);
+      rc = pp__tasks_load(pool->mem, pool->library, &pool->tasks, &err);
     }
   } else {
     pool->tasks = o->tasks ? o->tasks : pp__tasks_default();
-    rc = pp__tasks_check(pool->tasks);
+    rc = pp__tasks_check(pool->tasks, &err);
   }
   if (rc)
     goto cleanup;
   if (o->initializer != NULL) {
     const pp_task_t *t = pp__task_find(pool->tasks, o->initializer);
     if (t == NULL) {
-      rc = pp__set_error(PP_ENOTASK, "pp_pool_create: no initializer task "
-                         "named '%s'", o->initializer);
+      pp__err_set(&err, PP_ENOTASK,
+                  "pp_pool_create: no initializer task "
+                  "named '%s'",
+                  o->initializer);
       goto cleanup;
     }
     pool->init_task = apr_pstrdup(pool->mem, t->name);
@@ -287,23 +292,20 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
                          ? apr_pmemdup(pool->mem, o->init_arg, o->init_arg_len)
                          : NULL;
   }
-  rc = pool_setup(pool);
-  if (rc)
+  if (pool_setup(pool, &err) != 0)
     goto cleanup;
   if (pool->inline_mode) {
     pool->nslots = 0;
     /* The calling process stands in for the workers, so it runs the
      * initializer too: tasks see the same state as in worker mode. */
     if (pool->init_task != NULL) {
-      rc = pp__inline_init(pool);
-      if (rc)
+      if (pp__inline_init(pool, &err) != 0)
         goto cleanup;
     }
     *out = pool;
     return 0;
   }
-  rc = choose_exe(pool, o);
-  if (rc)
+  if (choose_exe(pool, o, &err) != 0)
     goto cleanup;
   pool->nslots = o->workers ? o->workers : pp__cpu_count();
   if (pool->nslots > PP_POOL_MAX_WORKERS)
@@ -313,28 +315,27 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   limit = pp__fd_limit();
   if (limit >= 0 &&
       (int64_t)pool->nslots * PP__FDS_PER_WORKER + PP__FDS_SPARE > limit) {
-    rc = pp__set_error(PP_ESPAWN, "a pool of %d workers needs about %lld file "
-                       "descriptors, and this process may open %lld "
-                       "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
-                       "setrlimit) or use fewer workers", pool->nslots,
-                       (long long)pool->nslots * PP__FDS_PER_WORKER +
-                           PP__FDS_SPARE,
-                       (long long)limit);
+    pp__err_set(&err, PP_ESPAWN,
+                "a pool of %d workers needs about %lld file "
+                "descriptors, and this process may open %lld "
+                "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
+                "setrlimit) or use fewer workers",
+                pool->nslots,
+                (long long)pool->nslots * PP__FDS_PER_WORKER + PP__FDS_SPARE,
+                (long long)limit);
     goto cleanup;
   }
   pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "pp_pool_create: out of memory for %d "
-                       "workers", pool->nslots);
+    pp__err_set(&err, PP_ENOMEM,
+                "pp_pool_create: out of memory for %d "
+                "workers",
+                pool->nslots);
     goto cleanup;
   }
-  rc = pool_start(pool);
-  if (rc) {
-    char msg[512];
-    pp__format(msg, sizeof(msg), "%s", pp_last_error());
+  if (pool_start(pool, &err) != 0) {
     pool->closing = 1;
     pool_stop(pool);
-    pp__set_error(rc, "%s", msg);
     goto cleanup;
   }
   *out = pool;
@@ -342,7 +343,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
 
 cleanup:
   pp__pool_free(pool);
-  return rc;
+  return pp__err_raise(&err);
 }
 
 int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
@@ -351,8 +352,7 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   if (pool == NULL)
     return 0;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
-    return pp__set_error(PP_EINVAL, "pp_pool_destroy: unknown mode %d",
-                         (int)mode);
+    return pp__fail(PP_EINVAL, "pp_pool_destroy: unknown mode %d", (int)mode);
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
@@ -384,13 +384,13 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
 
 int pp_pool_workers(const pp_pool_t *pool) {
   if (pool == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pool_workers: pool is NULL");
+    return pp__fail(PP_EINVAL, "pp_pool_workers: pool is NULL");
   return pool->inline_mode ? 1 : pool->nslots;
 }
 
 int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {
   if (pool == NULL || stats == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pool_stats: NULL argument");
+    return pp__fail(PP_EINVAL, "pp_pool_stats: NULL argument");
   pp__mutex_lock(pool->lock);
   *stats = pool->stats;
   pp__mutex_unlock(pool->lock);
@@ -400,7 +400,7 @@ int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {
 int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n) {
   int i, count = 0;
   if (pool == NULL || (pids == NULL && n > 0))
-    return pp__set_error(PP_EINVAL, "pp_pool_worker_pids: NULL argument");
+    return pp__fail(PP_EINVAL, "pp_pool_worker_pids: NULL argument");
   pp__mutex_lock(pool->lock);
   for (i = 0; i < pool->nslots; i++) {
     if (pool->slots[i].pid == 0)

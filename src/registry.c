@@ -31,28 +31,29 @@ const pp_task_t *pp__task_find(const pp_task_t *table, const char *name) {
   return NULL;
 }
 
-int pp__tasks_check(const pp_task_t *table) {
+int pp__tasks_check(const pp_task_t *table, pp__err_t *err) {
   const pp_task_t *a, *b;
   if (table == NULL)
-    return pp__set_error(PP_EINVAL,
-                         "no task table: pass one to pp_worker_main() or set "
-                         "pp_pool_options_t.tasks");
+    return pp__err_set(err, PP_EINVAL,
+                       "no task table: pass one to pp_worker_main() or set "
+                       "pp_pool_options_t.tasks");
   for (a = table; a->name != NULL; a++) {
     size_t n = strlen(a->name);
     if (n == 0 || n > PP__NAME_MAX)
-      return pp__set_error(PP_EINVAL, "task table entry %d has a bad name",
-                           (int)(a - table));
+      return pp__err_set(err, PP_EINVAL, "task table entry %d has a bad name",
+                         (int)(a - table));
     if (a->fn == NULL)
-      return pp__set_error(PP_EINVAL, "task '%s' has no function", a->name);
+      return pp__err_set(err, PP_EINVAL, "task '%s' has no function", a->name);
     for (b = table; b != a; b++)
       if (strcmp(a->name, b->name) == 0)
-        return pp__set_error(PP_EINVAL, "task name '%s' appears twice",
-                             a->name);
+        return pp__err_set(err, PP_EINVAL, "task name '%s' appears twice",
+                           a->name);
   }
   return 0;
 }
 
-int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table) {
+int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table,
+                   pp__err_t *err) {
   apr_dso_handle_t *dso = NULL;
   apr_dso_handle_sym_t sym = NULL;
   const pp_task_t *(*get)(void);
@@ -62,21 +63,21 @@ int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table) {
   *table = NULL;
   rv = apr_dso_load(&dso, path, mem);
   if (rv != APR_SUCCESS)
-    return pp__set_error(PP_EDSO, "cannot load task library '%s': %s", path,
-                         apr_dso_error(dso, why, sizeof(why)));
+    return pp__err_set(err, PP_EDSO, "cannot load task library '%s': %s", path,
+                       apr_dso_error(dso, why, sizeof(why)));
   rv = apr_dso_sym(&sym, dso, PP_TASK_LIBRARY_SYMBOL);
   if (rv != APR_SUCCESS)
-    return pp__set_error(PP_EDSO,
-                         "task library '%s' has no %s() (use PP_TASK_LIBRARY)",
-                         path, PP_TASK_LIBRARY_SYMBOL);
+    return pp__err_set(err, PP_EDSO,
+                       "task library '%s' has no %s() (use PP_TASK_LIBRARY)",
+                       path, PP_TASK_LIBRARY_SYMBOL);
   /* A data-to-function pointer conversion through memcpy, which ISO C allows
    * where a cast would warn. */
   memcpy(&get, &sym, sizeof(get));
   *table = get();
-  return pp__tasks_check(*table) == 0
+  return pp__tasks_check(*table, err) == 0
              ? 0
-             : pp__set_error(PP_EDSO, "task library '%s': %s", path,
-                             pp_last_error());
+             : pp__err_set(err, PP_EDSO, "task library '%s': %s", path,
+                           err->text);
 }
 
 /* APR's own reference count is a plain int, so apr_initialize() and
@@ -86,25 +87,22 @@ int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table) {
  * down: the operating system reclaims it with the process. */
 static int apr_setup(void) {
   apr_status_t rv = apr_initialize();
-  if (rv != APR_SUCCESS)
-    return pp__from_apr(rv, "apr_initialize");
-  return 0;
+  return rv == APR_SUCCESS ? 0 : PP_EIO;
 }
 
-int pp__apr_init(void) {
+int pp__apr_init(pp__err_t *err) {
   static pp__once_t once = PP__ONCE_INIT;
   int rc = pp__once(&once, apr_setup);
-  /* The reason went to the thread that tried first. */
-  return rc == 0 ? 0 : pp__set_error(rc, "APR could not be initialized");
+  return rc == 0 ? 0 : pp__err_set(err, rc, "APR could not be initialized");
 }
 
-int pp__from_apr(apr_status_t rv, const char *what) {
+int pp__from_apr(pp__err_t *err, apr_status_t rv, const char *what) {
   char buf[200];
   int status = PP_EIO;
   if (APR_STATUS_IS_ENOMEM(rv))
     status = PP_ENOMEM;
   else if (APR_STATUS_IS_EINVAL(rv))
     status = PP_EINVAL;
-  return pp__set_error(status, "%s: %s", what,
-                       apr_strerror(rv, buf, sizeof(buf)));
+  return pp__err_set(err, status, "%s: %s", what,
+                     apr_strerror(rv, buf, sizeof(buf)));
 }

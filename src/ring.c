@@ -28,17 +28,17 @@ static int pow2(uint64_t v) {
   return v != 0 && (v & (v - 1)) == 0;
 }
 
-int pp__shm_check(const void *base, uint64_t size) {
+int pp__shm_check(const void *base, uint64_t size, pp__err_t *err) {
   const pp__shm_ctl_t *ctl = base;
   if (size < PP__SHM_CTL_SIZE || ctl->magic != PP__SHM_MAGIC ||
       ctl->version != PP__SHM_VERSION)
-    return pp__set_error(PP_EPROTO, "shared memory of another version");
+    return pp__err_set(err, PP_EPROTO, "shared memory of another version");
   if (ctl->size != size || !pow2(ctl->call_size) ||
       ctl->call_size < PP__RING_MIN || ctl->call_size != ctl->result_size ||
       ctl->call_off != PP__SHM_CTL_SIZE ||
       ctl->result_off != PP__SHM_CTL_SIZE + PP__RING_HDR_SIZE + ctl->call_size ||
       pp__shm_size(ctl->call_size) != size)
-    return pp__set_error(PP_EPROTO, "shared memory with a bad layout");
+    return pp__err_set(err, PP_EPROTO, "shared memory with a bad layout");
   return 0;
 }
 
@@ -168,7 +168,7 @@ int pp__ring_commit(pp__ring_t *r) {
   return PP__LOAD_ACQ32(&r->hdr->consumer_waiting) != 0;
 }
 
-int pp__ring_next(pp__ring_t *r, pp__rec_t *rec) {
+int pp__ring_next(pp__ring_t *r, pp__rec_t *rec, pp__err_t *err) {
   uint64_t pos, left, len, size;
   uint32_t len32;
   uint16_t kind, aux;
@@ -178,9 +178,11 @@ int pp__ring_next(pp__ring_t *r, pp__rec_t *rec) {
       uint64_t head = PP__LOAD_ACQ64(&r->hdr->head);
       /* The producer's head can only grow, by at most a ring's worth. */
       if (head - r->tail > r->size || (head & 7) != 0)
-        return pp__set_error(PP_EPROTO, "ring position %llu is impossible "
-                             "after %llu", (unsigned long long)head,
-                             (unsigned long long)r->tail);
+        return pp__err_set(err, PP_EPROTO,
+                           "ring position %llu is impossible "
+                           "after %llu",
+                           (unsigned long long)head,
+                           (unsigned long long)r->tail);
       r->seen = head;
       if (head == r->tail)
         return 0;
@@ -188,7 +190,7 @@ int pp__ring_next(pp__ring_t *r, pp__rec_t *rec) {
     pos = start_at(r, r->tail);
     left = r->size - (pos & (r->size - 1));
     if (pos + PP__REC_HEADER > r->seen)
-      return pp__set_error(PP_EPROTO, "ring record cut short");
+      return pp__err_set(err, PP_EPROTO, "ring record cut short");
     p = r->data + (pos & (r->size - 1));
     memcpy(&len32, p, 4);
     memcpy(&kind, p + 4, 2);
@@ -196,12 +198,14 @@ int pp__ring_next(pp__ring_t *r, pp__rec_t *rec) {
     len = len32;
     size = PP__REC_HEADER + ALIGN8(len);
     if (size > left || pos + size > r->seen)
-      return pp__set_error(PP_EPROTO, "ring record of %llu bytes does not "
-                           "fit", (unsigned long long)len);
+      return pp__err_set(err, PP_EPROTO,
+                         "ring record of %llu bytes does not "
+                         "fit",
+                         (unsigned long long)len);
     if (kind == PP__REC_PAD) {
       /* Padding runs exactly to the end of the buffer. */
       if (size != left)
-        return pp__set_error(PP_EPROTO, "ring padding of a wrong size");
+        return pp__err_set(err, PP_EPROTO, "ring padding of a wrong size");
       r->tail = pos + size;
       continue;
     }
@@ -284,33 +288,34 @@ void pp__call_rec_put(unsigned char *p, const char *name, size_t name_len,
   }
 }
 
-int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c) {
+int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c,
+                       pp__err_t *err) {
   uint16_t n;
   uint64_t off;
   if (rec->len < PP__CALL_HEAD)
-    return pp__set_error(PP_EPROTO, "call record too short");
+    return pp__err_set(err, PP_EPROTO, "call record too short");
   memcpy(&n, rec->payload + 4, 2);
   if (n == 0 || n > PP__NAME_MAX)
-    return pp__set_error(PP_EPROTO, "call record with a bad name length");
+    return pp__err_set(err, PP_EPROTO, "call record with a bad name length");
   off = PP__CALL_HEAD + ALIGN8(n);
   if (off > rec->len)
-    return pp__set_error(PP_EPROTO, "call record with a bad name length");
+    return pp__err_set(err, PP_EPROTO, "call record with a bad name length");
   c->cancel = (uint32_t *)(void *)rec->payload;
   c->name = (const char *)rec->payload + PP__CALL_HEAD;
   c->name_len = n;
   if (memchr(c->name, '\0', n) != NULL)
-    return pp__set_error(PP_EPROTO, "call record with a NUL in the name");
+    return pp__err_set(err, PP_EPROTO, "call record with a NUL in the name");
   c->blob = rec->aux == 1;
   c->refused = rec->aux == 2;
   if (rec->aux > 2)
-    return pp__set_error(PP_EPROTO, "call record of an unknown form");
+    return pp__err_set(err, PP_EPROTO, "call record of an unknown form");
   memset(&c->b, 0, sizeof(c->b));
   c->arg = NULL;
   c->arg_len = 0;
   if (c->blob) {
     uint64_t tail[9];
     if (rec->len - off != PP__CALL_BLOB_TAIL)
-      return pp__set_error(PP_EPROTO, "blob call record of a wrong size");
+      return pp__err_set(err, PP_EPROTO, "blob call record of a wrong size");
     memcpy(tail, rec->payload + off, sizeof(tail));
     c->arg_len = tail[0];
     c->b.handle = tail[1];
@@ -323,7 +328,7 @@ int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *c) {
     c->b.flags = tail[8];
     if (c->b.offset > c->b.map_size ||
         c->arg_len > c->b.map_size - c->b.offset)
-      return pp__set_error(PP_EPROTO, "a blob argument outside its mapping");
+      return pp__err_set(err, PP_EPROTO, "a blob argument outside its mapping");
   } else if (!c->refused) {
     c->arg = rec->payload + off;
     c->arg_len = rec->len - off;

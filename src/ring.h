@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "../platform/platform.h"
+#include "error.h"
 
 #define PP__SHM_MAGIC 0x4d485350u /* "PSHM" */
 #define PP__SHM_VERSION 1
@@ -145,7 +146,7 @@ void pp__call_rec_put(unsigned char *payload, const char *name,
  * read-modify-writes (PP__OR32, PP__CAS32).  0 is a call that waits.  The
  * worker sets STARTED before it runs the call, and runs it only if the word
  * was still 0; the parent takes a waiting call back (for an idle worker,
- * loop.c) by setting WITHDRAWN, only if the word is still 0.  So exactly
+ * dispatch.c) by setting WITHDRAWN, only if the word is still 0.  So exactly
  * one of the two wins, and a call taken back never runs here.  CANCEL asks
  * a call to stop (pp_call_cancelled()), or not to start. */
 #define PP__CALL_CANCEL 1u
@@ -170,7 +171,7 @@ uint64_t pp__shm_size(uint64_t ring_size);
 void pp__shm_format(void *base, uint64_t ring_size);
 /* Checks a mapping's control block against its size (worker).  Returns 0
  * or PP_EPROTO. */
-int pp__shm_check(const void *base, uint64_t size);
+int pp__shm_check(const void *base, uint64_t size, pp__err_t *err);
 
 /* One process' view of a ring: pointers into its own mapping, and the
  * positions it works with.  Used by one thread at a time on each side. */
@@ -235,9 +236,9 @@ typedef struct pp__rec_s {
 
 /* Consumer: returns 1 and the next record (PAD records are skipped), 0 if
  * there is none yet, or PP_EPROTO if the ring holds something that is not a
- * record (with pp_last_error() set).  Records are read in order; each must
+ * record (with the reason in *err).  Records are read in order; each must
  * be released, in order, when its payload is no longer needed. */
-int pp__ring_next(pp__ring_t *r, pp__rec_t *rec);
+int pp__ring_next(pp__ring_t *r, pp__rec_t *rec, pp__err_t *err);
 
 /* Consumer: gives the space up to `end` (a record's end) back to the
  * producer.  Returns 1 if the producer is waiting for room and must be
@@ -255,8 +256,10 @@ void pp__ring_awake(pp__ring_t *r);
 int pp__ring_wait_room_prepare(pp__ring_t *r, uint64_t len);
 void pp__ring_room_awake(pp__ring_t *r);
 
-/* Parses a CALL or INIT record.  Returns 0 or PP_EPROTO. */
-int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *call);
+/* Parses a CALL or INIT record.  Returns 0, or PP_EPROTO with the reason in
+ * *err. */
+int pp__call_rec_parse(const pp__rec_t *rec, pp__call_rec_t *call,
+                       pp__err_t *err);
 
 /* ---- the mappings a worker keeps ----
  *
@@ -287,5 +290,15 @@ int pp__mapcache_find(pp__mapcache_t *c, uint64_t serial, void **obj);
  * PP__MAPCACHE_N), for the caller to close once nothing uses them. */
 int pp__mapcache_put(pp__mapcache_t *c, uint64_t serial, uint64_t size,
                      void *obj, void **out, int *nout);
+
+/* A worker also keeps the mappings of the last few large results it sent
+ * (at most PP__KEPT_N, and PP__MAPCACHE_BYTES in all), which the parent
+ * does not track: when one comes back (a spare as a reply hint, or a
+ * result passed on as the next argument), it is still sent, but the worker
+ * recognizes it (pp__shm_recv_known) and uses the mapping it has, whose
+ * pages are in place, instead of mapping it afresh.  From then on it is
+ * kept like any mapping sent to it, as above; the two sides still agree,
+ * since the parent's bookkeeping only says what was sent. */
+#define PP__KEPT_N 2
 
 #endif /* PP_RING_H */

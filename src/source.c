@@ -47,7 +47,7 @@ void pp__pool_wake_locked(pp_pool_t *pool) {
 int pp__src_queue_locked(pp__src_t *src) {
   pp_pool_t *pool = src->pool;
   if (pool->closing)
-    return pp__set_error(PP_ECLOSED, "the pool is being destroyed");
+    return PP_ECLOSED;
   src->first_id = pool->next_id + 1;
   pool->next_id += src->n;
   pool->stats.calls_submitted += src->n;

@@ -31,13 +31,13 @@ static int check_format(const char *fmt, size_t *count) {
   size_t n = 0;
   const char *f;
   if (fmt == NULL)
-    return pp__set_error(PP_EINVAL, "tuple format is NULL");
+    return pp__fail(PP_EINVAL, "tuple format is NULL");
   for (f = fmt; *f; f++) {
     if (*f == ' ')
       continue;
     if (*f != 'i' && *f != 'd' && *f != 's' && *f != 'b')
-      return pp__set_error(PP_EINVAL, "bad tuple format letter '%c' in \"%s\"",
-                           *f, fmt);
+      return pp__fail(PP_EINVAL, "bad tuple format letter '%c' in \"%s\"", *f,
+                      fmt);
     n++;
   }
   *count = n;
@@ -52,14 +52,14 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
   int err;
 
   if (out == NULL)
-    return pp__set_error(PP_EINVAL, "pp_pack: out is NULL");
+    return pp__fail(PP_EINVAL, "pp_pack: out is NULL");
   out->data = NULL;
   out->len = 0;
   err = check_format(fmt, &count);
   if (err)
     return err;
   if (count > UINT32_MAX)
-    return pp__set_error(PP_EINVAL, "pp_pack: too many values");
+    return pp__fail(PP_EINVAL, "pp_pack: too many values");
 
   /* First pass: size and argument checks, on a copy of the list.  Every
    * sum is checked, so that huge lengths are refused instead of wrapping
@@ -80,7 +80,7 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
       case 's':
         s = va_arg(ap2, const char *);
         if (s == NULL)
-          err = pp__set_error(PP_EINVAL, "pp_pack: NULL string for 's'");
+          err = pp__fail(PP_EINVAL, "pp_pack: NULL string for 's'");
         else
           n = strlen(s), head = 1 + 8 + 1;
         break;
@@ -88,29 +88,31 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
         s = va_arg(ap2, const void *);
         n = va_arg(ap2, size_t);
         if (s == NULL && n > 0)
-          err = pp__set_error(PP_EINVAL, "pp_pack: NULL bytes for 'b'");
+          err = pp__fail(PP_EINVAL, "pp_pack: NULL bytes for 'b'");
         head = 1 + 8;
         break;
       default:
         break;
     }
     if (err == 0 && (!add_size(&total, n) || !add_size(&total, head)))
-      err = pp__set_error(PP_EINVAL, "pp_pack: the '%c' at %d of \"%s\" "
-                          "makes the tuple larger than memory can hold", *f,
-                          (int)(f - fmt), fmt);
+      err = pp__fail(PP_EINVAL,
+                     "pp_pack: the '%c' at %d of \"%s\" "
+                     "makes the tuple larger than memory can hold",
+                     *f, (int)(f - fmt), fmt);
   }
   va_end(ap2);
   if (err)
     return err;
   /* No call could carry it (wire.h), and no machine could hold it. */
   if ((uint64_t)total > PP__PAYLOAD_MAX)
-    return pp__set_error(PP_EINVAL, "pp_pack: a tuple of %zu bytes is larger "
-                         "than a call can carry", total);
+    return pp__fail(PP_EINVAL,
+                    "pp_pack: a tuple of %zu bytes is larger "
+                    "than a call can carry",
+                    total);
 
   buf = malloc(total);
   if (buf == NULL)
-    return pp__set_error(PP_ENOMEM, "pp_pack: cannot allocate %zu bytes",
-                         total);
+    return pp__fail(PP_ENOMEM, "pp_pack: cannot allocate %zu bytes", total);
   p = buf;
   p[0] = 'P';
   p[1] = 'T';
@@ -223,16 +225,15 @@ int pp_tuple_count(const void *buf, size_t len) {
   uint64_t dlen;
   if (b == NULL || len < PP__TUPLE_HEAD || b[0] != 'P' || b[1] != 'T' ||
       b[2] != 1 || b[3] != 0)
-    return pp__set_error(PP_EBADARGS, "not a procpool tuple");
+    return pp__fail(PP_EBADARGS, "not a procpool tuple");
   count = pp__get_u32(b + 4);
   if (count > INT32_MAX)
-    return pp__set_error(PP_EBADARGS, "tuple claims %u values", count);
+    return pp__fail(PP_EBADARGS, "tuple claims %u values", count);
   for (i = 0; i < count; i++)
     if (next_value(b, len, &off, &doff, &dlen) == 0)
-      return pp__set_error(PP_EBADARGS, "tuple value %u is malformed", i);
+      return pp__fail(PP_EBADARGS, "tuple value %u is malformed", i);
   if (off != len)
-    return pp__set_error(PP_EBADARGS, "tuple has %zu trailing bytes",
-                         len - off);
+    return pp__fail(PP_EBADARGS, "tuple has %zu trailing bytes", len - off);
   return (int)count;
 }
 
@@ -245,7 +246,7 @@ int pp_unpack(const void *buf, size_t len, const char *fmt, ...) {
   int n, err = 0;
 
   if (buf == NULL)
-    return pp__set_error(PP_EINVAL, "pp_unpack: buf is NULL");
+    return pp__fail(PP_EINVAL, "pp_unpack: buf is NULL");
   err = check_format(fmt, &count);
   if (err)
     return err;
@@ -253,9 +254,8 @@ int pp_unpack(const void *buf, size_t len, const char *fmt, ...) {
   if (n < 0)
     return n;
   if ((size_t)n != count)
-    return pp__set_error(PP_EBADARGS,
-                         "tuple has %d values, format \"%s\" wants %zu", n, fmt,
-                         count);
+    return pp__fail(PP_EBADARGS, "tuple has %d values, format \"%s\" wants %zu",
+                    n, fmt, count);
 
   /* Check every tag before writing any output, so a refused unpack leaves
    * the caller's variables untouched. */
@@ -265,9 +265,8 @@ int pp_unpack(const void *buf, size_t len, const char *fmt, ...) {
       continue;
     tag = next_value(b, len, &off, &doff, &dlen);
     if (tag != *f)
-      return pp__set_error(PP_EBADARGS,
-                           "tuple value %zu is '%c', format wants '%c'", i,
-                           tag, *f);
+      return pp__fail(PP_EBADARGS, "tuple value %zu is '%c', format wants '%c'",
+                      i, tag, *f);
     i++;
   }
 

@@ -47,6 +47,9 @@ static struct {
   volatile uint64_t current_id;   /* the running call, 0 between calls */
   const pp_task_t *last_task;     /* lookup cache */
   pp__mapcache_t maps;            /* mappings kept from earlier calls */
+  pp__shm_t *kept[PP__KEPT_N];    /* our own results, oldest first */
+  int nkept;
+  uint64_t kept_bytes;
 } W = {.index = -1};
 
 int pp__worker_depth(void) {
@@ -133,9 +136,35 @@ int pp__worker_log(int level, const char *text, size_t len) {
   return pp__worker_put(PP__REC_LOG, 0, W.current_id, lv, 4, text, len);
 }
 
+/* Keeps the mapping of a large result we sent, pushing out the oldest
+ * kept ones beyond PP__KEPT_N or PP__MAPCACHE_BYTES.  When the parent is
+ * done with the result it becomes one of its spares, and it comes back as
+ * the reply hint of a later call (blob.c); with the mapping still here,
+ * that call writes into pages that are in place instead of faulting in
+ * every page of a fresh mapping once more, which costs far more than the
+ * copy itself on a virtual machine. */
+static void keep_result(pp__shm_t *shm) {
+  uint64_t len = pp__shm_len(shm);
+  if (len > PP__MAPCACHE_BYTES) {
+    pp__shm_close(shm);
+    return;
+  }
+  while (W.nkept > 0 &&
+         (W.nkept == PP__KEPT_N || W.kept_bytes + len > PP__MAPCACHE_BYTES)) {
+    W.kept_bytes -= pp__shm_len(W.kept[0]);
+    pp__shm_close(W.kept[0]);
+    memmove(&W.kept[0], &W.kept[1], (size_t)(--W.nkept) * sizeof(*W.kept));
+  }
+  W.kept[W.nkept++] = shm;
+  W.kept_bytes += len;
+}
+
 /* Sends the call's outcome: RESULT (inline, or a blob for a large one) or
- * ERROR. */
-static void send_reply(uint64_t id, int status, pp_call_t *call) {
+ * ERROR.  The reason of an ERROR is the task's pp_call_fail() message, else
+ * `why` (the worker's own reason), else pp_last_error(): a task that
+ * returns a failed public call's status leaves that call's reason there. */
+static void send_reply(uint64_t id, int status, pp_call_t *call,
+                       const char *why) {
   if (status == 0 && call->reply_len <= pp__ring_max_payload(&W.results)) {
     pp__worker_put(PP__REC_RESULT, 0, id, call->reply, call->reply_len, NULL,
                    0);
@@ -164,7 +193,14 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
       if (rc == PP_ECLOSED)
         pp__exit_now(0);
     }
-    if (blob != call->reply_shm)
+    if (blob == call->reply_shm) {
+      /* Ours now (kept or closed), no longer the call's. */
+      call->reply_shm = NULL;
+      call->reply = NULL;
+    }
+    if (rc == 0)
+      keep_result(blob);
+    else
       pp__shm_close(blob);
     if (rc == 0) {
       meta[0] = call->reply_len;
@@ -172,13 +208,15 @@ static void send_reply(uint64_t id, int status, pp_call_t *call) {
     } else {
       status = rc == PP_ENOMEM ? PP_ENOMEM : PP_ETASK;
       free(call->fail_message);
-      call->fail_message = pp__strdup_printf(
-          "cannot hand over a result of %zu bytes: %s", call->reply_len,
-          pp_last_error());
+      call->fail_message =
+          pp__strdup_printf("cannot hand over a result of %zu bytes: %s",
+                            call->reply_len, pp__os_reason());
     }
   }
   if (status != 0) {
-    const char *msg = call->fail_message ? call->fail_message : pp_last_error();
+    const char *msg = call->fail_message ? call->fail_message
+                      : why              ? why
+                                         : pp_last_error();
     size_t len = strlen(msg);
     int32_t st = status;
     if (len > PP__MSG_MAX)
@@ -220,11 +258,19 @@ static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
       worker_abort("a call names a mapping it was never sent", 70);
     return obj;
   }
-  rc = pp__shm_recv(W.at.chan, handle, size, NULL, &shm);
+  rc = pp__shm_recv_known(W.at.chan, handle, size, NULL, W.kept, W.nkept,
+                          &shm, &n);
   if (rc == PP_ECLOSED)
     pp__exit_now(0);
   if (rc != 0)
-    worker_abort(pp_last_error(), 70);
+    worker_abort(pp__os_reason(), 70);
+  if (n >= 0) {
+    /* One of our own results, back as a spare: its mapping is warm. */
+    shm = W.kept[n];
+    W.kept_bytes -= pp__shm_len(shm);
+    memmove(&W.kept[n], &W.kept[n + 1],
+            (size_t)(--W.nkept - n) * sizeof(*W.kept));
+  }
   if (!pp__mapcache_put(&W.maps, serial, size, shm,
                         (void **)&m->close[m->nclose], &n))
     m->close[m->nclose++] = shm;
@@ -240,10 +286,12 @@ static void run_record(const pp__rec_t *rec) {
   const pp_task_t *task;
   const void *arg;
   pp_call_t call;
+  pp__err_t err;
+  const char *why = NULL; /* the worker's reason for a failure */
   int status, i;
 
-  if (pp__call_rec_parse(rec, &c) != 0)
-    worker_abort(pp_last_error(), 70);
+  if (pp__call_rec_parse(rec, &c, &err) != 0)
+    worker_abort(err.text, 70);
   memset(&call, 0, sizeof(call));
   call.id = rec->id;
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
@@ -270,19 +318,25 @@ static void run_record(const pp__rec_t *rec) {
   if (task == NULL) {
     /* The parent checks names at submit, so this means the parent and the
      * worker were built from different tables. */
-    status = pp__set_error(PP_ENOTASK, "worker %d has no task named '%.*s'",
-                           W.index, (int)c.name_len, c.name);
+    status = pp__err_set(&err, PP_ENOTASK,
+                         "worker %d has no task named "
+                         "'%.*s'",
+                         W.index, (int)c.name_len, c.name);
+    why = err.text;
   } else if (c.refused || !PP__CAS32(c.cancel, 0, PP__CALL_STARTED)) {
     /* Cancelled, or taken back for another worker (whose outcome the
      * parent keeps; it drops this one). */
-    status = pp__set_error(PP_ECANCELED, "call %llu cancelled before it ran",
-                           (unsigned long long)rec->id);
+    status = pp__err_set(&err, PP_ECANCELED,
+                         "call %llu cancelled before it "
+                         "ran",
+                         (unsigned long long)rec->id);
+    why = err.text;
   } else {
     pp__capture_call_start(rec->id);
     status = pp__call_run(task, &call, arg, (size_t)c.arg_len);
   }
   pp__capture_call_end(rec->id);
-  send_reply(rec->id, status, &call);
+  send_reply(rec->id, status, &call, why);
   W.cancel = NULL;
   W.current_id = 0;
   pp__ring_release(&W.calls, rec->end);
@@ -296,13 +350,13 @@ static void run_record(const pp__rec_t *rec) {
  * a sleep on the wake object.  The spin is bounded in time, not in turns,
  * so that it costs the same on every machine.  Exits when the parent has
  * gone. */
-static int next_record(pp__rec_t *rec) {
+static int next_record(pp__rec_t *rec, pp__err_t *err) {
   unsigned turn;
   int rc;
   for (;;) {
     int64_t until = pp__now_us() + PP__SPIN_US;
     for (turn = 0;;) {
-      rc = pp__ring_next(&W.calls, rec);
+      rc = pp__ring_next(&W.calls, rec, err);
       if (rc != 0)
         return rc;
       pp__spin_turn(turn);
@@ -362,26 +416,28 @@ static void wait_for_debugger(void) {
 static int serve(const unsigned char *cookie) {
   unsigned char hello[PP__HELLO_LEN];
   pp__rec_t rec;
+  pp__err_t err;
   int rc;
 
   if (pp__mutex_new(&W.plock) != 0)
     worker_abort("cannot create a lock", 71);
-  if (pp__shm_check(W.at.shm_base, W.at.shm_size) != 0)
-    worker_abort(pp_last_error(), 70);
+  if (pp__shm_check(W.at.shm_base, W.at.shm_size, &err) != 0)
+    worker_abort(err.text, 70);
   W.ctl = W.at.shm_base;
   pp__ring_bind(&W.calls, W.at.shm_base, 0);
   pp__ring_bind(&W.results, W.at.shm_base, 1);
-  if (pp__capture_start(W.at.chan, W.at.out, W.at.err, pp__worker_put) != 0)
-    worker_abort(pp_last_error(), 71);
+  if (pp__capture_start(W.at.chan, W.at.out, W.at.err, pp__worker_put, &err) !=
+      0)
+    worker_abort(err.text, 71);
   memcpy(hello, cookie, PP__COOKIE_LEN);
   pp__put_u64(hello + PP__COOKIE_LEN, (uint64_t)pp__self_pid());
   pp__module_build_id(W.tasks, hello + PP__COOKIE_LEN + 8);
   pp__worker_put(PP__REC_HELLO, 0, 0, hello, sizeof(hello), NULL, 0);
 
   for (;;) {
-    rc = next_record(&rec);
+    rc = next_record(&rec, &err);
     if (rc < 0)
-      worker_abort(pp_last_error(), 70);
+      worker_abort(err.text, 70);
     if (rec.kind == PP__REC_BYE)
       break;
     if (rec.kind != PP__REC_CALL && rec.kind != PP__REC_INIT)
@@ -397,6 +453,7 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   char spec[1024];
   unsigned char cookie[PP__COOKIE_LEN];
   int64_t ppid = 0;
+  pp__err_t err;
   int i;
 
   if (tasks != NULL)
@@ -425,21 +482,25 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   }
   if (pp__worker_attach(spec, ppid, W.inherit ? PP__ATTACH_INHERIT_OUTPUT : 0,
                         &W.at) != 0) {
-    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp__os_reason());
     *rc = 65;
     return 1;
   }
-  if (pp__apr_init() != 0) {
-    fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+  if (pp__apr_init(&err) != 0) {
+    fprintf(stderr, "procpool worker %d: %s\n", W.index, err.text);
     *rc = 66;
     return 1;
   }
   W.tasks = tasks;
   if (lib != NULL) {
     apr_pool_t *mem = NULL;
-    if (apr_pool_create(&mem, NULL) != APR_SUCCESS ||
-        pp__tasks_load(mem, lib, &W.tasks) != 0) {
-      fprintf(stderr, "procpool worker %d: %s\n", W.index, pp_last_error());
+    int loaded = apr_pool_create(&mem, NULL) != APR_SUCCESS
+                     ? pp__err_set(&err, PP_ENOMEM,
+                                   "no memory for the task "
+                                   "library")
+                     : pp__tasks_load(mem, lib, &W.tasks, &err);
+    if (loaded != 0) {
+      fprintf(stderr, "procpool worker %d: %s\n", W.index, err.text);
       *rc = 67;
       return 1;
     }

@@ -180,6 +180,19 @@ static int middle(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_reply(call, (const unsigned char *)arg + len / 4, len / 2);
 }
 
+/* A new result, every byte one more than the argument's (a task that
+ * transforms its data, and whose output may be the next call's input). */
+static int bump(pp_call_t *call, const void *arg, size_t len) {
+  const unsigned char *in = arg;
+  unsigned char *out = pp_call_reply_alloc(call, len);
+  size_t i;
+  if (out == NULL)
+    return PP_ENOMEM;
+  for (i = 0; i < len; i++)
+    out[i] = (unsigned char)(in[i] + 1);
+  return 0;
+}
+
 static int fail(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_fail(call, "fail: %.*s", (int)len, (const char *)arg);
 }
@@ -544,7 +557,7 @@ const pp_task_t pp_test_tasks[] = {
     PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
     PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
     PP_TASK(garble),   PP_TASK(stream), PP_TASK(fastfail), PP_TASK(holds_handle),
-    PP_TASK(proc_token), PP_TASK(middle),
+    PP_TASK(proc_token), PP_TASK(middle), PP_TASK(bump),
     /* tasks_hostile.c */
     {"ret", pp_test_task_ret},
     {"bad_reply", pp_test_task_bad_reply},

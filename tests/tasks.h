@@ -10,6 +10,8 @@
  *   add       "ii" a b               -> "i" a+b
  *   echo      any bytes              -> the same bytes
  *   middle    any bytes              -> bytes [len/4, len/4 + len/2)
+ *   bump      any bytes              -> a new result of the same length,
+ *                                        every byte plus 1
  *   fail      any bytes (text)       -> PP_ETASK "fail: <text>"
  *   act       "si" action value      -> runs one action, for mixed maps:
  *             "square" -> "i" value*value, "fail" -> PP_ETASK "act failed

@@ -9,7 +9,7 @@
  * Once all five are busy the helper prints their pids on stdout.  The test
  * then kills the helper with SIGKILL (TerminateProcess on Windows), which
  * leaves it no chance to clean up, and measures how long the last of the
- * five takes to disappear: the contract (DESIGN.md section 4) is one
+ * five takes to disappear: the contract (docs/design.md, the failure contract) is one
  * second.
  */
 #include <setjmp.h>

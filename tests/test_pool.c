@@ -427,6 +427,41 @@ static void test_pool_non_worker_exe_is_espawn(void **state) {
 #endif
 }
 
+/* pp_last_error() is the public edge's (error.h): calls that fail inside a
+ * pool (a crash, a task's error, a broken worker that is replaced) are told
+ * in their results, and public calls that succeed leave the text of the
+ * last failed public call alone. */
+static void test_pool_last_error_is_written_at_the_edge_only(void **state) {
+  static const char *tasks[] = {"segv", "fail", "garble", "square"};
+  pp_future_t *f[4];
+  pp_buf_t arg = pp_test_pack_int(7);
+  pp_result_t r;
+  pp_pool_t *pool;
+  size_t i;
+  (void)state;
+  pool = pp_test_make_pool(2, 0, 0, NULL);
+  reset_error();
+  for (i = 0; i < 4; i++)
+    assert_int_equal(
+        pp_pool_submit(pool, tasks[i], arg.data, arg.len, NULL, &f[i]), 0);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(pp_future_wait(f[i], -1), 0);
+    assert_int_equal(pp_future_take(f[i], &r), 0);
+    if (i == 3) {
+      assert_int_equal(r.status, 0);
+      assert_true(pp_test_int_result(&r) == 49);
+    } else {
+      assert_int_not_equal(r.status, 0);
+      assert_true(strlen(r.message) > 0);
+    }
+    pp_results_free(&r, 1);
+    pp_future_free(f[i]);
+  }
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_free_bufs(&arg, 1);
+  assert_string_equal(pp_last_error(), SENTINEL);
+}
+
 static void test_pool_status_names_and_messages(void **state) {
   (void)state;
   assert_string_equal(pp_strerror(0), "success");
@@ -442,7 +477,7 @@ static void test_pool_status_names_and_messages(void **state) {
   assert_string_equal(pp_strerror(5), "unknown error");
   assert_string_equal(pp_err_name(PP_ERRNO_MIN), "PP_UNKNOWN");
   assert_int_equal(pp_version(), PP_VERSION_HEX);
-  assert_string_equal(pp_version_string(), "0.1.0");
+  assert_string_equal(pp_version_string(), "0.2.0");
   assert_true(PP_VERSION_AT_LEAST(0, 1, 0));
 }
 
@@ -503,6 +538,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_pool_failing_initializer_is_etask),
       cmocka_unit_test(test_pool_bad_worker_exe_is_espawn),
       cmocka_unit_test(test_pool_non_worker_exe_is_espawn),
+      cmocka_unit_test(test_pool_last_error_is_written_at_the_edge_only),
       cmocka_unit_test(test_pool_status_names_and_messages),
       cmocka_unit_test(test_pool_workers_die_with_parent),
   };

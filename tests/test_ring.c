@@ -25,12 +25,15 @@ typedef struct shm_s {
   pp__ring_t prod, cons;
 } shm_t;
 
+/* The reason a ring function gives when it refuses (error.h). */
+static pp__err_t err;
+
 static void shm_open_ring(shm_t *s) {
   uint64_t size = pp__shm_size(RING);
   s->base = calloc(1, (size_t)size);
   assert_non_null(s->base);
   pp__shm_format(s->base, RING);
-  assert_int_equal(pp__shm_check(s->base, size), 0);
+  assert_int_equal(pp__shm_check(s->base, size, &err), 0);
   pp__ring_bind(&s->prod, s->base, 1);
   pp__ring_bind(&s->cons, s->base, 1);
 }
@@ -60,7 +63,7 @@ static void test_ring_records_cross_the_wrap(void **state) {
       len = (len * 7 + 13) % 3000;
     }
     pp__ring_commit(&s.prod);
-    while (pp__ring_next(&s.cons, &rec) == 1) {
+    while (pp__ring_next(&s.cons, &rec, &err) == 1) {
       got++;
       assert_int_equal(rec.kind, PP__REC_RESULT);
       assert_int_equal(rec.aux, 7);
@@ -88,17 +91,17 @@ static void test_ring_late_binding_misses_nothing(void **state) {
   put(&s.prod, PP__REC_RESULT, 2, 8, 2);
   pp__ring_commit(&s.prod);
   pp__ring_bind(&late, s.base, 1);
-  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_int_equal(pp__ring_next(&late, &rec, &err), 1);
   assert_int_equal(rec.kind, PP__REC_HELLO);
   pp__ring_release(&late, rec.end);
   pp__ring_bind(&prod2, s.base, 1);
   put(&prod2, PP__REC_RESULT, 3, 8, 3);
   pp__ring_commit(&prod2);
-  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_int_equal(pp__ring_next(&late, &rec, &err), 1);
   assert_true(rec.id == 2);
-  assert_int_equal(pp__ring_next(&late, &rec), 1);
+  assert_int_equal(pp__ring_next(&late, &rec, &err), 1);
   assert_true(rec.id == 3);
-  assert_int_equal(pp__ring_next(&late, &rec), 0);
+  assert_int_equal(pp__ring_next(&late, &rec, &err), 0);
   free(s.base);
 }
 
@@ -118,7 +121,7 @@ static void test_ring_full_ring_refuses(void **state) {
   assert_true(n > 10);
   assert_false(pp__ring_fits(&s.prod, 1000));
   /* Reading is not enough: the space is the reader's until it releases. */
-  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), 1);
   assert_false(pp__ring_fits(&s.prod, 1000));
   pp__ring_release(&s.cons, rec.end);
   assert_true(pp__ring_fits(&s.prod, 1000));
@@ -135,7 +138,7 @@ static void test_ring_wake_only_a_sleeper(void **state) {
   assert_int_equal(pp__ring_commit(&s.prod), 0);
   /* Data is there: no sleep. */
   assert_int_equal(pp__ring_sleep_prepare(&s.cons), 1);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), 1);
   pp__ring_release(&s.cons, rec.end);
   assert_int_equal(pp__ring_sleep_prepare(&s.cons), 0);
   put(&s.prod, PP__REC_LOG, 2, 4, 0);
@@ -158,13 +161,19 @@ static void test_ring_corruption_is_eproto(void **state) {
   /* A head that runs ahead of the tail by more than the ring. */
   shm_open_ring(&s);
   s.prod.hdr->head = 2 * (uint64_t)RING;
-  assert_int_equal(pp__ring_next(&s.cons, &rec), PP_EPROTO);
+  assert_int_equal(pp_future_wait(NULL, 0), PP_EINVAL);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), PP_EPROTO);
+  /* The reason comes back with the code; pp_last_error() is the public
+   * edge's, and still tells of the last failed public call. */
+  assert_int_equal(err.code, PP_EPROTO);
+  assert_non_null(strstr(err.text, "is impossible"));
+  assert_string_equal(pp_last_error(), "pp_future_wait: future is NULL");
   free(s.base);
 
   /* A head that is not aligned. */
   shm_open_ring(&s);
   s.prod.hdr->head = 12;
-  assert_int_equal(pp__ring_next(&s.cons, &rec), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), PP_EPROTO);
   free(s.base);
 
   /* A record longer than what was published. */
@@ -174,7 +183,7 @@ static void test_ring_corruption_is_eproto(void **state) {
   p = s.prod.data;
   len = 4096;
   memcpy(p, &len, 4);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), PP_EPROTO);
   free(s.base);
 
   /* A record that runs past the end of the buffer. */
@@ -186,7 +195,7 @@ static void test_ring_corruption_is_eproto(void **state) {
   p = s.prod.data + RING - 64;
   len = 1000;
   memcpy(p, &len, 4);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), PP_EPROTO);
   free(s.base);
 
   /* Padding that stops short of the end. */
@@ -195,17 +204,17 @@ static void test_ring_corruption_is_eproto(void **state) {
   pp__ring_commit(&s.prod);
   kind = PP__REC_PAD;
   memcpy(s.prod.data + 4, &kind, 2);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), PP_EPROTO);
   free(s.base);
 
   /* A mapping of another layout. */
   shm_open_ring(&s);
   ((pp__shm_ctl_t *)s.base)->call_size = 12345;
-  assert_int_equal(pp__shm_check(s.base, pp__shm_size(RING)), PP_EPROTO);
+  assert_int_equal(pp__shm_check(s.base, pp__shm_size(RING), &err), PP_EPROTO);
   ((pp__shm_ctl_t *)s.base)->call_size = RING;
   ((pp__shm_ctl_t *)s.base)->version = 99;
-  assert_int_equal(pp__shm_check(s.base, pp__shm_size(RING)), PP_EPROTO);
-  assert_int_equal(pp__shm_check(s.base, 100), PP_EPROTO);
+  assert_int_equal(pp__shm_check(s.base, pp__shm_size(RING), &err), PP_EPROTO);
+  assert_int_equal(pp__shm_check(s.base, 100, &err), PP_EPROTO);
   free(s.base);
 }
 
@@ -227,8 +236,8 @@ static void test_ring_call_records(void **state) {
   assert_true(planned.head == s.prod.head);
   pp__call_rec_put(p, "square", 6, arg, sizeof(arg), NULL);
   pp__ring_commit(&s.prod);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), 0);
   assert_int_equal(c.name_len, 6);
   assert_memory_equal(c.name, "square", 6);
   assert_int_equal(c.arg_len, sizeof(arg));
@@ -251,16 +260,16 @@ static void test_ring_call_records(void **state) {
   /* Bad names. */
   n = 0;
   memcpy((unsigned char *)rec.payload + 4, &n, 2);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   n = 5000;
   memcpy((unsigned char *)rec.payload + 4, &n, 2);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   n = 6;
   memcpy((unsigned char *)rec.payload + 4, &n, 2);
   ((unsigned char *)rec.payload)[PP__CALL_HEAD + 2] = '\0';
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   rec.len = 4;
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   free(s.base);
 }
 
@@ -281,23 +290,23 @@ static void test_ring_blob_call_records(void **state) {
   p = pp__ring_begin(&s.prod, PP__REC_CALL, 2, 6, len);
   pp__call_rec_put(p, "echo", 4, NULL, 0, &cb);
   pp__ring_commit(&s.prod);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), 0);
   assert_true(c.blob && !c.refused && c.arg == NULL);
   assert_true(c.arg_len == (uint64_t)3 << 32);
   assert_memory_equal(&c.b, &cb, sizeof(cb));
   rec.len -= 8;
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   rec.len += 8;
   rec.aux = 3;
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
   rec.aux = 1;
   /* An argument that would end past its mapping. */
   memcpy((unsigned char *)rec.payload + rec.len - 72 + 16,
          &(uint64_t){((uint64_t)1 << 32) + 1}, 8);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), PP_EPROTO);
-  assert_int_equal(pp__ring_next(&s.cons, &rec), 1);
-  assert_int_equal(pp__call_rec_parse(&rec, &c), 0);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), PP_EPROTO);
+  assert_int_equal(pp__ring_next(&s.cons, &rec, &err), 1);
+  assert_int_equal(pp__call_rec_parse(&rec, &c, &err), 0);
   assert_true(c.refused && !c.blob && c.arg == NULL && c.b.hint_size == 0);
   free(s.base);
 }

@@ -175,6 +175,60 @@ static void test_shared_results_that_are_the_argument(void **state) {
   free(heap);
 }
 
+/* A worker keeps the mappings of the large results it made (worker.c)
+ * and uses them again when they come back: freed results as reply hints,
+ * results passed on as the next call's argument.  Over rounds of both,
+ * with changing sizes, every result is exact, and a result the caller
+ * still holds is never written. */
+static void test_shared_own_results_come_back(void **state) {
+  static const size_t sizes[] = {3 * MIB, 3 * MIB, 2 * MIB + 3, 5 * MIB,
+                                 3 * MIB - 1};
+  pp_pool_t *pool = *state;
+  pp_result_t held, r;
+  unsigned char *first;
+  size_t i, len = 5 * MIB;
+  int round, add;
+  first = pp_shared_alloc(len);
+  assert_non_null(first);
+  for (i = 0; i < len; i++)
+    first[i] = (unsigned char)(i * 7);
+  held = call(pool, "bump", first, len);
+  assert_int_equal(held.status, 0);
+  r = call(pool, "bump", first, len);
+  assert_int_equal(r.status, 0);
+  add = 1; /* r.data[i] is i * 7 + add */
+  for (round = 0; round < 20; round++) {
+    /* The previous result goes in as it is (it is shared memory), and is
+     * freed, a spare for a later result, once the call is over. */
+    size_t next = sizes[round % 5] < r.len ? sizes[round % 5] : r.len;
+    pp_result_t s = call(pool, "bump", r.data, next);
+    assert_int_equal(s.status, 0);
+    assert_int_equal(s.len, next);
+    add++;
+    for (i = 0; i < next; i++)
+      if (((unsigned char *)s.data)[i] != (unsigned char)(i * 7 + (size_t)add))
+        break;
+    assert_int_equal(i, next);
+    pp_results_free(&r, 1);
+    r = s;
+    if (r.len < 3 * MIB) {
+      /* A fresh start from the first buffer, at full length. */
+      pp_results_free(&r, 1);
+      r = call(pool, "bump", first, len);
+      assert_int_equal(r.status, 0);
+      add = 1;
+    }
+  }
+  pp_results_free(&r, 1);
+  /* The first result was held all along: untouched. */
+  for (i = 0; i < len; i++)
+    if (((unsigned char *)held.data)[i] != (unsigned char)(i * 7 + 1))
+      break;
+  assert_int_equal(i, len);
+  pp_results_free(&held, 1);
+  pp_free(first);
+}
+
 static void test_shared_bad_sizes(void **state) {
   (void)state;
   assert_null(pp_shared_alloc(0));
@@ -191,6 +245,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_shared_slices_and_results),
       PP_TEST_POOL_TEST(test_shared_spares_are_reused_safely),
       PP_TEST_POOL_TEST(test_shared_results_that_are_the_argument),
+      PP_TEST_POOL_TEST(test_shared_own_results_come_back),
       cmocka_unit_test(test_shared_bad_sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,7 @@
  * (b) POSIX: after a SIGINT in the parent (a handler that sets a flag) and
  *     in every worker, as a terminal's Ctrl-C would send, the pool still
  *     works and its destroy reaps every worker and returns.  Workers run in
- *     process groups of their own, by design (DESIGN.md, spawn.c), so that
+ *     process groups of their own, by design (docs/design.md, platform/posix/spawn.c), so that
  *     a Ctrl-C at the terminal reaches only the application, which decides
  *     what happens to its calls.
  */

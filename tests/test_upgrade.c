@@ -320,15 +320,20 @@ static void test_upgrade_silent_worker_is_bounded(void **state) {
 static void test_upgrade_connected_mute_worker_is_bounded(void **state) {
   pp_pool_options_t o;
   pp_pool_t *pool = NULL;
+  char want[64];
   const char *msg;
   (void)state;
   pp_test_pool_options(&o, 1, 0, 0, NULL);
   o.worker_exe = PP_TEST_MUTE;
-  o.start_timeout_ms = 1000;
+  /* Long enough for the mute worker to connect and print its line first,
+   * also where processes start slowly. */
+  o.start_timeout_ms = 1000 * PP_TEST_TIME_SCALE;
   assert_int_equal(pp_pool_create(&pool, &o), PP_ESPAWN);
   msg = pp_last_error();
   print_message("create failed: %s\n", msg);
-  assert_non_null(strstr(msg, "did not say hello within 1000 ms"));
+  snprintf(want, sizeof(want), "did not say hello within %lld ms",
+           (long long)o.start_timeout_ms);
+  assert_non_null(strstr(msg, want));
   assert_non_null(strstr(msg, "it was still running and was killed"));
   assert_non_null(strstr(msg, "its last line on stderr: mute: connected"));
   assert_null(pool);

@@ -3,6 +3,7 @@
  * of worker processes: procpool's main demo.
  *
  *   wordfreq [--size=1G] [--workers=N] [--top=20] [--check] [--no-inline]
+ * [--quiet]
  *            [--chunk=SIZE] [--cache-dir=DIR] [--regen]
  *            [--expect-checksum=HEX] [FILE]
  *
@@ -41,6 +42,7 @@ typedef struct options_s {
   int top;
   int check;
   int inline_run;
+  int quiet; /* no progress bar */
   int64_t chunk;
   const char *cache_dir;
   int regen;
@@ -73,6 +75,7 @@ static void usage(FILE *f) {
           "  --top=N            words to list (default 20)\n"
           "  --check            compare with a count of the whole file in "
           "this process\n"
+          "  --quiet            no progress bar on stderr\n"
           "  --no-inline        skip the inline run that measures the "
           "speed-up\n"
           "  --chunk=SIZE       bytes per range (default: 1M to 64M)\n"
@@ -127,6 +130,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
       o->check = 1;
     } else if (strcmp(a, "--no-inline") == 0) {
       o->inline_run = 0;
+    } else if (strcmp(a, "--quiet") == 0) {
+      o->quiet = 1;
     } else if (strncmp(a, "--chunk=", 8) == 0) {
       if (parse_size(v, &o->chunk) != 0 || o->chunk <= 0)
         goto bad;
@@ -241,7 +246,8 @@ static int merge_cb(void *data, size_t index, pp_result_t *r) {
 
 /* Counts every range over `pool` into a fresh *m and times it. */
 static int count_all(pp_pool_t *pool, const pp_buf_t *args, size_t n,
-                     merge_t *m, double *secs) {
+                     merge_t *m, double *secs, int quiet) {
+  pp_map_options_t mo;
   double t0 = now();
   int rc;
   memset(m, 0, sizeof(*m));
@@ -249,7 +255,10 @@ static int count_all(pp_pool_t *pool, const pp_buf_t *args, size_t n,
     fprintf(stderr, "wordfreq: out of memory\n");
     return -1;
   }
-  rc = pp_pool_map_unordered(pool, "count_range", args, n, merge_cb, m, NULL);
+  /* A bar on stderr while it runs (plain lines when stderr is a log). */
+  memset(&mo, 0, sizeof(mo));
+  mo.flags = quiet ? 0 : PP_MAP_PROGRESS_BAR;
+  rc = pp_pool_map_unordered(pool, "count_range", args, n, merge_cb, m, &mo);
   *secs = now() - t0;
   if (rc != 0 && !m->failed)
     fprintf(stderr, "wordfreq: %s\n", pp_last_error());
@@ -345,7 +354,7 @@ int main(int argc, char **argv) {
          "%.3f s)\n",
          n, human(chunk, hc, sizeof(hc)), workers, start_secs);
   fflush(stdout);
-  if (count_all(pool, args, n, &par, &pool_secs) != 0)
+  if (count_all(pool, args, n, &par, &pool_secs, o.quiet) != 0)
     goto cleanup;
   pp_pool_destroy(pool, PP_DESTROY_WAIT);
   pool = NULL;
@@ -353,11 +362,12 @@ int main(int argc, char **argv) {
   /* The same calls in this process, through the same serialization. */
   if ((o.inline_run || o.check) && make_pool(&inl, 1, PP_POOL_INLINE) != 0)
     goto cleanup;
-  if (o.inline_run && count_all(inl, args, n, &seq, &seq_secs) != 0)
+  if (o.inline_run && count_all(inl, args, n, &seq, &seq_secs, o.quiet) != 0)
     goto cleanup;
   if (o.check) {
     whole = plan_ranges(path, size, size, &n1);
-    if (whole == NULL || count_all(inl, whole, n1, &ref, &ref_secs) != 0)
+    if (whole == NULL ||
+        count_all(inl, whole, n1, &ref, &ref_secs, o.quiet) != 0)
       goto cleanup;
   }
 

@@ -44,14 +44,14 @@ int pp__posix_error(int status, int err, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof(what), fmt, ap);
   va_end(ap);
-  return pp__set_error(status, "%s: %s", what, strerror(err));
+  return pp__os_fail(status, "%s: %s", what, strerror(err));
 }
 
 int pp__chan_wrap(int fd, pp__chan_t **chan) {
   pp__chan_t *c = calloc(1, sizeof(*c));
   *chan = NULL;
   if (c == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a channel");
+    return pp__os_fail(PP_ENOMEM, "cannot allocate a channel");
 #if defined(SO_NOSIGPIPE)
   {
     int one = 1;
@@ -88,8 +88,8 @@ void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc) {
 
 static int io_error(int err, const char *what) {
   if (err == EPIPE || err == ECONNRESET || err == ENOTCONN)
-    return pp__set_error(PP_ECLOSED, "%s: the other end has gone (%s)", what,
-                         strerror(err));
+    return pp__os_fail(PP_ECLOSED, "%s: the other end has gone (%s)", what,
+                       strerror(err));
   return pp__posix_error(PP_EIO, err, "%s", what);
 }
 
@@ -166,10 +166,12 @@ static ssize_t read_once(pp__chan_t *c, void *buf, size_t cap, int *ended) {
 
 static int ended_error(pp__chan_t *c, size_t missing) {
   if (c->proc != NULL)
-    return pp__set_error(PP_ECLOSED, "the worker process ended with %zu "
-                         "bytes of a frame missing", missing);
-  return pp__set_error(PP_ECLOSED, "end of stream with %zu bytes missing",
+    return pp__os_fail(PP_ECLOSED,
+                       "the worker process ended with %zu "
+                       "bytes of a frame missing",
                        missing);
+  return pp__os_fail(PP_ECLOSED, "end of stream with %zu bytes missing",
+                     missing);
 }
 
 int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
@@ -217,7 +219,7 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
 int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
   ssize_t r;
   if (len > 64)
-    return pp__set_error(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+    return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
   /* A message this small is one socket buffer on AF_UNIX: it is queued
    * whole or not at all. */
   do
@@ -228,7 +230,7 @@ int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
   if (r < 0)
     return io_error(errno, "send");
   if ((size_t)r != len)
-    return pp__set_error(PP_EIO, "send queued %zd of %zu bytes", r, len);
+    return pp__os_fail(PP_EIO, "send queued %zd of %zu bytes", r, len);
   return 0;
 }
 

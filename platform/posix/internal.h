@@ -1,11 +1,24 @@
 /*
- * internal.h (POSIX) - helpers shared by the POSIX platform files.
+ * internal.h (POSIX) - helpers shared by the POSIX platform files, and
+ * what a worker's executable and process are (image.c, spawn.c, proc.c).
  */
 #ifndef PP_POSIX_INTERNAL_H
 #define PP_POSIX_INTERNAL_H
 
+#include <sys/types.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+
 #include "../../src/error.h"
 #include "../platform.h"
+
+/* A pidfd per worker (Linux 5.3): spawn.c opens it, proc.c waits on it and
+ * kills through it. */
+#if defined(__linux__) && defined(SYS_pidfd_open) &&                           \
+    defined(SYS_pidfd_send_signal)
+#define PP__HAVE_PIDFD 1
+#endif
 
 /* Records "<what>: <strerror(err)>" as the last error and returns status.
  * This is where errno becomes a PP_E* code. */
@@ -19,6 +32,24 @@ int pp__chan_wrap(int fd, pp__chan_t **chan);
  * read or write of it fail, without freeing it: for a forked child, whose
  * copy of the worker state still points at the channel. */
 void pp__posix_chan_forget(pp__chan_t *chan, int close_fd);
+
+/* The executable workers are started from (image.c; spawn.c starts them
+ * from it). */
+struct pp__image_s {
+  char *path; /* as given, or this program's path */
+  int fd;     /* the open file, or -1 */
+  int by_fd;  /* start workers from fd (Linux, /proc mounted) */
+};
+
+/* A worker process: spawn.c starts it, proc.c waits for it, kills it and
+ * frees it. */
+struct pp__proc_s {
+  pid_t pid;
+  int pidfd; /* -1 where the system has none */
+  int reaped;
+  int killed;
+  pp__exit_t status;
+};
 
 /* A worker's pidfd (readable once it has ended), or -1 where there is none. */
 int pp__posix_proc_fd(const pp__proc_t *proc);

@@ -88,11 +88,11 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   int rc;
   *out = NULL;
   if (size == 0 || size > (uint64_t)SIZE_MAX)
-    return pp__set_error(PP_EINVAL, "shared memory of %llu bytes",
+    return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
                          (unsigned long long)size);
   s = calloc(1, sizeof(*s));
   if (s == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for shared memory");
+    return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   s->fd = -1;
   rc = shm_fd(size, &s->fd);
   if (rc == 0)
@@ -151,7 +151,7 @@ int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size) {
   if (fstat(fd, &st) != 0)
     return pp__posix_error(PP_EIO, errno, "shared memory descriptor %d", fd);
   if (st.st_size <= 0)
-    return pp__set_error(PP_EIO, "shared memory descriptor %d is empty", fd);
+    return pp__os_fail(PP_EIO, "shared memory descriptor %d is empty", fd);
   p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | ((flags & PP__SHM_POPULATE) ? PP__MAP_POPULATE : 0), fd,
            0);
   if (p == MAP_FAILED)
@@ -193,12 +193,36 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   if (r == 1)
     return 0;
   if (r < 0 && (errno == EPIPE || errno == ECONNRESET))
-    return pp__set_error(PP_ECLOSED, "the other end has gone");
+    return pp__os_fail(PP_ECLOSED, "the other end has gone");
   return pp__posix_error(PP_EIO, errno, "sending a blob");
+}
+
+/* Returns the index of the mapping in `known` that `fd` is another
+ * descriptor of (and that is at least `size` bytes), or -1.  Device and
+ * inode name the object: both stay taken while `known` holds it open, so
+ * no other object can have them meanwhile. */
+static int find_known(int fd, uint64_t size, pp__shm_t *const *known, int n) {
+  struct stat st, kst;
+  int i;
+  if (n <= 0 || fstat(fd, &st) != 0)
+    return -1;
+  for (i = 0; i < n; i++)
+    if (known[i] != NULL && known[i]->size >= size &&
+        fstat(known[i]->fd, &kst) == 0 && kst.st_dev == st.st_dev &&
+        kst.st_ino == st.st_ino)
+      return i;
+  return -1;
 }
 
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **out) {
+  int known_at;
+  return pp__shm_recv_known(chan, handle, size, peer, NULL, 0, out, &known_at);
+}
+
+int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                       pp__proc_t *peer, pp__shm_t *const *known, int n,
+                       pp__shm_t **out, int *known_at) {
   struct msghdr msg;
   struct iovec iov;
   union {
@@ -212,6 +236,7 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   int fd = -1, rc;
   (void)handle, (void)peer;
   *out = NULL;
+  *known_at = -1;
   memset(&msg, 0, sizeof(msg));
   memset(&control, 0, sizeof(control));
   iov.iov_base = &byte;
@@ -224,19 +249,27 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
     r = recvmsg(pp__posix_chan_fd(chan), &msg, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
   if (r == 0)
-    return pp__set_error(PP_ECLOSED, "the other end has gone");
+    return pp__os_fail(PP_ECLOSED, "the other end has gone");
   if (r < 0)
     return pp__posix_error(PP_EIO, errno, "receiving a blob");
   for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
     if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
         cm->cmsg_len == CMSG_LEN(sizeof(int)))
       memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-  if (fd < 0 || byte != 'B')
-    return pp__set_error(PP_EPROTO, "a blob message without its descriptor");
+  if (fd < 0 || byte != 'B') {
+    if (fd >= 0)
+      close(fd); /* a descriptor with a wrong byte is refused, not kept */
+    return pp__os_fail(PP_EPROTO, "a blob message without its descriptor");
+  }
+  *known_at = find_known(fd, size, known, n);
+  if (*known_at >= 0) {
+    close(fd);
+    return 0;
+  }
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
     close(fd);
-    return pp__set_error(PP_ENOMEM, "out of memory for a blob");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a blob");
   }
   s->fd = fd;
   rc = 0;
@@ -247,14 +280,14 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
   {
     int seals = fcntl(fd, F_GET_SEALS);
     if (seals < 0 || !(seals & F_SEAL_SHRINK))
-      rc = pp__set_error(PP_EPROTO, "a blob that is not sealed against "
+      rc = pp__os_fail(PP_EPROTO, "a blob that is not sealed against "
                          "shrinking");
   }
 #endif
   if (rc == 0)
     rc = pp__posix_shm_map(fd, PP__SHM_POPULATE, &s->base, &s->size);
   if (rc == 0 && s->size < size)
-    rc = pp__set_error(PP_EPROTO, "a blob of %llu bytes where %llu were "
+    rc = pp__os_fail(PP_EPROTO, "a blob of %llu bytes where %llu were "
                        "announced", (unsigned long long)s->size,
                        (unsigned long long)size);
   if (rc != 0) {

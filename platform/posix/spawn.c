@@ -1,6 +1,6 @@
 /*
- * spawn.c (POSIX) - the worker executable, and starting, waiting for and
- * killing workers.
+ * spawn.c (POSIX) - starting workers (the executable is image.c's; waiting
+ * for them and killing them is proc.c's).
  *
  * Workers are started with posix_spawn(), never with a bare fork(): the
  * parent has threads, and only an exec gives the worker a clean process.
@@ -22,34 +22,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#if defined(__linux__)
-#include <sys/syscall.h>
-#endif
-#if defined(__linux__) && defined(SYS_pidfd_open) &&                           \
-    defined(SYS_pidfd_send_signal)
-#define PP__HAVE_PIDFD 1
-#endif
 
 #include "internal.h"
 
 extern char **environ;
-
-struct pp__image_s {
-  char *path;          /* as given, or this program's path */
-  int fd;              /* the open file, or -1 */
-  int by_fd;           /* start workers from fd (Linux, /proc mounted) */
-};
 
 /* Where the spawn file actions put things in the child: the channel at 3,
  * the shared memory at 4, its wake object at 5 and the parent's at 6, the
@@ -63,15 +45,7 @@ struct pp__image_s {
 #define PP__IMAGE_CHILD_FD 9
 #define PP__IMAGE_CHILD_PATH "/proc/self/fd/9"
 
-struct pp__proc_s {
-  pid_t pid;
-  int pidfd; /* -1 where the system has none */
-  int reaped;
-  int killed;
-  pp__exit_t status;
-};
-
-/* ---- the executable ---------------------------------------------------- */
+/* ---- starting ---------------------------------------------------------- */
 
 /* Moves a descriptor to 10 or above, close-on-exec, so that the spawn file
  * actions (which fill 0 to 9) never overwrite it and never dup2 a descriptor
@@ -83,87 +57,6 @@ int pp__posix_move_high(int *fd) {
   close(*fd);
   *fd = nfd;
   return 0;
-}
-
-int pp__image_open(const char *path, pp__image_t **out) {
-  pp__image_t *im = NULL;
-  char *self = NULL;
-  int rc = 0;
-
-  *out = NULL;
-  if (path == NULL) {
-    rc = pp__exe_path(&self);
-    if (rc)
-      return rc;
-    path = self;
-  }
-  im = calloc(1, sizeof(*im));
-  if (im == NULL || (im->path = strdup(path)) == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "out of memory for the worker executable");
-    goto cleanup;
-  }
-  im->fd = -1;
-  /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
-   * not where it falls back to fork and exec (old glibc, valgrind); checking
-   * first gives the same clear reason everywhere. */
-  if (access(path, X_OK) != 0) {
-    rc = pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'", path);
-    goto cleanup;
-  }
-#if defined(__linux__)
-  /* The path was read a moment ago; if the file has gone meanwhile, our own
-   * image is still reachable through /proc/self/exe. */
-  im->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (im->fd < 0 && self != NULL)
-    im->fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (im->fd >= 0 && pp__posix_move_high(&im->fd) == 0) {
-    char fd_path[40];
-    snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", im->fd);
-    /* Without /proc (a chroot, a sandbox) the path is all there is. */
-    im->by_fd = access(fd_path, X_OK) == 0;
-  }
-#endif
-  *out = im;
-  im = NULL;
-
-cleanup:
-  pp__image_close(im);
-  free(self);
-  return rc;
-}
-
-const char *pp__image_path(const pp__image_t *im) {
-  return im->path;
-}
-
-void pp__image_close(pp__image_t *im) {
-  if (im == NULL)
-    return;
-  if (im->fd >= 0)
-    close(im->fd);
-  free(im->path);
-  free(im);
-}
-
-/* ---- starting ---------------------------------------------------------- */
-
-static const char *signal_name(int sig) {
-  switch (sig) {
-    case SIGSEGV: return "SIGSEGV";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGILL: return "SIGILL";
-    case SIGKILL: return "SIGKILL";
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGTRAP: return "SIGTRAP";
-    case SIGHUP: return "SIGHUP";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGSYS: return "SIGSYS";
-    default: return "signal";
-  }
 }
 
 static int make_pair(int sv[2]) {
@@ -187,7 +80,7 @@ static int worker_env(const char *token, char ***envp, char **mark) {
     free(env);
     free(*mark);
     *mark = NULL;
-    return pp__set_error(PP_ENOMEM, "spawn: out of memory");
+    return pp__os_fail(PP_ENOMEM, "spawn: out of memory");
   }
   for (n = 0; environ != NULL && environ[n] != NULL; n++)
     if (strncmp(environ[n], PP__WORKER_ENV, name_len) != 0 ||
@@ -248,7 +141,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *out) {
   argv = calloc((size_t)n + 3, sizeof(*argv));
   p = calloc(1, sizeof(*p));
   if (arg == NULL || argv == NULL || p == NULL) {
-    rc = pp__set_error(PP_ENOMEM, "spawn: out of memory");
+    rc = pp__os_fail(PP_ENOMEM, "spawn: out of memory");
     goto cleanup;
   }
   p->pidfd = -1;
@@ -368,145 +261,4 @@ cleanup:
   free(envp);
   free(mark);
   return rc;
-}
-
-/* ---- the running worker ------------------------------------------------ */
-
-int64_t pp__proc_pid(const pp__proc_t *proc) {
-  return proc ? (int64_t)proc->pid : 0;
-}
-
-int pp__posix_proc_fd(const pp__proc_t *proc) {
-  return proc->pidfd;
-}
-
-int pp__posix_proc_ended(const pp__proc_t *p) {
-  siginfo_t info;
-  if (p->reaped)
-    return 1;
-  /* WNOWAIT looks without reaping, so the status stays for pp__proc_wait;
-   * ECHILD means somebody else reaped it: it has certainly ended. */
-  memset(&info, 0, sizeof(info));
-  if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
-    return errno == ECHILD;
-  return info.si_pid == p->pid;
-}
-
-static void describe(pp__proc_t *p, int wstatus) {
-  pp__exit_t *st = &p->status;
-  memset(st, 0, sizeof(*st));
-  st->killed = p->killed;
-  if (WIFEXITED(wstatus)) {
-    st->exit_code = WEXITSTATUS(wstatus);
-    pp__format(st->reason, sizeof(st->reason), "exited with code %d",
-               st->exit_code);
-  } else if (WIFSIGNALED(wstatus)) {
-    st->exit_code = -1;
-    st->term_signal = WTERMSIG(wstatus);
-    if (p->killed)
-      pp__format(st->reason, sizeof(st->reason), "was killed by the pool");
-    else
-      pp__format(st->reason, sizeof(st->reason), "was killed by signal %d (%s)",
-                 st->term_signal, signal_name(st->term_signal));
-  } else {
-    st->exit_code = -1;
-    pp__format(st->reason, sizeof(st->reason), "ended (status 0x%x)", wstatus);
-  }
-}
-
-/* Waits up to timeout_ms (negative: no limit) for the process to end,
- * without reaping it: on the pidfd where there is one, else in short
- * sleeps.  Returns 1 once it has ended. */
-static int await_end(pp__proc_t *p, int64_t timeout_ms) {
-  int64_t end = pp__now_us() + (timeout_ms < 0 ? 0 : timeout_ms * 1000);
-  long pause_us = 500;
-  for (;;) {
-    int64_t left_ms;
-    if (pp__posix_proc_ended(p))
-      return 1;
-    left_ms = (end - pp__now_us() + 999) / 1000;
-    if (timeout_ms >= 0 && left_ms <= 0)
-      return 0;
-    if (p->pidfd >= 0) {
-      struct pollfd pfd = {p->pidfd, POLLIN, 0};
-      int wait_ms = timeout_ms < 0 || left_ms > 60000 ? 60000 : (int)left_ms;
-      poll(&pfd, 1, wait_ms);
-    } else {
-      struct timespec ts = {0, pause_us * 1000L};
-      nanosleep(&ts, NULL);
-      if (pause_us < 20000)
-        pause_us *= 2;
-    }
-  }
-}
-
-int pp__proc_wait(pp__proc_t *p, int64_t timeout_ms, pp__exit_t *st) {
-  int wstatus = 0;
-  pid_t r;
-  if (p->reaped) {
-    *st = p->status;
-    return 0;
-  }
-  if (!await_end(p, timeout_ms))
-    return pp__set_error(PP_ETIMEDOUT, "worker %d still running",
-                         (int)p->pid);
-  do
-    r = waitpid(p->pid, &wstatus, 0);
-  while (r < 0 && errno == EINTR);
-  if (r == p->pid) {
-    describe(p, wstatus);
-  } else {
-    /* ECHILD: somebody else in this program reaped it.  That it ended
-     * during the call is all that is left to tell. */
-    memset(&p->status, 0, sizeof(p->status));
-    p->status.exit_code = -1;
-    p->status.killed = p->killed;
-    pp__format(p->status.reason, sizeof(p->status.reason),
-               "ended; its exit status was collected elsewhere in this program "
-               "(SIGCHLD ignored, or a handler calling waitpid(-1)), so its "
-               "signal or exit code is unknown");
-  }
-  p->reaped = 1;
-  *st = p->status;
-  return 0;
-}
-
-int pp__proc_kill(pp__proc_t *p) {
-  siginfo_t info;
-  int rc;
-  if (p == NULL || p->reaped)
-    return 0;
-  p->killed = 1;
-#if defined(PP__HAVE_PIDFD)
-  if (p->pidfd >= 0)
-    rc = (int)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
-  else
-#endif
-    /* The pid is ours until we reap it, so this cannot hit another
-     * process (unless the application reaped it; see pp__proc_wait). */
-    rc = kill(p->pid, SIGKILL);
-  if (rc != 0 && errno != ESRCH)
-    return pp__posix_error(PP_EIO, errno, "kill(%d)", (int)p->pid);
-  /* The worker leads its process group, and the group keeps its number
-   * while any process of it lives, or while the worker is a zombie that
-   * only we may reap: what the task forked dies too.  Skipped when the
-   * worker was reaped elsewhere (ECHILD), since then the number may have
-   * been given to somebody else. */
-  memset(&info, 0, sizeof(info));
-  if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0)
-    kill(-p->pid, SIGKILL);
-  return 0;
-}
-
-void pp__proc_free(pp__proc_t *p) {
-  pp__exit_t st;
-  if (p == NULL)
-    return;
-  if (!p->reaped) {
-    pp__proc_kill(p);
-    pp__proc_wait(p, -1, &st);
-  }
-  if (p->pidfd >= 0)
-    close(p->pidfd);
-  free(p);
 }

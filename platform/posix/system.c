@@ -39,7 +39,7 @@ int pp__exe_path(char **path) {
     uint32_t size = sizeof(buf);
     char real[PATH_MAX + 1];
     if (_NSGetExecutablePath(buf, &size) != 0 || realpath(buf, real) == NULL)
-      return pp__set_error(PP_ESPAWN, "cannot find this program's path");
+      return pp__os_fail(PP_ESPAWN, "cannot find this program's path");
     *path = strdup(real);
   }
 #else
@@ -52,7 +52,7 @@ int pp__exe_path(char **path) {
   }
 #endif
   if (*path == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory");
+    return pp__os_fail(PP_ENOMEM, "out of memory");
   return 0;
 }
 
@@ -243,6 +243,10 @@ int pp__stdio_pending(FILE *fp) {
 #endif
 }
 
+int pp__stdio_is_terminal(FILE *fp) {
+  return isatty(fileno(fp)) == 1;
+}
+
 int pp__stdio_trylock(FILE *fp) {
   return ftrylockfile(fp) == 0;
 }
@@ -262,7 +266,7 @@ void pp__stdio_salvage(FILE *fp, const char *buf) {
 int pp__stdio_stream(void) {
   if (setvbuf(stdout, NULL, _IOLBF, BUFSIZ) != 0 ||
       setvbuf(stderr, NULL, _IONBF, 0) != 0)
-    return pp__set_error(PP_EIO, "setvbuf refused line buffering");
+    return pp__os_fail(PP_EIO, "setvbuf refused line buffering");
   return 0;
 }
 
@@ -297,7 +301,7 @@ int pp__worker_host_path(char **path) {
   }
   *path = strdup(PP_WORKER_HOST_PATH);
   if (*path == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for the worker host path");
+    return pp__os_fail(PP_ENOMEM, "out of memory for the worker host path");
   return 0;
 }
 
@@ -305,7 +309,7 @@ int pp__path_absolute(const char *path, char **out) {
   char cwd[PATH_MAX + 1];
   *out = NULL;
   if (path == NULL || path[0] == '\0')
-    return pp__set_error(PP_EINVAL, "empty path");
+    return pp__os_fail(PP_EINVAL, "empty path");
   if (path[0] == '/')
     *out = strdup(path);
   else if (getcwd(cwd, sizeof(cwd)) == NULL)
@@ -313,6 +317,6 @@ int pp__path_absolute(const char *path, char **out) {
   else
     *out = pp__strdup_printf("%s/%s", cwd, path);
   if (*out == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a path");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a path");
   return 0;
 }

@@ -34,7 +34,7 @@ int pp__mutex_new(pp__mutex_t **out) {
   int rc;
   *out = NULL;
   if (m == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a mutex");
+    return pp__os_fail(PP_ENOMEM, "cannot allocate a mutex");
   rc = pthread_mutex_init(&m->m, NULL);
   if (rc != 0) {
     free(m);
@@ -69,7 +69,7 @@ int pp__cond_new(pp__cond_t **out) {
   int rc;
   *out = NULL;
   if (c == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a condition variable");
+    return pp__os_fail(PP_ENOMEM, "cannot allocate a condition variable");
   rc = pthread_condattr_init(&attr);
 #if !defined(__APPLE__)
   if (rc == 0)

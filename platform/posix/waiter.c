@@ -39,7 +39,7 @@ int pp__wake_new(pp__wake_t **out) {
   int rc = 0;
   *out = NULL;
   if (w == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a wake object");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->rfd = w->wfd = -1;
 #if defined(__linux__)
   w->rfd = w->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -80,7 +80,7 @@ int pp__posix_wake_wrap(int rfd, int wfd, pp__wake_t **out) {
   pp__wake_t *w = calloc(1, sizeof(*w));
   *out = NULL;
   if (w == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a wake object");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->rfd = rfd;
   w->wfd = wfd;
   *out = w;
@@ -175,7 +175,7 @@ int pp__poller_new(pp__poller_t **out) {
   pp__poller_t *p = calloc(1, sizeof(*p));
   *out = NULL;
   if (p == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a poller");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
 #if defined(PP__HAVE_EPOLL)
   p->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd < 0) {
@@ -203,7 +203,7 @@ static int add(pp__poller_t *p, int fd, pp__proc_t *proc, void *tag) {
     size_t cap = p->cap ? 2 * p->cap : 16;
     source_t *src = realloc(p->src, cap * sizeof(*src));
     if (src == NULL)
-      return pp__set_error(PP_ENOMEM, "out of memory for a poller");
+      return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
     p->src = src;
     p->cap = cap;
   }

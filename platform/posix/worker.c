@@ -98,8 +98,8 @@ void pp__worker_set_crash_hook(void (*hook)(void)) {
   }
 }
 
-/* Workers are started from an open file on Linux (/proc/self/fd/4), which
- * would leave "4" as the process name that top and pgrep show; the name is
+/* Workers are started from an open file on Linux (/proc/self/fd/9), which
+ * would leave "9" as the process name that top and pgrep show; the name is
  * set back to the program's file name, as an ordinary start would set it. */
 static void name_process(void) {
 #if defined(__linux__)
@@ -130,7 +130,7 @@ static int parse_spec(const char *spec, int fds[6]) {
     v = strtol(p, &end, 10);
     if (errno != 0 || end == p || v < -1 || v > 1024 ||
         (i < 4 && v < 3) || *end != (i < 5 ? ',' : '\0'))
-      return pp__set_error(PP_EINVAL, "bad worker descriptors '%s'", spec);
+      return pp__os_fail(PP_EINVAL, "bad worker descriptors '%s'", spec);
     fds[i] = (int)v;
     p = end + 1;
   }
@@ -159,7 +159,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   close_from(keep_max + 1);
   name_process();
   if (pthread_atfork(NULL, NULL, close_channel_in_child) != 0)
-    return pp__set_error(PP_EIO, "pthread_atfork failed");
+    return pp__os_fail(PP_EIO, "pthread_atfork failed");
   /* A worker that writes to the parent's terminal is in a background
    * process group there; with `stty tostop` its first write would stop it
    * (SIGTTOU) and its call would never end.  Ignored, the write goes
@@ -169,8 +169,8 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
 #if defined(__linux__)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (parent_pid > 0 && (int64_t)getppid() != parent_pid)
-    return pp__set_error(PP_EIO, "the parent (pid %lld) has already exited",
-                         (long long)parent_pid);
+    return pp__os_fail(PP_EIO, "the parent (pid %lld) has already exited",
+                       (long long)parent_pid);
 #else
   (void)parent_pid;
 #endif

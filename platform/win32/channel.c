@@ -48,7 +48,7 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   *chan = NULL;
   c = calloc(1, sizeof(*c));
   if (c == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a channel");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a channel");
   /* Manual-reset events, as overlapped I/O requires: ReadFile and
    * WriteFile reset them when an operation starts. */
   c->read_event = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -56,8 +56,8 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   c->abort_event = CreateEventW(NULL, TRUE, FALSE, NULL);
   if (c->read_event == NULL || c->write_event == NULL ||
       c->abort_event == NULL) {
-    pp__set_error(PP_EIO, "CreateEventW: %s",
-                  pp__win_strerror(GetLastError(), why, sizeof(why)));
+    pp__os_fail(PP_EIO, "CreateEventW: %s",
+                pp__win_strerror(GetLastError(), why, sizeof(why)));
     if (c->read_event != NULL)
       CloseHandle(c->read_event);
     if (c->write_event != NULL)
@@ -94,8 +94,8 @@ int pp__win_chan_listen(pp__chan_t *chan) {
   memset(&chan->connect_ov, 0, sizeof(chan->connect_ov));
   chan->connect_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
   if (chan->connect_ov.hEvent == NULL)
-    return pp__set_error(PP_ESPAWN, "CreateEventW: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "CreateEventW: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   chan->connecting = 1;
   if (ConnectNamedPipe(chan->handle, &chan->connect_ov) ||
       GetLastError() == ERROR_PIPE_CONNECTED) {
@@ -105,8 +105,8 @@ int pp__win_chan_listen(pp__chan_t *chan) {
   if (GetLastError() == ERROR_IO_PENDING)
     return 0;
   chan->connecting = 0;
-  return pp__set_error(PP_ESPAWN, "ConnectNamedPipe: %s",
-                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  return pp__os_fail(PP_ESPAWN, "ConnectNamedPipe: %s",
+                     pp__win_strerror(GetLastError(), why, sizeof(why)));
 }
 
 /* Waits up to timeout_ms for a listening channel's client.  Returns 0 once
@@ -135,20 +135,20 @@ static int finish_connect(pp__chan_t *chan, DWORD timeout_ms) {
     GetOverlappedResult(chan->handle, &chan->connect_ov, &n, TRUE);
     chan->connect_status =
         wait == WAIT_OBJECT_0 + 2
-            ? pp__set_error(PP_ECLOSED, "the worker ended before it opened "
-                            "its channel")
+            ? pp__os_fail(PP_ECLOSED, "the worker ended before it opened "
+                                      "its channel")
             : aborted();
   } else if (!GetOverlappedResult(chan->handle, &chan->connect_ov, &n,
                                   FALSE)) {
     chan->connect_status =
-        pp__set_error(PP_ECLOSED, "ConnectNamedPipe: %s",
-                      pp__win_strerror(GetLastError(), why, sizeof(why)));
+        pp__os_fail(PP_ECLOSED, "ConnectNamedPipe: %s",
+                    pp__win_strerror(GetLastError(), why, sizeof(why)));
   } else if (chan->process != NULL &&
              (!GetNamedPipeClientProcessId(chan->handle, &client) ||
               client != GetProcessId(chan->process))) {
     /* The name is random and the DACL admits only this user, but a process
      * of the same user that learned the name could still get in first. */
-    chan->connect_status = pp__set_error(
+    chan->connect_status = pp__os_fail(
         PP_ESPAWN, "process %lu, not the worker %lu, opened the channel",
         (unsigned long)client, (unsigned long)GetProcessId(chan->process));
   } else {
@@ -176,14 +176,14 @@ static int io_error(DWORD error, const char *what) {
 
   if (error == ERROR_BROKEN_PIPE || error == ERROR_NO_DATA ||
       error == ERROR_PIPE_NOT_CONNECTED || error == ERROR_HANDLE_EOF)
-    return pp__set_error(PP_ECLOSED, "%s: the other end closed the pipe (%s)",
-                         what, pp__win_strerror(error, why, sizeof(why)));
-  return pp__set_error(PP_EIO, "%s: %s", what,
-                       pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(PP_ECLOSED, "%s: the other end closed the pipe (%s)",
+                       what, pp__win_strerror(error, why, sizeof(why)));
+  return pp__os_fail(PP_EIO, "%s: %s", what,
+                     pp__win_strerror(error, why, sizeof(why)));
 }
 
 static int aborted(void) {
-  return pp__set_error(PP_ECLOSED, "the channel was aborted");
+  return pp__os_fail(PP_ECLOSED, "the channel was aborted");
 }
 
 /* Runs one overlapped ReadFile or WriteFile and waits for it.  Waiting on
@@ -234,7 +234,7 @@ static int transfer(pp__chan_t *chan, int writing, void *buf, size_t len,
     if (!writing && available(chan) > 0)
       return 0; /* Read again: the caller loops on zero bytes. */
     if (wait == WAIT_OBJECT_0 + 2)
-      return pp__set_error(PP_ECLOSED, "the worker process ended");
+      return pp__os_fail(PP_ECLOSED, "the worker process ended");
     return aborted();
   }
   if (!GetOverlappedResult(chan->handle, &ov, done, TRUE))
@@ -248,7 +248,7 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
 
   *got = 0;
   if (cap == 0)
-    return pp__set_error(PP_EINVAL, "pp__chan_read_some: zero capacity");
+    return pp__os_fail(PP_EINVAL, "pp__chan_read_some: zero capacity");
   /* A byte-mode pipe completes a read with whatever has arrived.  A zero
    * byte completion is not end-of-stream (that is ERROR_BROKEN_PIPE): it is
    * what a zero-length write by the peer gives, so read again. */
@@ -292,7 +292,7 @@ static int post_done(pp__chan_t *chan) {
 int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
   int status;
   if (len > sizeof(chan->post_buf))
-    return pp__set_error(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+    return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
   status = finish_connect(chan, 0);
   if (status != 0)
     return status;
@@ -330,7 +330,7 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
     if (status != 0)
       return status;
     if (n == 0)
-      return pp__set_error(PP_EIO, "WriteFile wrote nothing");
+      return pp__os_fail(PP_EIO, "WriteFile wrote nothing");
     p += n;
     len -= n;
   }

@@ -91,7 +91,7 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
   len = wcslen(PP__WIN_WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
   option = malloc(len * sizeof(WCHAR));
   if (option == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
   }
   wcscpy(option, PP__WIN_WORKER_OPTION);
@@ -103,7 +103,7 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
     nargs++;
   args = calloc(nargs + 1, sizeof(*args));
   if (args == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
   }
   for (i = 0; i < nargs; i++) {
@@ -117,15 +117,15 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
   for (i = 0; i < nargs; i++)
     len += 1 + quote_arg(args[i], NULL);
   if (len >= MAX_CMDLINE) {
-    status = pp__set_error(PP_EINVAL,
-                           "the worker command line would be %lu characters; "
-                           "Windows allows %d",
-                           (unsigned long)len, MAX_CMDLINE - 1);
+    status = pp__os_fail(PP_EINVAL,
+                         "the worker command line would be %lu characters; "
+                         "Windows allows %d",
+                         (unsigned long)len, MAX_CMDLINE - 1);
     goto cleanup;
   }
   line = malloc((len + 1) * sizeof(WCHAR));
   if (line == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
   }
   len = quote_arg(exe, line);

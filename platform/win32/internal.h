@@ -1,8 +1,9 @@
 /*
  * internal.h - what the Win32 files of platform/ share: the Windows headers
  * with the version they need, UTF-8/UTF-16 conversion, OS error text, the
- * exit codes the pool gives its workers, and the named-pipe helpers that
- * spawn.c and worker.c build channels from.
+ * exit codes the pool gives its workers, the named-pipe helpers that
+ * spawn.c and worker.c build channels from, and what a worker's executable
+ * and process are (image.c, spawn.c, proc.c).
  *
  * Nothing here is seen by the portable core; it only knows platform.h.
  */
@@ -107,6 +108,27 @@ HANDLE pp__win_chan_process(const pp__chan_t *chan);
 /* Worker side: binds the channel to the parent's process, whose handle it
  * then owns, so that waits on the channel end when the parent does. */
 void pp__win_chan_bind_parent(pp__chan_t *chan, HANDLE parent);
+
+/* ---- a worker's executable and process (image.c, spawn.c, proc.c) ---- */
+
+/* Windows cannot start a process from an open file, so the image is its
+ * path; a running executable cannot be deleted or overwritten there (it can
+ * be renamed and replaced), and the build check of the handshake catches a
+ * worker started from a replacement. */
+struct pp__image_s {
+  char *path;  /* UTF-8 */
+  WCHAR *wide; /* the same, UTF-16 */
+};
+
+/* A worker process: spawn.c starts it, proc.c waits for it, kills it and
+ * frees it. */
+struct pp__proc_s {
+  HANDLE process;
+  HANDLE boot; /* the worker's boot block, kept while it lives */
+  DWORD pid;
+  volatile LONG killed; /* set by pp__proc_kill, from any thread */
+  int reaped;           /* pp__proc_wait has returned 0 */
+};
 
 /* ---- shared memory and wake objects (shm.c, waiter.c) ---- */
 

@@ -94,8 +94,8 @@ static int random_pipe_name(WCHAR name[PP__PIPE_NAME_MAX]) {
   nt = BCryptGenRandom(NULL, random, sizeof(random),
                        BCRYPT_USE_SYSTEM_PREFERRED_RNG);
   if (nt < 0)
-    return pp__set_error(PP_EIO, "BCryptGenRandom failed with 0x%08lX",
-                         (unsigned long)nt);
+    return pp__os_fail(PP_EIO, "BCryptGenRandom failed with 0x%08lX",
+                       (unsigned long)nt);
   for (i = 0; prefix[i] != '\0'; i++)
     name[k++] = (WCHAR)prefix[i];
   do {
@@ -122,9 +122,8 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
 
   *server = INVALID_HANDLE_VALUE;
   if (!InitOnceExecuteOnce(&pipe_sd_once, init_pipe_sd, &error, NULL))
-    return pp__set_error(PP_EIO,
-                         "cannot build the pipe security descriptor: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(PP_EIO, "cannot build the pipe security descriptor: %s",
+                       pp__win_strerror(error, why, sizeof(why)));
   status = random_pipe_name(name);
   if (status != 0)
     return status;
@@ -137,8 +136,8 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
           PIPE_REJECT_REMOTE_CLIENTS,
       1, PIPE_BUFFER_SIZE, PIPE_BUFFER_SIZE, 0, &pipe_sa);
   if (h == INVALID_HANDLE_VALUE)
-    return pp__set_error(PP_EIO, "CreateNamedPipeW: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_EIO, "CreateNamedPipeW: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   *server = h;
   return 0;
 }
@@ -150,7 +149,7 @@ int pp__win_boot_name(const WCHAR *pipe, WCHAR name[PP__PIPE_NAME_MAX]) {
   size_t len = wcslen(pipe);
   if (len <= skip || wcsncmp(pipe, pipe_dir, skip) != 0 ||
       len - skip + wcslen(local) >= PP__PIPE_NAME_MAX)
-    return pp__set_error(PP_EINVAL, "not a procpool pipe name");
+    return pp__os_fail(PP_EINVAL, "not a procpool pipe name");
   wcscpy(name, local);
   wcscat(name, pipe + skip);
   return 0;
@@ -168,19 +167,19 @@ int pp__win_boot_create(const WCHAR *pipe, HANDLE *section) {
   if (status != 0)
     return status;
   if (!InitOnceExecuteOnce(&pipe_sd_once, init_pipe_sd, &error, NULL))
-    return pp__set_error(PP_ESPAWN,
-                         "cannot build the pipe security descriptor: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN,
+                       "cannot build the pipe security descriptor: %s",
+                       pp__win_strerror(error, why, sizeof(why)));
   h = CreateFileMappingW(INVALID_HANDLE_VALUE, &pipe_sa, PAGE_READWRITE, 0,
                          (DWORD)sizeof(pp__win_boot_t), name);
   if (h == NULL)
-    return pp__set_error(PP_ESPAWN, "CreateFileMappingW(boot block): %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "CreateFileMappingW(boot block): %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   /* The name is random; a section that exists already is someone else's,
    * and its contents are not ours to trust or to overwrite. */
   if (GetLastError() == ERROR_ALREADY_EXISTS) {
     CloseHandle(h);
-    return pp__set_error(PP_ESPAWN, "the boot block's name is taken");
+    return pp__os_fail(PP_ESPAWN, "the boot block's name is taken");
   }
   *section = h;
   return 0;

@@ -84,11 +84,11 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   (void)flags; /* SEC_COMMIT: the pages exist; Windows maps them on touch */
   *out = NULL;
   if (size == 0 || size > (uint64_t)SIZE_MAX)
-    return pp__set_error(PP_EINVAL, "shared memory of %llu bytes",
-                         (unsigned long long)size);
+    return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
+                       (unsigned long long)size);
   s = calloc(1, sizeof(*s));
   if (s == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for shared memory");
+    return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   /* Backed by the paging file and committed in full (SEC_COMMIT), so every
    * page exists for both processes; fresh pages read as zero.  The size is
    * given as two DWORDs, so sections above 4 GiB work.  Not inheritable:
@@ -98,19 +98,20 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
                                   (DWORD)(size >> 32), (DWORD)size, NULL);
   if (s->section == NULL) {
     DWORD error = GetLastError();
-    status = pp__set_error(map_error(error),
-                           "CreateFileMappingW(%llu bytes): %s",
-                           (unsigned long long)size,
-                           pp__win_strerror(error, why, sizeof(why)));
+    status = pp__os_fail(map_error(error), "CreateFileMappingW(%llu bytes): %s",
+                         (unsigned long long)size,
+                         pp__win_strerror(error, why, sizeof(why)));
     goto cleanup;
   }
   s->base = MapViewOfFile(s->section, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0,
                           (SIZE_T)size);
   if (s->base == NULL) {
     DWORD error = GetLastError();
-    status = pp__set_error(map_error(error), "mapping %llu bytes of shared "
-                           "memory: %s", (unsigned long long)size,
-                           pp__win_strerror(error, why, sizeof(why)));
+    status = pp__os_fail(map_error(error),
+                         "mapping %llu bytes of shared "
+                         "memory: %s",
+                         (unsigned long long)size,
+                         pp__win_strerror(error, why, sizeof(why)));
     goto cleanup;
   }
   s->size = size;
@@ -160,17 +161,20 @@ int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
   *size = 0;
   if (query_section(section, &have, &attributes) == 0) {
     if (attributes & (SEC_FILE | SEC_IMAGE | SEC_RESERVE))
-      return pp__set_error(PP_EPROTO, "a blob that is not committed memory "
-                           "(section attributes 0x%lX)",
-                           (unsigned long)attributes);
+      return pp__os_fail(PP_EPROTO,
+                         "a blob that is not committed memory "
+                         "(section attributes 0x%lX)",
+                         (unsigned long)attributes);
     if (have < want || have == 0 || have > (uint64_t)SIZE_MAX)
-      return pp__set_error(PP_EPROTO, "a blob of %llu bytes where %llu were "
-                           "announced", (unsigned long long)have,
-                           (unsigned long long)want);
+      return pp__os_fail(PP_EPROTO,
+                         "a blob of %llu bytes where %llu were "
+                         "announced",
+                         (unsigned long long)have, (unsigned long long)want);
   } else if (want == 0) {
-    return pp__set_error(PP_EIO, "the size of a shared memory section is "
-                         "unknown: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_EIO,
+                       "the size of a shared memory section is "
+                       "unknown: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   } else {
     /* The view below is exactly `want` bytes, which the system refuses
      * for a smaller section. */
@@ -184,11 +188,10 @@ int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
                     (SIZE_T)have);
   if (p == NULL) {
     DWORD error = GetLastError();
-    return pp__set_error(error == ERROR_INVALID_HANDLE ? PP_EPROTO
-                                                       : map_error(error),
-                         "mapping %llu bytes of shared memory: %s",
-                         (unsigned long long)have,
-                         pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(
+        error == ERROR_INVALID_HANDLE ? PP_EPROTO : map_error(error),
+        "mapping %llu bytes of shared memory: %s", (unsigned long long)have,
+        pp__win_strerror(error, why, sizeof(why)));
   }
   *base = p;
   *size = have;
@@ -210,16 +213,52 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   if (!DuplicateHandle(self, s->section, target, &copy, SHM_RIGHTS, FALSE, 0)) {
     DWORD error = GetLastError();
     if (peer != NULL && WaitForSingleObject(target, 0) == WAIT_OBJECT_0)
-      return pp__set_error(PP_ECLOSED, "the worker has ended");
-    return pp__set_error(PP_EIO, "handing over shared memory: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
+      return pp__os_fail(PP_ECLOSED, "the worker has ended");
+    return pp__os_fail(PP_EIO, "handing over shared memory: %s",
+                       pp__win_strerror(error, why, sizeof(why)));
   }
   *handle = (uint64_t)(uintptr_t)copy;
   return 0;
 }
 
+typedef BOOL(WINAPI *compare_handles_fn)(HANDLE, HANDLE);
+
+/* Returns the index of the mapping in `known` whose section `section` is
+ * another handle of (and that is at least `size` bytes), or -1.  Only
+ * Windows 10 and later can tell (CompareObjectHandles); elsewhere nothing
+ * matches. */
+static int find_known(HANDLE section, uint64_t size, pp__shm_t *const *known,
+                      int n) {
+  static compare_handles_fn compare;
+  static volatile LONG looked;
+  int i;
+  if (n <= 0)
+    return -1;
+  if (!looked) {
+    HMODULE kernelbase = GetModuleHandleW(L"kernelbase.dll");
+    if (kernelbase != NULL)
+      compare = (compare_handles_fn)(void (*)(void))GetProcAddress(
+          kernelbase, "CompareObjectHandles");
+    InterlockedExchange(&looked, 1);
+  }
+  if (compare == NULL)
+    return -1;
+  for (i = 0; i < n; i++)
+    if (known[i] != NULL && known[i]->size >= size &&
+        compare(section, known[i]->section))
+      return i;
+  return -1;
+}
+
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **out) {
+  int known_at;
+  return pp__shm_recv_known(chan, handle, size, peer, NULL, 0, out, &known_at);
+}
+
+int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
+                       pp__proc_t *peer, pp__shm_t *const *known, int n,
+                       pp__shm_t **out, int *known_at) {
   HANDLE self = GetCurrentProcess(), section = NULL;
   pp__shm_t *s = NULL;
   char why[160];
@@ -227,8 +266,9 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
 
   (void)chan;
   *out = NULL;
+  *known_at = -1;
   if (handle == 0 || handle > (uint64_t)UINTPTR_MAX)
-    return pp__set_error(PP_EPROTO, "a blob without a handle");
+    return pp__os_fail(PP_EPROTO, "a blob without a handle");
   if (peer != NULL) {
     /* Taken out of the worker, which loses its copy even if the blob is
      * refused below, so nothing is left behind there. */
@@ -237,17 +277,22 @@ int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                          DUPLICATE_CLOSE_SOURCE)) {
       DWORD error = GetLastError();
       if (WaitForSingleObject(pp__win_proc_handle(peer), 0) == WAIT_OBJECT_0)
-        return pp__set_error(PP_ECLOSED, "the worker has ended");
-      return pp__set_error(PP_EPROTO, "taking over a blob: %s",
-                           pp__win_strerror(error, why, sizeof(why)));
+        return pp__os_fail(PP_ECLOSED, "the worker has ended");
+      return pp__os_fail(PP_EPROTO, "taking over a blob: %s",
+                         pp__win_strerror(error, why, sizeof(why)));
     }
   } else {
     /* The parent has put it here already. */
     section = (HANDLE)(uintptr_t)handle;
   }
+  *known_at = find_known(section, size, known, n);
+  if (*known_at >= 0) {
+    CloseHandle(section);
+    return 0;
+  }
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for a blob");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for a blob");
     goto cleanup;
   }
   s->section = section;

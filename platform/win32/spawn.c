@@ -1,5 +1,6 @@
 /*
- * spawn.c - starting, waiting for and killing worker processes on Windows.
+ * spawn.c - starting worker processes on Windows (waiting for them and
+ * killing them is proc.c's).
  *
  * A worker is the executable started again with CreateProcessW.  It is
  * created suspended, put into the pool's kill-on-close job object, and only
@@ -23,80 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
-
-struct pp__proc_s {
-  HANDLE process;
-  HANDLE boot; /* the worker's boot block, kept while it lives */
-  DWORD pid;
-  volatile LONG killed; /* set by pp__proc_kill, from any thread */
-  int reaped;           /* pp__proc_wait has returned 0 */
-};
-
-/* Windows cannot start a process from an open file, so the image is its
- * path; a running executable cannot be deleted or overwritten there (it can
- * be renamed and replaced), and the build check of the handshake catches a
- * worker started from a replacement. */
-struct pp__image_s {
-  char *path;  /* UTF-8 */
-  WCHAR *wide; /* the same, UTF-16 */
-};
-
-int pp__image_open(const char *path, pp__image_t **out) {
-  pp__image_t *im;
-  char *self = NULL;
-  DWORD attrs;
-  char why[160];
-  int status;
-
-  *out = NULL;
-  if (path == NULL) {
-    status = pp__exe_path(&self);
-    if (status != 0)
-      return status;
-    path = self;
-  }
-  im = calloc(1, sizeof(*im));
-  if (im == NULL || (im->path = _strdup(path)) == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the worker "
-                           "executable");
-    goto cleanup;
-  }
-  status = pp__win_utf8_to_wide(path, &im->wide);
-  if (status != 0)
-    goto cleanup;
-  attrs = GetFileAttributesW(im->wide);
-  if (attrs == INVALID_FILE_ATTRIBUTES || (attrs & FILE_ATTRIBUTE_DIRECTORY)) {
-    status = pp__set_error(
-        PP_ESPAWN, "cannot start worker '%s': %s", path,
-        attrs == INVALID_FILE_ATTRIBUTES
-            ? pp__win_strerror(GetLastError(), why, sizeof(why))
-            : "it is a directory");
-    goto cleanup;
-  }
-  *out = im;
-  im = NULL;
-
-cleanup:
-  pp__image_close(im);
-  free(self);
-  return status;
-}
-
-const char *pp__image_path(const pp__image_t *im) {
-  return im->path;
-}
-
-void pp__image_close(pp__image_t *im) {
-  if (im == NULL)
-    return;
-  free(im->path);
-  free(im->wide);
-  free(im);
-}
-
-HANDLE pp__win_proc_handle(const pp__proc_t *proc) {
-  return proc->process;
-}
 
 /* Compares two environment variable names up to '=' the way Windows sorts
  * an environment block: case-insensitively, in code unit order. */
@@ -124,10 +51,10 @@ static int worker_env(const char *token, WCHAR **out) {
 
   *out = NULL;
   if (env == NULL)
-    return pp__set_error(PP_ENOMEM, "GetEnvironmentStringsW failed");
+    return pp__os_fail(PP_ENOMEM, "GetEnvironmentStringsW failed");
   mark8 = pp__strdup_printf("%s=%s", PP__WORKER_ENV, token);
   if (mark8 == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the environment");
     goto cleanup;
   }
   status = pp__win_utf8_to_wide(mark8, &mark);
@@ -138,7 +65,7 @@ static int worker_env(const char *token, WCHAR **out) {
     total += wcslen(e) + 1;
   block = malloc((total + mark_len + 1) * sizeof(WCHAR));
   if (block == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the environment");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the environment");
     goto cleanup;
   }
   p = block;
@@ -229,89 +156,10 @@ static int get_job(HANDLE *job) {
   char why[160];
 
   if (!InitOnceExecuteOnce(&job_once, init_job, &error, NULL))
-    return pp__set_error(PP_ESPAWN, "cannot create the worker job object: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "cannot create the worker job object: %s",
+                       pp__win_strerror(error, why, sizeof(why)));
   *job = job_handle;
   return 0;
-}
-
-/* ---- exit status ------------------------------------------------------ */
-
-static const struct {
-  DWORD code;
-  const char *name;
-} exceptions[] = {
-    {0x80000002u, "misaligned data"},
-    {0x80000003u, "breakpoint"},
-    {0x80000004u, "single step"},
-    {0xC0000005u, "access violation"},
-    {0xC0000006u, "in-page error"},
-    {0xC000001Du, "illegal instruction"},
-    {0xC0000025u, "noncontinuable exception"},
-    {0xC000008Cu, "array bounds exceeded"},
-    {0xC000008Eu, "float divide by zero"},
-    {0xC0000090u, "invalid float operation"},
-    {0xC0000094u, "integer divide by zero"},
-    {0xC0000095u, "integer overflow"},
-    {0xC0000096u, "privileged instruction"},
-    {0xC00000FDu, "stack overflow"},
-    {0xC0000135u, "a DLL it needs was not found"},
-    {0xC0000139u, "entry point not found"},
-    {0xC0000142u, "DLL initialization failed"},
-    {0xC000013Au, "Ctrl+C"},
-    {0xC0000374u, "heap corruption"},
-    /* The Universal CRT's abort() (when it reports faults), an invalid
-     * argument to a CRT function, and /GS failures all end here. */
-    {0xC0000409u, "abort()/fast fail"},
-    {0xC0000417u, "invalid argument to a C runtime function"},
-    {0xE06D7363u, "uncaught C++ exception"},
-};
-
-/* Tells an exit code that is an NTSTATUS exception code from one a program
- * chose.  Exceptions have severity "error" (both top bits) and the reserved
- * bit 28 clear; exit(-1) gives 0xFFFFFFFF, which has bit 28 set and so stays
- * an exit code.  Warnings 0x8000xxxx are breakpoints and the like. */
-static int is_exception(DWORD code) {
-  if ((code & 0xC0000000u) == 0xC0000000u && (code & 0x10000000u) == 0)
-    return 1;
-  return (code & 0xFFFF0000u) == 0x80000000u && code != 0x80000000u;
-}
-
-static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
-  const char *name = "unknown exception";
-  size_t i;
-
-  memset(st, 0, sizeof(*st));
-  /* The killed flag alone is not enough: the worker may have ended on its
-   * own just before TerminateProcess, which then fails.  Only our code in
-   * the exit status proves that the kill did it. */
-  if (killed && code == PP__KILLED_EXIT_CODE) {
-    st->exit_code = -1;
-    st->killed = 1;
-    pp__format(st->reason, sizeof(st->reason), "killed by the pool");
-  } else if (is_exception(code)) {
-    for (i = 0; i < sizeof(exceptions) / sizeof(exceptions[0]); i++)
-      if (exceptions[i].code == code)
-        name = exceptions[i].name;
-    st->exit_code = -1;
-    st->term_signal = (int)code;
-    /* The loader ends a process whose DLLs it cannot load or initialize
-     * before any of its code runs: that is no crash of the program. */
-    if (code == 0xC0000135u || code == 0xC0000139u || code == 0xC0000142u)
-      pp__format(st->reason, sizeof(st->reason),
-                 "could not start: %s (0x%08lX)", name, (unsigned long)code);
-    else
-      pp__format(st->reason, sizeof(st->reason),
-                 "crashed with exception 0x%08lX (%s)", (unsigned long)code,
-                 name);
-  } else {
-    st->exit_code = (int)code;
-    /* The Microsoft C runtime's abort() ends the process with exit code 3
-     * once _CALL_REPORTFAULT is off (pp__worker_attach turns it off), so
-     * an abort looks like exit(3).  Say so, since it is usually that. */
-    pp__format(st->reason, sizeof(st->reason), "exited with code %d%s",
-               (int)code, code == 3 ? " (abort() exits with 3)" : "");
-  }
 }
 
 /* ---- starting a worker ------------------------------------------------ */
@@ -373,7 +221,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
   memset(pi, 0, sizeof(*pi));
   line = malloc(len * sizeof(WCHAR));
   if (line == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for the command line");
+    return pp__os_fail(PP_ENOMEM, "out of memory for the command line");
   for (attempt = 0;; attempt++) {
     breakaway = job_needs_breakaway ? CREATE_BREAKAWAY_FROM_JOB : 0;
     /* A fresh copy each time, since CreateProcessW may write to it. */
@@ -385,9 +233,9 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     if (!ok) {
       error = GetLastError();
       pp__win_wide_to_utf8(exe, &exe_utf8);
-      status = pp__set_error(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
-                             exe_utf8 != NULL ? exe_utf8 : "?",
-                             pp__win_strerror(error, why, sizeof(why)));
+      status = pp__os_fail(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
+                           exe_utf8 != NULL ? exe_utf8 : "?",
+                           pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
     if (AssignProcessToJobObject(job, pi->hProcess)) {
@@ -401,8 +249,8 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     CloseHandle(pi->hProcess);
     memset(pi, 0, sizeof(*pi));
     if (error != ERROR_ACCESS_DENIED || breakaway != 0 || attempt > 0) {
-      status = pp__set_error(PP_ESPAWN, "AssignProcessToJobObject: %s",
-                             pp__win_strerror(error, why, sizeof(why)));
+      status = pp__os_fail(PP_ESPAWN, "AssignProcessToJobObject: %s",
+                           pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
     InterlockedExchange(&job_needs_breakaway, 1);
@@ -439,8 +287,8 @@ static int inherit_std(DWORD which, HANDLE *out) {
   *out = CreateFileW(L"NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
                      &sa, OPEN_EXISTING, 0, NULL);
   if (*out == INVALID_HANDLE_VALUE)
-    return pp__set_error(PP_ESPAWN, "opening NUL: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "opening NUL: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   return 0;
 }
 
@@ -474,7 +322,7 @@ static int listen_pipe(DWORD access, WCHAR *spec, size_t cap,
   if (wcslen(spec) + wcslen(name) >= cap) {
     pp__chan_close(*chan);
     *chan = NULL;
-    return pp__set_error(PP_EINVAL, "worker channel names too long");
+    return pp__os_fail(PP_EINVAL, "worker channel names too long");
   }
   wcscat(spec, name);
   return 0;
@@ -487,8 +335,8 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
   char why[160];
   if (!DuplicateHandle(GetCurrentProcess(), h, worker, &copy, rights, FALSE,
                        rights == 0 ? DUPLICATE_SAME_ACCESS : 0))
-    return pp__set_error(PP_ESPAWN, "handing a handle to the worker: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "handing a handle to the worker: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   *value = (uint64_t)(uintptr_t)copy;
   return 0;
 }
@@ -533,8 +381,8 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
     return status;
   view = MapViewOfFile(boot, FILE_MAP_WRITE, 0, 0, sizeof(b));
   if (view == NULL)
-    return pp__set_error(PP_ESPAWN, "mapping the boot block: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "mapping the boot block: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   memcpy(view, &b, sizeof(b));
   UnmapViewOfFile(view);
   return 0;
@@ -571,7 +419,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   memset(&si, 0, sizeof(si));
   memset(&pi, 0, sizeof(pi));
   if (req == NULL || req->image == NULL || req->token == NULL)
-    return pp__set_error(PP_EINVAL, "pp__spawn: no executable or token");
+    return pp__os_fail(PP_EINVAL, "pp__spawn: no executable or token");
   exe = req->image->wide;
 
   status = get_job(&job);
@@ -611,8 +459,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
                          FILE_SHARE_READ | FILE_SHARE_WRITE, &inherit,
                          OPEN_EXISTING, 0, NULL);
   if (null_dev == INVALID_HANDLE_VALUE) {
-    status = pp__set_error(PP_ESPAWN, "opening NUL: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "opening NUL: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   if (req->inherit_output) {
@@ -634,21 +482,21 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
   si.lpAttributeList = malloc(attr_size);
   if (si.lpAttributeList == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for the attribute list");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the attribute list");
     goto cleanup;
   }
   if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0,
                                          &attr_size)) {
-    status = pp__set_error(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   attr_ready = 1;
   if (!UpdateProcThreadAttribute(si.lpAttributeList, 0,
                                  PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles,
                                  nhandles * sizeof(HANDLE), NULL, NULL)) {
-    status = pp__set_error(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   si.StartupInfo.cb = sizeof(si);
@@ -665,8 +513,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   if (status != 0)
     goto cleanup;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
-    status = pp__set_error(PP_ESPAWN, "ResumeThread: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_ESPAWN, "ResumeThread: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   CloseHandle(null_dev);
@@ -679,7 +527,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
 
   p = calloc(1, sizeof(*p));
   if (p == NULL) {
-    status = pp__set_error(PP_ENOMEM, "out of memory for a worker");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for a worker");
     goto cleanup;
   }
   p->process = pi.hProcess;
@@ -730,80 +578,4 @@ cleanup:
   free(cmdline);
   free(env);
   return status;
-}
-
-/* ---- the running worker ----------------------------------------------- */
-
-int64_t pp__proc_pid(const pp__proc_t *proc) {
-  return (int64_t)proc->pid;
-}
-
-int pp__proc_wait(pp__proc_t *proc, int64_t timeout_ms, pp__exit_t *st) {
-  int64_t left = timeout_ms;
-  DWORD slice;
-  DWORD code;
-  char why[160];
-
-  /* WaitForSingleObject takes a DWORD with INFINITE at its top, so long
-   * limits are waited for in slices. */
-  for (;;) {
-    slice = timeout_ms < 0 ? INFINITE
-                           : (DWORD)(left > 0x7FFFFFFF ? 0x7FFFFFFF : left);
-    switch (WaitForSingleObject(proc->process, slice)) {
-      case WAIT_OBJECT_0:
-        goto ended;
-      case WAIT_TIMEOUT:
-        left -= slice;
-        if (timeout_ms >= 0 && left <= 0)
-          return pp__set_error(PP_ETIMEDOUT,
-                               "worker %lu still running after %lld ms",
-                               (unsigned long)proc->pid, (long long)timeout_ms);
-        break;
-      default:
-        return pp__set_error(
-            PP_EIO, "WaitForSingleObject: %s",
-            pp__win_strerror(GetLastError(), why, sizeof(why)));
-    }
-  }
-
-ended:
-  if (!GetExitCodeProcess(proc->process, &code))
-    return pp__set_error(PP_EIO, "GetExitCodeProcess: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-  /* Note for readers of the result: a worker that its job killed (when a
-   * parent died) shows exit code 0 under Wine.  The core never takes an
-   * exit without a RESULT for success, so that needs no special case. */
-  describe_exit(code, proc->killed != 0, st);
-  proc->reaped = 1;
-  return 0;
-}
-
-int pp__proc_kill(pp__proc_t *proc) {
-  char why[160];
-  DWORD error;
-
-  InterlockedExchange(&proc->killed, 1);
-  if (TerminateProcess(proc->process, PP__KILLED_EXIT_CODE))
-    return 0;
-  error = GetLastError();
-  /* A process that has already ended refuses TerminateProcess with
-   * ERROR_ACCESS_DENIED; that is the harmless case of the contract. */
-  if (WaitForSingleObject(proc->process, 0) == WAIT_OBJECT_0)
-    return 0;
-  return pp__set_error(PP_EIO, "TerminateProcess(%lu): %s",
-                       (unsigned long)proc->pid,
-                       pp__win_strerror(error, why, sizeof(why)));
-}
-
-void pp__proc_free(pp__proc_t *proc) {
-  if (proc == NULL)
-    return;
-  if (!proc->reaped) {
-    pp__proc_kill(proc);
-    WaitForSingleObject(proc->process, INFINITE);
-  }
-  if (proc->boot != NULL)
-    CloseHandle(proc->boot);
-  CloseHandle(proc->process);
-  free(proc);
 }

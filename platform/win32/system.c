@@ -22,13 +22,13 @@ int pp__win_utf8_to_wide(const char *s, WCHAR **out) {
    * path that cannot be what the caller meant is refused, not mangled. */
   n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
   if (n <= 0)
-    return pp__set_error(PP_EINVAL, "text is not valid UTF-8: \"%s\"", s);
+    return pp__os_fail(PP_EINVAL, "text is not valid UTF-8: \"%s\"", s);
   w = malloc((size_t)n * sizeof(WCHAR));
   if (w == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory converting to UTF-16");
+    return pp__os_fail(PP_ENOMEM, "out of memory converting to UTF-16");
   if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
     free(w);
-    return pp__set_error(PP_EINVAL, "text is not valid UTF-8: \"%s\"", s);
+    return pp__os_fail(PP_EINVAL, "text is not valid UTF-8: \"%s\"", s);
   }
   *out = w;
   return 0;
@@ -42,14 +42,14 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out) {
   n = WideCharToMultiByte(CP_UTF8, WC_ERR_INVALID_CHARS, s, -1, NULL, 0, NULL,
                           NULL);
   if (n <= 0)
-    return pp__set_error(PP_EINVAL, "UTF-16 text has unpaired surrogates");
+    return pp__os_fail(PP_EINVAL, "UTF-16 text has unpaired surrogates");
   u = malloc((size_t)n);
   if (u == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory converting to UTF-8");
+    return pp__os_fail(PP_ENOMEM, "out of memory converting to UTF-8");
   if (WideCharToMultiByte(CP_UTF8, WC_ERR_INVALID_CHARS, s, -1, u, n, NULL,
                           NULL) != n) {
     free(u);
-    return pp__set_error(PP_EINVAL, "UTF-16 text has unpaired surrogates");
+    return pp__os_fail(PP_EINVAL, "UTF-16 text has unpaired surrogates");
   }
   *out = u;
   return 0;
@@ -107,21 +107,20 @@ int pp__exe_path(char **path) {
   for (;;) {
     bigger = realloc(buf, (size_t)size * sizeof(WCHAR));
     if (bigger == NULL) {
-      status = pp__set_error(PP_ENOMEM, "out of memory for the exe path");
+      status = pp__os_fail(PP_ENOMEM, "out of memory for the exe path");
       goto cleanup;
     }
     buf = bigger;
     n = GetModuleFileNameW(NULL, buf, size);
     if (n == 0) {
-      status =
-          pp__set_error(PP_EIO, "GetModuleFileNameW: %s",
-                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__os_fail(PP_EIO, "GetModuleFileNameW: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     if (n < size)
       break;
     if (size >= 65536) {
-      status = pp__set_error(PP_EIO, "the executable path is too long");
+      status = pp__os_fail(PP_EIO, "the executable path is too long");
       goto cleanup;
     }
     size *= 2;
@@ -214,6 +213,14 @@ int pp__stdio_pending(FILE *fp) {
    * trust, so capture.c streams the output (pp__stdio_stream). */
   (void)fp;
   return -1;
+}
+
+int pp__stdio_is_terminal(FILE *fp) {
+  /* _isatty is true for any character device (NUL too); a console is what
+   * a redrawn line needs. */
+  HANDLE h = (HANDLE)_get_osfhandle(_fileno(fp));
+  DWORD mode;
+  return h != INVALID_HANDLE_VALUE && GetConsoleMode(h, &mode) != 0;
 }
 
 int pp__stdio_trylock(FILE *fp) {
@@ -382,26 +389,25 @@ int pp__worker_host_path(char **path) {
   if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
                               GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
                           (LPCWSTR)(void *)pp__worker_host_path, &module))
-    return pp__set_error(PP_ESPAWN, "cannot find procpool's module: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_ESPAWN, "cannot find procpool's module: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   for (;;) {
     bigger = realloc(buf, (size_t)size * sizeof(WCHAR));
     if (bigger == NULL) {
-      status = pp__set_error(PP_ENOMEM, "out of memory for a path");
+      status = pp__os_fail(PP_ENOMEM, "out of memory for a path");
       goto cleanup;
     }
     buf = bigger;
     n = GetModuleFileNameW(module, buf, size);
     if (n == 0) {
-      status =
-          pp__set_error(PP_ESPAWN, "GetModuleFileNameW: %s",
-                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__os_fail(PP_ESPAWN, "GetModuleFileNameW: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     if (n < size)
       break;
     if (size >= 65536) {
-      status = pp__set_error(PP_ESPAWN, "procpool's module path is too long");
+      status = pp__os_fail(PP_ESPAWN, "procpool's module path is too long");
       goto cleanup;
     }
     size *= 2;
@@ -416,7 +422,7 @@ int pp__worker_host_path(char **path) {
     goto cleanup;
   *path = pp__strdup_printf("%s%s", dir, PP_WORKER_HOST_RELPATH);
   if (*path == NULL)
-    status = pp__set_error(PP_ENOMEM, "out of memory for a path");
+    status = pp__os_fail(PP_ENOMEM, "out of memory for a path");
 
 cleanup:
   free(dir);
@@ -432,7 +438,7 @@ int pp__path_absolute(const char *path, char **out) {
 
   *out = NULL;
   if (path == NULL || path[0] == '\0')
-    return pp__set_error(PP_EINVAL, "empty path");
+    return pp__os_fail(PP_EINVAL, "empty path");
   status = pp__win_utf8_to_wide(path, &wide);
   if (status != 0)
     return status;
@@ -442,11 +448,11 @@ int pp__path_absolute(const char *path, char **out) {
     full = malloc((size_t)n * sizeof(WCHAR));
   if (n == 0 || full == NULL ||
       GetFullPathNameW(wide, n, full, NULL) >= n) {
-    status = full == NULL && n > 0
-                 ? pp__set_error(PP_ENOMEM, "out of memory for a path")
-                 : pp__set_error(PP_EINVAL, "GetFullPathNameW(%s): %s", path,
-                                 pp__win_strerror(GetLastError(), why,
-                                                  sizeof(why)));
+    status =
+        full == NULL && n > 0
+            ? pp__os_fail(PP_ENOMEM, "out of memory for a path")
+            : pp__os_fail(PP_EINVAL, "GetFullPathNameW(%s): %s", path,
+                          pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   status = pp__win_wide_to_utf8(full, out);

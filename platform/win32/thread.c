@@ -34,7 +34,7 @@ int pp__mutex_new(pp__mutex_t **out) {
   pp__mutex_t *m = malloc(sizeof(*m));
   *out = NULL;
   if (m == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a mutex");
+    return pp__os_fail(PP_ENOMEM, "cannot allocate a mutex");
   InitializeSRWLock(&m->lock);
   *out = m;
   return 0;
@@ -60,7 +60,7 @@ int pp__cond_new(pp__cond_t **out) {
   pp__cond_t *c = malloc(sizeof(*c));
   *out = NULL;
   if (c == NULL)
-    return pp__set_error(PP_ENOMEM, "cannot allocate a condition variable");
+    return pp__os_fail(PP_ENOMEM, "cannot allocate a condition variable");
   InitializeConditionVariable(&c->cv);
   *out = c;
   return 0;

@@ -32,7 +32,7 @@ static int wake_wrap(HANDLE event, pp__wake_t **out) {
   pp__wake_t *w = calloc(1, sizeof(*w));
   *out = NULL;
   if (w == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a wake object");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->event = event;
   *out = w;
   return 0;
@@ -47,8 +47,8 @@ int pp__wake_new(pp__wake_t **out) {
   /* Not inheritable: a worker gets its copy by DuplicateHandle. */
   event = CreateEventW(NULL, FALSE, FALSE, NULL);
   if (event == NULL)
-    return pp__set_error(PP_EIO, "CreateEventW: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_EIO, "CreateEventW: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   status = wake_wrap(event, out);
   if (status != 0)
     CloseHandle(event);
@@ -95,7 +95,7 @@ int pp__wake_wait(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
   if (wait == WAIT_OBJECT_0)
     return 1;
   if (wait == WAIT_OBJECT_0 + 1)
-    return pp__set_error(PP_ECLOSED, "the parent has ended");
+    return pp__os_fail(PP_ECLOSED, "the parent has ended");
   return 0;
 }
 
@@ -132,7 +132,7 @@ int pp__poller_new(pp__poller_t **out) {
   pp__poller_t *p = calloc(1, sizeof(*p));
   *out = NULL;
   if (p == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a poller");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
   InitializeSRWLock(&p->lock);
   InitializeConditionVariable(&p->changed);
   *out = p;
@@ -164,7 +164,7 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
   source_t *src = calloc(1, sizeof(*src));
   char why[160];
   if (src == NULL)
-    return pp__set_error(PP_ENOMEM, "out of memory for a poller");
+    return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
   src->poller = p;
   src->object = object;
   src->is_proc = is_proc;
@@ -178,9 +178,9 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
           &src->wait, object, on_signal, src, INFINITE,
           WT_EXECUTEINWAITTHREAD |
               (is_proc ? WT_EXECUTEONLYONCE : 0))) {
-    int status = pp__set_error(
-        PP_EIO, "RegisterWaitForSingleObject: %s",
-        pp__win_strerror(GetLastError(), why, sizeof(why)));
+    int status =
+        pp__os_fail(PP_EIO, "RegisterWaitForSingleObject: %s",
+                    pp__win_strerror(GetLastError(), why, sizeof(why)));
     src->wait = NULL;
     AcquireSRWLockExclusive(&p->lock);
     {

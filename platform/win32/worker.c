@@ -135,18 +135,18 @@ static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
   char c;
 
   if (spec == NULL)
-    return pp__set_error(PP_EINVAL, "no worker channel given");
+    return pp__os_fail(PP_EINVAL, "no worker channel given");
   len = strcspn(spec, ":,");
   if (len <= plen || len >= PP__PIPE_NAME_MAX ||
       strncmp(spec, prefix, plen) != 0)
-    return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
-                         (int)(len < 200 ? len : 200), spec);
+    return pp__os_fail(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
+                       (int)(len < 200 ? len : 200), spec);
   for (i = 0; i < len; i++) {
     c = spec[i];
     if (i >= plen &&
         !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'))
-      return pp__set_error(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
-                           (int)len, spec);
+      return pp__os_fail(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
+                         (int)len, spec);
     name[i] = (WCHAR)(unsigned char)c;
   }
   name[len] = L'\0';
@@ -170,9 +170,9 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
     if (h != INVALID_HANDLE_VALUE)
       break;
     if (GetLastError() != ERROR_PIPE_BUSY || GetTickCount64() >= deadline)
-      return pp__set_error(PP_EIO, "opening the channel %.*s: %s",
-                           (int)strcspn(spec, ":,"), spec,
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+      return pp__os_fail(PP_EIO, "opening the channel %.*s: %s",
+                         (int)strcspn(spec, ":,"), spec,
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     WaitNamedPipeW(name, 100);
   }
   *pipe = h;
@@ -196,8 +196,8 @@ static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
   if (section != NULL)
     view = MapViewOfFile(section, FILE_MAP_READ, 0, 0, sizeof(*b));
   if (view == NULL) {
-    status = pp__set_error(PP_EIO, "opening the boot block: %s",
-                           pp__win_strerror(GetLastError(), why, sizeof(why)));
+    status = pp__os_fail(PP_EIO, "opening the boot block: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   memcpy(b, view, sizeof(*b));
@@ -205,7 +205,7 @@ static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
   if (b->magic != PP__WIN_BOOT_MAGIC || b->pid != GetCurrentProcessId() ||
       b->shm == 0 || b->wake_worker == 0 || b->wake_parent == 0 ||
       (b->out == 0) != (b->err == 0))
-    status = pp__set_error(PP_EIO, "the boot block is not this worker's");
+    status = pp__os_fail(PP_EIO, "the boot block is not this worker's");
 
 cleanup:
   if (view != NULL)
@@ -279,8 +279,8 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   if (status != 0)
     goto cleanup;
   if (parent_pid > 0xFFFFFFFFLL) {
-    status = pp__set_error(PP_EINVAL, "parent pid %lld is out of range",
-                           (long long)parent_pid);
+    status = pp__os_fail(PP_EINVAL, "parent pid %lld is out of range",
+                         (long long)parent_pid);
     goto cleanup;
   }
   /* Open the parent before the pipe.  If the pipe then opens, the parent
@@ -289,9 +289,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   if (parent_pid > 0) {
     parent = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)parent_pid);
     if (parent == NULL) {
-      status = pp__set_error(
-          PP_EIO, "cannot watch parent process %lld: %s", (long long)parent_pid,
-          pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__os_fail(PP_EIO, "cannot watch parent process %lld: %s",
+                           (long long)parent_pid,
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
   }
@@ -303,10 +303,10 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
    * stand alone. */
   if (GetNamedPipeServerProcessId(pipe, &server) && server != 0) {
     if (parent_pid > 0 && (DWORD)parent_pid != server) {
-      status = pp__set_error(PP_EIO,
-                             "the channel belongs to process %lu, not to the "
-                             "parent %lld",
-                             (unsigned long)server, (long long)parent_pid);
+      status = pp__os_fail(PP_EIO,
+                           "the channel belongs to process %lu, not to the "
+                           "parent %lld",
+                           (unsigned long)server, (long long)parent_pid);
       goto cleanup;
     }
     if (parent == NULL)
@@ -327,9 +327,8 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
      * watch thread's below. */
     if (!DuplicateHandle(self, parent, self, &watched, 0, FALSE,
                          DUPLICATE_SAME_ACCESS)) {
-      status =
-          pp__set_error(PP_EIO, "DuplicateHandle(parent): %s",
-                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__os_fail(PP_EIO, "DuplicateHandle(parent): %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     pp__win_chan_bind_parent(at->chan, parent);
@@ -338,9 +337,8 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
     thread = CreateThread(NULL, 64 * 1024, watch_parent, watched,
                           STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
     if (thread == NULL) {
-      status =
-          pp__set_error(PP_EIO, "cannot start the parent watch: %s",
-                        pp__win_strerror(GetLastError(), why, sizeof(why)));
+      status = pp__os_fail(PP_EIO, "cannot start the parent watch: %s",
+                           pp__win_strerror(GetLastError(), why, sizeof(why)));
       goto cleanup;
     }
     watched = NULL; /* The thread owns it now. */
@@ -385,14 +383,14 @@ int pp__stdio_stream(void) {
    * and after each call (capture.c); stderr is unbuffered. */
   if (setvbuf(stdout, NULL, _IOFBF, 4096) != 0 ||
       setvbuf(stderr, NULL, _IONBF, 0) != 0)
-    return pp__set_error(PP_EIO, "setvbuf refused the stdout or stderr "
-                         "buffering");
+    return pp__os_fail(PP_EIO, "setvbuf refused the stdout or stderr "
+                               "buffering");
   /* A small stack: the thread only sleeps and flushes. */
   thread = CreateThread(NULL, 64 * 1024, flusher_main, NULL,
                         STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
   if (thread == NULL)
-    return pp__set_error(PP_EIO, "cannot start the stdout flusher: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    return pp__os_fail(PP_EIO, "cannot start the stdout flusher: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
   CloseHandle(thread);
   return 0;
 }

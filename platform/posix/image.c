@@ -1,0 +1,76 @@
+/*
+ * image.c (POSIX) - the executable workers are started from.
+ *
+ * On Linux the file is held open from the pool's creation, and spawn.c
+ * starts every worker from that open file (/proc/self/fd/<n>), which keeps
+ * working after the file is deleted or replaced; elsewhere, or without
+ * /proc, the image is its path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int pp__image_open(const char *path, pp__image_t **out) {
+  pp__image_t *im = NULL;
+  char *self = NULL;
+  int rc = 0;
+
+  *out = NULL;
+  if (path == NULL) {
+    rc = pp__exe_path(&self);
+    if (rc)
+      return rc;
+    path = self;
+  }
+  im = calloc(1, sizeof(*im));
+  if (im == NULL || (im->path = strdup(path)) == NULL) {
+    rc = pp__os_fail(PP_ENOMEM, "out of memory for the worker executable");
+    goto cleanup;
+  }
+  im->fd = -1;
+  /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
+   * not where it falls back to fork and exec (old glibc, valgrind); checking
+   * first gives the same clear reason everywhere. */
+  if (access(path, X_OK) != 0) {
+    rc = pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'", path);
+    goto cleanup;
+  }
+#if defined(__linux__)
+  /* The path was read a moment ago; if the file has gone meanwhile, our own
+   * image is still reachable through /proc/self/exe. */
+  im->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (im->fd < 0 && self != NULL)
+    im->fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (im->fd >= 0 && pp__posix_move_high(&im->fd) == 0) {
+    char fd_path[40];
+    snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", im->fd);
+    /* Without /proc (a chroot, a sandbox) the path is all there is. */
+    im->by_fd = access(fd_path, X_OK) == 0;
+  }
+#endif
+  *out = im;
+  im = NULL;
+
+cleanup:
+  pp__image_close(im);
+  free(self);
+  return rc;
+}
+
+const char *pp__image_path(const pp__image_t *im) {
+  return im->path;
+}
+
+void pp__image_close(pp__image_t *im) {
+  if (im == NULL)
+    return;
+  if (im->fd >= 0)
+    close(im->fd);
+  free(im->path);
+  free(im);
+}

@@ -1,0 +1,63 @@
+/*
+ * image.c - the executable workers are started from, on Windows.
+ *
+ * Windows cannot start a process from an open file, so the image is its
+ * path, in UTF-8 for messages and in UTF-16 for CreateProcessW (spawn.c).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int pp__image_open(const char *path, pp__image_t **out) {
+  pp__image_t *im;
+  char *self = NULL;
+  DWORD attrs;
+  char why[160];
+  int status;
+
+  *out = NULL;
+  if (path == NULL) {
+    status = pp__exe_path(&self);
+    if (status != 0)
+      return status;
+    path = self;
+  }
+  im = calloc(1, sizeof(*im));
+  if (im == NULL || (im->path = _strdup(path)) == NULL) {
+    status = pp__os_fail(PP_ENOMEM, "out of memory for the worker "
+                                    "executable");
+    goto cleanup;
+  }
+  status = pp__win_utf8_to_wide(path, &im->wide);
+  if (status != 0)
+    goto cleanup;
+  attrs = GetFileAttributesW(im->wide);
+  if (attrs == INVALID_FILE_ATTRIBUTES || (attrs & FILE_ATTRIBUTE_DIRECTORY)) {
+    status =
+        pp__os_fail(PP_ESPAWN, "cannot start worker '%s': %s", path,
+                    attrs == INVALID_FILE_ATTRIBUTES
+                        ? pp__win_strerror(GetLastError(), why, sizeof(why))
+                        : "it is a directory");
+    goto cleanup;
+  }
+  *out = im;
+  im = NULL;
+
+cleanup:
+  pp__image_close(im);
+  free(self);
+  return status;
+}
+
+const char *pp__image_path(const pp__image_t *im) {
+  return im->path;
+}
+
+void pp__image_close(pp__image_t *im) {
+  if (im == NULL)
+    return;
+  free(im->path);
+  free(im->wide);
+  free(im);
+}
