@@ -580,6 +580,28 @@ PP_EXTERN int pp_future_wait(pp_future_t *future, int64_t timeout_ms);
  * has not, PP_EINVAL for NULL. */
 PP_EXTERN int pp_future_status(pp_future_t *future);
 
+/** Where a call is, as pp_future_state() tells. */
+typedef enum {
+  /** Waiting: in the pool's queue, or handed to a worker that has not
+   * started it yet (it may still be cancelled without running at all). */
+  PP_FUTURE_QUEUED = 0,
+  /** Started by a worker and not finished yet (or finished there, with
+   * its outcome on the way). */
+  PP_FUTURE_RUNNING = 1,
+  /** Finished: pp_future_status() gives its status. */
+  PP_FUTURE_DONE = 2
+} pp_future_state_t;
+
+/**
+ * Tells a queued call from a running one (concurrent.futures' running()):
+ * returns PP_FUTURE_QUEUED, PP_FUTURE_RUNNING or PP_FUTURE_DONE, or
+ * PP_EINVAL for NULL.  The answer is a snapshot: a queued call may start
+ * right after.  In inline mode a call runs inside pp_pool_submit(), so it
+ * is always done.  It may wait briefly for the pool's I/O thread to end a
+ * round (it reads the worker's side of the call).
+ */
+PP_EXTERN int pp_future_state(pp_future_t *future);
+
 /**
  * Moves the finished call's outcome into *result (the caller then owns its
  * data and message: pp_results_free()).  A second take gets the status with

@@ -170,6 +170,29 @@ int pp_future_status(pp_future_t *f) {
   return rc;
 }
 
+int pp_future_state(pp_future_t *f) {
+  pp_pool_t *pool;
+  int state;
+  if (f == NULL)
+    return pp__fail(PP_EINVAL, "pp_future_state: future is NULL");
+  pool = f->src.pool;
+  /* io_lock first (internal.h): with it held, every call a worker holds
+   * has its record written, and the records stay where they are. */
+  pp__mutex_lock(pool->io_lock);
+  pp__mutex_lock(pool->lock);
+  if (f->done)
+    state = PP_FUTURE_DONE;
+  else if (f->src.inflight == 0)
+    state = PP_FUTURE_QUEUED;
+  else
+    state = pp__dispatch_started_locked(pool, f->src.first_id)
+                ? PP_FUTURE_RUNNING
+                : PP_FUTURE_QUEUED;
+  pp__mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->io_lock);
+  return state;
+}
+
 int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
