@@ -3,7 +3,7 @@
 # floor, measured in one run.
 #
 #   bench/run.sh [--reps=3] [--only=tiny,rtt,...] [--workers=2]
-#                [--calls=1000000] [--mib=256]
+#                [--calls=1000000] [--mib=256] [--svg=FILE]
 #   BUILD_DIR=... PYTHON=... bench/run.sh ...
 #   BEFORE=/path/to/old/procpool-bench bench/run.sh ...
 #
@@ -18,6 +18,10 @@
 # give the median of the repetitions, then the ratios the project holds
 # itself to (issue 9), each with its target.  Nothing here fails on a
 # number: benchmarks are not tests.
+#
+# --svg=FILE also draws the ratio table as a bar chart into FILE: the
+# output is printed as always, then piped to bench/chart.sh (gnuplot;
+# chart.sh alone redraws a chart from a saved output).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,18 +32,29 @@ python=${PYTHON:-python3}
 reps=3
 only="startup rtt tiny tiny_inherit c1 echo echo_zc copy copy_zc"
 pass=""
+svg=""
 for a in "$@"; do
   case $a in
   --reps=*) reps=${a#--reps=} ;;
   --only=*) only=$(echo "${a#--only=}" | tr , ' ') ;;
   --workers=* | --calls=* | --mib=*) pass="$pass $a" ;;
+  --svg=?*) svg=${a#--svg=} ;;
   *)
     echo "usage: bench/run.sh [--reps=3] [--only=F,...] [--workers=N]" \
-      "[--calls=N] [--mib=N]" >&2
+      "[--calls=N] [--mib=N] [--svg=FILE]" >&2
     exit 2
     ;;
   esac
 done
+
+# A chart that cannot be drawn fails now, not after the run.
+if [ -n "$svg" ]; then
+  if [ ! -d "$(dirname "$svg")" ]; then
+    echo "bench/run.sh: no folder for $svg" >&2
+    exit 2
+  fi
+  "$here/chart.sh" --check
+fi
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
@@ -77,8 +92,9 @@ runs() {
   fi
 }
 
-echo "# procpool bench: $reps interleaved repetitions;$pass" \
-  "$(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
+header="# procpool bench: $reps interleaved repetitions;$pass $(nproc) cpus,"
+header="$header load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$header"
 rep=1
 while [ "$rep" -le "$reps" ]; do
   for f in $only; do
@@ -168,4 +184,16 @@ awk '
     target("large echo: procpool / python", m("pp", "echo_gbps"),
            m("py", "echo_gbps"), ">=", 1)
   }
-' "$tmp/all.txt"
+' "$tmp/all.txt" >"$tmp/tables.txt"
+cat "$tmp/tables.txt"
+
+if [ -n "$svg" ]; then
+  # The output above, again, for the chart.
+  {
+    echo "$header"
+    cat "$tmp/all.txt"
+    echo
+    cat "$tmp/tables.txt"
+  } | "$here/chart.sh" --output="$svg"
+  echo "# chart: $svg" >&2
+fi

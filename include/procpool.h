@@ -580,6 +580,60 @@ PP_EXTERN int pp_future_wait(pp_future_t *future, int64_t timeout_ms);
  * has not, PP_EINVAL for NULL. */
 PP_EXTERN int pp_future_status(pp_future_t *future);
 
+/** What pp_future_wait_many() waits for (concurrent.futures.wait). */
+typedef enum {
+  /** Any one of the futures to finish. */
+  PP_WAIT_FIRST_COMPLETED = 0,
+  /** Any one to finish with a status but 0, or all to finish. */
+  PP_WAIT_FIRST_FAILED = 1,
+  /** All of them to finish. */
+  PP_WAIT_ALL_COMPLETED = 2
+} pp_wait_mode_t;
+
+/**
+ * Waits for several calls of one pool at once, at most `timeout_ms` on a
+ * monotonic clock (negative or INT64_MAX = no limit).  NULL entries of
+ * `futures[0..n)` are skipped, which makes an as_completed loop:
+ *
+ *     while (left > 0 &&
+ *            pp_future_wait_many(fs, n, PP_WAIT_FIRST_COMPLETED, -1, &i) == 0)
+ * { pp_future_take(fs[i], &r);  ...use r...;  pp_results_free(&r, 1);
+ *       pp_future_free(fs[i]);  fs[i] = NULL;  left--;
+ *     }
+ *
+ * On return 0, *index (if not NULL) is the position of a finished future
+ * the wait was for: the lowest finished one (FIRST_COMPLETED), the lowest
+ * failed one (FIRST_FAILED, ALL_COMPLETED), or `n` when all finished and
+ * none failed.  Returns 0, PP_ETIMEDOUT (the calls go on; *index is `n`),
+ * or PP_EINVAL: `futures` NULL, no future in it, futures of different
+ * pools, or an unknown mode.  The futures stay the caller's.
+ */
+PP_EXTERN int pp_future_wait_many(pp_future_t *const *futures, size_t n,
+                                  pp_wait_mode_t mode, int64_t timeout_ms,
+                                  size_t *index);
+
+/** Where a call is, as pp_future_state() tells. */
+typedef enum {
+  /** Waiting: in the pool's queue, or handed to a worker that has not
+   * started it yet (it may still be cancelled without running at all). */
+  PP_FUTURE_QUEUED = 0,
+  /** Started by a worker and not finished yet (or finished there, with
+   * its outcome on the way). */
+  PP_FUTURE_RUNNING = 1,
+  /** Finished: pp_future_status() gives its status. */
+  PP_FUTURE_DONE = 2
+} pp_future_state_t;
+
+/**
+ * Tells a queued call from a running one (concurrent.futures' running()):
+ * returns PP_FUTURE_QUEUED, PP_FUTURE_RUNNING or PP_FUTURE_DONE, or
+ * PP_EINVAL for NULL.  The answer is a snapshot: a queued call may start
+ * right after.  In inline mode a call runs inside pp_pool_submit(), so it
+ * is always done.  It may wait briefly for the pool's I/O thread to end a
+ * round (it reads the worker's side of the call).
+ */
+PP_EXTERN int pp_future_state(pp_future_t *future);
+
 /**
  * Moves the finished call's outcome into *result (the caller then owns its
  * data and message: pp_results_free()).  A second take gets the status with

@@ -300,6 +300,22 @@ int pp__dispatch_steal_locked(pp_pool_t *pool, int64_t *steal_at) {
   return took;
 }
 
+int pp__dispatch_started_locked(pp_pool_t *pool, uint64_t id) {
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    size_t k;
+    if (s->state != PP__W_READY && s->state != PP__W_RETIRING)
+      continue;
+    for (k = 0; k < s->fl_n; k++) {
+      pp__flight_t *f = pp__flight_at(s, k);
+      if (f->id == id && !f->withdrawn)
+        return pp__ring_started(&s->calls, f->rec, id);
+    }
+  }
+  return 0;
+}
+
 int pp__dispatch_try(pp_pool_t *pool) {
   pp__take_t takes[PP__DISPATCH_MAX];
   size_t n, k;

@@ -170,6 +170,102 @@ int pp_future_status(pp_future_t *f) {
   return rc;
 }
 
+/* The position that ends a wait for `mode` over fs[0..n), n + 1 if it
+ * must go on, or n when all finished and none failed (the modes that wait
+ * for all).  pool->lock held. */
+static size_t wait_many_check_locked(pp_future_t *const *fs, size_t n,
+                                     pp_wait_mode_t mode) {
+  size_t i, first_done = n, first_failed = n, live = 0, done = 0;
+  for (i = 0; i < n; i++) {
+    if (fs[i] == NULL)
+      continue;
+    live++;
+    if (!fs[i]->done)
+      continue;
+    done++;
+    if (first_done == n)
+      first_done = i;
+    if (fs[i]->res.status != 0 && first_failed == n)
+      first_failed = i;
+  }
+  if (mode == PP_WAIT_FIRST_COMPLETED)
+    return first_done < n ? first_done : n + 1;
+  if (mode == PP_WAIT_FIRST_FAILED && first_failed < n)
+    return first_failed;
+  return done == live ? first_failed : n + 1;
+}
+
+int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
+                        int64_t timeout_ms, size_t *index) {
+  pp_pool_t *pool = NULL;
+  int64_t end;
+  size_t i, at;
+  int rc = 0;
+  if (index != NULL)
+    *index = n;
+  if (fs == NULL ||
+      (mode != PP_WAIT_FIRST_COMPLETED && mode != PP_WAIT_FIRST_FAILED &&
+       mode != PP_WAIT_ALL_COMPLETED))
+    return pp__fail(PP_EINVAL,
+                    "pp_future_wait_many: futures is NULL or the "
+                    "mode %d is unknown",
+                    (int)mode);
+  for (i = 0; i < n; i++) {
+    if (fs[i] == NULL)
+      continue;
+    if (pool != NULL && fs[i]->src.pool != pool)
+      return pp__fail(PP_EINVAL,
+                      "pp_future_wait_many: futures[%zu] is of "
+                      "another pool than the ones before it",
+                      i);
+    pool = fs[i]->src.pool;
+  }
+  if (pool == NULL)
+    return pp__fail(PP_EINVAL, "pp_future_wait_many: no future to wait for");
+  end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
+  pp__mutex_lock(pool->lock);
+  /* Every finished call of the pool wakes done_cond's waiters. */
+  while ((at = wait_many_check_locked(fs, n, mode)) == n + 1) {
+    if (end == PP__NEVER) {
+      pp__cond_wait(pool->done_cond, pool->lock);
+      continue;
+    }
+    if (pp__now_us() >= end) {
+      rc = pp__fail(PP_ETIMEDOUT, "pp_future_wait_many: not done in %lld ms",
+                    (long long)timeout_ms);
+      break;
+    }
+    pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(end));
+  }
+  pp__mutex_unlock(pool->lock);
+  if (rc == 0 && index != NULL)
+    *index = at;
+  return rc;
+}
+
+int pp_future_state(pp_future_t *f) {
+  pp_pool_t *pool;
+  int state;
+  if (f == NULL)
+    return pp__fail(PP_EINVAL, "pp_future_state: future is NULL");
+  pool = f->src.pool;
+  /* io_lock first (internal.h): with it held, every call a worker holds
+   * has its record written, and the records stay where they are. */
+  pp__mutex_lock(pool->io_lock);
+  pp__mutex_lock(pool->lock);
+  if (f->done)
+    state = PP_FUTURE_DONE;
+  else if (f->src.inflight == 0)
+    state = PP_FUTURE_QUEUED;
+  else
+    state = pp__dispatch_started_locked(pool, f->src.first_id)
+                ? PP_FUTURE_RUNNING
+                : PP_FUTURE_QUEUED;
+  pp__mutex_unlock(pool->lock);
+  pp__mutex_unlock(pool->io_lock);
+  return state;
+}
+
 int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)

@@ -476,6 +476,11 @@ int pp__dispatch_steal_possible_locked(pp_pool_t *pool);
  * the queue is empty (they go back to their sources' queues).  Returns 1
  * if it took any; sets *steal_at to when one may next become due. */
 int pp__dispatch_steal_locked(pp_pool_t *pool, int64_t *steal_at);
+/* Returns 1 if a worker has started call `id`, which one holds: the call
+ * record's state word says STARTED, or the worker has given the record's
+ * room back (it ran the call).  io_lock held, so the records of the calls
+ * in flight are written. */
+int pp__dispatch_started_locked(pp_pool_t *pool, uint64_t id);
 /* Hands queued calls to workers with room from the caller's thread, when
  * the I/O thread is not in a round: a submitted call reaches its worker
  * without waking the I/O thread first.  Returns 1 if nothing is left for

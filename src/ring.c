@@ -136,6 +136,11 @@ int pp__ring_withdraw(pp__ring_t *r, uint64_t pos, uint64_t id) {
   return w != NULL && PP__CAS32(w, 0, PP__CALL_WITHDRAWN);
 }
 
+int pp__ring_started(pp__ring_t *r, uint64_t pos, uint64_t id) {
+  uint32_t *w = call_state(r, pos, id);
+  return w == NULL || (PP__LOAD_ACQ32(w) & PP__CALL_STARTED) != 0;
+}
+
 int pp__ring_has_data(pp__ring_t *r) {
   return r->tail != r->seen || PP__LOAD_ACQ64(&r->hdr->head) != r->seen;
 }

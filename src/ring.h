@@ -213,6 +213,10 @@ void pp__ring_set_cancel(pp__ring_t *r, uint64_t pos, uint64_t id);
  * and not yet committed as read: returns 1 if the worker had not started
  * it (it never will), 0 if it had. */
 int pp__ring_withdraw(pp__ring_t *r, uint64_t pos, uint64_t id);
+/* Producer: returns 1 if call `id`, written at `pos`, has been started by
+ * the consumer: its state word says so, or its record is no longer there
+ * (the consumer gave its room back after running it). */
+int pp__ring_started(pp__ring_t *r, uint64_t pos, uint64_t id);
 
 /* Consumer: returns 1 if records are there to read (a look, no more). */
 int pp__ring_has_data(pp__ring_t *r);

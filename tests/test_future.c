@@ -143,6 +143,141 @@ static void test_future_cancel_pending_never_runs(void **state) {
   pp_test_log_free(log);
 }
 
+/* Waits, at most 30 s, until the call is in `want`; returns 1 if it was. */
+static int state_becomes(pp_future_t *f, int want) {
+  int i;
+  for (i = 0; i < 3000; i++) {
+    if (pp_future_state(f) == want)
+      return 1;
+    pp_test_sleep_ms(10);
+  }
+  return 0;
+}
+
+/* A running call is told from one a worker holds but has not started, and
+ * from one still in the pool's queue; all end done. */
+static void test_future_state_tells_queued_from_running(void **state) {
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
+  pp_future_t *run = submit_int(pool, "sleep_ms", 60000, NULL);
+  pp_future_t *held = submit_int(pool, "square", 3, NULL);
+  pp_future_t *queued = submit_int(pool, "square", 4, NULL);
+  pp_pool_t *inl;
+  pp_future_t *f;
+  pp_result_t r;
+  (void)state;
+  assert_true(state_becomes(run, PP_FUTURE_RUNNING));
+  /* The only worker runs the long call: the other two wait, one in its
+   * ring (it holds its chunk and one more), one in the queue. */
+  assert_int_equal(pp_future_state(held), PP_FUTURE_QUEUED);
+  assert_int_equal(pp_future_state(queued), PP_FUTURE_QUEUED);
+  assert_int_equal(pp_future_state(run), PP_FUTURE_RUNNING);
+  assert_int_equal(pp_future_cancel(run), 0);
+  assert_int_equal(pp_future_wait(run, 60000), 0);
+  assert_int_equal(pp_future_state(run), PP_FUTURE_DONE);
+  assert_int_equal(pp_future_status(run), PP_ECANCELED);
+  pp_future_free(run);
+  assert_int_equal(pp_future_wait(queued, 30000), 0);
+  assert_int_equal(pp_future_state(queued), PP_FUTURE_DONE);
+  r = finish(held);
+  assert_true(pp_test_int_result(&r) == 9);
+  pp_results_free(&r, 1);
+  r = finish(queued);
+  assert_true(pp_test_int_result(&r) == 16);
+  pp_results_free(&r, 1);
+  assert_int_equal(pp_future_state(NULL), PP_EINVAL);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  /* Inline calls run inside pp_pool_submit(). */
+  inl = pp_test_make_pool(1, PP_POOL_INLINE, 0, NULL);
+  f = submit_int(inl, "square", 5, NULL);
+  assert_int_equal(pp_future_state(f), PP_FUTURE_DONE);
+  pp_future_free(f);
+  assert_int_equal(pp_pool_destroy(inl, PP_DESTROY_WAIT), 0);
+}
+
+/* pp_future_wait_many: an as_completed loop hands out each future once;
+ * FIRST_FAILED returns for a failure while a long call still runs;
+ * ALL_COMPLETED says n when none failed; a time limit and bad input. */
+static void test_future_wait_many(void **state) {
+  static const int64_t ms[6] = {200, 10, 120, 30, 60, 0};
+  pp_pool_t *pool = pp_test_make_pool(2, 0, 0, NULL);
+  pp_pool_t *other = pp_test_make_pool(1, PP_POOL_INLINE, 0, NULL);
+  pp_future_t *fs[6], *two[2], *none[2] = {NULL, NULL};
+  int seen[6] = {0};
+  size_t i, at, left = 6;
+  pp_result_t r;
+  pp_buf_t bad;
+  (void)state;
+  for (i = 0; i < 6; i++)
+    fs[i] = submit_int(pool, "sleep_ms", ms[i], NULL);
+  while (left > 0) {
+    assert_int_equal(
+        pp_future_wait_many(fs, 6, PP_WAIT_FIRST_COMPLETED, 60000, &at), 0);
+    assert_true(at < 6);
+    assert_int_equal(pp_future_state(fs[at]), PP_FUTURE_DONE);
+    assert_int_equal(pp_future_take(fs[at], &r), 0);
+    assert_true(pp_test_int_result(&r) == ms[at]);
+    pp_results_free(&r, 1);
+    pp_future_free(fs[at]);
+    fs[at] = NULL;
+    seen[at]++;
+    left--;
+  }
+  for (i = 0; i < 6; i++)
+    assert_int_equal(seen[i], 1);
+  /* Everything taken: nothing left to wait for. */
+  assert_int_equal(pp_future_wait_many(fs, 6, PP_WAIT_FIRST_COMPLETED, 0, &at),
+                   PP_EINVAL);
+
+  /* A failure ends FIRST_FAILED while the long call goes on. */
+  two[0] = submit_int(pool, "sleep_ms", 60000, NULL);
+  assert_int_equal(pp_pack(&bad, "s", "not an int"), 0);
+  assert_int_equal(
+      pp_pool_submit(pool, "square", bad.data, bad.len, NULL, &two[1]), 0);
+  pp_free((void *)bad.data);
+  assert_int_equal(
+      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, 60000, &at), 0);
+  assert_int_equal(at, 1);
+  assert_int_equal(pp_future_status(two[1]), PP_ETASK);
+  assert_int_not_equal(pp_future_state(two[0]), PP_FUTURE_DONE);
+  /* A time limit while it runs. */
+  assert_int_equal(pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 50, &at),
+                   PP_ETIMEDOUT);
+  assert_int_equal(at, 2);
+  assert_int_equal(pp_future_cancel(two[0]), 0);
+  assert_int_equal(
+      pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 60000, &at), 0);
+  assert_int_equal(at, 0); /* the cancelled call is the first that failed */
+  pp_future_free(two[0]);
+  pp_future_free(two[1]);
+
+  /* All finished, none failed: n. */
+  two[0] = submit_int(pool, "square", 2, NULL);
+  two[1] = submit_int(pool, "square", 3, NULL);
+  assert_int_equal(
+      pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 60000, &at), 0);
+  assert_int_equal(at, 2);
+  assert_int_equal(
+      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, 60000, &at), 0);
+  assert_int_equal(at, 2);
+
+  /* Bad input. */
+  assert_int_equal(
+      pp_future_wait_many(NULL, 2, PP_WAIT_FIRST_COMPLETED, 0, &at), PP_EINVAL);
+  assert_int_equal(
+      pp_future_wait_many(none, 2, PP_WAIT_FIRST_COMPLETED, 0, &at), PP_EINVAL);
+  assert_int_equal(pp_future_wait_many(two, 2, (pp_wait_mode_t)7, 0, &at),
+                   PP_EINVAL);
+  pp_future_free(two[1]);
+  two[1] = submit_int(other, "square", 4, NULL);
+  assert_int_equal(pp_future_wait_many(two, 2, PP_WAIT_FIRST_COMPLETED, 0, &at),
+                   PP_EINVAL);
+  assert_non_null(strstr(pp_last_error(), "another pool"));
+  pp_future_free(two[0]);
+  pp_future_free(two[1]);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  assert_int_equal(pp_pool_destroy(other, PP_DESTROY_WAIT), 0);
+}
+
 /* A task that checks pp_call_cancelled() stops by itself; its worker is not
  * killed. */
 static void test_future_cancel_running_is_ecanceled(void **state) {
@@ -356,6 +491,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_future_wait_timeout_while_running),
       cmocka_unit_test(test_future_cancel_pending_never_runs),
       cmocka_unit_test(test_future_cancel_running_is_ecanceled),
+      cmocka_unit_test(test_future_state_tells_queued_from_running),
+      cmocka_unit_test(test_future_wait_many),
       cmocka_unit_test(test_future_cancel_hung_call_kills_worker),
       cmocka_unit_test(test_future_timeout_replaces_worker),
       cmocka_unit_test(test_future_pool_timeout_and_per_call_override),
