@@ -136,6 +136,16 @@ int pp__worker_log(int level, const char *text, size_t len) {
   return pp__worker_put(PP__REC_LOG, 0, W.current_id, lv, 4, text, len);
 }
 
+/* Takes kept mapping `i` out of the list (to close it, or to use it
+ * again) and returns it. */
+static pp__shm_t *kept_take(int i) {
+  pp__shm_t *shm = W.kept[i];
+  W.kept_bytes -= pp__shm_len(shm);
+  memmove(&W.kept[i], &W.kept[i + 1],
+          (size_t)(--W.nkept - i) * sizeof(*W.kept));
+  return shm;
+}
+
 /* Keeps the mapping of a large result we sent, pushing out the oldest
  * kept ones beyond PP__KEPT_N or PP__MAPCACHE_BYTES.  When the parent is
  * done with the result it becomes one of its spares, and it comes back as
@@ -150,11 +160,8 @@ static void keep_result(pp__shm_t *shm) {
     return;
   }
   while (W.nkept > 0 &&
-         (W.nkept == PP__KEPT_N || W.kept_bytes + len > PP__MAPCACHE_BYTES)) {
-    W.kept_bytes -= pp__shm_len(W.kept[0]);
-    pp__shm_close(W.kept[0]);
-    memmove(&W.kept[0], &W.kept[1], (size_t)(--W.nkept) * sizeof(*W.kept));
-  }
+         (W.nkept == PP__KEPT_N || W.kept_bytes + len > PP__MAPCACHE_BYTES))
+    pp__shm_close(kept_take(0));
   W.kept[W.nkept++] = shm;
   W.kept_bytes += len;
 }
@@ -264,13 +271,8 @@ static pp__shm_t *blob_map(maps_t *m, int sent, uint64_t handle,
     pp__exit_now(0);
   if (rc != 0)
     worker_abort(pp__os_reason(), 70);
-  if (n >= 0) {
-    /* One of our own results, back as a spare: its mapping is warm. */
-    shm = W.kept[n];
-    W.kept_bytes -= pp__shm_len(shm);
-    memmove(&W.kept[n], &W.kept[n + 1],
-            (size_t)(--W.nkept - n) * sizeof(*W.kept));
-  }
+  if (n >= 0)
+    shm = kept_take(n); /* one of our own results: its mapping is warm */
   if (!pp__mapcache_put(&W.maps, serial, size, shm,
                         (void **)&m->close[m->nclose], &n))
     m->close[m->nclose++] = shm;
@@ -318,18 +320,15 @@ static void run_record(const pp__rec_t *rec) {
   if (task == NULL) {
     /* The parent checks names at submit, so this means the parent and the
      * worker were built from different tables. */
-    status = pp__err_set(&err, PP_ENOTASK,
-                         "worker %d has no task named "
-                         "'%.*s'",
+    status = pp__err_set(&err, PP_ENOTASK, "worker %d has no task named '%.*s'",
                          W.index, (int)c.name_len, c.name);
     why = err.text;
   } else if (c.refused || !PP__CAS32(c.cancel, 0, PP__CALL_STARTED)) {
     /* Cancelled, or taken back for another worker (whose outcome the
      * parent keeps; it drops this one). */
-    status = pp__err_set(&err, PP_ECANCELED,
-                         "call %llu cancelled before it "
-                         "ran",
-                         (unsigned long long)rec->id);
+    status =
+        pp__err_set(&err, PP_ECANCELED, "call %llu cancelled before it ran",
+                    (unsigned long long)rec->id);
     why = err.text;
   } else {
     pp__capture_call_start(rec->id);
