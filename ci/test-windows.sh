@@ -49,6 +49,8 @@ step "tests under Wine"
 # A process start costs ~50 ms under Wine (~1 ms on Linux), so the crash
 # soak runs 5000 calls instead of 100 000 (it prints the scale it used).
 export PROCPOOL_SOAK_CALLS=${PROCPOOL_SOAK_CALLS:-5000}
+# The streaming map's ten million calls, as a hundred thousand under Wine.
+export PROCPOOL_IMAP_CALLS=${PROCPOOL_IMAP_CALLS:-100000}
 ctest --test-dir "$build" --output-on-failure -j1 --timeout 1800 \
       -E 'test_soak|test_orphans'
 # The soak and orphan tests print their counts and timings: shown in full.

@@ -668,7 +668,10 @@ enum {
    * with a zeroed pp_progress_bar_t, unless `progress` is set.  The
    * environment variable PROCPOOL_PROGRESS=0 silences it, so a script can
    * quiet a program without rebuilding it. */
-  PP_MAP_PROGRESS_BAR = 1u << 1
+  PP_MAP_PROGRESS_BAR = 1u << 1,
+  /** pp_pool_imap() only: hand results over as they complete, not in
+   * input order (Python's imap_unordered). */
+  PP_MAP_UNORDERED = 1u << 2
 };
 
 /** How far a map has come, as given to a pp_progress_cb. */
@@ -677,7 +680,8 @@ typedef struct pp_progress_s {
   size_t done;
   /** Of those, the calls that failed (any status but 0). */
   size_t failed;
-  /** Calls in the map. */
+  /** Calls in the map; 0 while a streaming map (pp_pool_imap()) has not
+   * reached the end of its input, since nobody knows the total yet. */
   size_t total;
   /** Time since the map started, in ms. */
   int64_t elapsed_ms;
@@ -757,6 +761,10 @@ typedef struct pp_map_options_s {
   void *progress_data;
   /** The least time between two progress reports; 0 = 200 ms. */
   int64_t progress_interval_ms;
+  /** pp_pool_imap() only: the most arguments held at once, read from the
+   * producer and not yet handed over as results (the bound on its
+   * memory); 0 = 64 per worker, at least 1024. */
+  size_t max_in_flight;
 } pp_map_options_t;
 
 /**
@@ -802,6 +810,64 @@ PP_EXTERN int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
                                     const pp_buf_t *args, size_t n,
                                     pp_result_cb cb, void *cb_data,
                                     const pp_map_options_t *options);
+
+/** What a pp_producer_cb fills in for the next argument of a streaming
+ * map. */
+typedef struct pp_next_arg_s {
+  /** In: the argument's position in the map (0, 1, 2, ...). */
+  size_t index;
+  /** Out: the argument.  Its bytes are copied before the producer is
+   * called again, so the producer may reuse one buffer. */
+  pp_buf_t arg;
+  /** Out, on failure: why, as a sentence (NUL-terminated; longer text is
+   * cut).  The map's pp_last_error() then reads "pp_pool_imap: the
+   * producer failed at argument <index>: <message>". */
+  char message[256];
+} pp_next_arg_t;
+
+/**
+ * Gives the next argument of pp_pool_imap(), in the thread that called the
+ * map, while no lock of the pool is held: returns 1 with next->arg set, 0
+ * when there are no more arguments, or a negative PP_E* status when it
+ * fails (with next->message set): the map then reads no more, lets every
+ * call already read finish and hands over its result, and returns that
+ * status.  It may call any procpool function but a blocking wait on the
+ * same map.
+ */
+typedef int (*pp_producer_cb)(void *data, pp_next_arg_t *next);
+
+/**
+ * Python's imap with bounded memory: runs `task` over arguments read one
+ * at a time from `producer`, while at most options->max_in_flight
+ * arguments are held (read and not yet handed over as a result): when
+ * that many are out, the producer is not called until results have been
+ * handed over (backpressure).  So a map over a stream of any length, or
+ * over arguments made on the fly, needs memory for max_in_flight
+ * arguments and results only.  Each argument is copied.
+ *
+ * Every result goes to `cb` in the calling thread (the callback owns it,
+ * as with pp_pool_map_unordered()), in input order, or as calls complete
+ * with PP_MAP_UNORDERED.  Input order holds results that finished early
+ * until the ones before them are handed over, within the same bound.
+ * `cb` returning non-zero, a progress callback returning non-zero, or
+ * PP_MAP_STOP_ON_ERROR and a failed call stop the map: the producer is
+ * not called again, calls not run end PP_ECANCELED, and every result is
+ * still handed over.  Progress reports have `total` 0 until the producer
+ * has given its last argument.
+ *
+ * Returns 0 when every call succeeded; the producer's status if it
+ * failed (every call read before it still ran and was handed over);
+ * otherwise the status of the first failing call in input order.  Before
+ * anything runs: PP_EINVAL (NULL pool, task, producer or cb; unknown
+ * flags), PP_ENOTASK, PP_ECLOSED, PP_ENOMEM.  PP_ECLOSED also when the
+ * pool is destroyed by another thread while the map reads its input (the
+ * calls read so far are handed over).  In inline mode each call runs as
+ * soon as it is read.
+ */
+PP_EXTERN int pp_pool_imap(pp_pool_t *pool, const char *task,
+                           pp_producer_cb producer, void *producer_data,
+                           pp_result_cb cb, void *cb_data,
+                           const pp_map_options_t *options);
 
 /* ------------------------------------------------------------------------ */
 /* Tuples: typed argument buffers                                           */

@@ -29,6 +29,7 @@
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
+ *   imap.c     pp_pool_imap: a map over a producer, in bounded memory
  *
  * Threads and locks of a pool (the full rule is written at each field):
  *   - whoever holds io_lock owns the workers: their processes, rings and
@@ -105,6 +106,30 @@
 int64_t pp__deadline_ms(int64_t ms);
 /* Returns the microseconds until `deadline`, 0 if it has passed. */
 int64_t pp__us_left(int64_t deadline);
+
+/* ---- progress.c: when and what a map reports ---- */
+
+/* A map's progress reports, as its options ask: the callback and its
+ * schedule.  The map's calling thread alone uses it. */
+typedef struct pp__reporter_s {
+  pp_progress_cb cb;     /* NULL: no reports */
+  void *data;
+  int64_t every_us;
+  int64_t next;          /* when the next report is due */
+  int64_t started;
+  pp_progress_bar_t bar; /* PP_MAP_PROGRESS_BAR's */
+} pp__reporter_t;
+
+/* Sets up a map's reports from its options (NULL: none); the map starts
+ * now. */
+void pp__reporter_init(pp__reporter_t *r, const pp_map_options_t *o);
+/* Returns 1 if a report is to be made now (one is due, or `final`, and
+ * there is a callback), and then schedules the next one. */
+int pp__reporter_due(pp__reporter_t *r, int final);
+/* Makes the report; returns the callback's word (non-zero: stop).  No
+ * lock of the pool may be held. */
+int pp__reporter_call(pp__reporter_t *r, size_t done, size_t failed,
+                      size_t total, int final);
 
 /* ---- blob.c: blobs handed to the caller ---- */
 
@@ -269,7 +294,9 @@ struct pp__src_s {
   const char *task;         /* name, owned by the task table */
   size_t task_len;
   const pp_buf_t *args;     /* n arguments, borrowed until it finishes */
-  size_t n;
+  size_t n;                 /* grows under pool->lock in a streaming map
+                               (pp__src_grow_locked); else fixed */
+  size_t cap;               /* ids kept for it: n may grow up to this */
   int64_t timeout_ms;       /* <= 0: none */
   size_t chunk;             /* calls of it a worker may hold at once */
   uint64_t first_id;        /* call i has id first_id + i */
@@ -294,6 +321,12 @@ void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
  * hands them out or wakes the I/O thread.  Returns 0, or PP_ECLOSED if the
  * pool is being destroyed; pool->lock held. */
 int pp__src_queue_locked(pp__src_t *src);
+/* Adds calls args[n .. n + k) to a queued source of a streaming map
+ * (imap.c), which wrote those arguments before; they count as submitted
+ * and are handed out like the others.  Returns 0, or PP_ECLOSED if the
+ * pool is being destroyed (nothing is added), or PP_EINVAL if the source
+ * would outgrow its cap.  pool->lock held. */
+int pp__src_grow_locked(pp__src_t *src, size_t k);
 /* Takes the next call to hand to a worker; returns 1 and its index, or 0
  * when the source has none left.  pool->lock held. */
 int pp__src_take_locked(pp__src_t *src, size_t *index);

@@ -13,10 +13,6 @@
 
 #include "internal.h"
 
-/* Progress reports, by default: often enough to look alive, rare enough
- * to cost nothing. */
-#define PP__PROGRESS_INTERVAL_MS 200
-
 typedef struct done_s {
   size_t index;
   pp_result_t r;
@@ -34,13 +30,7 @@ typedef struct map_s {
   size_t first_index;
   int oom;               /* the list of finished calls could not grow */
   size_t failed;         /* calls finished with a status but 0 */
-  /* Fixed at the start; the caller's thread alone uses them. */
-  pp_progress_cb progress;
-  void *progress_data;
-  int64_t progress_every_us;
-  int64_t progress_next; /* when the next report is due */
-  int64_t started;
-  pp_progress_bar_t bar; /* PP_MAP_PROGRESS_BAR's */
+  pp__reporter_t rep;    /* the calling thread's */
 } map_t;
 
 /* Python's map sends chunks of about n / (4 * workers) calls; here that
@@ -110,45 +100,17 @@ static void deliver(map_t *m) {
  * that returns non-zero stops the map. */
 static void report_locked(map_t *m, int final) {
   pp_pool_t *pool = m->src.pool;
-  pp_progress_t p;
-  int64_t now = pp__now_us();
-  if (m->progress == NULL || (!final && now < m->progress_next))
+  size_t done = m->src.finished, failed = m->failed;
+  if (!pp__reporter_due(&m->rep, final))
     return;
-  m->progress_next = now + m->progress_every_us;
-  p.done = m->src.finished;
-  p.failed = m->failed;
-  p.total = m->src.n;
-  p.elapsed_ms = (now - m->started) / 1000;
-  p.final = final;
   pp__mutex_unlock(pool->lock);
-  if (m->progress(m->progress_data, &p) != 0 && !final) {
+  if (pp__reporter_call(&m->rep, done, failed, m->src.n, final) != 0 &&
+      !final) {
     pp__mutex_lock(pool->lock);
     pp__src_cancel_locked(&m->src);
     return;
   }
   pp__mutex_lock(pool->lock);
-}
-
-/* Sets up the map's progress reports from its options. */
-static void progress_init(map_t *m, const pp_map_options_t *o) {
-  const char *env;
-  m->started = pp__now_us();
-  if (o == NULL)
-    return;
-  if (o->progress != NULL) {
-    m->progress = o->progress;
-    m->progress_data = o->progress_data;
-  } else if (o->flags & PP_MAP_PROGRESS_BAR) {
-    env = getenv("PROCPOOL_PROGRESS");
-    if (env != NULL && strcmp(env, "0") == 0)
-      return;
-    m->progress = pp_progress_bar;
-    m->progress_data = &m->bar;
-  }
-  m->progress_every_us =
-      1000 * (o->progress_interval_ms > 0 ? o->progress_interval_ms
-                                          : PP__PROGRESS_INTERVAL_MS);
-  m->progress_next = m->started + m->progress_every_us;
 }
 
 static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
@@ -176,7 +138,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   pp__src_init(&m->src, pool, t, args, n, timeout,
                o && o->chunksize ? o->chunksize : auto_chunk(pool, n),
                map_done);
-  progress_init(m, o);
+  pp__reporter_init(&m->rep, o);
 
   pp__mutex_lock(pool->lock);
   /* The map uses the pool until it returns, like a future. */
@@ -216,7 +178,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
       deliver(m);
       continue;
     }
-    if (m->progress == NULL) {
+    if (m->rep.cb == NULL) {
       pp__cond_wait(pool->done_cond, pool->lock);
       continue;
     }
@@ -225,7 +187,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     report_locked(m, 0);
     if (m->src.finished < n)
       pp__cond_timedwait(pool->done_cond, pool->lock,
-                         pp__us_left(m->progress_next));
+                         pp__us_left(m->rep.next));
   }
   if (rc == 0)
     report_locked(m, 1);

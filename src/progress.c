@@ -1,16 +1,22 @@
 /*
- * progress.c - pp_progress_bar(), the ready progress display of a map.
+ * progress.c - when a map reports its progress (pp__reporter_*), and
+ * pp_progress_bar(), the ready display.
  *
- * The map (map.c) decides when to report; this file only draws.  It keeps
+ * The display keeps
  * nothing of its own: what it must remember between two reports (when the
  * last plain line went out, whether a bar is on the screen) lives in the
  * caller's pp_progress_bar_t, so that maps in several threads can each
  * show their own.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* Progress reports, by default: often enough to look alive, rare enough
+ * to cost nothing. */
+#define PP__PROGRESS_INTERVAL_MS 200
 
 /* Width of the bar itself, in characters: the whole line stays under 80
  * columns with every field at its widest. */
@@ -49,6 +55,8 @@ static void format_fields(char *buf, size_t cap, const pp_progress_t *p) {
   char rate[16], eta[24], failed[32] = "";
   double secs = (double)p->elapsed_ms / 1000.0;
   double r = secs > 0 ? (double)p->done / secs : 0.0;
+  /* A streaming map does not know its total before its input ends. */
+  int known = p->total > 0 || p->final;
   double pct = p->total > 0 ? 100.0 * (double)p->done / (double)p->total
                             : 100.0;
   format_rate(rate, sizeof(rate), r);
@@ -56,7 +64,7 @@ static void format_fields(char *buf, size_t cap, const pp_progress_t *p) {
     char took[16];
     format_duration(took, sizeof(took), p->elapsed_ms / 1000);
     pp__format(eta, sizeof(eta), "in %s", took);
-  } else if (r > 0 && p->total >= p->done) {
+  } else if (r > 0 && known && p->total >= p->done) {
     char left[16];
     format_duration(left, sizeof(left),
                     (int64_t)((double)(p->total - p->done) / r + 0.5));
@@ -66,8 +74,11 @@ static void format_fields(char *buf, size_t cap, const pp_progress_t *p) {
   }
   if (p->failed > 0)
     pp__format(failed, sizeof(failed), "  %zu failed", p->failed);
-  pp__format(buf, cap, "%3.0f%%  %zu/%zu  %s  %s%s", pct, p->done, p->total,
-             rate, eta, failed);
+  if (!known)
+    pp__format(buf, cap, "  ?%%  %zu/?  %s  %s%s", p->done, rate, eta, failed);
+  else
+    pp__format(buf, cap, "%3.0f%%  %zu/%zu  %s  %s%s", pct, p->done,
+               p->total, rate, eta, failed);
 }
 
 int pp_progress_bar(void *data, const pp_progress_t *p) {
@@ -102,7 +113,8 @@ int pp_progress_bar(void *data, const pp_progress_t *p) {
   if (tty) {
     char cells[PP__BAR_WIDTH + 1];
     size_t filled = p->total > 0 ? p->done * PP__BAR_WIDTH / p->total
-                                 : PP__BAR_WIDTH;
+                    : p->final   ? PP__BAR_WIDTH
+                                 : 0;
     size_t i;
     if (filled > PP__BAR_WIDTH)
       filled = PP__BAR_WIDTH;
@@ -126,4 +138,47 @@ int pp_progress_bar(void *data, const pp_progress_t *p) {
   }
   fflush(out);
   return 0;
+}
+
+void pp__reporter_init(pp__reporter_t *r, const pp_map_options_t *o) {
+  const char *env;
+  memset(r, 0, sizeof(*r));
+  r->started = pp__now_us();
+  if (o == NULL)
+    return;
+  if (o->progress != NULL) {
+    r->cb = o->progress;
+    r->data = o->progress_data;
+  } else if (o->flags & PP_MAP_PROGRESS_BAR) {
+    env = getenv("PROCPOOL_PROGRESS");
+    if (env != NULL && strcmp(env, "0") == 0)
+      return;
+    r->cb = pp_progress_bar;
+    r->data = &r->bar;
+  }
+  r->every_us = 1000 * (o->progress_interval_ms > 0 ? o->progress_interval_ms
+                                                     : PP__PROGRESS_INTERVAL_MS);
+  r->next = r->started + r->every_us;
+}
+
+int pp__reporter_due(pp__reporter_t *r, int final) {
+  int64_t now;
+  if (r->cb == NULL)
+    return 0;
+  now = pp__now_us();
+  if (!final && now < r->next)
+    return 0;
+  r->next = now + r->every_us;
+  return 1;
+}
+
+int pp__reporter_call(pp__reporter_t *r, size_t done, size_t failed,
+                      size_t total, int final) {
+  pp_progress_t p;
+  p.done = done;
+  p.failed = failed;
+  p.total = total;
+  p.elapsed_ms = (pp__now_us() - r->started) / 1000;
+  p.final = final;
+  return r->cb(r->data, &p);
 }

@@ -44,12 +44,27 @@ void pp__pool_wake_locked(pp_pool_t *pool) {
   }
 }
 
+/* Fails calls [from, n) of a source at once: no worker of the pool can
+ * start. */
+static void fail_hopeless_locked(pp__src_t *src, size_t from) {
+  size_t i;
+  for (i = from; i < src->n; i++)
+    pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
+                          pp__strdup_printf("no worker of the pool can be "
+                                            "started: %s",
+                                            src->pool->broken_reason),
+                          0, 0);
+  src->next = src->n;
+}
+
 int pp__src_queue_locked(pp__src_t *src) {
   pp_pool_t *pool = src->pool;
   if (pool->closing)
     return PP_ECLOSED;
   src->first_id = pool->next_id + 1;
-  pool->next_id += src->n;
+  /* A growing source keeps ids for every call it may get, so that no
+   * other source's ids fall among them. */
+  pool->next_id += src->cap > src->n ? src->cap : src->n;
   pool->stats.calls_submitted += src->n;
   if (src->n == 0)
     return 0;
@@ -57,14 +72,7 @@ int pp__src_queue_locked(pp__src_t *src) {
     /* No worker can start (each slot failed again and again): the calls
      * fail now rather than wait for a worker that may never come.  The
      * slots keep trying, and calls queue again once one succeeds. */
-    size_t i;
-    for (i = 0; i < src->n; i++)
-      pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
-                            pp__strdup_printf("no worker of the pool can be "
-                                              "started: %s",
-                                              pool->broken_reason),
-                            0, 0);
-    src->next = src->n;
+    fail_hopeless_locked(src, 0);
     return 0;
   }
   if (pool->inline_mode) {
@@ -74,6 +82,41 @@ int pp__src_queue_locked(pp__src_t *src) {
   }
   pool->queued += src->n;
   pp__queue_insert_tail(&pool->pending, &src->link);
+  return 0;
+}
+
+static void finish_unrun_locked(pp__src_t *src, size_t index);
+
+int pp__src_grow_locked(pp__src_t *src, size_t k) {
+  pp_pool_t *pool = src->pool;
+  size_t i, first = src->n;
+  if (pool->closing)
+    return PP_ECLOSED;
+  if (k > src->cap - src->n)
+    return PP_EINVAL;
+  src->n += k;
+  pool->stats.calls_submitted += k;
+  if (src->cancel) {
+    /* A stopped map still hands in what it had read: those calls end
+     * cancelled, so that every argument gets an outcome. */
+    for (i = first; i < src->n; i++)
+      finish_unrun_locked(src, i);
+    src->next = src->n;
+    return 0;
+  }
+  if (pp__pool_hopeless_locked(pool)) {
+    fail_hopeless_locked(src, first);
+    return 0;
+  }
+  if (pool->inline_mode) {
+    /* The caller runs them itself (inline.c). */
+    src->next = src->n;
+    return 0;
+  }
+  pool->queued += k;
+  if (!pp__queue_linked(&src->link))
+    pp__queue_insert_tail(&pool->pending, &src->link);
+  pp__pool_wake_locked(pool);
   return 0;
 }
 

@@ -87,6 +87,10 @@ int64_t pp_test_pid_parent(int64_t pid);
  * /proc/<pid>/io, Windows: GetProcessIoCounters), or -1 if unknown. */
 int64_t pp_test_read_bytes(int64_t pid);
 
+/* This process's resident memory in bytes (Linux: VmRSS; Windows: the
+ * working set), or -1 where it cannot be told. */
+int64_t pp_test_rss_bytes(void);
+
 /* Ends a process at once with no chance to clean up (SIGKILL, or
  * TerminateProcess with exit code 9).  Returns 0 or -1. */
 int pp_test_kill(int64_t pid);

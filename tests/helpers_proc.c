@@ -20,6 +20,12 @@
 
 #ifdef _WIN32
 #include <windows.h>
+/* After windows.h; PSAPI_VERSION 2 names K32GetProcessMemoryInfo, which
+ * kernel32 exports, so no psapi library is needed. */
+#ifndef PSAPI_VERSION
+#define PSAPI_VERSION 2
+#endif
+#include <psapi.h>
 #else
 #include <dirent.h>
 #include <errno.h>
@@ -228,6 +234,28 @@ int64_t pp_test_read_bytes(int64_t pid) {
   return (int64_t)v;
 #else
   (void)pid;
+  return -1;
+#endif
+}
+
+int64_t pp_test_rss_bytes(void) {
+#if defined(_WIN32)
+  PROCESS_MEMORY_COUNTERS pmc;
+  if (!GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof(pmc)))
+    return -1;
+  return (int64_t)pmc.WorkingSetSize;
+#elif defined(__linux__)
+  char line[128];
+  long long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb < 0 ? -1 : (int64_t)kb * 1024;
+#else
   return -1;
 #endif
 }
