@@ -77,7 +77,9 @@ struct imap_s {
   pp_result_cb cb;
   void *cb_data;
   int64_t timeout_ms;
-  size_t chunk;
+  size_t chunk;  /* the options' chunksize, or the start of auto_chunk's */
+  int auto_chunk; /* chunk follows each batch's size */
+  size_t workers;
   size_t cap;    /* calls per batch */
   size_t window; /* the most arguments held; <= PP__IMAP_BATCHES * cap */
   int unordered;
@@ -248,6 +250,11 @@ static void publish(imap_t *im) {
     return;
   }
   rc = pp__src_grow_locked(&b->src, b->filled - from);
+  if (rc == 0 && im->auto_chunk)
+    /* Python's rule for a map of n calls (map.c), from what the batch
+     * holds so far: a short input is spread over the workers rather than
+     * handed to the first one. */
+    b->src.chunk = (b->src.n + 4 * im->workers - 1) / (4 * im->workers);
   if (rc != 0) {
     for (i = from; i < b->filled; i++) {
       pp_result_t r;
@@ -350,7 +357,7 @@ static int read_some(imap_t *im) {
       close_open(im);
       break;
     }
-    if (b->filled - b->src.n >= im->chunk ||
+    if (b->filled - b->src.n >= b->src.chunk ||
         pp__now_us() - im->published_at >= PP__IMAP_PUBLISH_US) {
       publish(im);
       break;
@@ -534,11 +541,11 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
   im->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   im->timeout_ms = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
   /* As a map does (Python's rule), from a batch's calls: a worker's
-   * share of a batch comes in about four pieces. */
-  im->chunk = o && o->chunksize ? o->chunksize
-                                : (im->cap + 4 * workers - 1) / (4 * workers);
-  if (im->chunk < 1)
-    im->chunk = 1;
+   * share of a batch comes in about four pieces (publish() follows the
+   * batch as it fills). */
+  im->workers = workers;
+  im->auto_chunk = !(o && o->chunksize);
+  im->chunk = o && o->chunksize ? o->chunksize : 1;
   if (imap_alloc(im) != 0)
     return pp__fail(PP_ENOMEM, "pp_pool_imap: out of memory for a window of "
                                "%zu calls",

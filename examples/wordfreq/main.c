@@ -8,7 +8,9 @@
  *            [--expect-checksum=HEX] [FILE]
  *
  * The file is cut into byte ranges; each range is one call of the task
- * "count_range" with the tuple (path, offset, length).  A worker opens the
+ * "count_range" with the tuple (path, offset, length), made when a worker
+ * can take it (pp_pool_imap: a streaming map, so the ranges of any file
+ * take a few tuples of memory).  A worker opens the
  * file itself, counts the words of its range and sends back only the
  * distinct words and their counts, which the parent merges as the results
  * come in.  So the parent never reads the text, and the file may be far
@@ -194,37 +196,48 @@ static int64_t default_chunk(int64_t size, int workers) {
   return c - c % (64 * 1024);
 }
 
-/* Packs the tuples (path, offset, length) of the ranges of `chunk` bytes.
- * Offsets stay multiples of WF_ALIGN, which the checksum needs. */
-static pp_buf_t *plan_ranges(const char *path, int64_t size, int64_t chunk,
-                             size_t *n) {
-  pp_buf_t *args;
-  size_t i;
+/* The byte ranges of a file, read one at a time by the streaming map
+ * (pp_pool_imap): the tuple (path, offset, length) of a range is packed
+ * when a worker can take it, so the parent holds a few ranges at once,
+ * however large the file. */
+typedef struct ranges_s {
+  const char *path;
+  int64_t size;
+  int64_t chunk; /* a multiple of WF_ALIGN, which the checksum needs */
+  size_t n;
+  pp_buf_t last; /* the tuple given last; the map has copied it */
+} ranges_t;
+
+static void ranges_init(ranges_t *r, const char *path, int64_t size,
+                        int64_t chunk) {
+  memset(r, 0, sizeof(*r));
   if (chunk < WF_ALIGN)
     chunk = WF_ALIGN;
   chunk += (WF_ALIGN - chunk % WF_ALIGN) % WF_ALIGN;
-  *n = (size_t)((size + chunk - 1) / chunk);
-  args = calloc(*n ? *n : 1, sizeof(*args));
-  if (args == NULL)
-    return NULL;
-  for (i = 0; i < *n; i++) {
-    int64_t off = (int64_t)i * chunk;
-    int64_t len = size - off < chunk ? size - off : chunk;
-    if (pp_pack(&args[i], "s i i", path, off, len) != 0) {
-      while (i-- > 0)
-        pp_free((void *)args[i].data);
-      free(args);
-      return NULL;
-    }
-  }
-  return args;
+  r->path = path;
+  r->size = size;
+  r->chunk = chunk;
+  r->n = (size_t)((size + chunk - 1) / chunk);
 }
 
-static void free_ranges(pp_buf_t *args, size_t n) {
-  size_t i;
-  for (i = 0; args != NULL && i < n; i++)
-    pp_free((void *)args[i].data);
-  free(args);
+/* The producer: the tuple of range next->index, or 0 after the last. */
+static int next_range(void *data, pp_next_arg_t *next) {
+  ranges_t *r = data;
+  int64_t off = (int64_t)next->index * r->chunk;
+  int64_t len = r->size - off < r->chunk ? r->size - off : r->chunk;
+  int rc;
+  pp_free((void *)r->last.data);
+  r->last.data = NULL;
+  if (next->index >= r->n)
+    return 0;
+  rc = pp_pack(&r->last, "s i i", r->path, off, len);
+  if (rc != 0) {
+    snprintf(next->message, sizeof(next->message),
+             "cannot pack range %zu: %s", next->index, pp_last_error());
+    return rc;
+  }
+  next->arg = r->last;
+  return 1;
 }
 
 /* Merges each range's result as soon as it arrives (in any order: adding
@@ -245,8 +258,8 @@ static int merge_cb(void *data, size_t index, pp_result_t *r) {
 }
 
 /* Counts every range over `pool` into a fresh *m and times it. */
-static int count_all(pp_pool_t *pool, const pp_buf_t *args, size_t n,
-                     merge_t *m, double *secs, int quiet) {
+static int count_all(pp_pool_t *pool, ranges_t *ranges, merge_t *m,
+                     double *secs, int quiet) {
   pp_map_options_t mo;
   double t0 = now();
   int rc;
@@ -255,10 +268,14 @@ static int count_all(pp_pool_t *pool, const pp_buf_t *args, size_t n,
     fprintf(stderr, "wordfreq: out of memory\n");
     return -1;
   }
-  /* A bar on stderr while it runs (plain lines when stderr is a log). */
+  /* A bar on stderr while it runs (plain lines when stderr is a log);
+   * results as they complete, since adding counts commutes. */
   memset(&mo, 0, sizeof(mo));
-  mo.flags = quiet ? 0 : PP_MAP_PROGRESS_BAR;
-  rc = pp_pool_map_unordered(pool, "count_range", args, n, merge_cb, m, &mo);
+  mo.flags = PP_MAP_UNORDERED | (quiet ? 0 : PP_MAP_PROGRESS_BAR);
+  rc = pp_pool_imap(pool, "count_range", next_range, ranges, merge_cb, m,
+                    &mo);
+  pp_free((void *)ranges->last.data);
+  ranges->last.data = NULL;
   *secs = now() - t0;
   if (rc != 0 && !m->failed)
     fprintf(stderr, "wordfreq: %s\n", pp_last_error());
@@ -302,8 +319,7 @@ int main(int argc, char **argv) {
   char corpus[4200], hs[32], hc[32];
   const char *path;
   pp_pool_t *pool = NULL, *inl = NULL;
-  pp_buf_t *args = NULL, *whole = NULL;
-  size_t n = 0, n1 = 0;
+  ranges_t ranges, whole;
   merge_t par, seq, ref;
   int64_t size, chunk;
   double t0, start_secs, pool_secs, seq_secs = 0, ref_secs = 0;
@@ -345,16 +361,12 @@ int main(int argc, char **argv) {
   start_secs = now() - t0;
   workers = pp_pool_workers(pool);
   chunk = o.chunk ? o.chunk : default_chunk(size, workers);
-  args = plan_ranges(path, size, chunk, &n);
-  if (args == NULL) {
-    fprintf(stderr, "wordfreq: out of memory for %zu ranges\n", n);
-    goto cleanup;
-  }
-  printf("ranges: %zu of up to %s over %d workers (pool started in "
-         "%.3f s)\n",
-         n, human(chunk, hc, sizeof(hc)), workers, start_secs);
+  ranges_init(&ranges, path, size, chunk);
+  printf("ranges: %zu of up to %s over %d workers, read as they are needed "
+         "(pool started in %.3f s)\n",
+         ranges.n, human(ranges.chunk, hc, sizeof(hc)), workers, start_secs);
   fflush(stdout);
-  if (count_all(pool, args, n, &par, &pool_secs, o.quiet) != 0)
+  if (count_all(pool, &ranges, &par, &pool_secs, o.quiet) != 0)
     goto cleanup;
   pp_pool_destroy(pool, PP_DESTROY_WAIT);
   pool = NULL;
@@ -362,12 +374,11 @@ int main(int argc, char **argv) {
   /* The same calls in this process, through the same serialization. */
   if ((o.inline_run || o.check) && make_pool(&inl, 1, PP_POOL_INLINE) != 0)
     goto cleanup;
-  if (o.inline_run && count_all(inl, args, n, &seq, &seq_secs, o.quiet) != 0)
+  if (o.inline_run && count_all(inl, &ranges, &seq, &seq_secs, o.quiet) != 0)
     goto cleanup;
   if (o.check) {
-    whole = plan_ranges(path, size, size, &n1);
-    if (whole == NULL ||
-        count_all(inl, whole, n1, &ref, &ref_secs, o.quiet) != 0)
+    ranges_init(&whole, path, size, size);
+    if (count_all(inl, &whole, &ref, &ref_secs, o.quiet) != 0)
       goto cleanup;
   }
 
@@ -401,8 +412,6 @@ int main(int argc, char **argv) {
 cleanup:
   pp_pool_destroy(pool, PP_DESTROY_CANCEL);
   pp_pool_destroy(inl, PP_DESTROY_WAIT);
-  free_ranges(args, n);
-  free_ranges(whole, n1);
   wf_table_free(&par.table);
   wf_table_free(&seq.table);
   wf_table_free(&ref.table);
