@@ -396,6 +396,50 @@ static void test_imap_inline_mode(void **state) {
   PP_TEST_OK(pp_pool_destroy(pool, PP_DESTROY_WAIT));
 }
 
+/* The producer destroys the pool at argument 700 (as another thread
+ * might): the destroy waits for the calls already counted, the map counts
+ * no more and every argument read still gets one result. */
+typedef struct doomed_s {
+  feed_t f;
+  pp_pool_t *pool;
+  int destroy_rc;
+} doomed_t;
+
+static int produce_and_destroy(void *data, pp_next_arg_t *next) {
+  doomed_t *d = data;
+  if (next->index == 700)
+    d->destroy_rc = pp_pool_destroy(d->pool, PP_DESTROY_WAIT);
+  return produce(&d->f, next);
+}
+
+static void test_imap_pool_destroyed_while_reading(void **state) {
+  doomed_t d;
+  pp_map_options_t mo;
+  int rc;
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  memset(&mo, 0, sizeof(mo));
+  mo.max_in_flight = 64;
+  d.pool = pp_test_make_pool(2, 0, 0, NULL);
+  feed_init(&d.f, 5000);
+  rc = pp_pool_imap(d.pool, "square", produce_and_destroy, &d, take, &d.f,
+                    &mo);
+  assert_int_equal(rc, PP_ECLOSED);
+  assert_non_null(strstr(pp_last_error(), "destroyed"));
+  assert_int_equal(d.destroy_rc, 0);
+  /* The map read argument 700 and no more; each one read has a result:
+   * the ones counted before the destroy ran, the rest are PP_ECLOSED. */
+  assert_int_equal(d.f.produced, 701);
+  assert_int_equal(d.f.handed, 701);
+  assert_int_equal(d.f.twice, 0);
+  assert_false(d.f.out_of_order);
+  assert_true(d.f.ok >= 1);
+  assert_int_equal(d.f.ok + d.f.failed, 701);
+  assert_int_equal(d.f.wrong, 0);
+  feed_free(&d.f);
+  /* The map freed the pool it outlived. */
+}
+
 /* The issue's figure: ten million generated arguments, with the parent's
  * memory printed as the map goes.  An array map would hold every argument
  * and result at once (about 10 M x 80 bytes); the streaming map holds its
@@ -473,6 +517,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_imap_bad_input_is_refused),
       PP_TEST_POOL_TEST(test_imap_progress_total_is_known_at_the_end),
       cmocka_unit_test(test_imap_inline_mode),
+      cmocka_unit_test(test_imap_pool_destroyed_while_reading),
       PP_TEST_POOL_TEST(test_imap_ten_million_arguments_in_flat_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
