@@ -687,10 +687,12 @@ typedef struct pp_progress_s {
 } pp_progress_t;
 
 /**
- * Receives a map's progress, in the thread that called the map, while no
- * lock of the pool is held: at most once per `progress_interval_ms`, and
- * once more with `final` set when the map ends.  It may call any procpool
- * function except a blocking wait on the same map.  Returning non-zero
+ * Receives a map's progress, in the thread that called the map (for an
+ * async map: the thread waiting in pp_map_wait()), while no lock of the
+ * pool is held: at most once per `progress_interval_ms`, and once more
+ * with `final` set when the map ends.  It may call any procpool function
+ * except a blocking wait on the same map (nor pp_map_free() of it).
+ * Returning non-zero
  * stops the map like PP_MAP_STOP_ON_ERROR (the calls not yet run end
  * PP_ECANCELED; every result already computed is kept); the final report
  * is still made.
