@@ -468,6 +468,57 @@ static void test_async_progress_reported_by_the_waiter(void **state) {
   pp_test_free_bufs(args, N);
 }
 
+typedef struct waiter_s {
+  pp_map_t *map;
+  int rc;
+} waiter_t;
+
+static void *APR_THREAD_FUNC waiter(apr_thread_t *t, void *data) {
+  waiter_t *w = data;
+  (void)t;
+  w->rc = pp_map_wait(w->map, -1);
+  return NULL;
+}
+
+/* Two threads wait on one map: one of them reports at a time, and the
+ * final report is made once. */
+static void test_async_two_waiters_one_final_report(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 20 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_options_t mo;
+  pp_map_t *map = NULL;
+  apr_pool_t *mem = NULL;
+  apr_thread_t *th;
+  apr_status_t st;
+  waiter_t w;
+  reports_t r;
+  size_t i;
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(apr_pool_create(&mem, NULL), APR_SUCCESS);
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int(20);
+  memset(&mo, 0, sizeof(mo));
+  mo.chunksize = 1;
+  mo.progress = record_progress;
+  mo.progress_data = &r;
+  mo.progress_interval_ms = 5;
+  PP_TEST_OK(pp_pool_map_async(pool, "sleep_ms", args, N, res, &mo, &map));
+  w.map = map;
+  w.rc = 1;
+  assert_int_equal(apr_thread_create(&th, NULL, waiter, &w, mem), APR_SUCCESS);
+  PP_TEST_OK(pp_map_wait(map, -1));
+  assert_int_equal(apr_thread_join(&st, th), APR_SUCCESS);
+  assert_int_equal(w.rc, 0);
+  assert_int_equal(r.finals, 1);
+  assert_true(r.last.done == N && r.last.final == 1);
+  pp_map_free(map);
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+  apr_pool_destroy(mem);
+}
+
 /* Inline mode runs the whole map inside the start. */
 static void test_async_inline_runs_in_the_start(void **state) {
   enum { N = 5 };
@@ -505,6 +556,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_async_destroy_cancel_with_live_map),
       cmocka_unit_test(test_async_destroy_in_another_thread),
       PP_TEST_POOL_TEST(test_async_progress_reported_by_the_waiter),
+      PP_TEST_POOL_TEST(test_async_two_waiters_one_final_report),
       cmocka_unit_test(test_async_inline_runs_in_the_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
