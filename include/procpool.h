@@ -691,10 +691,12 @@ typedef struct pp_progress_s {
 } pp_progress_t;
 
 /**
- * Receives a map's progress, in the thread that called the map, while no
- * lock of the pool is held: at most once per `progress_interval_ms`, and
- * once more with `final` set when the map ends.  It may call any procpool
- * function except a blocking wait on the same map.  Returning non-zero
+ * Receives a map's progress, in the thread that called the map (for an
+ * async map: the thread waiting in pp_map_wait()), while no lock of the
+ * pool is held: at most once per `progress_interval_ms`, and once more
+ * with `final` set when the map ends.  It may call any procpool function
+ * except a blocking wait on the same map (nor pp_map_free() of it).
+ * Returning non-zero
  * stops the map like PP_MAP_STOP_ON_ERROR (the calls not yet run end
  * PP_ECANCELED; every result already computed is kept); the final report
  * is still made.
@@ -868,6 +870,106 @@ PP_EXTERN int pp_pool_imap(pp_pool_t *pool, const char *task,
                            pp_producer_cb producer, void *producer_data,
                            pp_result_cb cb, void *cb_data,
                            const pp_map_options_t *options);
+
+/* ------------------------------------------------------------------------ */
+/* async maps: a map that does not block (Python's map_async)               */
+/* ------------------------------------------------------------------------ */
+
+/** An ordered map that runs while the caller does something else, from
+ * pp_pool_map_async() or pp_pool_starmap_async().  Released with
+ * pp_map_free(); it stays valid after its pool is destroyed, like a
+ * future.  One thread at a time should use it; pp_map_free() must not run
+ * while another thread is in a pp_map_* call on the same map. */
+typedef struct pp_map_s pp_map_t;
+
+/**
+ * Python's map_async: queues `task` over `args[0..n)` like pp_pool_map()
+ * and returns at once with the map in *map; pp_map_wait() waits for it.
+ *
+ * `args` and the buffers they point to are borrowed, and the pool writes
+ * results[i] (the outcome of args[i], zeroed first) from its own thread;
+ * both must stay valid, and `results` untouched, until the map has ended:
+ * until pp_map_wait() returned anything but PP_ETIMEDOUT, pp_map_status()
+ * anything but PP_EAGAIN, or pp_map_free() returned.  The results are
+ * then the caller's (pp_results_free(results, n)); pp_map_free() does not
+ * free them.
+ *
+ * The options work as in pp_pool_map(), but progress (`progress`,
+ * PP_MAP_PROGRESS_BAR) is reported only while a thread waits in
+ * pp_map_wait(), from that thread, plus the final report once, from the
+ * first pp_map_wait() that sees the map ended; a map that nobody waits for
+ * reports nothing.  In inline mode (PP_POOL_INLINE) the calls run in the
+ * calling thread, so this runs the whole map (with its progress reports)
+ * before it returns.
+ *
+ * Returns 0, or PP_EINVAL (NULL pool, task or map, NULL results or args
+ * with n > 0, an argument with NULL data, unknown flags), PP_ENOTASK,
+ * PP_ECLOSED (the pool is being destroyed), PP_ENOMEM; then nothing was
+ * queued and *map is NULL.  The map holds one small allocation; the calls
+ * themselves allocate nothing more than pp_pool_map()'s.
+ */
+PP_EXTERN int pp_pool_map_async(pp_pool_t *pool, const char *task,
+                                const pp_buf_t *args, size_t n,
+                                pp_result_t *results,
+                                const pp_map_options_t *options,
+                                pp_map_t **map);
+
+/**
+ * Python's starmap_async: pp_pool_map_async() for arguments that are
+ * tuples packed with pp_pack().  Every argument is checked first; a
+ * malformed one gives PP_EBADARGS, nothing runs and *map is NULL.
+ */
+PP_EXTERN int pp_pool_starmap_async(pp_pool_t *pool, const char *task,
+                                    const pp_buf_t *tuples, size_t n,
+                                    pp_result_t *results,
+                                    const pp_map_options_t *options,
+                                    pp_map_t **map);
+
+/**
+ * Waits for every call of the map, at most `timeout_ms` (negative: no
+ * limit; 0: only looks), making its progress reports meanwhile (see
+ * pp_pool_map_async()).  Returns, once the map has ended, what
+ * pp_pool_map() would: 0 if every call succeeded, else the status of the
+ * first failing call in input order; PP_ETIMEDOUT if calls are still left
+ * at the time limit (the map goes on; wait again, or cancel it); PP_EINVAL
+ * for a NULL map.  It may be called again after the map ended, and returns
+ * the same status.  A progress callback must not call it on its own map.
+ */
+PP_EXTERN int pp_map_wait(pp_map_t *map, int64_t timeout_ms);
+
+/**
+ * Looks without waiting: PP_EAGAIN while calls of the map are left, else
+ * the map's status as pp_map_wait() returns it (no progress report is
+ * made).  PP_EINVAL for a NULL map.
+ */
+PP_EXTERN int pp_map_status(pp_map_t *map);
+
+/**
+ * Reads how far the map has come without waiting: *progress gets the
+ * counts a progress callback would, `final` 1 when every call has
+ * finished.  Returns 0, or PP_EINVAL for a NULL argument.
+ */
+PP_EXTERN int pp_map_progress(pp_map_t *map, pp_progress_t *progress);
+
+/**
+ * Stops the map like PP_MAP_STOP_ON_ERROR: calls not yet run end
+ * PP_ECANCELED without running, running ones are cancelled as by
+ * pp_future_cancel() (they end within the pool's cancel_grace_ms), and
+ * every result already computed is kept.  Wait with pp_map_wait() before
+ * using the results.  Does nothing to a map that has ended.  Returns 0, or
+ * PP_EINVAL for a NULL map.
+ */
+PP_EXTERN int pp_map_cancel(pp_map_t *map);
+
+/**
+ * Releases the map.  One that has not ended is cancelled first
+ * (pp_map_cancel()) and waited for, because the pool reads its arguments
+ * and writes its results until every call has finished; this takes at most
+ * the pool's cancel grace period.  The results stay the caller's.  No
+ * final progress report is made.  Must not be called from the map's
+ * progress callback.  NULL is ignored.
+ */
+PP_EXTERN void pp_map_free(pp_map_t *map);
 
 /* ------------------------------------------------------------------------ */
 /* Tuples: typed argument buffers                                           */

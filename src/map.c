@@ -1,12 +1,21 @@
 /*
- * map.c - pp_pool_map(), pp_pool_starmap() and pp_pool_map_unordered().
+ * map.c - pp_pool_map(), pp_pool_starmap(), pp_pool_map_unordered() and
+ * their forms that do not block, pp_pool_map_async() and
+ * pp_pool_starmap_async() with the pp_map_* functions of their handle.
  *
  * A map is one source of n calls (source.c): no object per call.  The I/O
  * thread writes each outcome straight into results[i] (ordered map) or
  * into the map's list of finished calls, which the calling thread hands to
- * the callback (unordered map).  Arguments are borrowed: the map does not
- * return before every call has finished.  Every field of the map but the
- * fixed ones is guarded by pool->lock.
+ * the callback (unordered map).  Arguments are borrowed: a map stays alive
+ * until every call has finished.  Every field of the map but the fixed
+ * ones is guarded by pool->lock.
+ *
+ * Every map goes through the same three steps: map_start() checks and
+ * queues it, map_wait_locked() waits for it (and makes its progress
+ * reports), map_leave_locked() lets go of the pool.  A blocking map runs
+ * them in a row on a map_t on its stack, so it allocates nothing; an
+ * async map allocates its map_t once and runs the steps from
+ * pp_pool_map_async(), pp_map_wait() and pp_map_free().
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +27,10 @@ typedef struct done_s {
   pp_result_t r;
 } done_t;
 
-typedef struct map_s {
+/* The public handle of an async map is the map itself. */
+typedef struct pp_map_s map_t;
+
+struct pp_map_s {
   pp__src_t src;
   pp_result_t *results;  /* ordered map */
   pp_result_cb cb;       /* unordered map */
@@ -30,8 +42,13 @@ typedef struct map_s {
   size_t first_index;
   int oom;               /* the list of finished calls could not grow */
   size_t failed;         /* calls finished with a status but 0 */
-  pp__reporter_t rep;    /* the calling thread's */
-} map_t;
+  /* pool->lock (its callback and start are fixed at the start); an async
+   * map may have several waiters, and only one of them at a time
+   * reports. */
+  pp__reporter_t rep;
+  int reporting;         /* a thread is in the progress callback */
+  int reported_final;    /* the final report has been made */
+};
 
 /* Python's map sends chunks of about n / (4 * workers) calls; here that
  * many calls may be in flight on one worker, each with its own outcome. */
@@ -95,44 +112,87 @@ static void deliver(map_t *m) {
   }
 }
 
-/* Reports progress to the caller's callback if a report is due (or
- * `final`); pool->lock held, released while the callback runs.  A callback
- * that returns non-zero stops the map. */
+/* Reports progress to the map's callback if a report is due (or `final`);
+ * pool->lock held, released while the callback runs.  A callback that
+ * returns non-zero stops the map.  Only one thread reports at a time, and
+ * the final report is made once: when another waiter of an async map is
+ * in the callback, this one skips its report, and whichever waiter next
+ * sees the map ended makes the final one. */
 static void report_locked(map_t *m, int final) {
   pp_pool_t *pool = m->src.pool;
   size_t done = m->src.finished, failed = m->failed;
-  if (!pp__reporter_due(&m->rep, final))
+  int stop;
+  if (m->reporting || m->reported_final || !pp__reporter_due(&m->rep, final))
     return;
+  m->reported_final = final;
+  m->reporting = 1;
   pp__mutex_unlock(pool->lock);
-  if (pp__reporter_call(&m->rep, done, failed, m->src.n, final) != 0 &&
-      !final) {
-    pp__mutex_lock(pool->lock);
-    pp__src_cancel_locked(&m->src);
-    return;
-  }
+  stop = pp__reporter_call(&m->rep, done, failed, m->src.n, final);
   pp__mutex_lock(pool->lock);
+  m->reporting = 0;
+  if (stop != 0 && !final) {
+    pp__src_cancel_locked(&m->src);
+    /* Other waiters of an async map look at it again. */
+    pp__cond_broadcast(pool->done_cond);
+  }
 }
 
-static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
-                   size_t n, map_t *m, const pp_map_options_t *o) {
-  const pp_task_t *t;
+/* Checks a map's input before anything is queued; returns 0 and its task,
+ * or a status raised with pp__fail. */
+static int map_check(pp_pool_t *pool, const char *task, const pp_buf_t *args,
+                     size_t n, const pp_map_options_t *o, const pp_task_t **t) {
   size_t i;
-  int64_t timeout;
-  int rc, last;
-
   if (pool == NULL || task == NULL || (args == NULL && n > 0))
     return pp__fail(PP_EINVAL, "map: pool, task and args must be set");
   for (i = 0; i < n; i++)
     if (args[i].data == NULL && args[i].len > 0)
       return pp__fail(PP_EINVAL, "map: args[%zu] has NULL data", i);
-  t = pp__task_find(pool->tasks, task);
-  if (t == NULL)
+  *t = pp__task_find(pool->tasks, task);
+  if (*t == NULL)
     return pp__fail(PP_ENOTASK, "map: no task named '%s'", task);
   if (o != NULL &&
       (o->flags & ~(unsigned)(PP_MAP_STOP_ON_ERROR | PP_MAP_PROGRESS_BAR)))
     return pp__fail(PP_EINVAL, "map: unknown flags 0x%x", o->flags);
-  if (n == 0)
-    return 0;
+  return 0;
+}
+
+/* Runs every call of a queued map in the calling thread (inline mode), one
+ * by one; a stop keeps the rest from running at all.  Locks NOT held. */
+static void run_inline(map_t *m) {
+  pp_pool_t *pool = m->src.pool;
+  size_t i;
+  for (i = 0; i < m->src.n; i++) {
+    int cancelled;
+    pp__mutex_lock(pool->lock);
+    /* Results go to the callback as they come, so that it can stop the
+     * map before the next call. */
+    if (m->cb != NULL)
+      deliver(m);
+    cancelled = m->src.cancel;
+    if (cancelled)
+      pp__src_finish_locked(&m->src, i, PP_ECANCELED, NULL, 0,
+                            pp__strdup_printf("call %zu of the map was "
+                                              "cancelled before it ran",
+                                              i),
+                            0, 0);
+    pp__mutex_unlock(pool->lock);
+    if (!cancelled)
+      pp__inline_run(&m->src, i);
+    pp__mutex_lock(pool->lock);
+    report_locked(m, 0);
+    pp__mutex_unlock(pool->lock);
+  }
+}
+
+/* Queues a checked map of task `t` (in inline mode: runs it).  Returns 0
+ * with the map holding the pool, as a future does, until
+ * map_leave_locked(); or PP_ECLOSED, raised, with nothing queued and the
+ * pool let go. */
+static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
+                     const pp_buf_t *args, size_t n,
+                     const pp_map_options_t *o) {
+  int64_t timeout;
+  int rc, last;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   timeout = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
   pp__src_init(&m->src, pool, t, args, n, timeout,
@@ -141,70 +201,105 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   pp__reporter_init(&m->rep, o);
 
   pp__mutex_lock(pool->lock);
-  /* The map uses the pool until it returns, like a future. */
   pool->live_futures++;
   rc = pp__src_queue_locked(&m->src);
-  if (rc == 0 && !pool->inline_mode)
-    pp__pool_wake_locked(pool);
-  if (rc == 0 && pool->inline_mode) {
-    /* Inline calls run here, one by one; a stop keeps the rest from
-     * running at all. */
+  if (rc != 0) {
+    /* A destroy that raced with this map may leave the pool to us. */
+    pool->live_futures--;
+    last = pp__pool_unused_locked(pool);
     pp__mutex_unlock(pool->lock);
-    for (i = 0; i < n; i++) {
-      int cancelled;
-      pp__mutex_lock(pool->lock);
-      /* Results go to the callback as they come, so that it can stop the
-       * map before the next call. */
-      if (m->cb != NULL)
-        deliver(m);
-      cancelled = m->src.cancel;
-      if (cancelled)
-        pp__src_finish_locked(&m->src, i, PP_ECANCELED, NULL, 0,
-                              pp__strdup_printf("call %zu of the map was "
-                                                "cancelled before it ran",
-                                                i),
-                              0, 0);
-      pp__mutex_unlock(pool->lock);
-      if (!cancelled)
-        pp__inline_run(&m->src, i);
-      pp__mutex_lock(pool->lock);
-      report_locked(m, 0);
-      pp__mutex_unlock(pool->lock);
-    }
-    pp__mutex_lock(pool->lock);
+    if (last)
+      pp__pool_free(pool);
+    return pp__fail(rc, "map: the pool is being destroyed");
   }
-  while (rc == 0 && (m->src.finished < n || m->dfirst < m->ndone)) {
+  if (!pool->inline_mode)
+    pp__pool_wake_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  if (pool->inline_mode)
+    run_inline(m);
+  return 0;
+}
+
+/* Waits until every call of the map has finished and every result has
+ * been handed to the callback, or until `end` (PP__NEVER: no limit), and
+ * makes the progress reports on the way, the final one when the map has
+ * ended.  Returns 1 if the map has ended, 0 at the deadline.  pool->lock
+ * held, released while it sleeps and while callbacks run. */
+static int map_wait_locked(map_t *m, int64_t end) {
+  pp_pool_t *pool = m->src.pool;
+  int64_t until;
+  for (;;) {
     if (m->cb != NULL && m->dfirst < m->ndone) {
       deliver(m);
       continue;
     }
-    if (m->rep.cb == NULL) {
+    if (m->src.finished == m->src.n)
+      break;
+    until = end;
+    if (m->rep.cb != NULL) {
+      /* Waiters are woken when the map ends (or a result is there for
+       * the callback): between two, a waiter wakes for its reports. */
+      report_locked(m, 0);
+      if (m->src.finished == m->src.n)
+        continue;
+      if (!m->reporting && m->rep.next < until)
+        until = m->rep.next;
+    }
+    if (until == PP__NEVER) {
       pp__cond_wait(pool->done_cond, pool->lock);
       continue;
     }
-    /* Waiters are woken when the map ends (or a result is there for the
-     * callback): between two, the caller wakes for its reports. */
-    report_locked(m, 0);
-    if (m->src.finished < n)
-      pp__cond_timedwait(pool->done_cond, pool->lock,
-                         pp__us_left(m->rep.next));
+    if (end != PP__NEVER && pp__now_us() >= end)
+      return 0;
+    pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(until));
   }
-  if (rc == 0)
-    report_locked(m, 1);
-  /* Another thread may have destroyed the pool while this map ran; then
-   * the map's end frees it. */
-  pool->live_futures--;
-  last = pp__pool_unused_locked(pool);
+  report_locked(m, 1);
+  return 1;
+}
+
+/* The map lets go of its pool; pool->lock held.  Returns 1 if the pool was
+ * destroyed meanwhile and this was its last user: the caller frees it with
+ * pp__pool_free() once it has let go of the lock. */
+static int map_leave_locked(map_t *m) {
+  m->src.pool->live_futures--;
+  return pp__pool_unused_locked(m->src.pool);
+}
+
+static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
+                   size_t n, map_t *m, const pp_map_options_t *o) {
+  const pp_task_t *t;
+  int rc, last;
+
+  rc = map_check(pool, task, args, n, o, &t);
+  if (rc != 0 || n == 0)
+    return rc;
+  rc = map_start(m, pool, t, args, n, o);
+  if (rc != 0)
+    return rc;
+  pp__mutex_lock(pool->lock);
+  map_wait_locked(m, PP__NEVER);
+  last = map_leave_locked(m);
   pp__mutex_unlock(pool->lock);
   if (last)
     pp__pool_free(pool);
   free(m->src.retry);
   free(m->done);
-  if (rc != 0)
-    return pp__fail(rc, "map: the pool is being destroyed");
   if (m->oom)
     return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
   return m->first_status;
+}
+
+/* Starmap: every argument must be a tuple, checked before anything runs. */
+static int check_tuples(const pp_buf_t *tuples, size_t n, const char *who) {
+  size_t i;
+  if (tuples == NULL && n > 0)
+    return pp__fail(PP_EINVAL, "%s: tuples is NULL", who);
+  for (i = 0; i < n; i++)
+    if (pp_tuple_count(tuples[i].data, tuples[i].len) < 0)
+      return pp__fail(PP_EBADARGS,
+                      "%s: tuples[%zu] is not a tuple made by pp_pack()", who,
+                      i);
+  return 0;
 }
 
 int pp_pool_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
@@ -223,17 +318,12 @@ int pp_pool_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
 int pp_pool_starmap(pp_pool_t *pool, const char *task, const pp_buf_t *tuples,
                     size_t n, pp_result_t *results,
                     const pp_map_options_t *options) {
-  size_t i;
+  int rc;
   if (results != NULL)
     memset(results, 0, n * sizeof(*results));
-  if (tuples == NULL && n > 0)
-    return pp__fail(PP_EINVAL, "pp_pool_starmap: tuples is NULL");
-  for (i = 0; i < n; i++)
-    if (pp_tuple_count(tuples[i].data, tuples[i].len) < 0)
-      return pp__fail(PP_EBADARGS,
-                      "pp_pool_starmap: tuples[%zu] is not a tuple made "
-                      "by pp_pack()",
-                      i);
+  rc = check_tuples(tuples, n, "pp_pool_starmap");
+  if (rc != 0)
+    return rc;
   return pp_pool_map(pool, task, tuples, n, results, options);
 }
 
@@ -247,4 +337,137 @@ int pp_pool_map_unordered(pp_pool_t *pool, const char *task,
   m.cb = cb;
   m.cb_data = cb_data;
   return run_map(pool, task, args, n, &m, options);
+}
+
+/* ---- async maps ---- */
+
+int pp_pool_map_async(pp_pool_t *pool, const char *task, const pp_buf_t *args,
+                      size_t n, pp_result_t *results,
+                      const pp_map_options_t *options, pp_map_t **map) {
+  const pp_task_t *t;
+  map_t *m;
+  int rc;
+  if (map != NULL)
+    *map = NULL;
+  if (map == NULL || (results == NULL && n > 0))
+    return pp__fail(PP_EINVAL, "pp_pool_map_async: map and results must be "
+                               "set");
+  if (results != NULL)
+    memset(results, 0, n * sizeof(*results));
+  rc = map_check(pool, task, args, n, options, &t);
+  if (rc != 0)
+    return rc;
+  /* The one allocation of an async map: its state outlives this call. */
+  m = calloc(1, sizeof(*m));
+  if (m == NULL)
+    return pp__fail(PP_ENOMEM, "pp_pool_map_async: out of memory");
+  m->results = results;
+  rc = map_start(m, pool, t, args, n, options);
+  if (rc != 0) {
+    free(m);
+    return rc;
+  }
+  *map = m;
+  return 0;
+}
+
+int pp_pool_starmap_async(pp_pool_t *pool, const char *task,
+                          const pp_buf_t *tuples, size_t n,
+                          pp_result_t *results, const pp_map_options_t *options,
+                          pp_map_t **map) {
+  int rc;
+  if (map != NULL)
+    *map = NULL;
+  if (results != NULL)
+    memset(results, 0, n * sizeof(*results));
+  rc = check_tuples(tuples, n, "pp_pool_starmap_async");
+  if (rc != 0)
+    return rc;
+  return pp_pool_map_async(pool, task, tuples, n, results, options, map);
+}
+
+int pp_map_wait(pp_map_t *m, int64_t timeout_ms) {
+  pp_pool_t *pool;
+  size_t left = 0;
+  int ended, rc;
+  if (m == NULL)
+    return pp__fail(PP_EINVAL, "pp_map_wait: map is NULL");
+  pool = m->src.pool;
+  pp__mutex_lock(pool->lock);
+  ended = map_wait_locked(m, timeout_ms < 0 ? PP__NEVER
+                                            : pp__deadline_ms(timeout_ms));
+  rc = m->first_status;
+  if (!ended)
+    left = m->src.n - m->src.finished;
+  pp__mutex_unlock(pool->lock);
+  if (!ended)
+    return pp__fail(PP_ETIMEDOUT,
+                    "pp_map_wait: %zu of the map's %zu calls have not "
+                    "finished in %lld ms",
+                    left, m->src.n, (long long)timeout_ms);
+  return rc;
+}
+
+int pp_map_status(pp_map_t *m) {
+  int rc;
+  if (m == NULL)
+    return pp__fail(PP_EINVAL, "pp_map_status: map is NULL");
+  pp__mutex_lock(m->src.pool->lock);
+  rc = m->src.finished == m->src.n ? m->first_status : PP_EAGAIN;
+  pp__mutex_unlock(m->src.pool->lock);
+  return rc;
+}
+
+int pp_map_progress(pp_map_t *m, pp_progress_t *out) {
+  if (m == NULL || out == NULL)
+    return pp__fail(PP_EINVAL, "pp_map_progress: NULL argument");
+  pp__mutex_lock(m->src.pool->lock);
+  out->done = m->src.finished;
+  out->failed = m->failed;
+  out->total = m->src.n;
+  out->final = m->src.finished == m->src.n;
+  pp__mutex_unlock(m->src.pool->lock);
+  out->elapsed_ms = (pp__now_us() - m->rep.started) / 1000;
+  return 0;
+}
+
+/* Cancels an unfinished map; pool->lock held.  Its waiters in other
+ * threads are woken: the calls that never ran have just finished. */
+static void cancel_locked(map_t *m) {
+  if (m->src.finished == m->src.n)
+    return;
+  pp__src_cancel_locked(&m->src);
+  pp__cond_broadcast(m->src.pool->done_cond);
+}
+
+int pp_map_cancel(pp_map_t *m) {
+  if (m == NULL)
+    return pp__fail(PP_EINVAL, "pp_map_cancel: map is NULL");
+  pp__mutex_lock(m->src.pool->lock);
+  cancel_locked(m);
+  pp__mutex_unlock(m->src.pool->lock);
+  return 0;
+}
+
+void pp_map_free(pp_map_t *m) {
+  pp_pool_t *pool;
+  int last;
+  if (m == NULL)
+    return;
+  pool = m->src.pool;
+  pp__mutex_lock(pool->lock);
+  /* The pool writes into the caller's results and reads its arguments
+   * until every call has finished, so the map cannot simply be dropped:
+   * it is cancelled, and its calls on workers end within the pool's
+   * cancel grace. */
+  cancel_locked(m);
+  while (m->src.finished < m->src.n)
+    pp__cond_wait(pool->done_cond, pool->lock);
+  last = map_leave_locked(m);
+  pp__mutex_unlock(pool->lock);
+  if (last)
+    pp__pool_free(pool);
+  free(m->src.retry);
+  free(m->done);
+  free(m);
 }
