@@ -15,9 +15,10 @@
  * it while user code runs.
  *
  * The thread is started by the first registration (pp__cb_start_locked),
- * and stopped by pp_pool_destroy (pp__cb_drain_locked, then pp__cb_stop),
- * after the pool's calls have all finished: nothing can be posted after
- * that, since a post needs an unfinished call.
+ * and stopped by pp_pool_destroy (pp__cb_stop) after the pool's calls have
+ * all finished: nothing can be posted after that, since a post needs an
+ * unfinished call.  Told to stop, the thread still runs every job left,
+ * so the join is the wait for the last callback.
  */
 #include <stdlib.h>
 
@@ -42,15 +43,10 @@ static void *APR_THREAD_FUNC cb_main(apr_thread_t *thread, void *data) {
     q = pp__queue_head(&pool->cb_queue);
     pp__queue_remove(q);
     job = pp__queue_data(q, pp__cbjob_t, link);
-    pool->cb_busy = 1;
     pp__mutex_unlock(pool->lock);
     /* No lock held: the job runs user code. */
     job->run(job);
     pp__mutex_lock(pool->lock);
-    pool->cb_busy = 0;
-    /* A destroy waits on done_cond for this thread to go idle. */
-    if (pool->closing && pp__queue_empty(&pool->cb_queue))
-      pp__cond_broadcast(pool->done_cond);
   }
   pp__mutex_unlock(pool->lock);
   cb_pool = NULL;
@@ -99,15 +95,6 @@ void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job) {
 
 int pp__cb_in_thread(const pp_pool_t *pool) {
   return pool != NULL && cb_pool == pool;
-}
-
-void pp__cb_drain_locked(pp_pool_t *pool) {
-  /* pool->closing is set and every call has finished, so the queue only
-   * shrinks; the callback thread broadcasts done_cond when it is empty. */
-  if (pool->cb_thread == NULL)
-    return;
-  while (!pp__queue_empty(&pool->cb_queue) || pool->cb_busy)
-    pp__cond_wait(pool->done_cond, pool->lock);
 }
 
 void pp__cb_stop(pp_pool_t *pool) {

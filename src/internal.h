@@ -522,11 +522,9 @@ int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err);
 void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job);
 /* Returns 1 if the calling thread is the pool's callback thread. */
 int pp__cb_in_thread(const pp_pool_t *pool);
-/* Waits until the callback thread has run every job and is idle; the pool
- * is closing and all its calls have finished.  pool->lock held. */
-void pp__cb_drain_locked(pp_pool_t *pool);
-/* Stops and joins the callback thread, if it was started; no job may be
- * left.  pool->lock NOT held. */
+/* Runs the jobs left, then stops and joins the callback thread, if it was
+ * started; the pool is closing and all its calls have finished, so no job
+ * can come after.  pool->lock NOT held. */
 void pp__cb_stop(pp_pool_t *pool);
 
 /* ---- the pool ---- */
@@ -605,7 +603,6 @@ struct pp_pool_s {
   apr_thread_t *cb_thread;       /* NULL until started */
   pp__cond_t *cb_cond;           /* the thread waits on it for jobs */
   pp__queue_t cb_queue;          /* jobs (pp__cbjob_t), oldest first */
-  int cb_busy;                   /* it runs a job now */
   int cb_stop;                   /* pp_pool_destroy stops it */
 };
 

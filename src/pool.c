@@ -379,10 +379,9 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   }
   while (pool->queued > 0 || pool->running > 0)
     pp__cond_wait(pool->done_cond, pool->lock);
+  pp__mutex_unlock(pool->lock);
   /* Every call has finished: their callbacks run (a callback that submits
    * gets PP_ECLOSED), then the callback thread stops. */
-  pp__cb_drain_locked(pool);
-  pp__mutex_unlock(pool->lock);
   pp__cb_stop(pool);
 
   pool_stop(pool);
