@@ -558,11 +558,11 @@ typedef struct pp_future_s pp_future_t;
  * tells success (0) from failure, and pp_future_take() gets the outcome.
  *
  * **Which thread.**  Callbacks of a pool run on that pool's *callback
- * thread*, started by the first callback added to an unfinished call:
- * never on the I/O thread, never in a thread that submits or waits, and
- * never under one of the pool's locks.  They run one at a time, in the
- * order their calls finished, and the callbacks of one call in the order
- * they were added.  This holds in inline mode too (PP_POOL_INLINE: the
+ * thread*, started by the first callback added to an unfinished call: not
+ * on the pool's I/O thread, not in the program's threads that submit or
+ * wait, and never under one of the pool's locks.  They run one at a time,
+ * in the order their calls finished, and the callbacks of one call in the
+ * order they were added.  This holds in inline mode too (PP_POOL_INLINE: the
  * call runs in the caller, its callbacks still on the callback thread).
  * A callback added to a call that has already finished is the exception:
  * pp_future_on_done() runs it at once, in the calling thread (as Python
@@ -570,9 +570,10 @@ typedef struct pp_future_s pp_future_t;
  *
  * **What it may do.**  Any procpool function but one.  On `future` it may
  * call pp_future_status(), pp_future_take() and pp_future_wait(), and
- * pp_future_free() to release the program's own reference (the callback
- * thread holds one more while the callback runs, so the future stays valid
- * until the callback returns, even if the program freed it before).  It
+ * pp_future_free() to release the program's own reference, unless the
+ * program has released it already (the callback thread holds a reference
+ * of its own while the callback runs, so the future stays valid until the
+ * callback returns, even if the program freed it before).  It
  * may submit new calls (chained work; during pp_pool_destroy() they fail
  * with PP_ECLOSED), wait on other futures and use other pools.  It must not
  * destroy the pool `future` belongs to: pp_pool_destroy() refuses that

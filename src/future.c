@@ -132,7 +132,7 @@ int pp_future_on_done(pp_future_t *f, pp_future_cb cb, void *data) {
   pp_pool_t *pool;
   user_cb_t *u;
   pp__err_t err;
-  int rc = 0;
+  int rc = 0, done;
   if (f == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_future_on_done: future and callback "
                                "must be set");
@@ -141,16 +141,14 @@ int pp_future_on_done(pp_future_t *f, pp_future_cb cb, void *data) {
   if (u == NULL)
     return pp__fail(PP_ENOMEM, "pp_future_on_done: out of memory");
   pp__mutex_lock(pool->lock);
-  if (!f->done)
+  done = f->done;
+  if (!done)
     rc = user_cb_add_locked(f, u, &err);
-  else {
-    free(u);
-    u = NULL;
-  }
   pp__mutex_unlock(pool->lock);
-  if (u == NULL) {
+  if (done) {
     /* Finished already: at once, in this thread, as Python does.  The
      * caller's reference keeps the future alive. */
+    free(u);
     cb(data, f);
     return 0;
   }
