@@ -179,6 +179,31 @@ static void test_callback_inline_mode(void **state) {
   pp_future_free(f);
 }
 
+/* A cancelling destroy: every call ends PP_ECANCELED, and each callback
+ * has run when pp_pool_destroy() returns. */
+static void test_callback_destroy_cancel(void **state) {
+  enum { N = 6 };
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 100, NULL);
+  pp_future_t *fs[N];
+  pp_call_options_t co;
+  seen_t s[N];
+  int i;
+  (void)state;
+  memset(s, 0, sizeof(s));
+  for (i = 0; i < N; i++) {
+    memset(&co, 0, sizeof(co));
+    co.on_done = record;
+    co.on_done_data = &s[i];
+    fs[i] = submit_int(pool, "sleep_ms", 60000, &co);
+  }
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_CANCEL), 0);
+  for (i = 0; i < N; i++) {
+    assert_int_equal(apr_atomic_read32(&s[i].count), 1);
+    assert_int_equal(s[i].status, PP_ECANCELED);
+    pp_future_free(fs[i]);
+  }
+}
+
 /* ---- chained calls from callbacks while workers crash ---- */
 
 typedef struct chain_s {
@@ -430,6 +455,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_callback_apply_async),
       cmocka_unit_test(test_callback_after_finish_runs_at_once),
       cmocka_unit_test(test_callback_inline_mode),
+      cmocka_unit_test(test_callback_destroy_cancel),
       cmocka_unit_test(test_callback_chain_while_crashing),
       cmocka_unit_test(test_callback_chain_destroyed_early),
       cmocka_unit_test(test_callback_future_freed_by_program),
