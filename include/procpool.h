@@ -478,8 +478,11 @@ typedef enum {
 
 /**
  * Stops the workers, waits for them to exit (none is left behind) and frees
- * the pool.  Futures the caller still holds stay valid and finished.  Returns
- * 0, or PP_EINVAL for an unknown mode (the pool is then left untouched).
+ * the pool.  Futures the caller still holds stay valid and finished.  The
+ * completion callbacks (pp_future_cb) of the pool's calls all run before it
+ * returns, and none runs after; new calls they submit fail with PP_ECLOSED.
+ * Returns 0, or PP_EINVAL for an unknown mode or when called from a
+ * completion callback of this very pool (the pool is then left untouched).
  * NULL is ignored.  Must not be called from a log callback or a map callback.
  */
 PP_EXTERN int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode);
@@ -548,6 +551,42 @@ PP_EXTERN void pp_results_free(pp_result_t *results, size_t n);
  * pp_future_free().  It stays valid after its pool is destroyed. */
 typedef struct pp_future_s pp_future_t;
 
+/**
+ * A completion callback (Future.add_done_callback, apply_async's callback
+ * and error_callback in one): called once when the call of `future` has
+ * finished, with the `data` given when it was added.  pp_future_status()
+ * tells success (0) from failure, and pp_future_take() gets the outcome.
+ *
+ * **Which thread.**  Callbacks of a pool run on that pool's *callback
+ * thread*, started by the first callback added to an unfinished call: not
+ * on the pool's I/O thread, not in the program's threads that submit or
+ * wait, and never under one of the pool's locks.  They run one at a time,
+ * in the order their calls finished, and the callbacks of one call in the
+ * order they were added.  This holds in inline mode too (PP_POOL_INLINE: the
+ * call runs in the caller, its callbacks still on the callback thread).
+ * A callback added to a call that has already finished is the exception:
+ * pp_future_on_done() runs it at once, in the calling thread (as Python
+ * does), possibly before callbacks of the same call queued earlier.
+ *
+ * **What it may do.**  Any procpool function but one.  On `future` it may
+ * call pp_future_status(), pp_future_take() and pp_future_wait(), and
+ * pp_future_free() to release the program's own reference, unless the
+ * program has released it already (the callback thread holds a reference
+ * of its own while the callback runs, so the future stays valid until the
+ * callback returns, even if the program freed it before).  It
+ * may submit new calls (chained work; during pp_pool_destroy() they fail
+ * with PP_ECLOSED), wait on other futures and use other pools.  It must not
+ * destroy the pool `future` belongs to: pp_pool_destroy() refuses that
+ * with PP_EINVAL.  A callback that blocks holds up the pool's later
+ * callbacks, not its calls.
+ *
+ * **At destroy.**  pp_pool_destroy() (either mode) lets every call finish
+ * or end cancelled, runs every callback that is due, then stops the
+ * callback thread: once it returns, no callback of the pool runs any more,
+ * and `data` may be freed.
+ */
+typedef void (*pp_future_cb)(void *data, pp_future_t *future);
+
 /** Options for one submitted call; zeroed = defaults. */
 typedef struct pp_call_options_s {
   /** Timeout in ms (monotonic; INT64_MAX = none); 0 = the pool's
@@ -556,14 +595,23 @@ typedef struct pp_call_options_s {
   /** Non-zero: do not copy the argument; the caller keeps `arg` valid and
    * unchanged until the future is finished. */
   int borrow_arg;
+  /** A completion callback added before the call can finish (apply_async's
+   * callback and error_callback: the status tells them apart), as
+   * pp_future_on_done() would add it; NULL = none.  See pp_future_cb. */
+  pp_future_cb on_done;
+  /** The `data` passed to on_done. */
+  void *on_done_data;
 } pp_call_options_t;
 
 /**
  * Queues one call of task `task` with the argument bytes and returns its
  * future.  The argument is copied unless options->borrow_arg is set.
+ * With options->on_done, that callback is added first (see pp_future_cb).
  * Returns 0, or PP_EINVAL (NULL pool/task/future, arg NULL with len > 0),
  * PP_ENOTASK (unknown name: nothing is queued), PP_ECLOSED (pool is being
- * destroyed), PP_ENOMEM.  The future must be released with pp_future_free().
+ * destroyed), PP_ENOMEM, or the reason the callback thread could not
+ * start; on failure nothing is queued and no callback runs.  The future
+ * must be released with pp_future_free().
  */
 PP_EXTERN int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
                              size_t len, const pp_call_options_t *options,
@@ -580,6 +628,20 @@ PP_EXTERN int pp_future_wait(pp_future_t *future, int64_t timeout_ms);
  * has not, PP_EINVAL for NULL. */
 PP_EXTERN int pp_future_status(pp_future_t *future);
 
+/**
+ * Adds a completion callback to the call: `cb(data, future)` runs once when
+ * the call finishes, on the pool's callback thread, after the callbacks
+ * added before it (see pp_future_cb for the thread, the order and what a
+ * callback may do).  If the call has already finished, `cb` runs at once in
+ * the calling thread, before this function returns.  Several callbacks per
+ * future are allowed.  `data` stays the caller's; it must stay valid until
+ * the callback has run (at the latest, until pp_pool_destroy() returns).
+ * Returns 0, PP_EINVAL (future or cb NULL), PP_ENOMEM, or the reason the
+ * callback thread could not be started.
+ */
+PP_EXTERN int pp_future_on_done(pp_future_t *future, pp_future_cb cb,
+                                void *data);
+
 /** What pp_future_wait_many() waits for (concurrent.futures.wait). */
 typedef enum {
   /** Any one of the futures to finish. */
@@ -591,8 +653,8 @@ typedef enum {
 } pp_wait_mode_t;
 
 /**
- * Waits for several calls of one pool at once, at most `timeout_ms` on a
- * monotonic clock (negative or INT64_MAX = no limit).  NULL entries of
+ * Waits for several calls at once, at most `timeout_ms` on a monotonic
+ * clock (negative or INT64_MAX = no limit).  NULL entries of
  * `futures[0..n)` are skipped, which makes an as_completed loop:
  *
  *     while (left > 0 &&
@@ -605,8 +667,10 @@ typedef enum {
  * the wait was for: the lowest finished one (FIRST_COMPLETED), the lowest
  * failed one (FIRST_FAILED, ALL_COMPLETED), or `n` when all finished and
  * none failed.  Returns 0, PP_ETIMEDOUT (the calls go on; *index is `n`),
- * or PP_EINVAL: `futures` NULL, no future in it, futures of different
- * pools, or an unknown mode.  The futures stay the caller's.
+ * or PP_EINVAL: `futures` NULL, no future in it, or an unknown mode.  The
+ * futures may belong to different pools (as_completed over any futures);
+ * waiting on one pool's is the cheaper case.  The futures stay the
+ * caller's.
  */
 PP_EXTERN int pp_future_wait_many(pp_future_t *const *futures, size_t n,
                                   pp_wait_mode_t mode, int64_t timeout_ms,

@@ -7,6 +7,17 @@
  * pp_future_free(), so either may go first; the last future of a destroyed
  * pool frees the pool.  Every field but the fixed ones is guarded by
  * pool->lock.
+ *
+ * Watchers: a future keeps a list of internal {fn, data} that future_done
+ * calls once, under pool->lock, in whatever thread finishes the call (the
+ * I/O thread, a waiting caller's assist, a cancel, a destroy, an inline
+ * call).  A watcher therefore must be quick and may take no lock but its
+ * own, which nothing else may hold while it takes pool->lock.  Two kinds:
+ *   - a completion callback (pp_future_on_done) takes a reference on the
+ *     future and posts a job to the pool's callback thread (callback.c),
+ *     which runs the user's function with no lock held, then drops it;
+ *   - a wait over futures of several pools (pp_future_wait_many) signals
+ *     the waiter's own mutex and condition.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +25,29 @@
 #include "internal.h"
 
 struct pp_future_s {
-  pp__src_t src;      /* its one call */
-  pp_buf_t arg;       /* the argument src.args points to */
-  void *arg_owned;    /* a copy of it, unless borrowed */
+  pp__src_t src;   /* its one call */
+  pp_buf_t arg;    /* the argument src.args points to */
+  void *arg_owned; /* a copy of it, unless borrowed */
   int refs;
   int done;
   pp_result_t res;
+  pp__queue_t watchers; /* watch_t, called in order when it finishes */
 };
+
+/* Something to tell when a future finishes; pool->lock held in `fn`. */
+typedef struct watch_s {
+  pp__queue_t link; /* on the future's watchers until it fires */
+  void (*fn)(struct watch_s *w, pp_future_t *f);
+} watch_t;
+
+/* A completion callback: a watcher, then a job of the callback thread. */
+typedef struct user_cb_s {
+  watch_t w;
+  pp__cbjob_t job;
+  pp_future_cb cb;
+  void *data;
+  pp_future_t *f;
+} user_cb_t;
 
 /* Drops one reference; pool->lock held.  Frees at zero. */
 static void unref_locked(pp_future_t *f) {
@@ -36,11 +63,100 @@ static void unref_locked(pp_future_t *f) {
 
 static int future_done(pp__src_t *src, size_t index, pp_result_t *r) {
   pp_future_t *f = (pp_future_t *)src;
+  pp__queue_t *q;
   (void)index;
   f->res = *r;
   f->done = 1;
+  /* Before the pool's reference goes: a callback takes one of its own. */
+  while (!pp__queue_empty(&f->watchers)) {
+    q = pp__queue_head(&f->watchers);
+    pp__queue_remove(q);
+    pp__queue_data(q, watch_t, link)->fn(pp__queue_data(q, watch_t, link), f);
+  }
   unref_locked(f);
   return 1;
+}
+
+/* ---- completion callbacks ---- */
+
+/* The callback thread runs it, no lock held; it owns the reference the
+ * watcher took. */
+static void user_cb_run(pp__cbjob_t *job) {
+  user_cb_t *u = pp__queue_data(job, user_cb_t, job);
+  pp_future_t *f = u->f;
+  pp_pool_t *pool = f->src.pool;
+  int last;
+  u->cb(u->data, f);
+  free(u);
+  pp__mutex_lock(pool->lock);
+  unref_locked(f);
+  /* Never true here: pp_pool_destroy marks the pool destroyed only after
+   * this thread has stopped.  Kept so that the rule has one shape. */
+  last = pp__pool_unused_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  if (last)
+    pp__pool_free(pool);
+}
+
+/* The call finished (pool->lock held, any thread): hand it over. */
+static void user_cb_fire(watch_t *w, pp_future_t *f) {
+  user_cb_t *u = (user_cb_t *)w;
+  f->refs++;
+  pp__cb_post_locked(f->src.pool, &u->job);
+}
+
+static user_cb_t *user_cb_new(pp_future_cb cb, void *data) {
+  user_cb_t *u = calloc(1, sizeof(*u));
+  if (u == NULL)
+    return NULL;
+  pp__queue_init(&u->w.link);
+  u->w.fn = user_cb_fire;
+  u->job.run = user_cb_run;
+  u->cb = cb;
+  u->data = data;
+  return u;
+}
+
+/* Adds `u` to an unfinished future, starting the callback thread first;
+ * pool->lock held.  Returns 0 or a status with the reason in *err. */
+static int user_cb_add_locked(pp_future_t *f, user_cb_t *u, pp__err_t *err) {
+  int rc = pp__cb_start_locked(f->src.pool, err);
+  if (rc != 0)
+    return rc;
+  u->f = f;
+  pp__queue_insert_tail(&f->watchers, &u->w.link);
+  return 0;
+}
+
+int pp_future_on_done(pp_future_t *f, pp_future_cb cb, void *data) {
+  pp_pool_t *pool;
+  user_cb_t *u;
+  pp__err_t err;
+  int rc = 0, done;
+  if (f == NULL || cb == NULL)
+    return pp__fail(PP_EINVAL, "pp_future_on_done: future and callback "
+                               "must be set");
+  pool = f->src.pool;
+  u = user_cb_new(cb, data);
+  if (u == NULL)
+    return pp__fail(PP_ENOMEM, "pp_future_on_done: out of memory");
+  pp__mutex_lock(pool->lock);
+  done = f->done;
+  if (!done)
+    rc = user_cb_add_locked(f, u, &err);
+  pp__mutex_unlock(pool->lock);
+  if (done) {
+    /* Finished already: at once, in this thread, as Python does.  The
+     * caller's reference keeps the future alive. */
+    free(u);
+    cb(data, f);
+    return 0;
+  }
+  if (rc != 0) {
+    free(u);
+    return pp__err_raise(&err);
+  }
+  return 0;
 }
 
 int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
@@ -48,8 +164,10 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
                    pp_future_t **future) {
   const pp_task_t *t;
   pp_future_t *f;
+  user_cb_t *u = NULL;
+  pp__err_t err;
   int64_t timeout;
-  int rc, last = 0;
+  int rc = 0, last = 0;
 
   if (future != NULL)
     *future = NULL;
@@ -59,13 +177,22 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
     return pp__fail(PP_ENOTASK, "pp_pool_submit: no task named '%s'", task);
+  if (options && options->on_done) {
+    u = user_cb_new(options->on_done, options->on_done_data);
+    if (u == NULL)
+      return pp__fail(PP_ENOMEM, "cannot allocate a completion callback");
+  }
   f = calloc(1, sizeof(*f));
-  if (f == NULL)
+  if (f == NULL) {
+    free(u);
     return pp__fail(PP_ENOMEM, "cannot allocate a future");
+  }
+  pp__queue_init(&f->watchers);
   if (!(options && options->borrow_arg) && len > 0) {
     f->arg_owned = malloc(len);
     if (f->arg_owned == NULL) {
       free(f);
+      free(u);
       return pp__fail(PP_ENOMEM, "cannot copy an argument of %zu bytes", len);
     }
     memcpy(f->arg_owned, arg, len);
@@ -80,18 +207,30 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
 
   pp__mutex_lock(pool->lock);
   pool->live_futures++;
-  rc = pp__src_queue_locked(&f->src);
+  /* The callback goes on before the call can finish (a hopeless pool
+   * finishes it inside pp__src_queue_locked). */
+  if (pool->closing)
+    rc = pp__err_set(&err, PP_ECLOSED,
+                     "pp_pool_submit: the pool is being destroyed");
+  else if (u != NULL)
+    rc = user_cb_add_locked(f, u, &err);
+  if (rc == 0 && pp__src_queue_locked(&f->src) != 0)
+    rc = pp__err_set(&err, PP_ECLOSED,
+                     "pp_pool_submit: the pool is being destroyed");
   if (rc != 0) {
     /* A destroy that raced with this submit may leave the pool to us. */
+    if (u != NULL && pp__queue_linked(&u->w.link))
+      pp__queue_remove(&u->w.link);
     f->refs = 1;
     unref_locked(f);
     last = pp__pool_unused_locked(pool);
   }
   pp__mutex_unlock(pool->lock);
   if (rc != 0) {
+    free(u);
     if (last)
       pp__pool_free(pool);
-    return pp__fail(rc, "pp_pool_submit: the pool is being destroyed");
+    return pp__err_raise(&err);
   }
   if (pool->inline_mode) {
     pp__inline_run(&f->src, 0);
@@ -195,12 +334,134 @@ static size_t wait_many_check_locked(pp_future_t *const *fs, size_t n,
   return done == live ? first_failed : n + 1;
 }
 
+/* ---- waiting on futures of several pools ---- */
+
+/* The waiter's side: its own lock, which a watcher takes under pool->lock
+ * and nothing takes the other way round. */
+typedef struct multi_s {
+  pp__mutex_t *m;
+  pp__cond_t *c;
+  int fired; /* m: a watched call finished since the waiter last looked */
+} multi_t;
+
+typedef struct multi_watch_s {
+  watch_t w;
+  multi_t *waiter;
+} multi_watch_t;
+
+/* Runs in whatever thread finishes the call, pool->lock held. */
+static void multi_fire(watch_t *w, pp_future_t *f) {
+  multi_t *mt = ((multi_watch_t *)w)->waiter;
+  (void)f;
+  pp__mutex_lock(mt->m);
+  mt->fired = 1;
+  pp__cond_signal(mt->c);
+  pp__mutex_unlock(mt->m);
+}
+
+/* wait_many_check_locked over futures of several pools: each future's
+ * state is read under its own pool's lock. */
+static size_t multi_check(pp_future_t *const *fs, size_t n,
+                          pp_wait_mode_t mode) {
+  size_t i, first_done = n, first_failed = n, live = 0, done = 0;
+  for (i = 0; i < n; i++) {
+    if (fs[i] == NULL)
+      continue;
+    live++;
+    pp__mutex_lock(fs[i]->src.pool->lock);
+    if (fs[i]->done) {
+      done++;
+      if (first_done == n)
+        first_done = i;
+      if (fs[i]->res.status != 0 && first_failed == n)
+        first_failed = i;
+    }
+    pp__mutex_unlock(fs[i]->src.pool->lock);
+  }
+  if (mode == PP_WAIT_FIRST_COMPLETED)
+    return first_done < n ? first_done : n + 1;
+  if (mode == PP_WAIT_FIRST_FAILED && first_failed < n)
+    return first_failed;
+  return done == live ? first_failed : n + 1;
+}
+
+/* pp_future_wait_many() when the futures belong to several pools: a
+ * watcher on each unfinished one signals this thread.  Returns 0 and the
+ * position in *at, or a status (not yet raised) with the reason in *err. */
+static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
+                      int64_t timeout_ms, size_t *at, pp__err_t *err) {
+  multi_t mt;
+  multi_watch_t *ws;
+  int64_t end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
+  size_t i;
+  int rc;
+  ws = calloc(n, sizeof(*ws));
+  if (ws == NULL)
+    return pp__err_set(err, PP_ENOMEM, "pp_future_wait_many: out of memory");
+  memset(&mt, 0, sizeof(mt));
+  rc = pp__mutex_new(&mt.m);
+  if (rc == 0)
+    rc = pp__cond_new(&mt.c);
+  if (rc != 0) {
+    pp__err_os(err, rc);
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    pp__queue_init(&ws[i].w.link);
+    if (fs[i] == NULL)
+      continue;
+    ws[i].w.fn = multi_fire;
+    ws[i].waiter = &mt;
+    pp__mutex_lock(fs[i]->src.pool->lock);
+    if (!fs[i]->done)
+      pp__queue_insert_tail(&fs[i]->watchers, &ws[i].w.link);
+    pp__mutex_unlock(fs[i]->src.pool->lock);
+  }
+  /* A call that finishes between a look and the wait has set `fired`. */
+  while ((*at = multi_check(fs, n, mode)) == n + 1) {
+    pp__mutex_lock(mt.m);
+    while (!mt.fired && rc == 0) {
+      if (end == PP__NEVER)
+        pp__cond_wait(mt.c, mt.m);
+      else if (pp__now_us() >= end)
+        rc = PP_ETIMEDOUT;
+      else
+        pp__cond_timedwait(mt.c, mt.m, pp__us_left(end));
+    }
+    mt.fired = 0;
+    pp__mutex_unlock(mt.m);
+    if (rc != 0) {
+      /* One last look: the time is up, but a call may just have ended. */
+      if ((*at = multi_check(fs, n, mode)) != n + 1)
+        rc = 0;
+      else
+        pp__err_set(err, rc, "pp_future_wait_many: not done in %lld ms",
+                    (long long)timeout_ms);
+      break;
+    }
+  }
+  for (i = 0; i < n; i++) {
+    /* A watcher that fired has left its list already. */
+    if (fs[i] == NULL || !pp__queue_linked(&ws[i].w.link))
+      continue;
+    pp__mutex_lock(fs[i]->src.pool->lock);
+    pp__queue_remove(&ws[i].w.link);
+    pp__mutex_unlock(fs[i]->src.pool->lock);
+  }
+out:
+  pp__cond_free(mt.c);
+  pp__mutex_free(mt.m);
+  free(ws);
+  return rc;
+}
+
 int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
                         int64_t timeout_ms, size_t *index) {
   pp_pool_t *pool = NULL;
+  pp__err_t err;
   int64_t end;
   size_t i, at;
-  int rc = 0;
+  int rc = 0, several = 0;
   if (index != NULL)
     *index = n;
   if (fs == NULL ||
@@ -214,17 +475,22 @@ int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
     if (fs[i] == NULL)
       continue;
     if (pool != NULL && fs[i]->src.pool != pool)
-      return pp__fail(PP_EINVAL,
-                      "pp_future_wait_many: futures[%zu] is of "
-                      "another pool than the ones before it",
-                      i);
+      several = 1;
     pool = fs[i]->src.pool;
   }
   if (pool == NULL)
     return pp__fail(PP_EINVAL, "pp_future_wait_many: no future to wait for");
+  if (several) {
+    rc = wait_multi(fs, n, mode, timeout_ms, &at, &err);
+    if (rc != 0)
+      return pp__err_raise(&err);
+    if (index != NULL)
+      *index = at;
+    return 0;
+  }
+  /* One pool: its done_cond, which every finished call wakes. */
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   pp__mutex_lock(pool->lock);
-  /* Every finished call of the pool wakes done_cond's waiters. */
   while ((at = wait_many_check_locked(fs, n, mode)) == n + 1) {
     if (end == PP__NEVER) {
       pp__cond_wait(pool->done_cond, pool->lock);

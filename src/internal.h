@@ -26,6 +26,7 @@
  *              retire, death, reap
  *   dispatch.c handing calls to workers: plans, records, stealing
  *   loop.c     the pool's I/O thread: results, deadlines, sleeping
+ *   callback.c the pool's callback thread: completion callbacks
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
@@ -42,7 +43,9 @@
  *     pending sources, every source's counters and outcomes, futures'
  *     state, statistics, and the few worker fields callers read (marked);
  *   - log_lock only serializes the log callback and is never taken with
- *     pool->lock held.
+ *     pool->lock held;
+ *   - the callback thread (callback.c) runs completion callbacks with no
+ *     lock held; its queue is guarded by pool->lock.
  *
  * Failures (error.h): a function that takes a pp__err_t fills it when it
  * fails; only the public functions write pp_last_error().
@@ -534,6 +537,29 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
  * looks at its future again), 0 if not.  Called without pool->lock. */
 int pp__loop_assist(pp_pool_t *pool);
 
+/* ---- callback.c: the pool's callback thread ---- */
+
+/* A job for the callback thread: `run` is called once, with no lock held,
+ * and owns the job from then on (it frees it). */
+typedef struct pp__cbjob_s pp__cbjob_t;
+struct pp__cbjob_s {
+  pp__queue_t link; /* on pool->cb_queue (pool->lock) */
+  void (*run)(pp__cbjob_t *job);
+};
+/* Starts the pool's callback thread unless it runs; returns 0, or a status
+ * with the reason in *err (PP_ECLOSED once pp_pool_destroy has stopped it).
+ * pool->lock held. */
+int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err);
+/* Queues a job for the callback thread (started already) and wakes it;
+ * jobs run in the order they are posted.  pool->lock held. */
+void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job);
+/* Returns 1 if the calling thread is the pool's callback thread. */
+int pp__cb_in_thread(const pp_pool_t *pool);
+/* Runs the jobs left, then stops and joins the callback thread, if it was
+ * started; the pool is closing and all its calls have finished, so no job
+ * can come after.  pool->lock NOT held. */
+void pp__cb_stop(pp_pool_t *pool);
+
 /* ---- the pool ---- */
 
 /* How a pool checks the build of its workers (their HELLO carries the build
@@ -602,6 +628,15 @@ struct pp_pool_s {
   int destroyed;                 /* pp_pool_destroy() is done; the struct
                                     lives on until the last future is freed */
   pp_pool_stats_t stats;
+
+  /* The callback thread (callback.c), started by the first completion
+   * callback.  pool->lock, but cb_mem, which only the starter and
+   * pp__pool_free touch. */
+  apr_pool_t *cb_mem;            /* the thread's memory */
+  apr_thread_t *cb_thread;       /* NULL until started */
+  pp__cond_t *cb_cond;           /* the thread waits on it for jobs */
+  pp__queue_t cb_queue;          /* jobs (pp__cbjob_t), oldest first */
+  int cb_stop;                   /* pp_pool_destroy stops it */
 };
 
 /* Returns 1 if the pool has been destroyed and no future of it is left, so

@@ -111,6 +111,7 @@ static int pool_setup(pp_pool_t *pool, pp__err_t *err) {
   if (rc)
     return pp__err_os(err, rc);
   pp__queue_init(&pool->pending);
+  pp__queue_init(&pool->cb_queue);
   rv = apr_generate_random_bytes(pool->cookie, sizeof(pool->cookie));
   if (rv != APR_SUCCESS)
     return pp__from_apr(err, rv, "apr_generate_random_bytes");
@@ -193,6 +194,9 @@ void pp__pool_free(pp_pool_t *pool) {
   pp__wake_free(pool->wake);
   pp__image_close(pool->image);
   pp__cond_free(pool->done_cond);
+  pp__cond_free(pool->cb_cond);
+  if (pool->cb_mem != NULL)
+    apr_pool_destroy(pool->cb_mem);
   pp__mutex_free(pool->log_lock);
   pp__mutex_free(pool->io_lock);
   pp__mutex_free(pool->lock);
@@ -353,6 +357,12 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
     return 0;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
     return pp__fail(PP_EINVAL, "pp_pool_destroy: unknown mode %d", (int)mode);
+  /* It would wait for its own thread to go idle. */
+  if (pp__cb_in_thread(pool))
+    return pp__fail(PP_EINVAL, "pp_pool_destroy: called from a completion "
+                               "callback of this pool (a callback may not "
+                               "destroy its own pool; the pool is left "
+                               "untouched)");
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
@@ -374,6 +384,9 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   while (pool->queued > 0 || pool->running > 0)
     pp__cond_wait(pool->done_cond, pool->lock);
   pp__mutex_unlock(pool->lock);
+  /* Every call has finished: their callbacks run (a callback that submits
+   * gets PP_ECLOSED), then the callback thread stops. */
+  pp__cb_stop(pool);
 
   pool_stop(pool);
 

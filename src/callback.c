@@ -1,0 +1,113 @@
+/*
+ * callback.c - the pool's callback thread: runs completion callbacks
+ * (pp_future_on_done) one at a time, in the order their calls finished,
+ * never in the I/O thread and never under a lock.
+ *
+ * This file knows nothing of futures: it runs jobs (pp__cbjob_t) that
+ * future.c posts when a call with callbacks finishes.  The queue has one
+ * producer side and one owner, as in libuv's threadpool:
+ *   - jobs are posted under pool->lock (wherever a call finishes: the I/O
+ *     thread, a caller's assist, a cancel, a destroy, an inline call);
+ *   - the callback thread alone takes them off, under pool->lock, and runs
+ *     each with no lock held.  A job may take pool->lock itself (future.c
+ *     drops its reference on the future that way).
+ * So the only lock here is pool->lock, and the callback thread never holds
+ * it while user code runs.
+ *
+ * The thread is started by the first registration (pp__cb_start_locked),
+ * and stopped by pp_pool_destroy (pp__cb_stop) after the pool's calls have
+ * all finished: nothing can be posted after that, since a post needs an
+ * unfinished call.  Told to stop, the thread still runs every job left,
+ * so the join is the wait for the last callback.
+ */
+#include <stdlib.h>
+
+#include <apr_thread_proc.h>
+
+#include "internal.h"
+
+/* The pool whose callback thread this is; NULL in every other thread. */
+static PP__THREAD_LOCAL pp_pool_t *cb_pool;
+
+static void *APR_THREAD_FUNC cb_main(apr_thread_t *thread, void *data) {
+  pp_pool_t *pool = data;
+  pp__queue_t *q;
+  pp__cbjob_t *job;
+  cb_pool = pool;
+  pp__mutex_lock(pool->lock);
+  for (;;) {
+    while (pp__queue_empty(&pool->cb_queue) && !pool->cb_stop)
+      pp__cond_wait(pool->cb_cond, pool->lock);
+    if (pp__queue_empty(&pool->cb_queue))
+      break; /* stopping, and nothing is left */
+    q = pp__queue_head(&pool->cb_queue);
+    pp__queue_remove(q);
+    job = pp__queue_data(q, pp__cbjob_t, link);
+    pp__mutex_unlock(pool->lock);
+    /* No lock held: the job runs user code. */
+    job->run(job);
+    pp__mutex_lock(pool->lock);
+  }
+  pp__mutex_unlock(pool->lock);
+  cb_pool = NULL;
+  /* Returned, not apr_thread_exit(): see pp__loop_main. */
+  (void)thread;
+  return NULL;
+}
+
+int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err) {
+  apr_status_t rv;
+  int rc;
+  if (pool->cb_thread != NULL)
+    return 0;
+  if (pool->cb_stop)
+    return pp__err_set(err, PP_ECLOSED,
+                       "the pool's callback thread has stopped (the pool "
+                       "is destroyed)");
+  if (pool->cb_cond == NULL) {
+    rc = pp__cond_new(&pool->cb_cond);
+    if (rc)
+      return pp__err_os(err, rc);
+  }
+  /* A memory pool of its own: pool->mem is not for threads other than
+   * the creator's, and a top-level APR pool may be made from any thread. */
+  if (pool->cb_mem == NULL) {
+    rv = apr_pool_create(&pool->cb_mem, NULL);
+    if (rv != APR_SUCCESS) {
+      pool->cb_mem = NULL;
+      return pp__from_apr(err, rv, "apr_pool_create");
+    }
+  }
+  rv = apr_thread_create(&pool->cb_thread, NULL, cb_main, pool, pool->cb_mem);
+  if (rv != APR_SUCCESS) {
+    pool->cb_thread = NULL;
+    return pp__from_apr(err, rv, "starting the pool's callback thread");
+  }
+  return 0;
+}
+
+void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job) {
+  /* pp__cb_start_locked ran before anything that can post (a job is
+   * posted for a callback registered on an unfinished call). */
+  pp__queue_insert_tail(&pool->cb_queue, &job->link);
+  pp__cond_signal(pool->cb_cond);
+}
+
+int pp__cb_in_thread(const pp_pool_t *pool) {
+  return pool != NULL && cb_pool == pool;
+}
+
+void pp__cb_stop(pp_pool_t *pool) {
+  apr_status_t rv;
+  apr_thread_t *t;
+  pp__mutex_lock(pool->lock);
+  pool->cb_stop = 1;
+  t = pool->cb_thread;
+  if (t != NULL)
+    pp__cond_signal(pool->cb_cond);
+  pp__mutex_unlock(pool->lock);
+  if (t != NULL)
+    apr_thread_join(&rv, t);
+  /* cb_thread stays set (it is not NULL for pp__cb_start_locked, which
+   * refuses because cb_stop is set); its memory goes with cb_mem. */
+}
