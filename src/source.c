@@ -85,7 +85,7 @@ int pp__src_queue_locked(pp__src_t *src) {
   return 0;
 }
 
-static void finish_unrun_locked(pp__src_t *src, size_t index);
+static int finish_unrun_locked(pp__src_t *src, size_t index);
 
 int pp__src_grow_locked(pp__src_t *src, size_t k) {
   pp_pool_t *pool = src->pool;
@@ -137,9 +137,10 @@ int pp__src_take_locked(pp__src_t *src, size_t *index) {
   return 1;
 }
 
-/* Finishes call `index` of a cancelled source that never ran. */
-static void finish_unrun_locked(pp__src_t *src, size_t index) {
-  pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
+/* Finishes call `index` of a cancelled source that never ran; returns
+ * pp__src_finish_locked's word on waking the waiters. */
+static int finish_unrun_locked(pp__src_t *src, size_t index) {
+  return pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
                         pp__strdup_printf("call %llu was cancelled before it "
                                           "ran",
                                           (unsigned long long)(src->first_id +
@@ -205,6 +206,7 @@ int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
 void pp__src_cancel_locked(pp__src_t *src) {
   pp_pool_t *pool = src->pool;
   size_t i;
+  int wake = 0;
   if (src->cancel)
     return;
   src->cancel = 1;
@@ -212,14 +214,19 @@ void pp__src_cancel_locked(pp__src_t *src) {
   while (src->nretry > 0) {
     i = src->retry[--src->nretry];
     pool->queued--;
-    finish_unrun_locked(src, i);
+    wake |= finish_unrun_locked(src, i);
   }
   for (i = src->next; i < src->n; i++) {
     pool->queued--;
-    finish_unrun_locked(src, i);
+    wake |= finish_unrun_locked(src, i);
   }
   src->next = src->n;
   pp__queue_remove(&src->link);
+  /* Those calls have finished here, not in the I/O thread, which would
+   * wake their waiters: a thread waiting on a cancelled future must not
+   * sleep on. */
+  if (wake)
+    pp__cond_broadcast(pool->done_cond);
   /* Calls on workers: the I/O thread sets their cancel words and starts
    * their grace periods. */
   if (src->inflight > 0) {

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <apr_thread_proc.h>
 #include <apr_time.h>
 
 #include "helpers.h"
@@ -482,6 +483,57 @@ static void test_future_many_in_flight(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
+/* A thread waits on a queued call without a time limit; another thread
+ * cancels the call.  The waiter wakes at once: no other call finishes to
+ * wake it (its worker holds two hanging calls). */
+typedef struct waiter_s {
+  pp_future_t *f;
+  int rc;
+  int64_t took_ms;
+} waiter_t;
+
+static void *APR_THREAD_FUNC wait_forever(apr_thread_t *t, void *data) {
+  waiter_t *w = data;
+  apr_time_t t0 = apr_time_now();
+  w->rc = pp_future_wait(w->f, -1);
+  w->took_ms = (int64_t)((apr_time_now() - t0) / 1000);
+  apr_thread_exit(t, APR_SUCCESS);
+  return NULL;
+}
+
+static void test_future_cancel_wakes_another_threads_wait(void **state) {
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 100, NULL);
+  pp_future_t *h1 = NULL, *h2 = NULL;
+  pp_buf_t arg = pp_test_pack_int(7);
+  apr_pool_t *mem;
+  apr_thread_t *t;
+  apr_status_t rv;
+  waiter_t w;
+  (void)state;
+  memset(&w, 0, sizeof(w));
+  assert_int_equal(apr_pool_create(&mem, NULL), APR_SUCCESS);
+  PP_TEST_OK(pp_pool_submit(pool, "hang", NULL, 0, NULL, &h1));
+  PP_TEST_OK(pp_pool_submit(pool, "hang", NULL, 0, NULL, &h2));
+  PP_TEST_OK(pp_pool_submit(pool, "square", arg.data, arg.len, NULL, &w.f));
+  assert_int_equal(apr_thread_create(&t, NULL, wait_forever, &w, mem),
+                   APR_SUCCESS);
+  pp_test_sleep_ms(200);
+  assert_int_equal(pp_future_state(w.f), PP_FUTURE_QUEUED);
+  PP_TEST_OK(pp_future_cancel(w.f));
+  apr_thread_join(&rv, t);
+  assert_int_equal(w.rc, 0);
+  assert_int_equal(pp_future_status(w.f), PP_ECANCELED);
+  /* Woken by the cancel, not by the hanging calls' end (they never end
+   * before the destroy below). */
+  assert_true(w.took_ms < 5000 * PP_TEST_TIME_SCALE);
+  pp_future_free(w.f);
+  pp_future_free(h1);
+  pp_future_free(h2);
+  pp_free((void *)arg.data);
+  PP_TEST_OK(pp_pool_destroy(pool, PP_DESTROY_CANCEL));
+  apr_pool_destroy(mem);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -502,6 +554,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_future_argument_is_copied),
       cmocka_unit_test(test_future_big_payload_roundtrip),
       cmocka_unit_test(test_future_many_in_flight),
+      cmocka_unit_test(test_future_cancel_wakes_another_threads_wait),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
