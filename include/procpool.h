@@ -255,6 +255,12 @@ typedef struct pp_task_s {
  * (GetCommandLineW) in UTF-8, not from `argv`, whose strings are in the
  * ANSI code page: a wmain() program passes argc 0 and argv NULL.
  *
+ * With the MPI backend enabled (pp_mpi_enable() in include/procpool_mpi.h,
+ * or PROCPOOL_BACKEND=mpi with a shared procpool_mpi), in a job launched by
+ * `mpirun -n N` with N > 1, it returns 0 on rank 0 only; on every other rank
+ * it serves rank 0's MPI pools, then returns 1 with *rc 0, so code after the
+ * guard runs on rank 0 alone.
+ *
  * Environment: PROCPOOL_WAIT_DEBUGGER=1 makes every worker print its pid on
  * stderr and wait (up to 5 minutes) for a debugger to attach before it takes
  * work.  The table must stay valid for the life of the process.
@@ -437,7 +443,32 @@ typedef struct pp_pool_options_s {
    * running or how it ended, and its last line on stderr).  The
    * initializer is not bounded by it. */
   int64_t start_timeout_ms;
+  /** Where the calls run: a pp_backend_t; 0 (PP_BACKEND_DEFAULT) = as the
+   * environment variable PROCPOOL_BACKEND says ("mpi" or "local"), local
+   * when it is not set.  See pp_backend_t. */
+  int backend;
 } pp_pool_options_t;
+
+/**
+ * Where a pool runs its calls (pp_pool_options_t.backend).
+ *
+ * PP_BACKEND_MPI runs them on the other ranks of an MPI job started with
+ * `mpirun -n N ./app`: every rank but 0 serves rank 0's pool from inside
+ * pp_worker_main() (the worker guard), each in a local pool of its own, so
+ * a call that crashes, times out or is cancelled fails alone, as in a
+ * local pool.  It needs the component procpool_mpi (include/procpool_mpi.h:
+ * pp_mpi_enable()).  Without it, or when the program was not launched by
+ * mpirun (an MPI world of one process), pp_pool_create() makes a local
+ * pool instead and says why in one line to the pool's log callback.
+ */
+typedef enum {
+  /** PROCPOOL_BACKEND decides; local when it is not set. */
+  PP_BACKEND_DEFAULT = 0,
+  /** Worker processes of this process (whatever PROCPOOL_BACKEND says). */
+  PP_BACKEND_LOCAL = 1,
+  /** The other ranks of the MPI job (see above). */
+  PP_BACKEND_MPI = 2
+} pp_backend_t;
 
 /**
  * Creates a pool and starts its workers; returns when every worker is ready

@@ -234,8 +234,9 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   }
   if (pool->inline_mode) {
     pp__inline_run(&f->src, 0);
-  } else if (!pp__dispatch_try(pool)) {
-    /* The I/O thread was busy, or has more to do than this thread did. */
+  } else if (pool->engine != NULL || !pp__dispatch_try(pool)) {
+    /* An engine hands out its calls itself; a local pool's I/O thread was
+     * busy, or has more to do than this thread did. */
     pp__mutex_lock(pool->lock);
     pp__pool_wake_locked(pool);
     pp__mutex_unlock(pool->lock);
@@ -280,7 +281,8 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
     return pp__fail(PP_EINVAL, "pp_future_wait: future is NULL");
   pool = f->src.pool;
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
-  if (timeout_ms != 0 && !pool->inline_mode)
+  /* An engine's calls have no results here to collect. */
+  if (timeout_ms != 0 && !pool->inline_mode && pool->engine == NULL)
     wait_spin(f, end);
   pp__mutex_lock(pool->lock);
   while (!f->done) {
@@ -515,6 +517,16 @@ int pp_future_state(pp_future_t *f) {
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_state: future is NULL");
   pool = f->src.pool;
+  if (pool->engine != NULL) {
+    /* An engine's call runs (or waits on its rank) from the moment it was
+     * handed out: nothing here can tell which. */
+    pp__mutex_lock(pool->lock);
+    state = f->done                  ? PP_FUTURE_DONE
+            : f->src.inflight > 0    ? PP_FUTURE_RUNNING
+                                     : PP_FUTURE_QUEUED;
+    pp__mutex_unlock(pool->lock);
+    return state;
+  }
   /* io_lock first (internal.h): with it held, every call a worker holds
    * has its record written, and the records stay where they are. */
   pp__mutex_lock(pool->io_lock);

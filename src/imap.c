@@ -527,7 +527,7 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
     return pp__fail(PP_ENOTASK, "pp_pool_imap: no task named '%s'", task);
   if (o != NULL && (o->flags & ~known))
     return pp__fail(PP_EINVAL, "pp_pool_imap: unknown flags 0x%x", o->flags);
-  workers = pool->nslots > 0 ? (size_t)pool->nslots : 1;
+  workers = (size_t)pp__pool_width(pool);
   window = o != NULL && o->max_in_flight ? o->max_in_flight : 64 * workers;
   if (!(o != NULL && o->max_in_flight) && window < 1024)
     window = 1024;

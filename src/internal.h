@@ -31,6 +31,7 @@
  *   future.c   pp_pool_submit and pp_future_*
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
  *   imap.c     pp_pool_imap: a map over a producer, in bounded memory
+ *   engine.c   engines: pools whose calls run elsewhere (the MPI backend)
  *
  * Threads and locks of a pool (the full rule is written at each field):
  *   - whoever holds io_lock owns the workers: their processes, rings and
@@ -560,6 +561,12 @@ int pp__cb_in_thread(const pp_pool_t *pool);
  * can come after.  pool->lock NOT held. */
 void pp__cb_stop(pp_pool_t *pool);
 
+/* ---- engine.h / engine.c: pools whose calls run elsewhere ---- */
+
+struct pp__engine_s;
+/* How many calls a pool runs at once: its workers, or its engine's. */
+int pp__pool_width(const pp_pool_t *pool);
+
 /* ---- the pool ---- */
 
 /* How a pool checks the build of its workers (their HELLO carries the build
@@ -637,6 +644,11 @@ struct pp_pool_s {
   pp__cond_t *cb_cond;           /* the thread waits on it for jobs */
   pp__queue_t cb_queue;          /* jobs (pp__cbjob_t), oldest first */
   int cb_stop;                   /* pp_pool_destroy stops it */
+
+  /* Fixed at creation: an engine that runs the calls instead of the I/O
+   * thread and workers (engine.c), NULL for a local pool, and its state. */
+  const struct pp__engine_s *engine;
+  void *engine_state;
 };
 
 /* Returns 1 if the pool has been destroyed and no future of it is left, so

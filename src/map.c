@@ -53,7 +53,7 @@ struct pp_map_s {
 /* Python's map sends chunks of about n / (4 * workers) calls; here that
  * many calls may be in flight on one worker, each with its own outcome. */
 static size_t auto_chunk(pp_pool_t *pool, size_t n) {
-  size_t workers = pool->nslots > 0 ? (size_t)pool->nslots : 1;
+  size_t workers = (size_t)pp__pool_width(pool);
   size_t k = (n + 4 * workers - 1) / (4 * workers);
   return k < 1 ? 1 : k;
 }

@@ -9,7 +9,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
-#include "internal.h"
+#include "engine.h"
 
 /* Pools allocated and not yet freed (pp__pool_count). */
 static volatile apr_uint32_t pools_alive;
@@ -73,6 +73,9 @@ static int check_options(const pp_pool_options_t *o, pp__err_t *err) {
     return pp__err_set(err, PP_EINVAL, "pp_pool_create: negative timeout");
   if (o->init_arg == NULL && o->init_arg_len > 0)
     return pp__err_set(err, PP_EINVAL, "pp_pool_create: init_arg is NULL");
+  if (o->backend < PP_BACKEND_DEFAULT || o->backend > PP_BACKEND_MPI)
+    return pp__err_set(err, PP_EINVAL, "pp_pool_create: unknown backend %d",
+                       o->backend);
   return 0;
 }
 
@@ -207,6 +210,42 @@ void pp__pool_free(pp_pool_t *pool) {
   pp__spare_users(-1);
 }
 
+/* A pool of another backend: returns 1 if the engine runs the pool now,
+ * 0 if the pool is to be a local one (the reason is logged), or -1 with
+ * the failure in *err. */
+static int engine_start(pp_pool_t *pool, const pp_pool_options_t *o,
+                        pp__err_t *err) {
+  const pp__engine_t *engine = pp__engine_get(1);
+  char line[640];
+  int rc;
+  if (engine == NULL) {
+    pp__format(line, sizeof(line),
+               "procpool: the MPI backend was asked for, but the component "
+               "procpool_mpi is not there (call pp_mpi_enable() at the top "
+               "of main, or put a shared libprocpool_mpi where the loader "
+               "finds it); this pool runs its calls locally");
+  } else if (pool->inline_mode || o->initializer != NULL ||
+             o->task_library != NULL || o->worker_exe != NULL) {
+    pp__format(line, sizeof(line),
+               "procpool: the %s backend does not take inline mode, an "
+               "initializer, a task library or a worker executable yet; "
+               "this pool runs its calls locally",
+               engine->name);
+  } else {
+    pool->engine = engine;
+    rc = engine->start(pool, err);
+    if (rc == 0)
+      return 1;
+    pool->engine = NULL;
+    if (rc != PP__ENGINE_FALLBACK)
+      return -1;
+    pp__format(line, sizeof(line), "procpool: %s; this pool runs its calls "
+                                   "locally", err->text);
+  }
+  pp__log_text(pool, -1, 0, PP_LOG_STDERR, 0, line, strlen(line));
+  return 0;
+}
+
 int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   int64_t limit;
   pp_pool_options_t zero;
@@ -298,6 +337,16 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   }
   if (pool_setup(pool, &err) != 0)
     goto cleanup;
+  /* Not inside a worker: its pools are local, whatever it inherited. */
+  if (depth == 0 && pp__engine_backend(o) == PP_BACKEND_MPI) {
+    rc = engine_start(pool, o, &err);
+    if (rc < 0)
+      goto cleanup;
+    if (rc > 0) {
+      *out = pool;
+      return 0;
+    }
+  }
   if (pool->inline_mode) {
     pool->nslots = 0;
     /* The calling process stands in for the workers, so it runs the
@@ -388,7 +437,10 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
    * gets PP_ECLOSED), then the callback thread stops. */
   pp__cb_stop(pool);
 
-  pool_stop(pool);
+  if (pool->engine != NULL)
+    pool->engine->stop(pool);
+  else
+    pool_stop(pool);
 
   pp__mutex_lock(pool->lock);
   pool->destroyed = 1;
@@ -402,7 +454,7 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
 int pp_pool_workers(const pp_pool_t *pool) {
   if (pool == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_workers: pool is NULL");
-  return pool->inline_mode ? 1 : pool->nslots;
+  return pool->inline_mode ? 1 : pp__pool_width(pool);
 }
 
 int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {

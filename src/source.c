@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "engine.h"
 
 void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
                   const pp_buf_t *args, size_t n, int64_t timeout_ms,
@@ -35,6 +35,11 @@ int pp__pool_hopeless_locked(const pp_pool_t *pool) {
 }
 
 void pp__pool_wake_locked(pp_pool_t *pool) {
+  /* An engine has no I/O thread: it is told instead. */
+  if (pool->engine != NULL) {
+    pool->engine->wake(pool);
+    return;
+  }
   /* The I/O thread says it sleeps (under the lock) before it does, and
    * looks at the queue again after that; a signal sent while it is awake
    * would only cost a system call. */

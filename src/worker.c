@@ -28,7 +28,7 @@
 #include <apr_general.h>
 #include <apr_time.h>
 
-#include "internal.h"
+#include "engine.h"
 
 /* The worker's state; index < 0 in a parent.  The main thread owns it,
  * except: `plock` guards the result ring (any thread may log), and
@@ -467,8 +467,16 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
     else if (strncmp(argv[i], PP__LIBRARY_ARG, strlen(PP__LIBRARY_ARG)) == 0)
       lib = argv[i] + strlen(PP__LIBRARY_ARG);
   }
-  if (arg == NULL)
+  if (arg == NULL) {
+    /* No worker of a local pool.  With the MPI backend enabled (registered,
+     * or asked for by PROCPOOL_BACKEND), a rank other than 0 of an MPI job
+     * serves rank 0's pools here and ends. */
+    const pp__engine_t *engine =
+        pp__engine_get(pp__engine_backend(NULL) == PP_BACKEND_MPI);
+    if (engine != NULL && engine->serve != NULL && rc != NULL)
+      return engine->serve(argc, argv, tasks, rc);
     return 0;
+  }
   /* This process is a worker now (or fails as one), so the mark that lets
    * pp_pool_create() catch a missing guard goes; the processes a task
    * starts must not inherit it either. */
