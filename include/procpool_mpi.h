@@ -1,0 +1,48 @@
+/*
+ * procpool_mpi.h - the MPI backend of procpool (library procpool_mpi).
+ */
+#ifndef PROCPOOL_MPI_H
+#define PROCPOOL_MPI_H
+
+#include "procpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Enables the MPI backend in this process: call it at the top of main(),
+ * before the worker guard (pp_worker_main()).
+ *
+ * It only registers the backend; it makes no MPI call.  Then, in a job
+ * launched by `mpirun -n N ./app` with N > 1, the worker guard returns 0 on
+ * rank 0 and serves rank 0's pools on every other rank (it never returns
+ * there before rank 0's program ends); a pool created on rank 0 with
+ * pp_pool_options_t.backend = PP_BACKEND_MPI (or PROCPOOL_BACKEND=mpi) runs
+ * its calls on those ranks.  Each serving rank runs them in a local pool of
+ * its own (PROCPOOL_MPI_WORKERS workers, default one per CPU the rank may
+ * use), so a crashing, timed-out or cancelled call fails alone.  Outside
+ * mpirun nothing changes, and MPI pools fall back to local ones.
+ *
+ * MPI is initialised by procpool on rank 0 when the first MPI pool starts
+ * (MPI_Init_thread, MPI_THREAD_MULTIPLE asked) and finalised when that pool
+ * is destroyed, unless the application initialised it (then procpool
+ * neither initialises nor finalises it, and needs MPI_THREAD_SERIALIZED or
+ * more).  One MPI pool per job, once: later MPI pools fall back to local
+ * ones with a log line.
+ *
+ * Environment: PROCPOOL_MPI_WORKERS (the local pool's size on a serving
+ * rank), PROCPOOL_MPI_DEADLINE_MS (how long rank 0 waits without hearing
+ * from a rank that holds calls before it fails them with PP_EWORKERDIED;
+ * default 10000).
+ *
+ * Returns 0, or PP_EINVAL if this procpool_mpi does not match the procpool
+ * library it was loaded with (it must come from the same build).
+ */
+PP_EXTERN int pp_mpi_enable(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROCPOOL_MPI_H */

@@ -1,0 +1,183 @@
+/*
+ * common.c - what both sides of the MPI backend use: buffers, sends under
+ * way, the task table's hash, the MPI world, the idle-friendly wait.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* clock_gettime, PATH_MAX for apr.h */
+#endif
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ppm.h"
+
+int ppm_buf_put(ppm_buf_t *b, const void *data, size_t n) {
+  size_t need = b->len + PPM_PAD8(n);
+  if (need > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    unsigned char *p;
+    while (cap < need)
+      cap *= 2;
+    p = realloc(b->p, cap);
+    if (p == NULL)
+      return PP_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+  }
+  if (n > 0)
+    memcpy(b->p + b->len, data, n);
+  memset(b->p + b->len + n, 0, PPM_PAD8(n) - n);
+  b->len = need;
+  return 0;
+}
+
+void ppm_buf_free(ppm_buf_t *b) {
+  free(b->p);
+  memset(b, 0, sizeof(*b));
+}
+
+int ppm_isend(ppm_sends_t *s, MPI_Comm comm, int peer, int tag,
+              const void *data, size_t n, void *mem,
+              void (*release)(void *mem)) {
+  ppm_send_t *e;
+  int rc;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    ppm_send_t *v = realloc(s->v, cap * sizeof(*v));
+    if (v == NULL)
+      return MPI_ERR_NO_MEM;
+    s->v = v;
+    s->cap = cap;
+  }
+  e = &s->v[s->n];
+  rc = MPI_Isend(data, (int)n, MPI_BYTE, peer, tag, comm, &e->req);
+  if (rc != MPI_SUCCESS)
+    return rc;
+  e->mem = mem;
+  e->release = release;
+  e->peer = peer;
+  s->n++;
+  return MPI_SUCCESS;
+}
+
+int ppm_sends_test(ppm_sends_t *s) {
+  size_t i = 0;
+  int any = 0;
+  while (i < s->n) {
+    int done = 0;
+    MPI_Test(&s->v[i].req, &done, MPI_STATUS_IGNORE);
+    if (!done) {
+      i++;
+      continue;
+    }
+    if (s->v[i].release != NULL)
+      s->v[i].release(s->v[i].mem);
+    s->v[i] = s->v[--s->n];
+    any = 1;
+  }
+  return any;
+}
+
+void ppm_sends_drop(ppm_sends_t *s, int peer) {
+  size_t i = 0;
+  while (i < s->n) {
+    if (s->v[i].peer == peer)
+      s->v[i] = s->v[--s->n];
+    else
+      i++;
+  }
+}
+
+void ppm_sends_free(ppm_sends_t *s) {
+  free(s->v);
+  memset(s, 0, sizeof(*s));
+}
+
+uint64_t ppm_tasks_hash(const pp_task_t *tasks, uint32_t *n) {
+  uint64_t h = 14695981039346656037ull;
+  uint32_t k = 0;
+  const char *c;
+  for (; tasks != NULL && tasks[k].name != NULL; k++) {
+    /* The terminating NUL goes in too: "ab","c" is not "a","bc". */
+    for (c = tasks[k].name;; c++) {
+      h = (h ^ (unsigned char)*c) * 1099511628211ull;
+      if (*c == '\0')
+        break;
+    }
+  }
+  *n = k;
+  return h;
+}
+
+/* Reads a non-negative integer variable; -1 if it is not one. */
+static long env_long(const char *name) {
+  const char *v = getenv(name);
+  char *end;
+  long x;
+  if (v == NULL || *v == '\0')
+    return -1;
+  x = strtol(v, &end, 10);
+  return *end == '\0' && x >= 0 ? x : -1;
+}
+
+int ppm_world(int *rank, int *size) {
+  static const char *const vars[][2] = {
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+      {"PMI_RANK", "PMI_SIZE"}};
+  size_t i;
+  int init = 0, fin = 0;
+  for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+    long r = env_long(vars[i][0]), s = env_long(vars[i][1]);
+    if (r >= 0 && s > 0 && r < s && s <= INT_MAX) {
+      *rank = (int)r;
+      *size = (int)s;
+      return 1;
+    }
+  }
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (init && !fin) {
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    return 1;
+  }
+  return 0;
+}
+
+const char *ppm_strerror(int code, char *buf, size_t cap) {
+  char s[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(code, s, &len) != MPI_SUCCESS || len <= 0)
+    snprintf(s, sizeof(s), "MPI error %d", code);
+  else
+    s[len < MPI_MAX_ERROR_STRING ? len : MPI_MAX_ERROR_STRING - 1] = '\0';
+  snprintf(buf, cap, "%s", s);
+  return buf;
+}
+
+int64_t ppm_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t ppm_env_int(const char *name, int64_t def) {
+  long v = env_long(name);
+  return v >= 0 ? v : def;
+}
+
+void ppm_idle_reset(ppm_idle_t *w) {
+  w->active = ppm_now_us();
+  w->sleep_us = 0;
+}
+
+int64_t ppm_idle_next(ppm_idle_t *w) {
+  if (ppm_now_us() - w->active < PPM_SPIN_US)
+    return 0;
+  w->sleep_us = w->sleep_us == 0 ? PPM_SLEEP_MIN_US : 2 * w->sleep_us;
+  if (w->sleep_us > PPM_SLEEP_MAX_US)
+    w->sleep_us = PPM_SLEEP_MAX_US;
+  return w->sleep_us;
+}

@@ -1,0 +1,172 @@
+/*
+ * ppm.h - what the files of the MPI backend share: the wire format between
+ * rank 0 and the serving ranks, byte buffers, the idle-friendly wait, and
+ * the few facts about the MPI world.
+ *
+ *   common.c  buffers, the task table's hash, the world, waits, errors
+ *   master.c  rank 0: the engine that runs a pool's calls on the ranks
+ *   serve.c   ranks 1..N-1: serving rank 0's calls in a local pool
+ *   enable.c  pp_mpi_enable(): the engine table, registration
+ *
+ * Wire format: MPI_BYTE messages on a duplicate of MPI_COMM_WORLD, in the
+ * byte order of the machines (a job of one architecture), records padded
+ * to 8 bytes.  Rank 0 sends CALLS (a batch of call records), ARG (the
+ * argument of a call record marked PPM_SEPARATE, in record order, right
+ * after its batch), CANCEL (call ids) and STOP.  A serving rank sends HELLO
+ * once, RESULTS (a batch of result records), RDATA (the data of a result
+ * marked PPM_SEPARATE, right after its batch), LOG (one line of its local
+ * pool's output), BEAT (nothing happened for a while: it is alive) and,
+ * after STOP, BYE.
+ */
+#ifndef PP_MPI_PPM_H
+#define PP_MPI_PPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "../engine.h"
+
+enum {
+  PPM_TAG_HELLO = 1,
+  PPM_TAG_CALLS = 2,
+  PPM_TAG_ARG = 3,
+  PPM_TAG_RESULTS = 4,
+  PPM_TAG_RDATA = 5,
+  PPM_TAG_CANCEL = 6,
+  PPM_TAG_STOP = 7,
+  PPM_TAG_BYE = 8,
+  PPM_TAG_BEAT = 9,
+  PPM_TAG_LOG = 10
+};
+
+/* Arguments and results larger than this travel as messages of their own,
+ * straight from and into the buffers that hold them (no copy into a
+ * batch). */
+#define PPM_BIG (64 * 1024)
+/* Calls in one batch at most; a rank holds up to two batches. */
+#define PPM_BATCH_MAX 64
+/* The record's payload follows as a message of its own. */
+#define PPM_SEPARATE 1u
+
+typedef struct ppm_call_s {
+  uint64_t id;
+  int64_t timeout_ms; /* <= 0: none */
+  uint32_t task;      /* index in the task table */
+  uint32_t flags;
+  uint64_t len;       /* argument bytes, which follow (padded) */
+} ppm_call_t;
+
+typedef struct ppm_result_s {
+  uint64_t id;
+  int32_t status;
+  int32_t exit_code;
+  int32_t term_signal;
+  uint32_t flags;
+  uint32_t msg_len; /* message bytes, which follow (padded) */
+  uint32_t reserved;
+  uint64_t len;     /* data bytes, which follow the message (padded) */
+} ppm_result_t;
+
+typedef struct ppm_hello_s {
+  uint64_t hash;    /* of the task table's names */
+  int32_t workers;  /* of its local pool; 0 if it has none */
+  int32_t status;   /* why it has none */
+  char why[256];
+} ppm_hello_t;
+
+typedef struct ppm_log_s {
+  int32_t worker; /* in the rank's local pool */
+  int32_t source; /* pp_log_source_t */
+  int32_t level;
+  uint32_t len;   /* text bytes, which follow */
+} ppm_log_t;
+
+#define PPM_PAD8(x) (((x) + 7u) & ~(size_t)7u)
+
+/* A growing byte buffer. */
+typedef struct ppm_buf_s {
+  unsigned char *p;
+  size_t len, cap;
+} ppm_buf_t;
+
+/* Appends n bytes, padded with zeros to 8; returns 0 or PP_ENOMEM. */
+int ppm_buf_put(ppm_buf_t *b, const void *data, size_t n);
+void ppm_buf_free(ppm_buf_t *b);
+
+/* Sends that are under way, each with the memory it reads, which is freed
+ * (with `release`) when the send completes. */
+typedef struct ppm_send_s {
+  MPI_Request req;
+  void *mem;
+  void (*release)(void *mem);
+  int peer;
+} ppm_send_t;
+
+typedef struct ppm_sends_s {
+  ppm_send_t *v;
+  size_t n, cap;
+} ppm_sends_t;
+
+/* Starts a send of n bytes (n <= INT_MAX) to `peer`; `mem` is released
+ * when it completes (NULL: nothing to release).  Returns MPI's code. */
+int ppm_isend(ppm_sends_t *s, MPI_Comm comm, int peer, int tag,
+              const void *data, size_t n, void *mem,
+              void (*release)(void *mem));
+/* Completes what has completed; returns 1 if any did. */
+int ppm_sends_test(ppm_sends_t *s);
+/* Forgets the sends to `peer` (it is dead: they may never complete; their
+ * memory is leaked rather than freed under MPI's feet). */
+void ppm_sends_drop(ppm_sends_t *s, int peer);
+/* Frees the array (all sends completed or dropped). */
+void ppm_sends_free(ppm_sends_t *s);
+
+/* The task table's names, hashed (FNV-1a), and their number. */
+uint64_t ppm_tasks_hash(const pp_task_t *tasks, uint32_t *n);
+
+/* This process' rank and the world's size as the launcher says (Open MPI,
+ * MPICH and its kin set them for every rank), or as MPI says if it is
+ * initialised already.  Returns 0 if neither knows: no mpirun. */
+int ppm_world(int *rank, int *size);
+
+/* MPI's text for an error code, in buf. */
+const char *ppm_strerror(int code, char *buf, size_t cap);
+
+/* Microseconds on a monotonic clock. */
+int64_t ppm_now_us(void);
+/* An integer from the environment, or `def`. */
+int64_t ppm_env_int(const char *name, int64_t def);
+
+/* The idle-friendly wait: after work, spin PPM_SPIN_US of wall time (a
+ * reply may be microseconds away), then sleep, doubling from
+ * PPM_SLEEP_MIN_US up to PPM_SLEEP_MAX_US.  Open MPI's blocking calls
+ * would poll a whole core while idle. */
+#define PPM_SPIN_US 100
+#define PPM_SLEEP_MIN_US 10
+#define PPM_SLEEP_MAX_US 1000
+typedef struct ppm_idle_s {
+  int64_t active; /* when work was last done */
+  int64_t sleep_us;
+} ppm_idle_t;
+/* Work was done: spin again next time. */
+void ppm_idle_reset(ppm_idle_t *w);
+/* Returns how long to sleep now (0: keep spinning) and backs off. */
+int64_t ppm_idle_next(ppm_idle_t *w);
+
+/* enable.c: the core's functions (set by pp_mpi_enable). */
+extern const pp__core_t *ppm_core;
+
+/* master.c: the engine's functions on rank 0. */
+int ppm_master_start(pp_pool_t *pool, pp__err_t *err);
+void ppm_master_wake(pp_pool_t *pool);
+void ppm_master_stop(pp_pool_t *pool);
+int ppm_master_workers(const pp_pool_t *pool);
+/* Rank 0's end of the job when no MPI pool ran (or one is still running):
+ * the serving ranks are told to stop, so that the job ends.  atexit. */
+void ppm_master_atexit(void);
+
+/* serve.c: pp_worker_main()'s part; see pp__engine_t.serve. */
+int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc);
+
+#endif /* PP_MPI_PPM_H */
