@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# mpi_run.sh MPIEXEC NPROCS shm|tcp|recovery PROGRAM [ARGS...]
+#
+# Runs an MPI test program as CTest's tests test_mpi_* do: under mpirun
+# with NPROCS ranks, oversubscribed (CI machines have 2 cores), as root if
+# need be, with every launch bounded by `timeout` and all traffic kept on
+# the loopback interface.  shm: Open MPI's default transports (shared
+# memory between ranks on one node); tcp: the TCP btl only (what traffic
+# between nodes uses without InfiniBand); recovery: mpirun
+# --enable-recovery, which lets the job outlive a rank that dies.
+# Afterwards no process of the job may be left: one is a failure.
+set -u
+mpiexec=$1 np=$2 mode=$3 prog=$4
+shift 4
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+opts=(--oversubscribe -n "$np" --mca btl_tcp_if_include lo
+      --mca oob_tcp_if_include lo)
+case $mode in
+  shm) ;;
+  tcp) opts+=(--mca btl self,tcp) ;;
+  recovery) opts+=(--enable-recovery -x PROCPOOL_MPI_DEADLINE_MS=3000) ;;
+  *) echo "mpi_run.sh: unknown mode $mode" >&2; exit 2 ;;
+esac
+timeout -k 10 "${PP_MPI_TIMEOUT:-240}" "$mpiexec" "${opts[@]}" "$prog" "$@"
+rc=$?
+sleep 1
+if pgrep -f "^$prog" >/dev/null 2>&1; then
+  echo "mpi_run.sh: processes of the job are left:" >&2
+  pgrep -a -f "^$prog" >&2
+  exit 1
+fi
+exit $rc

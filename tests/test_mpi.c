@@ -1,0 +1,357 @@
+/*
+ * test_mpi.c - the MPI backend: run under `mpirun -n 3` (tests/mpi_run.sh)
+ * and alone (then the pool falls back to a local one and says so).
+ *
+ * One MPI pool per job, so every test of the group shares the pool that
+ * the group's setup creates.  Everything after the worker guard runs on
+ * rank 0 only: the other ranks serve inside pp_worker_main().
+ *
+ *   test_mpi            the group
+ *   test_mpi --rank-death
+ *                       rank 0 kills a serving rank (SIGKILL) while it
+ *                       holds calls: they must fail PP_EWORKERDIED and the
+ *                       rest of the map finish on the other rank (needs
+ *                       mpirun --enable-recovery and
+ *                       PROCPOOL_MPI_DEADLINE_MS).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "procpool_mpi.h"
+#include "tasks.h"
+
+/* The shared table and one task more: the pid of the worker's parent,
+ * which on a serving rank is that rank's process. */
+static pp_task_t table[64];
+
+static int parent_pid(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg, (void)len;
+  return pp_call_replyf(call, "i", (int64_t)getppid());
+}
+
+static void make_table(void) {
+  size_t n = 0;
+  while (pp_test_tasks[n].name != NULL && n < 62) {
+    table[n] = pp_test_tasks[n];
+    n++;
+  }
+  table[n].name = "parent_pid";
+  table[n].fn = parent_pid;
+}
+
+static pp_pool_t *pool;
+static int under_mpirun;
+static char log_text[8192];
+
+static void capture(void *data, const pp_log_record_t *rec) {
+  size_t used = strlen(log_text);
+  (void)data;
+  snprintf(log_text + used, sizeof(log_text) - used, "[%d] %.*s\n",
+           rec->worker, (int)rec->len, rec->line);
+}
+
+static int group_setup(void **state) {
+  pp_pool_options_t o;
+  const char *size = getenv("OMPI_COMM_WORLD_SIZE");
+  (void)state;
+  under_mpirun = size != NULL && atoi(size) > 1;
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_MPI;
+  o.log_cb = capture;
+  return pp_pool_create(&pool, &o);
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  return pp_pool_destroy(pool, PP_DESTROY_WAIT);
+}
+
+/* Under mpirun the pool is an MPI one (no fallback line); alone it is a
+ * local one and the log says why. */
+static void test_mpi_backend_or_fallback(void **state) {
+  (void)state;
+  assert_true(pp_pool_workers(pool) >= 1);
+  if (under_mpirun) {
+    assert_null(strstr(log_text, "runs its calls locally"));
+  } else {
+    assert_non_null(strstr(log_text, "not launched by mpirun"));
+    assert_non_null(strstr(log_text, "runs its calls locally"));
+  }
+}
+
+/* A starmap's results equal those of a local pool. */
+static void test_mpi_starmap_equals_local(void **state) {
+  enum { N = 3000 };
+  pp_pool_options_t o;
+  pp_pool_t *local;
+  pp_buf_t *args = calloc(N, sizeof(*args));
+  pp_result_t *a = calloc(N, sizeof(*a)), *b = calloc(N, sizeof(*b));
+  size_t i;
+  (void)state;
+  assert_non_null(args);
+  for (i = 0; i < N; i++)
+    PP_TEST_OK(pp_pack(&args[i], "ii", (int64_t)i, (int64_t)(7 * i)));
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_LOCAL;
+  o.workers = 2;
+  PP_TEST_OK(pp_pool_create(&local, &o));
+  PP_TEST_OK(pp_pool_starmap(local, "add", args, N, a, NULL));
+  PP_TEST_OK(pp_pool_destroy(local, PP_DESTROY_WAIT));
+  PP_TEST_OK(pp_pool_starmap(pool, "add", args, N, b, NULL));
+  for (i = 0; i < N; i++) {
+    assert_int_equal(b[i].status, 0);
+    assert_int_equal(pp_test_int_result(&b[i]), pp_test_int_result(&a[i]));
+    assert_int_equal(pp_test_int_result(&b[i]), (int64_t)(8 * i));
+  }
+  pp_results_free(a, N);
+  pp_results_free(b, N);
+  pp_test_free_bufs(args, N);
+  free(args);
+  free(a);
+  free(b);
+}
+
+/* A task that crashes fails its call alone; the pool (and the job) go
+ * on. */
+static void test_mpi_crash_fails_only_that_call(void **state) {
+  pp_future_t *crash, *ok[8];
+  pp_result_t r;
+  pp_buf_t arg = pp_test_pack_int(20);
+  int i;
+  (void)state;
+  PP_TEST_OK(pp_pool_submit(pool, "segv", NULL, 0, NULL, &crash));
+  for (i = 0; i < 8; i++)
+    PP_TEST_OK(pp_pool_submit(pool, "square", arg.data, arg.len, NULL, &ok[i]));
+  PP_TEST_OK(pp_future_wait(crash, -1));
+  PP_TEST_OK(pp_future_take(crash, &r));
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  assert_non_null(r.message);
+  assert_int_equal(r.term_signal, SIGSEGV);
+  pp_results_free(&r, 1);
+  pp_future_free(crash);
+  for (i = 0; i < 8; i++) {
+    PP_TEST_OK(pp_future_wait(ok[i], -1));
+    PP_TEST_OK(pp_future_take(ok[i], &r));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(pp_test_int_result(&r), 400);
+    pp_results_free(&r, 1);
+    pp_future_free(ok[i]);
+  }
+  pp_test_free_bufs(&arg, 1);
+}
+
+/* A timeout fails that call alone. */
+static void test_mpi_timeout_fails_only_that_call(void **state) {
+  pp_call_options_t co;
+  pp_future_t *slow, *fast;
+  pp_result_t r;
+  pp_buf_t long_sleep = pp_test_pack_int(20000), two = pp_test_pack_int(2);
+  (void)state;
+  memset(&co, 0, sizeof(co));
+  co.timeout_ms = 300;
+  PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", long_sleep.data, long_sleep.len,
+                            &co, &slow));
+  PP_TEST_OK(pp_pool_submit(pool, "square", two.data, two.len, NULL, &fast));
+  PP_TEST_OK(pp_future_wait(slow, 15000));
+  PP_TEST_OK(pp_future_take(slow, &r));
+  assert_int_equal(r.status, PP_ETIMEDOUT);
+  pp_results_free(&r, 1);
+  PP_TEST_OK(pp_future_wait(fast, 15000));
+  PP_TEST_OK(pp_future_take(fast, &r));
+  assert_int_equal(pp_test_int_result(&r), 4);
+  pp_results_free(&r, 1);
+  pp_future_free(slow);
+  pp_future_free(fast);
+  pp_test_free_bufs(&long_sleep, 1);
+  pp_test_free_bufs(&two, 1);
+}
+
+/* A running call is cancelled on its rank. */
+static void test_mpi_cancel_running_call(void **state) {
+  pp_future_t *f;
+  pp_result_t r;
+  pp_buf_t long_sleep = pp_test_pack_int(30000);
+  int i;
+  (void)state;
+  PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", long_sleep.data, long_sleep.len,
+                            NULL, &f));
+  for (i = 0; i < 500 && pp_future_state(f) != PP_FUTURE_RUNNING; i++)
+    pp_test_sleep_ms(10);
+  assert_int_equal(pp_future_state(f), PP_FUTURE_RUNNING);
+  pp_test_sleep_ms(200);
+  PP_TEST_OK(pp_future_cancel(f));
+  PP_TEST_OK(pp_future_wait(f, 15000));
+  PP_TEST_OK(pp_future_take(f, &r));
+  assert_int_equal(r.status, PP_ECANCELED);
+  assert_int_equal(pp_future_state(f), PP_FUTURE_DONE);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  pp_test_free_bufs(&long_sleep, 1);
+}
+
+/* Large arguments and results travel as messages of their own. */
+static void test_mpi_large_argument_and_result(void **state) {
+  size_t n = 3 * 1024 * 1024 + 5, i;
+  unsigned char *big = malloc(n);
+  pp_future_t *f;
+  pp_result_t r;
+  (void)state;
+  assert_non_null(big);
+  for (i = 0; i < n; i++)
+    big[i] = (unsigned char)(i * 31 + 7);
+  PP_TEST_OK(pp_pool_submit(pool, "bump", big, n, NULL, &f));
+  PP_TEST_OK(pp_future_wait(f, -1));
+  PP_TEST_OK(pp_future_take(f, &r));
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.len, n);
+  for (i = 0; i < n; i++)
+    if (((unsigned char *)r.data)[i] != (unsigned char)(big[i] + 1))
+      fail_msg("byte %zu differs", i);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  free(big);
+}
+
+/* Completion callbacks and an async map work over MPI as locally. */
+static int callbacks_seen;
+
+static void count_cb(void *data, pp_future_t *f) {
+  (void)data;
+  if (pp_future_status(f) == 0)
+    callbacks_seen++;
+}
+
+static void test_mpi_callbacks_and_async_map(void **state) {
+  enum { N = 200 };
+  pp_call_options_t co;
+  pp_future_t *fs[16];
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_t *m;
+  size_t i;
+  (void)state;
+  memset(&co, 0, sizeof(co));
+  co.on_done = count_cb;
+  for (i = 0; i < 16; i++) {
+    args[i] = pp_test_pack_int((int64_t)i);
+    PP_TEST_OK(pp_pool_submit(pool, "square", args[i].data, args[i].len, &co,
+                              &fs[i]));
+  }
+  PP_TEST_OK(pp_future_wait_many(fs, 16, PP_WAIT_ALL_COMPLETED, -1, NULL));
+  for (i = 0; i < 16; i++)
+    pp_future_free(fs[i]);
+  pp_test_free_bufs(args, 16);
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  PP_TEST_OK(pp_pool_map_async(pool, "square", args, N, res, NULL, &m));
+  PP_TEST_OK(pp_map_wait(m, -1));
+  pp_map_free(m);
+  for (i = 0; i < N; i++)
+    assert_int_equal(pp_test_int_result(&res[i]), (int64_t)(i * i));
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+  /* The callbacks have all run by the time the pool is idle. */
+  for (i = 0; i < 200 && callbacks_seen < 16; i++)
+    pp_test_sleep_ms(10);
+  assert_int_equal(callbacks_seen, 16);
+}
+
+/* Output of tasks on the ranks reaches rank 0's log callback. */
+static void test_mpi_task_output_reaches_rank0(void **state) {
+  pp_future_t *f;
+  const char *text = "out rank-tag";
+  pp_buf_t arg;
+  int i;
+  (void)state;
+  PP_TEST_OK(pp_pack(&arg, "s", "rank-tag"));
+  PP_TEST_OK(pp_pool_submit(pool, "print", arg.data, arg.len, NULL, &f));
+  PP_TEST_OK(pp_future_wait(f, -1));
+  pp_future_free(f);
+  pp_test_free_bufs(&arg, 1);
+  for (i = 0; i < 300 && strstr(log_text, text) == NULL; i++)
+    pp_test_sleep_ms(10);
+  assert_non_null(strstr(log_text, text));
+}
+
+/* --rank-death: a serving rank killed from outside loses its calls, the
+ * others finish theirs, rank 0 does not hang. */
+static int rank_death(void) {
+  enum { N = 40 };
+  pp_pool_options_t o;
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_future_t *who;
+  pp_result_t r;
+  int64_t victim;
+  size_t i, ok = 0, died = 0;
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_MPI;
+  if (pp_pool_create(&pool, &o) != 0)
+    return 2;
+  /* Some rank's pid, from a worker of its local pool. */
+  if (pp_pool_submit(pool, "parent_pid", NULL, 0, NULL, &who) != 0 ||
+      pp_future_wait(who, -1) != 0 || pp_future_take(who, &r) != 0)
+    return 3;
+  victim = pp_test_int_result(&r);
+  pp_results_free(&r, 1);
+  pp_future_free(who);
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int(300);
+  {
+    pp_map_t *m;
+    if (pp_pool_map_async(pool, "sleep_ms", args, N, res, NULL, &m) != 0)
+      return 4;
+    pp_test_sleep_ms(500);
+    printf("killing rank process %lld\n", (long long)victim);
+    fflush(stdout);
+    kill((pid_t)victim, SIGKILL);
+    pp_map_wait(m, -1);
+    pp_map_free(m);
+  }
+  for (i = 0; i < N; i++) {
+    if (res[i].status == 0)
+      ok++;
+    else if (res[i].status == PP_EWORKERDIED)
+      died++;
+    if (res[i].status != 0 && i < 3)
+      printf("call %zu: %s\n", i, res[i].message);
+  }
+  printf("rank death: %zu calls ok, %zu lost with the rank, of %d\n", ok, died,
+         N);
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  return ok > 0 && died > 0 && ok + died == N ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  int rc;
+  make_table();
+  pp_mpi_enable();
+  if (pp_worker_main(argc, argv, table, &rc))
+    return rc;
+  if (argc > 1 && strcmp(argv[1], "--rank-death") == 0)
+    return rank_death();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_mpi_backend_or_fallback),
+      cmocka_unit_test(test_mpi_starmap_equals_local),
+      cmocka_unit_test(test_mpi_crash_fails_only_that_call),
+      cmocka_unit_test(test_mpi_timeout_fails_only_that_call),
+      cmocka_unit_test(test_mpi_cancel_running_call),
+      cmocka_unit_test(test_mpi_large_argument_and_result),
+      cmocka_unit_test(test_mpi_callbacks_and_async_map),
+      cmocka_unit_test(test_mpi_task_output_reaches_rank0),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
