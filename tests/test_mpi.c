@@ -284,6 +284,59 @@ static void test_mpi_task_output_reaches_rank0(void **state) {
   assert_non_null(strstr(log_text, text));
 }
 
+/* CPU time (user + system) of a process so far, in seconds; -1 if /proc
+ * cannot tell. */
+static double cpu_seconds(int64_t pid) {
+  char path[64], buf[1024], *p;
+  unsigned long ut = 0, st = 0;
+  FILE *f;
+  size_t n;
+  snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* After the command's ")": state, then fields 4..13, then utime, stime. */
+  p = strrchr(buf, ')');
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* An idle MPI pool costs little CPU: a serving rank and rank 0 each use
+ * under 10 % of a core while nothing runs (Open MPI's blocking waits would
+ * use all of one). */
+static void test_mpi_idle_ranks_are_quiet(void **state) {
+  pp_future_t *f;
+  pp_result_t r;
+  int64_t rank_pid;
+  double r0, s0, r1, s1;
+  (void)state;
+  if (!under_mpirun)
+    skip();
+  PP_TEST_OK(pp_pool_submit(pool, "parent_pid", NULL, 0, NULL, &f));
+  PP_TEST_OK(pp_future_wait(f, -1));
+  PP_TEST_OK(pp_future_take(f, &r));
+  rank_pid = pp_test_int_result(&r);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  pp_test_sleep_ms(300);
+  r0 = cpu_seconds(rank_pid);
+  s0 = cpu_seconds(pp_test_self_pid());
+  pp_test_sleep_ms(3000);
+  r1 = cpu_seconds(rank_pid);
+  s1 = cpu_seconds(pp_test_self_pid());
+  print_message("idle for 3 s: serving rank %.2f s of CPU, rank 0 %.2f s\n",
+                r1 - r0, s1 - s0);
+  assert_true(r0 >= 0 && r1 >= 0);
+  assert_true(r1 - r0 < 0.3);
+  assert_true(s1 - s0 < 0.3);
+}
+
 /* --rank-death: a serving rank killed from outside loses its calls, the
  * others finish theirs, rank 0 does not hang. */
 static int rank_death(void) {
@@ -352,6 +405,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mpi_large_argument_and_result),
       cmocka_unit_test(test_mpi_callbacks_and_async_map),
       cmocka_unit_test(test_mpi_task_output_reaches_rank0),
+      cmocka_unit_test(test_mpi_idle_ranks_are_quiet),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
