@@ -2,14 +2,18 @@
 # ci/test.sh - builds procpool and runs every test, in five legs:
 #
 #   1. a Release build with -Wall -Wextra -Werror, whole CTest suite
-#      (including the `large` and `soak` labels);
+#      (including the `large` and `soak` labels, and the `mpi` label: the
+#      MPI backend's tests under `mpirun --oversubscribe -n 3`, over shared
+#      memory and over TCP loopback, each launch under `timeout`, through
+#      tests/mpi_run.sh);
 #      then procpool used from outside (tests/consumer/run.sh): that build
 #      installed into a temporary prefix and consumed with find_package and
 #      with pkg-config, packaged by CPack (.tar.gz, .deb; the .deb unpacked
 #      with dpkg -x and consumed the same way), and built as a subproject;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
-#      memory);
+#      memory; without `mpi`: Open MPI's own allocations, never freed by
+#      design, would be reported as leaks of every rank);
 #   3. the libFuzzer targets for a bounded time each (clang);
 #   4. memcheck over the parent side of the suite (workers are not traced);
 #   5. the API reference (ci/docs.sh: Doxygen, an undocumented public
@@ -21,7 +25,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$repo/ci/deps.sh"
-pp_ensure_packages "${PP_BUILD_PACKAGES[@]}" python3 clang libclang-rt-14-dev valgrind
+pp_ensure_packages "${PP_BUILD_PACKAGES[@]}" python3 clang libclang-rt-14-dev valgrind \
+                   libopenmpi-dev openmpi-bin
 
 build=${PROCPOOL_BUILD_DIR:-$repo/build-ci}
 jobs=$(nproc)
@@ -52,7 +57,7 @@ if [ -z "${PP_SKIP_ASAN:-}" ]; then
   # Ten million calls under ASan only measure its quarantine: a million.
   PROCPOOL_IMAP_CALLS=1000000 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build/asan" --output-on-failure -j2 -LE 'large|soak' \
+    ctest --test-dir "$build/asan" --output-on-failure -j2 -LE 'large|soak|mpi' \
           --timeout 900
 fi
 

@@ -1,5 +1,20 @@
-/*
- * procpool_mpi.h - the MPI backend of procpool (library procpool_mpi).
+/**
+ * @file procpool_mpi.h
+ * procpool_mpi.h - the MPI backend of procpool (library procpool_mpi, or
+ * procpool_mpi_static with the static procpool).
+ *
+ * A program that may run under mpirun calls pp_mpi_enable() first thing in
+ * main(), then the worker guard as usual:
+ *
+ *     int main(int argc, char **argv) {
+ *       int rc;
+ *       pp_mpi_enable();
+ *       if (pp_worker_main(argc, argv, tasks, &rc)) return rc;
+ *       ...   // rank 0 only: pools with backend PP_BACKEND_MPI use the ranks
+ *     }
+ *
+ * and is launched with `mpirun -n N ./app` (see the README, "Beyond one
+ * machine").
  */
 #ifndef PROCPOOL_MPI_H
 #define PROCPOOL_MPI_H
