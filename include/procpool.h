@@ -460,6 +460,8 @@ typedef struct pp_pool_options_s {
  * pp_mpi_enable()).  Without it, or when the program was not launched by
  * mpirun (an MPI world of one process), pp_pool_create() makes a local
  * pool instead and says why in one line to the pool's log callback.
+ * Inline mode (PP_POOL_INLINE, PROCPOOL_INLINE) wins over the backend, and
+ * pools created inside a worker are always local.
  */
 typedef enum {
   /** PROCPOOL_BACKEND decides; local when it is not set. */

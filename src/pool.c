@@ -224,12 +224,12 @@ static int engine_start(pp_pool_t *pool, const pp_pool_options_t *o,
                "procpool_mpi is not there (call pp_mpi_enable() at the top "
                "of main, or put a shared libprocpool_mpi where the loader "
                "finds it); this pool runs its calls locally");
-  } else if (pool->inline_mode || o->initializer != NULL ||
-             o->task_library != NULL || o->worker_exe != NULL) {
+  } else if (o->initializer != NULL || o->task_library != NULL ||
+             o->worker_exe != NULL) {
     pp__format(line, sizeof(line),
-               "procpool: the %s backend does not take inline mode, an "
-               "initializer, a task library or a worker executable yet; "
-               "this pool runs its calls locally",
+               "procpool: the %s backend does not take an initializer, a "
+               "task library or a worker executable yet; this pool runs its "
+               "calls locally",
                engine->name);
   } else {
     pool->engine = engine;
@@ -337,8 +337,10 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   }
   if (pool_setup(pool, &err) != 0)
     goto cleanup;
-  /* Not inside a worker: its pools are local, whatever it inherited. */
-  if (depth == 0 && pp__engine_backend(o) == PP_BACKEND_MPI) {
+  /* Not inside a worker: its pools are local, whatever it inherited.
+   * Inline mode (a debugging switch) wins over the backend. */
+  if (depth == 0 && !pool->inline_mode &&
+      pp__engine_backend(o) == PP_BACKEND_MPI) {
     rc = engine_start(pool, o, &err);
     if (rc < 0)
       goto cleanup;

@@ -34,6 +34,10 @@
 
 #include <apr_time.h>
 
+#ifdef WF_HAVE_MPI
+#include "procpool_mpi.h"
+#endif
+
 #define MIB ((int64_t)1 << 20)
 
 static const pp_task_t tasks[] = {{"count_range", wf_count_task}, PP_TASK_END};
@@ -51,6 +55,7 @@ typedef struct options_s {
   int expect;
   uint64_t expected_sum;
   const char *file;
+  int mpi; /* the pool runs on the other ranks of an MPI job */
 } options_t;
 
 /* The words, total and checksum of one run over the ranges. */
@@ -83,7 +88,10 @@ static void usage(FILE *f) {
           "  --chunk=SIZE       bytes per range (default: 1M to 64M)\n"
           "  --cache-dir=DIR    where the corpus is kept (default $TMPDIR)\n"
           "  --regen            generate the corpus even if it is cached\n"
-          "  --expect-checksum=HEX  fail unless the file has this checksum\n");
+          "  --expect-checksum=HEX  fail unless the file has this checksum\n"
+          "  --mpi              run the calls on the other ranks of an MPI\n"
+          "                     job (mpirun -n N wordfreq --mpi; the file\n"
+          "                     must be at the same path on every node)\n");
 }
 
 /* Parses "123", "64K", "8M", "1G" (powers of 1024). */
@@ -139,6 +147,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
         goto bad;
     } else if (strncmp(a, "--cache-dir=", 12) == 0) {
       o->cache_dir = v;
+    } else if (strcmp(a, "--mpi") == 0) {
+      o->mpi = 1;
     } else if (strcmp(a, "--regen") == 0) {
       o->regen = 1;
     } else if (strncmp(a, "--expect-checksum=", 18) == 0) {
@@ -282,11 +292,12 @@ static int count_all(pp_pool_t *pool, ranges_t *ranges, merge_t *m,
   return rc != 0 || m->failed ? -1 : 0;
 }
 
-static int make_pool(pp_pool_t **pool, int workers, unsigned flags) {
+static int make_pool(pp_pool_t **pool, int workers, unsigned flags, int mpi) {
   pp_pool_options_t o;
   memset(&o, 0, sizeof(o));
   o.workers = workers;
   o.flags = flags;
+  o.backend = mpi ? PP_BACKEND_MPI : PP_BACKEND_DEFAULT;
   if (pp_pool_create(pool, &o) != 0) {
     fprintf(stderr, "wordfreq: cannot create a pool: %s\n", pp_last_error());
     return -1;
@@ -325,6 +336,11 @@ int main(int argc, char **argv) {
   double t0, start_secs, pool_secs, seq_secs = 0, ref_secs = 0;
   int rc, generated = 0, workers, status = 1;
 
+#ifdef WF_HAVE_MPI
+  /* Under mpirun, ranks other than 0 serve rank 0's pool inside the guard
+   * (--mpi); elsewhere this changes nothing. */
+  pp_mpi_enable();
+#endif
   /* The worker guard: in a worker this serves calls and returns 1. */
   if (pp_worker_main(argc, argv, tasks, &rc))
     return rc;
@@ -356,7 +372,7 @@ int main(int argc, char **argv) {
     printf("generated in %.2f s\n", now() - t0);
 
   t0 = now();
-  if (make_pool(&pool, o.workers, 0) != 0)
+  if (make_pool(&pool, o.workers, 0, o.mpi) != 0)
     goto cleanup;
   start_secs = now() - t0;
   workers = pp_pool_workers(pool);
@@ -372,7 +388,7 @@ int main(int argc, char **argv) {
   pool = NULL;
 
   /* The same calls in this process, through the same serialization. */
-  if ((o.inline_run || o.check) && make_pool(&inl, 1, PP_POOL_INLINE) != 0)
+  if ((o.inline_run || o.check) && make_pool(&inl, 1, PP_POOL_INLINE, 0) != 0)
     goto cleanup;
   if (o.inline_run && count_all(inl, &ranges, &seq, &seq_secs, o.quiet) != 0)
     goto cleanup;
