@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "ppm.h"
@@ -174,10 +175,25 @@ void ppm_idle_reset(ppm_idle_t *w) {
 }
 
 int64_t ppm_idle_next(ppm_idle_t *w) {
-  if (ppm_now_us() - w->active < PPM_SPIN_US)
+  if (ppm_now_us() - w->active < PPM_SPIN_US) {
+    /* The CPU goes to whoever wants it: on a node with more busy threads
+     * than cores (the local pool's workers, other ranks), what this loop
+     * waits for may need this very core. */
+    sched_yield();
     return 0;
+  }
   w->sleep_us = w->sleep_us == 0 ? PPM_SLEEP_MIN_US : 2 * w->sleep_us;
   if (w->sleep_us > PPM_SLEEP_MAX_US)
     w->sleep_us = PPM_SLEEP_MAX_US;
   return w->sleep_us;
+}
+
+void ppm_tune_before_init(void) {
+  /* A batch of a few hundred tiny calls is some 16 KiB; over shared memory
+   * Open MPI sends messages above 4 KiB by rendezvous, which stalls while
+   * the receiver sleeps between polls.  A larger eager limit keeps batches
+   * eager (measured in notes/mpi-feasibility.md); the user's own setting,
+   * in the environment or on mpirun's command line (which exports it),
+   * wins. */
+  setenv("OMPI_MCA_btl_vader_eager_limit", "32768", 0);
 }

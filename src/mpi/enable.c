@@ -7,9 +7,8 @@
 const pp__core_t *ppm_core;
 
 static const pp__engine_t engine = {
-    PP__ENGINE_ABI,      "MPI",           ppm_serve,
-    ppm_master_start,    ppm_master_wake, ppm_master_stop,
-    ppm_master_workers,
+    PP__ENGINE_ABI,  "MPI",           ppm_serve,          ppm_master_start,
+    ppm_master_wake, ppm_master_stop, ppm_master_workers,
 };
 
 int pp_mpi_enable(void) {

@@ -28,67 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ppm.h"
-
-/* A call on a rank. */
-typedef struct flight_s {
-  uint64_t id; /* 0: an empty slot */
-  pp__src_t *src;
-  size_t index;
-  int rank;
-  int cancel_sent;
-} flight_t;
-
-typedef struct rank_s {
-  int workers;     /* of its local pool */
-  int offset;      /* its first worker's number in log records */
-  int dead;
-  int bye;
-  size_t inflight; /* calls it holds */
-  int64_t heard;   /* when it last sent anything (or got its first call) */
-  uint64_t *cancels;
-  size_t ncancel, capcancel;
-} rank_t;
-
-/* A call handed to a rank in this round. */
-typedef struct take_s {
-  pp__src_t *src;
-  size_t index;
-  int rank;
-} take_t;
-
-/* An outcome received, to be finished under pool->lock. */
-typedef struct out_s {
-  uint64_t id;
-  int status, exit_code, term_signal;
-  void *data;
-  size_t len;
-  char *message;
-} out_t;
-
-typedef struct eng_s {
-  pp_pool_t *pool;
-  pthread_t thread;
-  pthread_mutex_t m; /* kick, stop, abandon, started; never held while
-                        pool->lock is taken */
-  pthread_cond_t cond;
-  int kick, stop, abandon, started;
-  pp__err_t err; /* how the start went */
-  MPI_Comm comm;
-  int we_init;
-  int size;
-  rank_t *ranks; /* by rank; [0] unused */
-  volatile int workers;
-  flight_t *fl; /* open addressing on the id, linear probing */
-  size_t flcap, fln;
-  ppm_sends_t sends;
-  take_t *takes;
-  out_t *outs;
-  size_t nouts, capouts;
-  int64_t deadline_us;
-  int64_t hello_us;
-  int next_rank; /* where the next round starts handing out */
-} eng_t;
+#include "master.h"
 
 /* The process' MPI backend on rank 0: one MPI pool per job. */
 static pthread_mutex_t G_m = PTHREAD_MUTEX_INITIALIZER;
@@ -96,526 +36,6 @@ static struct {
   int used; /* 0: never; 1: a pool runs; 2: MPI is done; G_m */
   eng_t *cur;
 } G;
-
-/* ---- the calls in flight, by id ---- */
-
-static size_t fl_slot(const eng_t *E, uint64_t id) {
-  return (size_t)(id * 11400714819323198485ull) & (E->flcap - 1);
-}
-
-static flight_t *fl_find(eng_t *E, uint64_t id) {
-  size_t i;
-  if (E->flcap == 0)
-    return NULL;
-  for (i = fl_slot(E, id); E->fl[i].id != 0; i = (i + 1) & (E->flcap - 1))
-    if (E->fl[i].id == id)
-      return &E->fl[i];
-  return NULL;
-}
-
-static int fl_put(eng_t *E, const flight_t *f) {
-  size_t i;
-  if (2 * (E->fln + 1) > E->flcap) {
-    size_t cap = E->flcap ? 2 * E->flcap : 256, k;
-    flight_t *old = E->fl, *v = calloc(cap, sizeof(*v));
-    if (v == NULL)
-      return PP_ENOMEM;
-    E->fl = v;
-    E->flcap = cap;
-    E->fln = 0;
-    for (k = 0; old != NULL && k < cap / 2; k++)
-      if (old[k].id != 0)
-        fl_put(E, &old[k]);
-    free(old);
-  }
-  for (i = fl_slot(E, f->id); E->fl[i].id != 0; i = (i + 1) & (E->flcap - 1))
-    ;
-  E->fl[i] = *f;
-  E->fln++;
-  return 0;
-}
-
-/* Removes an entry, moving back the ones its slot kept from their home. */
-static void fl_del(eng_t *E, flight_t *f) {
-  size_t mask = E->flcap - 1, i = (size_t)(f - E->fl), j = i, home;
-  E->fl[i].id = 0;
-  E->fln--;
-  for (;;) {
-    j = (j + 1) & mask;
-    if (E->fl[j].id == 0)
-      return;
-    home = fl_slot(E, E->fl[j].id);
-    /* Entry j may move to the hole i if its home is not in (i, j]. */
-    if ((j > i && (home <= i || home > j)) ||
-        (j < i && (home <= i && home > j))) {
-      E->fl[i] = E->fl[j];
-      E->fl[j].id = 0;
-      i = j;
-    }
-  }
-}
-
-/* ---- finishing calls ---- */
-
-/* Finishes a call in flight with its outcome; pool->lock held.  Returns
- * pp__src_finish_locked's word on waking the waiters. */
-static int finish_locked(eng_t *E, flight_t *f, out_t *o) {
-  pp__src_t *src = f->src;
-  size_t index = f->index;
-  int cancelled = f->cancel_sent || src->cancel;
-  E->ranks[f->rank].inflight--;
-  fl_del(E, f);
-  src->inflight--;
-  E->pool->running--;
-  if (cancelled && o->status != PP_ECANCELED) {
-    /* As in a local pool (loop.c): a cancelled call reports the cancel,
-     * whether it finished anyway or failed on its own. */
-    char *msg = malloc(256);
-    if (msg != NULL)
-      snprintf(msg, 256, "call %llu was cancelled while it ran%s%.160s%s",
-               (unsigned long long)o->id, o->message ? " (the task said: " : "",
-               o->message ? o->message : "", o->message ? ")" : "");
-    free(o->message);
-    pp_free(o->data);
-    o->data = NULL;
-    o->len = 0;
-    o->message = msg;
-    o->status = PP_ECANCELED;
-  }
-  return ppm_core->finish_locked(src, index, o->status, o->data, o->len,
-                                 o->message, o->exit_code, o->term_signal);
-}
-
-/* Finishes the outcomes received in this round. */
-static void apply_outs(eng_t *E) {
-  pp_pool_t *pool = E->pool;
-  size_t i;
-  int wake = 0;
-  if (E->nouts == 0)
-    return;
-  ppm_core->lock(pool);
-  for (i = 0; i < E->nouts; i++) {
-    out_t *o = &E->outs[i];
-    flight_t *f = fl_find(E, o->id);
-    if (f == NULL) {
-      /* A late result of a rank declared dead: its call has its outcome. */
-      pp_free(o->data);
-      free(o->message);
-      continue;
-    }
-    wake |= finish_locked(E, f, o);
-  }
-  ppm_core->unlock(pool);
-  E->nouts = 0;
-  if (wake)
-    ppm_core->broadcast(pool);
-}
-
-/* A rank is dead (silent too long, or MPI failed on it): its calls end
- * PP_EWORKERDIED with `why`, and it gets nothing more. */
-static void kill_rank(eng_t *E, int r, const char *why) {
-  pp_pool_t *pool = E->pool;
-  size_t i;
-  int wake = 0;
-  rank_t *rk = &E->ranks[r];
-  if (rk->dead)
-    return;
-  rk->dead = 1;
-  E->workers -= rk->workers;
-  ppm_sends_drop(&E->sends, r);
-  ppm_core->lock(pool);
-  for (i = 0; i < E->flcap;) {
-    flight_t *f = &E->fl[i];
-    out_t o;
-    if (f->id == 0 || f->rank != r) {
-      i++;
-      continue;
-    }
-    memset(&o, 0, sizeof(o));
-    o.id = f->id;
-    o.status = PP_EWORKERDIED;
-    o.message = malloc(512);
-    if (o.message != NULL)
-      snprintf(o.message, 512, "call %llu was lost with MPI rank %d: %s",
-               (unsigned long long)f->id, r, why);
-    wake |= finish_locked(E, f, &o);
-    /* fl_del may have moved another entry into slot i: look again. */
-  }
-  ppm_core->unlock(pool);
-  if (wake)
-    ppm_core->broadcast(pool);
-  {
-    char line[640];
-    snprintf(line, sizeof(line), "procpool: MPI rank %d is lost: %s", r, why);
-    ppm_core->log(pool, -1, 0, PP_LOG_STDERR, 0, line, strlen(line));
-  }
-}
-
-/* ---- receiving ---- */
-
-static out_t *out_new(eng_t *E) {
-  if (E->nouts == E->capouts) {
-    size_t cap = E->capouts ? 2 * E->capouts : 256;
-    out_t *v = realloc(E->outs, cap * sizeof(*v));
-    if (v == NULL)
-      abort(); /* the outcomes cannot be kept: nothing sane is left */
-    E->outs = v;
-    E->capouts = cap;
-  }
-  memset(&E->outs[E->nouts], 0, sizeof(out_t));
-  return &E->outs[E->nouts++];
-}
-
-/* Receives the message `msg` (matched by a probe) into a new buffer. */
-static int recv_msg(MPI_Message *msg, MPI_Status *st, unsigned char **p,
-                    int *n) {
-  MPI_Get_count(st, MPI_BYTE, n);
-  *p = malloc(*n > 0 ? (size_t)*n : 1);
-  if (*p == NULL)
-    abort();
-  return MPI_Mrecv(*p, *n, MPI_BYTE, msg, MPI_STATUS_IGNORE);
-}
-
-/* A batch of results from rank r. */
-static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n) {
-  size_t off = 0;
-  while (off + sizeof(ppm_result_t) <= n) {
-    ppm_result_t h;
-    out_t *o;
-    memcpy(&h, p + off, sizeof(h));
-    off += sizeof(h);
-    if (h.msg_len > n - off)
-      return;
-    o = out_new(E);
-    o->id = h.id;
-    o->status = h.status;
-    o->exit_code = h.exit_code;
-    o->term_signal = h.term_signal;
-    if (h.msg_len > 0 && (o->message = malloc(h.msg_len + 1)) != NULL) {
-      memcpy(o->message, p + off, h.msg_len);
-      o->message[h.msg_len] = '\0';
-    }
-    off += PPM_PAD8(h.msg_len);
-    if (h.flags & PPM_SEPARATE) {
-      /* Its data is the next RDATA message from r, already on its way. */
-      MPI_Message msg;
-      MPI_Status st;
-      int len = 0;
-      unsigned char *d = NULL;
-      if (MPI_Mprobe(r, PPM_TAG_RDATA, E->comm, &msg, &st) == MPI_SUCCESS &&
-          recv_msg(&msg, &st, &d, &len) == MPI_SUCCESS &&
-          (uint64_t)len == h.len) {
-        o->data = d;
-        o->len = (size_t)len;
-      } else {
-        free(d);
-        o->status = PP_EPROTO;
-      }
-    } else {
-      if (h.len > n - off) {
-        E->nouts--;
-        free(o->message);
-        return;
-      }
-      if (h.len > 0 && (o->data = malloc((size_t)h.len)) != NULL) {
-        memcpy(o->data, p + off, (size_t)h.len);
-        o->len = (size_t)h.len;
-      } else if (h.len > 0) {
-        o->status = PP_ENOMEM;
-      }
-      off += PPM_PAD8(h.len);
-    }
-  }
-}
-
-/* A line of output of a rank's local pool. */
-static void handle_log(eng_t *E, int r, const unsigned char *p, size_t n) {
-  ppm_log_t h;
-  if (n < sizeof(h))
-    return;
-  memcpy(&h, p, sizeof(h));
-  if (h.len > n - sizeof(h))
-    return;
-  ppm_core->log(E->pool, E->ranks[r].offset + h.worker, 0,
-                (pp_log_source_t)h.source, h.level,
-                (const char *)p + sizeof(h), h.len);
-}
-
-/* Receives what has come; returns 1 if anything did. */
-static int receive(eng_t *E) {
-  int any = 0, k;
-  for (k = 0; k < 256; k++) {
-    MPI_Message msg;
-    MPI_Status st;
-    unsigned char *p;
-    int flag = 0, n = 0, r;
-    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, E->comm, &flag, &msg, &st) !=
-            MPI_SUCCESS ||
-        !flag)
-      break;
-    any = 1;
-    r = st.MPI_SOURCE;
-    if (recv_msg(&msg, &st, &p, &n) != MPI_SUCCESS) {
-      free(p);
-      continue;
-    }
-    if (r > 0 && r < E->size && !E->ranks[r].dead) {
-      E->ranks[r].heard = ppm_now_us();
-      if (st.MPI_TAG == PPM_TAG_RESULTS)
-        handle_results(E, r, p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_LOG)
-        handle_log(E, r, p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_BYE)
-        E->ranks[r].bye = 1;
-    }
-    free(p);
-  }
-  apply_outs(E);
-  return any;
-}
-
-/* Ranks silent too long while they hold calls are dead. */
-static void check_deadlines(eng_t *E) {
-  int64_t now = ppm_now_us();
-  int r;
-  for (r = 1; r < E->size; r++) {
-    rank_t *rk = &E->ranks[r];
-    char why[200];
-    if (rk->dead || rk->inflight == 0 || now - rk->heard < E->deadline_us)
-      continue;
-    snprintf(why, sizeof(why),
-             "it has sent nothing for %lld ms (PROCPOOL_MPI_DEADLINE_MS); "
-             "it died or hangs",
-             (long long)((now - rk->heard) / 1000));
-    kill_rank(E, r, why);
-  }
-}
-
-/* ---- handing out calls ---- */
-
-/* The index of the source's task in the pool's table (the ranks have the
- * same table: the hello checked it). */
-static uint32_t task_index(const pp_pool_t *pool, const pp__src_t *src) {
-  uint32_t i;
-  for (i = 0; pool->tasks[i].name != NULL; i++)
-    if (pool->tasks[i].name == src->task ||
-        strcmp(pool->tasks[i].name, src->task) == 0)
-      return i;
-  return UINT32_MAX;
-}
-
-static int push_cancel(rank_t *rk, uint64_t id) {
-  if (rk->ncancel == rk->capcancel) {
-    size_t cap = rk->capcancel ? 2 * rk->capcancel : 64;
-    uint64_t *v = realloc(rk->cancels, cap * sizeof(*v));
-    if (v == NULL)
-      return PP_ENOMEM;
-    rk->cancels = v;
-    rk->capcancel = cap;
-  }
-  rk->cancels[rk->ncancel++] = id;
-  return 0;
-}
-
-/* Fails every queued call: no rank is left to run it.  pool->lock held;
- * returns the word on waking the waiters. */
-static int fail_queued_locked(eng_t *E) {
-  pp_pool_t *pool = E->pool;
-  int wake = 0;
-  while (!pp__queue_empty(&pool->pending)) {
-    pp__src_t *src = pp__queue_data(pp__queue_head(&pool->pending), pp__src_t,
-                                    link);
-    size_t index;
-    if (!ppm_core->take_locked(src, &index)) {
-      pp__queue_remove(&src->link);
-      continue;
-    }
-    do {
-      char *msg = malloc(128);
-      if (msg != NULL)
-        snprintf(msg, 128, "no MPI rank is left to run call %llu",
-                 (unsigned long long)(src->first_id + index));
-      src->inflight--;
-      pool->running--;
-      wake |= ppm_core->finish_locked(src, index, PP_EWORKERDIED, NULL, 0,
-                                      msg, 0, 0);
-    } while (ppm_core->take_locked(src, &index));
-  }
-  return wake;
-}
-
-/* Takes up to `n` queued calls for rank r; pool->lock held.  Returns how
- * many went into E->takes from position `at`. */
-static size_t take_for_locked(eng_t *E, int r, size_t n, size_t at,
-                              int *wake) {
-  pp_pool_t *pool = E->pool;
-  size_t k = 0;
-  while (k < n && !pp__queue_empty(&pool->pending)) {
-    pp__src_t *src = pp__queue_data(pp__queue_head(&pool->pending), pp__src_t,
-                                    link);
-    flight_t f;
-    size_t index;
-    if (!ppm_core->take_locked(src, &index)) {
-      /* Never on the queue without calls; should it be, it must go. */
-      pp__queue_remove(&src->link);
-      continue;
-    }
-    if (src->args[index].len > INT_MAX) {
-      char *msg = malloc(160);
-      if (msg != NULL)
-        snprintf(msg, 160,
-                 "the argument of %zu bytes is larger than the MPI "
-                 "backend sends in one message (2 GiB)",
-                 src->args[index].len);
-      src->inflight--;
-      pool->running--;
-      *wake |= ppm_core->finish_locked(src, index, PP_EINVAL, NULL, 0, msg,
-                                       0, 0);
-      continue;
-    }
-    memset(&f, 0, sizeof(f));
-    f.id = src->first_id + index;
-    f.src = src;
-    f.index = index;
-    f.rank = r;
-    if (fl_put(E, &f) != 0) {
-      ppm_core->give_back_locked(src, index);
-      break;
-    }
-    if (E->ranks[r].inflight++ == 0)
-      E->ranks[r].heard = ppm_now_us();
-    E->takes[at + k].src = src;
-    E->takes[at + k].index = index;
-    E->takes[at + k].rank = r;
-    k++;
-  }
-  return k;
-}
-
-/* Sends rank r its calls takes[from, to) as one batch, with the large
- * arguments after it.  Returns MPI's code. */
-static int send_batch(eng_t *E, int r, size_t from, size_t to) {
-  ppm_buf_t b = {0};
-  size_t i;
-  int rc;
-  for (i = from; i < to; i++) {
-    take_t *t = &E->takes[i];
-    const pp_buf_t *arg = &t->src->args[t->index];
-    ppm_call_t c;
-    memset(&c, 0, sizeof(c));
-    c.id = t->src->first_id + t->index;
-    c.timeout_ms = t->src->timeout_ms;
-    c.task = task_index(E->pool, t->src);
-    c.len = arg->len;
-    c.flags = arg->len > PPM_BIG ? PPM_SEPARATE : 0;
-    if (ppm_buf_put(&b, &c, sizeof(c)) != 0 ||
-        (!(c.flags & PPM_SEPARATE) && ppm_buf_put(&b, arg->data, arg->len)))
-      abort(); /* no memory for a batch: nothing sane is left */
-  }
-  rc = ppm_isend(&E->sends, E->comm, r, PPM_TAG_CALLS, b.p, b.len, b.p, free);
-  if (rc != MPI_SUCCESS) {
-    ppm_buf_free(&b);
-    return rc;
-  }
-  /* Straight from the caller's buffer, which stays valid until the call
-   * finishes, and the call cannot finish before the rank has it. */
-  for (i = from; i < to && rc == MPI_SUCCESS; i++) {
-    take_t *t = &E->takes[i];
-    const pp_buf_t *arg = &t->src->args[t->index];
-    if (arg->len > PPM_BIG)
-      rc = ppm_isend(&E->sends, E->comm, r, PPM_TAG_ARG, arg->data, arg->len,
-                     NULL, NULL);
-  }
-  return rc;
-}
-
-/* One round under pool->lock: cancels to send and calls to hand out; then
- * sends them.  Returns 1 if it sent anything; *stop is set when the pool
- * is done with the engine. */
-static int hand_out(eng_t *E, int stop_asked, int *stop) {
-  pp_pool_t *pool = E->pool;
-  size_t ntakes = 0, start[64 + 1], i;
-  int r, k, nlive = 0, wake = 0, any = 0, nr = E->size - 1;
-  int order[64 + 1];
-  ppm_core->lock(pool);
-  if (pool->news || pool->cancel_all) {
-    pool->news = 0;
-    for (i = 0; i < E->flcap; i++) {
-      flight_t *f = &E->fl[i];
-      if (f->id == 0 || f->cancel_sent ||
-          !(pool->cancel_all || f->src->cancel))
-        continue;
-      if (push_cancel(&E->ranks[f->rank], f->id) == 0)
-        f->cancel_sent = 1;
-    }
-  }
-  for (r = 1; r < E->size; r++)
-    nlive += !E->ranks[r].dead;
-  if (nlive == 0) {
-    wake |= fail_queued_locked(E);
-  } else {
-    /* Round robin from a moving start, so no rank is always served last;
-     * at most 64 ranks per round (the others in later rounds). */
-    for (k = 0; k < nr && k < 64; k++) {
-      rank_t *rk;
-      size_t batch, room, n;
-      r = 1 + (E->next_rank + k) % nr;
-      rk = &E->ranks[r];
-      order[k] = r;
-      start[k] = ntakes;
-      if (rk->dead || pool->queued == 0)
-        continue;
-      /* A batch keeps the rank's workers busy, and is smaller when the
-       * queue is short, so that the other ranks get their share. */
-      batch = pool->queued / (4 * (size_t)nlive);
-      if (batch < (size_t)rk->workers)
-        batch = (size_t)rk->workers;
-      if (batch > PPM_BATCH_MAX)
-        batch = PPM_BATCH_MAX;
-      if (batch < 1)
-        batch = 1;
-      room = 2 * batch > rk->inflight ? 2 * batch - rk->inflight : 0;
-      n = room < batch ? room : batch;
-      /* Wait for a whole batch of room while the queue can fill it: one
-       * message of many calls, not many of one. */
-      if (n == 0 || (n < batch && pool->queued > n))
-        continue;
-      ntakes += take_for_locked(E, r, n, ntakes, &wake);
-    }
-    start[k] = ntakes;
-    E->next_rank = (E->next_rank + 1) % (nr > 0 ? nr : 1);
-  }
-  *stop = stop_asked && pool->queued == 0 && pool->running == 0;
-  ppm_core->unlock(pool);
-  if (wake)
-    ppm_core->broadcast(pool);
-  for (k = 0; nlive > 0 && k < nr && k < 64; k++) {
-    rank_t *rk = &E->ranks[order[k]];
-    int rc = MPI_SUCCESS;
-    char why[MPI_MAX_ERROR_STRING + 64], es[MPI_MAX_ERROR_STRING];
-    if (rk->ncancel > 0 && !rk->dead) {
-      size_t bytes = rk->ncancel * sizeof(uint64_t);
-      void *copy = malloc(bytes);
-      if (copy != NULL) {
-        memcpy(copy, rk->cancels, bytes);
-        rc = ppm_isend(&E->sends, E->comm, order[k], PPM_TAG_CANCEL, copy,
-                       bytes, copy, free);
-        any = 1;
-      }
-      rk->ncancel = 0;
-    }
-    if (rc == MPI_SUCCESS && start[k + 1] > start[k]) {
-      rc = send_batch(E, order[k], start[k], start[k + 1]);
-      any = 1;
-    }
-    if (rc != MPI_SUCCESS) {
-      snprintf(why, sizeof(why), "sending to it failed: %s",
-               ppm_strerror(rc, es, sizeof(es)));
-      kill_rank(E, order[k], why);
-    }
-  }
-  return any;
-}
 
 /* ---- the world: start and end ---- */
 
@@ -651,7 +71,7 @@ static void world_end(eng_t *E) {
       nanosleep(&ts, NULL);
       continue;
     }
-    if (recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS &&
+    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS &&
         st.MPI_TAG == PPM_TAG_BYE && st.MPI_SOURCE > 0 &&
         st.MPI_SOURCE < E->size)
       E->ranks[st.MPI_SOURCE].bye = 1;
@@ -689,6 +109,7 @@ static int world_start(eng_t *E) {
       return PP__ENGINE_FALLBACK;
     }
   } else {
+    ppm_tune_before_init();
     rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
     if (rc != MPI_SUCCESS) {
       E->err.code = PP__ENGINE_FALLBACK;
@@ -702,8 +123,7 @@ static int world_start(eng_t *E) {
   if (E->size <= 1) {
     /* The launcher's variables said otherwise; MPI has the last word. */
     E->err.code = PP__ENGINE_FALLBACK;
-    snprintf(E->err.text, sizeof(E->err.text),
-             "the MPI world has one process");
+    snprintf(E->err.text, sizeof(E->err.text), "the MPI world has one process");
     if (E->we_init)
       MPI_Finalize();
     E->we_init = 0;
@@ -716,9 +136,8 @@ static int world_start(eng_t *E) {
     abort();
   MPI_Comm_dup(MPI_COMM_WORLD, &E->comm);
   MPI_Comm_set_errhandler(E->comm, MPI_ERRORS_RETURN);
-  hash = ppm_tasks_hash(E->pool != NULL ? E->pool->tasks
-                                        : ppm_core->default_tasks(),
-                        &ntasks);
+  hash = ppm_tasks_hash(
+      E->pool != NULL ? E->pool->tasks : ppm_core->default_tasks(), &ntasks);
   for (r = 1; r < E->size; r++)
     E->ranks[r].dead = 1; /* until it says hello */
   end = ppm_now_us() + E->hello_us;
@@ -815,9 +234,9 @@ static void *engine_main(void *arg) {
     pthread_mutex_unlock(&E->m);
     if (abandon)
       break;
-    did = receive(E);
-    check_deadlines(E);
-    did |= hand_out(E, stop_asked, &stop);
+    did = ppm_receive(E);
+    ppm_check_deadlines(E);
+    did |= ppm_hand_out(E, stop_asked, &stop);
     did |= ppm_sends_test(&E->sends);
     if (stop)
       break;
@@ -826,9 +245,19 @@ static void *engine_main(void *arg) {
       continue;
     }
     us = ppm_idle_next(&idle);
-    if (us > 0)
+    if (us > 0) {
+      E->n_naps++;
       nap(E, us);
+    }
   }
+  if (getenv("PROCPOOL_MPI_DEBUG") != NULL)
+    fprintf(stderr,
+            "procpool mpi: %llu calls in %llu batches, %llu results in %llu "
+            "messages, %llu naps\n",
+            (unsigned long long)E->n_calls, (unsigned long long)E->n_batches,
+            (unsigned long long)E->n_results,
+            (unsigned long long)E->n_results_msgs,
+            (unsigned long long)E->n_naps);
   world_end(E);
   return NULL;
 }
@@ -881,8 +310,8 @@ int ppm_master_start(pp_pool_t *pool, pp__err_t *err) {
   pthread_cond_init(&E->cond, NULL);
   E->pool = pool;
   E->deadline_us = ppm_env_int("PROCPOOL_MPI_DEADLINE_MS", 10000) * 1000;
-  E->hello_us = (pool->start_timeout_ms > 0 ? pool->start_timeout_ms : 30000) *
-                1000;
+  E->hello_us =
+      (pool->start_timeout_ms > 0 ? pool->start_timeout_ms : 30000) * 1000;
   pool->engine_state = E;
   if (pthread_create(&E->thread, NULL, engine_main, E) != 0) {
     eng_free(E);

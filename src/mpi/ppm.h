@@ -3,10 +3,12 @@
  * rank 0 and the serving ranks, byte buffers, the idle-friendly wait, and
  * the few facts about the MPI world.
  *
- *   common.c  buffers, the task table's hash, the world, waits, errors
- *   master.c  rank 0: the engine that runs a pool's calls on the ranks
- *   serve.c   ranks 1..N-1: serving rank 0's calls in a local pool
- *   enable.c  pp_mpi_enable(): the engine table, registration
+ *   common.c    buffers, the task table's hash, the world, waits, errors
+ *   master.c    rank 0: the engine that runs a pool's calls on the ranks
+ *   inbound.c   ... what it receives (master.h has what they share)
+ *   outbound.c  ... what it sends
+ *   serve.c     ranks 1..N-1: serving rank 0's calls in a local pool
+ *   enable.c    pp_mpi_enable(): the engine table, registration
  *
  * Wire format: MPI_BYTE messages on a duplicate of MPI_COMM_WORLD, in the
  * byte order of the machines (a job of one architecture), records padded
@@ -46,16 +48,19 @@ enum {
  * batch). */
 #define PPM_BIG (64 * 1024)
 /* Calls in one batch at most; a rank holds up to two batches. */
-#define PPM_BATCH_MAX 64
+#define PPM_BATCH_MAX 256
 /* The record's payload follows as a message of its own. */
 #define PPM_SEPARATE 1u
 
 typedef struct ppm_call_s {
   uint64_t id;
+  uint64_t group;     /* the calls of one source on rank 0 share it: a
+                         serving rank runs a batch's calls of one group as
+                         one map */
   int64_t timeout_ms; /* <= 0: none */
   uint32_t task;      /* index in the task table */
   uint32_t flags;
-  uint64_t len;       /* argument bytes, which follow (padded) */
+  uint64_t len; /* argument bytes, which follow (padded) */
 } ppm_call_t;
 
 typedef struct ppm_result_s {
@@ -66,13 +71,13 @@ typedef struct ppm_result_s {
   uint32_t flags;
   uint32_t msg_len; /* message bytes, which follow (padded) */
   uint32_t reserved;
-  uint64_t len;     /* data bytes, which follow the message (padded) */
+  uint64_t len; /* data bytes, which follow the message (padded) */
 } ppm_result_t;
 
 typedef struct ppm_hello_s {
-  uint64_t hash;    /* of the task table's names */
-  int32_t workers;  /* of its local pool; 0 if it has none */
-  int32_t status;   /* why it has none */
+  uint64_t hash;   /* of the task table's names */
+  int32_t workers; /* of its local pool; 0 if it has none */
+  int32_t status;  /* why it has none */
   char why[256];
 } ppm_hello_t;
 
@@ -80,7 +85,7 @@ typedef struct ppm_log_s {
   int32_t worker; /* in the rank's local pool */
   int32_t source; /* pp_log_source_t */
   int32_t level;
-  uint32_t len;   /* text bytes, which follow */
+  uint32_t len; /* text bytes, which follow */
 } ppm_log_t;
 
 #define PPM_PAD8(x) (((x) + 7u) & ~(size_t)7u)
@@ -133,6 +138,10 @@ int ppm_world(int *rank, int *size);
 /* MPI's text for an error code, in buf. */
 const char *ppm_strerror(int code, char *buf, size_t cap);
 
+/* Sets Open MPI parameters the backend wants, where the user has not:
+ * called before MPI_Init on every rank. */
+void ppm_tune_before_init(void);
+
 /* Microseconds on a monotonic clock. */
 int64_t ppm_now_us(void);
 /* An integer from the environment, or `def`. */
@@ -151,7 +160,8 @@ typedef struct ppm_idle_s {
 } ppm_idle_t;
 /* Work was done: spin again next time. */
 void ppm_idle_reset(ppm_idle_t *w);
-/* Returns how long to sleep now (0: keep spinning) and backs off. */
+/* Returns how long to sleep now (0: keep spinning, after offering the CPU
+ * to other threads) and backs off. */
 int64_t ppm_idle_next(ppm_idle_t *w);
 
 /* enable.c: the core's functions (set by pp_mpi_enable). */

@@ -7,11 +7,20 @@
  * processes, so the MPI job goes on (an MPI rank that dies takes the job
  * down under mpirun's defaults).
  *
+ * The calls of one batch that come from one source on rank 0 (a map's
+ * calls, or a future's one) form a *group*, run as one async map of the
+ * local pool: its calls go to the workers in chunks, as a local map's do,
+ * without a future and a callback per call, which cost several thread
+ * wake-ups each.  A group's results go back together when it has ended,
+ * as the results of one chunk of Python's map do.  A cancel record cancels
+ * its call's group, which rank 0 cancels as a whole anyway (a source).
+ *
  * Threads: the main thread makes every MPI call (MPI_THREAD_FUNNELED is
- * enough).  Outcomes come on the local pool's callback thread and log lines
- * on its I/O thread; both only append to the outgoing buffers under S_m and
- * signal S_cond, which the main thread sleeps on between polls, so a result
- * goes out at once while an idle rank polls MPI only every millisecond.
+ * enough) and runs the groups.  Only log lines come from another thread
+ * (the local pool's I/O thread), appended under S_m.  Idle, the main
+ * thread waits on its oldest group with a growing timeout, so a finished
+ * group wakes it at once while an idle rank polls MPI at most every
+ * millisecond.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* clock_gettime, PATH_MAX for apr.h */
@@ -26,16 +35,19 @@
 
 #include "ppm.h"
 
-/* A call this rank runs. */
-typedef struct entry_s {
-  struct entry_s *prev, *next; /* on S.calls while it runs */
-  uint64_t id;                 /* rank 0's id */
-  pp_future_t *f;              /* set after the submit, under S_m */
-  void *arg;                   /* a separate argument, borrowed by the
-                                  call until it finishes */
-  int submitted;               /* the main thread is done with it */
-  int done;                    /* its callback has run */
-} entry_t;
+/* The calls of one group, running as one map of the local pool. */
+typedef struct group_s {
+  struct group_s *next; /* S.groups, oldest first */
+  uint64_t key;         /* rank 0's group */
+  size_t n;
+  uint64_t *ids;  /* rank 0's ids */
+  pp_buf_t *args; /* into the batch, or large ones of their own */
+  void **owned;   /* the large arguments (pp_free), or NULL */
+  pp_result_t *res;
+  unsigned char *batch; /* the batch message its arguments live in */
+  int *batch_refs;      /* groups that still use it */
+  pp_map_t *m;
+} group_t;
 
 /* A result's data that travels as a message of its own. */
 typedef struct rdata_s {
@@ -43,18 +55,16 @@ typedef struct rdata_s {
   size_t len;
 } rdata_t;
 
-/* S_m guards S; S_cond tells the main thread there is news. */
+/* S_m guards the log lines, which another thread appends. */
 static pthread_mutex_t S_m = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t S_cond = PTHREAD_COND_INITIALIZER;
 
 static struct {
-  entry_t calls;          /* list head */
-  ppm_buf_t results;      /* result records to send */
-  rdata_t *rdata;         /* their separate data, in record order */
+  group_t *groups, **tail; /* running, oldest first (main thread) */
+  ppm_buf_t results;       /* result records to send (main thread) */
+  rdata_t *rdata;          /* their separate data, in record order */
   size_t nrdata, caprdata;
-  ppm_buf_t *logs;        /* LOG messages to send */
+  ppm_buf_t *logs; /* LOG messages to send (S_m) */
   size_t nlogs, caplogs;
-  int news;
 } S;
 
 static void release_free(void *mem) {
@@ -65,9 +75,9 @@ static void release_pp(void *mem) {
   pp_free(mem);
 }
 
-/* Appends one result record; S_m held.  A result too large for one MPI
- * message (2 GiB) becomes a failure that says so. */
-static void put_result_locked(uint64_t id, pp_result_t *r) {
+/* Appends one result record, taking its data.  A result too large for
+ * one MPI message (2 GiB) becomes a failure that says so. */
+static void put_result(uint64_t id, pp_result_t *r) {
   ppm_result_t h;
   const char *msg = r->message;
   char why[160];
@@ -109,35 +119,6 @@ static void put_result_locked(uint64_t id, pp_result_t *r) {
       (!(h.flags & PPM_SEPARATE) &&
        ppm_buf_put(&S.results, r->data, r->len) != 0))
     abort();
-  S.news = 1;
-  pthread_cond_signal(&S_cond);
-}
-
-/* The local pool's callback thread: a call of ours finished. */
-static void on_done(void *data, pp_future_t *f) {
-  entry_t *e = data;
-  pp_result_t r;
-  int owner;
-  memset(&r, 0, sizeof(r));
-  if (pp_future_take(f, &r) != 0) {
-    r.status = PP_EPROTO;
-    r.message = NULL;
-  }
-  pthread_mutex_lock(&S_m);
-  e->prev->next = e->next;
-  e->next->prev = e->prev;
-  e->done = 1;
-  owner = e->submitted;
-  put_result_locked(e->id, &r);
-  pthread_mutex_unlock(&S_m);
-  pp_free(r.data);
-  free(r.message);
-  pp_future_free(f);
-  free(e->arg);
-  e->arg = NULL;
-  /* Before the submit returned, the main thread still uses the entry. */
-  if (owner)
-    free(e);
 }
 
 /* The local pool's log callback (its I/O thread): lines go to rank 0. */
@@ -167,8 +148,6 @@ static void on_log(void *data, const pp_log_record_t *rec) {
     S.caplogs = cap;
   }
   S.logs[S.nlogs++] = b;
-  S.news = 1;
-  pthread_cond_signal(&S_cond);
   pthread_mutex_unlock(&S_m);
 }
 
@@ -178,143 +157,198 @@ static void fail_call(uint64_t id, int status, const char *why) {
   memset(&r, 0, sizeof(r));
   r.status = status;
   r.message = (char *)why;
-  pthread_mutex_lock(&S_m);
-  put_result_locked(id, &r);
-  pthread_mutex_unlock(&S_m);
+  put_result(id, &r);
 }
 
-/* Submits one call to the local pool. */
-static void run_call(pp_pool_t *local, const pp_task_t *tasks,
-                     uint32_t ntasks, const ppm_call_t *c, const void *arg,
-                     void *owned) {
-  pp_call_options_t co;
-  pp_future_t *f = NULL;
-  entry_t *e;
-  int rc;
-  if (c->task >= ntasks) {
-    free(owned);
-    fail_call(c->id, PP_EPROTO, "rank 0 named a task this rank lacks");
-    return;
-  }
-  e = calloc(1, sizeof(*e));
-  if (e == NULL) {
-    free(owned);
-    fail_call(c->id, PP_ENOMEM, "out of memory on the serving rank");
-    return;
-  }
-  e->id = c->id;
-  e->arg = owned;
-  pthread_mutex_lock(&S_m);
-  e->next = S.calls.next;
-  e->prev = &S.calls;
-  S.calls.next->prev = e;
-  S.calls.next = e;
-  pthread_mutex_unlock(&S_m);
-  memset(&co, 0, sizeof(co));
-  co.timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : -1;
-  co.borrow_arg = owned != NULL;
-  co.on_done = on_done;
-  co.on_done_data = e;
-  rc = pp_pool_submit(local, tasks[c->task].name, arg, (size_t)c->len, &co,
-                      &f);
-  pthread_mutex_lock(&S_m);
-  if (rc != 0) {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-    pthread_mutex_unlock(&S_m);
-    free(e->arg);
-    free(e);
-    fail_call(c->id, rc, pp_last_error());
-    return;
-  }
-  if (e->done) {
-    pthread_mutex_unlock(&S_m);
-    free(e);
-    return;
-  }
-  e->f = f;
-  e->submitted = 1;
-  pthread_mutex_unlock(&S_m);
-}
-
-/* Receives the next message of `tag` from rank 0, which is on its way
- * (an argument right behind its batch).  Returns MPI's code. */
-static int recv_next(MPI_Comm comm, int tag, void **out, int *n) {
+/* Receives the large argument that follows its batch from rank 0 (it is
+ * on its way).  It goes straight into shared memory, which the local pool
+ * hands to its worker without a copy (pp_shared_alloc), and whose mappings
+ * the pool keeps for reuse, so a stream of large arguments does not fault
+ * in fresh pages every time.  Returns MPI's code. */
+static int recv_arg(MPI_Comm comm, void **out, int *n) {
   MPI_Message msg;
   MPI_Status st;
-  int rc = MPI_Mprobe(0, tag, comm, &msg, &st);
+  int rc = MPI_Mprobe(0, PPM_TAG_ARG, comm, &msg, &st);
   if (rc != MPI_SUCCESS)
     return rc;
   MPI_Get_count(&st, MPI_BYTE, n);
-  *out = malloc(*n > 0 ? (size_t)*n : 1);
+  *out = pp_shared_alloc(*n > 0 ? (size_t)*n : 1);
+  if (*out == NULL)
+    *out = malloc(*n > 0 ? (size_t)*n : 1);
   if (*out == NULL)
     abort();
   return MPI_Mrecv(*out, *n, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
 }
 
-/* A batch of calls. */
+static void batch_unref(group_t *g) {
+  if (--*g->batch_refs == 0) {
+    free(g->batch);
+    free(g->batch_refs);
+  }
+}
+
+static void group_free(group_t *g) {
+  size_t i;
+  for (i = 0; g->owned != NULL && i < g->n; i++)
+    pp_free(g->owned[i]);
+  batch_unref(g);
+  free(g->ids);
+  free(g->args);
+  free(g->owned);
+  free(g->res);
+  free(g);
+}
+
+/* Starts a group as a map; if it cannot start, its calls fail here. */
+static void group_start(pp_pool_t *local, const pp_task_t *tasks,
+                        uint32_t ntasks, group_t *g, uint32_t task,
+                        int64_t timeout_ms) {
+  pp_map_options_t mo;
+  size_t i;
+  int rc = PP_EPROTO;
+  const char *why = "rank 0 named a task this rank lacks";
+  memset(&mo, 0, sizeof(mo));
+  mo.timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
+  if (task < ntasks) {
+    rc = pp_pool_map_async(local, tasks[task].name, g->args, g->n, g->res, &mo,
+                           &g->m);
+    why = pp_last_error();
+  }
+  if (rc == 0) {
+    g->next = NULL;
+    *S.tail = g;
+    S.tail = &g->next;
+    return;
+  }
+  for (i = 0; i < g->n; i++)
+    fail_call(g->ids[i], rc, why);
+  group_free(g);
+}
+
+/* A batch of calls: each run of records of one group becomes a map.  The
+ * batch's memory stays while a group uses arguments in it. */
 static void handle_calls(MPI_Comm comm, pp_pool_t *local,
                          const pp_task_t *tasks, uint32_t ntasks,
-                         const unsigned char *p, size_t n) {
+                         unsigned char *p, size_t n) {
   size_t off = 0;
+  int *refs = malloc(sizeof(*refs));
+  if (refs == NULL)
+    abort();
+  *refs = 1; /* this function's */
   while (off + sizeof(ppm_call_t) <= n) {
-    ppm_call_t c;
-    memcpy(&c, p + off, sizeof(c));
-    off += sizeof(c);
-    if (c.flags & PPM_SEPARATE) {
-      void *arg = NULL;
-      int len = 0;
-      if (recv_next(comm, PPM_TAG_ARG, &arg, &len) != MPI_SUCCESS ||
-          (uint64_t)len != c.len) {
-        free(arg);
-        fail_call(c.id, PP_EPROTO, "the argument did not arrive whole");
-        continue;
-      }
-      run_call(local, tasks, ntasks, &c, arg, arg);
-    } else {
-      if (c.len > n - off)
-        return; /* a broken batch: nothing more in it can be trusted */
-      run_call(local, tasks, ntasks, &c, p + off, NULL);
-      off += PPM_PAD8(c.len);
+    ppm_call_t first, c;
+    size_t k = 0, at = off, count = 0;
+    group_t *g;
+    /* How many records of this group follow (they are contiguous). */
+    memcpy(&first, p + off, sizeof(first));
+    while (at + sizeof(c) <= n) {
+      memcpy(&c, p + at, sizeof(c));
+      if (c.group != first.group || c.task != first.task ||
+          c.timeout_ms != first.timeout_ms)
+        break;
+      at += sizeof(c) + ((c.flags & PPM_SEPARATE) ? 0 : PPM_PAD8(c.len));
+      if (at > n)
+        break;
+      count++;
     }
+    if (count == 0)
+      break; /* a broken batch: nothing more in it can be trusted */
+    g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->ids = calloc(count, sizeof(uint64_t))) == NULL ||
+        (g->args = calloc(count, sizeof(pp_buf_t))) == NULL ||
+        (g->res = calloc(count, sizeof(pp_result_t))) == NULL)
+      abort();
+    g->key = first.group;
+    g->n = count;
+    g->batch = p;
+    g->batch_refs = refs;
+    (*refs)++;
+    for (k = 0; k < count; k++) {
+      memcpy(&c, p + off, sizeof(c));
+      off += sizeof(c);
+      g->ids[k] = c.id;
+      if (c.flags & PPM_SEPARATE) {
+        void *arg = NULL;
+        int len = 0;
+        if (g->owned == NULL &&
+            (g->owned = calloc(count, sizeof(void *))) == NULL)
+          abort();
+        if (recv_arg(comm, &arg, &len) != MPI_SUCCESS ||
+            (uint64_t)len != c.len) {
+          /* The stream from rank 0 is broken: the job cannot go on. */
+          fprintf(stderr, "procpool: an argument from MPI rank 0 did not "
+                          "arrive whole\n");
+          abort();
+        }
+        g->owned[k] = arg;
+        g->args[k].data = arg;
+        g->args[k].len = (size_t)len;
+      } else {
+        g->args[k].data = p + off;
+        g->args[k].len = (size_t)c.len;
+        off += PPM_PAD8(c.len);
+      }
+    }
+    group_start(local, tasks, ntasks, g, first.task, first.timeout_ms);
+  }
+  if (--*refs == 0) {
+    free(p);
+    free(refs);
   }
 }
 
-/* Cancels the calls named in a CANCEL message that still run here. */
+/* Cancels the groups of the calls named in a CANCEL message. */
 static void handle_cancel(const unsigned char *p, size_t n) {
-  size_t off;
-  pthread_mutex_lock(&S_m);
+  size_t off, i;
   for (off = 0; off + 8 <= n; off += 8) {
     uint64_t id;
-    entry_t *e;
+    group_t *g;
     memcpy(&id, p + off, 8);
-    for (e = S.calls.next; e != &S.calls; e = e->next)
-      if (e->id == id && e->f != NULL) {
-        /* Takes the local pool's lock; its callback thread never holds
-         * that while it waits for S_m. */
-        pp_future_cancel(e->f);
-        break;
-      }
+    for (g = S.groups; g != NULL; g = g->next)
+      for (i = 0; i < g->n; i++)
+        if (g->ids[i] == id) {
+          pp_map_cancel(g->m);
+          goto next;
+        }
+  next:;
   }
-  pthread_mutex_unlock(&S_m);
 }
 
-/* Sends what the local pool produced; returns 1 if there was any. */
+/* Hands back the results of the groups that have ended; returns 1 if
+ * any had. */
+static int reap_groups(void) {
+  group_t **pg = &S.groups, *g;
+  size_t i;
+  int any = 0;
+  while ((g = *pg) != NULL) {
+    if (pp_map_status(g->m) == PP_EAGAIN) {
+      pg = &g->next;
+      continue;
+    }
+    *pg = g->next;
+    if (S.tail == &g->next)
+      S.tail = pg;
+    for (i = 0; i < g->n; i++) {
+      put_result(g->ids[i], &g->res[i]);
+      pp_free(g->res[i].data);
+      free(g->res[i].message);
+    }
+    pp_map_free(g->m);
+    group_free(g);
+    any = 1;
+  }
+  return any;
+}
+
+/* Sends the results of ended groups and the lines the local pool logged;
+ * returns 1 if there were any. */
 static int flush(MPI_Comm comm, ppm_sends_t *sends) {
-  ppm_buf_t results;
-  rdata_t *rdata;
   ppm_buf_t *logs;
-  size_t nrdata, nlogs, i;
+  size_t nlogs, i;
+  int any = S.results.len > 0;
   pthread_mutex_lock(&S_m);
-  S.news = 0;
-  results = S.results;
-  rdata = S.rdata;
-  nrdata = S.nrdata;
   logs = S.logs;
   nlogs = S.nlogs;
-  memset(&S.results, 0, sizeof(S.results));
-  S.rdata = NULL;
-  S.nrdata = S.caprdata = 0;
   S.logs = NULL;
   S.nlogs = S.caplogs = 0;
   pthread_mutex_unlock(&S_m);
@@ -323,38 +357,37 @@ static int flush(MPI_Comm comm, ppm_sends_t *sends) {
     ppm_isend(sends, comm, 0, PPM_TAG_LOG, logs[i].p, logs[i].len, logs[i].p,
               release_free);
   free(logs);
-  if (results.len > 0)
-    ppm_isend(sends, comm, 0, PPM_TAG_RESULTS, results.p, results.len,
-              results.p, release_free);
-  for (i = 0; i < nrdata; i++)
-    ppm_isend(sends, comm, 0, PPM_TAG_RDATA, rdata[i].data, rdata[i].len,
-              rdata[i].data, release_pp);
-  free(rdata);
-  return results.len > 0 || nlogs > 0;
+  if (S.results.len > 0)
+    ppm_isend(sends, comm, 0, PPM_TAG_RESULTS, S.results.p, S.results.len,
+              S.results.p, release_free);
+  for (i = 0; i < S.nrdata; i++)
+    ppm_isend(sends, comm, 0, PPM_TAG_RDATA, S.rdata[i].data, S.rdata[i].len,
+              S.rdata[i].data, release_pp);
+  free(S.rdata);
+  memset(&S.results, 0, sizeof(S.results));
+  S.rdata = NULL;
+  S.nrdata = S.caprdata = 0;
+  return any || nlogs > 0;
 }
 
-/* Sleeps until the local pool has news or `us` have passed. */
+/* Sleeps about `us`: on the oldest running group, which wakes it as soon
+ * as it ends (a map's wait counts in milliseconds), or plainly. */
 static void nap(int64_t us) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += (long)(us * 1000);
-  while (ts.tv_nsec >= 1000000000L) {
-    ts.tv_nsec -= 1000000000L;
-    ts.tv_sec++;
+  struct timespec ts = {0, 0};
+  if (S.groups != NULL && us >= 500) {
+    pp_map_wait(S.groups->m, 1);
+    return;
   }
-  pthread_mutex_lock(&S_m);
-  while (!S.news) {
-    if (pthread_cond_timedwait(&S_cond, &S_m, &ts) == ETIMEDOUT)
-      break;
-  }
-  pthread_mutex_unlock(&S_m);
+  ts.tv_nsec = (long)us * 1000;
+  nanosleep(&ts, NULL);
 }
 
 /* Serves until rank 0 says STOP. */
-static void serve_loop(MPI_Comm comm, pp_pool_t *local,
-                       const pp_task_t *tasks, uint32_t ntasks) {
+static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
+                       uint32_t ntasks) {
   ppm_sends_t sends = {0};
   ppm_idle_t idle;
+  group_t *g;
   int64_t beat = ppm_now_us();
   int stop = 0;
   ppm_idle_reset(&idle);
@@ -363,6 +396,8 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local,
     MPI_Status st;
     int flag = 0, did = 0, n = 0;
     int64_t us;
+    if (reap_groups())
+      did = 1;
     if (flush(comm, &sends))
       did = 1, beat = ppm_now_us();
     ppm_sends_test(&sends);
@@ -375,12 +410,15 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local,
       if (p == NULL)
         abort();
       MPI_Mrecv(p, n, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-      if (st.MPI_TAG == PPM_TAG_CALLS)
+      if (st.MPI_TAG == PPM_TAG_CALLS) {
+        /* It keeps the batch while its groups use it. */
         handle_calls(comm, local, tasks, ntasks, p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_CANCEL)
+        p = NULL;
+      } else if (st.MPI_TAG == PPM_TAG_CANCEL) {
         handle_cancel(p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_STOP)
+      } else if (st.MPI_TAG == PPM_TAG_STOP) {
         stop = 1;
+      }
       free(p);
     }
     /* Rank 0 finds a rank that holds calls and is silent dead: an idle
@@ -399,6 +437,11 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local,
   }
   /* Rank 0 stops us only when no call of its pool is left; calls still
    * here (rank 0 ends without destroying its pool) are cancelled. */
+  for (g = S.groups; g != NULL; g = g->next) {
+    pp_map_cancel(g->m);
+    pp_map_wait(g->m, -1);
+  }
+  reap_groups();
   pp_pool_destroy(local, PP_DESTROY_CANCEL);
   flush(comm, &sends);
   MPI_Send(NULL, 0, MPI_BYTE, 0, PPM_TAG_BYE, comm);
@@ -433,7 +476,7 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   o.tasks = tasks;
   o.workers = (int)ppm_env_int("PROCPOOL_MPI_WORKERS", 0);
   o.log_cb = on_log;
-  S.calls.next = S.calls.prev = &S.calls;
+  S.tail = &S.groups;
   status = pp_pool_create(&local, &o);
   if (status != 0) {
     hello.status = status;
@@ -442,9 +485,10 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
     hello.workers = pp_pool_workers(local);
   }
   MPI_Initialized(&init);
-  if (!init &&
-      MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) !=
-          MPI_SUCCESS) {
+  if (!init)
+    ppm_tune_before_init();
+  if (!init && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) !=
+                   MPI_SUCCESS) {
     fprintf(stderr, "procpool: rank %d: MPI_Init_thread failed\n", rank);
     *rc = 70;
     return 1;
