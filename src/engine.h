@@ -62,8 +62,7 @@ typedef struct pp__core_s {
   int (*give_back_locked)(pp__src_t *src, size_t index);
   /* Delivers text (lines) to the pool's log callback; no lock held. */
   void (*log)(pp_pool_t *pool, int worker, uint64_t call_id,
-              pp_log_source_t source, int level, const char *text,
-              size_t len);
+              pp_log_source_t source, int level, const char *text, size_t len);
   /* The process' default task table (pp_worker_main's). */
   const pp_task_t *(*default_tasks)(void);
 } pp__core_t;

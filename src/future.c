@@ -521,9 +521,9 @@ int pp_future_state(pp_future_t *f) {
     /* An engine's call runs (or waits on its rank) from the moment it was
      * handed out: nothing here can tell which. */
     pp__mutex_lock(pool->lock);
-    state = f->done                  ? PP_FUTURE_DONE
-            : f->src.inflight > 0    ? PP_FUTURE_RUNNING
-                                     : PP_FUTURE_QUEUED;
+    state = f->done               ? PP_FUTURE_DONE
+            : f->src.inflight > 0 ? PP_FUTURE_RUNNING
+                                  : PP_FUTURE_QUEUED;
     pp__mutex_unlock(pool->lock);
     return state;
   }

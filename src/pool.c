@@ -239,8 +239,8 @@ static int engine_start(pp_pool_t *pool, const pp_pool_options_t *o,
     pool->engine = NULL;
     if (rc != PP__ENGINE_FALLBACK)
       return -1;
-    pp__format(line, sizeof(line), "procpool: %s; this pool runs its calls "
-                                   "locally", err->text);
+    pp__format(line, sizeof(line),
+               "procpool: %s; this pool runs its calls locally", err->text);
   }
   pp__log_text(pool, -1, 0, PP_LOG_STDERR, 0, line, strlen(line));
   return 0;
