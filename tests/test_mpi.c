@@ -57,8 +57,8 @@ static char log_text[8192];
 static void capture(void *data, const pp_log_record_t *rec) {
   size_t used = strlen(log_text);
   (void)data;
-  snprintf(log_text + used, sizeof(log_text) - used, "[%d] %.*s\n",
-           rec->worker, (int)rec->len, rec->line);
+  snprintf(log_text + used, sizeof(log_text) - used, "[%d] %.*s\n", rec->worker,
+           (int)rec->len, rec->line);
 }
 
 static int group_setup(void **state) {
@@ -245,8 +245,8 @@ static void test_mpi_callbacks_and_async_map(void **state) {
   co.on_done = count_cb;
   for (i = 0; i < 16; i++) {
     args[i] = pp_test_pack_int((int64_t)i);
-    PP_TEST_OK(pp_pool_submit(pool, "square", args[i].data, args[i].len, &co,
-                              &fs[i]));
+    PP_TEST_OK(
+        pp_pool_submit(pool, "square", args[i].data, args[i].len, &co, &fs[i]));
   }
   PP_TEST_OK(pp_future_wait_many(fs, 16, PP_WAIT_ALL_COMPLETED, -1, NULL));
   for (i = 0; i < 16; i++)
