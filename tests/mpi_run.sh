@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mpi_run.sh MPIEXEC NPROCS shm|tcp|recovery PROGRAM [ARGS...]
+# mpi_run.sh MPIEXEC NPROCS shm|tcp|recovery|env PROGRAM [ARGS...]
 #
 # Runs an MPI test program as CTest's tests test_mpi_* do: under mpirun
 # with NPROCS ranks, oversubscribed (CI machines have 2 cores), as root if
@@ -7,7 +7,9 @@
 # the loopback interface.  shm: Open MPI's default transports (shared
 # memory between ranks on one node); tcp: the TCP btl only (what traffic
 # between nodes uses without InfiniBand); recovery: mpirun
-# --enable-recovery, which lets the job outlive a rank that dies.
+# --enable-recovery, which lets the job outlive a rank that dies; env:
+# PROCPOOL_BACKEND=mpi exported to every rank, with PP_MPI_LIBDIR (where
+# libprocpool_mpi is) on LD_LIBRARY_PATH.
 # Afterwards no process of the job may be left: one is a failure.
 set -u
 mpiexec=$1 np=$2 mode=$3 prog=$4
@@ -19,6 +21,10 @@ case $mode in
   shm) ;;
   tcp) opts+=(--mca btl self,tcp) ;;
   recovery) opts+=(--enable-recovery -x PROCPOOL_MPI_DEADLINE_MS=3000) ;;
+  env)
+    export PROCPOOL_BACKEND=mpi
+    export LD_LIBRARY_PATH=${PP_MPI_LIBDIR:?}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    opts+=(-x PROCPOOL_BACKEND -x LD_LIBRARY_PATH) ;;
   *) echo "mpi_run.sh: unknown mode $mode" >&2; exit 2 ;;
 esac
 timeout -k 10 "${PP_MPI_TIMEOUT:-240}" "$mpiexec" "${opts[@]}" "$prog" "$@"
