@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -337,6 +338,80 @@ static void test_mpi_idle_ranks_are_quiet(void **state) {
   assert_true(s1 - s0 < 0.3);
 }
 
+/* ---- the second group: pools of its own, one after the other ---- */
+
+/* An MPI pool made while another runs is a local one, and says so; after
+ * the first is destroyed, the next MPI pool uses the ranks again. */
+static void test_mpi_pools_one_at_a_time(void **state) {
+  pp_pool_options_t o;
+  pp_pool_t *a, *b;
+  pp_buf_t arg = pp_test_pack_int(9);
+  pp_future_t *f;
+  pp_result_t r;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_MPI;
+  o.log_cb = capture;
+  log_text[0] = '\0';
+  PP_TEST_OK(pp_pool_create(&a, &o));
+  if (under_mpirun)
+    assert_null(strstr(log_text, "runs its calls locally"));
+  PP_TEST_OK(pp_pool_create(&b, &o));
+  if (under_mpirun)
+    assert_non_null(strstr(log_text, "one at a time"));
+  PP_TEST_OK(pp_pool_submit(b, "square", arg.data, arg.len, NULL, &f));
+  PP_TEST_OK(pp_future_wait(f, -1));
+  PP_TEST_OK(pp_future_take(f, &r));
+  assert_int_equal(pp_test_int_result(&r), 81);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  PP_TEST_OK(pp_pool_destroy(b, PP_DESTROY_WAIT));
+  PP_TEST_OK(pp_pool_destroy(a, PP_DESTROY_WAIT));
+  /* And again, after both are gone: on the ranks. */
+  log_text[0] = '\0';
+  PP_TEST_OK(pp_pool_create(&a, &o));
+  if (under_mpirun)
+    assert_null(strstr(log_text, "runs its calls locally"));
+  PP_TEST_OK(pp_pool_submit(a, "square", arg.data, arg.len, NULL, &f));
+  PP_TEST_OK(pp_future_wait(f, -1));
+  PP_TEST_OK(pp_future_take(f, &r));
+  assert_int_equal(pp_test_int_result(&r), 81);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  PP_TEST_OK(pp_pool_destroy(a, PP_DESTROY_WAIT));
+  pp_test_free_bufs(&arg, 1);
+}
+
+/* A cancelling destroy ends the calls on the ranks at once. */
+static void test_mpi_destroy_cancel(void **state) {
+  enum { N = 40 };
+  pp_pool_options_t o;
+  pp_pool_t *p;
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_t *m;
+  int64_t t0;
+  size_t i, cancelled = 0;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_MPI;
+  PP_TEST_OK(pp_pool_create(&p, &o));
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int(20000);
+  PP_TEST_OK(pp_pool_map_async(p, "sleep_ms", args, N, res, NULL, &m));
+  pp_test_sleep_ms(500);
+  t0 = (int64_t)time(NULL);
+  PP_TEST_OK(pp_pool_destroy(p, PP_DESTROY_CANCEL));
+  assert_int_equal(pp_map_wait(m, 15000), PP_ECANCELED);
+  assert_true((int64_t)time(NULL) - t0 < 10);
+  for (i = 0; i < N; i++)
+    cancelled += res[i].status == PP_ECANCELED;
+  assert_int_equal(cancelled, N);
+  pp_map_free(m);
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+}
+
 /* --rank-death: a serving rank killed from outside loses its calls, the
  * others finish theirs, rank 0 does not hang. */
 static int rank_death(void) {
@@ -407,5 +482,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mpi_task_output_reaches_rank0),
       cmocka_unit_test(test_mpi_idle_ranks_are_quiet),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  const struct CMUnitTest own_pools[] = {
+      cmocka_unit_test(test_mpi_pools_one_at_a_time),
+      cmocka_unit_test(test_mpi_destroy_cancel),
+  };
+  rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return rc | cmocka_run_group_tests(own_pools, NULL, NULL);
 }

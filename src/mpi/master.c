@@ -33,8 +33,9 @@
 /* The process' MPI backend on rank 0: one MPI pool per job. */
 static pthread_mutex_t G_m = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-  int used; /* 0: never; 1: a pool runs; 2: MPI is done; G_m */
-  eng_t *cur;
+  eng_t *world; /* the engine, once MPI has begun; lives until exit */
+  int busy;     /* an MPI pool is attached to it */
+  int done;     /* MPI has ended (or failed to begin) in this process */
 } G;
 
 /* ---- the world: start and end ---- */
@@ -187,6 +188,7 @@ static int world_start(eng_t *E) {
     world_end(E);
     return E->err.code;
   }
+  E->hash = hash;
   for (r = 1; r < E->size; r++) {
     E->ranks[r].offset = offset;
     offset += E->ranks[r].workers;
@@ -207,39 +209,33 @@ static void nap(eng_t *E, int64_t us) {
     ts.tv_sec++;
   }
   pthread_mutex_lock(&E->m);
-  while (!E->kick && !E->stop && !E->abandon)
+  while (!E->kick && !E->stop && !E->exit)
     if (pthread_cond_timedwait(&E->cond, &E->m, &ts) == ETIMEDOUT)
       break;
   pthread_mutex_unlock(&E->m);
 }
 
-static void *engine_main(void *arg) {
-  eng_t *E = arg;
+/* Serves the attached pool until it is done with the engine (its destroy,
+ * every call finished) or the process ends. */
+static void run_pool(eng_t *E) {
   ppm_idle_t idle;
-  int rc = world_start(E);
-  pthread_mutex_lock(&E->m);
-  E->started = rc == 0 ? 1 : -1;
-  pthread_cond_broadcast(&E->cond);
-  pthread_mutex_unlock(&E->m);
-  if (rc != 0)
-    return NULL;
   ppm_idle_reset(&idle);
   for (;;) {
-    int did, stop_asked, abandon, stop = 0;
+    int did, stop_asked, quit, stop = 0;
     int64_t us;
     pthread_mutex_lock(&E->m);
     stop_asked = E->stop;
-    abandon = E->abandon;
+    quit = E->exit;
     E->kick = 0;
     pthread_mutex_unlock(&E->m);
-    if (abandon)
-      break;
+    if (quit)
+      return;
     did = ppm_receive(E);
     ppm_check_deadlines(E);
     did |= ppm_hand_out(E, stop_asked, &stop);
     did |= ppm_sends_test(&E->sends);
     if (stop)
-      break;
+      return;
     if (did) {
       ppm_idle_reset(&idle);
       continue;
@@ -250,14 +246,49 @@ static void *engine_main(void *arg) {
       nap(E, us);
     }
   }
-  if (getenv("PROCPOOL_MPI_DEBUG") != NULL)
-    fprintf(stderr,
-            "procpool mpi: %llu calls in %llu batches, %llu results in %llu "
-            "messages, %llu naps\n",
-            (unsigned long long)E->n_calls, (unsigned long long)E->n_batches,
-            (unsigned long long)E->n_results,
-            (unsigned long long)E->n_results_msgs,
-            (unsigned long long)E->n_naps);
+}
+
+/* The engine thread: MPI's whole life on rank 0, serving the MPI pools of
+ * the process one after the other. */
+static void *engine_main(void *arg) {
+  eng_t *E = arg;
+  int rc = world_start(E);
+  pthread_mutex_lock(&E->m);
+  E->started = rc == 0 ? 1 : -1;
+  pthread_cond_broadcast(&E->cond);
+  pthread_mutex_unlock(&E->m);
+  if (rc != 0)
+    return NULL;
+  for (;;) {
+    int quit;
+    pthread_mutex_lock(&E->m);
+    while (E->pool == NULL && !E->exit)
+      pthread_cond_wait(&E->cond, &E->m);
+    quit = E->exit;
+    pthread_mutex_unlock(&E->m);
+    if (quit)
+      break;
+    run_pool(E);
+    if (getenv("PROCPOOL_MPI_DEBUG") != NULL)
+      fprintf(stderr,
+              "procpool mpi: %llu calls in %llu batches, %llu results in "
+              "%llu messages, %llu naps\n",
+              (unsigned long long)E->n_calls, (unsigned long long)E->n_batches,
+              (unsigned long long)E->n_results,
+              (unsigned long long)E->n_results_msgs,
+              (unsigned long long)E->n_naps);
+    pthread_mutex_lock(&E->m);
+    if (E->stop) {
+      /* The pool is done with the engine: the next one may come. */
+      E->pool = NULL;
+      E->stop = 0;
+      pthread_cond_broadcast(&E->cond);
+    }
+    quit = E->exit;
+    pthread_mutex_unlock(&E->m);
+    if (quit)
+      break;
+  }
   world_end(E);
   return NULL;
 }
@@ -275,25 +306,12 @@ static void eng_free(eng_t *E) {
   free(E);
 }
 
-int ppm_master_start(pp_pool_t *pool, pp__err_t *err) {
+/* Starts the engine thread for the process' first MPI pool; returns 0, or
+ * PP__ENGINE_FALLBACK or PP_ESPAWN with the reason in *err.  G_m held. */
+static int first_start(pp_pool_t *pool, pp__err_t *err) {
   eng_t *E;
-  int rank = 0, size = 0, rc, used;
-  pthread_mutex_lock(&G_m);
-  used = G.used;
-  if (used == 0)
-    G.used = 1;
-  pthread_mutex_unlock(&G_m);
-  err->code = PP__ENGINE_FALLBACK;
-  if (used != 0) {
-    snprintf(err->text, sizeof(err->text),
-             "this job has had its MPI pool already (one per job in this "
-             "version)");
-    return PP__ENGINE_FALLBACK;
-  }
+  int rank = 0, size = 0, rc;
   if (!ppm_world(&rank, &size) || size <= 1 || rank != 0) {
-    pthread_mutex_lock(&G_m);
-    G.used = 0;
-    pthread_mutex_unlock(&G_m);
     if (size > 1)
       snprintf(err->text, sizeof(err->text),
                "this is MPI rank %d; MPI pools run on rank 0", rank);
@@ -312,13 +330,8 @@ int ppm_master_start(pp_pool_t *pool, pp__err_t *err) {
   E->deadline_us = ppm_env_int("PROCPOOL_MPI_DEADLINE_MS", 10000) * 1000;
   E->hello_us =
       (pool->start_timeout_ms > 0 ? pool->start_timeout_ms : 30000) * 1000;
-  pool->engine_state = E;
   if (pthread_create(&E->thread, NULL, engine_main, E) != 0) {
     eng_free(E);
-    pool->engine_state = NULL;
-    pthread_mutex_lock(&G_m);
-    G.used = 0;
-    pthread_mutex_unlock(&G_m);
     snprintf(err->text, sizeof(err->text),
              "the MPI engine's thread could not start");
     return PP__ENGINE_FALLBACK;
@@ -328,20 +341,56 @@ int ppm_master_start(pp_pool_t *pool, pp__err_t *err) {
     pthread_cond_wait(&E->cond, &E->m);
   pthread_mutex_unlock(&E->m);
   if (E->started > 0) {
-    pthread_mutex_lock(&G_m);
-    G.cur = E;
-    pthread_mutex_unlock(&G_m);
+    G.world = E;
     return 0;
   }
   pthread_join(E->thread, NULL);
   *err = E->err;
   rc = E->err.code;
-  pthread_mutex_lock(&G_m);
   /* A failed start ended MPI, unless it never began. */
-  G.used = rc == PP__ENGINE_FALLBACK && !E->we_init ? 0 : 2;
-  pthread_mutex_unlock(&G_m);
-  pool->engine_state = NULL;
+  if (rc != PP__ENGINE_FALLBACK || E->we_init)
+    G.done = 1;
   eng_free(E);
+  return rc;
+}
+
+int ppm_master_start(pp_pool_t *pool, pp__err_t *err) {
+  eng_t *E;
+  uint32_t ntasks;
+  int rc = 0;
+  err->code = PP__ENGINE_FALLBACK;
+  pthread_mutex_lock(&G_m);
+  if (G.busy) {
+    snprintf(err->text, sizeof(err->text),
+             "another MPI pool of this process is running (one at a time)");
+    rc = PP__ENGINE_FALLBACK;
+  } else if (G.done) {
+    snprintf(err->text, sizeof(err->text), "MPI has ended in this process");
+    rc = PP__ENGINE_FALLBACK;
+  } else if (G.world == NULL) {
+    rc = first_start(pool, err);
+  } else if (ppm_tasks_hash(pool->tasks, &ntasks) != G.world->hash) {
+    err->code = PP_ESPAWN;
+    snprintf(err->text, sizeof(err->text),
+             "the pool's task table is not the one the serving MPI ranks "
+             "have (the table given to pp_worker_main)");
+    rc = PP_ESPAWN;
+  } else {
+    /* The engine thread waits for its next pool. */
+    E = G.world;
+    pthread_mutex_lock(&E->m);
+    E->pool = pool;
+    E->next_rank = 0;
+    E->n_batches = E->n_calls = E->n_results = E->n_results_msgs = 0;
+    E->n_naps = 0;
+    pthread_cond_broadcast(&E->cond);
+    pthread_mutex_unlock(&E->m);
+  }
+  if (rc == 0) {
+    G.busy = 1;
+    pool->engine_state = G.world;
+  }
+  pthread_mutex_unlock(&G_m);
   return rc;
 }
 
@@ -353,28 +402,20 @@ void ppm_master_wake(pp_pool_t *pool) {
   pthread_mutex_unlock(&E->m);
 }
 
-/* Stops the engine thread (its pool's calls are done, or the process
- * ends) and frees the engine. */
-static void stop_engine(eng_t *E, int abandon) {
-  pthread_mutex_lock(&E->m);
-  if (abandon)
-    E->abandon = 1;
-  else
-    E->stop = 1;
-  pthread_cond_signal(&E->cond);
-  pthread_mutex_unlock(&E->m);
-  pthread_join(E->thread, NULL);
-}
-
 void ppm_master_stop(pp_pool_t *pool) {
   eng_t *E = pool->engine_state;
-  pthread_mutex_lock(&G_m);
-  G.cur = NULL;
-  G.used = 2;
-  pthread_mutex_unlock(&G_m);
-  stop_engine(E, 0);
+  /* Every call has finished: the engine thread lets go of the pool and
+   * waits for the next one; MPI and the ranks stay. */
+  pthread_mutex_lock(&E->m);
+  E->stop = 1;
+  pthread_cond_broadcast(&E->cond);
+  while (E->pool == pool && !E->exit)
+    pthread_cond_wait(&E->cond, &E->m);
+  pthread_mutex_unlock(&E->m);
   pool->engine_state = NULL;
-  eng_free(E);
+  pthread_mutex_lock(&G_m);
+  G.busy = 0;
+  pthread_mutex_unlock(&G_m);
 }
 
 int ppm_master_workers(const pp_pool_t *pool) {
@@ -385,22 +426,27 @@ int ppm_master_workers(const pp_pool_t *pool) {
 
 void ppm_master_atexit(void) {
   eng_t *E, local;
+  int done;
   pthread_mutex_lock(&G_m);
-  E = G.cur;
-  G.cur = NULL;
-  if (E == NULL && G.used != 0) {
-    pthread_mutex_unlock(&G_m);
-    return;
-  }
-  G.used = 2;
+  E = G.world;
+  G.world = NULL;
+  done = G.done;
+  G.done = 1;
   pthread_mutex_unlock(&G_m);
   if (E != NULL) {
-    /* The program ends with its MPI pool alive: the ranks are stopped
-     * (their calls cancelled) and MPI ends; the pool is left to the
-     * process' end. */
-    stop_engine(E, 1);
+    /* The ranks are stopped and MPI ends, on the engine thread, which
+     * began it.  A pool still alive (its program did not destroy it) has
+     * its calls on the ranks cancelled there; the pool itself is left to
+     * the process' end. */
+    pthread_mutex_lock(&E->m);
+    E->exit = 1;
+    pthread_cond_broadcast(&E->cond);
+    pthread_mutex_unlock(&E->m);
+    pthread_join(E->thread, NULL);
     return;
   }
+  if (done)
+    return;
   /* No MPI pool ran: the ranks wait in their service (or in MPI_Init)
    * for rank 0, which meets them only to let them go.  Nothing can be
    * done if the application has ended MPI itself. */

@@ -55,12 +55,15 @@ typedef struct out_s {
 } out_t;
 
 typedef struct eng_s {
-  pp_pool_t *pool;
+  pp_pool_t *pool; /* the MPI pool served now, or NULL (m) */
   pthread_t thread;
-  pthread_mutex_t m; /* kick, stop, abandon, started; never held while
+  pthread_mutex_t m; /* pool, kick, stop, exit, started; never held while
                         pool->lock is taken */
   pthread_cond_t cond;
-  int kick, stop, abandon, started;
+  int kick;      /* new calls or cancels */
+  int stop;      /* the pool is done with the engine */
+  int exit;      /* the process ends */
+  int started;   /* 1: MPI began and the ranks said hello; -1: failed */
   pp__err_t err; /* how the start went */
   MPI_Comm comm;
   int we_init;
@@ -76,6 +79,7 @@ typedef struct eng_s {
   int64_t deadline_us;
   int64_t hello_us;
   int next_rank; /* where the next round starts handing out */
+  uint64_t hash; /* the ranks' task table */
   uint64_t n_batches, n_calls, n_results_msgs, n_results, n_naps;
 } eng_t;
 

@@ -421,9 +421,10 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
       }
       free(p);
     }
-    /* Rank 0 finds a rank that holds calls and is silent dead: an idle
-     * rank tells it that it lives. */
-    if (ppm_now_us() - beat > 500000) {
+    /* Rank 0 finds a rank that holds calls and is silent dead: such a
+     * rank tells it that it lives.  (Between rank 0's pools nobody
+     * listens, and a beat would only wait in its queue.) */
+    if (S.groups != NULL && ppm_now_us() - beat > 500000) {
       ppm_isend(&sends, comm, 0, PPM_TAG_BEAT, NULL, 0, NULL, NULL);
       beat = ppm_now_us();
     }
