@@ -40,11 +40,15 @@ extern "C" {
  * mpirun nothing changes, and MPI pools fall back to local ones.
  *
  * MPI is initialised by procpool on rank 0 when the first MPI pool starts
- * (MPI_Init_thread, MPI_THREAD_MULTIPLE asked) and finalised when that pool
- * is destroyed, unless the application initialised it (then procpool
- * neither initialises nor finalises it, and needs MPI_THREAD_SERIALIZED or
- * more).  One MPI pool per job, once: later MPI pools fall back to local
- * ones with a log line.
+ * (MPI_Init_thread, MPI_THREAD_MULTIPLE asked, on a thread of procpool's
+ * that makes all of rank 0's MPI calls) and finalised when the process
+ * exits (atexit), unless the application initialised it: then procpool
+ * neither initialises nor finalises it, needs MPI_THREAD_SERIALIZED or
+ * more, and the serving ranks end only when rank 0's process exits, so the
+ * application must not call MPI_Finalize on rank 0 before that.  MPI pools
+ * run one at a time: an MPI pool created while another is alive is a local
+ * one, with a log line.  If rank 0 never creates an MPI pool, the serving
+ * ranks are released when it exits.
  *
  * Environment: PROCPOOL_MPI_WORKERS (the local pool's size on a serving
  * rank), PROCPOOL_MPI_DEADLINE_MS (how long rank 0 waits without hearing

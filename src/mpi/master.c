@@ -45,7 +45,12 @@ static struct {
  * BYE, at most 10 s; then MPI ends, if procpool began it. */
 static void world_end(eng_t *E) {
   int64_t end = ppm_now_us() + 10000000;
-  int r, waiting;
+  int r, waiting, fin = 0;
+  /* An application that owns MPI may have ended it already: then nothing
+   * can be said to anyone. */
+  MPI_Finalized(&fin);
+  if (fin)
+    return;
   for (r = 1; r < E->size; r++) {
     rank_t *rk = &E->ranks[r];
     if (rk->dead || rk->bye)
