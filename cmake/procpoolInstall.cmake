@@ -39,6 +39,27 @@ install(EXPORT procpool-targets NAMESPACE procpool::
 install(EXPORT procpool-static-targets NAMESPACE procpool::
         FILE procpoolStaticTargets.cmake DESTINATION ${PP_CMAKE_DIR})
 
+# The MPI backend, when built: an install component of its own, `mpi`,
+# left out of a plain install and of the packages (it needs MPI's
+# libraries, which the packages do not name):
+#   cmake --install build --component mpi
+# installs include/procpool_mpi.h, lib/libprocpool_mpi.so* and .a, and
+# procpoolMpiTargets.cmake, which procpoolConfig.cmake loads when it is
+# there and MPI is found (procpool::procpool_mpi, procpool_mpi_static).
+if(PROCPOOL_MPI)
+  install(TARGETS procpool_mpi procpool_mpi_static
+          EXPORT procpool-mpi-targets
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          COMPONENT mpi EXCLUDE_FROM_ALL)
+  install(FILES "${PROJECT_SOURCE_DIR}/include/procpool_mpi.h"
+          DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+          COMPONENT mpi EXCLUDE_FROM_ALL)
+  install(EXPORT procpool-mpi-targets NAMESPACE procpool::
+          FILE procpoolMpiTargets.cmake DESTINATION ${PP_CMAKE_DIR}
+          COMPONENT mpi EXCLUDE_FROM_ALL)
+endif()
+
 configure_package_config_file(
   "${CMAKE_CURRENT_LIST_DIR}/procpoolConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/procpoolConfig.cmake"
