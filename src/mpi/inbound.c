@@ -200,8 +200,50 @@ int ppm_recv_msg(MPI_Message *msg, MPI_Status *st, unsigned char **p, int *n) {
   return MPI_Mrecv(*p, *n, MPI_BYTE, msg, MPI_STATUS_IGNORE);
 }
 
-/* A batch of results from rank r. */
-static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n) {
+/* Receives the RDATA message that follows a batch of results from rank
+ * r, into a new buffer.  The rank may die meanwhile, and a large message
+ * needs its sender to arrive: both the probe and the receive give up at
+ * the rank's deadline, so rank 0 never hangs on it.  Returns 0, or -1
+ * (the rank is to be declared dead). */
+static int recv_rdata(eng_t *E, int r, unsigned char **p, int *n) {
+  int64_t end = ppm_now_us() + E->deadline_us;
+  MPI_Message msg;
+  MPI_Status st;
+  MPI_Request req;
+  int flag = 0;
+  struct timespec ts = {0, 50000};
+  *p = NULL;
+  for (;;) {
+    if (MPI_Improbe(r, PPM_TAG_RDATA, E->comm, &flag, &msg, &st) != MPI_SUCCESS)
+      return -1;
+    if (flag)
+      break;
+    if (ppm_now_us() > end)
+      return -1;
+    nanosleep(&ts, NULL);
+  }
+  MPI_Get_count(&st, MPI_BYTE, n);
+  *p = malloc(*n > 0 ? (size_t)*n : 1);
+  if (*p == NULL)
+    abort();
+  if (MPI_Imrecv(*p, *n, MPI_BYTE, &msg, &req) != MPI_SUCCESS)
+    return -1;
+  for (flag = 0; !flag;) {
+    if (MPI_Test(&req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+      return -1;
+    if (!flag && ppm_now_us() > end) {
+      /* The buffer stays MPI's: it may still be written into. */
+      *p = NULL;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* A batch of results from rank r; *broken is set if the rank broke off
+ * in the middle (it is then to be declared dead). */
+static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n,
+                           int *broken) {
   size_t off = 0;
   while (off + sizeof(ppm_result_t) <= n) {
     ppm_result_t h;
@@ -222,18 +264,22 @@ static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n) {
     off += PPM_PAD8(h.msg_len);
     if (h.flags & PPM_SEPARATE) {
       /* Its data is the next RDATA message from r, already on its way. */
-      MPI_Message msg;
-      MPI_Status st;
-      int len = 0;
       unsigned char *d = NULL;
-      if (MPI_Mprobe(r, PPM_TAG_RDATA, E->comm, &msg, &st) == MPI_SUCCESS &&
-          ppm_recv_msg(&msg, &st, &d, &len) == MPI_SUCCESS &&
-          (uint64_t)len == h.len) {
+      int len = 0;
+      if (recv_rdata(E, r, &d, &len) == 0 && (uint64_t)len == h.len) {
         o->data = d;
         o->len = (size_t)len;
       } else {
         free(d);
-        o->status = PP_EPROTO;
+        o->status = PP_EWORKERDIED;
+        free(o->message);
+        o->message = malloc(160);
+        if (o->message != NULL)
+          snprintf(o->message, 160,
+                   "the result of call %llu did not arrive whole from MPI "
+                   "rank %d",
+                   (unsigned long long)h.id, r);
+        *broken = 1;
       }
     } else {
       if (h.len > n - off) {
@@ -287,9 +333,15 @@ int ppm_receive(eng_t *E) {
       E->ranks[r].heard = ppm_now_us();
       if (st.MPI_TAG == PPM_TAG_RESULTS) {
         size_t before = E->nouts;
-        handle_results(E, r, p, (size_t)n);
+        int broken = 0;
+        handle_results(E, r, p, (size_t)n, &broken);
         E->n_results_msgs++;
         E->n_results += E->nouts - before;
+        if (broken) {
+          /* Its calls of this batch are finished first, the rest then. */
+          apply_outs(E);
+          ppm_kill_rank(E, r, "a large result from it did not arrive");
+        }
       } else if (st.MPI_TAG == PPM_TAG_LOG)
         handle_log(E, r, p, (size_t)n);
       else if (st.MPI_TAG == PPM_TAG_BYE)
