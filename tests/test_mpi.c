@@ -268,6 +268,74 @@ static void test_mpi_callbacks_and_async_map(void **state) {
   assert_int_equal(callbacks_seen, 16);
 }
 
+/* An unordered map and a streaming map (imap) over the ranks: every index
+ * once, the right values, imap's in order. */
+typedef struct seen_s {
+  size_t n, count, next;
+  unsigned char *seen;
+  int bad;
+  pp_buf_t arg;
+} seen_t;
+
+static int take_any(void *data, size_t index, pp_result_t *r) {
+  seen_t *s = data;
+  if (index >= s->n || s->seen[index] || r->status != 0 ||
+      pp_test_int_result(r) != (int64_t)(index * index))
+    s->bad = 1;
+  else
+    s->seen[index] = 1;
+  s->count++;
+  pp_results_free(r, 1);
+  return 0;
+}
+
+static int take_in_order(void *data, size_t index, pp_result_t *r) {
+  seen_t *s = data;
+  if (index != s->next++)
+    s->bad = 1;
+  return take_any(data, index, r);
+}
+
+static int produce(void *data, pp_next_arg_t *next) {
+  seen_t *s = data;
+  if (next->index >= s->n)
+    return 0;
+  pp_free((void *)s->arg.data);
+  s->arg = pp_test_pack_int((int64_t)next->index);
+  next->arg = s->arg;
+  return 1;
+}
+
+static void test_mpi_unordered_and_streaming_maps(void **state) {
+  enum { N = 5000 };
+  pp_buf_t *args = calloc(N, sizeof(*args));
+  seen_t s;
+  pp_map_options_t mo;
+  size_t i;
+  (void)state;
+  assert_non_null(args);
+  for (i = 0; i < N; i++)
+    args[i] = pp_test_pack_int((int64_t)i);
+  memset(&s, 0, sizeof(s));
+  s.n = N;
+  s.seen = calloc(N, 1);
+  PP_TEST_OK(
+      pp_pool_map_unordered(pool, "square", args, N, take_any, &s, NULL));
+  assert_false(s.bad);
+  assert_int_equal(s.count, N);
+  memset(s.seen, 0, N);
+  s.count = 0;
+  memset(&mo, 0, sizeof(mo));
+  mo.max_in_flight = 300;
+  PP_TEST_OK(pp_pool_imap(pool, "square", produce, &s, take_in_order, &s, &mo));
+  assert_false(s.bad);
+  assert_int_equal(s.count, N);
+  pp_free((void *)s.arg.data);
+  free(s.seen);
+  pp_test_free_bufs(args, N);
+  free(args);
+}
+
 /* Output of tasks on the ranks reaches rank 0's log callback. */
 static void test_mpi_task_output_reaches_rank0(void **state) {
   pp_future_t *f;
@@ -479,6 +547,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mpi_cancel_running_call),
       cmocka_unit_test(test_mpi_large_argument_and_result),
       cmocka_unit_test(test_mpi_callbacks_and_async_map),
+      cmocka_unit_test(test_mpi_unordered_and_streaming_maps),
       cmocka_unit_test(test_mpi_task_output_reaches_rank0),
       cmocka_unit_test(test_mpi_idle_ranks_are_quiet),
   };
