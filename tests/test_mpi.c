@@ -13,6 +13,8 @@
  *                       rest of the map finish on the other rank (needs
  *                       mpirun --enable-recovery and
  *                       PROCPOOL_MPI_DEADLINE_MS).
+ *   test_mpi --mismatch rank 2 has another task table: the MPI pool
+ *                       fails with PP_ESPAWN naming it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,14 +43,36 @@ static int parent_pid(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", (int64_t)getppid());
 }
 
-static void make_table(void) {
+/* With `mismatch`, rank 2 has one task more than the others: as if it ran
+ * another build of the program. */
+static void make_table(int mismatch) {
+  const char *rank = getenv("OMPI_COMM_WORLD_RANK");
   size_t n = 0;
-  while (pp_test_tasks[n].name != NULL && n < 62) {
+  while (pp_test_tasks[n].name != NULL && n < 61) {
     table[n] = pp_test_tasks[n];
     n++;
   }
   table[n].name = "parent_pid";
   table[n].fn = parent_pid;
+  if (mismatch && rank != NULL && strcmp(rank, "2") == 0) {
+    table[n + 1].name = "extra";
+    table[n + 1].fn = parent_pid;
+  }
+}
+
+/* --mismatch: a rank with another task table makes the MPI pool fail to
+ * start, with PP_ESPAWN and a reason that names it. */
+static int mismatch(void) {
+  pp_pool_options_t o;
+  pp_pool_t *p = NULL;
+  int rc;
+  memset(&o, 0, sizeof(o));
+  o.backend = PP_BACKEND_MPI;
+  rc = pp_pool_create(&p, &o);
+  printf("mismatch: %s: %s\n", pp_err_name(rc), pp_last_error());
+  if (p != NULL)
+    pp_pool_destroy(p, PP_DESTROY_WAIT);
+  return rc == PP_ESPAWN && strstr(pp_last_error(), "rank 2") != NULL ? 0 : 1;
 }
 
 static pp_pool_t *pool;
@@ -533,12 +557,14 @@ static int rank_death(void) {
 
 int main(int argc, char **argv) {
   int rc;
-  make_table();
+  make_table(argc > 1 && strcmp(argv[1], "--mismatch") == 0);
   pp_mpi_enable();
   if (pp_worker_main(argc, argv, table, &rc))
     return rc;
   if (argc > 1 && strcmp(argv[1], "--rank-death") == 0)
     return rank_death();
+  if (argc > 1 && strcmp(argv[1], "--mismatch") == 0)
+    return mismatch();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpi_backend_or_fallback),
       cmocka_unit_test(test_mpi_starmap_equals_local),
