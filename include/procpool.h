@@ -326,7 +326,11 @@ typedef enum {
 
 /** One whole line of worker output, as given to a pp_log_cb. */
 typedef struct pp_log_record_s {
-  int worker;              /**< worker number in its pool, 0-based */
+  int worker;              /**< worker number in its pool, 0-based (an
+                                MPI pool numbers the workers of all its
+                                ranks in rank order); -1 for a line of
+                                the pool itself (the MPI backend's
+                                fallback and lost-rank notices) */
   uint64_t call_id;        /**< call that was running, 0 if none */
   pp_log_source_t source;  /**< where the line came from */
   int level;               /**< pp_log() level; 0 for stdout/stderr lines */
@@ -459,7 +463,8 @@ typedef struct pp_pool_options_s {
  * local pool.  It needs the component procpool_mpi (include/procpool_mpi.h:
  * pp_mpi_enable()).  Without it, or when the program was not launched by
  * mpirun (an MPI world of one process), pp_pool_create() makes a local
- * pool instead and says why in one line to the pool's log callback.
+ * pool instead and says why in one line to the pool's log callback
+ * (worker -1, source PP_LOG_STDERR).
  * Inline mode (PP_POOL_INLINE, PROCPOOL_INLINE) wins over the backend, and
  * pools created inside a worker are always local.
  */
