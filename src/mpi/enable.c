@@ -18,3 +18,17 @@ int pp_mpi_enable(void) {
   ppm_core = core;
   return 0;
 }
+
+/* An application that begins MPI itself ends it with MPI_Finalize on rank
+ * 0, which waits for every rank to end MPI too; the serving ranks would
+ * wait for rank 0's STOP and never join.  So procpool_mpi provides
+ * MPI_Finalize through MPI's profiling interface: on rank 0 it first
+ * stops the engine thread (no MPI call may follow) and lets the serving
+ * ranks go, then calls PMPI_Finalize.  The application must link
+ * procpool_mpi before MPI's library (CMake's procpool::procpool_mpi
+ * does). */
+PP_EXTERN int MPI_Finalize(void) {
+  if (ppm_master_armed())
+    ppm_master_end(0);
+  return PMPI_Finalize();
+}

@@ -89,8 +89,10 @@ static void world_end(eng_t *E) {
       ppm_sends_drop(&E->sends, r);
   ppm_sends_free(&E->sends);
   MPI_Comm_free(&E->comm);
-  if (E->we_init)
-    MPI_Finalize();
+  /* PMPI: procpool_mpi's own MPI_Finalize (enable.c) would come here
+   * again. */
+  if (E->we_init && !E->keep_mpi)
+    PMPI_Finalize();
 }
 
 /* Begins MPI (unless the application did) and meets the serving ranks:
@@ -131,7 +133,7 @@ static int world_start(eng_t *E) {
     E->err.code = PP__ENGINE_FALLBACK;
     snprintf(E->err.text, sizeof(E->err.text), "the MPI world has one process");
     if (E->we_init)
-      MPI_Finalize();
+      PMPI_Finalize();
     E->we_init = 0;
     return PP__ENGINE_FALLBACK;
   }
@@ -429,9 +431,21 @@ int ppm_master_workers(const pp_pool_t *pool) {
   return w > 0 ? w : 1;
 }
 
-void ppm_master_atexit(void) {
+/* Rank 0 of a job whose other ranks serve: set by ppm_master_arm(). */
+static int armed;
+
+void ppm_master_arm(void) {
+  armed = 1;
+  atexit(ppm_master_atexit);
+}
+
+int ppm_master_armed(void) {
+  return armed;
+}
+
+void ppm_master_end(int finalize) {
   eng_t *E, local;
-  int done;
+  int done, fin = 0;
   pthread_mutex_lock(&G_m);
   E = G.world;
   G.world = NULL;
@@ -444,6 +458,7 @@ void ppm_master_atexit(void) {
      * its calls on the ranks cancelled there; the pool itself is left to
      * the process' end. */
     pthread_mutex_lock(&E->m);
+    E->keep_mpi = !finalize;
     E->exit = 1;
     pthread_cond_broadcast(&E->cond);
     pthread_mutex_unlock(&E->m);
@@ -455,16 +470,18 @@ void ppm_master_atexit(void) {
   /* No MPI pool ran: the ranks wait in their service (or in MPI_Init)
    * for rank 0, which meets them only to let them go.  Nothing can be
    * done if the application has ended MPI itself. */
-  {
-    int fin = 0;
-    MPI_Finalized(&fin);
-    if (fin)
-      return;
-  }
+  MPI_Finalized(&fin);
+  if (fin)
+    return;
   memset(&local, 0, sizeof(local));
   local.hello_us = 30000000;
+  local.keep_mpi = !finalize;
   if (world_start(&local) == 0)
     world_end(&local);
   free(local.ranks);
   free(local.takes);
+}
+
+void ppm_master_atexit(void) {
+  ppm_master_end(1);
 }

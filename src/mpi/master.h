@@ -67,6 +67,7 @@ typedef struct eng_s {
   pp__err_t err; /* how the start went */
   MPI_Comm comm;
   int we_init;
+  int keep_mpi; /* the application ends MPI: world_end() must not */
   int size;
   rank_t *ranks; /* by rank; [0] unused */
   volatile int workers;

@@ -172,8 +172,16 @@ int ppm_master_start(pp_pool_t *pool, pp__err_t *err);
 void ppm_master_wake(pp_pool_t *pool);
 void ppm_master_stop(pp_pool_t *pool);
 int ppm_master_workers(const pp_pool_t *pool);
-/* Rank 0's end of the job when no MPI pool ran (or one is still running):
- * the serving ranks are told to stop, so that the job ends.  atexit. */
+/* This process is rank 0 of a job whose other ranks serve: from now on
+ * its end (exit, or the application's MPI_Finalize) releases them. */
+void ppm_master_arm(void);
+int ppm_master_armed(void);
+/* Rank 0's end of the service: the engine thread stops, the serving ranks
+ * are told to stop (also when no MPI pool ran), and MPI is finalised if
+ * procpool began it and `finalize` is set.  Runs once; later calls do
+ * nothing. */
+void ppm_master_end(int finalize);
+/* ppm_master_end(1), for atexit. */
 void ppm_master_atexit(void);
 
 /* serve.c: pp_worker_main()'s part; see pp__engine_t.serve. */

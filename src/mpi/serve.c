@@ -465,7 +465,7 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   if (rank == 0) {
     /* The serving ranks wait for rank 0 until it ends; if it never runs
      * an MPI pool, it must still tell them to stop. */
-    atexit(ppm_master_atexit);
+    ppm_master_arm();
     return 0;
   }
   if (tasks == NULL)
@@ -506,8 +506,10 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
     MPI_Send(NULL, 0, MPI_BYTE, 0, PPM_TAG_BYE, comm);
   }
   MPI_Comm_free(&comm);
-  if (!init)
-    MPI_Finalize();
+  /* The application's code after the guard never runs on this rank, so
+   * MPI ends here even if the application began it (PMPI: enable.c's
+   * MPI_Finalize is rank 0's). */
+  PMPI_Finalize();
   *rc = 0;
   return 1;
 }
