@@ -42,13 +42,18 @@ extern "C" {
  * MPI is initialised by procpool on rank 0 when the first MPI pool starts
  * (MPI_Init_thread, MPI_THREAD_MULTIPLE asked, on a thread of procpool's
  * that makes all of rank 0's MPI calls) and finalised when the process
- * exits (atexit), unless the application initialised it: then procpool
- * neither initialises nor finalises it, needs MPI_THREAD_SERIALIZED or
- * more, and the serving ranks end only when rank 0's process exits, so the
- * application must not call MPI_Finalize on rank 0 before that.  MPI pools
- * run one at a time: an MPI pool created while another is alive is a local
- * one, with a log line.  If rank 0 never creates an MPI pool, the serving
- * ranks are released when it exits.
+ * exits (atexit).  An application that uses MPI itself calls
+ * MPI_Init_thread after the worker guard (code before the guard runs in
+ * the local pools' worker processes too, which must not become MPI
+ * processes), with MPI_THREAD_SERIALIZED or more, and MPI_Finalize as
+ * usual: procpool then neither initialises nor finalises MPI on rank 0,
+ * and its MPI_Finalize (procpool_mpi provides one through MPI's profiling
+ * interface, so link procpool_mpi before MPI's library, as CMake's
+ * procpool::procpool_mpi does) first lets the serving ranks go.  A serving
+ * rank always finalises MPI itself, since the application's code never
+ * runs there.  MPI pools run one at a time: an MPI pool created while
+ * another is alive is a local one, with a log line.  If rank 0 never
+ * creates an MPI pool, the serving ranks are released when it exits.
  *
  * Environment: PROCPOOL_MPI_WORKERS (the local pool's size on a serving
  * rank), PROCPOOL_MPI_DEADLINE_MS (how long rank 0 waits without hearing
