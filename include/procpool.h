@@ -466,7 +466,10 @@ typedef struct pp_pool_options_s {
  * pool instead and says why in one line to the pool's log callback
  * (worker -1, source PP_LOG_STDERR).
  * Inline mode (PP_POOL_INLINE, PROCPOOL_INLINE) wins over the backend, and
- * pools created inside a worker are always local.
+ * pools created inside a worker are always local.  An MPI pool's
+ * pp_pool_workers() counts the workers of all its ranks; it has no worker
+ * processes of its own, so pp_pool_worker_pids() finds none and the
+ * worker counters of pp_pool_stats() stay 0 (the call counters count).
  */
 typedef enum {
   /** PROCPOOL_BACKEND decides; local when it is not set. */
