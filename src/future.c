@@ -460,7 +460,7 @@ int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
   pp_pool_t *pool = NULL;
   pp__err_t err;
   int64_t end;
-  size_t i, at;
+  size_t i, at = n;
   int rc = 0, several = 0;
   if (index != NULL)
     *index = n;
