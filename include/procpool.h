@@ -829,7 +829,7 @@ typedef struct pp_map_options_s {
   int64_t progress_interval_ms;
   /** pp_pool_imap() only: the most arguments held at once, read from the
    * producer and not yet handed over as results (the bound on its
-   * memory); 0 = 64 per worker, at least 1024. */
+   * memory); 0 = 256 per worker, at least 4096. */
   size_t max_in_flight;
 } pp_map_options_t;
 

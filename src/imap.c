@@ -49,16 +49,16 @@ typedef struct batch_s {
   pp__src_t src; /* first: imap_done casts; pool->lock, as source.c says */
   imap_t *im;
   /* The calling thread's. */
-  pp_buf_t *args;           /* cap arguments */
-  block_t *blocks, *cur;    /* their bytes; cur: the block being filled */
-  size_t base;              /* the map's index of its call 0 */
-  size_t filled;            /* arguments read into it */
-  int closed;               /* it takes no more arguments */
+  pp_buf_t *args;        /* cap arguments */
+  block_t *blocks, *cur; /* their bytes; cur: the block being filled */
+  size_t base;           /* the map's index of its call 0 */
+  size_t filled;         /* arguments read into it */
+  int closed;            /* it takes no more arguments */
   /* pool->lock. */
-  int in_use;               /* opened, not yet all handed over */
-  size_t delivered;         /* results handed over */
-  pp_result_t *results;     /* input order: the outcomes, */
-  unsigned char *fin;       /* and which of them are there */
+  int in_use;           /* opened, not yet all handed over */
+  size_t delivered;     /* results handed over */
+  pp_result_t *results; /* input order: the outcomes, */
+  unsigned char *fin;   /* and which of them are there */
 } batch_t;
 
 /* A finished call waiting to be handed over (PP_MAP_UNORDERED). */
@@ -77,7 +77,7 @@ struct imap_s {
   pp_result_cb cb;
   void *cb_data;
   int64_t timeout_ms;
-  size_t chunk;  /* the options' chunksize, or the start of auto_chunk's */
+  size_t chunk;   /* the options' chunksize; 1 with auto_chunk */
   int auto_chunk; /* chunk follows each batch's size */
   size_t workers;
   size_t cap;    /* calls per batch */
@@ -86,22 +86,22 @@ struct imap_s {
   int stop_on_error;
   batch_t b[PP__IMAP_BATCHES];
   /* The calling thread's. */
-  batch_t *open;          /* the batch being read into, or NULL */
-  size_t order;           /* input order: the batch to open next */
-  size_t head;            /* input order: the batch to hand over from */
-  size_t read;            /* arguments read */
-  size_t handed;          /* results handed over */
-  int ended;              /* no more reading: input ended, failed, or the
-                             map stopped */
-  int status;             /* why the map ended early, or 0 */
-  char why[384];          /* and in words */
-  int64_t published_at;   /* when the last arguments were counted */
+  batch_t *open;        /* the batch being read into, or NULL */
+  size_t order;         /* input order: the batch to open next */
+  size_t head;          /* input order: the batch to hand over from */
+  size_t read;          /* arguments read */
+  size_t handed;        /* results handed over */
+  int ended;            /* no more reading: input ended, failed, or the
+                           map stopped */
+  int status;           /* why the map ended early, or 0 */
+  char why[384];        /* and in words */
+  int64_t published_at; /* when the last arguments were counted */
   pp__reporter_t rep;
   /* pool->lock. */
-  ready_t *ready;         /* unordered: ready[rfirst ..] circular, */
-  size_t rfirst, rcount;  /* at most `window` */
-  int stop;               /* stop: cancel all, read no more */
-  int first_status;       /* the first failed call in input order */
+  ready_t *ready;        /* unordered: ready[rfirst ..] circular, */
+  size_t rfirst, rcount; /* at most `window` */
+  int stop;              /* stop: cancel all, read no more */
+  int first_status;      /* the first failed call in input order */
   size_t first_index;
   size_t finished, failed;
 };
@@ -270,8 +270,9 @@ static void publish(imap_t *im) {
   }
   pp__mutex_unlock(im->pool->lock);
   if (rc != 0) {
-    end_reading(im, rc, "the pool was destroyed while the map read its "
-                        "input");
+    end_reading(im, rc,
+                "the pool was destroyed while the map read its "
+                "input");
     return;
   }
   if (im->pool->inline_mode)
@@ -311,8 +312,9 @@ static int read_some(imap_t *im) {
       rc = open_batch_locked(im);
     pp__mutex_unlock(im->pool->lock);
     if (rc != 0) {
-      end_reading(im, rc, "the pool was destroyed while the map read its "
-                          "input");
+      end_reading(im, rc,
+                  "the pool was destroyed while the map read its "
+                  "input");
       break;
     }
     b = im->open;
@@ -528,9 +530,12 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
   if (o != NULL && (o->flags & ~known))
     return pp__fail(PP_EINVAL, "pp_pool_imap: unknown flags 0x%x", o->flags);
   workers = pool->nslots > 0 ? (size_t)pool->nslots : 1;
-  window = o != NULL && o->max_in_flight ? o->max_in_flight : 64 * workers;
-  if (!(o != NULL && o->max_in_flight) && window < 1024)
-    window = 1024;
+  /* By default a window that keeps tiny calls near the array map's rate
+   * (a quarter of it per batch, in chunks of a sixteenth per worker),
+   * which costs a few hundred KiB for small arguments. */
+  window = o != NULL && o->max_in_flight ? o->max_in_flight : 256 * workers;
+  if (!(o != NULL && o->max_in_flight) && window < 4096)
+    window = 4096;
   if (window > SIZE_MAX / 2 / sizeof(ready_t))
     return pp__fail(PP_EINVAL, "pp_pool_imap: max_in_flight %zu is too large",
                     window);
@@ -547,8 +552,9 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
   im->auto_chunk = !(o && o->chunksize);
   im->chunk = o && o->chunksize ? o->chunksize : 1;
   if (imap_alloc(im) != 0)
-    return pp__fail(PP_ENOMEM, "pp_pool_imap: out of memory for a window of "
-                               "%zu calls",
+    return pp__fail(PP_ENOMEM,
+                    "pp_pool_imap: out of memory for a window of "
+                    "%zu calls",
                     im->window);
   pp__reporter_init(&im->rep, o);
   return 0;
