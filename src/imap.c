@@ -244,6 +244,10 @@ static void publish(imap_t *im) {
     return;
   im->published_at = pp__now_us();
   pp__mutex_lock(im->pool->lock);
+  if (im->stop)
+    /* Stopped (a failure, the callback's word): read no more.  What was
+     * read is still counted; its calls end cancelled (source.c). */
+    im->ended = 1;
   from = b->src.n;
   if (b->filled == from) {
     pp__mutex_unlock(im->pool->lock);
@@ -301,27 +305,28 @@ static int read_some(imap_t *im) {
   batch_t *b;
 
   while (!im->ended) {
-    pp__mutex_lock(im->pool->lock);
-    if (im->stop) {
+    if (im->read - im->handed >= im->window)
+      break;
+    if (im->open == NULL) {
+      /* The lock is taken per batch and per publish, not per argument:
+       * a stop is seen at the next publish, within a chunk. */
+      pp__mutex_lock(im->pool->lock);
+      rc = im->stop ? 0 : open_batch_locked(im);
+      if (im->stop)
+        im->ended = 1;
       pp__mutex_unlock(im->pool->lock);
-      im->ended = 1;
-      break;
-    }
-    rc = 0;
-    if (im->open == NULL && im->read - im->handed < im->window)
-      rc = open_batch_locked(im);
-    pp__mutex_unlock(im->pool->lock);
-    if (rc != 0) {
-      end_reading(im, rc,
-                  "the pool was destroyed while the map read its "
-                  "input");
-      break;
+      if (rc != 0)
+        end_reading(im, rc,
+                    "the pool was destroyed while the map read its "
+                    "input");
+      if (im->ended || im->open == NULL)
+        break;
     }
     b = im->open;
-    if (b == NULL || im->read - im->handed >= im->window)
-      break;
-    memset(&next, 0, sizeof(next));
     next.index = im->read;
+    next.arg.data = NULL;
+    next.arg.len = 0;
+    next.message[0] = '\0';
     rc = im->producer(im->producer_data, &next);
     next.message[sizeof(next.message) - 1] = '\0';
     if (rc == 0) {
@@ -595,6 +600,10 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
     pp__mutex_lock(pool->lock);
     moved |= deliver_locked(im);
     report_locked(im, 0);
+    if (im->stop)
+      /* Stopped by the callback, a progress report or a failure: the
+       * producer is not called again. */
+      im->ended = 1;
     if (!moved && !can_read(im) && !deliverable_locked(im) &&
         (!im->ended || im->handed < im->read)) {
       if (im->rep.cb == NULL)
