@@ -569,7 +569,7 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
                  void *producer_data, pp_result_cb cb, void *cb_data,
                  const pp_map_options_t *options) {
   imap_t *im;
-  int rc, last;
+  int rc;
 
   if (pool == NULL || task == NULL || producer == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_imap: pool, task, producer and cb "
@@ -619,11 +619,7 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
   rc = im->status != 0 ? im->status : im->first_status;
   /* Another thread may have destroyed the pool while this map ran; then
    * the map's end frees it. */
-  pool->live_futures--;
-  last = pp__pool_unused_locked(pool);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
+  pp__pool_leave_unlock(pool);
   if (im->status != 0)
     rc = pp__fail(im->status, "pp_pool_imap: %s", im->why);
 

@@ -643,6 +643,10 @@ struct pp_pool_s {
  * the caller must call pp__pool_free() once it has let go of the lock;
  * pool->lock is held. */
 int pp__pool_unused_locked(pp_pool_t *pool);
+/* A map or future that held the pool (live_futures) lets go of it and
+ * releases pool->lock, which it holds; if the pool was destroyed meanwhile
+ * and this was its last user, the pool is freed. */
+void pp__pool_leave_unlock(pp_pool_t *pool);
 /* Frees what is left of a destroyed pool; lock NOT held. */
 void pp__pool_free(pp_pool_t *pool);
 /* Pools allocated and not yet freed in this process (for leak tests). */

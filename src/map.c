@@ -12,7 +12,7 @@
  *
  * Every map goes through the same three steps: map_start() checks and
  * queues it, map_wait_locked() waits for it (and makes its progress
- * reports), map_leave_locked() lets go of the pool.  A blocking map runs
+ * reports), map_leave_unlock() lets go of the pool.  A blocking map runs
  * them in a row on a map_t on its stack, so it allocates nothing; an
  * async map allocates its map_t once and runs the steps from
  * pp_pool_map_async(), pp_map_wait() and pp_map_free().
@@ -186,13 +186,13 @@ static void run_inline(map_t *m) {
 
 /* Queues a checked map of task `t` (in inline mode: runs it).  Returns 0
  * with the map holding the pool, as a future does, until
- * map_leave_locked(); or PP_ECLOSED, raised, with nothing queued and the
+ * map_leave_unlock(); or PP_ECLOSED, raised, with nothing queued and the
  * pool let go. */
 static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
                      const pp_buf_t *args, size_t n,
                      const pp_map_options_t *o) {
   int64_t timeout;
-  int rc, last;
+  int rc;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   timeout = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
   pp__src_init(&m->src, pool, t, args, n, timeout,
@@ -205,11 +205,7 @@ static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
   rc = pp__src_queue_locked(&m->src);
   if (rc != 0) {
     /* A destroy that raced with this map may leave the pool to us. */
-    pool->live_futures--;
-    last = pp__pool_unused_locked(pool);
-    pp__mutex_unlock(pool->lock);
-    if (last)
-      pp__pool_free(pool);
+    pp__pool_leave_unlock(pool);
     return pp__fail(rc, "map: the pool is being destroyed");
   }
   if (!pool->inline_mode)
@@ -257,18 +253,19 @@ static int map_wait_locked(map_t *m, int64_t end) {
   return 1;
 }
 
-/* The map lets go of its pool; pool->lock held.  Returns 1 if the pool was
- * destroyed meanwhile and this was its last user: the caller frees it with
- * pp__pool_free() once it has let go of the lock. */
-static int map_leave_locked(map_t *m) {
-  m->src.pool->live_futures--;
-  return pp__pool_unused_locked(m->src.pool);
+/* The map lets go of its pool and of what it allocated (not the map
+ * itself); pool->lock held, released on return.  The pool may be freed
+ * here, if it was destroyed meanwhile and this map was its last user. */
+static void map_leave_unlock(map_t *m) {
+  pp__pool_leave_unlock(m->src.pool);
+  free(m->src.retry);
+  free(m->done);
 }
 
 static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                    size_t n, map_t *m, const pp_map_options_t *o) {
   const pp_task_t *t;
-  int rc, last;
+  int rc;
 
   rc = map_check(pool, task, args, n, o, &t);
   if (rc != 0 || n == 0)
@@ -278,12 +275,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     return rc;
   pp__mutex_lock(pool->lock);
   map_wait_locked(m, PP__NEVER);
-  last = map_leave_locked(m);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
-  free(m->src.retry);
-  free(m->done);
+  map_leave_unlock(m);
   if (m->oom)
     return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
   return m->first_status;
@@ -451,7 +443,6 @@ int pp_map_cancel(pp_map_t *m) {
 
 void pp_map_free(pp_map_t *m) {
   pp_pool_t *pool;
-  int last;
   if (m == NULL)
     return;
   pool = m->src.pool;
@@ -463,11 +454,6 @@ void pp_map_free(pp_map_t *m) {
   cancel_locked(m);
   while (m->src.finished < m->src.n)
     pp__cond_wait(pool->done_cond, pool->lock);
-  last = map_leave_locked(m);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
-  free(m->src.retry);
-  free(m->done);
+  map_leave_unlock(m);
   free(m);
 }
