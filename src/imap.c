@@ -102,6 +102,7 @@ struct imap_s {
   size_t rfirst, rcount; /* at most `window` */
   int stop;              /* stop: cancel all, read no more */
   int first_status;      /* the first failed call in input order */
+  int cause_status;      /* STOP_ON_ERROR: the failure that stopped it */
   size_t first_index;
   size_t finished, failed;
 };
@@ -131,8 +132,12 @@ static int imap_done(pp__src_t *src, size_t index, pp_result_t *r) {
       im->first_status = r->status;
       im->first_index = at;
     }
-    if (im->stop_on_error)
+    if (im->stop_on_error) {
+      /* As in map.c: the failure that stops the map is its status. */
+      if (im->cause_status == 0)
+        im->cause_status = r->status;
       stop_locked(im);
+    }
   }
   if (im->unordered) {
     ready_t *e = &im->ready[(im->rfirst + im->rcount) % im->window];
@@ -616,7 +621,9 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
   }
   pp__mutex_lock(pool->lock);
   report_locked(im, 1);
-  rc = im->status != 0 ? im->status : im->first_status;
+  rc = im->status != 0       ? im->status
+       : im->cause_status != 0 ? im->cause_status
+                               : im->first_status;
   /* Another thread may have destroyed the pool while this map ran; then
    * the map's end frees it. */
   pp__pool_leave_unlock(pool);

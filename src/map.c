@@ -39,6 +39,7 @@ struct pp_map_s {
   size_t dfirst, ndone, capdone; /* done[dfirst .. ndone) */
   int stop_on_error;
   int first_status;      /* the first failure in input order */
+  int cause_status;      /* STOP_ON_ERROR: the failure that stopped it */
   size_t first_index;
   int oom;               /* the list of finished calls could not grow */
   size_t failed;         /* calls finished with a status but 0 */
@@ -69,8 +70,13 @@ static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
     m->first_status = r->status;
     m->first_index = index;
   }
-  if (r->status != 0 && m->stop_on_error)
+  if (r->status != 0 && m->stop_on_error) {
+    /* The failure that stops the map is its status: the calls it cancels
+     * may come earlier in input order, but they are its consequence. */
+    if (m->cause_status == 0)
+      m->cause_status = r->status;
     pp__src_cancel_locked(src);
+  }
   if (m->results != NULL) {
     m->results[index] = *r;
   } else {
@@ -278,7 +284,7 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   map_leave_unlock(m);
   if (m->oom)
     return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
-  return m->first_status;
+  return m->cause_status ? m->cause_status : m->first_status;
 }
 
 /* Starmap: every argument must be a tuple, checked before anything runs. */
@@ -388,7 +394,7 @@ int pp_map_wait(pp_map_t *m, int64_t timeout_ms) {
   pp__mutex_lock(pool->lock);
   ended = map_wait_locked(m, timeout_ms < 0 ? PP__NEVER
                                             : pp__deadline_ms(timeout_ms));
-  rc = m->first_status;
+  rc = m->cause_status ? m->cause_status : m->first_status;
   if (!ended)
     left = m->src.n - m->src.finished;
   pp__mutex_unlock(pool->lock);
@@ -405,7 +411,9 @@ int pp_map_status(pp_map_t *m) {
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_status: map is NULL");
   pp__mutex_lock(m->src.pool->lock);
-  rc = m->src.finished == m->src.n ? m->first_status : PP_EAGAIN;
+  rc = m->src.finished < m->src.n ? PP_EAGAIN
+       : m->cause_status     ? m->cause_status
+                             : m->first_status;
   pp__mutex_unlock(m->src.pool->lock);
   return rc;
 }
