@@ -621,7 +621,7 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
   }
   pp__mutex_lock(pool->lock);
   report_locked(im, 1);
-  rc = im->status != 0       ? im->status
+  rc = im->status != 0         ? im->status
        : im->cause_status != 0 ? im->cause_status
                                : im->first_status;
   /* Another thread may have destroyed the pool while this map ran; then
