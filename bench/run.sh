@@ -30,7 +30,7 @@ build=${BUILD_DIR:-$root/build-bench}
 python=${PYTHON:-python3}
 
 reps=3
-only="startup rtt tiny tiny_inherit c1 echo echo_zc copy copy_zc"
+only="startup rtt tiny tiny_inherit imap c1 echo echo_zc copy copy_zc"
 pass=""
 svg=""
 for a in "$@"; do
@@ -79,6 +79,10 @@ runs() {
     echo "pp $bench --figure=$1"
     echo "py $python $here/bench_mp.py --figure=$1"
     echo "raw $bench --figure=raw_$1"
+    ;;
+  imap)
+    echo "pp $bench --figure=imap"
+    echo "py $python $here/bench_mp.py --figure=imap"
     ;;
   tiny)
     echo "pp $bench --figure=tiny"
@@ -145,6 +149,7 @@ awk '
     if (before) printf " %14s", "before"
     printf "  %s\n", "unit"
     split("startup_ms startup_spawn_ms rtt_us tiny_cps tiny_inherit_cps " \
+          "imap_cps " \
           "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps copy_gbps " \
           "copy_zc_gbps", keys, " ")
     for (i = 1; i in keys; i++) {
@@ -165,6 +170,10 @@ awk '
            m("pp", "tiny_cps"), m("raw", "raw_batch_cps"), "", "")
     target("output tagging: tagged / untagged calls/s", m("pp", "tiny_cps"),
            m("pp", "tiny_inherit_cps"), ">=", 0.9)
+    target("streaming imap calls/s: procpool / python", m("pp", "imap_cps"),
+           m("py", "imap_cps"), ">=", 2)
+    target("streaming imap / array map calls/s", m("pp", "imap_cps"),
+           m("pp", "tiny_cps"), ">=", 0.5)
     target("chunksize 1 calls/s: procpool / python", m("pp", "c1_cps"),
            m("py", "c1_cps"), ">=", 5)
     target("round trip: procpool / raw", m("pp", "rtt_us"),

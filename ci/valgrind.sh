@@ -23,6 +23,8 @@ for t in "$build"/tests/test_*; do
     echo "valgrind $name: ok ($(( $(date +%s) - start ))s, $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$log" | tail -1), $(grep -o 'definitely lost: [0-9,]* bytes' "$log" | tail -1 || echo 'no leaks'))"
   else
     echo "valgrind $name: FAILED"
+    # A failed assertion (a timing that valgrind stretched) says so itself.
+    grep -E '^\[  (ERROR|FAILED) |^\[   LINE' "$log" | head -20 || true
     grep -E '==[0-9]+==' "$log" | head -60
     status=1
   fi

@@ -766,8 +766,10 @@ PP_EXTERN void pp_future_free(pp_future_t *future);
 /** Map flags. */
 enum {
   /** Stop at the first failing call: pending calls end PP_ECANCELED without
-   * running, running ones are cancelled.  Without it every call runs and
-   * reports its own status. */
+   * running, running ones are cancelled.  The map then returns the status
+   * of the failure that stopped it, even where a call it cancelled comes
+   * earlier in input order.  Without it every call runs and reports its
+   * own status. */
   PP_MAP_STOP_ON_ERROR = 1u << 0,
   /** Show a progress bar on stderr while the map runs: pp_progress_bar()
    * with a zeroed pp_progress_bar_t, unless `progress` is set.  The
@@ -870,7 +872,7 @@ typedef struct pp_map_options_s {
   int64_t progress_interval_ms;
   /** pp_pool_imap() only: the most arguments held at once, read from the
    * producer and not yet handed over as results (the bound on its
-   * memory); 0 = 64 per worker, at least 1024. */
+   * memory); 0 = 256 per worker, at least 4096. */
   size_t max_in_flight;
 } pp_map_options_t;
 

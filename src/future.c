@@ -313,20 +313,28 @@ int pp_future_status(pp_future_t *f) {
 
 /* The position that ends a wait for `mode` over fs[0..n), n + 1 if it
  * must go on, or n when all finished and none failed (the modes that wait
- * for all).  pool->lock held. */
-static size_t wait_many_check_locked(pp_future_t *const *fs, size_t n,
-                                     pp_wait_mode_t mode) {
+ * for all).  With `lock_each` each future is read under its own pool's
+ * lock (futures of several pools); without, the one pool's lock is held. */
+static size_t wait_check(pp_future_t *const *fs, size_t n,
+                         pp_wait_mode_t mode, int lock_each) {
   size_t i, first_done = n, first_failed = n, live = 0, done = 0;
+  int is_done, status;
   for (i = 0; i < n; i++) {
     if (fs[i] == NULL)
       continue;
     live++;
-    if (!fs[i]->done)
+    if (lock_each)
+      pp__mutex_lock(fs[i]->src.pool->lock);
+    is_done = fs[i]->done;
+    status = fs[i]->res.status;
+    if (lock_each)
+      pp__mutex_unlock(fs[i]->src.pool->lock);
+    if (!is_done)
       continue;
     done++;
     if (first_done == n)
       first_done = i;
-    if (fs[i]->res.status != 0 && first_failed == n)
+    if (status != 0 && first_failed == n)
       first_failed = i;
   }
   if (mode == PP_WAIT_FIRST_COMPLETED)
@@ -359,32 +367,6 @@ static void multi_fire(watch_t *w, pp_future_t *f) {
   mt->fired = 1;
   pp__cond_signal(mt->c);
   pp__mutex_unlock(mt->m);
-}
-
-/* wait_many_check_locked over futures of several pools: each future's
- * state is read under its own pool's lock. */
-static size_t multi_check(pp_future_t *const *fs, size_t n,
-                          pp_wait_mode_t mode) {
-  size_t i, first_done = n, first_failed = n, live = 0, done = 0;
-  for (i = 0; i < n; i++) {
-    if (fs[i] == NULL)
-      continue;
-    live++;
-    pp__mutex_lock(fs[i]->src.pool->lock);
-    if (fs[i]->done) {
-      done++;
-      if (first_done == n)
-        first_done = i;
-      if (fs[i]->res.status != 0 && first_failed == n)
-        first_failed = i;
-    }
-    pp__mutex_unlock(fs[i]->src.pool->lock);
-  }
-  if (mode == PP_WAIT_FIRST_COMPLETED)
-    return first_done < n ? first_done : n + 1;
-  if (mode == PP_WAIT_FIRST_FAILED && first_failed < n)
-    return first_failed;
-  return done == live ? first_failed : n + 1;
 }
 
 /* pp_future_wait_many() when the futures belong to several pools: a
@@ -420,7 +402,7 @@ static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
     pp__mutex_unlock(fs[i]->src.pool->lock);
   }
   /* A call that finishes between a look and the wait has set `fired`. */
-  while ((*at = multi_check(fs, n, mode)) == n + 1) {
+  while ((*at = wait_check(fs, n, mode, 1)) == n + 1) {
     pp__mutex_lock(mt.m);
     while (!mt.fired && rc == 0) {
       if (end == PP__NEVER)
@@ -434,7 +416,7 @@ static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
     pp__mutex_unlock(mt.m);
     if (rc != 0) {
       /* One last look: the time is up, but a call may just have ended. */
-      if ((*at = multi_check(fs, n, mode)) != n + 1)
+      if ((*at = wait_check(fs, n, mode, 1)) != n + 1)
         rc = 0;
       else
         pp__err_set(err, rc, "pp_future_wait_many: not done in %lld ms",
@@ -493,7 +475,7 @@ int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
   /* One pool: its done_cond, which every finished call wakes. */
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   pp__mutex_lock(pool->lock);
-  while ((at = wait_many_check_locked(fs, n, mode)) == n + 1) {
+  while ((at = wait_check(fs, n, mode, 0)) == n + 1) {
     if (end == PP__NEVER) {
       pp__cond_wait(pool->done_cond, pool->lock);
       continue;

@@ -49,16 +49,16 @@ typedef struct batch_s {
   pp__src_t src; /* first: imap_done casts; pool->lock, as source.c says */
   imap_t *im;
   /* The calling thread's. */
-  pp_buf_t *args;           /* cap arguments */
-  block_t *blocks, *cur;    /* their bytes; cur: the block being filled */
-  size_t base;              /* the map's index of its call 0 */
-  size_t filled;            /* arguments read into it */
-  int closed;               /* it takes no more arguments */
+  pp_buf_t *args;        /* cap arguments */
+  block_t *blocks, *cur; /* their bytes; cur: the block being filled */
+  size_t base;           /* the map's index of its call 0 */
+  size_t filled;         /* arguments read into it */
+  int closed;            /* it takes no more arguments */
   /* pool->lock. */
-  int in_use;               /* opened, not yet all handed over */
-  size_t delivered;         /* results handed over */
-  pp_result_t *results;     /* input order: the outcomes, */
-  unsigned char *fin;       /* and which of them are there */
+  int in_use;           /* opened, not yet all handed over */
+  size_t delivered;     /* results handed over */
+  pp_result_t *results; /* input order: the outcomes, */
+  unsigned char *fin;   /* and which of them are there */
 } batch_t;
 
 /* A finished call waiting to be handed over (PP_MAP_UNORDERED). */
@@ -77,7 +77,7 @@ struct imap_s {
   pp_result_cb cb;
   void *cb_data;
   int64_t timeout_ms;
-  size_t chunk;  /* the options' chunksize, or the start of auto_chunk's */
+  size_t chunk;   /* the options' chunksize; 1 with auto_chunk */
   int auto_chunk; /* chunk follows each batch's size */
   size_t workers;
   size_t cap;    /* calls per batch */
@@ -86,22 +86,23 @@ struct imap_s {
   int stop_on_error;
   batch_t b[PP__IMAP_BATCHES];
   /* The calling thread's. */
-  batch_t *open;          /* the batch being read into, or NULL */
-  size_t order;           /* input order: the batch to open next */
-  size_t head;            /* input order: the batch to hand over from */
-  size_t read;            /* arguments read */
-  size_t handed;          /* results handed over */
-  int ended;              /* no more reading: input ended, failed, or the
-                             map stopped */
-  int status;             /* why the map ended early, or 0 */
-  char why[384];          /* and in words */
-  int64_t published_at;   /* when the last arguments were counted */
+  batch_t *open;        /* the batch being read into, or NULL */
+  size_t order;         /* input order: the batch to open next */
+  size_t head;          /* input order: the batch to hand over from */
+  size_t read;          /* arguments read */
+  size_t handed;        /* results handed over */
+  int ended;            /* no more reading: input ended, failed, or the
+                           map stopped */
+  int status;           /* why the map ended early, or 0 */
+  char why[384];        /* and in words */
+  int64_t published_at; /* when the last arguments were counted */
   pp__reporter_t rep;
   /* pool->lock. */
-  ready_t *ready;         /* unordered: ready[rfirst ..] circular, */
-  size_t rfirst, rcount;  /* at most `window` */
-  int stop;               /* stop: cancel all, read no more */
-  int first_status;       /* the first failed call in input order */
+  ready_t *ready;        /* unordered: ready[rfirst ..] circular, */
+  size_t rfirst, rcount; /* at most `window` */
+  int stop;              /* stop: cancel all, read no more */
+  int first_status;      /* the first failed call in input order */
+  int cause_status;      /* STOP_ON_ERROR: the failure that stopped it */
   size_t first_index;
   size_t finished, failed;
 };
@@ -131,8 +132,12 @@ static int imap_done(pp__src_t *src, size_t index, pp_result_t *r) {
       im->first_status = r->status;
       im->first_index = at;
     }
-    if (im->stop_on_error)
+    if (im->stop_on_error) {
+      /* As in map.c: the failure that stops the map is its status. */
+      if (im->cause_status == 0)
+        im->cause_status = r->status;
       stop_locked(im);
+    }
   }
   if (im->unordered) {
     ready_t *e = &im->ready[(im->rfirst + im->rcount) % im->window];
@@ -244,6 +249,10 @@ static void publish(imap_t *im) {
     return;
   im->published_at = pp__now_us();
   pp__mutex_lock(im->pool->lock);
+  if (im->stop)
+    /* Stopped (a failure, the callback's word): read no more.  What was
+     * read is still counted; its calls end cancelled (source.c). */
+    im->ended = 1;
   from = b->src.n;
   if (b->filled == from) {
     pp__mutex_unlock(im->pool->lock);
@@ -270,8 +279,9 @@ static void publish(imap_t *im) {
   }
   pp__mutex_unlock(im->pool->lock);
   if (rc != 0) {
-    end_reading(im, rc, "the pool was destroyed while the map read its "
-                        "input");
+    end_reading(im, rc,
+                "the pool was destroyed while the map read its "
+                "input");
     return;
   }
   if (im->pool->inline_mode)
@@ -300,26 +310,28 @@ static int read_some(imap_t *im) {
   batch_t *b;
 
   while (!im->ended) {
-    pp__mutex_lock(im->pool->lock);
-    if (im->stop) {
+    if (im->read - im->handed >= im->window)
+      break;
+    if (im->open == NULL) {
+      /* The lock is taken per batch and per publish, not per argument:
+       * a stop is seen at the next publish, within a chunk. */
+      pp__mutex_lock(im->pool->lock);
+      rc = im->stop ? 0 : open_batch_locked(im);
+      if (im->stop)
+        im->ended = 1;
       pp__mutex_unlock(im->pool->lock);
-      im->ended = 1;
-      break;
-    }
-    rc = 0;
-    if (im->open == NULL && im->read - im->handed < im->window)
-      rc = open_batch_locked(im);
-    pp__mutex_unlock(im->pool->lock);
-    if (rc != 0) {
-      end_reading(im, rc, "the pool was destroyed while the map read its "
-                          "input");
-      break;
+      if (rc != 0)
+        end_reading(im, rc,
+                    "the pool was destroyed while the map read its "
+                    "input");
+      if (im->ended || im->open == NULL)
+        break;
     }
     b = im->open;
-    if (b == NULL || im->read - im->handed >= im->window)
-      break;
-    memset(&next, 0, sizeof(next));
     next.index = im->read;
+    next.arg.data = NULL;
+    next.arg.len = 0;
+    next.message[0] = '\0';
     rc = im->producer(im->producer_data, &next);
     next.message[sizeof(next.message) - 1] = '\0';
     if (rc == 0) {
@@ -528,9 +540,12 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
   if (o != NULL && (o->flags & ~known))
     return pp__fail(PP_EINVAL, "pp_pool_imap: unknown flags 0x%x", o->flags);
   workers = (size_t)pp__pool_width(pool);
-  window = o != NULL && o->max_in_flight ? o->max_in_flight : 64 * workers;
-  if (!(o != NULL && o->max_in_flight) && window < 1024)
-    window = 1024;
+  /* By default a window that keeps tiny calls near the array map's rate
+   * (a quarter of it per batch, in chunks of a sixteenth per worker),
+   * which costs a few hundred KiB for small arguments. */
+  window = o != NULL && o->max_in_flight ? o->max_in_flight : 256 * workers;
+  if (!(o != NULL && o->max_in_flight) && window < 4096)
+    window = 4096;
   if (window > SIZE_MAX / 2 / sizeof(ready_t))
     return pp__fail(PP_EINVAL, "pp_pool_imap: max_in_flight %zu is too large",
                     window);
@@ -547,8 +562,9 @@ static int imap_setup(imap_t *im, pp_pool_t *pool, const char *task,
   im->auto_chunk = !(o && o->chunksize);
   im->chunk = o && o->chunksize ? o->chunksize : 1;
   if (imap_alloc(im) != 0)
-    return pp__fail(PP_ENOMEM, "pp_pool_imap: out of memory for a window of "
-                               "%zu calls",
+    return pp__fail(PP_ENOMEM,
+                    "pp_pool_imap: out of memory for a window of "
+                    "%zu calls",
                     im->window);
   pp__reporter_init(&im->rep, o);
   return 0;
@@ -558,7 +574,7 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
                  void *producer_data, pp_result_cb cb, void *cb_data,
                  const pp_map_options_t *options) {
   imap_t *im;
-  int rc, last;
+  int rc;
 
   if (pool == NULL || task == NULL || producer == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_imap: pool, task, producer and cb "
@@ -589,6 +605,10 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
     pp__mutex_lock(pool->lock);
     moved |= deliver_locked(im);
     report_locked(im, 0);
+    if (im->stop)
+      /* Stopped by the callback, a progress report or a failure: the
+       * producer is not called again. */
+      im->ended = 1;
     if (!moved && !can_read(im) && !deliverable_locked(im) &&
         (!im->ended || im->handed < im->read)) {
       if (im->rep.cb == NULL)
@@ -601,14 +621,12 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
   }
   pp__mutex_lock(pool->lock);
   report_locked(im, 1);
-  rc = im->status != 0 ? im->status : im->first_status;
+  rc = im->status != 0         ? im->status
+       : im->cause_status != 0 ? im->cause_status
+                               : im->first_status;
   /* Another thread may have destroyed the pool while this map ran; then
    * the map's end frees it. */
-  pool->live_futures--;
-  last = pp__pool_unused_locked(pool);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
+  pp__pool_leave_unlock(pool);
   if (im->status != 0)
     rc = pp__fail(im->status, "pp_pool_imap: %s", im->why);
 

@@ -120,6 +120,7 @@ typedef struct pp__reporter_s {
   void *data;
   int64_t every_us;
   int64_t next;          /* when the next report is due */
+  int64_t due_at;        /* when the report being made fell due */
   int64_t started;
   pp_progress_bar_t bar; /* PP_MAP_PROGRESS_BAR's */
 } pp__reporter_t;
@@ -130,8 +131,8 @@ void pp__reporter_init(pp__reporter_t *r, const pp_map_options_t *o);
 /* Returns 1 if a report is to be made now (one is due, or `final`, and
  * there is a callback), and then schedules the next one. */
 int pp__reporter_due(pp__reporter_t *r, int final);
-/* Makes the report; returns the callback's word (non-zero: stop).  No
- * lock of the pool may be held. */
+/* Makes the report pp__reporter_due() allowed; returns the callback's
+ * word (non-zero: stop).  No lock of the pool may be held. */
 int pp__reporter_call(pp__reporter_t *r, size_t done, size_t failed,
                       size_t total, int final);
 
@@ -655,6 +656,10 @@ struct pp_pool_s {
  * the caller must call pp__pool_free() once it has let go of the lock;
  * pool->lock is held. */
 int pp__pool_unused_locked(pp_pool_t *pool);
+/* A map or future that held the pool (live_futures) lets go of it and
+ * releases pool->lock, which it holds; if the pool was destroyed meanwhile
+ * and this was its last user, the pool is freed. */
+void pp__pool_leave_unlock(pp_pool_t *pool);
 /* Frees what is left of a destroyed pool; lock NOT held. */
 void pp__pool_free(pp_pool_t *pool);
 /* Pools allocated and not yet freed in this process (for leak tests). */

@@ -12,7 +12,7 @@
  *
  * Every map goes through the same three steps: map_start() checks and
  * queues it, map_wait_locked() waits for it (and makes its progress
- * reports), map_leave_locked() lets go of the pool.  A blocking map runs
+ * reports), map_leave_unlock() lets go of the pool.  A blocking map runs
  * them in a row on a map_t on its stack, so it allocates nothing; an
  * async map allocates its map_t once and runs the steps from
  * pp_pool_map_async(), pp_map_wait() and pp_map_free().
@@ -39,6 +39,7 @@ struct pp_map_s {
   size_t dfirst, ndone, capdone; /* done[dfirst .. ndone) */
   int stop_on_error;
   int first_status;      /* the first failure in input order */
+  int cause_status;      /* STOP_ON_ERROR: the failure that stopped it */
   size_t first_index;
   int oom;               /* the list of finished calls could not grow */
   size_t failed;         /* calls finished with a status but 0 */
@@ -69,8 +70,13 @@ static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
     m->first_status = r->status;
     m->first_index = index;
   }
-  if (r->status != 0 && m->stop_on_error)
+  if (r->status != 0 && m->stop_on_error) {
+    /* The failure that stops the map is its status: the calls it cancels
+     * may come earlier in input order, but they are its consequence. */
+    if (m->cause_status == 0)
+      m->cause_status = r->status;
     pp__src_cancel_locked(src);
+  }
   if (m->results != NULL) {
     m->results[index] = *r;
   } else {
@@ -186,13 +192,13 @@ static void run_inline(map_t *m) {
 
 /* Queues a checked map of task `t` (in inline mode: runs it).  Returns 0
  * with the map holding the pool, as a future does, until
- * map_leave_locked(); or PP_ECLOSED, raised, with nothing queued and the
+ * map_leave_unlock(); or PP_ECLOSED, raised, with nothing queued and the
  * pool let go. */
 static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
                      const pp_buf_t *args, size_t n,
                      const pp_map_options_t *o) {
   int64_t timeout;
-  int rc, last;
+  int rc;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   timeout = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
   pp__src_init(&m->src, pool, t, args, n, timeout,
@@ -205,11 +211,7 @@ static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
   rc = pp__src_queue_locked(&m->src);
   if (rc != 0) {
     /* A destroy that raced with this map may leave the pool to us. */
-    pool->live_futures--;
-    last = pp__pool_unused_locked(pool);
-    pp__mutex_unlock(pool->lock);
-    if (last)
-      pp__pool_free(pool);
+    pp__pool_leave_unlock(pool);
     return pp__fail(rc, "map: the pool is being destroyed");
   }
   if (!pool->inline_mode)
@@ -257,18 +259,19 @@ static int map_wait_locked(map_t *m, int64_t end) {
   return 1;
 }
 
-/* The map lets go of its pool; pool->lock held.  Returns 1 if the pool was
- * destroyed meanwhile and this was its last user: the caller frees it with
- * pp__pool_free() once it has let go of the lock. */
-static int map_leave_locked(map_t *m) {
-  m->src.pool->live_futures--;
-  return pp__pool_unused_locked(m->src.pool);
+/* The map lets go of its pool and of what it allocated (not the map
+ * itself); pool->lock held, released on return.  The pool may be freed
+ * here, if it was destroyed meanwhile and this map was its last user. */
+static void map_leave_unlock(map_t *m) {
+  pp__pool_leave_unlock(m->src.pool);
+  free(m->src.retry);
+  free(m->done);
 }
 
 static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
                    size_t n, map_t *m, const pp_map_options_t *o) {
   const pp_task_t *t;
-  int rc, last;
+  int rc;
 
   rc = map_check(pool, task, args, n, o, &t);
   if (rc != 0 || n == 0)
@@ -278,15 +281,10 @@ static int run_map(pp_pool_t *pool, const char *task, const pp_buf_t *args,
     return rc;
   pp__mutex_lock(pool->lock);
   map_wait_locked(m, PP__NEVER);
-  last = map_leave_locked(m);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
-  free(m->src.retry);
-  free(m->done);
+  map_leave_unlock(m);
   if (m->oom)
     return pp__fail(PP_ENOMEM, "map: out of memory for finished calls");
-  return m->first_status;
+  return m->cause_status ? m->cause_status : m->first_status;
 }
 
 /* Starmap: every argument must be a tuple, checked before anything runs. */
@@ -396,7 +394,7 @@ int pp_map_wait(pp_map_t *m, int64_t timeout_ms) {
   pp__mutex_lock(pool->lock);
   ended = map_wait_locked(m, timeout_ms < 0 ? PP__NEVER
                                             : pp__deadline_ms(timeout_ms));
-  rc = m->first_status;
+  rc = m->cause_status ? m->cause_status : m->first_status;
   if (!ended)
     left = m->src.n - m->src.finished;
   pp__mutex_unlock(pool->lock);
@@ -413,7 +411,9 @@ int pp_map_status(pp_map_t *m) {
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_status: map is NULL");
   pp__mutex_lock(m->src.pool->lock);
-  rc = m->src.finished == m->src.n ? m->first_status : PP_EAGAIN;
+  rc = m->src.finished < m->src.n ? PP_EAGAIN
+       : m->cause_status     ? m->cause_status
+                             : m->first_status;
   pp__mutex_unlock(m->src.pool->lock);
   return rc;
 }
@@ -451,7 +451,6 @@ int pp_map_cancel(pp_map_t *m) {
 
 void pp_map_free(pp_map_t *m) {
   pp_pool_t *pool;
-  int last;
   if (m == NULL)
     return;
   pool = m->src.pool;
@@ -463,11 +462,6 @@ void pp_map_free(pp_map_t *m) {
   cancel_locked(m);
   while (m->src.finished < m->src.n)
     pp__cond_wait(pool->done_cond, pool->lock);
-  last = map_leave_locked(m);
-  pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
-  free(m->src.retry);
-  free(m->done);
+  map_leave_unlock(m);
   free(m);
 }

@@ -181,6 +181,15 @@ int pp__pool_unused_locked(pp_pool_t *pool) {
   return pool->destroyed && pool->live_futures == 0;
 }
 
+void pp__pool_leave_unlock(pp_pool_t *pool) {
+  int last;
+  pool->live_futures--;
+  last = pp__pool_unused_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  if (last)
+    pp__pool_free(pool);
+}
+
 int pp__pool_count(void) {
   return (int)apr_atomic_read32(&pools_alive);
 }

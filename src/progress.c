@@ -168,6 +168,9 @@ int pp__reporter_due(pp__reporter_t *r, int final) {
   now = pp__now_us();
   if (!final && now < r->next)
     return 0;
+  /* The report says this moment, from which the next one is counted, so
+   * that two reports are never closer than the interval. */
+  r->due_at = now;
   r->next = now + r->every_us;
   return 1;
 }
@@ -178,7 +181,7 @@ int pp__reporter_call(pp__reporter_t *r, size_t done, size_t failed,
   p.done = done;
   p.failed = failed;
   p.total = total;
-  p.elapsed_ms = (pp__now_us() - r->started) / 1000;
+  p.elapsed_ms = (r->due_at - r->started) / 1000;
   p.final = final;
   return r->cb(r->data, &p);
 }

@@ -36,8 +36,8 @@ typedef struct feed_s {
   unsigned char *seen; /* each index once (NULL: not tracked) */
   size_t twice;        /* indexes seen twice */
   size_t ok, failed, cancelled, died;
-  size_t wrong;        /* successes with a wrong value */
-  uint64_t sum;        /* of the squares, mod 2^64 */
+  size_t wrong; /* successes with a wrong value */
+  uint64_t sum; /* of the squares, mod 2^64 */
 } feed_t;
 
 static void feed_init(feed_t *f, size_t n) {
@@ -328,16 +328,15 @@ static void test_imap_bad_input_is_refused(void **state) {
   /* A producer that breaks its contract stops the map cleanly: the calls
    * read before still run ("length" of an empty argument). */
   feed_init(&f, 0);
-  assert_int_equal(pp_pool_imap(pool, "length", produce_bad, NULL, take, &f,
-                                NULL),
-                   PP_EINVAL);
+  assert_int_equal(
+      pp_pool_imap(pool, "length", produce_bad, NULL, take, &f, NULL),
+      PP_EINVAL);
   assert_non_null(strstr(pp_last_error(), "argument 5"));
   assert_int_equal(f.handed, 5);
   feed_free(&f);
 
   feed_init(&f, 0);
-  PP_TEST_OK(
-      pp_pool_imap(pool, "square", produce_none, NULL, take, &f, NULL));
+  PP_TEST_OK(pp_pool_imap(pool, "square", produce_none, NULL, take, &f, NULL));
   assert_int_equal(f.handed, 0);
   feed_free(&f);
 }
@@ -422,8 +421,7 @@ static void test_imap_pool_destroyed_while_reading(void **state) {
   mo.max_in_flight = 64;
   d.pool = pp_test_make_pool(2, 0, 0, NULL);
   feed_init(&d.f, 5000);
-  rc = pp_pool_imap(d.pool, "square", produce_and_destroy, &d, take, &d.f,
-                    &mo);
+  rc = pp_pool_imap(d.pool, "square", produce_and_destroy, &d, take, &d.f, &mo);
   assert_int_equal(rc, PP_ECLOSED);
   assert_non_null(strstr(pp_last_error(), "destroyed"));
   assert_int_equal(d.destroy_rc, 0);
@@ -461,8 +459,8 @@ static int take_and_watch(void *data, size_t index, pp_result_t *r) {
       b->rss_first = rss;
     if (rss > b->rss_max)
       b->rss_max = rss;
-    printf("imap: %10zu results, parent resident memory %7.1f MiB\n",
-           index + 1, (double)rss / 1048576.0);
+    printf("imap: %10zu results, parent resident memory %7.1f MiB\n", index + 1,
+           (double)rss / 1048576.0);
     fflush(stdout);
   }
   return rc;
@@ -482,8 +480,8 @@ static void test_imap_ten_million_arguments_in_flat_memory(void **state) {
   printf("imap: %zu arguments, parent resident memory at the start %.1f "
          "MiB\n",
          n, (double)start / 1048576.0);
-  PP_TEST_OK(pp_pool_imap(pool, "square", produce, &b.f, take_and_watch, &b,
-                          NULL));
+  PP_TEST_OK(
+      pp_pool_imap(pool, "square", produce, &b.f, take_and_watch, &b, NULL));
   assert_int_equal(b.f.handed, n);
   assert_int_equal(b.f.ok, n);
   assert_int_equal(b.f.twice, 0);
@@ -492,8 +490,7 @@ static void test_imap_ten_million_arguments_in_flat_memory(void **state) {
   printf("imap: growth from the first tenth to the end %.1f MiB (an array "
          "map would hold about %.0f MiB of arguments and results)\n",
          (double)(b.rss_max - b.rss_first) / 1048576.0,
-         (double)n * (sizeof(pp_buf_t) + sizeof(pp_result_t) + 24) /
-             1048576.0);
+         (double)n * (sizeof(pp_buf_t) + sizeof(pp_result_t) + 24) / 1048576.0);
 #if !defined(__SANITIZE_ADDRESS__)
   /* The bound is loose for the allocator's sake; an array map would grow
    * by hundreds of MiB here.  A sanitizer's quarantine grows on its own. */

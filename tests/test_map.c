@@ -154,6 +154,29 @@ static void test_map_stop_on_error_cancels_the_rest(void **state) {
   pp_test_free_bufs(args, N);
 }
 
+/* The failure that stops a map is what it returns, though the call it
+ * cancelled comes first in input order. */
+static void test_map_stop_on_error_returns_its_cause(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 6 };
+  pp_buf_t args[N];
+  pp_result_t res[N];
+  pp_map_options_t mo;
+  size_t i;
+  args[0] = pack_act("sleep", 30000);
+  for (i = 1; i < N - 1; i++)
+    args[i] = pack_act("square", (int64_t)i);
+  args[N - 1] = pack_act("fail", N - 1);
+  memset(&mo, 0, sizeof(mo));
+  mo.flags = PP_MAP_STOP_ON_ERROR;
+  mo.chunksize = 1;
+  assert_int_equal(pp_pool_starmap(pool, "act", args, N, res, &mo), PP_ETASK);
+  assert_int_equal(res[0].status, PP_ECANCELED);
+  assert_int_equal(res[N - 1].status, PP_ETASK);
+  pp_results_free(res, N);
+  pp_test_free_bufs(args, N);
+}
+
 static void test_map_run_all_reports_each_status(void **state) {
   pp_pool_t *pool = *state;
   enum { N = 100 };
@@ -392,6 +415,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_map_unknown_task_is_enotask),
       PP_TEST_POOL_TEST(test_map_empty_map_is_ok),
       PP_TEST_POOL_TEST(test_map_stop_on_error_cancels_the_rest),
+      PP_TEST_POOL_TEST(test_map_stop_on_error_returns_its_cause),
       PP_TEST_POOL_TEST(test_map_run_all_reports_each_status),
       PP_TEST_POOL_TEST(test_map_unordered_delivers_each_index_once),
       PP_TEST_POOL_TEST(test_map_unordered_callback_can_stop),

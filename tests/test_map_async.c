@@ -367,9 +367,11 @@ typedef struct destroyer_s {
 
 static void *APR_THREAD_FUNC destroyer(apr_thread_t *t, void *data) {
   destroyer_t *d = data;
-  (void)t;
   pp_test_sleep_ms(50);
   d->rc = pp_pool_destroy(d->pool, d->mode);
+  /* Ended with apr_thread_exit(): on Windows, APR's join of a thread that
+   * only returned says APR_INCOMPLETE. */
+  apr_thread_exit(t, APR_SUCCESS);
   return NULL;
 }
 
@@ -475,8 +477,8 @@ typedef struct waiter_s {
 
 static void *APR_THREAD_FUNC waiter(apr_thread_t *t, void *data) {
   waiter_t *w = data;
-  (void)t;
   w->rc = pp_map_wait(w->map, -1);
+  apr_thread_exit(t, APR_SUCCESS);
   return NULL;
 }
 
