@@ -83,6 +83,11 @@ int pp_test_handle_list(uint64_t *vals, size_t cap);
  * exist or the system cannot tell (only Linux can). */
 int64_t pp_test_pid_parent(int64_t pid);
 
+/* Linux: the fields of /proc/<pid>/stat after the command name, starting
+ * with the state letter, read into buf[cap]; NULL elsewhere or if the
+ * process is gone. */
+const char *pp_test_proc_stat(int64_t pid, char *buf, size_t cap);
+
 /* Returns how many bytes process `pid` has read so far (Linux: rchar of
  * /proc/<pid>/io, Windows: GetProcessIoCounters), or -1 if unknown. */
 int64_t pp_test_read_bytes(int64_t pid);

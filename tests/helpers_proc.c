@@ -184,23 +184,36 @@ int pp_test_handle_list(uint64_t *vals, size_t cap) {
 
 /* ---- processes ---- */
 
-int64_t pp_test_pid_parent(int64_t pid) {
+const char *pp_test_proc_stat(int64_t pid, char *buf, size_t cap) {
 #if defined(__linux__)
-  char path[64], buf[512], *p;
-  long long ppid;
+  char path[64], *p;
   FILE *f;
   size_t n;
   snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
   f = fopen(path, "r");
   if (f == NULL)
-    return -1;
-  n = fread(buf, 1, sizeof(buf) - 1, f);
+    return NULL;
+  n = fread(buf, 1, cap - 1, f);
   fclose(f);
   buf[n] = '\0';
   /* "pid (comm) state ppid ...": the command name may hold spaces and
    * parentheses, so the fields are counted from the last ')'. */
   p = strrchr(buf, ')');
-  if (p == NULL || sscanf(p + 1, " %*c %lld", &ppid) != 1)
+  return p != NULL && p[1] == ' ' ? p + 2 : NULL;
+#else
+  (void)pid;
+  (void)buf;
+  (void)cap;
+  return NULL;
+#endif
+}
+
+int64_t pp_test_pid_parent(int64_t pid) {
+#if defined(__linux__)
+  char buf[512];
+  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
+  long long ppid;
+  if (p == NULL || sscanf(p, "%*c %lld", &ppid) != 1)
     return -1;
   return (int64_t)ppid;
 #else

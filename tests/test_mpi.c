@@ -380,21 +380,12 @@ static void test_mpi_task_output_reaches_rank0(void **state) {
 /* CPU time (user + system) of a process so far, in seconds; -1 if /proc
  * cannot tell. */
 static double cpu_seconds(int64_t pid) {
-  char path[64], buf[1024], *p;
+  char buf[1024];
+  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
   unsigned long ut = 0, st = 0;
-  FILE *f;
-  size_t n;
-  snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-  f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* After the command's ")": state, then fields 4..13, then utime, stime. */
-  p = strrchr(buf, ')');
+  /* State, then fields 4..13, then utime and stime. */
   if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
              &st) != 2)
     return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
