@@ -343,6 +343,10 @@ typedef struct pp_log_record_s {
                                 PP_LOG_LINE_MAX and goes on in the next
                                 record of the same worker and source; 0 on
                                 a line's last piece */
+  int rank;                /**< the MPI rank the line came from: a
+                                serving rank of an MPI pool (1, 2, ...);
+                                0 for rank 0's own lines and in a local
+                                pool */
 } pp_log_record_t;
 
 /**

@@ -41,7 +41,7 @@ static void core_broadcast(pp_pool_t *pool) {
 static const pp__core_t core = {
     PP__ENGINE_ABI,           core_lock,           core_unlock,
     core_broadcast,           pp__src_take_locked, pp__src_finish_locked,
-    pp__src_give_back_locked, pp__log_text,        pp__tasks_default,
+    pp__src_give_back_locked, pp__log_text_from,        pp__tasks_default,
 };
 
 const pp__core_t *pp__engine_register(const pp__engine_t *engine) {

@@ -17,7 +17,7 @@
  * backend (src/mpi/, library procpool_mpi) is one.  An engine may live in
  * another shared library, where the core's hidden functions cannot be
  * called: hence the tables, whose layout is checked by PP__ENGINE_ABI. */
-#define PP__ENGINE_ABI 1
+#define PP__ENGINE_ABI 2
 
 /* What an engine's start says when the pool is to be a local one after
  * all (not launched by mpirun, say); err holds the reason, which the pool
@@ -61,7 +61,7 @@ typedef struct pp__core_s {
                        int term_signal);
   int (*give_back_locked)(pp__src_t *src, size_t index);
   /* Delivers text (lines) to the pool's log callback; no lock held. */
-  void (*log)(pp_pool_t *pool, int worker, uint64_t call_id,
+  void (*log)(pp_pool_t *pool, int rank, int worker, uint64_t call_id,
               pp_log_source_t source, int level, const char *text, size_t len);
   /* The process' default task table (pp_worker_main's). */
   const pp_task_t *(*default_tasks)(void);

@@ -271,6 +271,10 @@ void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec);
 void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
                   pp_log_source_t source, int level, const char *text,
                   size_t len);
+/* pp__log_text for a line that came from MPI rank `rank` (engines). */
+void pp__log_text_from(pp_pool_t *pool, int rank, int worker,
+                       uint64_t call_id, pp_log_source_t source, int level,
+                       const char *text, size_t len);
 /* Feeds output bytes of `worker` (written during call `id`) into `*lines`
  * (created on first use) and delivers the lines they complete.  Returns 0
  * or PP_ENOMEM. */

@@ -37,6 +37,12 @@ void pp__log_deliver(pp_pool_t *pool, const pp_log_record_t *rec) {
 void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
                   pp_log_source_t source, int level, const char *text,
                   size_t len) {
+  pp__log_text_from(pool, 0, worker, call_id, source, level, text, len);
+}
+
+void pp__log_text_from(pp_pool_t *pool, int rank, int worker,
+                       uint64_t call_id, pp_log_source_t source, int level,
+                       const char *text, size_t len) {
   pp_log_record_t rec;
   char *copy = malloc(len + 1);
   size_t start = 0, i;
@@ -49,6 +55,7 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
   rec.source = source;
   rec.level = level;
   rec.more = 0;
+  rec.rank = rank;
   for (i = 0; i <= len; i++) {
     if (i < len && copy[i] != '\n')
       continue;
@@ -67,21 +74,24 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
 
 void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   static const char *names[] = {"out", "err", "log"};
-  char head[96];
+  char head[112], rank[16] = "";
   size_t hlen;
   char *buf;
   (void)data;
   if (rec == NULL)
     return;
   /* A piece of a longer line is marked with '+': the next record of the
-   * same worker and source goes on with it. */
+   * same worker and source goes on with it.  A line from a serving rank
+   * of an MPI pool names the rank first. */
+  if (rec->rank > 0)
+    pp__format(rank, sizeof(rank), "r%d ", rec->rank);
   if (rec->source == PP_LOG_TASK)
-    pp__format(head, sizeof(head), "[procpool w%d c%llu log%d%s] ",
+    pp__format(head, sizeof(head), "[procpool %sw%d c%llu log%d%s] ", rank,
                rec->worker, (unsigned long long)rec->call_id, rec->level,
                rec->more ? "+" : "");
   else
-    pp__format(head, sizeof(head), "[procpool w%d c%llu %s%s] ", rec->worker,
-               (unsigned long long)rec->call_id,
+    pp__format(head, sizeof(head), "[procpool %sw%d c%llu %s%s] ", rank,
+               rec->worker, (unsigned long long)rec->call_id,
                names[rec->source <= PP_LOG_TASK ? rec->source : 0],
                rec->more ? "+" : "");
   /* One fwrite per line, so lines from several pools in one process are not
@@ -107,6 +117,7 @@ static void flush_line(pp_pool_t *pool, pp__lines_t *l, int more) {
     n--;
   l->line[n] = '\0';
   rec.worker = l->worker;
+  rec.rank = 0;
   rec.call_id = l->call_id;
   rec.source = l->source;
   rec.level = 0;

@@ -172,7 +172,7 @@ void ppm_kill_rank(eng_t *E, int r, const char *why) {
   {
     char line[640];
     snprintf(line, sizeof(line), "procpool: MPI rank %d is lost: %s", r, why);
-    ppm_core->log(pool, -1, 0, PP_LOG_STDERR, 0, line, strlen(line));
+    ppm_core->log(pool, 0, -1, 0, PP_LOG_STDERR, 0, line, strlen(line));
   }
 }
 
@@ -306,7 +306,7 @@ static void handle_log(eng_t *E, int r, const unsigned char *p, size_t n) {
   memcpy(&h, p, sizeof(h));
   if (h.len > n - sizeof(h))
     return;
-  ppm_core->log(E->pool, E->ranks[r].offset + h.worker, 0,
+  ppm_core->log(E->pool, r, E->ranks[r].offset + h.worker, 0,
                 (pp_log_source_t)h.source, h.level, (const char *)p + sizeof(h),
                 h.len);
 }
