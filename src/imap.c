@@ -34,26 +34,17 @@
  * once per chunk, or after this long, so that a slow producer does not
  * keep the workers waiting for a whole chunk. */
 #define PP__IMAP_PUBLISH_US 1000
-/* Argument bytes are kept in blocks of at least this size. */
-#define PP__IMAP_BLOCK 65536
-
-typedef struct block_s {
-  struct block_s *next;
-  size_t cap, used;
-  /* Its bytes follow, aligned like the struct. */
-} block_t;
-
 typedef struct imap_s imap_t;
 
 typedef struct batch_s {
   pp__src_t src; /* first: imap_done casts; pool->lock, as source.c says */
   imap_t *im;
   /* The calling thread's. */
-  pp_buf_t *args;        /* cap arguments */
-  block_t *blocks, *cur; /* their bytes; cur: the block being filled */
-  size_t base;           /* the map's index of its call 0 */
-  size_t filled;         /* arguments read into it */
-  int closed;            /* it takes no more arguments */
+  pp_buf_t *args;    /* cap arguments */
+  pp__arena_t bytes; /* their bytes */
+  size_t base;       /* the map's index of its call 0 */
+  size_t filled;     /* arguments read into it */
+  int closed;        /* it takes no more arguments */
   /* pool->lock. */
   int in_use;           /* opened, not yet all handed over */
   size_t delivered;     /* results handed over */
@@ -152,39 +143,6 @@ static int imap_done(pp__src_t *src, size_t index, pp_result_t *r) {
   return b == &im->b[im->head] && index == b->delivered;
 }
 
-/* Returns room for `len` argument bytes in batch b, or NULL. */
-static void *batch_room(batch_t *b, size_t len) {
-  block_t *k;
-  size_t cap;
-  while (b->cur != NULL && b->cur->cap - b->cur->used < len)
-    b->cur = b->cur->next;
-  if (b->cur == NULL) {
-    cap = len > PP__IMAP_BLOCK ? len : PP__IMAP_BLOCK;
-    if (cap > SIZE_MAX - sizeof(block_t))
-      return NULL;
-    k = malloc(sizeof(block_t) + cap);
-    if (k == NULL)
-      return NULL;
-    k->cap = cap;
-    k->used = 0;
-    k->next = NULL;
-    /* Appended, so that a batch opened again reuses its blocks in
-     * order. */
-    if (b->blocks == NULL) {
-      b->blocks = k;
-    } else {
-      block_t *t = b->blocks;
-      while (t->next != NULL)
-        t = t->next;
-      t->next = k;
-    }
-    b->cur = k;
-  }
-  k = b->cur;
-  k->used += len;
-  return (char *)(k + 1) + (k->used - len);
-}
-
 /* Ends reading with a status and a reason (the first one wins). */
 static void end_reading(imap_t *im, int status, const char *fmt, ...)
     PP__PRINTF(3, 4);
@@ -204,7 +162,6 @@ static void end_reading(imap_t *im, int status, const char *fmt, ...) {
 static int open_batch_locked(imap_t *im) {
   batch_t *b = NULL;
   size_t i;
-  block_t *k;
   int rc;
   if (im->unordered) {
     for (i = 0; i < PP__IMAP_BATCHES && b == NULL; i++)
@@ -222,9 +179,7 @@ static int open_batch_locked(imap_t *im) {
   rc = pp__src_queue_locked(&b->src);
   if (rc != 0)
     return rc;
-  for (k = b->blocks; k != NULL; k = k->next)
-    k->used = 0;
-  b->cur = b->blocks;
+  pp__arena_reset(&b->bytes);
   b->base = im->read;
   b->filled = 0;
   b->closed = 0;
@@ -351,7 +306,7 @@ static int read_some(imap_t *im) {
                   im->read, rc, next.arg.data ? "its" : "NULL", next.arg.len);
       break;
     }
-    room = next.arg.len ? batch_room(b, next.arg.len) : NULL;
+    room = next.arg.len ? pp__arena_alloc(&b->bytes, next.arg.len) : NULL;
     if (next.arg.len > 0 && room == NULL) {
       end_reading(im, PP_ENOMEM,
                   "out of memory to copy argument %zu of %zu bytes", im->read,
@@ -514,11 +469,7 @@ static void imap_free(imap_t *im) {
   size_t i;
   for (i = 0; i < PP__IMAP_BATCHES; i++) {
     batch_t *b = &im->b[i];
-    while (b->blocks != NULL) {
-      block_t *k = b->blocks;
-      b->blocks = k->next;
-      free(k);
-    }
+    pp__arena_free(&b->bytes);
     free(b->args);
     free(b->results);
     free(b->fin);

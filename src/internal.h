@@ -10,6 +10,7 @@
  *   digest.c   a small digest for build ids
  *   wire.c     little-endian byte helpers
  *   tuple.c    pp_pack / pp_unpack
+ *   arena.c    bytes freed together (a streaming map's arguments)
  *   progress.c pp_progress_bar: drawing a map's progress
  *   ring.c     the memory shared with a worker: control block, rings
  *   registry.c task tables, task libraries, APR set-up
@@ -110,6 +111,27 @@
 int64_t pp__deadline_ms(int64_t ms);
 /* Returns the microseconds until `deadline`, 0 if it has passed. */
 int64_t pp__us_left(int64_t deadline);
+
+/* ---- arena.c: bytes that are freed together ---- */
+
+/* Blocks are at least this large. */
+#define PP__ARENA_BLOCK 65536
+
+typedef struct pp__arena_block_s pp__arena_block_t;
+
+/* An arena; zeroed = empty.  One thread fills it; what it gave out does
+ * not move until the next reset. */
+typedef struct pp__arena_s {
+  pp__arena_block_t *blocks; /* in the order they were made */
+  pp__arena_block_t *cur;    /* the block being filled */
+} pp__arena_t;
+
+/* Returns room for `len` bytes, or NULL when out of memory. */
+void *pp__arena_alloc(pp__arena_t *a, size_t len);
+/* Makes the whole arena free again, keeping its blocks. */
+void pp__arena_reset(pp__arena_t *a);
+/* Frees its blocks; the arena is empty again. */
+void pp__arena_free(pp__arena_t *a);
 
 /* ---- progress.c: when and what a map reports ---- */
 
