@@ -503,6 +503,11 @@ void pp__stdio_ensure(void);
  * the system cannot tell, which turns the build check off. */
 void pp__module_build_id(const void *addr, unsigned char id[PP__BUILD_ID_LEN]);
 
+/* Writes the file name this system gives the shared library `base`
+ * ("libbase.so", "libbase.dylib", "base.dll") into buf[cap], for a library
+ * loaded by name from the loader's search path. */
+void pp__shared_lib_name(const char *base, char *buf, size_t cap);
+
 /* Returns the number of CPUs this process may run on (at least 1). */
 int pp__cpu_count(void);
 

@@ -54,30 +54,19 @@ const pp__core_t *pp__engine_register(const pp__engine_t *engine) {
 /* Loads the shared MPI component and calls its registration.  Once per
  * process; failures leave no engine (the pool says so in its log). */
 static void load_component(void) {
-  static const char *const names[] = {
-#ifdef _WIN32
-      "procpool_mpi.dll",
-#elif defined(__APPLE__)
-      "libprocpool_mpi.dylib",
-#else
-      "libprocpool_mpi.so",
-#endif
-  };
+  char name[64];
   apr_dso_handle_t *dso;
   apr_dso_handle_sym_t sym;
   pp__err_t err;
-  size_t i;
   if (apr_atomic_cas32(&dso_tried, 1, 0) != 0)
     return;
   if (pp__apr_init(&err) != 0 || apr_pool_create(&dso_mem, NULL) != 0)
     return;
-  for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-    if (apr_dso_load(&dso, names[i], dso_mem) != APR_SUCCESS)
-      continue;
-    if (apr_dso_sym(&sym, dso, "pp_mpi_enable") == APR_SUCCESS)
-      ((int (*)(void))sym)();
+  pp__shared_lib_name("procpool_mpi", name, sizeof(name));
+  if (apr_dso_load(&dso, name, dso_mem) != APR_SUCCESS)
     return;
-  }
+  if (apr_dso_sym(&sym, dso, "pp_mpi_enable") == APR_SUCCESS)
+    ((int (*)(void))sym)();
 }
 
 int pp__engine_backend(const pp_pool_options_t *o) {

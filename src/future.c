@@ -85,17 +85,13 @@ static void user_cb_run(pp__cbjob_t *job) {
   user_cb_t *u = pp__queue_data(job, user_cb_t, job);
   pp_future_t *f = u->f;
   pp_pool_t *pool = f->src.pool;
-  int last;
   u->cb(u->data, f);
   free(u);
+  /* The pool outlives this: pp_pool_destroy marks it destroyed only after
+   * this thread has stopped, so the last reference cannot free it here. */
   pp__mutex_lock(pool->lock);
   unref_locked(f);
-  /* Never true here: pp_pool_destroy marks the pool destroyed only after
-   * this thread has stopped.  Kept so that the rule has one shape. */
-  last = pp__pool_unused_locked(pool);
   pp__mutex_unlock(pool->lock);
-  if (last)
-    pp__pool_free(pool);
 }
 
 /* The call finished (pool->lock held, any thread): hand it over. */

@@ -218,7 +218,7 @@ static void publish(imap_t *im) {
     /* Python's rule for a map of n calls (map.c), from what the batch
      * holds so far: a short input is spread over the workers rather than
      * handed to the first one. */
-    b->src.chunk = (b->src.n + 4 * im->workers - 1) / (4 * im->workers);
+    b->src.chunk = pp__src_auto_chunk(b->src.n, im->workers);
   if (rc != 0) {
     for (i = from; i < b->filled; i++) {
       pp_result_t r;

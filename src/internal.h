@@ -344,6 +344,10 @@ struct pp__src_s {
   int cancel;               /* stop: calls not started end PP_ECANCELED */
 };
 
+/* The chunk a map of n calls gets by default: Python's map sends chunks of
+ * about n / (4 * workers) calls; here that many calls may be in flight on
+ * one worker, each with its own outcome.  At least 1. */
+size_t pp__src_auto_chunk(size_t n, size_t workers);
 /* Prepares a source (pool->lock NOT held; nothing is queued yet). */
 void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
                   const pp_buf_t *args, size_t n, int64_t timeout_ms,

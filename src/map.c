@@ -51,14 +51,6 @@ struct pp_map_s {
   int reported_final;    /* the final report has been made */
 };
 
-/* Python's map sends chunks of about n / (4 * workers) calls; here that
- * many calls may be in flight on one worker, each with its own outcome. */
-static size_t auto_chunk(pp_pool_t *pool, size_t n) {
-  size_t workers = (size_t)pp__pool_width(pool);
-  size_t k = (n + 4 * workers - 1) / (4 * workers);
-  return k < 1 ? 1 : k;
-}
-
 /* The caller of the map waits for all of its calls, or, with a callback,
  * for any result to hand over: only then is it woken. */
 static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
@@ -198,12 +190,14 @@ static int map_start(map_t *m, pp_pool_t *pool, const pp_task_t *t,
                      const pp_buf_t *args, size_t n,
                      const pp_map_options_t *o) {
   int64_t timeout;
+  size_t chunk;
   int rc;
   m->stop_on_error = o != NULL && (o->flags & PP_MAP_STOP_ON_ERROR);
   timeout = o && o->timeout_ms ? o->timeout_ms : pool->call_timeout_ms;
-  pp__src_init(&m->src, pool, t, args, n, timeout,
-               o && o->chunksize ? o->chunksize : auto_chunk(pool, n),
-               map_done);
+  chunk = o && o->chunksize
+              ? o->chunksize
+              : pp__src_auto_chunk(n, (size_t)pp__pool_width(pool));
+  pp__src_init(&m->src, pool, t, args, n, timeout, chunk, map_done);
   pp__reporter_init(&m->rep, o);
 
   pp__mutex_lock(pool->lock);
@@ -431,20 +425,11 @@ int pp_map_progress(pp_map_t *m, pp_progress_t *out) {
   return 0;
 }
 
-/* Cancels an unfinished map; pool->lock held.  Its waiters in other
- * threads are woken: the calls that never ran have just finished. */
-static void cancel_locked(map_t *m) {
-  if (m->src.finished == m->src.n)
-    return;
-  pp__src_cancel_locked(&m->src);
-  pp__cond_broadcast(m->src.pool->done_cond);
-}
-
 int pp_map_cancel(pp_map_t *m) {
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_cancel: map is NULL");
   pp__mutex_lock(m->src.pool->lock);
-  cancel_locked(m);
+  pp__src_cancel_locked(&m->src);
   pp__mutex_unlock(m->src.pool->lock);
   return 0;
 }
@@ -459,7 +444,7 @@ void pp_map_free(pp_map_t *m) {
    * until every call has finished, so the map cannot simply be dropped:
    * it is cancelled, and its calls on workers end within the pool's
    * cancel grace. */
-  cancel_locked(m);
+  pp__src_cancel_locked(&m->src);
   while (m->src.finished < m->src.n)
     pp__cond_wait(pool->done_cond, pool->lock);
   map_leave_unlock(m);

@@ -436,10 +436,6 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
     pool->cancel_all = 1;
     pool->news = 1;
     pp__pool_wake_locked(pool);
-    /* The calls that never ran have finished just now, here: a thread
-     * waiting for its map or future in pp_map_wait() or pp_future_wait()
-     * with no other call left would otherwise sleep on. */
-    pp__cond_broadcast(pool->done_cond);
   }
   while (pool->queued > 0 || pool->running > 0)
     pp__cond_wait(pool->done_cond, pool->lock);

@@ -15,6 +15,14 @@
 
 #include "engine.h"
 
+size_t pp__src_auto_chunk(size_t n, size_t workers) {
+  size_t k;
+  if (workers < 1)
+    workers = 1;
+  k = (n + 4 * workers - 1) / (4 * workers);
+  return k < 1 ? 1 : k;
+}
+
 void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
                   const pp_buf_t *args, size_t n, int64_t timeout_ms,
                   size_t chunk, pp__src_done_fn done) {
@@ -145,12 +153,12 @@ int pp__src_take_locked(pp__src_t *src, size_t *index) {
 /* Finishes call `index` of a cancelled source that never ran; returns
  * pp__src_finish_locked's word on waking the waiters. */
 static int finish_unrun_locked(pp__src_t *src, size_t index) {
-  return pp__src_finish_locked(src, index, PP_ECANCELED, NULL, 0,
-                        pp__strdup_printf("call %llu was cancelled before it "
-                                          "ran",
-                                          (unsigned long long)(src->first_id +
-                                                               index)),
-                        0, 0);
+  return pp__src_finish_locked(
+      src, index, PP_ECANCELED, NULL, 0,
+      pp__strdup_printf("call %llu was cancelled before it "
+                        "ran",
+                        (unsigned long long)(src->first_id + index)),
+      0, 0);
 }
 
 int pp__src_give_back_locked(pp__src_t *src, size_t index) {
@@ -165,12 +173,12 @@ int pp__src_give_back_locked(pp__src_t *src, size_t index) {
     size_t cap = src->capretry ? 2 * src->capretry : 8;
     size_t *r = realloc(src->retry, cap * sizeof(*r));
     if (r == NULL) {
-      pp__src_finish_locked(src, index, PP_ENOMEM, NULL, 0,
-                            pp__strdup_printf("out of memory to run call "
-                                              "%llu again",
-                                              (unsigned long long)(src->first_id +
-                                                                   index)),
-                            0, 0);
+      pp__src_finish_locked(
+          src, index, PP_ENOMEM, NULL, 0,
+          pp__strdup_printf("out of memory to run call "
+                            "%llu again",
+                            (unsigned long long)(src->first_id + index)),
+          0, 0);
       return PP_ENOMEM;
     }
     src->retry = r;
@@ -186,9 +194,9 @@ int pp__src_give_back_locked(pp__src_t *src, size_t index) {
   return 0;
 }
 
-int pp__src_finish_locked(pp__src_t *src, size_t index, int status,
-                           void *data, size_t len, char *message,
-                           int exit_code, int term_signal) {
+int pp__src_finish_locked(pp__src_t *src, size_t index, int status, void *data,
+                          size_t len, char *message, int exit_code,
+                          int term_signal) {
   pp_result_t r;
   /* PP_EAGAIN means "not finished" to pp_future_status(); no finished call
    * may report it (call.c and the records already map other codes away). */

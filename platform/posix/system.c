@@ -64,6 +64,14 @@ int64_t pp__fd_limit(void) {
   return (int64_t)rl.rlim_cur;
 }
 
+void pp__shared_lib_name(const char *base, char *buf, size_t cap) {
+#if defined(__APPLE__)
+  snprintf(buf, cap, "lib%s.dylib", base);
+#else
+  snprintf(buf, cap, "lib%s.so", base);
+#endif
+}
+
 int pp__cpu_count(void) {
   long n;
 #if defined(__linux__)

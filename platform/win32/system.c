@@ -146,6 +146,10 @@ int64_t pp__fd_limit(void) {
   return -1;
 }
 
+void pp__shared_lib_name(const char *base, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s.dll", base);
+}
+
 int pp__cpu_count(void) {
   DWORD_PTR process_mask;
   DWORD_PTR system_mask;
