@@ -261,8 +261,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
       char first[512];
       pp__format(first, sizeof(first), "%s", why);
       pp__format(why, sizeof(why), "%s (%s)%s%s", first,
-                 st.killed ? "it was still running and was killed"
-                           : st.reason,
+                 st.killed ? "it was still running and was killed" : st.reason,
                  last[0] ? "; its last line on stderr: " : "", last);
     }
     if (status == PP_ECLOSED || status == PP_EIO || status == PP_EPROTO ||
@@ -271,9 +270,9 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   }
   release(s);
   s->spawn_failures++;
-  s->deadline = pp__now_us() +
-                ((int64_t)50000 << (s->spawn_failures < 5 ? s->spawn_failures
-                                                          : 5));
+  s->deadline =
+      pp__now_us() +
+      ((int64_t)50000 << (s->spawn_failures < 5 ? s->spawn_failures : 5));
   pp__format(s->why, sizeof(s->why), "%s", why);
   pp__mutex_lock(pool->lock);
   if (s->spawn_failures >= PP__SPAWN_GIVE_UP) {
@@ -433,13 +432,89 @@ static void deliver_leftovers(pp__slot_t *s, uint64_t running) {
     while (total < PP__LEFTOVER_MAX && pp__chan_wait(chans[i], 0) &&
            pp__chan_read_some(chans[i], buf, sizeof(buf), &got) == 0) {
       pp__lines_feed(s->pool, &s->lines[i], s->index,
-                     i == 0 ? PP_LOG_STDOUT : PP_LOG_STDERR, running, buf,
-                     got);
+                     i == 0 ? PP_LOG_STDOUT : PP_LOG_STDERR, running, buf, got);
       total += got;
     }
     pp__lines_end(s->pool, s->lines[i]);
     s->lines[i] = NULL;
   }
+}
+
+/* Returns 1 if the worker may have started call `f` before it ended, so
+ * that running it again could run it twice.  The worker writes the call's
+ * id into running_id and then sets STARTED in the record's state word
+ * (worker.c) before it runs a task; either sign counts, and so does a
+ * record that no longer holds the call (the worker gave its room back
+ * after it ran it, or scribbled over it).  Which call the pool killed the
+ * worker for says nothing here: a call that finished just as its timeout
+ * fired leaves the worker in the next one.  A call whose argument was
+ * refused counts too: it fails with its own reason. */
+static int flight_started(pp__slot_t *s, const pp__flight_t *f,
+                          uint64_t running) {
+  if (f->refused)
+    return 1;
+  return running == f->id || pp__ring_started(&s->calls, f->rec, f->id);
+}
+
+/* Fails call `f`, which the worker had started (flight_started), with the
+ * reason the worker ended, and marks it so that it is not given back;
+ * pool->lock held. */
+static void fail_started_locked(pp__slot_t *s, pp__flight_t *f, int status,
+                                const char *why, const pp__exit_t *st) {
+  pp_pool_t *pool = s->pool;
+  pp__src_t *src = f->src;
+  int code = PP_EWORKERDIED;
+  char *msg;
+  const char *task = src->task;
+  int64_t pid = pp__proc_pid(s->proc);
+  if (f->refused) {
+    code = f->refused;
+    msg = pp__strdup_printf("%s", f->refused_why ? f->refused_why : "refused");
+  } else if (s->kill_status == PP_ETIMEDOUT && s->kill_id == f->id) {
+    code = PP_ETIMEDOUT;
+    msg =
+        pp__strdup_printf("call %llu of '%s' ran past its timeout of "
+                          "%lld ms; worker %d (pid %lld) was killed",
+                          (unsigned long long)f->id, task,
+                          (long long)src->timeout_ms, s->index, (long long)pid);
+  } else if (src->cancel || f->cancelled) {
+    code = PP_ECANCELED;
+    msg = pp__strdup_printf("call %llu of '%s' was cancelled; worker %d "
+                            "(pid %lld) %s",
+                            (unsigned long long)f->id, task, s->index,
+                            (long long)pid, st->reason);
+  } else if (status == PP_EPROTO || status == PP_ENOMEM) {
+    code = status;
+    msg = pp__strdup_printf("worker %d (pid %lld): %s; call %llu of '%s' had "
+                            "started on it",
+                            s->index, (long long)pid, why,
+                            (unsigned long long)f->id, task);
+  } else if (s->kill_status != 0 && s->kill_id != f->id) {
+    /* The call the pool killed the worker for had just finished, and the
+     * worker had moved on to this one. */
+    msg = pp__strdup_printf("worker %d (pid %lld) was killed for call %llu "
+                            "(%s), which finished just then, while it ran "
+                            "call %llu of '%s'",
+                            s->index, (long long)pid,
+                            (unsigned long long)s->kill_id,
+                            s->kill_status == PP_ETIMEDOUT   ? "its timeout"
+                            : s->kill_status == PP_ECANCELED ? "its cancel"
+                                                             : "the pool's end",
+                            (unsigned long long)f->id, task);
+  } else {
+    msg = pp__strdup_printf("worker %d (pid %lld) %s during call %llu of "
+                            "'%s'",
+                            s->index, (long long)pid, st->reason,
+                            (unsigned long long)f->id, task);
+  }
+  src->inflight--;
+  pool->running--;
+  pp__src_finish_locked(src, f->index, code, NULL, 0, msg,
+                        code == PP_EWORKERDIED ? st->exit_code : 0,
+                        code == PP_EWORKERDIED ? st->term_signal : 0);
+  /* Its source may be gone now: the flight only waits to be cleared. */
+  f->withdrawn = 1;
+  f->src = NULL;
 }
 
 void pp__life_bury(pp__slot_t *s, int status, const char *why) {
@@ -450,7 +525,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
   pp__exit_t st;
   pp__rec_t rec;
   pp__err_t err; /* a broken record ends the salvage; the reason is moot */
-  int rc;
+  int rc, died = 0;
 
   if (status != 0)
     pp__proc_kill(s->proc);
@@ -490,63 +565,30 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
     pp__src_finish_locked(src, outs[i].f.index, outs[i].status, outs[i].data,
                           outs[i].len, outs[i].message, 0, 0);
   }
-  /* Calls taken back before they started are other workers' now. */
-  while (s->fl_n > 0 && pp__flight_at(s, 0)->withdrawn)
-    pp__flight_pop(s);
-  if (s->fl_n > 0) {
-    pp__flight_t *head = pp__flight_at(s, 0);
-    /* The head failed if the worker broke the protocol, or if it is what
-     * we killed the worker for, or, when the worker died by itself, if it
-     * was running; a kill for a call that had finished in time fails
-     * nothing. */
-    int failed = status != 0            ? 1
-                 : s->kill_status != 0 ? s->kill_id == head->id
-                                        : running == head->id;
-    if (failed) {
-      pp__src_t *src = head->src;
-      int code = PP_EWORKERDIED;
-      char *msg;
-      const char *task = src->task;
-      int64_t pid = pp__proc_pid(s->proc);
-      pool->stats.workers_died++;
-      if (s->kill_status == PP_ETIMEDOUT && s->kill_id == head->id) {
-        code = PP_ETIMEDOUT;
-        msg = pp__strdup_printf("call %llu of '%s' ran past its timeout of "
-                                "%lld ms; worker %d (pid %lld) was killed",
-                                (unsigned long long)head->id, task,
-                                (long long)src->timeout_ms, s->index,
-                                (long long)pid);
-      } else if (src->cancel || head->cancelled) {
-        code = PP_ECANCELED;
-        msg = pp__strdup_printf("call %llu of '%s' was cancelled; worker %d "
-                                "(pid %lld) %s",
-                                (unsigned long long)head->id, task, s->index,
-                                (long long)pid, st.reason);
-      } else if (status == PP_EPROTO || status == PP_ENOMEM) {
-        code = status;
-        msg = pp__strdup_printf("worker %d (pid %lld): %s", s->index,
-                                (long long)pid, why);
-      } else {
-        msg = pp__strdup_printf("worker %d (pid %lld) %s during call %llu of "
-                                "'%s'", s->index, (long long)pid, st.reason,
-                                (unsigned long long)head->id, task);
-      }
-      src->inflight--;
-      pool->running--;
-      pp__src_finish_locked(src, head->index, code, NULL, 0, msg,
-                            code == PP_EWORKERDIED ? st.exit_code : 0,
-                            code == PP_EWORKERDIED ? st.term_signal : 0);
-      pp__flight_pop(s);
+  /* Calls taken back before they started are other workers' now; every
+   * other call left either started on this worker, and fails with the
+   * reason it ended, or never started, and goes back to its source. */
+  for (i = 0; i < s->fl_n; i++) {
+    pp__flight_t *f = pp__flight_at(s, i);
+    if (f->withdrawn)
+      continue;
+    /* A worker that broke the protocol is not believed about which call
+     * it ran: the oldest one fails, as documented (design.md, 4). */
+    if (flight_started(s, f, running) || (status != 0 && !died)) {
+      fail_started_locked(s, f, status, why, &st);
+      died = 1;
     }
-    /* The rest never started: back to their sources, newest first, so that
-     * each source hands them out again in their order. */
-    for (i = s->fl_n; i-- > 0;) {
-      pp__flight_t *f = pp__flight_at(s, i);
-      if (!f->withdrawn)
-        pp__src_give_back_locked(f->src, f->index);
-    }
-    pp__flight_clear(s);
   }
+  if (died)
+    pool->stats.workers_died++;
+  /* The rest never started: back to their sources, newest first, so that
+   * each source hands them out again in their order. */
+  for (i = s->fl_n; i-- > 0;) {
+    pp__flight_t *f = pp__flight_at(s, i);
+    if (!f->withdrawn && f->src != NULL)
+      pp__src_give_back_locked(f->src, f->index);
+  }
+  pp__flight_clear(s);
   pp__cond_broadcast(pool->done_cond);
   pp__mutex_unlock(pool->lock);
   free(outs);

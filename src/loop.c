@@ -22,6 +22,9 @@
 
 /* Outcomes gathered per round before they are handed to their sources. */
 #define PP__BATCH 256
+/* How long past its due time a kill for a timeout or a cancel waits for
+ * the worker's unread records (kill_for). */
+#define PP__KILL_SETTLE_US 100000
 
 typedef struct loop_s {
   pp_pool_t *pool;
@@ -29,7 +32,7 @@ typedef struct loop_s {
   size_t nouts;
   void *tags[64];
   int ntags;
-  int busy; /* this round did something: spin before sleeping */
+  int busy;   /* this round did something: spin before sleeping */
   int assist; /* a caller's round (pp__loop_assist): plain outcomes only */
   int left;   /* ... and it left records to the I/O thread */
   int64_t steal_at; /* the next time a call may be taken back */
@@ -51,14 +54,14 @@ static int apply_outcomes_locked(loop_t *L) {
        * gave up with an error of its own (a task that notices
        * pp_call_cancelled() usually returns pp_call_fail()), so the caller
        * sees one consistent outcome for what it asked. */
-      char *msg = o->message
-                      ? pp__strdup_printf("call %llu was cancelled while it "
-                                          "ran (the task said: %s)",
-                                          (unsigned long long)o->f.id,
-                                          o->message)
-                      : pp__strdup_printf("call %llu was cancelled while it "
-                                          "ran",
-                                          (unsigned long long)o->f.id);
+      char *msg =
+          o->message
+              ? pp__strdup_printf("call %llu was cancelled while it "
+                                  "ran (the task said: %s)",
+                                  (unsigned long long)o->f.id, o->message)
+              : pp__strdup_printf("call %llu was cancelled while it "
+                                  "ran",
+                                  (unsigned long long)o->f.id);
       free(o->message);
       pp_free(o->data);
       o->data = NULL;
@@ -66,8 +69,8 @@ static int apply_outcomes_locked(loop_t *L) {
       o->message = msg;
       o->status = PP_ECANCELED;
     }
-    wake |= pp__src_finish_locked(src, o->f.index, o->status, o->data,
-                                  o->len, o->message, 0, 0);
+    wake |= pp__src_finish_locked(src, o->f.index, o->status, o->data, o->len,
+                                  o->message, 0, 0);
   }
   L->nouts = 0;
   return wake;
@@ -179,13 +182,24 @@ static void send_cancels(loop_t *L) {
 }
 
 /* Kills a worker for its head call (a timeout, the end of a cancel's grace
- * period); its death settles the call. */
-static void kill_for(pp__slot_t *s, int status) {
+ * period) that fell due at `due`; its death settles the call.  Returns the
+ * time to look again instead, if the kill is put off.
+ *
+ * The head may have finished just now: its outcome would be in the result
+ * ring, and the worker may already run the next call, which the kill would
+ * fail for nothing (life.c fails every call that had started).  So while
+ * the ring holds something unread, the kill waits for the next round,
+ * which reads it first; but not beyond PP__KILL_SETTLE_US past the due
+ * time, so a worker that keeps writing cannot put its kill off for ever. */
+static int64_t kill_for(pp__slot_t *s, int status, int64_t due, int64_t now) {
   if (s->kill_status != 0)
-    return;
+    return PP__NEVER;
+  if (now - due < PP__KILL_SETTLE_US && pp__ring_has_data(&s->results))
+    return now;
   s->kill_status = status;
   s->kill_id = pp__flight_at(s, 0)->id;
   pp__proc_kill(s->proc);
+  return PP__NEVER;
 }
 
 /* Looks after every worker's deadlines; returns the next one. */
@@ -227,17 +241,17 @@ static int64_t deadlines(loop_t *L, int64_t now) {
             s->head_since = now;
           if (t > 0 && t < (PP__NEVER - s->head_since) / 1000) {
             int64_t due = s->head_since + t * 1000;
-            if (now >= due)
-              kill_for(s, PP_ETIMEDOUT);
-            else
-              d = due;
+            d = now >= due ? kill_for(s, PP_ETIMEDOUT, due, now) : due;
           }
           if (head->cancelled && s->cancel_deadline == PP__NEVER)
             s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
-          if (head->cancelled && now >= s->cancel_deadline)
-            kill_for(s, PP_ECANCELED);
-          else if (head->cancelled && s->cancel_deadline < d)
+          if (head->cancelled && now >= s->cancel_deadline) {
+            int64_t again = kill_for(s, PP_ECANCELED, s->cancel_deadline, now);
+            if (again < d)
+              d = again;
+          } else if (head->cancelled && s->cancel_deadline < d) {
             d = s->cancel_deadline;
+          }
         }
         break;
       case PP__W_NONE:
@@ -435,8 +449,8 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     if (pp__dispatch_steal_locked(pool, &L->steal_at)) {
       /* A call taken back from a cancelled source finished as cancelled. */
       wake = 1;
-      ntakes += pp__dispatch_plan_locked(pool, takes + ntakes,
-                                         PP__TAKE_MAX - ntakes);
+      ntakes +=
+          pp__dispatch_plan_locked(pool, takes + ntakes, PP__TAKE_MAX - ntakes);
     }
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
     pp__mutex_unlock(pool->lock);
@@ -499,8 +513,8 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     now = pp__now_us();
     L->ntags = pp__poller_wait(pool->poller,
                                next == PP__NEVER ? -1
-                               : next > now     ? next - now
-                                                : 0,
+                               : next > now      ? next - now
+                                                 : 0,
                                L->tags, 64);
     pp__mutex_lock(pool->lock);
     pool->loop_asleep = 0;

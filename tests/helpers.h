@@ -138,6 +138,29 @@ int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
 int pp_test_remove_file(const char *path);
 int pp_test_remove_dir(const char *path);
 
+/* ---- a tally of call starts (tally.c) ---- */
+
+/* Counters in a file mapping that the test and its workers share: the task
+ * "tally" ("sii" path, index, busy_us -> "i" index) adds 1 to counter
+ * `index` when it starts, then stays busy (not asleep) for busy_us
+ * microseconds.  So a test can count how often each call really started,
+ * whatever the pool reports. */
+typedef struct pp_test_tally_s pp_test_tally_t;
+
+/* Creates a tally of n zeroed counters in the current directory (a file
+ * named after `name` and this process).  NULL if that fails. */
+pp_test_tally_t *pp_test_tally_new(const char *name, size_t n);
+/* The file's path, for the task's argument. */
+const char *pp_test_tally_path(const pp_test_tally_t *t);
+/* How often call `i` has started so far. */
+uint32_t pp_test_tally_get(const pp_test_tally_t *t, size_t i);
+/* The argument of the tally task for call `i` (exits if memory is short);
+ * free its data with pp_free(). */
+pp_buf_t pp_test_tally_arg(const pp_test_tally_t *t, size_t i,
+                           int64_t busy_us);
+/* Unmaps the tally, and removes its file if `remove`. */
+void pp_test_tally_free(pp_test_tally_t *t, int remove);
+
 /* ---- log capture ---- */
 
 /* One captured record; `line` is owned by the capture. */

@@ -83,6 +83,10 @@
  *             a..z repeating, then "longline end"
  *   late_peek any bytes              -> "i" the first byte, read 300 ms
  *             after the call started
+ *
+ * and, in tally.c:
+ *   tally     "sii" path, index, busy_us -> "i" index; counts its start in
+ *             the tally file (helpers.h), then stays busy busy_us
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -102,6 +106,8 @@ int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
+/* tally.c: "sii" path, index, busy_us (helpers.h, pp_test_tally_*) */
+int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */
