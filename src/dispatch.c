@@ -40,7 +40,9 @@ static uint64_t plan_next_locked(pp_pool_t *pool, pp__slot_t *s,
                                  pp__ring_t *plan, const pp__src_t *src) {
   size_t index = src->nretry > 0 ? src->retry[src->nretry - 1] : src->next;
   int blob;
-  if (s->state != PP__W_READY || s->fl_n >= src->chunk + PP__EXTRA_CALLS ||
+  /* fl_n > chunk + EXTRA, written so that no chunk size can wrap it. */
+  if (s->state != PP__W_READY ||
+      (s->fl_n >= PP__EXTRA_CALLS && s->fl_n - PP__EXTRA_CALLS >= src->chunk) ||
       (pool->max_calls > 0 && s->ran + s->fl_n >= pool->max_calls))
     return UINT64_MAX;
   blob = needs_blob(s, src, index);

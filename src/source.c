@@ -19,7 +19,9 @@ size_t pp__src_auto_chunk(size_t n, size_t workers) {
   size_t k;
   if (workers < 1)
     workers = 1;
-  k = (n + 4 * workers - 1) / (4 * workers);
+  /* n / (4 * workers), rounded up without n + 4 * workers - 1, which a
+   * streaming map's n could wrap. */
+  k = n / (4 * workers) + (n % (4 * workers) != 0);
   return k < 1 ? 1 : k;
 }
 

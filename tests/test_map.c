@@ -299,6 +299,86 @@ static void test_map_chunksizes_all_give_the_same(void **state) {
   pp_test_free_bufs(args, N);
 }
 
+/* A chunk size at the top of size_t (issue 17, item 2) is as good as one
+ * larger than the map: a worker's room is chunk + 1 calls, which must not
+ * wrap to 0 and leave every call queued for ever.  Each map is waited for
+ * with a limit, so a stall fails the test instead of hanging it. */
+typedef struct imap_feed_s {
+  const pp_buf_t *args;
+  size_t n, got;
+  int64_t *sum;
+  int64_t give_up; /* apr time */
+} imap_feed_t;
+
+static int imap_feed_next(void *data, pp_next_arg_t *next) {
+  imap_feed_t *f = data;
+  if (next->index >= f->n)
+    return 0;
+  next->arg = f->args[next->index];
+  return 1;
+}
+
+static int imap_feed_result(void *data, size_t index, pp_result_t *r) {
+  imap_feed_t *f = data;
+  if (r->status == 0 && pp_test_int_result(r) == (int64_t)(index * index))
+    f->got++;
+  pp_free(r->data);
+  free(r->message);
+  return 0;
+}
+
+static int imap_feed_progress(void *data, const pp_progress_t *p) {
+  imap_feed_t *f = data;
+  (void)p;
+  return apr_time_now() > f->give_up; /* stalled: stop the map */
+}
+
+static void test_map_huge_chunksize_does_not_stall(void **state) {
+  pp_pool_t *pool = *state;
+  enum { N = 200 };
+  static const size_t chunks[] = {(size_t)-1, (size_t)-2, (size_t)-1 / 2};
+  pp_buf_t args[N], tuples[N];
+  pp_result_t res[N];
+  size_t i, c;
+  for (i = 0; i < N; i++) {
+    args[i] = pp_test_pack_int((int64_t)i);
+    assert_int_equal(pp_pack(&tuples[i], "ii", (int64_t)i, (int64_t)1), 0);
+  }
+  for (c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+    pp_map_options_t mo;
+    pp_map_t *m;
+    imap_feed_t feed;
+    memset(&mo, 0, sizeof(mo));
+    mo.chunksize = chunks[c];
+    assert_int_equal(pp_pool_map_async(pool, "square", args, N, res, &mo, &m),
+                     0);
+    assert_int_equal(pp_map_wait(m, 30000 * PP_TEST_TIME_SCALE), 0);
+    for (i = 0; i < N; i++)
+      assert_true(pp_test_int_result(&res[i]) == (int64_t)(i * i));
+    pp_map_free(m);
+    pp_results_free(res, N);
+    assert_int_equal(
+        pp_pool_starmap_async(pool, "add", tuples, N, res, &mo, &m), 0);
+    assert_int_equal(pp_map_wait(m, 30000 * PP_TEST_TIME_SCALE), 0);
+    for (i = 0; i < N; i++)
+      assert_true(pp_test_int_result(&res[i]) == (int64_t)(i + 1));
+    pp_map_free(m);
+    pp_results_free(res, N);
+    memset(&feed, 0, sizeof(feed));
+    feed.args = args;
+    feed.n = N;
+    feed.give_up = apr_time_now() + apr_time_from_sec(30 * PP_TEST_TIME_SCALE);
+    mo.progress = imap_feed_progress;
+    mo.progress_data = &feed;
+    assert_int_equal(pp_pool_imap(pool, "square", imap_feed_next, &feed,
+                                  imap_feed_result, &feed, &mo),
+                     0);
+    assert_int_equal(feed.got, N);
+  }
+  pp_test_free_bufs(args, N);
+  pp_test_free_bufs(tuples, N);
+}
+
 /* Sizes around the one-write frame limit and far above it. */
 static void test_map_echo_keeps_bytes_of_any_size(void **state) {
   pp_pool_t *pool = *state;
@@ -420,6 +500,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_map_unordered_delivers_each_index_once),
       PP_TEST_POOL_TEST(test_map_unordered_callback_can_stop),
       PP_TEST_POOL_TEST(test_map_chunksizes_all_give_the_same),
+      PP_TEST_POOL_TEST(test_map_huge_chunksize_does_not_stall),
       PP_TEST_POOL_TEST(test_map_echo_keeps_bytes_of_any_size),
       PP_TEST_POOL_TEST(test_map_timeout_fails_only_slow_calls),
       PP_TEST_POOL_TEST(test_map_chunksize_1_moves_waiting_calls_to_idle_workers),
