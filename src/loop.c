@@ -151,11 +151,16 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
   return 0;
 }
 
-/* Sets the cancel words of cancelled calls in flight and starts the grace
- * period of a cancelled head. */
-static void send_cancels(loop_t *L) {
+/* Cancels the calls in flight whose sources were cancelled.  A call the
+ * worker has not started is withdrawn from its ring (the state word's
+ * compare-and-swap decides against the worker's start, as a steal does)
+ * and finishes cancelled at once: it never runs, and it does not wait for
+ * the call ahead of it to end.  A call that started gets its cancel word,
+ * and a cancelled head its grace period.  Returns 1 if waiters should be
+ * woken. */
+static int send_cancels(loop_t *L) {
   pp_pool_t *pool = L->pool;
-  int i;
+  int i, wake = 0;
   for (i = 0; i < pool->nslots; i++) {
     pp__slot_t *s = &pool->slots[i];
     size_t k;
@@ -170,6 +175,15 @@ static void send_cancels(loop_t *L) {
       if (pool->cancel_all)
         f->src->cancel = 1;
       cancel = f->src->cancel;
+      if (cancel && !f->cancelled && !f->refused &&
+          pp__ring_withdraw(&s->calls, f->rec, f->id)) {
+        /* The worker skips it; its answer is dropped (collect). */
+        f->withdrawn = 1;
+        pp__src_give_back_locked(f->src, f->index); /* ends it cancelled */
+        wake = 1;
+        pp__mutex_unlock(pool->lock);
+        continue;
+      }
       pp__mutex_unlock(pool->lock);
       if (!cancel || f->cancelled)
         continue;
@@ -179,6 +193,7 @@ static void send_cancels(loop_t *L) {
         s->cancel_deadline = pp__deadline_ms(pool->grace_ms);
     }
   }
+  return wake;
 }
 
 /* Kills a worker for its head call (a timeout, the end of a cancel's grace
@@ -459,8 +474,8 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     if (wake)
       pp__cond_broadcast(pool->done_cond);
 
-    if (news)
-      send_cancels(L);
+    if (news && send_cancels(L))
+      pp__cond_broadcast(pool->done_cond);
     if (pp__dispatch_write(pool, takes, ntakes))
       L->busy = 1;
     /* Workers that have run their calls go (max_calls_per_worker). */

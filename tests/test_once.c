@@ -155,12 +155,74 @@ static void test_once_timeout_as_the_call_ends(void **state) {
   pp_test_tally_free(t, 1);
 }
 
+/* A completion callback that counts its runs. */
+static void count_done(void *data, pp_future_t *f) {
+  (void)f;
+  __atomic_fetch_add((int *)data, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Item 8: a call handed to a worker that is busy with another is pending
+ * all the same: cancelling it takes it back from the worker's ring, and it
+ * ends cancelled at once, without running and without waiting for the
+ * call ahead of it (which here runs until it is cancelled itself).  The
+ * same with a completion callback on it. */
+static void test_once_cancel_takes_a_waiting_call_back(void **state) {
+  pp_test_tally_t *t = pp_test_tally_new("cancel", 2);
+  pp_buf_t busy = pp_test_pack_int(600000), arg[2];
+  pp_future_t *head, *waiting[2];
+  pp_pool_t *pool;
+  int i, done = 0;
+  (void)state;
+  assert_non_null(t);
+  pool = pp_test_make_pool(1, 0, 0, NULL);
+  PP_TEST_OK(
+      pp_pool_submit(pool, "sleep_ms", busy.data, busy.len, NULL, &head));
+  for (i = 0; i < 2; i++) {
+    arg[i] = pp_test_tally_arg(t, (size_t)i, 0);
+    PP_TEST_OK(pp_pool_submit(pool, "tally", arg[i].data, arg[i].len, NULL,
+                              &waiting[i]));
+  }
+  PP_TEST_OK(pp_future_on_done(waiting[0], count_done, &done));
+  /* The head runs; the first call waits in the worker's ring behind it (a
+   * worker holds one call more than its chunk of one), the second in the
+   * pool's queue. */
+  while (pp_future_state(head) != PP_FUTURE_RUNNING)
+    pp_test_sleep_ms(1);
+  for (i = 0; i < 2; i++) {
+    PP_TEST_OK(pp_future_cancel(waiting[i]));
+    assert_int_equal(pp_future_wait(waiting[i], 60000 * PP_TEST_TIME_SCALE), 0);
+    assert_int_equal(pp_future_status(waiting[i]), PP_ECANCELED);
+  }
+  /* The head still runs: nothing waited for it. */
+  assert_int_equal(pp_future_state(head), PP_FUTURE_RUNNING);
+  for (i = 0; i < 200 && __atomic_load_n(&done, __ATOMIC_ACQUIRE) == 0; i++)
+    pp_test_sleep_ms(50 * PP_TEST_TIME_SCALE);
+  assert_int_equal(__atomic_load_n(&done, __ATOMIC_ACQUIRE), 1);
+  assert_int_equal(pp_future_state(head), PP_FUTURE_RUNNING);
+  for (i = 0; i < 2; i++)
+    assert_int_equal(pp_test_tally_get(t, (size_t)i), 0);
+  PP_TEST_OK(pp_future_cancel(head));
+  assert_int_equal(pp_future_wait(head, 60000 * PP_TEST_TIME_SCALE), 0);
+  assert_int_equal(pp_future_status(head), PP_ECANCELED);
+  pp_future_free(head);
+  for (i = 0; i < 2; i++) {
+    pp_future_free(waiting[i]);
+    pp_free((void *)arg[i].data);
+  }
+  pp_free((void *)busy.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  for (i = 0; i < 2; i++)
+    assert_int_equal(pp_test_tally_get(t, (size_t)i), 0);
+  pp_test_tally_free(t, 1);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
     return rc;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_once_timeout_as_the_call_ends),
+      cmocka_unit_test(test_once_cancel_takes_a_waiting_call_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
