@@ -303,6 +303,11 @@ void pp__log_text_from(pp_pool_t *pool, int rank, int worker,
 int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
                    pp_log_source_t source, uint64_t id, const void *bytes,
                    size_t len);
+/* Returns 1 if `lines` holds part of a line that call `id` wrote. */
+int pp__lines_held(const pp__lines_t *lines, uint64_t id);
+/* Call `id` has ended: delivers the part of a line it wrote without a
+ * newline, so that all of a call's output is out before its result. */
+void pp__lines_call_end(pp_pool_t *pool, pp__lines_t *lines, uint64_t id);
 /* Delivers a last line without its newline, and frees. */
 void pp__lines_end(pp_pool_t *pool, pp__lines_t *lines);
 

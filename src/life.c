@@ -538,6 +538,8 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
       continue;
     if (rec.id != f->id)
       break; /* a broken ring; what follows is not trusted */
+    pp__lines_call_end(pool, s->lines[0], rec.id);
+    pp__lines_call_end(pool, s->lines[1], rec.id);
     if (nouts == capouts) {
       size_t cap = capouts ? 2 * capouts : 16;
       pp__outcome_t *o = realloc(outs, cap * sizeof(*o));

@@ -84,6 +84,11 @@ static int assist_may_take(pp__slot_t *s, const pp__rec_t *rec) {
   if (s->state != PP__W_READY || s->fl_n == 0 ||
       rec->id != pp__flight_at(s, 0)->id)
     return 0;
+  /* The end of its output is the I/O thread's to deliver (log callbacks
+   * run there only). */
+  if (pp__lines_held(s->lines[0], rec->id) ||
+      pp__lines_held(s->lines[1], rec->id))
+    return 0;
   return (rec->kind == PP__REC_RESULT && rec->aux != 1) ||
          rec->kind == PP__REC_ERROR;
 }
@@ -117,6 +122,10 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
                          "worker %d answered call %llu, which "
                          "it was not running",
                          s->index, (unsigned long long)rec.id);
+    if (!L->assist) {
+      pp__lines_call_end(s->pool, s->lines[0], rec.id);
+      pp__lines_call_end(s->pool, s->lines[1], rec.id);
+    }
     rc = pp__record_outcome(s, &rec, pp__flight_at(s, 0), &L->outs[L->nouts],
                             err);
     if (rc != 0 && L->assist) {

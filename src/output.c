@@ -6,9 +6,11 @@
  * each tagged with the call that wrote it (capture.c), and its pp_log()
  * messages as LOG records.  Here the bytes of each worker's stream are put
  * together into lines, which go to the pool's log callback one at a time.
- * A line that one call started and another finished (no newline at the end
- * of the first call's output) is delivered in two parts, each with its own
- * call.
+ * A call's output ends with its call: a last line without a newline is
+ * delivered when the call's outcome is read (pp__lines_call_end), before
+ * the outcome reaches the caller, so nothing a call wrote waits for the
+ * next call's output.  A line that one call started and another finished
+ * is thus two lines, each with its own call.
  *
  * Lines longer than PP_LOG_LINE_MAX are delivered in pieces of that size,
  * each but the last with `more` set.  NUL bytes in output are kept (a
@@ -23,7 +25,7 @@
 struct pp__lines_s {
   int worker;
   pp_log_source_t source;
-  uint64_t call_id;  /* the call the line so far belongs to */
+  uint64_t call_id; /* the call the line so far belongs to */
   size_t len;
   char line[PP_LOG_LINE_MAX + 1];
 };
@@ -40,9 +42,9 @@ void pp__log_text(pp_pool_t *pool, int worker, uint64_t call_id,
   pp__log_text_from(pool, 0, worker, call_id, source, level, text, len);
 }
 
-void pp__log_text_from(pp_pool_t *pool, int rank, int worker,
-                       uint64_t call_id, pp_log_source_t source, int level,
-                       const char *text, size_t len) {
+void pp__log_text_from(pp_pool_t *pool, int rank, int worker, uint64_t call_id,
+                       pp_log_source_t source, int level, const char *text,
+                       size_t len) {
   pp_log_record_t rec;
   char *copy = malloc(len + 1);
   size_t start = 0, i;
@@ -155,6 +157,18 @@ int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
     l->line[l->len++] = p[i];
   }
   return 0;
+}
+
+int pp__lines_held(const pp__lines_t *l, uint64_t id) {
+  return l != NULL && l->len > 0 && l->call_id == id;
+}
+
+void pp__lines_call_end(pp_pool_t *pool, pp__lines_t *l, uint64_t id) {
+  /* The call's output ended without a newline: the next call's output
+   * would end that line, but the worker may stay quiet for ever, and the
+   * caller expects all of a call's output by the time its result comes. */
+  if (pp__lines_held(l, id))
+    flush_line(pool, l, 0);
 }
 
 void pp__lines_end(pp_pool_t *pool, pp__lines_t *l) {

@@ -83,6 +83,8 @@
  *             a..z repeating, then "longline end"
  *   late_peek any bytes              -> "i" the first byte, read 300 ms
  *             after the call started
+ *   noeol     "i" n                  -> "i" n; writes n letters a..z
+ *             repeating to stdout, with no newline and no flush
  *
  * and, in tally.c:
  *   tally     "sii" path, index, busy_us -> "i" index; counts its start in
@@ -106,6 +108,7 @@ int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_noeol(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "sii" path, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
 

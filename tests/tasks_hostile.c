@@ -168,6 +168,16 @@ int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", n);
 }
 
+int pp_test_task_noeol(pp_call_t *call, const void *arg, size_t len) {
+  int64_t n, i;
+  if (pp_unpack(arg, len, "i", &n) != 0 || n < 0)
+    return pp_call_fail(call, "noeol wants one int64 >= 0");
+  /* No newline and no flush: the end of the call must send it all. */
+  for (i = 0; i < n; i++)
+    fputc('a' + (int)(i % 26), stdout);
+  return pp_call_replyf(call, "i", n);
+}
+
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {
   if (len == 0)
     return pp_call_fail(call, "late_peek wants bytes");

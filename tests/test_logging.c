@@ -311,6 +311,41 @@ static void test_logging_long_line_in_marked_pieces(void **state) {
   pp_test_log_free(log);
 }
 
+/* A call's output is all delivered by the time its result is, also when
+ * it ends without a newline and the worker then stays quiet (issue 17,
+ * item 17): the part of a line a call leaves is not held back for the
+ * next call's output, which may never come. */
+static void
+test_logging_output_without_newline_comes_with_result(void **state) {
+  enum { LEN = 1 << 20 };
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_t *pool = make_pool(1, log, NULL);
+  pp_buf_t b = pp_test_pack_int(LEN);
+  size_t i, n, got = 0;
+  int round;
+  (void)state;
+  for (round = 0; round < 3; round++) {
+    size_t before = pp_test_log_count(log);
+    got = 0;
+    assert_true(call_int(pool, "noeol", b) == LEN);
+    /* No waiting: the lines are delivered before the result. */
+    n = pp_test_log_count(log);
+    for (i = before; i < n; i++) {
+      pp_test_record_t r;
+      assert_true(pp_test_log_get(log, i, &r));
+      if (r.source == PP_LOG_STDOUT)
+        got += r.len;
+    }
+    if (got != LEN)
+      fail_msg("round %d: %llu of %d bytes of the call's output came with "
+               "its result",
+               round, (unsigned long long)got, LEN);
+  }
+  pp_free((void *)b.data);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
 /* Output that looks like procpool's call marker, but lacks the worker's
  * secret key, is text: it cannot retag the lines after it.  NUL bytes in a
  * line are kept and counted (issue 7, item 15). */
@@ -440,6 +475,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_logging_default_callback_does_not_crash),
       cmocka_unit_test(test_logging_inherited_output_skips_capture),
       cmocka_unit_test(test_logging_long_line_in_marked_pieces),
+      cmocka_unit_test(test_logging_output_without_newline_comes_with_result),
       cmocka_unit_test(test_logging_spoofed_marker_is_text),
       cmocka_unit_test(test_logging_held_output_does_not_delay_crashes),
       cmocka_unit_test(test_logging_stdout_streams_while_task_runs),
