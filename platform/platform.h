@@ -243,8 +243,11 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
 typedef struct pp__wake_s pp__wake_t;
 int pp__wake_new(pp__wake_t **wake);
 void pp__wake_free(pp__wake_t *wake);
-/* Never blocks; harmless when already signalled. */
-void pp__wake_signal(pp__wake_t *wake);
+/* Never blocks; harmless when already signalled.  Returns 0, or PP_EIO
+ * with the OS reason when the signal could not be given (the object is no
+ * longer there: its descriptor or handle was closed behind the pool's
+ * back); the caller must then not count on the other side waking. */
+int pp__wake_signal(pp__wake_t *wake);
 /* Forgets a pending signal without waiting (after the poller said it was
  * signalled). */
 void pp__wake_clear(pp__wake_t *wake);
@@ -268,7 +271,9 @@ void pp__poller_remove_proc(pp__poller_t *poller, pp__proc_t *proc);
 /* Waits up to timeout_us (negative = no limit) until a source is ready and
  * stores up to `max` tags of ready sources (a wake object is then to be
  * cleared with pp__wake_clear; an ended process stays ready until it is
- * removed).  Returns how many, 0 at the timeout. */
+ * removed).  Returns how many, 0 at the timeout, or PP_EIO with the OS
+ * reason when the poller itself failed (its descriptor was closed behind
+ * the pool's back): waiting again would fail again at once. */
 int pp__poller_wait(pp__poller_t *poller, int64_t timeout_us, void **tags,
                     int max);
 

@@ -229,7 +229,7 @@ int pp__dispatch_write(pp_pool_t *pool, pp__take_t *takes, size_t n) {
     pp__slot_t *s = &pool->slots[i];
     if (s->state == PP__W_READY && s->calls.head != s->calls.hdr->head &&
         pp__ring_commit(&s->calls))
-      pp__wake_signal(s->wake);
+      pp__life_wake(s);
   }
   return 1;
 }

@@ -89,6 +89,17 @@
 /* How long a caller waiting for a call looks for its result itself
  * (future.c) before it sleeps. */
 #define PP__WAIT_SPIN_US 100
+/* The longest sleeps without a look at the rings (issue 17, items 3 and
+ * 18): a side signals the other only when it sees it asleep in shared
+ * memory, which a task can scribble over, and a signal can fail, so no
+ * sleep may count on one.  The I/O thread sleeps at most
+ * PP__LOOP_SLEEP_BUSY_US while a worker holds calls and
+ * PP__LOOP_SLEEP_IDLE_US otherwise (a pool whose descriptors were closed
+ * under it is noticed then); an idle worker looks every
+ * PP__WORKER_SLEEP_MS.  Each costs microseconds per wake-up. */
+#define PP__LOOP_SLEEP_BUSY_US 50000
+#define PP__LOOP_SLEEP_IDLE_US 1000000
+#define PP__WORKER_SLEEP_MS 1000
 
 /* One turn of a spin-wait: a pause, and every 16th turn the CPU is
  * offered to other threads: the thread being waited for may need this
@@ -279,6 +290,13 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
 /* For the tests (tests/tasks.c, task "garble"): publishes a broken record
  * in the result ring, as memory corruption in a task might. */
 void pp__worker_corrupt_results(void);
+/* For the tests (tests/tasks_hostile.c): zeroes the control block and
+ * the result ring of the mapping the worker shares with its parent, as a
+ * stray write in a task might. */
+void pp__worker_zero_shared(void);
+/* For the tests: clears the flag that says the worker sleeps waiting for
+ * calls, so the parent does not wake it, as if its signal were lost. */
+void pp__worker_clear_sleep_flag(void);
 /* Sends a LOG record if this process is a worker; returns 0 if it was
  * sent, else the caller handles the message. */
 int pp__worker_log(int level, const char *text, size_t len);
@@ -481,6 +499,12 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err);
 void pp__life_bury(pp__slot_t *s, int status, const char *why);
 /* life.c: asks a worker that has run its calls to exit (BYE). */
 void pp__life_retire(pp__slot_t *s);
+/* life.c: signals the worker's wake object; if that fails, the pool is
+ * broken (pp__pool_break_locked).  pool->lock NOT held. */
+void pp__life_wake(pp__slot_t *s);
+/* life.c: fails every queued call if the pool is hopeless; pool->lock
+ * held. */
+void pp__pool_fail_queue_locked(pp_pool_t *pool);
 /* record.c: handles a record that is not about a call's outcome (LOG,
  * OUTPUT); returns 1 if it was one of those. */
 int pp__record_side(pp__slot_t *s, const pp__rec_t *rec);
@@ -667,6 +691,11 @@ struct pp_pool_s {
   int stopping;                  /* the I/O thread must stop the workers */
   int broken_slots;              /* slots whose worker cannot start */
   char broken_reason[512];       /* why, for calls that fail */
+  int fatal;                     /* the pool itself broke (its poller or wake
+                                    object failed: its descriptors were
+                                    closed behind its back): this status,
+                                    for every call from then on */
+  char fatal_why[512];           /* ... and why */
   size_t live_futures;           /* futures not yet freed */
   int destroyed;                 /* pp_pool_destroy() is done; the struct
                                     lives on until the last future is freed */
@@ -700,7 +729,15 @@ void pp__pool_free(pp_pool_t *pool);
 /* Pools allocated and not yet freed in this process (for leak tests). */
 int pp__pool_count(void);
 /* Returns 1 when no slot of the pool can start a worker (each failed
- * several times in a row), so that calls fail at once; pool->lock held. */
+ * several times in a row) or the pool broke (pool->fatal), so that calls
+ * fail at once; pool->lock held. */
 int pp__pool_hopeless_locked(const pp_pool_t *pool);
+/* The status and a new sentence (NULL if memory is short) for a call that
+ * fails because the pool is hopeless; pool->lock held. */
+int pp__pool_hopeless_why_locked(const pp_pool_t *pool, char **message);
+/* The pool cannot go on (`status`, `why`): records it once; the I/O
+ * thread then fails every call and ends the workers (loop.c), and every
+ * later call fails at once with the reason.  pool->lock held. */
+void pp__pool_break_locked(pp_pool_t *pool, int status, const char *why);
 
 #endif /* PP_INTERNAL_H */

@@ -122,6 +122,20 @@ static void release(pp__slot_t *s) {
   pp__mutex_unlock(pool->lock);
 }
 
+void pp__life_wake(pp__slot_t *s) {
+  pp_pool_t *pool = s->pool;
+  char why[512];
+  if (pp__wake_signal(s->wake) == 0)
+    return;
+  /* The worker would sleep on with calls to run (it looks by itself only
+   * every second or so): the pool's descriptors are no longer its own. */
+  pp__format(why, sizeof(why), "cannot wake worker %d: %s", s->index,
+             pp__os_reason());
+  pp__mutex_lock(pool->lock);
+  pp__pool_break_locked(pool, PP_EIO, why);
+  pp__mutex_unlock(pool->lock);
+}
+
 void pp__life_spawn(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   char token[128], libarg[4096];
@@ -179,23 +193,21 @@ void pp__life_spawn(pp__slot_t *s) {
   pp__mutex_unlock(pool->lock);
 }
 
-/* Fails every queued call with PP_ESPAWN when no slot of the pool can start
- * a worker, so callers are told at once instead of waiting for a worker
- * that will not come; pool->lock held. */
-static void fail_queue_if_hopeless_locked(pp_pool_t *pool) {
+/* Fails every queued call when the pool is hopeless (no slot can start a
+ * worker: PP_ESPAWN; or the pool broke), so callers are told at once
+ * instead of waiting for a worker that will not come; pool->lock held. */
+void pp__pool_fail_queue_locked(pp_pool_t *pool) {
   int failed = 0;
   while (pp__pool_hopeless_locked(pool) && !pp__queue_empty(&pool->pending)) {
     pp__src_t *src =
         pp__queue_data(pp__queue_head(&pool->pending), pp__src_t, link);
     size_t i;
     while (pp__src_take_locked(src, &i)) {
+      char *msg;
+      int status = pp__pool_hopeless_why_locked(pool, &msg);
       src->inflight--;
       pool->running--;
-      pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
-                            pp__strdup_printf("no worker of the pool can be "
-                                              "started: %s",
-                                              pool->broken_reason),
-                            0, 0);
+      pp__src_finish_locked(src, i, status, NULL, 0, msg, 0, 0);
       failed = 1;
     }
   }
@@ -281,7 +293,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
       pool->broken_slots++;
     }
     pp__format(pool->broken_reason, sizeof(pool->broken_reason), "%s", why);
-    fail_queue_if_hopeless_locked(pool);
+    pp__pool_fail_queue_locked(pool);
   }
   first_start_over_locked(s, status, why);
   pp__mutex_unlock(pool->lock);
@@ -353,7 +365,7 @@ static int send_init(pp__slot_t *s, pp__err_t *err) {
   pp__call_rec_put(p, pool->init_task, name_len, pool->init_arg,
                    pool->init_arg_len, NULL);
   if (pp__ring_commit(&s->calls))
-    pp__wake_signal(s->wake);
+    pp__life_wake(s);
   return 0;
 }
 
@@ -412,7 +424,7 @@ void pp__life_retire(pp__slot_t *s) {
   if (pp__ring_begin(&s->calls, PP__REC_BYE, 0, 0, 0) == NULL)
     return; /* No room: the next round tries again. */
   if (pp__ring_commit(&s->calls))
-    pp__wake_signal(s->wake);
+    pp__life_wake(s);
   s->state = PP__W_RETIRING;
   s->deadline = pp__deadline_ms(PP__RETIRE_WAIT_MS);
 }
@@ -489,6 +501,12 @@ static void fail_started_locked(pp__slot_t *s, pp__flight_t *f, int status,
                             "started on it",
                             s->index, (long long)pid, why,
                             (unsigned long long)f->id, task);
+  } else if (pool->fatal != 0) {
+    code = pool->fatal;
+    msg = pp__strdup_printf("call %llu of '%s' had started on worker %d (pid "
+                            "%lld) when the pool broke: %s",
+                            (unsigned long long)f->id, task, s->index,
+                            (long long)pid, pool->fatal_why);
   } else if (s->kill_status != 0 && s->kill_id != f->id) {
     /* The call the pool killed the worker for had just finished, and the
      * worker had moved on to this one. */

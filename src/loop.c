@@ -156,7 +156,7 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
   if (rc < 0)
     return rc;
   if (released && pp__ring_release(&s->results, end))
-    pp__wake_signal(s->wake); /* it waits for room */
+    pp__life_wake(s); /* it waits for room */
   return 0;
 }
 
@@ -362,6 +362,59 @@ static int wind_down(loop_t *L) {
   return left == 0;
 }
 
+/* The pool broke (pool->fatal: its poller or a wake object failed, which
+ * happens when its descriptors were closed behind its back): every worker
+ * is killed and settled now, since the poller that would tell of their
+ * ends cannot be trusted.  What they finished keeps its result, what had
+ * started fails with the reason, and the rest fails from the queue with
+ * it; no worker starts again. */
+static void break_down(loop_t *L) {
+  pp_pool_t *pool = L->pool;
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_STARTING || s->state == PP__W_INIT) {
+      pp__err_t err;
+      pp__err_set(&err, PP_ECANCELED, "the pool broke");
+      pp__life_start_failed(s, &err);
+    } else if (s->state != PP__W_NONE) {
+      pp__proc_kill(s->proc);
+      pp__life_bury(s, 0, NULL);
+    }
+    s->deadline = PP__NEVER;
+  }
+  pp__mutex_lock(pool->lock);
+  pp__pool_fail_queue_locked(pool);
+  pp__mutex_unlock(pool->lock);
+  pp__cond_broadcast(pool->done_cond);
+}
+
+/* Waits in the poller up to timeout_us; a poller that fails breaks the
+ * pool (a wait that fails at once would otherwise make the loop spin). */
+static void poll_tags(loop_t *L, int64_t timeout_us) {
+  pp_pool_t *pool = L->pool;
+  L->ntags = pp__poller_wait(pool->poller, timeout_us, L->tags, 64);
+  if (L->ntags < 0) {
+    char why[512];
+    pp__format(why, sizeof(why), "its poller failed: %s", pp__os_reason());
+    L->ntags = 0;
+    pp__mutex_lock(pool->lock);
+    pp__pool_break_locked(pool, PP_EIO, why);
+    pp__mutex_unlock(pool->lock);
+  }
+}
+
+/* The longest sleep now: short while any worker holds calls, whose results
+ * may come without a signal (PP__LOOP_SLEEP_BUSY_US). */
+static int64_t sleep_cap(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++)
+    if (pool->slots[i].fl_n > 0 || pool->slots[i].state == PP__W_STARTING ||
+        pool->slots[i].state == PP__W_INIT)
+      return PP__LOOP_SLEEP_BUSY_US;
+  return PP__LOOP_SLEEP_IDLE_US;
+}
+
 int pp__loop_assist(pp_pool_t *pool) {
   pp__take_t takes[PP__DISPATCH_MAX];
   pp__err_t err; /* unused: a broken record is left to the I/O thread */
@@ -419,14 +472,14 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   pp_pool_t *pool = data;
   loop_t *L = calloc(1, sizeof(*L));
   pp__take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
-  int i, stopping = 0;
+  int i, stopping = 0, broken = 0;
 
   if (L == NULL || takes == NULL)
     abort(); /* too early for anything better: nothing has started */
   L->pool = pool;
   L->steal_at = PP__NEVER;
   for (;;) {
-    int64_t now, next;
+    int64_t now, next, cap;
     size_t ntakes;
     int news, wake;
 
@@ -437,7 +490,7 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
 
     /* Starts (and restarts after a back-off). */
     now = pp__now_us();
-    if (!stopping)
+    if (!stopping && !broken)
       for (i = 0; i < pool->nslots; i++)
         if (pool->slots[i].state == PP__W_NONE &&
             now >= pool->slots[i].deadline)
@@ -477,11 +530,19 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
           pp__dispatch_plan_locked(pool, takes + ntakes, PP__TAKE_MAX - ntakes);
     }
     stopping = pool->stopping && pool->queued == 0 && pool->running == 0;
+    if (pool->fatal != 0 && !broken) {
+      broken = 1;
+      ntakes = 0; /* planned flights are settled with their workers */
+    }
     pp__mutex_unlock(pool->lock);
     /* After the unlock: a waiter woken under the lock would only block on
      * it again (a second wake-up for every finished call). */
     if (wake)
       pp__cond_broadcast(pool->done_cond);
+    if (broken == 1) {
+      broken = 2;
+      break_down(L);
+    }
 
     if (news && send_cancels(L))
       pp__cond_broadcast(pool->done_cond);
@@ -503,6 +564,17 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
       break;
     }
 
+    /* A broken pool has no poller to trust: it waits for its end on the
+     * pool's condition, looking now and then. */
+    if (broken) {
+      pp__mutex_unlock(pool->io_lock);
+      pp__mutex_lock(pool->lock);
+      if (!pool->stopping)
+        pp__cond_timedwait(pool->done_cond, pool->lock, PP__LOOP_SLEEP_BUSY_US);
+      pp__mutex_unlock(pool->lock);
+      continue;
+    }
+
     /* Sleep, after a short spin if this round was busy: the next results
      * are likely microseconds away, and a sleep costs more.  Callers may
      * hand out calls meanwhile (pp__dispatch_try). */
@@ -513,7 +585,7 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
       while (pp__now_us() < until && !results_waiting(pool))
         pp__spin_turn(turn);
       /* A busy pool still notices a worker's end at once. */
-      L->ntags = pp__poller_wait(pool->poller, 0, L->tags, 64);
+      poll_tags(L, 0);
       continue;
     }
     if (sleep_prepare(pool)) {
@@ -533,13 +605,10 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     }
     pool->loop_asleep = 1;
     pp__mutex_unlock(pool->lock);
+    cap = sleep_cap(pool);
     pp__mutex_unlock(pool->io_lock);
     now = pp__now_us();
-    L->ntags = pp__poller_wait(pool->poller,
-                               next == PP__NEVER ? -1
-                               : next > now      ? next - now
-                                                 : 0,
-                               L->tags, 64);
+    poll_tags(L, next - now > cap ? cap : next > now ? next - now : 0);
     pp__mutex_lock(pool->lock);
     pool->loop_asleep = 0;
     pp__mutex_unlock(pool->lock);

@@ -41,7 +41,30 @@ void pp__src_init(pp__src_t *src, pp_pool_t *pool, const pp_task_t *task,
 }
 
 int pp__pool_hopeless_locked(const pp_pool_t *pool) {
-  return pool->nslots > 0 && pool->broken_slots == pool->nslots;
+  return pool->fatal != 0 ||
+         (pool->nslots > 0 && pool->broken_slots == pool->nslots);
+}
+
+int pp__pool_hopeless_why_locked(const pp_pool_t *pool, char **message) {
+  if (pool->fatal != 0) {
+    *message = pp__strdup_printf("the pool cannot run calls any more: %s",
+                                 pool->fatal_why);
+    return pool->fatal;
+  }
+  *message = pp__strdup_printf("no worker of the pool can be started: %s",
+                               pool->broken_reason);
+  return PP_ESPAWN;
+}
+
+void pp__pool_break_locked(pp_pool_t *pool, int status, const char *why) {
+  if (pool->fatal != 0)
+    return;
+  pool->fatal = status;
+  pp__format(pool->fatal_why, sizeof(pool->fatal_why), "%s", why);
+  /* The I/O thread may sleep on the very object that failed: it looks
+   * again within its longest sleep (loop.c), and so does every caller's
+   * wait that depends on it. */
+  pool->news = 1;
 }
 
 void pp__pool_wake_locked(pp_pool_t *pool) {
@@ -55,20 +78,24 @@ void pp__pool_wake_locked(pp_pool_t *pool) {
    * would only cost a system call. */
   if (pool->loop_asleep) {
     pool->loop_asleep = 0;
-    pp__wake_signal(pool->wake);
+    if (pp__wake_signal(pool->wake) != 0) {
+      char why[512];
+      pp__format(why, sizeof(why), "cannot wake its I/O thread: %s",
+                 pp__os_reason());
+      pp__pool_break_locked(pool, PP_EIO, why);
+    }
   }
 }
 
 /* Fails calls [from, n) of a source at once: no worker of the pool can
- * start. */
+ * start, or the pool broke. */
 static void fail_hopeless_locked(pp__src_t *src, size_t from) {
   size_t i;
-  for (i = from; i < src->n; i++)
-    pp__src_finish_locked(src, i, PP_ESPAWN, NULL, 0,
-                          pp__strdup_printf("no worker of the pool can be "
-                                            "started: %s",
-                                            src->pool->broken_reason),
-                          0, 0);
+  for (i = from; i < src->n; i++) {
+    char *msg;
+    int status = pp__pool_hopeless_why_locked(src->pool, &msg);
+    pp__src_finish_locked(src, i, status, NULL, 0, msg, 0, 0);
+  }
   src->next = src->n;
 }
 

@@ -101,8 +101,10 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
     memcpy(p + n1, p2, n2);
   wake = pp__ring_commit(&W.results);
   pp__mutex_unlock(W.plock);
+  /* A signal that fails is not waited for: the parent never sleeps long
+   * while it has calls on a worker (loop.c), and reads the ring then. */
   if (wake)
-    pp__wake_signal(W.at.wake_parent);
+    (void)pp__wake_signal(W.at.wake_parent);
   return 0;
 }
 
@@ -120,9 +122,30 @@ void pp__worker_corrupt_results(void) {
     memcpy(p - PP__REC_HEADER, &huge, 4);
     memcpy(p, junk, sizeof(junk));
     if (pp__ring_commit(&W.results))
-      pp__wake_signal(W.at.wake_parent);
+      (void)pp__wake_signal(W.at.wake_parent);
   }
   pp__mutex_unlock(W.plock);
+}
+
+void pp__worker_zero_shared(void) {
+  /* The control block and the result ring, header and records, as a task
+   * writing through a stray pointer might: the flag that says the parent
+   * sleeps goes with them.  The call ring is spared, so that the worker
+   * lives on (a broken call ring ends it, which the parent would notice).
+   * The worker's own view of its rings (W.results) is private and stays
+   * as it was. */
+  if (W.ctl != NULL)
+    memset(W.ctl, 0, (size_t)W.ctl->call_off);
+  if (W.results.hdr != NULL)
+    memset(W.results.hdr, 0, PP__RING_HDR_SIZE + (size_t)W.results.size);
+}
+
+void pp__worker_clear_sleep_flag(void) {
+  /* The flag that tells the parent this worker sleeps waiting for calls:
+   * with it cleared, the parent does not signal, as if a signal were lost
+   * (a task's thread calls it while the worker's main thread sleeps). */
+  if (W.ctl != NULL)
+    PP__STORE_REL32(&W.calls.hdr->consumer_waiting, 0);
 }
 
 int pp__worker_log(int level, const char *text, size_t len) {
@@ -364,7 +387,11 @@ static int next_record(pp__rec_t *rec, pp__err_t *err) {
     }
     if (pp__ring_sleep_prepare(&W.calls))
       continue;
-    rc = pp__wake_wait(W.at.wake_worker, W.at.chan, -1);
+    /* Never asleep for good: the parent signals only when it sees our
+     * flag in shared memory, which a task may have scribbled over, and a
+     * signal can be lost; a look every PP__WORKER_SLEEP_MS finds calls
+     * that came without one. */
+    rc = pp__wake_wait(W.at.wake_worker, W.at.chan, PP__WORKER_SLEEP_MS);
     pp__ring_awake(&W.calls);
     if (rc == PP_ECLOSED)
       pp__exit_now(0); /* The parent has gone. */

@@ -567,5 +567,7 @@ const pp_task_t pp_test_tasks[] = {
     {"longline", pp_test_task_longline},
     {"late_peek", pp_test_task_late_peek},
     {"noeol", pp_test_task_noeol},
+    {"zero_shared", pp_test_task_zero_shared},
+    {"unflag_later", pp_test_task_unflag_later},
     {"tally", pp_test_task_tally},
     PP_TASK_END};

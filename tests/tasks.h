@@ -85,6 +85,11 @@
  *             after the call started
  *   noeol     "i" n                  -> "i" n; writes n letters a..z
  *             repeating to stdout, with no newline and no flush
+ *   zero_shared none                 -> "i" 1, after 200 ms, having zeroed
+ *             the whole mapping its worker shares with the parent
+ *   unflag_later none                -> "i" 1 at once; 300 ms later a thread
+ *             it left clears its worker's "asleep" flag, so the parent does
+ *             not wake that worker for its next call
  *
  * and, in tally.c:
  *   tally     "sii" path, index, busy_us -> "i" index; counts its start in
@@ -109,6 +114,8 @@ int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_noeol(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_zero_shared(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "sii" path, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
 

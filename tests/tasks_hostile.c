@@ -28,9 +28,15 @@
 #include <sys/syscall.h>
 #endif
 
+#include <apr_thread_proc.h>
 #include <apr_time.h>
 
 #include "tasks.h"
+
+/* The library's own hooks (internal, which the static library the tests
+ * link shows): memory a task may scribble over. */
+void pp__worker_zero_shared(void);
+void pp__worker_clear_sleep_flag(void);
 
 int pp_test_task_ret(pp_call_t *call, const void *arg, size_t len) {
   int64_t v;
@@ -176,6 +182,37 @@ int pp_test_task_noeol(pp_call_t *call, const void *arg, size_t len) {
   for (i = 0; i < n; i++)
     fputc('a' + (int)(i % 26), stdout);
   return pp_call_replyf(call, "i", n);
+}
+
+int pp_test_task_zero_shared(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  /* Long enough for the parent to go to sleep waiting for this call. */
+  apr_sleep(apr_time_from_msec(200));
+  pp__worker_zero_shared();
+  return pp_call_replyf(call, "i", (int64_t)1);
+}
+
+static void *APR_THREAD_FUNC unflag_main(apr_thread_t *t, void *data) {
+  (void)data;
+  /* By now the call has ended and the worker sleeps, waiting for the
+   * next one. */
+  apr_sleep(apr_time_from_msec(300));
+  pp__worker_clear_sleep_flag();
+  apr_thread_exit(t, APR_SUCCESS);
+  return NULL;
+}
+
+int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len) {
+  static apr_pool_t *mem;
+  apr_thread_t *t;
+  (void)arg;
+  (void)len;
+  if (mem == NULL && apr_pool_create(&mem, NULL) != APR_SUCCESS)
+    return pp_call_fail(call, "unflag_later: no memory");
+  if (apr_thread_create(&t, NULL, unflag_main, NULL, mem) != APR_SUCCESS)
+    return pp_call_fail(call, "unflag_later: no thread");
+  return pp_call_replyf(call, "i", (int64_t)1);
 }
 
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {

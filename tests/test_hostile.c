@@ -520,6 +520,69 @@ static void test_hostile_inherit_output_on_a_tostop_terminal(void **state) {
 #endif
 }
 
+/* Runs `task` (no argument) on the pool and waits for it at most 30 s
+ * (scaled): a wait that runs out is the hang these tests look for. */
+static int call_within(pp_pool_t *pool, const char *task, pp_result_t *r) {
+  pp_future_t *f = NULL;
+  int rc;
+  PP_TEST_OK(pp_pool_submit(pool, task, NULL, 0, NULL, &f));
+  rc = pp_future_wait(f, 30000 * PP_TEST_TIME_SCALE);
+  if (rc == 0)
+    assert_int_equal(pp_future_take(f, r), 0);
+  pp_future_free(f);
+  return rc;
+}
+
+/* A task that zeroes the memory its worker shares with the parent also
+ * clears the flag that says the parent sleeps (issue 17, item 3): the
+ * worker then does not wake the parent for the call's result.  Nothing
+ * read from shared memory is trusted for liveness either: the parent
+ * never sleeps long while a worker holds calls, and the call ends, with
+ * its result or a clean PP_EPROTO, and the pool goes on. */
+static void test_hostile_zeroed_shared_memory_does_not_hang(void **state) {
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
+  pp_result_t r;
+  int round;
+  (void)state;
+  for (round = 0; round < 3; round++) {
+    memset(&r, 0, sizeof(r));
+    if (call_within(pool, "zero_shared", &r) != 0)
+      fail_msg("round %d: the call of a task that zeroed its worker's shared "
+               "memory did not end",
+               round);
+    if (r.status != 0 && r.status != PP_EPROTO)
+      fail_msg("round %d: %s: %s", round, pp_err_name(r.status),
+               r.message ? r.message : "");
+    pp_results_free(&r, 1);
+    assert_int_equal(call_within(pool, "pid", &r), 0);
+    assert_int_equal(r.status, 0);
+    pp_results_free(&r, 1);
+  }
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
+/* A worker whose wake-up was lost (here: its "asleep" flag cleared, so
+ * the parent does not signal it) still finds the call the parent gave it
+ * (issue 17, item 18): no sleep with calls in flight is unbounded. */
+static void test_hostile_lost_wakeup_of_a_worker_does_not_hang(void **state) {
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
+  pp_result_t r;
+  int round;
+  (void)state;
+  for (round = 0; round < 3; round++) {
+    assert_int_equal(call_within(pool, "unflag_later", &r), 0);
+    assert_int_equal(r.status, 0);
+    pp_results_free(&r, 1);
+    pp_test_sleep_ms(600);
+    if (call_within(pool, "pid", &r) != 0)
+      fail_msg("round %d: a call to a worker that was not woken did not end",
+               round);
+    assert_int_equal(r.status, 0);
+    pp_results_free(&r, 1);
+  }
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -541,6 +604,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_hostile_huge_timeouts_mean_none),
       cmocka_unit_test(test_hostile_sigchld_reaper_keeps_the_contract),
       cmocka_unit_test(test_hostile_closed_stdio),
+      cmocka_unit_test(test_hostile_zeroed_shared_memory_does_not_hang),
+      cmocka_unit_test(test_hostile_lost_wakeup_of_a_worker_does_not_hang),
       cmocka_unit_test(test_hostile_inherit_output_on_a_tostop_terminal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

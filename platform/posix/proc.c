@@ -110,7 +110,10 @@ static int await_end(pp__proc_t *p, int64_t timeout_ms) {
     if (p->pidfd >= 0) {
       struct pollfd pfd = {p->pidfd, POLLIN, 0};
       int wait_ms = timeout_ms < 0 || left_ms > 60000 ? 60000 : (int)left_ms;
-      poll(&pfd, 1, wait_ms);
+      if (poll(&pfd, 1, wait_ms) > 0 && (pfd.revents & POLLNVAL) != 0)
+        /* Closed behind our back: no longer ours to poll, or to close
+         * (its number may be somebody else's soon). */
+        p->pidfd = -1;
     } else {
       struct timespec ts = {0, pause_us * 1000L};
       nanosleep(&ts, NULL);
@@ -156,13 +159,17 @@ int pp__proc_kill(pp__proc_t *p) {
   if (p == NULL || p->reaped)
     return 0;
   p->killed = 1;
+  rc = -1;
+  errno = EBADF;
 #if defined(PP__HAVE_PIDFD)
   if (p->pidfd >= 0)
     rc = (int)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
-  else
 #endif
-    /* The pid is ours until we reap it, so this cannot hit another
-     * process (unless the application reaped it; see pp__proc_wait). */
+  /* The pid is ours until we reap it, so this cannot hit another process
+   * (unless the application reaped it; see pp__proc_wait).  It also
+   * serves when the pidfd was closed behind our back (a closefrom() in the
+   * application): EBADF. */
+  if (rc != 0 && errno == EBADF)
     rc = kill(p->pid, SIGKILL);
   if (rc != 0 && errno != ESRCH)
     return pp__posix_error(PP_EIO, errno, "kill(%d)", (int)p->pid);

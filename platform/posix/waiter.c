@@ -102,7 +102,7 @@ void pp__wake_free(pp__wake_t *w) {
   free(w);
 }
 
-void pp__wake_signal(pp__wake_t *w) {
+int pp__wake_signal(pp__wake_t *w) {
   ssize_t r;
 #if defined(__linux__)
   uint64_t one = 1;
@@ -116,7 +116,9 @@ void pp__wake_signal(pp__wake_t *w) {
   while (r < 0 && errno == EINTR);
 #endif
   /* EAGAIN: already signalled enough (a full pipe, a saturated counter). */
-  (void)r;
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    return pp__posix_error(PP_EIO, errno, "signalling a wake object");
+  return 0;
 }
 
 void pp__wake_clear(pp__wake_t *w) {
@@ -294,6 +296,8 @@ int pp__poller_wait(pp__poller_t *p, int64_t timeout_us, void **tags,
     do
       r = epoll_wait(p->epfd, ev, room, wait_ms);
     while (r < 0 && errno == EINTR);
+    if (r < 0)
+      return pp__posix_error(PP_EIO, errno, "epoll_wait");
     for (i = 0; i < r; i++)
       tags[got++] = ev[i].data.ptr;
   }
@@ -310,10 +314,15 @@ int pp__poller_wait(pp__poller_t *p, int64_t timeout_us, void **tags,
     do
       r = poll(pf, (nfds_t)p->n, wait_ms);
     while (r < 0 && errno == EINTR);
+    for (k = 0; r > 0 && k < p->n; k++)
+      if (pf[k].fd >= 0 && (pf[k].revents & POLLNVAL) != 0)
+        r = -1, errno = EBADF; /* a descriptor closed behind our back */
     for (k = 0; r > 0 && k < p->n && got < max; k++)
       if (pf[k].fd >= 0 && pf[k].revents != 0)
         tags[got++] = p->src[k].tag;
     free(pf);
+    if (r < 0)
+      return pp__posix_error(PP_EIO, errno, "poll");
   }
 #endif
   return got;

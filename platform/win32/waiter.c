@@ -70,8 +70,12 @@ void pp__wake_free(pp__wake_t *w) {
   free(w);
 }
 
-void pp__wake_signal(pp__wake_t *w) {
-  SetEvent(w->event);
+int pp__wake_signal(pp__wake_t *w) {
+  char why[160];
+  if (!SetEvent(w->event))
+    return pp__os_fail(PP_EIO, "SetEvent: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  return 0;
 }
 
 void pp__wake_clear(pp__wake_t *w) {
