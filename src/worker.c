@@ -317,6 +317,11 @@ static void run_record(const pp__rec_t *rec) {
 
   if (pp__call_rec_parse(rec, &c, &err) != 0)
     worker_abort(err.text, 70);
+  /* From here the call counts as started if this process ends: mapping
+   * its argument may end it (worker_abort), and a call that ends every
+   * worker it reaches must fail, not go back to the queue for the next
+   * one (life.c settles a dead worker's calls by whether they started). */
+  PP__STORE_REL64(&W.ctl->running_id, rec->id);
   memset(&call, 0, sizeof(call));
   call.id = rec->id;
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
@@ -336,7 +341,6 @@ static void run_record(const pp__rec_t *rec) {
       call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
                            c.b.hint_handle, c.b.hint_size, c.b.hint_serial);
   }
-  PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;
   W.cancel = c.cancel;
   task = find_task(c.name, c.name_len);

@@ -569,5 +569,6 @@ const pp_task_t pp_test_tasks[] = {
     {"noeol", pp_test_task_noeol},
     {"zero_shared", pp_test_task_zero_shared},
     {"unflag_later", pp_test_task_unflag_later},
+    {"limit_as", pp_test_task_limit_as},
     {"tally", pp_test_task_tally},
     PP_TASK_END};

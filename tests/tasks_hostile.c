@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,6 +214,32 @@ int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len) {
   if (apr_thread_create(&t, NULL, unflag_main, NULL, mem) != APR_SUCCESS)
     return pp_call_fail(call, "unflag_later: no thread");
   return pp_call_replyf(call, "i", (int64_t)1);
+}
+
+int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len) {
+  int64_t extra;
+  if (pp_unpack(arg, len, "i", &extra) != 0 || extra < 0)
+    return pp_call_fail(call, "limit_as wants one int64 >= 0");
+#if defined(__linux__)
+  {
+    unsigned long pages = 0;
+    struct rlimit rl;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL || fscanf(f, "%lu", &pages) != 1) {
+      if (f != NULL)
+        fclose(f);
+      return pp_call_fail(call, "limit_as: cannot read /proc/self/statm");
+    }
+    fclose(f);
+    rl.rlim_cur = rl.rlim_max =
+        (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (rlim_t)extra;
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+      return pp_call_fail(call, "limit_as: setrlimit: %s", strerror(errno));
+    return pp_call_replyf(call, "i", (int64_t)rl.rlim_cur);
+  }
+#else
+  return pp_call_fail(call, "limit_as: Linux only");
+#endif
 }
 
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {

@@ -22,6 +22,14 @@
 #include "helpers.h"
 #include "tasks.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define PP_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PP_TEST_ASAN 1
+#endif
+#endif
+
 /* Calls of the race tests; PROCPOOL_ONCE_CALLS lowers it for slow legs. */
 static size_t once_calls(size_t dflt) {
   const char *v = getenv("PROCPOOL_ONCE_CALLS");
@@ -216,6 +224,54 @@ static void test_once_cancel_takes_a_waiting_call_back(void **state) {
   pp_test_tally_free(t, 1);
 }
 
+/* A call that ends every worker it reaches before its task starts (here:
+ * its argument cannot be mapped in the worker, whose address space an
+ * initializer limited) fails with the worker's death; it is not handed to
+ * one worker after another for ever (the worker counts a call as started
+ * once it has begun to set it up).  Linux, and not under AddressSanitizer,
+ * which needs far more address space than the limit leaves. */
+static void test_once_call_that_kills_every_worker_fails(void **state) {
+#if defined(__linux__) && !defined(PP_TEST_ASAN)
+  enum { BIG = 256 << 20 };
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t limit = pp_test_pack_int(64 << 20), small = pp_test_pack_int(7);
+  pp_future_t *f;
+  pp_result_t r;
+  void *big = pp_shared_alloc(BIG);
+  (void)state;
+  assert_non_null(big);
+  memset(big, 1, 4096);
+  pp_test_pool_options(&o, 2, 0, 0, NULL);
+  o.initializer = "limit_as";
+  o.init_arg = limit.data;
+  o.init_arg_len = limit.len;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  PP_TEST_OK(pp_pool_submit(pool, "length", big, BIG, NULL, &f));
+  if (pp_future_wait(f, 60000 * PP_TEST_TIME_SCALE) != 0)
+    fail_msg("a call whose argument no worker can map did not end");
+  assert_int_equal(pp_future_take(f, &r), 0);
+  print_message("%s: %s\n", pp_err_name(r.status), r.message);
+  assert_int_equal(r.status, PP_EWORKERDIED);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  /* The pool goes on. */
+  PP_TEST_OK(pp_pool_submit(pool, "square", small.data, small.len, NULL, &f));
+  assert_int_equal(pp_future_wait(f, 60000 * PP_TEST_TIME_SCALE), 0);
+  assert_int_equal(pp_future_take(f, &r), 0);
+  assert_int_equal(pp_test_int_result(&r), 49);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_free(big);
+  pp_free((void *)limit.data);
+  pp_free((void *)small.data);
+#else
+  (void)state;
+  print_message("skipped: needs Linux's RLIMIT_AS, without AddressSanitizer\n");
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -223,6 +279,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_once_timeout_as_the_call_ends),
       cmocka_unit_test(test_once_cancel_takes_a_waiting_call_back),
+      cmocka_unit_test(test_once_call_that_kills_every_worker_fails),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
