@@ -56,7 +56,8 @@ if [ -z "${PP_SKIP_ASAN:-}" ]; then
   cmake --build "$build/asan" -j"$jobs"
   step "ASan + UBSan tests"
   # Ten million calls under ASan only measure its quarantine: a million.
-  PROCPOOL_IMAP_CALLS=1000000 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  PROCPOOL_IMAP_CALLS=1000000 PROCPOOL_ONCE_CALLS=1000 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$build/asan" --output-on-failure -j2 -LE 'large|soak|mpi' \
           --timeout 900

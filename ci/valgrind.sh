@@ -15,7 +15,7 @@ for t in "$build"/tests/test_*; do
   case "$name" in *large*|*soak*|*.so|*.dll) continue ;; esac
   log="$build/valgrind-$name.log"
   start=$(date +%s)
-  if PROCPOOL_IMAP_CALLS=20000 PROCPOOL_TEST_TIMEOUT_MULTIPLIER=10 valgrind --tool=memcheck --error-exitcode=99 \
+  if PROCPOOL_IMAP_CALLS=20000 PROCPOOL_ONCE_CALLS=300 PROCPOOL_TEST_TIMEOUT_MULTIPLIER=10 valgrind --tool=memcheck --error-exitcode=99 \
        --leak-check=full --errors-for-leak-kinds=definite \
        --show-leak-kinds=definite --trace-children=no \
        --suppressions="$(dirname "${BASH_SOURCE[0]}")/valgrind.supp" \

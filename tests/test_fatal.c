@@ -66,11 +66,11 @@ static int squares_within(pp_pool_t *pool, size_t n, size_t *failed) {
     }
     (*failed)++;
     if (res[i].message == NULL || res[i].message[0] == '\0')
-      fail_msg("call %zu failed (%s) without a reason", i,
+      fail_msg("call %llu failed (%s) without a reason", (unsigned long long)i,
                pp_err_name(res[i].status));
     if (*failed == 1)
-      print_message("call %zu: %s: %s\n", i, pp_err_name(res[i].status),
-                    res[i].message);
+      print_message("call %llu: %s: %s\n", (unsigned long long)i,
+                    pp_err_name(res[i].status), res[i].message);
   }
   pp_results_free(res, n);
   pp_test_free_bufs(args, n);
@@ -101,8 +101,8 @@ static void test_fatal_closed_descriptors_break_the_pool(void **state) {
     close(fd);
   /* The first map after it fails, with reasons, and ends. */
   rc = squares_within(pool, 100, &failed);
-  print_message("after closing every descriptor: %s, %zu of 100 failed\n",
-                pp_err_name(rc), failed);
+  print_message("after closing every descriptor: %s, %llu of 100 failed\n",
+                pp_err_name(rc), (unsigned long long)failed);
   assert_int_not_equal(rc, 0);
   assert_true(failed > 0);
   /* The pool does not spin: a second of nothing costs little CPU. */

@@ -92,7 +92,7 @@ static size_t check_once(const pp_test_tally_t *t, const pp_result_t *res,
       if (starts != 1)
         twice++;
       if (pp_test_int_result(&res[i]) != (int64_t)i)
-        fail_msg("call %zu answered %lld", i,
+        fail_msg("call %llu answered %lld", (unsigned long long)i,
                  (long long)pp_test_int_result(&res[i]));
     } else {
       failed++;
@@ -101,12 +101,12 @@ static size_t check_once(const pp_test_tally_t *t, const pp_result_t *res,
       if (starts > 1)
         twice++;
       if (res[i].message == NULL || res[i].message[0] == '\0')
-        fail_msg("call %zu failed (%s) with no message", i,
+        fail_msg("call %llu failed (%s) with no message", (unsigned long long)i,
                  pp_err_name(res[i].status));
       if (res[i].status != PP_ETIMEDOUT && res[i].status != PP_EWORKERDIED &&
           res[i].status != PP_ECANCELED)
-        fail_msg("call %zu: unexpected %s: %s", i, pp_err_name(res[i].status),
-                 res[i].message);
+        fail_msg("call %llu: unexpected %s: %s", (unsigned long long)i,
+                 pp_err_name(res[i].status), res[i].message);
     }
     if (starts == 0 && res[i].status == 0)
       lost++;
@@ -115,13 +115,13 @@ static size_t check_once(const pp_test_tally_t *t, const pp_result_t *res,
     for (i = 0; i < n; i++) {
       uint32_t starts = pp_test_tally_get(t, i);
       if ((res[i].status == 0 && starts != 1) || starts > 1)
-        print_message("call %zu: %s after %u starts: %s\n", i,
-                      pp_err_name(res[i].status), starts,
+        print_message("call %llu: %s after %u starts: %s\n",
+                      (unsigned long long)i, pp_err_name(res[i].status), starts,
                       res[i].message ? res[i].message : "");
     }
-    fail_msg("%zu calls started twice or reported OK without one start, "
-             "%zu OK without a start",
-             twice, lost);
+    fail_msg("%llu calls started twice or reported OK without one start, "
+             "%llu OK without a start",
+             (unsigned long long)twice, (unsigned long long)lost);
   }
   return failed;
 }
@@ -153,8 +153,9 @@ static void test_once_timeout_as_the_call_ends(void **state) {
   (void)pp_pool_map(pool, "tally", args, n, res, &mo);
   hog_stop(&hog);
   failed = check_once(t, res, n, &timed_out);
-  print_message("%zu calls: %zu ok, %zu failed (%zu timed out)\n", n,
-                n - failed, failed, timed_out);
+  print_message("%llu calls: %llu ok, %llu failed (%llu timed out)\n",
+                (unsigned long long)n, (unsigned long long)(n - failed),
+                (unsigned long long)failed, (unsigned long long)timed_out);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
   pp_results_free(res, n);
   pp_test_free_bufs(args, n);
