@@ -504,7 +504,8 @@ typedef enum {
  *
  * Workers are started from the executable as it was when the pool was
  * created: on Linux the file is held open, so an upgrade that replaces or
- * deletes it does not change what later workers run.  Elsewhere, a worker
+ * deletes it does not change what later workers run (and the running
+ * program may even have been deleted before the pool is created).  Elsewhere, a worker
  * whose build differs from the parent's (or, with worker_exe, from the
  * pool's first worker) is refused.  When no worker of the pool can be
  * started at all, calls fail at once with PP_ESPAWN; while some can, calls
