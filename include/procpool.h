@@ -196,8 +196,11 @@ PP_EXTERN void pp_free(void *ptr);
  * (part of) such an argument unchanged (pp_call_reply() with a pointer into
  * it) returns that very memory: the result is a view of the argument, not
  * a copy, and each of the two is given to pp_free() on its own (the memory
- * goes when both are).  Its contents are unspecified (it may be reused
- * memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
+ * goes when both are).  A call holds the memory it was given until the
+ * call has ended: a pp_free() while it runs releases the caller's pointer
+ * only, and the call still reads (and may answer with a view of) its own
+ * bytes, never those of a later allocation.  Its contents are unspecified
+ * (it may be reused memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
  * no memory: PP_ENOMEM, with pp_last_error()).
  */
 PP_EXTERN void *pp_shared_alloc(size_t len);

@@ -169,10 +169,18 @@ void *pp__blob_adopt(pp__shm_t *shm);
  * is no longer there. */
 void *pp__blob_share(pp__shm_t *shm, uint64_t offset);
 /* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
- * blob result), with its mapping and the offset of ptr in it.  The mapping
- * stays the caller's: it may be sent, not closed. */
-int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+ * blob result), with its mapping and the offset of ptr in it, and takes a
+ * reference on that memory, which pp__blob_release(*shm) drops: a call
+ * whose argument it is holds one until its worker is done with it, so a
+ * pp_free() of the caller's pointer meanwhile neither unmaps the memory
+ * under the worker nor lets the mapping be handed out again (a new
+ * pp_shared_alloc() would otherwise get the very mapping the call still
+ * reads).  The mapping may be sent, not closed. */
+int pp__blob_hold(const void *ptr, size_t len, pp__shm_t **shm,
                   uint64_t *offset);
+/* Drops a reference pp__blob_hold() took (NULL is ignored); the last one
+ * gives the mapping back. */
+void pp__blob_release(pp__shm_t *shm);
 
 /* Spare mappings (any thread): at most PP__SPARE_MAX of them, and
  * PP__SPARE_BYTES in all; smaller ones than PP__SPARE_MIN are not kept. */
@@ -415,8 +423,8 @@ typedef struct pp__flight_s {
   uint64_t rec;    /* its record's position in the call ring */
   int cancelled;   /* the cancel word is set */
   pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
-  pp__shm_t *arg_shared; /* or the caller's shared memory it is in
-                            (borrowed) */
+  pp__shm_t *arg_shared; /* or the caller's shared memory it is in,
+                            with a reference of its own (pp__blob_hold) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
   int withdrawn;       /* taken back before it started (dispatch.c): it is
                           another worker's now, and f->src may be gone;

@@ -566,4 +566,5 @@ const pp_task_t pp_test_tasks[] = {
     {"spoof", pp_test_task_spoof},
     {"longline", pp_test_task_longline},
     {"late_peek", pp_test_task_late_peek},
+    {"late_echo", pp_test_task_late_echo},
     PP_TASK_END};

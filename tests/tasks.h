@@ -83,6 +83,8 @@
  *             a..z repeating, then "longline end"
  *   late_peek any bytes              -> "i" the first byte, read 300 ms
  *             after the call started
+ *   late_echo any bytes              -> the same bytes, replied 500 ms
+ *             after the call started (a view of a large argument)
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -102,6 +104,7 @@ int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */
