@@ -530,8 +530,11 @@ typedef enum {
  * the pool.  Futures the caller still holds stay valid and finished.  The
  * completion callbacks (pp_future_cb) of the pool's calls all run before it
  * returns, and none runs after; new calls they submit fail with PP_ECLOSED.
- * Returns 0, or PP_EINVAL for an unknown mode or when called from a
- * completion callback of this very pool (the pool is then left untouched).
+ * Returns 0, or PP_EINVAL for an unknown mode, when called from a
+ * completion callback of this very pool, or from a callback of another
+ * pool whose destroy this pool's callback thread is waiting in (pools
+ * whose callbacks destroy each other, see pp_future_cb); the pool is then
+ * left untouched.
  * NULL is ignored.  Must not be called from a log callback or a map callback.
  */
 PP_EXTERN int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode);
@@ -624,10 +627,16 @@ typedef struct pp_future_s pp_future_t;
  * of its own while the callback runs, so the future stays valid until the
  * callback returns, even if the program freed it before).  It
  * may submit new calls (chained work; during pp_pool_destroy() they fail
- * with PP_ECLOSED), wait on other futures and use other pools.  It must not
- * destroy the pool `future` belongs to: pp_pool_destroy() refuses that
- * with PP_EINVAL.  A callback that blocks holds up the pool's later
- * callbacks, not its calls.
+ * with PP_ECLOSED), wait on other futures and use other pools, including
+ * destroying another pool (which waits for that pool's callbacks).  It
+ * must not destroy the pool `future` belongs to: pp_pool_destroy() refuses
+ * that with PP_EINVAL.  Nor can callbacks of pools destroy each other in a
+ * ring (pool A's callback destroys B while B's destroys A): each destroy
+ * would wait for the other's callback for ever, so the destroy that would
+ * close the ring is refused with PP_EINVAL (that pool is left untouched,
+ * for the program to destroy later) and the others go through.  A
+ * callback that blocks holds up the pool's later callbacks, not its
+ * calls.
  *
  * **At destroy.**  pp_pool_destroy() (either mode) lets every call finish
  * or end cancelled, runs every callback that is due, then stops the

@@ -595,6 +595,14 @@ int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err);
 void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job);
 /* Returns 1 if the calling thread is the pool's callback thread. */
 int pp__cb_in_thread(const pp_pool_t *pool);
+/* pp_pool_destroy(pool) is about to wait for the pool's callback thread:
+ * returns 0, or PP_EINVAL (with the reason in *err; nothing is changed)
+ * if the calling thread is a callback thread that this wait would never
+ * let go: the pool's own, or one the pool's callback thread waits for,
+ * maybe through others, in a destroy of its own.  pp__cb_wait_end(pool)
+ * ends the wait once the join is over. */
+int pp__cb_wait_begin(pp_pool_t *pool, pp__err_t *err);
+void pp__cb_wait_end(pp_pool_t *pool);
 /* Runs the jobs left, then stops and joins the callback thread, if it was
  * started; the pool is closing and all its calls have finished, so no job
  * can come after.  pool->lock NOT held. */
@@ -683,6 +691,10 @@ struct pp_pool_s {
   pp__cond_t *cb_cond;           /* the thread waits on it for jobs */
   pp__queue_t cb_queue;          /* jobs (pp__cbjob_t), oldest first */
   int cb_stop;                   /* pp_pool_destroy stops it */
+  pp_pool_t *cb_waits_for;       /* the pool whose callback thread this
+                                    pool's callback thread waits for in a
+                                    pp_pool_destroy(), or NULL (callback.c,
+                                    its own lock) */
 
   /* Fixed at creation: an engine that runs the calls instead of the I/O
    * thread and workers (engine.c), NULL for a local pool, and its state. */

@@ -412,17 +412,16 @@ cleanup:
 
 int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   pp__queue_t *q;
+  pp__err_t err;
   int last;
   if (pool == NULL)
     return 0;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
     return pp__fail(PP_EINVAL, "pp_pool_destroy: unknown mode %d", (int)mode);
-  /* It would wait for its own thread to go idle. */
-  if (pp__cb_in_thread(pool))
-    return pp__fail(PP_EINVAL, "pp_pool_destroy: called from a completion "
-                               "callback of this pool (a callback may not "
-                               "destroy its own pool; the pool is left "
-                               "untouched)");
+  /* A callback thread that the pool's own callback thread waits for (or
+   * that is the pool's own) could never join it. */
+  if (pp__cb_wait_begin(pool, &err) != 0)
+    return pp__err_raise(&err);
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
@@ -443,6 +442,7 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   /* Every call has finished: their callbacks run (a callback that submits
    * gets PP_ECLOSED), then the callback thread stops. */
   pp__cb_stop(pool);
+  pp__cb_wait_end(pool);
 
   if (pool->engine != NULL)
     pool->engine->stop(pool);
