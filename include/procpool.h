@@ -30,7 +30,9 @@
  * detailed message of the last failure in the calling thread.  Handles are
  * opaque.  Options structs are valid when zeroed, and NULL means defaults.
  * Memory that procpool hands to the caller is released with pp_free() (or
- * pp_results_free() for arrays of results).
+ * pp_results_free() for arrays of results).  In a child forked without
+ * exec from the process that created a pool, every function on that pool,
+ * its futures and its maps returns PP_ECLOSED (see pp_pool_create()).
  */
 #ifndef PROCPOOL_H
 #define PROCPOOL_H
@@ -505,6 +507,13 @@ typedef enum {
  * A closed stdin, stdout or stderr (descriptor 0, 1 or 2) is reopened on the
  * null device first, so that no worker channel can take its number.
  *
+ * A pool serves only the process that created it.  In a child forked
+ * without exec (POSIX fork()), which inherits a copy of it but none of its
+ * threads, every function on the pool, its futures and its maps returns
+ * PP_ECLOSED at once with a sentence that says so, and touches nothing:
+ * pp_pool_destroy() too (the parent's workers and calls go on), and
+ * pp_future_free() and pp_map_free() do nothing there.
+ *
  * Workers are started from the executable as it was when the pool was
  * created: on Linux the file is held open, so an upgrade that replaces or
  * deletes it does not change what later workers run (and the running
@@ -534,7 +543,8 @@ typedef enum {
  * completion callback of this very pool, or from a callback of another
  * pool whose destroy this pool's callback thread is waiting in (pools
  * whose callbacks destroy each other, see pp_future_cb); the pool is then
- * left untouched.
+ * left untouched.  PP_ECLOSED in a child forked from the pool's process:
+ * it touches nothing there, and the parent's workers go on.
  * NULL is ignored.  Must not be called from a log callback or a map callback.
  */
 PP_EXTERN int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode);

@@ -132,6 +132,8 @@ int pp_future_on_done(pp_future_t *f, pp_future_cb cb, void *data) {
   if (f == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_future_on_done: future and callback "
                                "must be set");
+  if (pp__pool_forked(f->src.pool, "pp_future_on_done") != 0)
+    return PP_ECLOSED;
   pool = f->src.pool;
   u = user_cb_new(cb, data);
   if (u == NULL)
@@ -170,6 +172,8 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   if (pool == NULL || task == NULL || future == NULL || (arg == NULL && len))
     return pp__fail(PP_EINVAL, "pp_pool_submit: pool, task and future "
                                "must be set, and arg unless len is 0");
+  if (pp__pool_forked(pool, "pp_pool_submit") != 0)
+    return PP_ECLOSED;
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
     return pp__fail(PP_ENOTASK, "pp_pool_submit: no task named '%s'", task);
@@ -275,6 +279,8 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
   int rc = 0;
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_wait: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_wait") != 0)
+    return PP_ECLOSED;
   pool = f->src.pool;
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   /* An engine's calls have no results here to collect. */
@@ -301,6 +307,8 @@ int pp_future_status(pp_future_t *f) {
   int rc;
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_status: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_status") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   rc = f->done ? f->res.status : PP_EAGAIN;
   pp__mutex_unlock(f->src.pool->lock);
@@ -454,6 +462,8 @@ int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
   for (i = 0; i < n; i++) {
     if (fs[i] == NULL)
       continue;
+    if (pp__pool_forked(fs[i]->src.pool, "pp_future_wait_many") != 0)
+      return PP_ECLOSED;
     if (pool != NULL && fs[i]->src.pool != pool)
       several = 1;
     pool = fs[i]->src.pool;
@@ -495,6 +505,8 @@ int pp_future_state(pp_future_t *f) {
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_state: future is NULL");
   pool = f->src.pool;
+  if (pp__pool_forked(pool, "pp_future_state") != 0)
+    return PP_ECLOSED;
   if (pool->engine != NULL) {
     /* An engine's call runs (or waits on its rank) from the moment it was
      * handed out: nothing here can tell which. */
@@ -526,6 +538,8 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
     return pp__fail(PP_EINVAL, "pp_future_take: NULL argument");
+  if (pp__pool_forked(f->src.pool, "pp_future_take") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done) {
     rc = pp__fail(PP_EAGAIN, "call %llu has not finished",
@@ -543,6 +557,8 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
 int pp_future_cancel(pp_future_t *f) {
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_cancel: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_cancel") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done)
     pp__src_cancel_locked(&f->src);
@@ -553,7 +569,8 @@ int pp_future_cancel(pp_future_t *f) {
 void pp_future_free(pp_future_t *f) {
   pp_pool_t *pool;
   int last;
-  if (f == NULL)
+  /* In a forked child the future is a copy, left as it is. */
+  if (f == NULL || pp__pool_forked(f->src.pool, "pp_future_free") != 0)
     return;
   pool = f->src.pool;
   pp__mutex_lock(pool->lock);

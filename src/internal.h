@@ -626,6 +626,7 @@ typedef enum {
 
 struct pp_pool_s {
   /* Fixed at creation. */
+  int64_t owner_pid;      /* the process that created it (pp__pool_forked) */
   apr_pool_t *mem;
   pp__mutex_t *lock;
   pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */
@@ -702,6 +703,14 @@ struct pp_pool_s {
   void *engine_state;
 };
 
+/* Returns 0 if the calling process created the pool; else PP_ECLOSED,
+ * raised with a sentence that names `fn`.  A child forked without exec
+ * holds only a copy of the pool's memory: no I/O thread, callback thread
+ * or workers of its own, locks that another thread may have held at the
+ * fork (held for ever there), and the workers' rings, which are shared
+ * with the parent's workers.  So every public function that touches a
+ * pool (or its futures and maps) checks this before anything else. */
+int pp__pool_forked(const pp_pool_t *pool, const char *fn);
 /* Returns 1 if the pool has been destroyed and no future of it is left, so
  * the caller must call pp__pool_free() once it has let go of the lock;
  * pool->lock is held. */
