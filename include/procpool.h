@@ -723,13 +723,10 @@ typedef enum {
 /**
  * Waits for several calls at once, at most `timeout_ms` on a monotonic
  * clock (negative or INT64_MAX = no limit).  NULL entries of
- * `futures[0..n)` are skipped, which makes an as_completed loop:
- *
- *     while (left > 0 &&
- *            pp_future_wait_many(fs, n, PP_WAIT_FIRST_COMPLETED, -1, &i) == 0)
- * { pp_future_take(fs[i], &r);  ...use r...;  pp_results_free(&r, 1);
- *       pp_future_free(fs[i]);  fs[i] = NULL;  left--;
- *     }
+ * `futures[0..n)` are skipped.  Each wait looks at all n futures, so it
+ * suits a few of them; to take many futures as they finish
+ * (as_completed), use a completion queue (pp_cq_t), which costs the same
+ * for each finished future however many there are.
  *
  * On return 0, *index (if not NULL) is the position of a finished future
  * the wait was for: the lowest finished one (FIRST_COMPLETED), the lowest
@@ -743,6 +740,69 @@ typedef enum {
 PP_EXTERN int pp_future_wait_many(pp_future_t *const *futures, size_t n,
                                   pp_wait_mode_t mode, int64_t timeout_ms,
                                   size_t *index);
+
+/**
+ * A completion queue (opaque): futures go in with pp_cq_add() and come out
+ * with pp_cq_next() as their calls finish, in the order they finished,
+ * each once (Python's concurrent.futures.as_completed).  It costs O(1)
+ * per future, however many are in it, and its futures may belong to any
+ * pools:
+ *
+ *     pp_cq_t *cq;
+ *     pp_cq_create(&cq);
+ *     for (i = 0; i < n; i++) {
+ *       pp_pool_submit(pool, "task", args[i].data, args[i].len, NULL, &f);
+ *       pp_cq_add(cq, f);
+ *     }
+ *     while ((rc = pp_cq_next(cq, -1, &f)) == 1) {
+ *       pp_future_take(f, &r);  ...use r...;  pp_results_free(&r, 1);
+ *       pp_future_free(f);
+ *     }
+ *     pp_cq_free(cq);
+ *
+ * Made by pp_cq_create(), released with pp_cq_free().  Any number of
+ * threads may add and take at once; pp_cq_free() must not run while
+ * another thread uses the queue.
+ */
+typedef struct pp_cq_s pp_cq_t;
+
+/** Creates an empty completion queue in *cq.  Returns 0, PP_EINVAL (cq
+ * NULL), PP_ENOMEM. */
+PP_EXTERN int pp_cq_create(pp_cq_t **cq);
+
+/**
+ * Adds a future, of any pool, to the queue: once its call has finished
+ * (at once if it has already), pp_cq_next() hands it out.  The future
+ * stays the caller's: it may be looked at, waited for or cancelled
+ * meanwhile (a cancelled call comes out with PP_ECANCELED), and freed:
+ * pp_future_free() takes it out of the queue.  A future is in one queue
+ * at a time, until pp_cq_next() has handed it out (then it may be added
+ * again).  Returns 0, or PP_EINVAL (NULL, or the future is in a queue
+ * already), PP_ECLOSED (a child forked from the queue's or the future's
+ * process).
+ */
+PP_EXTERN int pp_cq_add(pp_cq_t *cq, pp_future_t *future);
+
+/**
+ * Takes the future whose call finished first among those in the queue,
+ * waiting at most `timeout_ms` on a monotonic clock for one (negative or
+ * INT64_MAX = no limit; 0 = only looks).  Returns 1 with the future in
+ * *future (it has left the queue and is finished: pp_future_take() gets
+ * its outcome; it is still the caller's to free); 0, with *future NULL,
+ * when the queue holds no future (every future added has been handed
+ * out or freed); PP_ETIMEDOUT if none finished in time (they stay in the
+ * queue); PP_EINVAL for NULL; PP_ECLOSED in a child forked from the
+ * queue's process.  Several threads may take from one queue; each future
+ * goes to one of them.
+ */
+PP_EXTERN int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms,
+                         pp_future_t **future);
+
+/** Releases the queue.  The futures still in it leave it and stay the
+ * caller's (valid, and running on; free them with pp_future_free()).
+ * NULL is ignored; in a child forked from the queue's process it does
+ * nothing. */
+PP_EXTERN void pp_cq_free(pp_cq_t *cq);
 
 /** Where a call is, as pp_future_state() tells. */
 typedef enum {

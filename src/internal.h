@@ -30,6 +30,8 @@
  *   callback.c the pool's callback thread: completion callbacks
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
+ *   wait.c     waiting for several futures: pp_future_wait_many, and
+ *              completion queues (pp_cq_*)
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
  *   imap.c     pp_pool_imap: a map over a producer, in bounded memory
  *   engine.c   engines: pools whose calls run elsewhere (the MPI backend)
@@ -607,6 +609,50 @@ void pp__cb_wait_end(pp_pool_t *pool);
  * started; the pool is closing and all its calls have finished, so no job
  * can come after.  pool->lock NOT held. */
 void pp__cb_stop(pp_pool_t *pool);
+
+/* ---- future.c and wait.c: futures ---- */
+
+/* Something to tell when a future finishes: `fn` is called once, under
+ * pool->lock, in whatever thread finishes the call (future.c). */
+typedef struct pp__watch_s pp__watch_t;
+struct pp__watch_s {
+  pp__queue_t link; /* on the future's watchers until it fires */
+  void (*fn)(pp__watch_t *w, pp_future_t *f);
+};
+
+/* A future: a source of one call.  Every field but the fixed ones is
+ * guarded by pool->lock, but cq_link, which its queue's lock guards. */
+struct pp_future_s {
+  pp__src_t src;        /* its one call */
+  pp_buf_t arg;         /* the argument src.args points to */
+  void *arg_owned;      /* a copy of it, unless borrowed */
+  int refs;             /* the caller's, the pool's while the call runs,
+                           a callback's, a completion queue's */
+  int done;
+  pp_result_t res;
+  pp__queue_t watchers; /* pp__watch_t, called in order when it finishes */
+  pp_cq_t *cq;          /* the completion queue it is in, or NULL */
+  pp__watch_t cq_watch; /* its watcher there, while it runs */
+  int cq_freed;         /* pp_future_free() came while its queue was
+                           handing it out: the queue drops it instead */
+  pp__queue_t cq_link;  /* cq->lock: on the queue's pending or ready
+                           list; a lone link once taken off */
+};
+
+/* A completion queue (wait.c).  Its lock is taken under pool->lock (by
+ * a future's watcher), never the other way round. */
+struct pp_cq_s {
+  int64_t owner_pid;   /* the process that created it */
+  pp__mutex_t *lock;
+  pp__cond_t *cond;    /* pp_cq_next waits on it */
+  pp__queue_t pending; /* cq->lock: futures not finished (cq_link) */
+  pp__queue_t ready;   /* cq->lock: finished, oldest first */
+  size_t n;            /* cq->lock: futures on either list */
+};
+
+/* Drops one reference of a future; pool->lock held.  Frees it at zero
+ * (its pool's live_futures counts one less: see pp__pool_unused_locked). */
+void pp__future_unref_locked(pp_future_t *f);
 
 /* ---- engine.h / engine.c: pools whose calls run elsewhere ---- */
 

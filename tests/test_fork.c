@@ -38,6 +38,7 @@ typedef struct inherited_s {
   pp_future_t *running; /* a call that runs while the child tries */
   pp_future_t *done;    /* a call that had finished at the fork */
   pp_map_t *map;        /* an async map that runs meanwhile */
+  pp_cq_t *cq;          /* a completion queue that holds `running` */
   pp_result_t results[4];
   pp_buf_t args[4];
 } inherited_t;
@@ -123,7 +124,9 @@ static int child_tries(inherited_t *in, char *why, size_t cap) {
                     cap) ||
       expect_closed(pp_pool_worker_pids(in->pool, pids, 4),
                     "pp_pool_worker_pids", why, cap) ||
-      expect_closed(pp_pool_workers(in->pool), "pp_pool_workers", why, cap))
+      expect_closed(pp_pool_workers(in->pool), "pp_pool_workers", why, cap) ||
+      expect_closed(pp_cq_next(in->cq, -1, &f), "pp_cq_next", why, cap) ||
+      expect_closed(pp_cq_add(in->cq, in->done), "pp_cq_add", why, cap))
     return -1;
   if (f != NULL || m != NULL) {
     snprintf(why, cap, "a refused call still gave a future or a map");
@@ -134,6 +137,7 @@ static int child_tries(inherited_t *in, char *why, size_t cap) {
   pp_future_free(in->running);
   pp_future_free(in->done);
   pp_map_free(in->map);
+  pp_cq_free(in->cq);
   return expect_closed(pp_pool_destroy(in->pool, PP_DESTROY_CANCEL),
                        "pp_pool_destroy", why, cap);
 }
@@ -217,13 +221,22 @@ static void test_fork_child_leaves_the_pool_alone(void **state) {
     in.args[i] = pp_test_pack_int(i);
   PP_TEST_OK(pp_pool_map_async(in.pool, "square", in.args, 4, in.results, NULL,
                                &in.map));
+  PP_TEST_OK(pp_cq_create(&in.cq));
+  PP_TEST_OK(pp_cq_add(in.cq, in.running));
 
   run_child(&in, line, sizeof(line));
   assert_string_equal(line, "ok\n");
 
   /* The parent's pool is untouched: the same workers, its calls end as
    * they would have (the child's cancel did not reach them), and it goes
-   * on working. */
+   * on working; so does the queue. */
+  {
+    pp_future_t *f = NULL;
+    assert_int_equal(pp_cq_next(in.cq, 60000 * PP_TEST_TIME_SCALE, &f), 1);
+    assert_ptr_equal(f, in.running);
+    assert_int_equal(pp_cq_next(in.cq, 0, &f), 0);
+    pp_cq_free(in.cq);
+  }
   assert_int_equal(pp_future_wait(in.running, 60000 * PP_TEST_TIME_SCALE), 0);
   PP_TEST_OK(pp_future_take(in.running, &r));
   assert_int_equal(r.status, 0);
