@@ -379,6 +379,10 @@ static void cq_forget_locked(pp_future_t *f) {
   pp__mutex_lock(cq->lock);
   listed = pp__queue_linked(&f->cq_link);
   if (listed) {
+    /* Under pool->lock a finished future is on the ready list (its
+     * watcher moved it there when it finished). */
+    if (f->done)
+      PP__STORE_REL32(&cq->nready, cq->nready - 1);
     pp__queue_remove(&f->cq_link);
     /* Its last future gone, threads waiting on the queue return. */
     if (--cq->n == 0)

@@ -648,6 +648,12 @@ struct pp_cq_s {
   pp__queue_t pending; /* cq->lock: futures not finished (cq_link) */
   pp__queue_t ready;   /* cq->lock: finished, oldest first */
   size_t n;            /* cq->lock: futures on either list */
+  uint32_t nready;     /* cq->lock to write; read without it (atomic) by a
+                          taker that spins: futures on the ready list */
+  pp_pool_t *assist;   /* cq->lock, set once: the pool of the first future
+                          added whose results a taker may collect itself
+                          (pp__loop_assist); the queue holds it as a map
+                          does (live_futures) until pp_cq_free */
 };
 
 /* Drops one reference of a future; pool->lock held.  Frees it at zero

@@ -232,6 +232,7 @@ static void cq_fire(pp__watch_t *w, pp_future_t *f) {
   if (pp__queue_linked(&f->cq_link)) {
     pp__queue_remove(&f->cq_link);
     pp__queue_insert_tail(&cq->ready, &f->cq_link);
+    PP__STORE_REL32(&cq->nready, cq->nready + 1);
     pp__cond_signal(cq->cond);
   }
   pp__mutex_unlock(cq->lock);
@@ -310,18 +311,48 @@ int pp_cq_add(pp_cq_t *cq, pp_future_t *f) {
     pp__queue_insert_tail(&f->watchers, &f->cq_watch.link);
   }
   pp__mutex_lock(cq->lock);
+  if (cq->assist == NULL && !pool->inline_mode && pool->engine == NULL) {
+    /* Held like a map holds its pool, so that a taker may collect its
+     * results even after every future of it has left. */
+    cq->assist = pool;
+    pool->live_futures++;
+  }
   pp__queue_insert_tail(done ? &cq->ready : &cq->pending, &f->cq_link);
   cq->n++;
-  if (done)
+  if (done) {
+    PP__STORE_REL32(&cq->nready, cq->nready + 1);
     pp__cond_signal(cq->cond);
+  }
   pp__mutex_unlock(cq->lock);
   pp__mutex_unlock(pool->lock);
   return 0;
 }
 
+/* Looks for a ready future for a short while (PP__WAIT_SPIN_US, at most
+ * until `end`), collecting the results of the queue's assist pool itself
+ * meanwhile (pp__loop_assist, as pp_future_wait does), and giving the CPU
+ * away every few turns.  A tiny call's result is there within tens of
+ * microseconds, and taking it here saves two thread wake-ups (the pool's
+ * I/O thread's and this one's), which cost more than the call, and more
+ * still on a loaded machine. */
+static void cq_spin(pp_cq_t *cq, pp_pool_t *assist, int64_t end) {
+  int64_t until = pp__now_us() + PP__WAIT_SPIN_US;
+  unsigned turn = 0;
+  if (end != PP__NEVER && end < until)
+    until = end;
+  while (PP__LOAD_ACQ32(&cq->nready) == 0) {
+    if (assist != NULL && pp__loop_assist(assist))
+      continue;
+    pp__spin_turn(turn);
+    if ((turn & 15) == 0 && pp__now_us() >= until)
+      return;
+  }
+}
+
 int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms, pp_future_t **out) {
   int64_t end;
   pp__queue_t *q;
+  int spun = 0;
   if (out != NULL)
     *out = NULL;
   if (cq == NULL || out == NULL)
@@ -336,6 +367,16 @@ int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms, pp_future_t **out) {
       if (n == 0) {
         pp__mutex_unlock(cq->lock);
         return 0;
+      }
+      if (!spun && timeout_ms != 0) {
+        /* Tiny calls finish every few microseconds: a short look first
+         * saves the sleep and the wake-up, which cost more. */
+        pp_pool_t *assist = cq->assist;
+        pp__mutex_unlock(cq->lock);
+        cq_spin(cq, assist, end);
+        spun = 1;
+        pp__mutex_lock(cq->lock);
+        continue;
       }
       if (end == PP__NEVER) {
         pp__cond_wait(cq->cond, cq->lock);
@@ -352,6 +393,7 @@ int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms, pp_future_t **out) {
     }
     q = pp__queue_head(&cq->ready);
     pp__queue_remove(q);
+    PP__STORE_REL32(&cq->nready, cq->nready - 1);
     /* The last one out: other threads waiting on the queue return. */
     if (--cq->n == 0)
       pp__cond_broadcast(cq->cond);
@@ -373,6 +415,8 @@ void pp_cq_free(pp_cq_t *cq) {
     q = !pp__queue_empty(&cq->ready)     ? pp__queue_head(&cq->ready)
         : !pp__queue_empty(&cq->pending) ? pp__queue_head(&cq->pending)
                                          : NULL;
+    if (q != NULL && !pp__queue_empty(&cq->ready))
+      PP__STORE_REL32(&cq->nready, cq->nready - 1);
     if (q != NULL) {
       pp__queue_remove(q);
       cq->n--;
@@ -381,6 +425,10 @@ void pp_cq_free(pp_cq_t *cq) {
     if (q == NULL)
       break;
     cq_let_go(pp__queue_data(q, pp_future_t, cq_link));
+  }
+  if (cq->assist != NULL) {
+    pp__mutex_lock(cq->assist->lock);
+    pp__pool_leave_unlock(cq->assist);
   }
   pp__cond_free(cq->cond);
   pp__mutex_free(cq->lock);
