@@ -842,8 +842,9 @@ PP_EXTERN int pp_future_take(pp_future_t *future, pp_result_t *result);
  */
 PP_EXTERN int pp_future_cancel(pp_future_t *future);
 
-/** Releases the future.  A call not yet finished is cancelled first.  NULL
- * is ignored. */
+/** Releases the future.  A call not yet finished is cancelled first, and
+ * a future in a completion queue leaves it (pp_cq_next() never hands it
+ * out).  NULL is ignored. */
 PP_EXTERN void pp_future_free(pp_future_t *future);
 
 /* ------------------------------------------------------------------------ */
