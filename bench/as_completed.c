@@ -56,8 +56,8 @@ static int drain_one(pp_future_t **fs, size_t n) {
 static int drain_many(pp_future_t **fs, size_t n) {
   size_t left = n, at;
   int bad = 0;
-  while (left > 0 && pp_future_wait_many(fs, n, PP_WAIT_FIRST_COMPLETED, -1,
-                                         &at) == 0) {
+  while (left > 0 &&
+         pp_future_wait_many(fs, n, PP_WAIT_FIRST_COMPLETED, -1, &at) == 0) {
     bad |= take(fs[at]);
     fs[at] = NULL;
     left--;
@@ -95,10 +95,10 @@ int bench_as_completed(const bench_opts_t *o) {
           (cq != NULL && pp_cq_add(cq, fs[i]) != 0);
   }
   if (!bad)
-    bad = cq != NULL        ? drain_queue(fs, n, cq)
-          : *how == '\0'    ? 1
+    bad = cq != NULL      ? drain_queue(fs, n, cq)
+          : *how == '\0'  ? 1
           : how[1] == 'o' ? drain_one(fs, n)
-                            : drain_many(fs, n);
+                          : drain_many(fs, n);
   fps = (double)n / (bench_now() - t0);
   if (bad) {
     fprintf(stderr, "procpool-bench: %s: a call failed: %s\n", o->figure,
@@ -106,9 +106,8 @@ int bench_as_completed(const bench_opts_t *o) {
     return 1;
   }
   snprintf(key, sizeof(key), "%s_fps", o->figure);
-  snprintf(what, sizeof(what), "%zu tiny futures taken as they finish, %s",
-           n,
-           cq != NULL        ? "completion queue"
+  snprintf(what, sizeof(what), "%zu tiny futures taken as they finish, %s", n,
+           cq != NULL      ? "completion queue"
            : how[1] == 'o' ? "each waited for in turn"
                            : "the old wait_many loop");
   bench_row(key, fps, "futures/s", what);

@@ -202,8 +202,8 @@ PP_EXTERN void pp_free(void *ptr);
  * call has ended: a pp_free() while it runs releases the caller's pointer
  * only, and the call still reads (and may answer with a view of) its own
  * bytes, never those of a later allocation.  Its contents are unspecified
- * (it may be reused memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
- * no memory: PP_ENOMEM, with pp_last_error()).
+ * (it may be reused memory, like malloc's).  Returns the memory, or NULL
+ * (len 0: PP_EINVAL; no memory: PP_ENOMEM, with pp_last_error()).
  */
 PP_EXTERN void *pp_shared_alloc(size_t len);
 
@@ -517,11 +517,11 @@ typedef enum {
  * Workers are started from the executable as it was when the pool was
  * created: on Linux the file is held open, so an upgrade that replaces or
  * deletes it does not change what later workers run (and the running
- * program may even have been deleted before the pool is created).  Elsewhere, a worker
- * whose build differs from the parent's (or, with worker_exe, from the
- * pool's first worker) is refused.  When no worker of the pool can be
- * started at all, calls fail at once with PP_ESPAWN; while some can, calls
- * wait for them.
+ * program may even have been deleted before the pool is created).
+ * Elsewhere, a worker whose build differs from the parent's (or, with
+ * worker_exe, from the pool's first worker) is refused.  When no worker of
+ * the pool can be started at all, calls fail at once with PP_ESPAWN; while
+ * some can, calls wait for them.
  */
 PP_EXTERN int pp_pool_create(pp_pool_t **pool, const pp_pool_options_t *options);
 
@@ -795,8 +795,7 @@ PP_EXTERN int pp_cq_add(pp_cq_t *cq, pp_future_t *future);
  * queue's process.  Several threads may take from one queue; each future
  * goes to one of them.
  */
-PP_EXTERN int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms,
-                         pp_future_t **future);
+PP_EXTERN int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms, pp_future_t **future);
 
 /** Releases the queue.  The futures still in it leave it and stay the
  * caller's (valid, and running on; free them with pp_future_free()).

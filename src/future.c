@@ -56,7 +56,8 @@ static int future_done(pp__src_t *src, size_t index, pp_result_t *r) {
   while (!pp__queue_empty(&f->watchers)) {
     q = pp__queue_head(&f->watchers);
     pp__queue_remove(q);
-    pp__queue_data(q, pp__watch_t, link)->fn(pp__queue_data(q, pp__watch_t, link), f);
+    pp__queue_data(q, pp__watch_t, link)
+        ->fn(pp__queue_data(q, pp__watch_t, link), f);
   }
   pp__future_unref_locked(f);
   return 1;

@@ -623,11 +623,11 @@ struct pp__watch_s {
 /* A future: a source of one call.  Every field but the fixed ones is
  * guarded by pool->lock, but cq_link, which its queue's lock guards. */
 struct pp_future_s {
-  pp__src_t src;        /* its one call */
-  pp_buf_t arg;         /* the argument src.args points to */
-  void *arg_owned;      /* a copy of it, unless borrowed */
-  int refs;             /* the caller's, the pool's while the call runs,
-                           a callback's, a completion queue's */
+  pp__src_t src;   /* its one call */
+  pp_buf_t arg;    /* the argument src.args points to */
+  void *arg_owned; /* a copy of it, unless borrowed */
+  int refs;        /* the caller's, the pool's while the call runs,
+                      a callback's, a completion queue's */
   int done;
   pp_result_t res;
   pp__queue_t watchers; /* pp__watch_t, called in order when it finishes */
@@ -642,7 +642,7 @@ struct pp_future_s {
 /* A completion queue (wait.c).  Its lock is taken under pool->lock (by
  * a future's watcher), never the other way round. */
 struct pp_cq_s {
-  int64_t owner_pid;   /* the process that created it */
+  int64_t owner_pid; /* the process that created it */
   pp__mutex_t *lock;
   pp__cond_t *cond;    /* pp_cq_next waits on it */
   pp__queue_t pending; /* cq->lock: futures not finished (cq_link) */
@@ -678,7 +678,7 @@ typedef enum {
 
 struct pp_pool_s {
   /* Fixed at creation. */
-  int64_t owner_pid;      /* the process that created it (pp__pool_forked) */
+  int64_t owner_pid; /* the process that created it (pp__pool_forked) */
   apr_pool_t *mem;
   pp__mutex_t *lock;
   pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */

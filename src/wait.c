@@ -25,8 +25,8 @@
  * must go on, or n when all finished and none failed (the modes that wait
  * for all).  With `lock_each` each future is read under its own pool's
  * lock (futures of several pools); without, the one pool's lock is held. */
-static size_t wait_check(pp_future_t *const *fs, size_t n,
-                         pp_wait_mode_t mode, int lock_each) {
+static size_t wait_check(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
+                         int lock_each) {
   size_t i, first_done = n, first_failed = n, live = 0, done = 0;
   int is_done, status;
   for (i = 0; i < n; i++) {
@@ -204,7 +204,6 @@ int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
     *index = at;
   return rc;
 }
-
 
 /* ---- completion queues ---- */
 

@@ -412,8 +412,7 @@ static void destroy_next(void *data, pp_future_t *f) {
   int k;
   (void)f;
   apr_atomic_inc32(&r->started);
-  for (k = 0; k < 2000 && apr_atomic_read32(&r->started) < (unsigned)r->n;
-       k++)
+  for (k = 0; k < 2000 && apr_atomic_read32(&r->started) < (unsigned)r->n; k++)
     pp_test_sleep_ms(5);
   r->rc[side->i] =
       pp_pool_destroy(r->pools[(side->i + 1) % r->n], PP_DESTROY_WAIT);
@@ -455,8 +454,7 @@ static void destroy_ring(int n) {
     /* The threads stay stuck; the pools leak with them. */
     fail_msg("%d pools whose callbacks destroy each other: only %u of %d "
              "callbacks returned within %d s (deadlock)",
-             n, apr_atomic_read32(&r->finished), n,
-             30 * PP_TEST_TIME_SCALE);
+             n, apr_atomic_read32(&r->finished), n, 30 * PP_TEST_TIME_SCALE);
   for (i = 0; i < n; i++) {
     print_message("pool %d's callback, destroying pool %d: %s %s\n", i,
                   (i + 1) % n, pp_err_name(r->rc[i]), r->why[i]);

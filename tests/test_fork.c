@@ -94,23 +94,20 @@ static int child_tries(inherited_t *in, char *why, size_t cap) {
       expect_closed(pp_pool_map_unordered(in->pool, "square", in->args, 4,
                                           drop_result, NULL, NULL),
                     "pp_pool_map_unordered", why, cap) ||
-      expect_closed(pp_pool_map_async(in->pool, "square", in->args, 4, res,
-                                      NULL, &m),
-                    "pp_pool_map_async", why, cap) ||
-      expect_closed(pp_pool_imap(in->pool, "square", no_args, NULL,
-                                 drop_result, NULL, NULL),
+      expect_closed(
+          pp_pool_map_async(in->pool, "square", in->args, 4, res, NULL, &m),
+          "pp_pool_map_async", why, cap) ||
+      expect_closed(pp_pool_imap(in->pool, "square", no_args, NULL, drop_result,
+                                 NULL, NULL),
                     "pp_pool_imap", why, cap))
     return -1;
   one[0] = in->running;
-  if (expect_closed(pp_future_wait_many(one, 1, PP_WAIT_ALL_COMPLETED, -1,
-                                        &at),
+  if (expect_closed(pp_future_wait_many(one, 1, PP_WAIT_ALL_COMPLETED, -1, &at),
                     "pp_future_wait_many", why, cap) ||
-      expect_closed(pp_future_status(in->done), "pp_future_status", why,
-                    cap) ||
+      expect_closed(pp_future_status(in->done), "pp_future_status", why, cap) ||
       expect_closed(pp_future_state(in->running), "pp_future_state", why,
                     cap) ||
-      expect_closed(pp_future_take(in->done, &r), "pp_future_take", why,
-                    cap) ||
+      expect_closed(pp_future_take(in->done, &r), "pp_future_take", why, cap) ||
       expect_closed(pp_future_on_done(in->running, never_called, NULL),
                     "pp_future_on_done", why, cap) ||
       expect_closed(pp_future_cancel(in->running), "pp_future_cancel", why,
@@ -120,8 +117,7 @@ static int child_tries(inherited_t *in, char *why, size_t cap) {
       expect_closed(pp_map_progress(in->map, &pr), "pp_map_progress", why,
                     cap) ||
       expect_closed(pp_map_cancel(in->map), "pp_map_cancel", why, cap) ||
-      expect_closed(pp_pool_stats(in->pool, &st), "pp_pool_stats", why,
-                    cap) ||
+      expect_closed(pp_pool_stats(in->pool, &st), "pp_pool_stats", why, cap) ||
       expect_closed(pp_pool_worker_pids(in->pool, pids, 4),
                     "pp_pool_worker_pids", why, cap) ||
       expect_closed(pp_pool_workers(in->pool), "pp_pool_workers", why, cap) ||

@@ -91,8 +91,8 @@ int pp__cpu_count(void) {
  * fork handlers (a raw clone, vfork) must exec before it calls procpool,
  * as POSIX asks anyway.  If the handler cannot be registered, nothing is
  * cached. */
-static uint64_t self_pid;     /* 0: not known (atomic) */
-static int self_pid_cached;   /* the handler is registered */
+static uint64_t self_pid;   /* 0: not known (atomic) */
+static int self_pid_cached; /* the handler is registered */
 static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
 
 static void self_pid_forget(void) {
