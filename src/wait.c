@@ -340,8 +340,12 @@ static void cq_spin(pp_cq_t *cq, pp_pool_t *assist, int64_t end) {
   if (end != PP__NEVER && end < until)
     until = end;
   while (PP__LOAD_ACQ32(&cq->nready) == 0) {
-    if (assist != NULL && pp__loop_assist(assist))
+    if (assist != NULL && pp__loop_assist(assist)) {
+      /* Calls finished, maybe none of this queue's: bounded all the same. */
+      if (pp__now_us() >= until)
+        return;
       continue;
+    }
     pp__spin_turn(turn);
     if ((turn & 15) == 0 && pp__now_us() >= until)
       return;
