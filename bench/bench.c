@@ -1,7 +1,8 @@
 /*
  * bench.c - procpool's figures, one per run, for bench/run.sh.
  *
- *   procpool-bench --figure=NAME [--workers=2] [--calls=N] [--mib=256]
+ *   procpool-bench --figure=NAME [--workers=2] [--calls=N] [--futures=N]
+ *                  [--mib=256]
  *
  * Each run measures one figure in a fresh process and prints it as
  * "key value unit description", the format bench_mp.py prints too; run.sh
@@ -24,6 +25,12 @@
  *   copy, copy_zc the same, but the task writes a new result of the same
  *                 size (pp_call_reply_alloc + memcpy), as a task that
  *                 transforms its data must: the honest large-data figure
+ *   as_completed, as_completed_one, as_completed_many
+ *                 --futures tiny futures (100 k) taken as they finish:
+ *                 by a completion queue, by waiting for each in turn,
+ *                 and by the old pp_future_wait_many() loop (over a
+ *                 tenth of them: it is quadratic); futures/s
+ *                 (as_completed.c)
  *   raw_*         the floor with plain sockets (raw.c): raw_startup,
  *                 raw_rtt, raw_c1 (one message in flight per child),
  *                 raw_batch (64 calls per write, the physical floor for
@@ -317,6 +324,7 @@ static int parse_args(int argc, char **argv, bench_opts_t *o) {
   int i;
   o->workers = 2;
   o->calls = 1000000;
+  o->futures = 100000;
   o->big = (size_t)256 << 20;
   o->figure = NULL;
   for (i = 1; i < argc; i++) {
@@ -326,6 +334,8 @@ static int parse_args(int argc, char **argv, bench_opts_t *o) {
       o->workers = (int)n;
     else if (strncmp(a, "--calls=", 8) == 0 && n > 0)
       o->calls = n;
+    else if (strncmp(a, "--futures=", 10) == 0 && n > 0)
+      o->futures = n;
     else if (strncmp(a, "--mib=", 6) == 0 && n > 0)
       o->big = (size_t)n << 20;
     else if (strncmp(a, "--figure=", 9) == 0)
@@ -345,7 +355,7 @@ int main(int argc, char **argv) {
     return rc;
   if (parse_args(argc, argv, &o) != 0) {
     fprintf(stderr, "usage: procpool-bench --figure=NAME [--workers=2] "
-                    "[--calls=1000000] [--mib=256]\n");
+                    "[--calls=1000000] [--futures=100000] [--mib=256]\n");
     return 2;
   }
   bench_raw_init(argv[0]);
@@ -367,6 +377,8 @@ int main(int argc, char **argv) {
   if (strcmp(o.figure, "echo_zc") == 0 || strcmp(o.figure, "copy_zc") == 0)
     return fig_echo(&o, strcmp(o.figure, "echo_zc") == 0 ? "echo" : "copy",
                     1);
+  if (strncmp(o.figure, "as_completed", 12) == 0)
+    return bench_as_completed(&o);
   if (strncmp(o.figure, "raw_", 4) == 0)
     return bench_raw_figure(&o);
   fprintf(stderr, "procpool-bench: no figure '%s'\n", o.figure);

@@ -12,6 +12,7 @@
 typedef struct bench_opts_s {
   int workers;        /* worker processes (or raw children) */
   long calls;         /* tiny calls in a map */
+  long futures;       /* futures of the as_completed figures */
   size_t big;         /* bytes of the large echo */
   const char *figure; /* which figure to measure */
 } bench_opts_t;
@@ -31,6 +32,10 @@ double bench_peak_mb(void);
 
 /* The eight bytes of a tiny call. */
 extern const char bench_tiny[8];
+
+/* as_completed.c: the figure named in o->figure (as_completed,
+ * as_completed_one, as_completed_many); returns the exit code. */
+int bench_as_completed(const bench_opts_t *o);
 
 /* raw.c: the floor with plain sockets.  bench_raw_child() runs the child
  * side when argv says so (and returns 1 with its exit code in *rc);

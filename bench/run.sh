@@ -31,6 +31,7 @@ python=${PYTHON:-python3}
 
 reps=3
 only="startup rtt tiny tiny_inherit imap c1 echo echo_zc copy copy_zc"
+only="$only as_completed"
 pass=""
 svg=""
 for a in "$@"; do
@@ -79,6 +80,12 @@ runs() {
     echo "pp $bench --figure=$1"
     echo "py $python $here/bench_mp.py --figure=$1"
     echo "raw $bench --figure=raw_$1"
+    ;;
+  as_completed)
+    # Three ways of taking futures as they finish, one row each.
+    echo "pp $bench --figure=as_completed"
+    echo "pp $bench --figure=as_completed_one"
+    echo "pp $bench --figure=as_completed_many"
     ;;
   imap)
     echo "pp $bench --figure=imap"
@@ -151,7 +158,8 @@ awk '
     split("startup_ms startup_spawn_ms rtt_us tiny_cps tiny_inherit_cps " \
           "imap_cps " \
           "tiny_rss_mb c1_cps echo_gbps echo_zc_gbps copy_gbps " \
-          "copy_zc_gbps", keys, " ")
+          "copy_zc_gbps as_completed_fps as_completed_one_fps " \
+          "as_completed_many_fps", keys, " ")
     for (i = 1; i in keys; i++) {
       k = keys[i]
       raw = k == "tiny_cps" ? "raw_batch_cps" : \
@@ -192,6 +200,12 @@ awk '
            m("pp", "copy_zc_gbps"), m("raw", "raw_echo_gbps"), ">=", 2)
     target("large echo: procpool / python", m("pp", "echo_gbps"),
            m("py", "echo_gbps"), ">=", 1)
+    target("as_completed futures/s: queue / each in turn",
+           m("pp", "as_completed_fps"), m("pp", "as_completed_one_fps"),
+           ">=", 0.8)
+    target("as_completed futures/s: queue / wait_many loop",
+           m("pp", "as_completed_fps"), m("pp", "as_completed_many_fps"),
+           ">=", 5)
   }
 ' "$tmp/all.txt" >"$tmp/tables.txt"
 cat "$tmp/tables.txt"

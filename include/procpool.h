@@ -30,7 +30,9 @@
  * detailed message of the last failure in the calling thread.  Handles are
  * opaque.  Options structs are valid when zeroed, and NULL means defaults.
  * Memory that procpool hands to the caller is released with pp_free() (or
- * pp_results_free() for arrays of results).
+ * pp_results_free() for arrays of results).  In a child forked without
+ * exec from the process that created a pool, every function on that pool,
+ * its futures and its maps returns PP_ECLOSED (see pp_pool_create()).
  */
 #ifndef PROCPOOL_H
 #define PROCPOOL_H
@@ -196,9 +198,12 @@ PP_EXTERN void pp_free(void *ptr);
  * (part of) such an argument unchanged (pp_call_reply() with a pointer into
  * it) returns that very memory: the result is a view of the argument, not
  * a copy, and each of the two is given to pp_free() on its own (the memory
- * goes when both are).  Its contents are unspecified (it may be reused
- * memory, like malloc's).  Returns the memory, or NULL (len 0: PP_EINVAL;
- * no memory: PP_ENOMEM, with pp_last_error()).
+ * goes when both are).  A call holds the memory it was given until the
+ * call has ended: a pp_free() while it runs releases the caller's pointer
+ * only, and the call still reads (and may answer with a view of) its own
+ * bytes, never those of a later allocation.  Its contents are unspecified
+ * (it may be reused memory, like malloc's).  Returns the memory, or NULL
+ * (len 0: PP_EINVAL; no memory: PP_ENOMEM, with pp_last_error()).
  */
 PP_EXTERN void *pp_shared_alloc(size_t len);
 
@@ -502,13 +507,21 @@ typedef enum {
  * A closed stdin, stdout or stderr (descriptor 0, 1 or 2) is reopened on the
  * null device first, so that no worker channel can take its number.
  *
+ * A pool serves only the process that created it.  In a child forked
+ * without exec (POSIX fork()), which inherits a copy of it but none of its
+ * threads, every function on the pool, its futures and its maps returns
+ * PP_ECLOSED at once with a sentence that says so, and touches nothing:
+ * pp_pool_destroy() too (the parent's workers and calls go on), and
+ * pp_future_free() and pp_map_free() do nothing there.
+ *
  * Workers are started from the executable as it was when the pool was
  * created: on Linux the file is held open, so an upgrade that replaces or
- * deletes it does not change what later workers run.  Elsewhere, a worker
- * whose build differs from the parent's (or, with worker_exe, from the
- * pool's first worker) is refused.  When no worker of the pool can be
- * started at all, calls fail at once with PP_ESPAWN; while some can, calls
- * wait for them.
+ * deletes it does not change what later workers run (and the running
+ * program may even have been deleted before the pool is created).
+ * Elsewhere, a worker whose build differs from the parent's (or, with
+ * worker_exe, from the pool's first worker) is refused.  When no worker of
+ * the pool can be started at all, calls fail at once with PP_ESPAWN; while
+ * some can, calls wait for them.
  */
 PP_EXTERN int pp_pool_create(pp_pool_t **pool, const pp_pool_options_t *options);
 
@@ -526,8 +539,12 @@ typedef enum {
  * the pool.  Futures the caller still holds stay valid and finished.  The
  * completion callbacks (pp_future_cb) of the pool's calls all run before it
  * returns, and none runs after; new calls they submit fail with PP_ECLOSED.
- * Returns 0, or PP_EINVAL for an unknown mode or when called from a
- * completion callback of this very pool (the pool is then left untouched).
+ * Returns 0, or PP_EINVAL for an unknown mode, when called from a
+ * completion callback of this very pool, or from a callback of another
+ * pool whose destroy this pool's callback thread is waiting in (pools
+ * whose callbacks destroy each other, see pp_future_cb); the pool is then
+ * left untouched.  PP_ECLOSED in a child forked from the pool's process:
+ * it touches nothing there, and the parent's workers go on.
  * NULL is ignored.  Must not be called from a log callback or a map callback.
  */
 PP_EXTERN int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode);
@@ -620,10 +637,16 @@ typedef struct pp_future_s pp_future_t;
  * of its own while the callback runs, so the future stays valid until the
  * callback returns, even if the program freed it before).  It
  * may submit new calls (chained work; during pp_pool_destroy() they fail
- * with PP_ECLOSED), wait on other futures and use other pools.  It must not
- * destroy the pool `future` belongs to: pp_pool_destroy() refuses that
- * with PP_EINVAL.  A callback that blocks holds up the pool's later
- * callbacks, not its calls.
+ * with PP_ECLOSED), wait on other futures and use other pools, including
+ * destroying another pool (which waits for that pool's callbacks).  It
+ * must not destroy the pool `future` belongs to: pp_pool_destroy() refuses
+ * that with PP_EINVAL.  Nor can callbacks of pools destroy each other in a
+ * ring (pool A's callback destroys B while B's destroys A): each destroy
+ * would wait for the other's callback for ever, so the destroy that would
+ * close the ring is refused with PP_EINVAL (that pool is left untouched,
+ * for the program to destroy later) and the others go through.  A
+ * callback that blocks holds up the pool's later callbacks, not its
+ * calls.
  *
  * **At destroy.**  pp_pool_destroy() (either mode) lets every call finish
  * or end cancelled, runs every callback that is due, then stops the
@@ -700,13 +723,10 @@ typedef enum {
 /**
  * Waits for several calls at once, at most `timeout_ms` on a monotonic
  * clock (negative or INT64_MAX = no limit).  NULL entries of
- * `futures[0..n)` are skipped, which makes an as_completed loop:
- *
- *     while (left > 0 &&
- *            pp_future_wait_many(fs, n, PP_WAIT_FIRST_COMPLETED, -1, &i) == 0)
- * { pp_future_take(fs[i], &r);  ...use r...;  pp_results_free(&r, 1);
- *       pp_future_free(fs[i]);  fs[i] = NULL;  left--;
- *     }
+ * `futures[0..n)` are skipped.  Each wait looks at all n futures, so it
+ * suits a few of them; to take many futures as they finish
+ * (as_completed), use a completion queue (pp_cq_t), which costs the same
+ * for each finished future however many there are.
  *
  * On return 0, *index (if not NULL) is the position of a finished future
  * the wait was for: the lowest finished one (FIRST_COMPLETED), the lowest
@@ -720,6 +740,68 @@ typedef enum {
 PP_EXTERN int pp_future_wait_many(pp_future_t *const *futures, size_t n,
                                   pp_wait_mode_t mode, int64_t timeout_ms,
                                   size_t *index);
+
+/**
+ * A completion queue (opaque): futures go in with pp_cq_add() and come out
+ * with pp_cq_next() as their calls finish, in the order they finished,
+ * each once (Python's concurrent.futures.as_completed).  It costs O(1)
+ * per future, however many are in it, and its futures may belong to any
+ * pools:
+ *
+ *     pp_cq_t *cq;
+ *     pp_cq_create(&cq);
+ *     for (i = 0; i < n; i++) {
+ *       pp_pool_submit(pool, "task", args[i].data, args[i].len, NULL, &f);
+ *       pp_cq_add(cq, f);
+ *     }
+ *     while ((rc = pp_cq_next(cq, -1, &f)) == 1) {
+ *       pp_future_take(f, &r);  ...use r...;  pp_results_free(&r, 1);
+ *       pp_future_free(f);
+ *     }
+ *     pp_cq_free(cq);
+ *
+ * Made by pp_cq_create(), released with pp_cq_free().  Any number of
+ * threads may add and take at once; pp_cq_free() must not run while
+ * another thread uses the queue.
+ */
+typedef struct pp_cq_s pp_cq_t;
+
+/** Creates an empty completion queue in *cq.  Returns 0, PP_EINVAL (cq
+ * NULL), PP_ENOMEM. */
+PP_EXTERN int pp_cq_create(pp_cq_t **cq);
+
+/**
+ * Adds a future, of any pool, to the queue: once its call has finished
+ * (at once if it has already), pp_cq_next() hands it out.  The future
+ * stays the caller's: it may be looked at, waited for or cancelled
+ * meanwhile (a cancelled call comes out with PP_ECANCELED), and freed:
+ * pp_future_free() takes it out of the queue.  A future is in one queue
+ * at a time, until pp_cq_next() has handed it out (then it may be added
+ * again).  Returns 0, or PP_EINVAL (NULL, or the future is in a queue
+ * already), PP_ECLOSED (a child forked from the queue's or the future's
+ * process).
+ */
+PP_EXTERN int pp_cq_add(pp_cq_t *cq, pp_future_t *future);
+
+/**
+ * Takes the future whose call finished first among those in the queue,
+ * waiting at most `timeout_ms` on a monotonic clock for one (negative or
+ * INT64_MAX = no limit; 0 = only looks).  Returns 1 with the future in
+ * *future (it has left the queue and is finished: pp_future_take() gets
+ * its outcome; it is still the caller's to free); 0, with *future NULL,
+ * when the queue holds no future (every future added has been handed
+ * out or freed); PP_ETIMEDOUT if none finished in time (they stay in the
+ * queue); PP_EINVAL for NULL; PP_ECLOSED in a child forked from the
+ * queue's process.  Several threads may take from one queue; each future
+ * goes to one of them.
+ */
+PP_EXTERN int pp_cq_next(pp_cq_t *cq, int64_t timeout_ms, pp_future_t **future);
+
+/** Releases the queue.  The futures still in it leave it and stay the
+ * caller's (valid, and running on; free them with pp_future_free()).
+ * NULL is ignored; in a child forked from the queue's process it does
+ * nothing. */
+PP_EXTERN void pp_cq_free(pp_cq_t *cq);
 
 /** Where a call is, as pp_future_state() tells. */
 typedef enum {
@@ -759,8 +841,9 @@ PP_EXTERN int pp_future_take(pp_future_t *future, pp_result_t *result);
  */
 PP_EXTERN int pp_future_cancel(pp_future_t *future);
 
-/** Releases the future.  A call not yet finished is cancelled first.  NULL
- * is ignored. */
+/** Releases the future.  A call not yet finished is cancelled first, and
+ * a future in a completion queue leaves it (pp_cq_next() never hands it
+ * out).  NULL is ignored. */
 PP_EXTERN void pp_future_free(pp_future_t *future);
 
 /* ------------------------------------------------------------------------ */

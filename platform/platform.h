@@ -520,7 +520,8 @@ int pp__cpu_count(void);
  * RLIMIT_NOFILE), or -1 where handles have no such limit (Windows). */
 int64_t pp__fd_limit(void);
 
-/* Returns the id of the calling process. */
+/* Returns the id of the calling process; cheap (no system call), and right
+ * in a child made by fork() too. */
 int64_t pp__self_pid(void);
 
 /* Returns 1 once a debugger is attached to this process, else 0. */

@@ -25,7 +25,8 @@
 typedef struct blob_s {
   void *base;
   pp__shm_t *shm;
-  int refs; /* pointers into it handed out and not yet given to pp_free */
+  int refs; /* pointers into it handed out and not yet given to pp_free,
+               and calls in flight that send it (pp__blob_hold) */
   struct blob_s *next;
 } blob_t;
 
@@ -144,7 +145,7 @@ void *pp_shared_alloc(size_t len) {
   return p;
 }
 
-int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+int pp__blob_hold(const void *ptr, size_t len, pp__shm_t **shm,
                   uint64_t *offset) {
   blob_t *b;
   int found = 0;
@@ -156,6 +157,10 @@ int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
     uint64_t size = pp__shm_len(b->shm);
     if (p >= lo && (uint64_t)(p - lo) <= size &&
         len <= size - (uint64_t)(p - lo)) {
+      /* Taken under the same lock as the look-up, so a pp_free() in
+       * another thread either came first (the blob is not found) or
+       * leaves the memory to this reference. */
+      b->refs++;
       *shm = b->shm;
       *offset = (uint64_t)(p - lo);
       found = 1;
@@ -163,6 +168,39 @@ int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
   }
   pp__mutex_unlock(blobs_lock);
   return found;
+}
+
+/* Drops one reference of `b` (blobs_lock held) and returns 1 if it was
+ * the last: `b` is then off the list, and the caller gives its mapping
+ * back and frees it once the lock is released. */
+static int blob_unref_locked(blob_t **link, blob_t *b) {
+  if (--b->refs > 0)
+    return 0;
+  *link = b->next;
+  PP__STORE_REL64(&blobs_n, blobs_n - 1);
+  return 1;
+}
+
+static void blob_gone(blob_t *b) {
+  pp__spare_give(b->shm);
+  free(b);
+}
+
+void pp__blob_release(pp__shm_t *shm) {
+  blob_t **p, *b = NULL;
+  int last = 0;
+  if (shm == NULL)
+    return;
+  pp__mutex_lock(blobs_lock);
+  for (p = &blobs; *p != NULL; p = &(*p)->next)
+    if ((*p)->shm == shm) {
+      b = *p;
+      last = blob_unref_locked(p, b);
+      break;
+    }
+  pp__mutex_unlock(blobs_lock);
+  if (last)
+    blob_gone(b);
 }
 
 void *pp__blob_adopt(pp__shm_t *shm) {
@@ -204,7 +242,7 @@ void *pp__blob_share(pp__shm_t *shm, uint64_t offset) {
 }
 
 /* Returns 1 if `ptr` points into a blob, whose count it takes back (and
- * which it unmaps when that was the last pointer). */
+ * which it unmaps when that was the last reference). */
 static int blob_free(void *ptr) {
   blob_t **p, *b = NULL;
   int last = 0;
@@ -215,21 +253,15 @@ static int blob_free(void *ptr) {
     const unsigned char *lo = (*p)->base, *q = ptr;
     if (q >= lo && (uint64_t)(q - lo) < pp__shm_len((*p)->shm)) {
       b = *p;
-      if (--b->refs == 0) {
-        *p = b->next;
-        PP__STORE_REL64(&blobs_n, blobs_n - 1);
-        last = 1;
-      }
+      last = blob_unref_locked(p, b);
       break;
     }
   }
   pp__mutex_unlock(blobs_lock);
   if (b == NULL)
     return 0;
-  if (last) {
-    pp__spare_give(b->shm);
-    free(b);
-  }
+  if (last)
+    blob_gone(b);
   return 1;
 }
 

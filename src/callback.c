@@ -19,6 +19,12 @@
  * all finished: nothing can be posted after that, since a post needs an
  * unfinished call.  Told to stop, the thread still runs every job left,
  * so the join is the wait for the last callback.
+ *
+ * A callback may destroy another pool, whose callback thread it then
+ * joins.  If that thread is itself in a destroy that joins this one (two
+ * pools whose callbacks destroy each other, or a longer ring), neither
+ * join ends; the destroy that would close the ring is refused instead
+ * (pp__cb_wait_begin), as a callback's destroy of its own pool is.
  */
 #include <stdlib.h>
 
@@ -28,6 +34,19 @@
 
 /* The pool whose callback thread this is; NULL in every other thread. */
 static PP__THREAD_LOCAL pp_pool_t *cb_pool;
+
+/* The edges of a wait-for graph between callback threads: a callback
+ * thread inside pp_pool_destroy() of another pool will join that pool's
+ * callback thread, and notes it in its own pool's cb_waits_for.  A thread
+ * runs one destroy at a time, so each pool has one edge at most, and a
+ * cycle is found by following them.  All cb_waits_for are guarded by
+ * waits_lock, a lock of its own that is taken with no other held. */
+static pp__mutex_t *waits_lock;
+static pp__once_t waits_once = PP__ONCE_INIT;
+
+static int waits_setup(void) {
+  return pp__mutex_new(&waits_lock);
+}
 
 static void *APR_THREAD_FUNC cb_main(apr_thread_t *thread, void *data) {
   pp_pool_t *pool = data;
@@ -95,6 +114,48 @@ void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job) {
 
 int pp__cb_in_thread(const pp_pool_t *pool) {
   return pool != NULL && cb_pool == pool;
+}
+
+int pp__cb_wait_begin(pp_pool_t *pool, pp__err_t *err) {
+  pp_pool_t *p;
+  int rc;
+  if (cb_pool == NULL)
+    return 0; /* no callback thread: nothing can wait for this one */
+  /* It would wait for its own thread to go idle. */
+  if (cb_pool == pool)
+    return pp__err_set(err, PP_EINVAL,
+                       "pp_pool_destroy: called from a completion callback "
+                       "of this pool (a callback may not destroy its own "
+                       "pool; the pool is left untouched)");
+  rc = pp__once(&waits_once, waits_setup);
+  if (rc != 0)
+    return pp__err_os(err, rc);
+  pp__mutex_lock(waits_lock);
+  /* The pool's callback thread waits (maybe through others) for this
+   * one: joining it would never end. */
+  for (p = pool; p != NULL && p != cb_pool; p = p->cb_waits_for)
+    ;
+  if (p == NULL)
+    cb_pool->cb_waits_for = pool;
+  pp__mutex_unlock(waits_lock);
+  if (p != NULL)
+    return pp__err_set(err, PP_EINVAL,
+                       "pp_pool_destroy: called from a completion callback "
+                       "while the callback thread of the pool to destroy "
+                       "waits, in pp_pool_destroy(), for this callback's "
+                       "own pool (callbacks of pools that destroy each "
+                       "other); neither wait could end, so this pool is "
+                       "left untouched: destroy it after that callback has "
+                       "returned, or from another thread");
+  return 0;
+}
+
+void pp__cb_wait_end(pp_pool_t *pool) {
+  if (cb_pool == NULL || cb_pool == pool)
+    return;
+  pp__mutex_lock(waits_lock);
+  cb_pool->cb_waits_for = NULL;
+  pp__mutex_unlock(waits_lock);
 }
 
 void pp__cb_stop(pp_pool_t *pool) {

@@ -156,7 +156,7 @@ static int send_blob(pp__slot_t *s, const pp_buf_t *arg, pp__flight_t *f,
   memset(cb, 0, sizeof(*cb));
   /* Memory from pp_shared_alloc() is such a mapping already: it goes as
    * it is.  Anything else is copied into one (a spare if there is one). */
-  if (pp__blob_find(arg->data, arg->len, &shm, &cb->offset)) {
+  if (pp__blob_hold(arg->data, arg->len, &shm, &cb->offset)) {
     f->arg_shared = shm;
   } else {
     shm = pp__spare_or_new(arg->len);

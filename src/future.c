@@ -17,32 +17,17 @@
  *     future and posts a job to the pool's callback thread (callback.c),
  *     which runs the user's function with no lock held, then drops it;
  *   - a wait over futures of several pools (pp_future_wait_many) signals
- *     the waiter's own mutex and condition.
+ *     the waiter's own mutex and condition, and a completion queue's
+ *     watcher moves its future to the queue's ready list (wait.c).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-struct pp_future_s {
-  pp__src_t src;   /* its one call */
-  pp_buf_t arg;    /* the argument src.args points to */
-  void *arg_owned; /* a copy of it, unless borrowed */
-  int refs;
-  int done;
-  pp_result_t res;
-  pp__queue_t watchers; /* watch_t, called in order when it finishes */
-};
-
-/* Something to tell when a future finishes; pool->lock held in `fn`. */
-typedef struct watch_s {
-  pp__queue_t link; /* on the future's watchers until it fires */
-  void (*fn)(struct watch_s *w, pp_future_t *f);
-} watch_t;
-
 /* A completion callback: a watcher, then a job of the callback thread. */
 typedef struct user_cb_s {
-  watch_t w;
+  pp__watch_t w;
   pp__cbjob_t job;
   pp_future_cb cb;
   void *data;
@@ -50,7 +35,7 @@ typedef struct user_cb_s {
 } user_cb_t;
 
 /* Drops one reference; pool->lock held.  Frees at zero. */
-static void unref_locked(pp_future_t *f) {
+void pp__future_unref_locked(pp_future_t *f) {
   if (--f->refs > 0)
     return;
   f->src.pool->live_futures--;
@@ -71,9 +56,10 @@ static int future_done(pp__src_t *src, size_t index, pp_result_t *r) {
   while (!pp__queue_empty(&f->watchers)) {
     q = pp__queue_head(&f->watchers);
     pp__queue_remove(q);
-    pp__queue_data(q, watch_t, link)->fn(pp__queue_data(q, watch_t, link), f);
+    pp__queue_data(q, pp__watch_t, link)
+        ->fn(pp__queue_data(q, pp__watch_t, link), f);
   }
-  unref_locked(f);
+  pp__future_unref_locked(f);
   return 1;
 }
 
@@ -90,12 +76,12 @@ static void user_cb_run(pp__cbjob_t *job) {
   /* The pool outlives this: pp_pool_destroy marks it destroyed only after
    * this thread has stopped, so the last reference cannot free it here. */
   pp__mutex_lock(pool->lock);
-  unref_locked(f);
+  pp__future_unref_locked(f);
   pp__mutex_unlock(pool->lock);
 }
 
 /* The call finished (pool->lock held, any thread): hand it over. */
-static void user_cb_fire(watch_t *w, pp_future_t *f) {
+static void user_cb_fire(pp__watch_t *w, pp_future_t *f) {
   user_cb_t *u = (user_cb_t *)w;
   f->refs++;
   pp__cb_post_locked(f->src.pool, &u->job);
@@ -132,6 +118,8 @@ int pp_future_on_done(pp_future_t *f, pp_future_cb cb, void *data) {
   if (f == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_future_on_done: future and callback "
                                "must be set");
+  if (pp__pool_forked(f->src.pool, "pp_future_on_done") != 0)
+    return PP_ECLOSED;
   pool = f->src.pool;
   u = user_cb_new(cb, data);
   if (u == NULL)
@@ -170,6 +158,8 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   if (pool == NULL || task == NULL || future == NULL || (arg == NULL && len))
     return pp__fail(PP_EINVAL, "pp_pool_submit: pool, task and future "
                                "must be set, and arg unless len is 0");
+  if (pp__pool_forked(pool, "pp_pool_submit") != 0)
+    return PP_ECLOSED;
   t = pp__task_find(pool->tasks, task);
   if (t == NULL)
     return pp__fail(PP_ENOTASK, "pp_pool_submit: no task named '%s'", task);
@@ -184,6 +174,8 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
     return pp__fail(PP_ENOMEM, "cannot allocate a future");
   }
   pp__queue_init(&f->watchers);
+  pp__queue_init(&f->cq_link);
+  pp__queue_init(&f->cq_watch.link);
   if (!(options && options->borrow_arg) && len > 0) {
     f->arg_owned = malloc(len);
     if (f->arg_owned == NULL) {
@@ -218,7 +210,7 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
     if (u != NULL && pp__queue_linked(&u->w.link))
       pp__queue_remove(&u->w.link);
     f->refs = 1;
-    unref_locked(f);
+    pp__future_unref_locked(f);
     last = pp__pool_unused_locked(pool);
   }
   pp__mutex_unlock(pool->lock);
@@ -275,6 +267,8 @@ int pp_future_wait(pp_future_t *f, int64_t timeout_ms) {
   int rc = 0;
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_wait: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_wait") != 0)
+    return PP_ECLOSED;
   pool = f->src.pool;
   end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   /* An engine's calls have no results here to collect. */
@@ -301,191 +295,11 @@ int pp_future_status(pp_future_t *f) {
   int rc;
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_status: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_status") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   rc = f->done ? f->res.status : PP_EAGAIN;
   pp__mutex_unlock(f->src.pool->lock);
-  return rc;
-}
-
-/* The position that ends a wait for `mode` over fs[0..n), n + 1 if it
- * must go on, or n when all finished and none failed (the modes that wait
- * for all).  With `lock_each` each future is read under its own pool's
- * lock (futures of several pools); without, the one pool's lock is held. */
-static size_t wait_check(pp_future_t *const *fs, size_t n,
-                         pp_wait_mode_t mode, int lock_each) {
-  size_t i, first_done = n, first_failed = n, live = 0, done = 0;
-  int is_done, status;
-  for (i = 0; i < n; i++) {
-    if (fs[i] == NULL)
-      continue;
-    live++;
-    if (lock_each)
-      pp__mutex_lock(fs[i]->src.pool->lock);
-    is_done = fs[i]->done;
-    status = fs[i]->res.status;
-    if (lock_each)
-      pp__mutex_unlock(fs[i]->src.pool->lock);
-    if (!is_done)
-      continue;
-    done++;
-    if (first_done == n)
-      first_done = i;
-    if (status != 0 && first_failed == n)
-      first_failed = i;
-  }
-  if (mode == PP_WAIT_FIRST_COMPLETED)
-    return first_done < n ? first_done : n + 1;
-  if (mode == PP_WAIT_FIRST_FAILED && first_failed < n)
-    return first_failed;
-  return done == live ? first_failed : n + 1;
-}
-
-/* ---- waiting on futures of several pools ---- */
-
-/* The waiter's side: its own lock, which a watcher takes under pool->lock
- * and nothing takes the other way round. */
-typedef struct multi_s {
-  pp__mutex_t *m;
-  pp__cond_t *c;
-  int fired; /* m: a watched call finished since the waiter last looked */
-} multi_t;
-
-typedef struct multi_watch_s {
-  watch_t w;
-  multi_t *waiter;
-} multi_watch_t;
-
-/* Runs in whatever thread finishes the call, pool->lock held. */
-static void multi_fire(watch_t *w, pp_future_t *f) {
-  multi_t *mt = ((multi_watch_t *)w)->waiter;
-  (void)f;
-  pp__mutex_lock(mt->m);
-  mt->fired = 1;
-  pp__cond_signal(mt->c);
-  pp__mutex_unlock(mt->m);
-}
-
-/* pp_future_wait_many() when the futures belong to several pools: a
- * watcher on each unfinished one signals this thread.  Returns 0 and the
- * position in *at, or a status (not yet raised) with the reason in *err. */
-static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
-                      int64_t timeout_ms, size_t *at, pp__err_t *err) {
-  multi_t mt;
-  multi_watch_t *ws;
-  int64_t end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
-  size_t i;
-  int rc;
-  ws = calloc(n, sizeof(*ws));
-  if (ws == NULL)
-    return pp__err_set(err, PP_ENOMEM, "pp_future_wait_many: out of memory");
-  memset(&mt, 0, sizeof(mt));
-  rc = pp__mutex_new(&mt.m);
-  if (rc == 0)
-    rc = pp__cond_new(&mt.c);
-  if (rc != 0) {
-    pp__err_os(err, rc);
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    pp__queue_init(&ws[i].w.link);
-    if (fs[i] == NULL)
-      continue;
-    ws[i].w.fn = multi_fire;
-    ws[i].waiter = &mt;
-    pp__mutex_lock(fs[i]->src.pool->lock);
-    if (!fs[i]->done)
-      pp__queue_insert_tail(&fs[i]->watchers, &ws[i].w.link);
-    pp__mutex_unlock(fs[i]->src.pool->lock);
-  }
-  /* A call that finishes between a look and the wait has set `fired`. */
-  while ((*at = wait_check(fs, n, mode, 1)) == n + 1) {
-    pp__mutex_lock(mt.m);
-    while (!mt.fired && rc == 0) {
-      if (end == PP__NEVER)
-        pp__cond_wait(mt.c, mt.m);
-      else if (pp__now_us() >= end)
-        rc = PP_ETIMEDOUT;
-      else
-        pp__cond_timedwait(mt.c, mt.m, pp__us_left(end));
-    }
-    mt.fired = 0;
-    pp__mutex_unlock(mt.m);
-    if (rc != 0) {
-      /* One last look: the time is up, but a call may just have ended. */
-      if ((*at = wait_check(fs, n, mode, 1)) != n + 1)
-        rc = 0;
-      else
-        pp__err_set(err, rc, "pp_future_wait_many: not done in %lld ms",
-                    (long long)timeout_ms);
-      break;
-    }
-  }
-  for (i = 0; i < n; i++) {
-    /* A watcher that fired has left its list already. */
-    if (fs[i] == NULL || !pp__queue_linked(&ws[i].w.link))
-      continue;
-    pp__mutex_lock(fs[i]->src.pool->lock);
-    pp__queue_remove(&ws[i].w.link);
-    pp__mutex_unlock(fs[i]->src.pool->lock);
-  }
-out:
-  pp__cond_free(mt.c);
-  pp__mutex_free(mt.m);
-  free(ws);
-  return rc;
-}
-
-int pp_future_wait_many(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
-                        int64_t timeout_ms, size_t *index) {
-  pp_pool_t *pool = NULL;
-  pp__err_t err;
-  int64_t end;
-  size_t i, at = n; /* set by wait_multi(); GCC -O3 cannot tell */
-  int rc = 0, several = 0;
-  if (index != NULL)
-    *index = n;
-  if (fs == NULL ||
-      (mode != PP_WAIT_FIRST_COMPLETED && mode != PP_WAIT_FIRST_FAILED &&
-       mode != PP_WAIT_ALL_COMPLETED))
-    return pp__fail(PP_EINVAL,
-                    "pp_future_wait_many: futures is NULL or the "
-                    "mode %d is unknown",
-                    (int)mode);
-  for (i = 0; i < n; i++) {
-    if (fs[i] == NULL)
-      continue;
-    if (pool != NULL && fs[i]->src.pool != pool)
-      several = 1;
-    pool = fs[i]->src.pool;
-  }
-  if (pool == NULL)
-    return pp__fail(PP_EINVAL, "pp_future_wait_many: no future to wait for");
-  if (several) {
-    rc = wait_multi(fs, n, mode, timeout_ms, &at, &err);
-    if (rc != 0)
-      return pp__err_raise(&err);
-    if (index != NULL)
-      *index = at;
-    return 0;
-  }
-  /* One pool: its done_cond, which every finished call wakes. */
-  end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
-  pp__mutex_lock(pool->lock);
-  while ((at = wait_check(fs, n, mode, 0)) == n + 1) {
-    if (end == PP__NEVER) {
-      pp__cond_wait(pool->done_cond, pool->lock);
-      continue;
-    }
-    if (pp__now_us() >= end) {
-      rc = pp__fail(PP_ETIMEDOUT, "pp_future_wait_many: not done in %lld ms",
-                    (long long)timeout_ms);
-      break;
-    }
-    pp__cond_timedwait(pool->done_cond, pool->lock, pp__us_left(end));
-  }
-  pp__mutex_unlock(pool->lock);
-  if (rc == 0 && index != NULL)
-    *index = at;
   return rc;
 }
 
@@ -495,6 +309,8 @@ int pp_future_state(pp_future_t *f) {
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_state: future is NULL");
   pool = f->src.pool;
+  if (pp__pool_forked(pool, "pp_future_state") != 0)
+    return PP_ECLOSED;
   if (pool->engine != NULL) {
     /* An engine's call runs (or waits on its rank) from the moment it was
      * handed out: nothing here can tell which. */
@@ -526,6 +342,8 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
   int rc = 0;
   if (f == NULL || result == NULL)
     return pp__fail(PP_EINVAL, "pp_future_take: NULL argument");
+  if (pp__pool_forked(f->src.pool, "pp_future_take") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done) {
     rc = pp__fail(PP_EAGAIN, "call %llu has not finished",
@@ -543,6 +361,8 @@ int pp_future_take(pp_future_t *f, pp_result_t *result) {
 int pp_future_cancel(pp_future_t *f) {
   if (f == NULL)
     return pp__fail(PP_EINVAL, "pp_future_cancel: future is NULL");
+  if (pp__pool_forked(f->src.pool, "pp_future_cancel") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(f->src.pool->lock);
   if (!f->done)
     pp__src_cancel_locked(&f->src);
@@ -550,16 +370,50 @@ int pp_future_cancel(pp_future_t *f) {
   return 0;
 }
 
+/* The program frees a future that is in a completion queue (pool->lock
+ * held): it leaves the queue now, and the queue's reference goes with it;
+ * unless the queue has just taken it off its lists to hand it out or to
+ * let it go (wait.c), which then drops it itself, seeing cq_freed. */
+static void cq_forget_locked(pp_future_t *f) {
+  pp_cq_t *cq = f->cq;
+  int listed;
+  pp__mutex_lock(cq->lock);
+  listed = pp__queue_linked(&f->cq_link);
+  if (listed) {
+    /* Under pool->lock a finished future is on the ready list (its
+     * watcher moved it there when it finished). */
+    if (f->done)
+      PP__STORE_REL32(&cq->nready, cq->nready - 1);
+    pp__queue_remove(&f->cq_link);
+    /* Its last future gone, threads waiting on the queue return. */
+    if (--cq->n == 0)
+      pp__cond_broadcast(cq->cond);
+  }
+  pp__mutex_unlock(cq->lock);
+  if (!listed) {
+    f->cq_freed = 1;
+    return;
+  }
+  if (pp__queue_linked(&f->cq_watch.link))
+    pp__queue_remove(&f->cq_watch.link);
+  f->cq = NULL;
+  /* The program's own reference is still there: this is not the last. */
+  f->refs--;
+}
+
 void pp_future_free(pp_future_t *f) {
   pp_pool_t *pool;
   int last;
-  if (f == NULL)
+  /* In a forked child the future is a copy, left as it is. */
+  if (f == NULL || pp__pool_forked(f->src.pool, "pp_future_free") != 0)
     return;
   pool = f->src.pool;
   pp__mutex_lock(pool->lock);
+  if (f->cq != NULL)
+    cq_forget_locked(f);
   if (!f->done)
     pp__src_cancel_locked(&f->src);
-  unref_locked(f);
+  pp__future_unref_locked(f);
   /* The last future of a destroyed pool frees what the pool left for it. */
   last = pp__pool_unused_locked(pool);
   pp__mutex_unlock(pool->lock);

@@ -530,6 +530,8 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
   if (pool == NULL || task == NULL || producer == NULL || cb == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_imap: pool, task, producer and cb "
                                "must be set");
+  if (pp__pool_forked(pool, "pp_pool_imap") != 0)
+    return PP_ECLOSED;
   im = calloc(1, sizeof(*im));
   if (im == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_imap: out of memory");

@@ -30,6 +30,8 @@
  *   callback.c the pool's callback thread: completion callbacks
  *   pool.c     pp_pool_create / pp_pool_destroy, statistics
  *   future.c   pp_pool_submit and pp_future_*
+ *   wait.c     waiting for several futures: pp_future_wait_many, and
+ *              completion queues (pp_cq_*)
  *   map.c      pp_pool_map, pp_pool_starmap, pp_pool_map_unordered
  *   imap.c     pp_pool_imap: a map over a producer, in bounded memory
  *   engine.c   engines: pools whose calls run elsewhere (the MPI backend)
@@ -180,10 +182,18 @@ void *pp__blob_adopt(pp__shm_t *shm);
  * is no longer there. */
 void *pp__blob_share(pp__shm_t *shm, uint64_t offset);
 /* Returns 1 if [ptr, ptr+len) lies in memory from pp_shared_alloc() (or a
- * blob result), with its mapping and the offset of ptr in it.  The mapping
- * stays the caller's: it may be sent, not closed. */
-int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
+ * blob result), with its mapping and the offset of ptr in it, and takes a
+ * reference on that memory, which pp__blob_release(*shm) drops: a call
+ * whose argument it is holds one until its worker is done with it, so a
+ * pp_free() of the caller's pointer meanwhile neither unmaps the memory
+ * under the worker nor lets the mapping be handed out again (a new
+ * pp_shared_alloc() would otherwise get the very mapping the call still
+ * reads).  The mapping may be sent, not closed. */
+int pp__blob_hold(const void *ptr, size_t len, pp__shm_t **shm,
                   uint64_t *offset);
+/* Drops a reference pp__blob_hold() took (NULL is ignored); the last one
+ * gives the mapping back. */
+void pp__blob_release(pp__shm_t *shm);
 
 /* Spare mappings (any thread): at most PP__SPARE_MAX of them, and
  * PP__SPARE_BYTES in all; smaller ones than PP__SPARE_MIN are not kept. */
@@ -438,8 +448,8 @@ typedef struct pp__flight_s {
   uint64_t rec;    /* its record's position in the call ring */
   int cancelled;   /* the cancel word is set */
   pp__shm_t *arg_copy; /* our copy of a large argument, or NULL */
-  pp__shm_t *arg_shared; /* or the caller's shared memory it is in
-                            (borrowed) */
+  pp__shm_t *arg_shared; /* or the caller's shared memory it is in,
+                            with a reference of its own (pp__blob_hold) */
   pp__shm_t *hint;     /* the reply hint sent with it, or NULL */
   int withdrawn;       /* taken back before it started (dispatch.c): it is
                           another worker's now, and f->src may be gone;
@@ -616,10 +626,68 @@ int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err);
 void pp__cb_post_locked(pp_pool_t *pool, pp__cbjob_t *job);
 /* Returns 1 if the calling thread is the pool's callback thread. */
 int pp__cb_in_thread(const pp_pool_t *pool);
+/* pp_pool_destroy(pool) is about to wait for the pool's callback thread:
+ * returns 0, or PP_EINVAL (with the reason in *err; nothing is changed)
+ * if the calling thread is a callback thread that this wait would never
+ * let go: the pool's own, or one the pool's callback thread waits for,
+ * maybe through others, in a destroy of its own.  pp__cb_wait_end(pool)
+ * ends the wait once the join is over. */
+int pp__cb_wait_begin(pp_pool_t *pool, pp__err_t *err);
+void pp__cb_wait_end(pp_pool_t *pool);
 /* Runs the jobs left, then stops and joins the callback thread, if it was
  * started; the pool is closing and all its calls have finished, so no job
  * can come after.  pool->lock NOT held. */
 void pp__cb_stop(pp_pool_t *pool);
+
+/* ---- future.c and wait.c: futures ---- */
+
+/* Something to tell when a future finishes: `fn` is called once, under
+ * pool->lock, in whatever thread finishes the call (future.c). */
+typedef struct pp__watch_s pp__watch_t;
+struct pp__watch_s {
+  pp__queue_t link; /* on the future's watchers until it fires */
+  void (*fn)(pp__watch_t *w, pp_future_t *f);
+};
+
+/* A future: a source of one call.  Every field but the fixed ones is
+ * guarded by pool->lock, but cq_link, which its queue's lock guards. */
+struct pp_future_s {
+  pp__src_t src;   /* its one call */
+  pp_buf_t arg;    /* the argument src.args points to */
+  void *arg_owned; /* a copy of it, unless borrowed */
+  int refs;        /* the caller's, the pool's while the call runs,
+                      a callback's, a completion queue's */
+  int done;
+  pp_result_t res;
+  pp__queue_t watchers; /* pp__watch_t, called in order when it finishes */
+  pp_cq_t *cq;          /* the completion queue it is in, or NULL */
+  pp__watch_t cq_watch; /* its watcher there, while it runs */
+  int cq_freed;         /* pp_future_free() came while its queue was
+                           handing it out: the queue drops it instead */
+  pp__queue_t cq_link;  /* cq->lock: on the queue's pending or ready
+                           list; a lone link once taken off */
+};
+
+/* A completion queue (wait.c).  Its lock is taken under pool->lock (by
+ * a future's watcher), never the other way round. */
+struct pp_cq_s {
+  int64_t owner_pid; /* the process that created it */
+  pp__mutex_t *lock;
+  pp__cond_t *cond;    /* pp_cq_next waits on it */
+  pp__queue_t pending; /* cq->lock: futures not finished (cq_link) */
+  pp__queue_t ready;   /* cq->lock: finished, oldest first */
+  size_t n;            /* cq->lock: futures on either list */
+  uint32_t nready;     /* cq->lock to write; read without it (atomic) by a
+                          taker that spins: futures on the ready list */
+  pp_pool_t *assist;   /* cq->lock, set once: the pool of the first future
+                          added whose results a taker may collect itself
+                          (pp__loop_assist); the queue holds it as a map
+                          does (live_futures) until pp_cq_free */
+};
+
+/* Drops one reference of a future; pool->lock held.  Frees it at zero
+ * (its pool's live_futures counts one less: see pp__pool_unused_locked). */
+void pp__future_unref_locked(pp_future_t *f);
 
 /* ---- engine.h / engine.c: pools whose calls run elsewhere ---- */
 
@@ -639,6 +707,7 @@ typedef enum {
 
 struct pp_pool_s {
   /* Fixed at creation. */
+  int64_t owner_pid; /* the process that created it (pp__pool_forked) */
   apr_pool_t *mem;
   pp__mutex_t *lock;
   pp__cond_t *done_cond;  /* callers wait for outcomes and start-up */
@@ -709,6 +778,10 @@ struct pp_pool_s {
   pp__cond_t *cb_cond;           /* the thread waits on it for jobs */
   pp__queue_t cb_queue;          /* jobs (pp__cbjob_t), oldest first */
   int cb_stop;                   /* pp_pool_destroy stops it */
+  pp_pool_t *cb_waits_for;       /* the pool whose callback thread this
+                                    pool's callback thread waits for in a
+                                    pp_pool_destroy(), or NULL (callback.c,
+                                    its own lock) */
 
   /* Fixed at creation: an engine that runs the calls instead of the I/O
    * thread and workers (engine.c), NULL for a local pool, and its state. */
@@ -716,6 +789,14 @@ struct pp_pool_s {
   void *engine_state;
 };
 
+/* Returns 0 if the calling process created the pool; else PP_ECLOSED,
+ * raised with a sentence that names `fn`.  A child forked without exec
+ * holds only a copy of the pool's memory: no I/O thread, callback thread
+ * or workers of its own, locks that another thread may have held at the
+ * fork (held for ever there), and the workers' rings, which are shared
+ * with the parent's workers.  So every public function that touches a
+ * pool (or its futures and maps) checks this before anything else. */
+int pp__pool_forked(const pp_pool_t *pool, const char *fn);
 /* Returns 1 if the pool has been destroyed and no future of it is left, so
  * the caller must call pp__pool_free() once it has let go of the lock;
  * pool->lock is held. */

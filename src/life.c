@@ -61,10 +61,12 @@ int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
 }
 
 static void flight_release(pp__flight_t *f) {
+  pp__blob_release(f->arg_shared);
   pp__spare_give(f->arg_copy);
   pp__spare_give(f->hint);
   free(f->refused_why);
   f->arg_copy = NULL;
+  f->arg_shared = NULL;
   f->hint = NULL;
   f->refused_why = NULL;
 }

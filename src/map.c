@@ -142,6 +142,8 @@ static int map_check(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   size_t i;
   if (pool == NULL || task == NULL || (args == NULL && n > 0))
     return pp__fail(PP_EINVAL, "map: pool, task and args must be set");
+  if (pp__pool_forked(pool, "map") != 0)
+    return PP_ECLOSED;
   for (i = 0; i < n; i++)
     if (args[i].data == NULL && args[i].len > 0)
       return pp__fail(PP_EINVAL, "map: args[%zu] has NULL data", i);
@@ -384,6 +386,8 @@ int pp_map_wait(pp_map_t *m, int64_t timeout_ms) {
   int ended, rc;
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_wait: map is NULL");
+  if (pp__pool_forked(m->src.pool, "pp_map_wait") != 0)
+    return PP_ECLOSED;
   pool = m->src.pool;
   pp__mutex_lock(pool->lock);
   ended = map_wait_locked(m, timeout_ms < 0 ? PP__NEVER
@@ -404,6 +408,8 @@ int pp_map_status(pp_map_t *m) {
   int rc;
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_status: map is NULL");
+  if (pp__pool_forked(m->src.pool, "pp_map_status") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(m->src.pool->lock);
   rc = m->src.finished < m->src.n ? PP_EAGAIN
        : m->cause_status     ? m->cause_status
@@ -415,6 +421,8 @@ int pp_map_status(pp_map_t *m) {
 int pp_map_progress(pp_map_t *m, pp_progress_t *out) {
   if (m == NULL || out == NULL)
     return pp__fail(PP_EINVAL, "pp_map_progress: NULL argument");
+  if (pp__pool_forked(m->src.pool, "pp_map_progress") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(m->src.pool->lock);
   out->done = m->src.finished;
   out->failed = m->failed;
@@ -428,6 +436,8 @@ int pp_map_progress(pp_map_t *m, pp_progress_t *out) {
 int pp_map_cancel(pp_map_t *m) {
   if (m == NULL)
     return pp__fail(PP_EINVAL, "pp_map_cancel: map is NULL");
+  if (pp__pool_forked(m->src.pool, "pp_map_cancel") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(m->src.pool->lock);
   pp__src_cancel_locked(&m->src);
   pp__mutex_unlock(m->src.pool->lock);
@@ -436,7 +446,9 @@ int pp_map_cancel(pp_map_t *m) {
 
 void pp_map_free(pp_map_t *m) {
   pp_pool_t *pool;
-  if (m == NULL)
+  /* In a forked child the map is a copy that cannot be waited for: it is
+   * left as it is. */
+  if (m == NULL || pp__pool_forked(m->src.pool, "pp_map_free") != 0)
     return;
   pool = m->src.pool;
   pp__mutex_lock(pool->lock);

@@ -177,6 +177,20 @@ static void pool_stop(pp_pool_t *pool) {
   pool->loop = NULL;
 }
 
+int pp__pool_forked(const pp_pool_t *pool, const char *fn) {
+  int64_t self = pp__self_pid();
+  if (pool == NULL || pool->owner_pid == self)
+    return 0;
+  return pp__fail(PP_ECLOSED,
+                  "%s: the pool was created by process %lld, and this is "
+                  "process %lld, forked from it without exec: a pool's "
+                  "threads and workers serve only the process that created "
+                  "it, so here the pool and its futures and maps can only "
+                  "be left alone (even pp_pool_destroy leaves them, and the "
+                  "parent's workers, untouched)",
+                  fn, (long long)pool->owner_pid, (long long)self);
+}
+
 int pp__pool_unused_locked(pp_pool_t *pool) {
   return pool->destroyed && pool->live_futures == 0;
 }
@@ -290,6 +304,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   pool = calloc(1, sizeof(*pool));
   if (pool == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_create: out of memory");
+  pool->owner_pid = pp__self_pid();
   apr_atomic_inc32(&pools_alive);
   pp__spare_users(1);
   rv = apr_pool_create(&pool->mem, NULL);
@@ -412,17 +427,18 @@ cleanup:
 
 int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   pp__queue_t *q;
+  pp__err_t err;
   int last;
   if (pool == NULL)
     return 0;
+  if (pp__pool_forked(pool, "pp_pool_destroy") != 0)
+    return PP_ECLOSED;
   if (mode != PP_DESTROY_WAIT && mode != PP_DESTROY_CANCEL)
     return pp__fail(PP_EINVAL, "pp_pool_destroy: unknown mode %d", (int)mode);
-  /* It would wait for its own thread to go idle. */
-  if (pp__cb_in_thread(pool))
-    return pp__fail(PP_EINVAL, "pp_pool_destroy: called from a completion "
-                               "callback of this pool (a callback may not "
-                               "destroy its own pool; the pool is left "
-                               "untouched)");
+  /* A callback thread that the pool's own callback thread waits for (or
+   * that is the pool's own) could never join it. */
+  if (pp__cb_wait_begin(pool, &err) != 0)
+    return pp__err_raise(&err);
   pp__mutex_lock(pool->lock);
   pool->closing = 1;
   if (mode == PP_DESTROY_CANCEL) {
@@ -443,6 +459,7 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
   /* Every call has finished: their callbacks run (a callback that submits
    * gets PP_ECLOSED), then the callback thread stops. */
   pp__cb_stop(pool);
+  pp__cb_wait_end(pool);
 
   if (pool->engine != NULL)
     pool->engine->stop(pool);
@@ -461,12 +478,16 @@ int pp_pool_destroy(pp_pool_t *pool, pp_destroy_mode_t mode) {
 int pp_pool_workers(const pp_pool_t *pool) {
   if (pool == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_workers: pool is NULL");
+  if (pp__pool_forked(pool, "pp_pool_workers") != 0)
+    return PP_ECLOSED;
   return pool->inline_mode ? 1 : pp__pool_width(pool);
 }
 
 int pp_pool_stats(pp_pool_t *pool, pp_pool_stats_t *stats) {
   if (pool == NULL || stats == NULL)
     return pp__fail(PP_EINVAL, "pp_pool_stats: NULL argument");
+  if (pp__pool_forked(pool, "pp_pool_stats") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(pool->lock);
   *stats = pool->stats;
   pp__mutex_unlock(pool->lock);
@@ -477,6 +498,8 @@ int pp_pool_worker_pids(pp_pool_t *pool, int64_t *pids, size_t n) {
   int i, count = 0;
   if (pool == NULL || (pids == NULL && n > 0))
     return pp__fail(PP_EINVAL, "pp_pool_worker_pids: NULL argument");
+  if (pp__pool_forked(pool, "pp_pool_worker_pids") != 0)
+    return PP_ECLOSED;
   pp__mutex_lock(pool->lock);
   for (i = 0; i < pool->nslots; i++) {
     if (pool->slots[i].pid == 0)

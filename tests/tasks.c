@@ -571,4 +571,5 @@ const pp_task_t pp_test_tasks[] = {
     {"unflag_later", pp_test_task_unflag_later},
     {"limit_as", pp_test_task_limit_as},
     {"tally", pp_test_task_tally},
+    {"late_echo", pp_test_task_late_echo},
     PP_TASK_END};

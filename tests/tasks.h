@@ -86,13 +86,16 @@
  *   noeol     "i" n                  -> "i" n; writes n letters a..z
  *             repeating to stdout, with no newline and no flush
  *   zero_shared none                 -> "i" 1, after 200 ms, having zeroed
- *             the whole mapping its worker shares with the parent
+ *             the control block and the result ring its worker shares
+ *             with the parent
  *   limit_as  "i" extra              -> "i" the limit; limits the worker's
  *             address space to what it uses now plus `extra` bytes (Linux;
  *             elsewhere PP_ETASK), as an initializer
  *   unflag_later none                -> "i" 1 at once; 300 ms later a thread
  *             it left clears its worker's "asleep" flag, so the parent does
  *             not wake that worker for its next call
+ *   late_echo any bytes              -> the same bytes, replied 500 ms
+ *             after the call started (a view of a large argument)
  *
  * and, in tally.c:
  *   tally     "sii" path, index, busy_us -> "i" index; counts its start in
@@ -122,6 +125,7 @@ int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "sii" path, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */

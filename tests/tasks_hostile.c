@@ -248,3 +248,8 @@ int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {
   apr_sleep(apr_time_from_msec(300));
   return pp_call_replyf(call, "i", (int64_t)((const unsigned char *)arg)[0]);
 }
+
+int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len) {
+  apr_sleep(apr_time_from_msec(500));
+  return pp_call_reply(call, arg, len);
+}

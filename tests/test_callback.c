@@ -386,6 +386,105 @@ static void test_callback_cannot_destroy_own_pool(void **state) {
   assert_int_equal(apr_atomic_read32(&d.count), 1);
 }
 
+/* ---- pools whose callbacks destroy each other (issue 17, item 10) ---- */
+
+#define RING_MAX 3
+
+typedef struct ring_s ring_t;
+typedef struct ring_side_s {
+  ring_t *ring;
+  int i;
+} ring_side_t;
+struct ring_s {
+  int n;
+  pp_pool_t *pools[RING_MAX];
+  ring_side_t sides[RING_MAX];
+  int rc[RING_MAX]; /* pool i's callback: the destroy of pool i + 1 */
+  char why[RING_MAX][512];
+  volatile apr_uint32_t started, finished;
+};
+
+/* Pool i's callback destroys pool i + 1 (mod n), once every callback of
+ * the ring has started, so that they all destroy at once. */
+static void destroy_next(void *data, pp_future_t *f) {
+  ring_side_t *side = data;
+  ring_t *r = side->ring;
+  int k;
+  (void)f;
+  apr_atomic_inc32(&r->started);
+  for (k = 0; k < 2000 && apr_atomic_read32(&r->started) < (unsigned)r->n; k++)
+    pp_test_sleep_ms(5);
+  r->rc[side->i] =
+      pp_pool_destroy(r->pools[(side->i + 1) % r->n], PP_DESTROY_WAIT);
+  snprintf(r->why[side->i], sizeof(r->why[side->i]), "%s",
+           r->rc[side->i] ? pp_last_error() : "");
+  apr_atomic_inc32(&r->finished);
+}
+
+/* A ring of n pools whose callbacks each destroy the next one.  The test
+ * waits for the callbacks with a limit, so a deadlock fails it instead of
+ * hanging it: one destroy, the one that would close the ring, is refused
+ * with PP_EINVAL and a sentence, the others work, and the pool it was for
+ * is left to the program, which destroys it; no worker is left. */
+static void destroy_ring(int n) {
+  ring_t *r = calloc(1, sizeof(*r));
+  pp_call_options_t co;
+  pp_future_t *fs[RING_MAX];
+  int64_t pids[RING_MAX];
+  int i, refused = -1, k;
+  assert_non_null(r);
+  r->n = n;
+  for (i = 0; i < n; i++) {
+    r->pools[i] = pp_test_make_pool(1, 0, 0, NULL);
+    assert_int_equal(pp_pool_worker_pids(r->pools[i], &pids[i], 1), 1);
+  }
+  memset(&co, 0, sizeof(co));
+  co.on_done = destroy_next;
+  for (i = 0; i < n; i++) {
+    r->sides[i].ring = r;
+    r->sides[i].i = i;
+    co.on_done_data = &r->sides[i];
+    fs[i] = submit_int(r->pools[i], "square", i, &co);
+  }
+  for (k = 0; k < 600 * PP_TEST_TIME_SCALE &&
+              apr_atomic_read32(&r->finished) < (unsigned)n;
+       k++)
+    pp_test_sleep_ms(50);
+  if (apr_atomic_read32(&r->finished) < (unsigned)n)
+    /* The threads stay stuck; the pools leak with them. */
+    fail_msg("%d pools whose callbacks destroy each other: only %u of %d "
+             "callbacks returned within %d s (deadlock)",
+             n, apr_atomic_read32(&r->finished), n, 30 * PP_TEST_TIME_SCALE);
+  for (i = 0; i < n; i++) {
+    print_message("pool %d's callback, destroying pool %d: %s %s\n", i,
+                  (i + 1) % n, pp_err_name(r->rc[i]), r->why[i]);
+    if (r->rc[i] == 0)
+      continue;
+    assert_int_equal(r->rc[i], PP_EINVAL);
+    assert_int_equal(refused, -1);
+    refused = i;
+    assert_non_null(strstr(r->why[i], "destroy each other"));
+  }
+  assert_true(refused >= 0);
+  for (i = 0; i < n; i++)
+    pp_future_free(fs[i]);
+  /* The refused pool still works, and goes now. */
+  i = (refused + 1) % n;
+  fs[0] = submit_int(r->pools[i], "square", 3, NULL);
+  assert_int_equal(pp_future_wait(fs[0], 60000 * PP_TEST_TIME_SCALE), 0);
+  assert_int_equal(pp_future_status(fs[0]), 0);
+  pp_future_free(fs[0]);
+  assert_int_equal(pp_pool_destroy(r->pools[i], PP_DESTROY_WAIT), 0);
+  assert_true(pp_test_wait_gone(pids, (size_t)n, 30000));
+  free(r);
+}
+
+static void test_callback_pools_destroy_each_other(void **state) {
+  (void)state;
+  destroy_ring(2);
+  destroy_ring(3);
+}
+
 /* ---- as_completed over futures of two pools ---- */
 
 static void test_callback_wait_many_two_pools(void **state) {
@@ -460,6 +559,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_callback_chain_destroyed_early),
       cmocka_unit_test(test_callback_future_freed_by_program),
       cmocka_unit_test(test_callback_cannot_destroy_own_pool),
+      cmocka_unit_test(test_callback_pools_destroy_each_other),
       cmocka_unit_test(test_callback_wait_many_two_pools),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

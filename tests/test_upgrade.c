@@ -193,6 +193,59 @@ static int deleted_main(const char *me) {
   return 0;
 }
 
+/* Deletes itself first, then creates a pool and runs calls (issue 17,
+ * item 15): Linux still runs the deleted program as /proc/self/exe. */
+static int deleted_first_main(const char *me) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t args[20];
+  pp_result_t res[20];
+  int i, rc, ok = 0;
+  if (pp_test_remove_file(me) != 0) {
+    printf("cannot delete %s\n", me);
+    return 1;
+  }
+  pp_test_pool_options(&o, 2, 0, 0, NULL);
+  /* Every call starts a worker of its own, from the deleted file. */
+  o.max_calls_per_worker = 1;
+  rc = pp_pool_create(&pool, &o);
+  if (rc != 0) {
+    printf("create: %s: %s\n", pp_err_name(rc), pp_last_error());
+    return 1;
+  }
+  for (i = 0; i < 20; i++)
+    args[i] = pp_test_pack_int(i);
+  rc = pp_pool_map(pool, "square", args, 20, res, NULL);
+  for (i = 0; i < 20; i++)
+    ok += res[i].status == 0 && pp_test_int_result(&res[i]) == (int64_t)i * i;
+  if (rc != 0)
+    printf("map: %s\n", res[0].message ? res[0].message : "");
+  pp_results_free(res, 20);
+  pp_test_free_bufs(args, 20);
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("deleted first: ok %d\n", ok);
+  return 0;
+}
+
+static void test_upgrade_program_deleted_before_create(void **state) {
+  char dir[2048], prog[4096], out[4096], arg[4200];
+  int code;
+  (void)state;
+#ifndef __linux__
+  print_message("skipped: only Linux can start a deleted program again\n");
+  skip();
+#endif
+  scratch_dir("delfirst", dir, sizeof(dir));
+  assert_int_equal(pp_test_copy_self(dir, "prog", prog, sizeof(prog)), 0);
+  snprintf(arg, sizeof(arg), "--deleted-first \"%s\"", prog);
+  code = pp_test_run_limit(prog, arg, 120000, out, sizeof(out));
+  print_message("child: exit %d, said: %s", code, out);
+  pp_test_remove_file(prog); /* in case the child could not */
+  pp_test_remove_dir(dir);
+  assert_int_equal(code, 0);
+  assert_non_null(strstr(out, "deleted first: ok 20"));
+}
+
 static void test_upgrade_program_deleted(void **state) {
   char dir[2048], prog[4096], out[4096], arg[4200];
   int code;
@@ -434,6 +487,12 @@ int main(int argc, char **argv) {
       return replaced_main(argv[2], argv[3]);
     return two_args(argv[1], a, b, sizeof(a)) == 0 ? replaced_main(a, b) : 2;
   }
+  if (argc > 1 && strncmp(argv[1], "--deleted-first", 15) == 0) {
+    if (argc >= 3)
+      return deleted_first_main(argv[2]);
+    return two_args(argv[1], a, NULL, sizeof(a)) == 0 ? deleted_first_main(a)
+                                                      : 2;
+  }
   if (argc > 1 && strncmp(argv[1], "--deleted", 9) == 0) {
     if (argc >= 3)
       return deleted_main(argv[2]);
@@ -442,6 +501,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_upgrade_program_replaced),
       cmocka_unit_test(test_upgrade_program_deleted),
+      cmocka_unit_test(test_upgrade_program_deleted_before_create),
       cmocka_unit_test(test_upgrade_library_replaced),
       cmocka_unit_test(test_upgrade_silent_worker_is_bounded),
       cmocka_unit_test(test_upgrade_connected_mute_worker_is_bounded),

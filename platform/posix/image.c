@@ -3,8 +3,9 @@
  *
  * On Linux the file is held open from the pool's creation, and spawn.c
  * starts every worker from that open file (/proc/self/fd/<n>), which keeps
- * working after the file is deleted or replaced; elsewhere, or without
- * /proc, the image is its path.
+ * working after the file is deleted or replaced; the program itself is
+ * opened as /proc/self/exe, so it may even have been deleted before the
+ * pool was created.  Elsewhere, or without /proc, the image is its path.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,19 +34,14 @@ int pp__image_open(const char *path, pp__image_t **out) {
     goto cleanup;
   }
   im->fd = -1;
-  /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
-   * not where it falls back to fork and exec (old glibc, valgrind); checking
-   * first gives the same clear reason everywhere. */
-  if (access(path, X_OK) != 0) {
-    rc = pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'", path);
-    goto cleanup;
-  }
 #if defined(__linux__)
-  /* The path was read a moment ago; if the file has gone meanwhile, our own
-   * image is still reachable through /proc/self/exe. */
-  im->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (im->fd < 0 && self != NULL)
-    im->fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  /* Our own image is opened as /proc/self/exe itself, not by the path
+   * readlink gave: that path names a file that may be gone (deleted or
+   * replaced before this pool was created: readlink then says
+   * "... (deleted)"), while /proc/self/exe is the program this process
+   * runs, whatever became of its name.  Another program is opened by its
+   * path. */
+  im->fd = open(self != NULL ? "/proc/self/exe" : path, O_RDONLY | O_CLOEXEC);
   if (im->fd >= 0 && pp__posix_move_high(&im->fd) == 0) {
     char fd_path[40];
     snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", im->fd);
@@ -53,6 +49,14 @@ int pp__image_open(const char *path, pp__image_t **out) {
     im->by_fd = access(fd_path, X_OK) == 0;
   }
 #endif
+  /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
+   * not where it falls back to fork and exec (old glibc, valgrind); checking
+   * first gives the same clear reason everywhere.  Workers started from the
+   * open file need only that file. */
+  if (!im->by_fd && access(path, X_OK) != 0) {
+    rc = pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'", path);
+    goto cleanup;
+  }
   *out = im;
   im = NULL;
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,8 +84,36 @@ int pp__cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
+/* getpid() is a system call (glibc stopped caching it in 2.25), and every
+ * public function that touches a pool compares it with the pool's creator
+ * to find a forked child (src/pool.c), so the pid is cached.  A child made
+ * by fork() runs the atfork handler, which forgets it; one made without
+ * fork handlers (a raw clone, vfork) must exec before it calls procpool,
+ * as POSIX asks anyway.  If the handler cannot be registered, nothing is
+ * cached. */
+static uint64_t self_pid;   /* 0: not known (atomic) */
+static int self_pid_cached; /* the handler is registered */
+static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_forget(void) {
+  PP__STORE_REL64(&self_pid, 0);
+}
+
+static void self_pid_setup(void) {
+  self_pid_cached = pthread_atfork(NULL, NULL, self_pid_forget) == 0;
+}
+
 int64_t pp__self_pid(void) {
-  return (int64_t)getpid();
+  uint64_t pid;
+  pthread_once(&self_pid_once, self_pid_setup);
+  if (!self_pid_cached)
+    return (int64_t)getpid();
+  pid = PP__LOAD_ACQ64(&self_pid);
+  if (pid == 0) {
+    pid = (uint64_t)getpid();
+    PP__STORE_REL64(&self_pid, pid);
+  }
+  return (int64_t)pid;
 }
 
 int pp__debugger_attached(void) {
