@@ -151,6 +151,16 @@ int pp_test_cpu_count(void) {
 #endif
 }
 
+#ifndef PP_TEST_BUILD_TIME_SCALE
+#define PP_TEST_BUILD_TIME_SCALE 1
+#endif
+
+int64_t pp_test_time_scale(void) {
+  const char *v = getenv("PROCPOOL_TEST_TIME_SCALE");
+  long long run = v != NULL ? atoll(v) : 1;
+  return (int64_t)PP_TEST_BUILD_TIME_SCALE * (run > 1 ? run : 1);
+}
+
 void pp_test_sleep_ms(int64_t ms) {
   apr_sleep(apr_time_from_msec(ms));
 }

@@ -31,6 +31,15 @@ int64_t pp_test_self_pid(void);
 /* Returns the number of CPUs this process may run on. */
 int pp_test_cpu_count(void);
 
+/* The factor by which a test multiplies every time limit it sets itself
+ * (a wait's bound, a pool's start timeout): the build's
+ * PROCPOOL_TEST_TIMEOUT_MULTIPLIER, which CMake also applies to every
+ * CTest timeout (the Wine and sanitizer legs set it), times the
+ * environment variable PROCPOOL_TEST_TIME_SCALE, for a leg that runs a
+ * build's tests slower than the build knows (valgrind).  At least 1. */
+int64_t pp_test_time_scale(void);
+#define PP_TEST_TIME_SCALE (pp_test_time_scale())
+
 /* Sleeps for ms milliseconds. */
 void pp_test_sleep_ms(int64_t ms);
 
@@ -138,6 +147,56 @@ int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
 int pp_test_remove_file(const char *path);
 int pp_test_remove_dir(const char *path);
 
+/* ---- the chaos test (helpers_chaos.c) ---- */
+
+/* Stores the ids of this process's child processes (ended ones that were
+ * not reaped yet included) in pids[0..cap) and returns how many there are,
+ * or -1 where they cannot be listed (Linux reads the parent of every
+ * process in /proc; Windows takes a Toolhelp snapshot). */
+int pp_test_children(int64_t *pids, size_t cap);
+
+/* What pp_test_signal_child() does to a process. */
+typedef enum {
+  PP_TEST_KILL, /* SIGKILL; TerminateProcess with exit code 9 */
+  PP_TEST_STOP, /* SIGSTOP */
+  PP_TEST_CONT  /* SIGCONT */
+} pp_test_signal_t;
+
+/* Kills, stops or continues process `pid`, but only if it is a child of
+ * this process: the check and the signal go through one handle to the
+ * process (a pidfd on Linux, a process handle on Windows), so a pid that
+ * another program got in the meantime is never hit.  Returns 0, -1 if the
+ * process is gone or not a child, -2 where the action does not exist
+ * (stop and continue on Windows). */
+int pp_test_signal_child(int64_t pid, pp_test_signal_t what);
+
+/* Maps `n` 32-bit counters kept in the file at `path` (UTF-8), shared with
+ * every process that maps the same file.  With `create` the file is made
+ * (or emptied) and its counters are 0; without, it must exist with at
+ * least that size.  Returns the counters, or NULL. */
+uint32_t *pp_test_counters_map(const char *path, size_t n, int create);
+void pp_test_counters_unmap(uint32_t *counters, size_t n);
+
+/* Adds 1 to a shared counter atomically and returns the new value; reads
+ * one atomically. */
+uint32_t pp_test_counter_inc(uint32_t *counter);
+uint32_t pp_test_counter_get(const uint32_t *counter);
+
+/* A storm against a pool's workers (a thread of this process): see
+ * helpers_chaos.c for what it does.  pp_test_storm_start() returns NULL if
+ * the thread cannot start; pp_test_storm_stop() ends it, continues every
+ * worker it stopped, fills *stats (may be NULL) and frees it. */
+typedef struct pp_test_storm_s pp_test_storm_t;
+typedef struct pp_test_storm_stats_s {
+  size_t kills;       /* workers killed at random */
+  size_t stops;       /* workers stopped (and continued) */
+  size_t bursts;      /* times it killed every worker as it appeared */
+  size_t burst_kills; /* kills in those */
+  int can_stop;       /* 0 where processes cannot be stopped (Windows) */
+} pp_test_storm_stats_t;
+pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed);
+void pp_test_storm_stop(pp_test_storm_t *storm, pp_test_storm_stats_t *stats);
+
 /* ---- log capture ---- */
 
 /* One captured record; `line` is owned by the capture. */
@@ -218,7 +277,7 @@ void pp_test_big_roundtrip(uint64_t len, uint64_t needed, const char *what);
   do {                                                                         \
     int pp_test_rc_ = (expr);                                                  \
     if (pp_test_rc_ != 0)                                                      \
-      fail_msg("%s returned %s: %s", #expr, pp_err_name(pp_test_rc_),         \
+      fail_msg("%s returned %s: %s", #expr, pp_err_name(pp_test_rc_),          \
                pp_last_error());                                               \
   } while (0)
 

@@ -566,4 +566,6 @@ const pp_task_t pp_test_tasks[] = {
     {"spoof", pp_test_task_spoof},
     {"longline", pp_test_task_longline},
     {"late_peek", pp_test_task_late_peek},
+    /* tasks_chaos.c */
+    {"chaos", pp_test_task_chaos},
     PP_TASK_END};

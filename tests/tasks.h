@@ -83,6 +83,11 @@
  *             a..z repeating, then "longline end"
  *   late_peek any bytes              -> "i" the first byte, read 300 ms
  *             after the call started
+ *
+ * and, in tasks_chaos.c, the chaos test's task:
+ *   chaos     "siii" path n key us   -> "i" key*7+1; first adds 1 to
+ *             counter `key` of the n counters in file `path`
+ *             (pp_test_counters_map), then sleeps `us` microseconds
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -102,6 +107,9 @@ int pp_test_task_fork_fd(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_spoof(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_longline(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len);
+
+/* tasks_chaos.c */
+int pp_test_task_chaos(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */
