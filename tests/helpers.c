@@ -105,7 +105,8 @@ int pp_test_pid_alive(int64_t pid) {
 }
 
 int pp_test_wait_gone(const int64_t *pids, size_t n, int64_t timeout_ms) {
-  apr_time_t end = apr_time_now() + apr_time_from_msec(timeout_ms);
+  apr_time_t end =
+      apr_time_now() + apr_time_from_msec(timeout_ms * pp_test_time_scale());
   for (;;) {
     size_t i, alive = 0;
     for (i = 0; i < n; i++)
@@ -431,7 +432,8 @@ static int find_line(pp_test_log_t *log, const char *line,
 
 int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
                      pp_test_record_t *out) {
-  apr_time_t end = apr_time_now() + apr_time_from_msec(timeout_ms);
+  apr_time_t end =
+      apr_time_now() + apr_time_from_msec(timeout_ms * pp_test_time_scale());
   for (;;) {
     if (find_line(log, line, out))
       return 1;

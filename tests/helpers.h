@@ -21,8 +21,9 @@ int pp_test_fd_count(void);
  * that nobody reaped counts as ended), else 0. */
 int pp_test_pid_alive(int64_t pid);
 
-/* Waits until none of the processes is alive, at most timeout_ms.  Returns
- * 1 if they are all gone, 0 if one is still alive at the deadline. */
+/* Waits until none of the processes is alive, at most timeout_ms times
+ * pp_test_time_scale().  Returns 1 if they are all gone, 0 if one is still
+ * alive at the deadline. */
 int pp_test_wait_gone(const int64_t *pids, size_t n, int64_t timeout_ms);
 
 /* Returns this process' id. */
@@ -39,6 +40,8 @@ int pp_test_cpu_count(void);
  * build's tests slower than the build knows (valgrind).  At least 1. */
 int64_t pp_test_time_scale(void);
 #define PP_TEST_TIME_SCALE (pp_test_time_scale())
+/* A test's own time limit of `ms` milliseconds, scaled for the leg. */
+#define PP_TEST_MS(ms) ((int64_t)(ms)*pp_test_time_scale())
 
 /* Sleeps for ms milliseconds. */
 void pp_test_sleep_ms(int64_t ms);
@@ -138,8 +141,9 @@ int pp_test_rename(const char *from, const char *to);
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap);
 
 /* Like pp_test_run(), but kills the program and returns -2 if it has not
- * ended after timeout_ms (negative: no limit) without output on its stdout
- * (the limit starts again whenever it writes). */
+ * ended after timeout_ms times pp_test_time_scale() (negative: no limit)
+ * without output on its stdout (the limit starts again whenever it
+ * writes). */
 int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
                       char *out, size_t cap);
 
@@ -229,8 +233,9 @@ size_t pp_test_log_count(pp_test_log_t *log);
  * range, else 1. */
 int pp_test_log_get(pp_test_log_t *log, size_t i, pp_test_record_t *out);
 
-/* Waits up to timeout_ms for a record whose line is exactly `line` and
- * copies it into *out (may be NULL).  Returns 1 if found, else 0. */
+/* Waits up to timeout_ms times pp_test_time_scale() for a record whose
+ * line is exactly `line` and copies it into *out (may be NULL).  Returns 1
+ * if found, else 0. */
 int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
                      pp_test_record_t *out);
 

@@ -81,8 +81,10 @@
  *             "x", NUL, "y <tag>" to stdout
  *   longline  "i" n                  -> "i" n; writes one line of n letters
  *             a..z repeating, then "longline end"
- *   late_peek any bytes              -> "i" the first byte, read 300 ms
- *             after the call started
+ *   late_peek any bytes              -> "i" the first byte once it has
+ *             changed: logs "late_peek: started" (level 1), then looks at
+ *             the first byte every millisecond, for 10 s at most (times
+ *             pp_test_time_scale()), until it differs from what it was
  *
  * and, in tasks_chaos.c, the chaos test's task:
  *   chaos     "siii" path n key us   -> "i" key*7+1; first adds 1 to

@@ -22,7 +22,7 @@
 #include "helpers.h"
 #include "tasks.h"
 
-#define WAIT_MS 20000
+#define WAIT_MS PP_TEST_MS(20000)
 
 static pp_pool_t *make_pool(int workers, pp_test_log_t *log,
                             const char *init_tag) {
@@ -123,7 +123,9 @@ static void test_logging_initializer_output_has_worker_numbers(void **state) {
   (void)state;
   assert_true(pp_test_log_wait(log, "log init", WAIT_MS, NULL));
   /* Both workers ran it: wait until both of their lines are in. */
-  for (r = 0; r < 2000 && pp_test_log_count_line(log, "log init") < 2; r++)
+  for (r = 0; r < (size_t)(WAIT_MS / 10) &&
+              pp_test_log_count_line(log, "log init") < 2;
+       r++)
     pp_test_sleep_ms(10);
   for (r = 0; r < pp_test_log_count(log); r++) {
     pp_test_record_t rec;

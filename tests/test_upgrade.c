@@ -59,7 +59,7 @@ static pp_result_t run_int(pp_pool_t *pool, const char *task, int64_t v) {
   pp_future_t *f = NULL;
   pp_result_t r;
   PP_TEST_OK(pp_pool_submit(pool, task, b.data, b.len, NULL, &f));
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   pp_future_free(f);
   pp_free((void *)b.data);
@@ -69,8 +69,8 @@ static pp_result_t run_int(pp_pool_t *pool, const char *task, int64_t v) {
 /* Waits until the pool has tried to start at least `n` workers. */
 static void wait_started(pp_pool_t *pool, uint64_t n) {
   pp_pool_stats_t st;
-  int i;
-  for (i = 0; i < 3000; i++) {
+  int64_t i;
+  for (i = 0; i < PP_TEST_MS(3000); i++) {
     PP_TEST_OK(pp_pool_stats(pool, &st));
     if (st.workers_started >= n)
       return;
