@@ -187,7 +187,8 @@ uint32_t pp_test_counter_inc(uint32_t *counter);
 uint32_t pp_test_counter_get(const uint32_t *counter);
 
 /* A storm against a pool's workers (a thread of this process): see
- * helpers_chaos.c for what it does.  pp_test_storm_start() returns NULL if
+ * helpers_chaos.c for what it does; `bursts` 0 leaves out its bursts of
+ * kills against starting workers.  pp_test_storm_start() returns NULL if
  * the thread cannot start; pp_test_storm_stop() ends it, continues every
  * worker it stopped, fills *stats (may be NULL) and frees it. */
 typedef struct pp_test_storm_s pp_test_storm_t;
@@ -198,7 +199,8 @@ typedef struct pp_test_storm_stats_s {
   size_t burst_kills; /* kills in those */
   int can_stop;       /* 0 where processes cannot be stopped (Windows) */
 } pp_test_storm_stats_t;
-pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed);
+pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed,
+                                     int bursts);
 void pp_test_storm_stop(pp_test_storm_t *storm, pp_test_storm_stats_t *stats);
 
 /* ---- log capture ---- */

@@ -171,7 +171,12 @@ int pp_test_signal_child(int64_t pid, pp_test_signal_t what) {
                                    : SIGCONT;
 #if defined(__linux__) && defined(SYS_pidfd_open) &&                           \
     defined(SYS_pidfd_send_signal)
-  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0), rc;
+  /* Set once the system said it has no pidfd (valgrind says so, loudly,
+   * every time it is asked). */
+  static int no_pidfd;
+  int fd = no_pidfd ? -1 : (int)syscall(SYS_pidfd_open, (pid_t)pid, 0), rc;
+  if (no_pidfd)
+    errno = ENOSYS;
   if (fd >= 0) {
     /* Opened first, checked second: the pidfd names the process that had
      * the pid when it was opened, and that one is ours or not. */
@@ -185,6 +190,7 @@ int pp_test_signal_child(int64_t pid, pp_test_signal_t what) {
   }
   if (errno != ENOSYS)
     return -1; /* gone */
+  no_pidfd = 1;
 #endif
 #if defined(__linux__)
   /* A kernel before 5.3 (or valgrind without the call): checked, then
@@ -287,6 +293,7 @@ struct pp_test_storm_s {
   apr_pool_t *mem;
   apr_thread_t *thread;
   int can_list; /* 0 once the system cannot list children */
+  int bursts;   /* kill every worker as it starts, now and then */
   pp_test_storm_stats_t stats;
   stopped_t stopped[STORM_STOPPED];
   size_t nstopped;
@@ -351,7 +358,7 @@ static void *APR_THREAD_FUNC storm_main(apr_thread_t *thread, void *data) {
     /* In a burst the children are listed one round in ten: a scan of
      * /proc takes longer than a worker needs to start. */
     n = storm_targets(st, pids, now >= burst_end || ++round % 10 == 0);
-    if (now >= next_burst) {
+    if (st->bursts && now >= next_burst) {
       /* Every worker is killed as soon as it shows, for 500-1000 ms: the
        * pool starts new ones, which die again while they start. */
       burst_end = now + apr_time_from_msec(500 + storm_pick(st, 501));
@@ -388,7 +395,8 @@ static void *APR_THREAD_FUNC storm_main(apr_thread_t *thread, void *data) {
   return NULL;
 }
 
-pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed) {
+pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed,
+                                     int bursts) {
   pp_test_storm_t *st = calloc(1, sizeof(*st));
   if (st == NULL || apr_initialize() != APR_SUCCESS) {
     free(st);
@@ -397,6 +405,7 @@ pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed) {
   st->pool = pool;
   st->rng = seed;
   st->can_list = 1;
+  st->bursts = bursts;
   st->stats.can_stop = 1;
   if (apr_pool_create(&st->mem, NULL) != APR_SUCCESS ||
       apr_thread_create(&st->thread, NULL, storm_main, st, st->mem) !=

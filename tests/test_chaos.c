@@ -34,7 +34,9 @@
  * The test is seeded: PROCPOOL_CHAOS_SEED replays the storm's choices and
  * the calls (not the schedule).  PROCPOOL_CHAOS_CALLS sets the number of
  * calls (slow legs run fewer), PROCPOOL_CHAOS_SECONDS the most time the
- * storm may take (the work then stops early and says so).  It prints the
+ * storm may take (the work then stops early and says so);
+ * PROCPOOL_CHAOS_BURSTS=0 leaves out the bursts (to look at the rest
+ * alone).  It prints the
  * seed first, and at the end the counts: calls, kills, stops, outcomes by
  * status, and every breach of the contract it found (the first ones in
  * full).
@@ -622,7 +624,9 @@ static void test_chaos_storm(void **state) {
   /* A grace of 3 ms, so that cancels of running calls end in kills too. */
   pp_test_pool_options(&o, WORKERS, 0, 3, NULL);
   PP_TEST_OK(pp_pool_create(&pool, &o));
-  storm = pp_test_storm_start(pool, seed ^ 0x5707a1u);
+  storm = pp_test_storm_start(pool, seed ^ 0x5707a1u,
+                              getenv("PROCPOOL_CHAOS_BURSTS") == NULL ||
+                                  atoi(getenv("PROCPOOL_CHAOS_BURSTS")) != 0);
   assert_non_null(storm);
   t0 = apr_time_now();
   deadline = t0 + apr_time_from_sec(seconds);
