@@ -42,7 +42,6 @@
  * full).
  */
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,11 +51,11 @@
 
 #include <cmocka.h>
 
-#include <apr_atomic.h>
 #include <apr_general.h>
 #include <apr_thread_mutex.h>
 #include <apr_time.h>
 
+#include "chaos.h"
 #include "helpers.h"
 #include "tasks.h"
 
@@ -67,428 +66,10 @@
 #define MAX_FDS 1024
 #define MAX_PIDS 256
 
-/* How a call was made. */
-enum {
-  A_MAP,
-  A_STARMAP,
-  A_UNORDERED,
-  A_FUTURE,
-  A_FUTURE_CB,
-  A_ASYNC,
-  A_IMAP,
-  A_CLEAN,
-  A_COUNT
-};
-static const char *const api_names[A_COUNT] = {
-    "map",       "starmap", "map_unordered", "future", "future+callback",
-    "map_async", "imap",    "clean map"};
-
-/* The breaches of the contract the test tells apart. */
-enum {
-  V_RERUN_OK,   /* reported PP_OK, started more than once */
-  V_RERUN_FAIL, /* failed, started more than once */
-  V_STATUS,     /* a status the storm cannot explain */
-  V_REASON,     /* a timeout without one, a cancel without one, a message
-                   or signal that does not fit */
-  V_VALUE,      /* PP_OK with another call's value */
-  V_TWICE,      /* two outcomes */
-  V_NONE,       /* no outcome */
-  V_UNMADE,     /* a call that the test never handed over started */
-  V_MAP,        /* a map's status or result count is wrong */
-  V_HUNG,       /* a wait ran out */
-  V_CALLBACK,   /* a completion callback did not run exactly once */
-  V_AFTER,      /* the pool did not serve after the storm */
-  V_COUNT
-};
-static const char *const v_names[V_COUNT] = {
-    "PP_OK but started more than once",
-    "failed and started more than once",
-    "unexpected status",
-    "status without its cause or with a wrong message",
-    "PP_OK with a wrong value",
-    "two outcomes",
-    "no outcome",
-    "a call never handed over started",
-    "a map's status or count is wrong",
-    "a wait ran out",
-    "a completion callback did not run once",
-    "the pool did not serve after the storm"};
-
-typedef struct call_s {
-  unsigned char api;
-  unsigned char timed;  /* it had a timeout */
-  unsigned char cancel; /* it (or its map) was cancelled or stopped */
-  unsigned char unmade; /* an imap stopped before it read this one */
-  unsigned char seen;   /* outcomes reported */
-  int status;
-} call_t;
-
-typedef struct chaos_s {
-  size_t n, used; /* counters in the file; keys handed out */
-  call_t *calls;
-  uint32_t *starts;
-  char path[1024];
-  uint64_t rng;
-  apr_thread_mutex_t *lock; /* callbacks report from the callback thread */
-  size_t by_status[-PP_ERRNO_MIN + 1];
-  size_t by_api[A_COUNT];
-  size_t batches, violations;
-  size_t v_count[V_COUNT];
-  char v_first[V_COUNT][2][512]; /* the first two of each kind */
-} chaos_t;
-
-/* splitmix64: small, and the same sequence on every system. */
-static unsigned pick(uint64_t *state, unsigned n) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return (unsigned)((z ^ (z >> 31)) % n);
-}
-
 static int64_t env_int(const char *name, int64_t fallback) {
   const char *v = getenv(name);
   long long n = v != NULL ? strtoll(v, NULL, 0) : 0;
   return n > 0 ? (int64_t)n : fallback;
-}
-
-/* Records a breach of the contract; ch->lock held. */
-static void note(chaos_t *ch, int kind, const char *fmt, ...) PP_PRINTF(3, 4);
-static void note(chaos_t *ch, int kind, const char *fmt, ...) {
-  va_list ap;
-  if (ch->v_count[kind] < 2) {
-    va_start(ap, fmt);
-    vsnprintf(ch->v_first[kind][ch->v_count[kind]], sizeof(ch->v_first[0][0]),
-              fmt, ap);
-    va_end(ap);
-  }
-  ch->v_count[kind]++;
-  ch->violations++;
-}
-
-#define NOTE(ch, ...)                                                          \
-  do {                                                                         \
-    apr_thread_mutex_lock((ch)->lock);                                         \
-    note((ch), __VA_ARGS__);                                                   \
-    apr_thread_mutex_unlock((ch)->lock);                                       \
-  } while (0)
-
-/* Checks one outcome the moment it is reported (its starts are checked at
- * the end, when no worker is left that could still start it). */
-static void record(chaos_t *ch, size_t key, const pp_result_t *r) {
-  const char *msg = r->message != NULL ? r->message : "";
-  const char *api;
-  call_t *c;
-  int64_t v;
-  apr_thread_mutex_lock(ch->lock);
-  c = &ch->calls[key];
-  api = api_names[c->api];
-  c->status = r->status;
-  if (c->seen++ > 0)
-    note(ch, V_TWICE, "call %zu (%s) reported again: %s: %s", key, api,
-         pp_err_name(r->status), msg);
-  if (r->status <= 0 && r->status > PP_ERRNO_MIN)
-    ch->by_status[-r->status]++;
-  if (r->status == PP_OK) {
-    if (pp_unpack(r->data, r->len, "i", &v) != 0 || v != (int64_t)key * 7 + 1)
-      note(ch, V_VALUE, "call %zu (%s): PP_OK with another value", key, api);
-  } else if (r->status == PP_EWORKERDIED) {
-    /* The storm's SIGKILL, or the pool's own kill. */
-    if (strstr(msg, "worker") == NULL
-#ifndef _WIN32
-        || r->term_signal != SIGKILL
-#endif
-    )
-      note(ch, V_REASON, "call %zu (%s): PP_EWORKERDIED, signal %d: %s", key,
-           api, r->term_signal, msg);
-  } else if (r->status == PP_ETIMEDOUT) {
-    if (!c->timed || strstr(msg, "timeout") == NULL)
-      note(ch, V_REASON, "call %zu (%s, %s timeout): PP_ETIMEDOUT: %s", key,
-           api, c->timed ? "with a" : "no", msg);
-  } else if (r->status == PP_ECANCELED) {
-    if (!c->cancel || strstr(msg, "cancel") == NULL)
-      note(ch, V_REASON, "call %zu (%s, %s): PP_ECANCELED: %s", key, api,
-           c->cancel ? "cancelled" : "never cancelled", msg);
-  } else {
-    note(ch, V_STATUS, "call %zu (%s): %s: %s", key, api,
-         pp_err_name(r->status), msg);
-  }
-  apr_thread_mutex_unlock(ch->lock);
-}
-
-/* ---- one batch of calls ---- */
-
-typedef struct batch_s {
-  chaos_t *ch;
-  size_t m, first; /* calls first .. first + m - 1 */
-  pp_buf_t *args;
-  size_t stop_at;   /* the callback returns 1 at this count; m = never */
-  size_t delivered; /* results handed to the callback */
-  size_t read;      /* arguments the imap read */
-} batch_t;
-
-/* Hands out m keys with their arguments: calls of 1-3 ms. */
-static int batch_make(chaos_t *ch, batch_t *b, size_t m, int api, int timed) {
-  size_t i;
-  memset(b, 0, sizeof(*b));
-  if (m == 0)
-    return 0;
-  b->ch = ch;
-  b->m = b->stop_at = m;
-  b->first = ch->used;
-  b->args = calloc(m, sizeof(*b->args));
-  assert_non_null(b->args);
-  for (i = 0; i < m; i++) {
-    call_t *c = &ch->calls[b->first + i];
-    c->api = (unsigned char)api;
-    c->timed = (unsigned char)timed;
-    PP_TEST_OK(pp_pack(&b->args[i], "siii", ch->path, (int64_t)ch->n,
-                       (int64_t)(b->first + i),
-                       (int64_t)(1000 + pick(&ch->rng, 2001))));
-  }
-  ch->used += m;
-  ch->by_api[api] += m;
-  ch->batches++;
-  return 1;
-}
-
-static void batch_free(batch_t *b) {
-  pp_test_free_bufs(b->args, b->m);
-  free(b->args);
-}
-
-static void batch_cancel_all(batch_t *b) {
-  size_t i;
-  apr_thread_mutex_lock(b->ch->lock);
-  for (i = 0; i < b->m; i++)
-    b->ch->calls[b->first + i].cancel = 1;
-  apr_thread_mutex_unlock(b->ch->lock);
-}
-
-/* A map's status is that of its first failed call in input order. */
-static void check_map_status(batch_t *b, int rc, const pp_result_t *res,
-                             const char *what) {
-  size_t i;
-  int want = 0;
-  for (i = 0; i < b->m && want == 0; i++)
-    want = res[i].status;
-  if (rc != want)
-    NOTE(b->ch, V_MAP, "%s returned %s, its first failed call %s", what,
-         pp_err_name(rc), pp_err_name(want));
-}
-
-/* Timeouts close to the calls' 1-3 ms: 2-5 ms, or (one in four) none. */
-static int64_t draw_timeout(chaos_t *ch) {
-  return pick(&ch->rng, 4) == 0 ? -1 : 2 + (int64_t)pick(&ch->rng, 4);
-}
-
-static void draw_map_options(chaos_t *ch, pp_map_options_t *mo) {
-  static const size_t chunks[] = {0, 1, 1, 2, 4, 8};
-  memset(mo, 0, sizeof(*mo));
-  mo->timeout_ms = draw_timeout(ch);
-  mo->chunksize = chunks[pick(&ch->rng, 6)];
-}
-
-static void run_map(chaos_t *ch, pp_pool_t *pool, int api, size_t m) {
-  pp_map_options_t mo;
-  pp_result_t *res;
-  batch_t b;
-  size_t i;
-  int rc;
-  draw_map_options(ch, &mo);
-  if (api == A_CLEAN)
-    mo.timeout_ms = -1;
-  if (!batch_make(ch, &b, m, api, mo.timeout_ms > 0))
-    return;
-  res = calloc(b.m, sizeof(*res));
-  assert_non_null(res);
-  rc = api == A_STARMAP ? pp_pool_starmap(pool, "chaos", b.args, b.m, res, &mo)
-                        : pp_pool_map(pool, "chaos", b.args, b.m, res, &mo);
-  for (i = 0; i < b.m; i++)
-    record(ch, b.first + i, &res[i]);
-  check_map_status(&b, rc, res, api_names[api]);
-  if (api == A_CLEAN && rc != 0)
-    NOTE(ch, V_AFTER, "the clean map after the storm returned %s",
-         pp_err_name(rc));
-  pp_results_free(res, b.m);
-  free(res);
-  batch_free(&b);
-}
-
-/* Unordered map and imap results; returning 1 at stop_at stops the map. */
-static int on_result(void *data, size_t index, pp_result_t *r) {
-  batch_t *b = data;
-  if (index < b->m)
-    record(b->ch, b->first + index, r);
-  else
-    NOTE(b->ch, V_MAP, "a result for index %zu of a map of %zu", index, b->m);
-  pp_results_free(r, 1);
-  return ++b->delivered == b->stop_at;
-}
-
-static int producer(void *data, pp_next_arg_t *next) {
-  batch_t *b = data;
-  if (next->index >= b->m)
-    return 0;
-  next->arg = b->args[next->index];
-  b->read = next->index + 1;
-  return 1;
-}
-
-static void run_streaming(chaos_t *ch, pp_pool_t *pool, int api, size_t m) {
-  pp_map_options_t mo;
-  batch_t b;
-  size_t i;
-  int rc;
-  draw_map_options(ch, &mo);
-  if (!batch_make(ch, &b, m, api, mo.timeout_ms > 0))
-    return;
-  if (pick(&ch->rng, 5) == 0) {
-    /* The callback stops the map at a random result: every call may then
-     * end PP_ECANCELED, and an imap reads no more arguments. */
-    b.stop_at = 1 + pick(&ch->rng, (unsigned)b.m);
-    batch_cancel_all(&b);
-  }
-  if (api == A_IMAP) {
-    mo.max_in_flight = 4 + pick(&ch->rng, 61);
-    if (pick(&ch->rng, 2))
-      mo.flags |= PP_MAP_UNORDERED;
-    rc = pp_pool_imap(pool, "chaos", producer, &b, on_result, &b, &mo);
-    for (i = b.read; i < b.m; i++)
-      ch->calls[b.first + i].unmade = 1;
-  } else {
-    b.read = b.m;
-    rc = pp_pool_map_unordered(pool, "chaos", b.args, b.m, on_result, &b, &mo);
-  }
-  if (b.delivered != b.read || (b.read < b.m && b.stop_at == b.m) ||
-      (rc == 0 && ch->calls[b.first].cancel))
-    NOTE(ch, V_MAP, "%s of %zu calls read %zu, delivered %zu, returned %s",
-         api_names[api], b.m, b.read, b.delivered, pp_err_name(rc));
-  batch_free(&b);
-}
-
-/* ---- futures ---- */
-
-typedef struct future_ctx_s {
-  chaos_t *ch;
-  size_t key;
-  volatile apr_uint32_t done;
-} future_ctx_t;
-
-static void on_done(void *data, pp_future_t *f) {
-  future_ctx_t *x = data;
-  pp_result_t r;
-  if (pp_future_take(f, &r) == 0) {
-    record(x->ch, x->key, &r);
-    pp_results_free(&r, 1);
-  }
-  apr_atomic_inc32(&x->done);
-}
-
-static void run_futures(chaos_t *ch, pp_pool_t *pool, size_t m) {
-  pp_future_t **f;
-  future_ctx_t *x;
-  batch_t b;
-  size_t i;
-  int cancel = pick(&ch->rng, 3) == 0;
-  int64_t bound = 120000 * PP_TEST_TIME_SCALE;
-  if (!batch_make(ch, &b, m, A_FUTURE, 0))
-    return;
-  f = calloc(b.m, sizeof(*f));
-  x = calloc(b.m, sizeof(*x));
-  assert_true(f != NULL && x != NULL);
-  for (i = 0; i < b.m; i++) {
-    pp_call_options_t co;
-    call_t *c = &ch->calls[b.first + i];
-    memset(&co, 0, sizeof(co));
-    co.timeout_ms = draw_timeout(ch);
-    c->timed = co.timeout_ms > 0;
-    x[i].ch = ch;
-    x[i].key = b.first + i;
-    if (pick(&ch->rng, 2)) {
-      c->api = A_FUTURE_CB;
-      ch->by_api[A_FUTURE]--;
-      ch->by_api[A_FUTURE_CB]++;
-      co.on_done = on_done;
-      co.on_done_data = &x[i];
-    }
-    PP_TEST_OK(pp_pool_submit(pool, "chaos", b.args[i].data, b.args[i].len, &co,
-                              &f[i]));
-  }
-  for (i = 0; cancel && i < b.m; i++) {
-    if (i == 0)
-      pp_test_sleep_ms(pick(&ch->rng, 5));
-    if (pick(&ch->rng, 3) != 0)
-      continue;
-    apr_thread_mutex_lock(ch->lock);
-    ch->calls[b.first + i].cancel = 1;
-    apr_thread_mutex_unlock(ch->lock);
-    assert_int_equal(pp_future_cancel(f[i]), 0);
-  }
-  for (i = 0; i < b.m; i++) {
-    pp_result_t r;
-    if (pp_future_wait(f[i], bound) != 0) {
-      NOTE(ch, V_HUNG, "call %zu (future) not finished after %lld ms",
-           b.first + i, (long long)bound);
-    } else if (ch->calls[b.first + i].api == A_FUTURE_CB) {
-      /* The callback runs after the call has finished, on its thread. */
-      apr_time_t end = apr_time_now() + apr_time_from_msec(bound);
-      while (apr_atomic_read32(&x[i].done) == 0 && apr_time_now() < end)
-        pp_test_sleep_ms(1);
-      if (apr_atomic_read32(&x[i].done) != 1)
-        NOTE(ch, V_CALLBACK, "call %zu: its completion callback ran %u times",
-             b.first + i, (unsigned)apr_atomic_read32(&x[i].done));
-    } else {
-      assert_int_equal(pp_future_take(f[i], &r), 0);
-      record(ch, b.first + i, &r);
-      pp_results_free(&r, 1);
-    }
-  }
-  for (i = 0; i < b.m; i++)
-    pp_future_free(f[i]);
-  free(f);
-  free(x);
-  batch_free(&b);
-}
-
-/* ---- async maps ---- */
-
-static void run_async(chaos_t *ch, pp_pool_t *pool, size_t m) {
-  pp_map_options_t mo;
-  pp_result_t *res;
-  pp_map_t *map = NULL;
-  batch_t b;
-  size_t i;
-  int rc, cancel = pick(&ch->rng, 4) == 0, star = pick(&ch->rng, 2);
-  int64_t bound = 120000 * PP_TEST_TIME_SCALE;
-  draw_map_options(ch, &mo);
-  if (!batch_make(ch, &b, m, A_ASYNC, mo.timeout_ms > 0))
-    return;
-  res = calloc(b.m, sizeof(*res));
-  assert_non_null(res);
-  if (star)
-    PP_TEST_OK(
-        pp_pool_starmap_async(pool, "chaos", b.args, b.m, res, &mo, &map));
-  else
-    PP_TEST_OK(pp_pool_map_async(pool, "chaos", b.args, b.m, res, &mo, &map));
-  if (cancel) {
-    pp_test_sleep_ms(pick(&ch->rng, 6));
-    batch_cancel_all(&b);
-    assert_int_equal(pp_map_cancel(map), 0);
-  }
-  /* PP_ETIMEDOUT is also the status of a map whose first failed call
-   * timed out: pp_map_status() tells whether it has ended. */
-  rc = pp_map_wait(map, bound);
-  if (pp_map_status(map) == PP_EAGAIN)
-    NOTE(ch, V_HUNG, "an async map of %zu calls not finished after %lld ms",
-         b.m, (long long)bound);
-  pp_map_free(map); /* cancels and waits for a map that has not ended */
-  for (i = 0; i < b.m; i++)
-    record(ch, b.first + i, &res[i]);
-  if (!cancel)
-    check_map_status(&b, rc, res, "map_async");
-  pp_results_free(res, b.m);
-  free(res);
-  batch_free(&b);
 }
 
 /* ---- the test ---- */
@@ -508,24 +89,27 @@ static void check_starts(chaos_t *ch, size_t *unstarted) {
   size_t k;
   for (k = 0; k < ch->used; k++) {
     call_t *c = &ch->calls[k];
-    const char *api = api_names[c->api];
+    const char *api = chaos_api_names[c->api];
     unsigned s = (unsigned)pp_test_counter_get(&ch->starts[k]);
     *unstarted += s == 0;
     if (c->unmade && (s > 0 || c->seen > 0))
-      note(ch, V_UNMADE,
-           "call %zu (%s) was never read: %u starts, %u "
-           "outcomes",
-           k, api, s, (unsigned)c->seen);
+      chaos_note(ch, V_UNMADE,
+                 "call %zu (%s) was never read: %u starts, %u "
+                 "outcomes",
+                 k, api, s, (unsigned)c->seen);
     else if (c->unmade)
       continue;
     else if (c->seen == 0)
-      note(ch, V_NONE, "call %zu (%s) got no outcome (%u starts)", k, api, s);
+      chaos_note(ch, V_NONE, "call %zu (%s) got no outcome (%u starts)", k, api,
+                 s);
     else if (c->status == PP_OK && s != 1)
-      note(ch, s > 1 ? V_RERUN_OK : V_NONE,
-           "call %zu (%s) reported PP_OK and started %u times", k, api, s);
+      chaos_note(ch, s > 1 ? V_RERUN_OK : V_NONE,
+                 "call %zu (%s) reported PP_OK and started %u times", k, api,
+                 s);
     else if (c->status != PP_OK && s > 1)
-      note(ch, V_RERUN_FAIL, "call %zu (%s) reported %s and started %u times",
-           k, api, pp_err_name(c->status), s);
+      chaos_note(ch, V_RERUN_FAIL,
+                 "call %zu (%s) reported %s and started %u times", k, api,
+                 pp_err_name(c->status), s);
   }
 }
 
@@ -553,7 +137,7 @@ static void print_summary(chaos_t *ch, const pp_test_storm_stats_t *ss,
   used = (size_t)snprintf(line, sizeof(line), "calls by way:");
   for (s = 0; s < A_COUNT && used < sizeof(line); s++)
     used += (size_t)snprintf(line + used, sizeof(line) - used, " %s %zu",
-                             api_names[s], ch->by_api[s]);
+                             chaos_api_names[s], ch->by_api[s]);
   print_line("%s", line);
   used = (size_t)snprintf(line, sizeof(line), "outcomes:");
   for (s = 0; s > PP_ERRNO_MIN && used < sizeof(line); s--)
@@ -566,7 +150,7 @@ static void print_summary(chaos_t *ch, const pp_test_storm_stats_t *ss,
     size_t i;
     if (ch->v_count[s] == 0)
       continue;
-    print_line("  %zu x %s, e.g.", ch->v_count[s], v_names[s]);
+    print_line("  %zu x %s, e.g.", ch->v_count[s], chaos_v_names[s]);
     for (i = 0; i < ch->v_count[s] && i < 2; i++)
       print_line("    %s", ch->v_first[s][i]);
   }
@@ -631,28 +215,28 @@ static void test_chaos_storm(void **state) {
   t0 = apr_time_now();
   deadline = t0 + apr_time_from_sec(seconds);
   while (ch.used + CLEAN_CALLS < ch.n && apr_time_now() < deadline) {
-    size_t m = 16 + pick(&ch.rng, 113);
+    size_t m = 16 + chaos_pick(&ch.rng, 113);
     if (m > ch.n - CLEAN_CALLS - ch.used)
       m = ch.n - CLEAN_CALLS - ch.used;
-    switch (pick(&ch.rng, 7)) {
+    switch (chaos_pick(&ch.rng, 7)) {
       case 0:
-        run_map(&ch, pool, A_MAP, m);
+        chaos_run_map(&ch, pool, A_MAP, m);
         break;
       case 1:
-        run_map(&ch, pool, A_STARMAP, m);
+        chaos_run_map(&ch, pool, A_STARMAP, m);
         break;
       case 2:
-        run_streaming(&ch, pool, A_UNORDERED, m);
+        chaos_run_streaming(&ch, pool, A_UNORDERED, m);
         break;
       case 3:
       case 4:
-        run_futures(&ch, pool, m);
+        chaos_run_futures(&ch, pool, m);
         break;
       case 5:
-        run_async(&ch, pool, m);
+        chaos_run_async(&ch, pool, m);
         break;
       default:
-        run_streaming(&ch, pool, A_IMAP, m);
+        chaos_run_streaming(&ch, pool, A_IMAP, m);
         break;
     }
   }
@@ -662,7 +246,7 @@ static void test_chaos_storm(void **state) {
              ch.used + CLEAN_CALLS < ch.n ? " (the time limit came first)"
                                           : "");
 
-  run_map(&ch, pool, A_CLEAN, CLEAN_CALLS);
+  chaos_run_map(&ch, pool, A_CLEAN, CLEAN_CALLS);
   npids = pp_pool_worker_pids(pool, pids, MAX_PIDS);
   assert_true(npids >= 0 && npids <= MAX_PIDS);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
