@@ -30,6 +30,7 @@ extern const char *const chaos_api_names[A_COUNT];
 /* The breaches of the contract the test tells apart. */
 enum {
   V_RERUN_OK,   /* reported PP_OK, started more than once */
+  V_PHANTOM,    /* reported PP_OK, never started */
   V_RERUN_FAIL, /* failed, started more than once */
   V_STATUS,     /* a status the storm cannot explain */
   V_REASON,     /* a timeout without one, a cancel without one, a message

@@ -27,6 +27,7 @@ const char *const chaos_api_names[A_COUNT] = {
 
 const char *const chaos_v_names[V_COUNT] = {
     "PP_OK but started more than once",
+    "PP_OK but never started",
     "failed and started more than once",
     "unexpected status",
     "status without its cause or with a wrong message",

@@ -103,7 +103,7 @@ static void check_starts(chaos_t *ch, size_t *unstarted) {
       chaos_note(ch, V_NONE, "call %zu (%s) got no outcome (%u starts)", k, api,
                  s);
     else if (c->status == PP_OK && s != 1)
-      chaos_note(ch, s > 1 ? V_RERUN_OK : V_NONE,
+      chaos_note(ch, s > 1 ? V_RERUN_OK : V_PHANTOM,
                  "call %zu (%s) reported PP_OK and started %u times", k, api,
                  s);
     else if (c->status != PP_OK && s > 1)
