@@ -9,7 +9,8 @@
  * Every call adds 1 to a counter of its own, in a file that the test and
  * every worker map (the "chaos" task, tasks_chaos.c), before it does
  * anything else; so the test knows how often each call really started,
- * whatever the pool reported.  It then checks the contract:
+ * whatever the pool reported.  The calls and the checks of their outcomes
+ * are in chaos_calls.c, the storm in helpers_chaos.c.  The contract:
  *
  *   - every call got exactly one outcome;
  *   - a call that reports PP_OK started exactly once, with its own value;
@@ -36,10 +37,9 @@
  * calls (slow legs run fewer), PROCPOOL_CHAOS_SECONDS the most time the
  * storm may take (the work then stops early and says so);
  * PROCPOOL_CHAOS_BURSTS=0 leaves out the bursts (to look at the rest
- * alone).  It prints the
- * seed first, and at the end the counts: calls, kills, stops, outcomes by
- * status, and every breach of the contract it found (the first ones in
- * full).
+ * alone).  It prints the seed first, and at the end the counts: calls,
+ * kills, stops, outcomes by status, and every kind of breach of the
+ * contract it found, with its first two cases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
