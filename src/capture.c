@@ -48,7 +48,7 @@ static struct {
   pp__mutex_t *lock;     /* one drain at a time */
   apr_pool_t *mem;
   apr_thread_t *thread;
-  volatile int stop;
+  uint32_t stop;         /* the main thread's word to the watch thread */
   int own_buffers;       /* the streams use outbuf and errbuf */
   /* The call whose output the watch thread drains (0 between calls),
    * written by the main thread; and the watch thread's "draining now".
@@ -121,9 +121,9 @@ static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
     chans[2] = C.err;
     n = 3;
   }
-  while (!C.stop) {
+  while (!PP__LOAD_ACQ32(&C.stop)) {
     int got = pp__chan_poll(chans, n, PP__FLUSH_MS, ready);
-    if (C.stop)
+    if (PP__LOAD_ACQ32(&C.stop))
       break;
     if (got > 0 && ready[0] && pp__chan_ended(C.alive))
       pp__exit_now(0); /* The parent has gone: nobody wants our results. */
@@ -240,7 +240,7 @@ void pp__capture_stop(void) {
   fflush(stderr);
   if (C.out != NULL)
     drain(0);
-  C.stop = 1;
+  PP__STORE_REL32(&C.stop, 1);
   /* The watch thread waits on the channel; ending our side of it (the
    * worker is leaving anyway) wakes it at once.  It is joined, not left
    * running while the process exits (Wine can hang when a thread ends

@@ -105,7 +105,8 @@ int pp_test_pid_alive(int64_t pid) {
 }
 
 int pp_test_wait_gone(const int64_t *pids, size_t n, int64_t timeout_ms) {
-  apr_time_t end = apr_time_now() + apr_time_from_msec(timeout_ms);
+  apr_time_t end =
+      apr_time_now() + apr_time_from_msec(timeout_ms * pp_test_time_scale());
   for (;;) {
     size_t i, alive = 0;
     for (i = 0; i < n; i++)
@@ -149,6 +150,16 @@ int pp_test_cpu_count(void) {
   n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 #endif
+}
+
+#ifndef PP_TEST_BUILD_TIME_SCALE
+#define PP_TEST_BUILD_TIME_SCALE 1
+#endif
+
+int64_t pp_test_time_scale(void) {
+  const char *v = getenv("PROCPOOL_TEST_TIME_SCALE");
+  long long run = v != NULL ? atoll(v) : 1;
+  return (int64_t)PP_TEST_BUILD_TIME_SCALE * (run > 1 ? run : 1);
 }
 
 void pp_test_sleep_ms(int64_t ms) {
@@ -421,7 +432,8 @@ static int find_line(pp_test_log_t *log, const char *line,
 
 int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
                      pp_test_record_t *out) {
-  apr_time_t end = apr_time_now() + apr_time_from_msec(timeout_ms);
+  apr_time_t end =
+      apr_time_now() + apr_time_from_msec(timeout_ms * pp_test_time_scale());
   for (;;) {
     if (find_line(log, line, out))
       return 1;

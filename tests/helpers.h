@@ -21,8 +21,9 @@ int pp_test_fd_count(void);
  * that nobody reaped counts as ended), else 0. */
 int pp_test_pid_alive(int64_t pid);
 
-/* Waits until none of the processes is alive, at most timeout_ms.  Returns
- * 1 if they are all gone, 0 if one is still alive at the deadline. */
+/* Waits until none of the processes is alive, at most timeout_ms times
+ * pp_test_time_scale().  Returns 1 if they are all gone, 0 if one is still
+ * alive at the deadline. */
 int pp_test_wait_gone(const int64_t *pids, size_t n, int64_t timeout_ms);
 
 /* Returns this process' id. */
@@ -30,6 +31,17 @@ int64_t pp_test_self_pid(void);
 
 /* Returns the number of CPUs this process may run on. */
 int pp_test_cpu_count(void);
+
+/* The factor by which a test multiplies every time limit it sets itself
+ * (a wait's bound, a pool's start timeout): the build's
+ * PROCPOOL_TEST_TIMEOUT_MULTIPLIER, which CMake also applies to every
+ * CTest timeout (the Wine and sanitizer legs set it), times the
+ * environment variable PROCPOOL_TEST_TIME_SCALE, for a leg that runs a
+ * build's tests slower than the build knows (valgrind).  At least 1. */
+int64_t pp_test_time_scale(void);
+#define PP_TEST_TIME_SCALE (pp_test_time_scale())
+/* A test's own time limit of `ms` milliseconds, scaled for the leg. */
+#define PP_TEST_MS(ms) ((int64_t)(ms)*pp_test_time_scale())
 
 /* Sleeps for ms milliseconds. */
 void pp_test_sleep_ms(int64_t ms);
@@ -129,8 +141,9 @@ int pp_test_rename(const char *from, const char *to);
 int pp_test_run(const char *exe, const char *arg, char *out, size_t cap);
 
 /* Like pp_test_run(), but kills the program and returns -2 if it has not
- * ended after timeout_ms (negative: no limit) without output on its stdout
- * (the limit starts again whenever it writes). */
+ * ended after timeout_ms times pp_test_time_scale() (negative: no limit)
+ * without output on its stdout (the limit starts again whenever it
+ * writes). */
 int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
                       char *out, size_t cap);
 
@@ -140,18 +153,16 @@ int pp_test_remove_dir(const char *path);
 
 /* ---- a tally of call starts (tally.c) ---- */
 
-/* Counters in a file mapping that the test and its workers share: the task
- * "tally" ("sii" path, index, busy_us -> "i" index) adds 1 to counter
- * `index` when it starts, then stays busy (not asleep) for busy_us
- * microseconds.  So a test can count how often each call really started,
- * whatever the pool reports. */
+/* n counters in a file the test and its workers share
+ * (pp_test_counters_map): the task "tally" ("siii" path, n, index,
+ * busy_us -> "i" index) adds 1 to counter `index` when it starts, then
+ * stays busy (not asleep) for busy_us microseconds.  So a test can count
+ * how often each call really started, whatever the pool reports. */
 typedef struct pp_test_tally_s pp_test_tally_t;
 
 /* Creates a tally of n zeroed counters in the current directory (a file
  * named after `name` and this process).  NULL if that fails. */
 pp_test_tally_t *pp_test_tally_new(const char *name, size_t n);
-/* The file's path, for the task's argument. */
-const char *pp_test_tally_path(const pp_test_tally_t *t);
 /* How often call `i` has started so far. */
 uint32_t pp_test_tally_get(const pp_test_tally_t *t, size_t i);
 /* The argument of the tally task for call `i` (exits if memory is short);
@@ -160,6 +171,58 @@ pp_buf_t pp_test_tally_arg(const pp_test_tally_t *t, size_t i,
                            int64_t busy_us);
 /* Unmaps the tally, and removes its file if `remove`. */
 void pp_test_tally_free(pp_test_tally_t *t, int remove);
+
+/* ---- the chaos test (helpers_chaos.c) ---- */
+
+/* Stores the ids of this process's child processes (ended ones that were
+ * not reaped yet included) in pids[0..cap) and returns how many there are,
+ * or -1 where they cannot be listed (Linux reads the parent of every
+ * process in /proc; Windows takes a Toolhelp snapshot). */
+int pp_test_children(int64_t *pids, size_t cap);
+
+/* What pp_test_signal_child() does to a process. */
+typedef enum {
+  PP_TEST_KILL, /* SIGKILL; TerminateProcess with exit code 9 */
+  PP_TEST_STOP, /* SIGSTOP */
+  PP_TEST_CONT  /* SIGCONT */
+} pp_test_signal_t;
+
+/* Kills, stops or continues process `pid`, but only if it is a child of
+ * this process: the check and the signal go through one handle to the
+ * process (a pidfd on Linux, a process handle on Windows), so a pid that
+ * another program got in the meantime is never hit.  Returns 0, -1 if the
+ * process is gone or not a child, -2 where the action does not exist
+ * (stop and continue on Windows). */
+int pp_test_signal_child(int64_t pid, pp_test_signal_t what);
+
+/* Maps `n` 32-bit counters kept in the file at `path` (UTF-8), shared with
+ * every process that maps the same file.  With `create` the file is made
+ * (or emptied) and its counters are 0; without, it must exist with at
+ * least that size.  Returns the counters, or NULL. */
+uint32_t *pp_test_counters_map(const char *path, size_t n, int create);
+void pp_test_counters_unmap(uint32_t *counters, size_t n);
+
+/* Adds 1 to a shared counter atomically and returns the new value; reads
+ * one atomically. */
+uint32_t pp_test_counter_inc(uint32_t *counter);
+uint32_t pp_test_counter_get(const uint32_t *counter);
+
+/* A storm against a pool's workers (a thread of this process): see
+ * helpers_chaos.c for what it does; `bursts` 0 leaves out its bursts of
+ * kills against starting workers.  pp_test_storm_start() returns NULL if
+ * the thread cannot start; pp_test_storm_stop() ends it, continues every
+ * worker it stopped, fills *stats (may be NULL) and frees it. */
+typedef struct pp_test_storm_s pp_test_storm_t;
+typedef struct pp_test_storm_stats_s {
+  size_t kills;       /* workers killed at random */
+  size_t stops;       /* workers stopped (and continued) */
+  size_t bursts;      /* times it killed every worker as it appeared */
+  size_t burst_kills; /* kills in those */
+  int can_stop;       /* 0 where processes cannot be stopped (Windows) */
+} pp_test_storm_stats_t;
+pp_test_storm_t *pp_test_storm_start(pp_pool_t *pool, uint64_t seed,
+                                     int bursts);
+void pp_test_storm_stop(pp_test_storm_t *storm, pp_test_storm_stats_t *stats);
 
 /* ---- log capture ---- */
 
@@ -193,8 +256,9 @@ size_t pp_test_log_count(pp_test_log_t *log);
  * range, else 1. */
 int pp_test_log_get(pp_test_log_t *log, size_t i, pp_test_record_t *out);
 
-/* Waits up to timeout_ms for a record whose line is exactly `line` and
- * copies it into *out (may be NULL).  Returns 1 if found, else 0. */
+/* Waits up to timeout_ms times pp_test_time_scale() for a record whose
+ * line is exactly `line` and copies it into *out (may be NULL).  Returns 1
+ * if found, else 0. */
 int pp_test_log_wait(pp_test_log_t *log, const char *line, int64_t timeout_ms,
                      pp_test_record_t *out);
 
@@ -241,7 +305,7 @@ void pp_test_big_roundtrip(uint64_t len, uint64_t needed, const char *what);
   do {                                                                         \
     int pp_test_rc_ = (expr);                                                  \
     if (pp_test_rc_ != 0)                                                      \
-      fail_msg("%s returned %s: %s", #expr, pp_err_name(pp_test_rc_),         \
+      fail_msg("%s returned %s: %s", #expr, pp_err_name(pp_test_rc_),          \
                pp_last_error());                                               \
   } while (0)
 

@@ -435,8 +435,9 @@ int pp_test_run(const char *exe, const char *arg, char *out, size_t cap) {
   return pp_test_run_limit(exe, arg, -1, out, cap);
 }
 
-int pp_test_run_limit(const char *exe, const char *arg, int64_t timeout_ms,
+int pp_test_run_limit(const char *exe, const char *arg, int64_t limit_ms,
                       char *out, size_t cap) {
+  int64_t timeout_ms = limit_ms > 0 ? PP_TEST_MS(limit_ms) : limit_ms;
   int64_t waited = 0;
   size_t got = 0;
 #ifdef _WIN32

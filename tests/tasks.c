@@ -50,6 +50,25 @@ __asan_default_options(void) {
 }
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define PP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PP_TEST_TSAN 1
+#endif
+#endif
+
+#ifdef PP_TEST_TSAN
+/* ThreadSanitizer, too, turns a SIGSEGV into a report and an exit of its
+ * own; the crash tests need the real signal. */
+__attribute__((used, visibility("default"))) const char *
+__tsan_default_options(void);
+__attribute__((used, visibility("default"))) const char *
+__tsan_default_options(void) {
+  return "handle_segv=0:handle_sigbus=0:handle_abort=0";
+}
+#endif
+
 /* The write through NULL must reach the hardware: UBSan would otherwise
  * abort on the null store first, and the test wants SIGSEGV. */
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
@@ -572,4 +591,6 @@ const pp_task_t pp_test_tasks[] = {
     {"limit_as", pp_test_task_limit_as},
     {"tally", pp_test_task_tally},
     {"late_echo", pp_test_task_late_echo},
+    /* tasks_chaos.c */
+    {"chaos", pp_test_task_chaos},
     PP_TASK_END};

@@ -81,8 +81,10 @@
  *             "x", NUL, "y <tag>" to stdout
  *   longline  "i" n                  -> "i" n; writes one line of n letters
  *             a..z repeating, then "longline end"
- *   late_peek any bytes              -> "i" the first byte, read 300 ms
- *             after the call started
+ *   late_peek any bytes              -> "i" the first byte once it has
+ *             changed: logs "late_peek: started" (level 1), then looks at
+ *             the first byte every millisecond, for 10 s at most (times
+ *             pp_test_time_scale()), until it differs from what it was
  *   noeol     "i" n                  -> "i" n; writes n letters a..z
  *             repeating to stdout, with no newline and no flush
  *   zero_shared none                 -> "i" 1, after 200 ms, having zeroed
@@ -98,8 +100,13 @@
  *             after the call started (a view of a large argument)
  *
  * and, in tally.c:
- *   tally     "sii" path, index, busy_us -> "i" index; counts its start in
- *             the tally file (helpers.h), then stays busy busy_us
+ *   tally     "siii" path n index busy_us -> "i" index; counts its start
+ *             in the tally file (helpers.h), then stays busy busy_us
+ *
+ * and, in tasks_chaos.c, the chaos test's task:
+ *   chaos     "siii" path n key us   -> "i" key*7+1; first adds 1 to
+ *             counter `key` of the n counters in file `path`
+ *             (pp_test_counters_map), then sleeps `us` microseconds
  */
 #ifndef PP_TEST_TASKS_H
 #define PP_TEST_TASKS_H
@@ -123,9 +130,12 @@ int pp_test_task_noeol(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_zero_shared(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len);
-/* tally.c: "sii" path, index, busy_us (helpers.h, pp_test_tally_*) */
+/* tally.c: "siii" path, n, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
+
+/* tasks_chaos.c */
+int pp_test_task_chaos(pp_call_t *call, const void *arg, size_t len);
 
 /* Dies of a real SIGSEGV (an access violation on Windows), also in
  * sanitizer builds. */

@@ -32,6 +32,7 @@
 #include <apr_thread_proc.h>
 #include <apr_time.h>
 
+#include "helpers.h"
 #include "tasks.h"
 
 /* The library's own hooks (internal, which the static library the tests
@@ -243,10 +244,19 @@ int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len) {
 }
 
 int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {
+  const volatile unsigned char *p = arg;
+  unsigned char first;
+  apr_time_t end;
   if (len == 0)
     return pp_call_fail(call, "late_peek wants bytes");
-  apr_sleep(apr_time_from_msec(300));
-  return pp_call_replyf(call, "i", (int64_t)((const unsigned char *)arg)[0]);
+  /* The log line tells the test when to change the byte, so that no
+   * schedule decides whether the change comes after the start. */
+  first = p[0];
+  pp_log(1, "late_peek: started");
+  end = apr_time_now() + apr_time_from_msec(PP_TEST_MS(10000));
+  while (p[0] == first && apr_time_now() < end)
+    apr_sleep(1000);
+  return pp_call_replyf(call, "i", (int64_t)p[0]);
 }
 
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len) {

@@ -44,13 +44,14 @@
 #define HOUR_US ((int64_t)3600 * 1000000)
 
 #if defined(__linux__)
-/* Microseconds added to the wall clock; set by the tests. */
-static volatile int64_t wall_offset_us;
+/* Microseconds added to the wall clock; set by the tests, read by every
+ * thread (atomically: the pool's threads read the clock all the time). */
+static int64_t wall_offset_us;
 
 __attribute__((visibility("default"))) int clock_gettime(clockid_t id,
                                                      struct timespec *ts) {
   long rc = syscall(SYS_clock_gettime, id, ts);
-  int64_t off = wall_offset_us;
+  int64_t off = __atomic_load_n(&wall_offset_us, __ATOMIC_RELAXED);
   if (rc != 0)
     return -1;
   if ((id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE) && off != 0) {
@@ -74,7 +75,7 @@ gettimeofday(struct timeval *restrict tv, void *restrict tz) {
 
 static void step_clock(int64_t us) {
 #if defined(__linux__)
-  wall_offset_us = us;
+  __atomic_store_n(&wall_offset_us, us, __ATOMIC_RELAXED);
 #else
   (void)us;
 #endif
@@ -127,12 +128,12 @@ static void test_clock_step_forward_keeps_timeouts(void **state) {
   pp_future_t *f, *poke;
   if (skip_unless_linux())
     skip();
-  f = submit_ms(pool, "sleep_ms", 1500, 5000);
+  f = submit_ms(pool, "sleep_ms", 1500, PP_TEST_MS(5000));
   pp_test_sleep_ms(300);
   step_clock(HOUR_US);
-  poke = submit_ms(pool, "sleep_ms", 10, 5000);
-  assert_int_equal(pp_future_wait(poke, 30000), 0);
-  assert_int_equal(pp_future_wait(f, 30000), 0);
+  poke = submit_ms(pool, "sleep_ms", 10, PP_TEST_MS(5000));
+  assert_int_equal(pp_future_wait(poke, PP_TEST_MS(30000)), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(30000)), 0);
   assert_int_equal(pp_future_status(f), 0);
   assert_int_equal(pp_future_status(poke), 0);
   pp_future_free(f);
@@ -149,7 +150,7 @@ static void test_clock_step_back_keeps_timeouts(void **state) {
   f = submit_ms(pool, "hang", 0, 800);
   pp_test_sleep_ms(100);
   step_clock(-HOUR_US);
-  assert_int_equal(pp_future_wait(f, 20000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(20000)), 0);
   assert_int_equal(pp_future_status(f), PP_ETIMEDOUT);
   pp_future_free(f);
   step_clock(0);
@@ -169,15 +170,15 @@ static void *APR_THREAD_FUNC step_and_poke(apr_thread_t *thread, void *data) {
   step_clock(s->offset);
   for (i = 0; i < 5; i++) {
     pp_future_t *f = submit_ms(s->pool, "sleep_ms", 1, -1);
-    pp_future_wait(f, 30000);
+    pp_future_wait(f, PP_TEST_MS(30000));
     pp_future_free(f);
   }
   (void)thread;
   return NULL;
 }
 
-/* pp_future_wait(f, 60000) waits for the call, not for the wall clock to
- * pass a mark, in both directions. */
+/* pp_future_wait(f, PP_TEST_MS(60000)) waits for the call, not for the wall
+ * clock to pass a mark, in both directions. */
 static void wait_through_a_step(pp_pool_t *pool, int64_t offset) {
   apr_pool_t *mem = NULL;
   apr_thread_t *t;
@@ -189,7 +190,7 @@ static void wait_through_a_step(pp_pool_t *pool, int64_t offset) {
   assert_int_equal(apr_pool_create(&mem, NULL), APR_SUCCESS);
   assert_int_equal(apr_thread_create(&t, NULL, step_and_poke, &s, mem),
                    APR_SUCCESS);
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_status(f), 0);
   apr_thread_join(&rv, t);
   apr_pool_destroy(mem);

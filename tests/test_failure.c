@@ -40,7 +40,7 @@ static pp_result_t run(pp_pool_t *pool, const char *task, const void *arg,
   pp_future_t *f = NULL;
   pp_result_t r;
   assert_int_equal(pp_pool_submit(pool, task, arg, len, NULL, &f), 0);
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   pp_future_free(f);
   return r;
@@ -56,7 +56,7 @@ static pp_pool_stats_t stats(pp_pool_t *pool) {
  * started workers is waited for (generously) rather than read once. */
 static uint64_t wait_started(pp_pool_t *pool, uint64_t want) {
   int i;
-  for (i = 0; i < 1000 && stats(pool).workers_started < want; i++)
+  for (i = 0; i < PP_TEST_MS(1000) && stats(pool).workers_started < want; i++)
     pp_test_sleep_ms(10);
   return stats(pool).workers_started;
 }

@@ -32,7 +32,7 @@ static pp_future_t *submit_int(pp_pool_t *pool, const char *task, int64_t v,
 /* Waits for a future (generously), takes its result and frees it. */
 static pp_result_t finish(pp_future_t *f) {
   pp_result_t r;
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   pp_future_free(f);
   return r;
@@ -144,10 +144,11 @@ static void test_future_cancel_pending_never_runs(void **state) {
   pp_test_log_free(log);
 }
 
-/* Waits, at most 30 s, until the call is in `want`; returns 1 if it was. */
+/* Waits, at most 30 s (scaled), until the call is in `want`; returns 1 if
+ * it was. */
 static int state_becomes(pp_future_t *f, int want) {
-  int i;
-  for (i = 0; i < 3000; i++) {
+  int64_t i;
+  for (i = 0; i < PP_TEST_MS(3000); i++) {
     if (pp_future_state(f) == want)
       return 1;
     pp_test_sleep_ms(10);
@@ -173,11 +174,11 @@ static void test_future_state_tells_queued_from_running(void **state) {
   assert_int_equal(pp_future_state(queued), PP_FUTURE_QUEUED);
   assert_int_equal(pp_future_state(run), PP_FUTURE_RUNNING);
   assert_int_equal(pp_future_cancel(run), 0);
-  assert_int_equal(pp_future_wait(run, 60000), 0);
+  assert_int_equal(pp_future_wait(run, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_state(run), PP_FUTURE_DONE);
   assert_int_equal(pp_future_status(run), PP_ECANCELED);
   pp_future_free(run);
-  assert_int_equal(pp_future_wait(queued, 30000), 0);
+  assert_int_equal(pp_future_wait(queued, PP_TEST_MS(30000)), 0);
   assert_int_equal(pp_future_state(queued), PP_FUTURE_DONE);
   r = finish(held);
   assert_true(pp_test_int_result(&r) == 9);
@@ -211,8 +212,9 @@ static void test_future_wait_many(void **state) {
   for (i = 0; i < 6; i++)
     fs[i] = submit_int(pool, "sleep_ms", ms[i], NULL);
   while (left > 0) {
-    assert_int_equal(
-        pp_future_wait_many(fs, 6, PP_WAIT_FIRST_COMPLETED, 60000, &at), 0);
+    assert_int_equal(pp_future_wait_many(fs, 6, PP_WAIT_FIRST_COMPLETED,
+                                         PP_TEST_MS(60000), &at),
+                     0);
     assert_true(at < 6);
     assert_int_equal(pp_future_state(fs[at]), PP_FUTURE_DONE);
     assert_int_equal(pp_future_take(fs[at], &r), 0);
@@ -236,7 +238,8 @@ static void test_future_wait_many(void **state) {
       pp_pool_submit(pool, "square", bad.data, bad.len, NULL, &two[1]), 0);
   pp_free((void *)bad.data);
   assert_int_equal(
-      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, 60000, &at), 0);
+      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, PP_TEST_MS(60000), &at),
+      0);
   assert_int_equal(at, 1);
   assert_int_equal(pp_future_status(two[1]), PP_ETASK);
   assert_int_not_equal(pp_future_state(two[0]), PP_FUTURE_DONE);
@@ -245,8 +248,9 @@ static void test_future_wait_many(void **state) {
                    PP_ETIMEDOUT);
   assert_int_equal(at, 2);
   assert_int_equal(pp_future_cancel(two[0]), 0);
-  assert_int_equal(
-      pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 60000, &at), 0);
+  assert_int_equal(pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED,
+                                       PP_TEST_MS(60000), &at),
+                   0);
   assert_int_equal(at, 0); /* the cancelled call is the first that failed */
   pp_future_free(two[0]);
   pp_future_free(two[1]);
@@ -254,11 +258,13 @@ static void test_future_wait_many(void **state) {
   /* All finished, none failed: n. */
   two[0] = submit_int(pool, "square", 2, NULL);
   two[1] = submit_int(pool, "square", 3, NULL);
-  assert_int_equal(
-      pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 60000, &at), 0);
+  assert_int_equal(pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED,
+                                       PP_TEST_MS(60000), &at),
+                   0);
   assert_int_equal(at, 2);
   assert_int_equal(
-      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, 60000, &at), 0);
+      pp_future_wait_many(two, 2, PP_WAIT_FIRST_FAILED, PP_TEST_MS(60000), &at),
+      0);
   assert_int_equal(at, 2);
 
   /* Bad input. */
@@ -271,8 +277,9 @@ static void test_future_wait_many(void **state) {
   pp_future_free(two[1]);
   /* Futures of two pools (test_callback.c waits on more of them). */
   two[1] = submit_int(other, "square", 4, NULL);
-  assert_int_equal(
-      pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED, 60000, &at), 0);
+  assert_int_equal(pp_future_wait_many(two, 2, PP_WAIT_ALL_COMPLETED,
+                                       PP_TEST_MS(60000), &at),
+                   0);
   assert_int_equal(at, 2);
   pp_future_free(two[0]);
   pp_future_free(two[1]);
@@ -285,7 +292,7 @@ static void test_future_wait_many(void **state) {
 static void test_future_cancel_running_is_ecanceled(void **state) {
   pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
   int64_t pid = worker_pid(pool);
-  pp_future_t *f = submit_int(pool, "sleep_ms", 60000, NULL);
+  pp_future_t *f = submit_int(pool, "sleep_ms", PP_TEST_MS(60000), NULL);
   apr_time_t t0;
   pp_pool_stats_t st;
   pp_result_t r;
@@ -298,7 +305,7 @@ static void test_future_cancel_running_is_ecanceled(void **state) {
   assert_non_null(r.message);
   assert_null(r.data);
   /* Not a speed test: the 60 s sleep was cut short. */
-  assert_true(apr_time_now() - t0 < apr_time_from_sec(30));
+  assert_true(apr_time_now() - t0 < apr_time_from_msec(PP_TEST_MS(30000)));
   pp_results_free(&r, 1);
   assert_true(worker_pid(pool) == pid);
   assert_int_equal(pp_pool_stats(pool, &st), 0);

@@ -52,7 +52,7 @@ static pp_result_t run(pp_pool_t *pool, const char *task, const void *arg,
   pp_future_t *f = NULL;
   pp_result_t r;
   PP_TEST_OK(pp_pool_submit(pool, task, arg, len, co, &f));
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   pp_future_free(f);
   return r;
@@ -140,7 +140,7 @@ static void test_hostile_plain_return_is_etask(void **state) {
     pp_result_t r;
     char want[64];
     PP_TEST_OK(pp_pool_submit(pool, "ret", b.data, b.len, NULL, &f));
-    assert_int_equal(pp_future_wait(f, 60000), 0);
+    assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
     /* Finished is finished: never "not yet" (PP_EAGAIN is -15). */
     assert_int_equal(pp_future_status(f), PP_ETASK);
     assert_int_equal(pp_future_take(f, &r), 0);
@@ -278,7 +278,17 @@ static void test_hostile_destroy_under_a_map_frees_the_pool(void **state) {
     m.pool = pp_test_make_pool(2, 0, 100, NULL);
     assert_int_equal(apr_thread_create(&t, NULL, long_map, &m, mem),
                      APR_SUCCESS);
-    pp_test_sleep_ms(300);
+    /* The destroy comes once the map has queued its calls (a destroy
+     * before the map started would only make it fail PP_ECLOSED). */
+    {
+      pp_pool_stats_t st;
+      apr_time_t end = apr_time_now() + apr_time_from_msec(PP_TEST_MS(30000));
+      do {
+        pp_test_sleep_ms(5);
+        assert_int_equal(pp_pool_stats(m.pool, &st), 0);
+      } while (st.calls_submitted < 40 && apr_time_now() < end);
+      assert_true(st.calls_submitted == 40);
+    }
     assert_int_equal(pp_pool_destroy(m.pool, PP_DESTROY_CANCEL), 0);
     apr_thread_join(&rv, t);
     assert_int_equal(m.rc, PP_ECANCELED);
@@ -338,7 +348,7 @@ static void test_hostile_huge_timeouts_mean_none(void **state) {
                               long_sleep.len, NULL, &f));
     pp_test_sleep_ms(200);
     PP_TEST_OK(pp_future_cancel(f));
-    assert_int_equal(pp_future_wait(f, 30000), 0);
+    assert_int_equal(pp_future_wait(f, PP_TEST_MS(30000)), 0);
     assert_int_equal(pp_future_status(f), PP_ECANCELED);
     pp_future_free(f);
     pp_free((void *)long_sleep.data);

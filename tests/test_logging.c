@@ -22,7 +22,7 @@
 #include "helpers.h"
 #include "tasks.h"
 
-#define WAIT_MS 20000
+#define WAIT_MS PP_TEST_MS(20000)
 
 static pp_pool_t *make_pool(int workers, pp_test_log_t *log,
                             const char *init_tag) {
@@ -123,7 +123,9 @@ static void test_logging_initializer_output_has_worker_numbers(void **state) {
   (void)state;
   assert_true(pp_test_log_wait(log, "log init", WAIT_MS, NULL));
   /* Both workers ran it: wait until both of their lines are in. */
-  for (r = 0; r < 2000 && pp_test_log_count_line(log, "log init") < 2; r++)
+  for (r = 0; r < (size_t)(WAIT_MS / 10) &&
+              pp_test_log_count_line(log, "log init") < 2;
+       r++)
     pp_test_sleep_ms(10);
   for (r = 0; r < pp_test_log_count(log); r++) {
     pp_test_record_t rec;
@@ -401,9 +403,20 @@ static void test_logging_held_output_does_not_delay_crashes(void **state) {
   pp_pool_t *pool = make_pool(2, log, NULL);
   int64_t holders[N];
   apr_time_t t0 = apr_time_now();
-  double secs;
+  double secs, base;
   size_t i, n, found = 0;
   (void)state;
+  /* The same crashes without held output first: what they cost on this
+   * machine, under this load. */
+  for (i = 0; i < N; i++) {
+    pp_future_t *f = NULL;
+    PP_TEST_OK(pp_pool_submit(pool, "segv", NULL, 0, NULL, &f));
+    assert_int_equal(pp_future_wait(f, WAIT_MS), 0);
+    assert_int_equal(pp_future_status(f), PP_EWORKERDIED);
+    pp_future_free(f);
+  }
+  base = (double)(apr_time_now() - t0) / 1e6;
+  t0 = apr_time_now();
   for (i = 0; i < N; i++) {
     pp_future_t *f = NULL;
     pp_buf_t b;
@@ -415,7 +428,8 @@ static void test_logging_held_output_does_not_delay_crashes(void **state) {
     pp_free((void *)b.data);
   }
   secs = (double)(apr_time_now() - t0) / 1e6;
-  print_message("%d crashes with held output took %.2f s\n", N, secs);
+  print_message("%d crashes with held output took %.2f s, without %.2f s\n", N,
+                secs, base);
   n = pp_test_log_count(log);
   for (i = 0; i < n && found < N; i++) {
     pp_test_record_t r;
@@ -427,8 +441,9 @@ static void test_logging_held_output_does_not_delay_crashes(void **state) {
   for (i = 0; i < found; i++)
     pp_test_kill(holders[i]);
   assert_int_equal(found, N);
-  /* Two streams waited for a second each made every crash take 2 s. */
-  assert_true(secs < N * 1.5);
+  /* Two streams waited for a second each made every crash take 2 s
+   * longer. */
+  assert_true(secs < base + N * 1.0);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
   pp_test_log_free(log);
 #endif

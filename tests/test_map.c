@@ -136,7 +136,7 @@ static void test_map_stop_on_error_cancels_the_rest(void **state) {
   /* The first call fails at once; the others would sleep for 30 s. */
   args[0] = pack_act("fail", 0);
   for (i = 1; i < N; i++)
-    args[i] = pack_act("sleep", 30000);
+    args[i] = pack_act("sleep", PP_TEST_MS(30000));
   memset(&mo, 0, sizeof(mo));
   mo.flags = PP_MAP_STOP_ON_ERROR;
   mo.chunksize = 1;
@@ -149,7 +149,7 @@ static void test_map_stop_on_error_cancels_the_rest(void **state) {
     assert_non_null(res[i].message);
   }
   /* The sleeping calls were stopped, not waited out. */
-  assert_true(apr_time_now() - t0 < apr_time_from_sec(25));
+  assert_true(apr_time_now() - t0 < apr_time_from_msec(PP_TEST_MS(25000)));
   pp_results_free(res, N);
   pp_test_free_bufs(args, N);
 }
@@ -454,7 +454,7 @@ static void test_map_chunksize_1_moves_waiting_calls_to_idle_workers(
   /* A call submitted now goes to the idle worker, not behind the long
    * one: it tells which worker that is. */
   PP_TEST_OK(pp_pool_submit(pool, "pid", NULL, 0, NULL, &g));
-  assert_int_equal(pp_future_wait(g, 30000), 0);
+  assert_int_equal(pp_future_wait(g, PP_TEST_MS(30000)), 0);
   PP_TEST_OK(pp_future_take(g, &r));
   assert_int_equal(pp_pool_worker_pids(pool, pids, 2), 2);
   long_pid = pp_test_int_result(&r) == pids[0] ? pids[1] : pids[0];
@@ -475,7 +475,7 @@ static void test_map_chunksize_1_moves_waiting_calls_to_idle_workers(
   /* The long call still runs: nothing waited for it. */
   assert_int_equal(pp_future_status(f), PP_EAGAIN);
   PP_TEST_OK(pp_future_cancel(f));
-  assert_int_equal(pp_future_wait(f, 30000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(30000)), 0);
   assert_int_equal(pp_future_status(f), PP_ECANCELED);
   pp_future_free(f);
   /* Each call finished once: none twice, none lost. */

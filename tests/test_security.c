@@ -57,7 +57,7 @@ static pp_result_t run(pp_pool_t *pool, const char *task, int64_t v) {
   pp_future_t *f = NULL;
   pp_result_t r;
   assert_int_equal(pp_pool_submit(pool, task, b.data, b.len, NULL, &f), 0);
-  assert_int_equal(pp_future_wait(f, 60000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(60000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   pp_future_free(f);
   pp_free((void *)b.data);

@@ -117,7 +117,7 @@ static void test_signals_worker_killed_during_big_handover(void **state) {
     assert_int_equal(pp_pool_submit(pool, "length", arg, BIG, &co, &f), 0);
     assert_int_equal(apr_thread_create(&t, NULL, killer_main, &k, mem),
                      APR_SUCCESS);
-    assert_int_equal(pp_future_wait(f, 120000), 0);
+    assert_int_equal(pp_future_wait(f, PP_TEST_MS(120000)), 0);
     apr_thread_join(&rv, t);
     assert_int_equal(pp_future_take(f, &r), 0);
     pp_future_free(f);
@@ -214,7 +214,7 @@ static void test_signals_sigint_then_destroy_reaps(void **state) {
     assert_int_equal(kill((pid_t)pids[i], SIGINT), 0);
   assert_true(pp_test_wait_gone(pids, npids, 10000));
 
-  assert_int_equal(pp_future_wait(f, 30000), 0);
+  assert_int_equal(pp_future_wait(f, PP_TEST_MS(30000)), 0);
   assert_int_equal(pp_future_take(f, &r), 0);
   print_message("the busy call: %s: %s\n", pp_err_name(r.status), r.message);
   assert_int_equal(r.status, PP_EWORKERDIED);
@@ -228,7 +228,9 @@ static void test_signals_sigint_then_destroy_reaps(void **state) {
   check_pool_works(pool);
   /* A slot that found its worker dead gave its calls to the other slot and
    * starts the replacement in the background. */
-  for (i = 0; i < 1000 && pp_pool_worker_pids(pool, NULL, 0) < 2; i++)
+  for (i = 0;
+       i < (size_t)PP_TEST_MS(1000) && pp_pool_worker_pids(pool, NULL, 0) < 2;
+       i++)
     pp_test_sleep_ms(10);
   n = pp_pool_worker_pids(pool, pids + npids, 2);
   assert_int_equal(n, 2);

@@ -283,7 +283,7 @@ static void test_soak_crash_storm(void **state) {
   }
   for (i = 0; i < ntf; i++) {
     pp_result_t r;
-    assert_int_equal(pp_future_wait(tf[i], 120000), 0);
+    assert_int_equal(pp_future_wait(tf[i], PP_TEST_MS(120000)), 0);
     assert_int_equal(pp_future_take(tf[i], &r), 0);
     check_result(&s, tidx[i], &r);
     pp_results_free(&r, 1);
@@ -294,7 +294,9 @@ static void test_soak_crash_storm(void **state) {
   /* Replacements start in the background after the last death. */
   deaths = s.counts[K_SEGV] + s.counts[K_ABORT] + s.counts[K_EXIT] +
            s.counts[K_TIMEOUT];
-  for (i = 0; i < 3000 && stats_of(pool).workers_started < 2 + deaths; i++)
+  for (i = 0; i < (size_t)PP_TEST_MS(3000) &&
+              stats_of(pool).workers_started < 2 + deaths;
+       i++)
     pp_test_sleep_ms(10);
   st = stats_of(pool);
   snprintf(line, sizeof(line),
