@@ -482,6 +482,8 @@ typedef struct pp__slot_s {
                                 0 if we did not */
   uint64_t kill_id;          /* the call the kill was for */
   uint64_t ran;              /* calls this worker finished */
+  uint64_t spin_mark;        /* the I/O thread's alone: results.seen when it
+                                last spun without io_lock (loop.c) */
   char why[512];             /* why its last start failed */
   int spawn_failures;        /* in a row */
   pp__lines_t *lines[2];     /* stdout, stderr */

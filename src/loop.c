@@ -341,6 +341,37 @@ static int results_waiting(pp_pool_t *pool) {
   return 0;
 }
 
+/* Before a spin without io_lock: marks how far each result ring has been
+ * read, and returns 1 if one already holds records (then there is no
+ * point in spinning).  io_lock held.  During the spin a caller may read
+ * the rings (pp__loop_assist) and move their private cursors, so the spin
+ * looks only at the producers' heads in shared memory (spin_news), never
+ * at the cursors. */
+static int spin_mark(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state == PP__W_NONE)
+      continue;
+    if (pp__ring_has_data(&s->results))
+      return 1;
+    s->spin_mark = s->results.seen;
+  }
+  return 0;
+}
+
+/* Returns 1 if a worker has published records since spin_mark(). */
+static int spin_news(pp_pool_t *pool) {
+  int i;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *s = &pool->slots[i];
+    if (s->state != PP__W_NONE &&
+        PP__LOAD_ACQ64(&s->results.hdr->head) != s->spin_mark)
+      return 1;
+  }
+  return 0;
+}
+
 /* The pool is stopping and every call is done: workers are sent away,
  * waited for (at most their retire deadline, then killed) and reaped.
  * Returns 1 once none is left. */
@@ -580,9 +611,10 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
      * hand out calls meanwhile (pp__dispatch_try). */
     if (L->busy) {
       int64_t until = pp__now_us() + PP__SPIN_US;
-      pp__mutex_unlock(pool->io_lock);
+      int waiting = spin_mark(pool);
       unsigned turn = 0;
-      while (pp__now_us() < until && !results_waiting(pool))
+      pp__mutex_unlock(pool->io_lock);
+      while (!waiting && pp__now_us() < until && !spin_news(pool))
         pp__spin_turn(turn);
       /* A busy pool still notices a worker's end at once. */
       poll_tags(L, 0);

@@ -207,12 +207,17 @@ static void *APR_THREAD_FUNC unflag_main(apr_thread_t *t, void *data) {
 
 int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len) {
   static apr_pool_t *mem;
+  static apr_threadattr_t *detached;
   apr_thread_t *t;
   (void)arg;
   (void)len;
   if (mem == NULL && apr_pool_create(&mem, NULL) != APR_SUCCESS)
     return pp_call_fail(call, "unflag_later: no memory");
-  if (apr_thread_create(&t, NULL, unflag_main, NULL, mem) != APR_SUCCESS)
+  /* Nobody joins it: it ends by itself. */
+  if (detached == NULL && (apr_threadattr_create(&detached, mem) != APR_SUCCESS ||
+                           apr_threadattr_detach_set(detached, 1) != APR_SUCCESS))
+    return pp_call_fail(call, "unflag_later: no thread attributes");
+  if (apr_thread_create(&t, detached, unflag_main, NULL, mem) != APR_SUCCESS)
     return pp_call_fail(call, "unflag_later: no thread");
   return pp_call_replyf(call, "i", (int64_t)1);
 }

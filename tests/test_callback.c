@@ -401,7 +401,7 @@ struct ring_s {
   ring_side_t sides[RING_MAX];
   int rc[RING_MAX]; /* pool i's callback: the destroy of pool i + 1 */
   char why[RING_MAX][512];
-  volatile apr_uint32_t started, finished;
+  uint32_t started, finished; /* pp_test_counter_*: they order rc and why */
 };
 
 /* Pool i's callback destroys pool i + 1 (mod n), once every callback of
@@ -411,14 +411,15 @@ static void destroy_next(void *data, pp_future_t *f) {
   ring_t *r = side->ring;
   int k;
   (void)f;
-  apr_atomic_inc32(&r->started);
-  for (k = 0; k < 2000 && apr_atomic_read32(&r->started) < (unsigned)r->n; k++)
+  pp_test_counter_inc(&r->started);
+  for (k = 0; k < 2000 && pp_test_counter_get(&r->started) < (unsigned)r->n;
+       k++)
     pp_test_sleep_ms(5);
   r->rc[side->i] =
       pp_pool_destroy(r->pools[(side->i + 1) % r->n], PP_DESTROY_WAIT);
   snprintf(r->why[side->i], sizeof(r->why[side->i]), "%s",
            r->rc[side->i] ? pp_last_error() : "");
-  apr_atomic_inc32(&r->finished);
+  pp_test_counter_inc(&r->finished);
 }
 
 /* A ring of n pools whose callbacks each destroy the next one.  The test
@@ -447,14 +448,14 @@ static void destroy_ring(int n) {
     fs[i] = submit_int(r->pools[i], "square", i, &co);
   }
   for (k = 0; k < 600 * PP_TEST_TIME_SCALE &&
-              apr_atomic_read32(&r->finished) < (unsigned)n;
+              pp_test_counter_get(&r->finished) < (unsigned)n;
        k++)
     pp_test_sleep_ms(50);
-  if (apr_atomic_read32(&r->finished) < (unsigned)n)
+  if (pp_test_counter_get(&r->finished) < (unsigned)n)
     /* The threads stay stuck; the pools leak with them. */
     fail_msg("%d pools whose callbacks destroy each other: only %u of %d "
              "callbacks returned within %d s (deadlock)",
-             n, apr_atomic_read32(&r->finished), n, 30 * PP_TEST_TIME_SCALE);
+             n, pp_test_counter_get(&r->finished), n, 30 * PP_TEST_TIME_SCALE);
   for (i = 0; i < n; i++) {
     print_message("pool %d's callback, destroying pool %d: %s %s\n", i,
                   (i + 1) % n, pp_err_name(r->rc[i]), r->why[i]);

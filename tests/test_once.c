@@ -43,7 +43,7 @@ static size_t once_calls(size_t dflt) {
  * to happen; threads that spin beside it make the scheduler delay it, as
  * a loaded CI machine does. */
 typedef struct hog_s {
-  volatile int stop;
+  uint32_t stop; /* pp_test_counter_* */
   apr_thread_t *threads[4];
   int n;
   apr_pool_t *mem;
@@ -52,7 +52,7 @@ typedef struct hog_s {
 static void *APR_THREAD_FUNC hog_main(apr_thread_t *t, void *data) {
   hog_t *h = data;
   (void)t;
-  while (!h->stop)
+  while (pp_test_counter_get(&h->stop) == 0)
     ;
   apr_thread_exit(t, APR_SUCCESS);
   return NULL;
@@ -73,7 +73,7 @@ static void hog_start(hog_t *h, int n) {
 static void hog_stop(hog_t *h) {
   apr_status_t rv;
   int i;
-  h->stop = 1;
+  pp_test_counter_inc(&h->stop);
   for (i = 0; i < h->n; i++)
     apr_thread_join(&rv, h->threads[i]);
   apr_pool_destroy(h->mem);
@@ -167,7 +167,7 @@ static void test_once_timeout_as_the_call_ends(void **state) {
 /* A completion callback that counts its runs. */
 static void count_done(void *data, pp_future_t *f) {
   (void)f;
-  __atomic_fetch_add((int *)data, 1, __ATOMIC_ACQ_REL);
+  pp_test_counter_inc(data);
 }
 
 /* Item 8: a call handed to a worker that is busy with another is pending
@@ -180,7 +180,8 @@ static void test_once_cancel_takes_a_waiting_call_back(void **state) {
   pp_buf_t busy = pp_test_pack_int(600000), arg[2];
   pp_future_t *head, *waiting[2];
   pp_pool_t *pool;
-  int i, done = 0;
+  int i;
+  uint32_t done = 0;
   (void)state;
   assert_non_null(t);
   pool = pp_test_make_pool(1, 0, 0, NULL);
@@ -204,9 +205,9 @@ static void test_once_cancel_takes_a_waiting_call_back(void **state) {
   }
   /* The head still runs: nothing waited for it. */
   assert_int_equal(pp_future_state(head), PP_FUTURE_RUNNING);
-  for (i = 0; i < 200 && __atomic_load_n(&done, __ATOMIC_ACQUIRE) == 0; i++)
+  for (i = 0; i < 200 && pp_test_counter_get(&done) == 0; i++)
     pp_test_sleep_ms(50 * PP_TEST_TIME_SCALE);
-  assert_int_equal(__atomic_load_n(&done, __ATOMIC_ACQUIRE), 1);
+  assert_int_equal(pp_test_counter_get(&done), 1);
   assert_int_equal(pp_future_state(head), PP_FUTURE_RUNNING);
   for (i = 0; i < 2; i++)
     assert_int_equal(pp_test_tally_get(t, (size_t)i), 0);
