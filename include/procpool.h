@@ -1126,7 +1126,9 @@ PP_EXTERN int pp_pool_starmap_async(pp_pool_t *pool, const char *task,
  * pp_pool_map() would: 0 if every call succeeded, else the status of the
  * first failing call in input order; PP_ETIMEDOUT if calls are still left
  * at the time limit (the map goes on; wait again, or cancel it); PP_EINVAL
- * for a NULL map.  It may be called again after the map ended, and returns
+ * for a NULL map.  A map whose first failing call timed out also returns
+ * PP_ETIMEDOUT: pp_map_status() tells the two apart (PP_EAGAIN while calls
+ * are left).  It may be called again after the map ended, and returns
  * the same status.  A progress callback must not call it on its own map.
  */
 PP_EXTERN int pp_map_wait(pp_map_t *map, int64_t timeout_ms);
