@@ -166,10 +166,10 @@ int pp__blob_find(const void *ptr, size_t len, pp__shm_t **shm,
 }
 
 void *pp__blob_adopt(pp__shm_t *shm) {
-  blob_t *b = malloc(sizeof(*b));
+  blob_t *b = pp__malloc(sizeof(*b));
   if (b == NULL || pp__once(&blobs_once, blobs_setup) != 0) {
     /* Without bookkeeping the mapping cannot be handed out: copy it. */
-    void *copy = malloc(pp__shm_len(shm) ? (size_t)pp__shm_len(shm) : 1);
+    void *copy = pp__malloc(pp__shm_len(shm) ? (size_t)pp__shm_len(shm) : 1);
     free(b);
     if (copy != NULL)
       memcpy(copy, pp__shm_base(shm), (size_t)pp__shm_len(shm));

@@ -201,9 +201,12 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
     C.own_buffers = 1;
     pp__worker_set_crash_hook(salvage);
   }
-  rv = apr_pool_create(&C.mem, NULL);
+  rv = PP__FAULT_HIT("apr_pool_create") ? APR_ENOMEM
+                                        : apr_pool_create(&C.mem, NULL);
   if (rv == APR_SUCCESS)
-    rv = apr_thread_create(&C.thread, NULL, watch_main, NULL, C.mem);
+    rv = PP__FAULT_HIT("apr_thread_create")
+             ? APR_EAGAIN
+             : apr_thread_create(&C.thread, NULL, watch_main, NULL, C.mem);
   if (rv != APR_SUCCESS)
     return pp__from_apr(why, rv, "starting the worker's watch thread");
   return 0;

@@ -102,7 +102,7 @@ static void user_cb_fire(watch_t *w, pp_future_t *f) {
 }
 
 static user_cb_t *user_cb_new(pp_future_cb cb, void *data) {
-  user_cb_t *u = calloc(1, sizeof(*u));
+  user_cb_t *u = pp__calloc(1, sizeof(*u));
   if (u == NULL)
     return NULL;
   pp__queue_init(&u->w.link);
@@ -178,14 +178,14 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
     if (u == NULL)
       return pp__fail(PP_ENOMEM, "cannot allocate a completion callback");
   }
-  f = calloc(1, sizeof(*f));
+  f = pp__calloc(1, sizeof(*f));
   if (f == NULL) {
     free(u);
     return pp__fail(PP_ENOMEM, "cannot allocate a future");
   }
   pp__queue_init(&f->watchers);
   if (!(options && options->borrow_arg) && len > 0) {
-    f->arg_owned = malloc(len);
+    f->arg_owned = pp__malloc(len);
     if (f->arg_owned == NULL) {
       free(f);
       free(u);
@@ -375,7 +375,7 @@ static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
   int64_t end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   size_t i;
   int rc;
-  ws = calloc(n, sizeof(*ws));
+  ws = pp__calloc(n, sizeof(*ws));
   if (ws == NULL)
     return pp__err_set(err, PP_ENOMEM, "pp_future_wait_many: out of memory");
   memset(&mt, 0, sizeof(mt));

@@ -5,6 +5,7 @@
  * platform/), never one below, so the core reads bottom-up.
  *
  *   error.c    status names, the thread's last error
+ *   fault.c    fault injection (PROCPOOL_FAULT builds only; fault.h)
  *   blob.c     large results in shared memory, and pp_free
  *   clock.c    deadlines on the monotonic clock
  *   digest.c   a small digest for build ids
@@ -65,6 +66,7 @@
 
 #include "../platform/platform.h"
 #include "error.h"
+#include "fault.h"
 #include "procpool.h"
 #include "queue.h"
 #include "ring.h"

@@ -45,7 +45,7 @@ pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i) {
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
   if (s->fl_n == s->fl_cap) {
     size_t cap = s->fl_cap ? 2 * s->fl_cap : 64, i;
-    pp__flight_t *fl = malloc(cap * sizeof(*fl));
+    pp__flight_t *fl = pp__malloc(cap * sizeof(*fl));
     if (fl == NULL)
       return PP_ENOMEM;
     for (i = 0; i < s->fl_n; i++)
@@ -465,7 +465,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
       break; /* a broken ring; what follows is not trusted */
     if (nouts == capouts) {
       size_t cap = capouts ? 2 * capouts : 16;
-      pp__outcome_t *o = realloc(outs, cap * sizeof(*o));
+      pp__outcome_t *o = pp__realloc(outs, cap * sizeof(*o));
       if (o == NULL)
         break;
       outs = o;

@@ -335,7 +335,7 @@ int pp__loop_assist(pp_pool_t *pool) {
   if (!results_waiting(pool))
     goto cleanup;
   if (pool->assist == NULL) {
-    pool->assist = calloc(1, sizeof(loop_t));
+    pool->assist = pp__calloc(1, sizeof(loop_t));
     if (pool->assist == NULL)
       goto cleanup; /* the I/O thread does it, as always */
   }
@@ -379,8 +379,8 @@ cleanup:
 
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
   pp_pool_t *pool = data;
-  loop_t *L = calloc(1, sizeof(*L));
-  pp__take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
+  loop_t *L = pp__calloc(1, sizeof(*L));
+  pp__take_t *takes = pp__malloc(PP__TAKE_MAX * sizeof(*takes));
   int i, stopping = 0;
 
   if (L == NULL || takes == NULL)

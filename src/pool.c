@@ -142,7 +142,10 @@ static int pool_start(pp_pool_t *pool, pp__err_t *err) {
     pool->slots[i].index = i;
     pool->slots[i].deadline = 0; /* start at once */
   }
-  rv = apr_thread_create(&pool->loop, NULL, pp__loop_main, pool, pool->mem);
+  rv = PP__FAULT_HIT("apr_thread_create")
+           ? APR_EAGAIN
+           : apr_thread_create(&pool->loop, NULL, pp__loop_main, pool,
+                               pool->mem);
   if (rv != APR_SUCCESS)
     return pp__from_apr(err, rv, "starting the pool's I/O thread");
   rc = 0;
@@ -287,12 +290,13 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     return pp__err_raise(&err);
   /* Before any channel exists, so none can be numbered 0, 1 or 2. */
   pp__stdio_ensure();
-  pool = calloc(1, sizeof(*pool));
+  pool = pp__calloc(1, sizeof(*pool));
   if (pool == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
   pp__spare_users(1);
-  rv = apr_pool_create(&pool->mem, NULL);
+  rv = PP__FAULT_HIT("apr_pool_create") ? APR_ENOMEM
+                                        : apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     pp__from_apr(&err, rv, "apr_pool_create");
     goto cleanup;
@@ -319,9 +323,12 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     if (rc != 0) {
       pp__err_os(&err, rc);
     } else {
-      pool->library = apr_pstrdup(pool->mem, abs);
+      pool->library =
+          PP__FAULT_ALLOC_HIT() ? NULL : apr_pstrdup(pool->mem, abs);
       free(abs);
-      rc = pp__tasks_load(pool->mem, pool->library, &pool->tasks, &err);
+      rc = pool->library == NULL
+               ? pp__err_set(&err, PP_ENOMEM, "pp_pool_create: out of memory")
+               : pp__tasks_load(pool->mem, pool->library, &pool->tasks, &err);
     }
   } else {
     pool->tasks = o->tasks ? o->tasks : pp__tasks_default();
@@ -338,11 +345,17 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
                   o->initializer);
       goto cleanup;
     }
-    pool->init_task = apr_pstrdup(pool->mem, t->name);
+    pool->init_task =
+        PP__FAULT_ALLOC_HIT() ? NULL : apr_pstrdup(pool->mem, t->name);
     pool->init_arg_len = o->init_arg_len;
-    pool->init_arg = o->init_arg_len
+    pool->init_arg = o->init_arg_len && pool->init_task != NULL
                          ? apr_pmemdup(pool->mem, o->init_arg, o->init_arg_len)
                          : NULL;
+    if (pool->init_task == NULL ||
+        (o->init_arg_len > 0 && pool->init_arg == NULL)) {
+      pp__err_set(&err, PP_ENOMEM, "pp_pool_create: out of memory");
+      goto cleanup;
+    }
   }
   if (pool_setup(pool, &err) != 0)
     goto cleanup;
@@ -389,7 +402,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
                 (long long)limit);
     goto cleanup;
   }
-  pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
+  pool->slots = pp__calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
     pp__err_set(&err, PP_ENOMEM,
                 "pp_pool_create: out of memory for %d "

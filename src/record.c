@@ -57,7 +57,7 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
     return out->message ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
   }
   if (rec->kind == PP__REC_RESULT && rec->aux == 0) {
-    out->data = malloc(rec->len ? (size_t)rec->len : 1);
+    out->data = pp__malloc(rec->len ? (size_t)rec->len : 1);
     if (out->data == NULL)
       return pp__err_set(err, PP_ENOMEM,
                          "cannot allocate %llu bytes for a "

@@ -86,7 +86,8 @@ int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table,
  * up once per process, under the platform's one-time lock, and never torn
  * down: the operating system reclaims it with the process. */
 static int apr_setup(void) {
-  apr_status_t rv = apr_initialize();
+  apr_status_t rv =
+      PP__FAULT_HIT("apr_initialize") ? APR_ENOMEM : apr_initialize();
   return rv == APR_SUCCESS ? 0 : PP_EIO;
 }
 

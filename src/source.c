@@ -171,7 +171,7 @@ int pp__src_give_back_locked(pp__src_t *src, size_t index) {
   }
   if (src->nretry == src->capretry) {
     size_t cap = src->capretry ? 2 * src->capretry : 8;
-    size_t *r = realloc(src->retry, cap * sizeof(*r));
+    size_t *r = pp__realloc(src->retry, cap * sizeof(*r));
     if (r == NULL) {
       pp__src_finish_locked(
           src, index, PP_ENOMEM, NULL, 0,

@@ -21,14 +21,15 @@ int pp__image_open(const char *path, pp__image_t **out) {
   int rc = 0;
 
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
   if (path == NULL) {
     rc = pp__exe_path(&self);
     if (rc)
       return rc;
     path = self;
   }
-  im = calloc(1, sizeof(*im));
-  if (im == NULL || (im->path = strdup(path)) == NULL) {
+  im = pp__calloc(1, sizeof(*im));
+  if (im == NULL || (im->path = pp__strdup_printf("%s", path)) == NULL) {
     rc = pp__os_fail(PP_ENOMEM, "out of memory for the worker executable");
     goto cleanup;
   }

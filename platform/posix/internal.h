@@ -11,6 +11,7 @@
 #endif
 
 #include "../../src/error.h"
+#include "../../src/fault.h"
 #include "../platform.h"
 
 /* A pidfd per worker (Linux 5.3): spawn.c opens it, proc.c waits on it and

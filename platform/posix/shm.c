@@ -90,7 +90,8 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   if (size == 0 || size > (uint64_t)SIZE_MAX)
     return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
                          (unsigned long long)size);
-  s = calloc(1, sizeof(*s));
+  PP__FAULT_RETURN(PP_ENOMEM);
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   s->fd = -1;
@@ -174,6 +175,7 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   ssize_t r;
   (void)peer;
   *handle = 0;
+  PP__FAULT_RETURN(PP_EIO);
   memset(&msg, 0, sizeof(msg));
   memset(&control, 0, sizeof(control));
   iov.iov_base = &byte;
@@ -261,12 +263,17 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
       close(fd); /* a descriptor with a wrong byte is refused, not kept */
     return pp__os_fail(PP_EPROTO, "a blob message without its descriptor");
   }
+  if (PP__FAULT_HIT("pp__shm_recv")) {
+    /* As if the mapping failed: the descriptor came and is closed. */
+    close(fd);
+    return pp__fault_fail(PP_ENOMEM, "pp__shm_recv");
+  }
   *known_at = find_known(fd, size, known, n);
   if (*known_at >= 0) {
     close(fd);
     return 0;
   }
-  s = calloc(1, sizeof(*s));
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL) {
     close(fd);
     return pp__os_fail(PP_ENOMEM, "out of memory for a blob");

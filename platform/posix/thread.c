@@ -30,9 +30,11 @@ int64_t pp__now_us(void) {
 }
 
 int pp__mutex_new(pp__mutex_t **out) {
-  pp__mutex_t *m = malloc(sizeof(*m));
+  pp__mutex_t *m;
   int rc;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  m = pp__malloc(sizeof(*m));
   if (m == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a mutex");
   rc = pthread_mutex_init(&m->m, NULL);
@@ -64,10 +66,12 @@ void pp__mutex_unlock(pp__mutex_t *m) {
 }
 
 int pp__cond_new(pp__cond_t **out) {
-  pp__cond_t *c = malloc(sizeof(*c));
+  pp__cond_t *c;
   pthread_condattr_t attr;
   int rc;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  c = pp__malloc(sizeof(*c));
   if (c == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a condition variable");
   rc = pthread_condattr_init(&attr);

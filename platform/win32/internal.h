@@ -26,6 +26,7 @@
 
 #include "../platform.h"
 #include "error.h"
+#include "fault.h"
 
 /* The exit code TerminateProcess gives a worker that pp__proc_kill ends.  It
  * is "PPKL" in ASCII: an unlikely exit status for a program, and not an

@@ -29,7 +29,7 @@ struct pp__wake_s {
 };
 
 static int wake_wrap(HANDLE event, pp__wake_t **out) {
-  pp__wake_t *w = calloc(1, sizeof(*w));
+  pp__wake_t *w = pp__calloc(1, sizeof(*w));
   *out = NULL;
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
@@ -44,6 +44,7 @@ int pp__wake_new(pp__wake_t **out) {
   int status;
 
   *out = NULL;
+  PP__FAULT_RETURN(PP_EIO);
   /* Not inheritable: a worker gets its copy by DuplicateHandle. */
   event = CreateEventW(NULL, FALSE, FALSE, NULL);
   if (event == NULL)
@@ -129,8 +130,10 @@ static VOID CALLBACK on_signal(PVOID arg, BOOLEAN timed_out) {
 }
 
 int pp__poller_new(pp__poller_t **out) {
-  pp__poller_t *p = calloc(1, sizeof(*p));
+  pp__poller_t *p;
   *out = NULL;
+  PP__FAULT_RETURN(PP_EIO);
+  p = pp__calloc(1, sizeof(*p));
   if (p == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
   InitializeSRWLock(&p->lock);
@@ -161,7 +164,7 @@ void pp__poller_free(pp__poller_t *p) {
 }
 
 static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
-  source_t *src = calloc(1, sizeof(*src));
+  source_t *src = pp__calloc(1, sizeof(*src));
   char why[160];
   if (src == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
@@ -197,10 +200,12 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
 }
 
 int pp__poller_add_wake(pp__poller_t *p, pp__wake_t *w, void *tag) {
+  PP__FAULT_RETURN(PP_EIO);
   return add(p, w->event, 0, tag);
 }
 
 int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
+  PP__FAULT_RETURN(PP_EIO);
   return add(p, pp__win_proc_handle(proc), 1, tag);
 }
 
