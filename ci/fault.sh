@@ -70,7 +70,7 @@ run() {
   fi
   # "what:STATUS" words of the run's summary line, for the figures.
   sed -n 's/^fault-run: [A-Za-z]*; [^;]*; //p' "$out" | tr ' ' '\n' |
-    sed -E 's/\([0-9]+\/[0-9]+ ok\)//' | sed "s/^/$where /" >>"$summary"
+    sed -E 's/\[[0-9]+\/[0-9]+\]//' | sed "s/^/$where /" >>"$summary"
 }
 
 for where in parent worker; do

@@ -35,6 +35,11 @@
 /* The most output read from a dead worker's pipes: a process its task
  * started may still be writing into them. */
 #define PP__LEFTOVER_MAX (1 << 20)
+/* How long a worker whose start failed may take to end once it is killed.
+ * One that takes longer (a process the kernel cannot end yet, stuck in an
+ * uninterruptible wait) is left to the system rather than hold the pool's
+ * I/O thread. */
+#define PP__REAP_WAIT_MS 5000
 
 /* ---- the in-flight list ---- */
 
@@ -229,12 +234,31 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
 
   pp__format(why, sizeof(why), "%s", err->text);
   if (s->proc != NULL) {
+    /* Whether the worker ended by itself is the system's to say (a process
+     * that has ended is waited for at once), never the status's: PP_EIO or
+     * PP_ENOMEM may be the parent's own failure (epoll_ctl while the
+     * worker starts), with the worker alive and waiting for calls.  So it
+     * is killed unless it has ended, and waited for with a bound. */
+    int died = pp__proc_wait(s->proc, 0, &st) == 0;
+    if (!died) {
+      pp__proc_kill(s->proc);
+      if (pp__proc_wait(s->proc, PP__REAP_WAIT_MS, &st) != 0) {
+        char line[256];
+        pp__format(line, sizeof(line),
+                   "procpool: worker %d (pid %lld) has not ended %d ms "
+                   "after it was killed; it is left to the system",
+                   s->index, (long long)pp__proc_pid(s->proc),
+                   PP__REAP_WAIT_MS);
+        pp__log_text(pool, s->index, 0, PP_LOG_STDERR, 0, line, strlen(line));
+        pp__poller_remove_proc(pool->poller, s->proc);
+        pp__proc_abandon(s->proc);
+        s->proc = NULL;
+        pp__format(st.reason, sizeof(st.reason), "did not end when killed");
+        st.killed = 1;
+      }
+    }
     /* A worker that died by itself may have said why on stderr (a missing
      * worker guard, a library that would not load). */
-    int died = status == PP_ECLOSED || status == PP_EIO;
-    if (!died)
-      pp__proc_kill(s->proc);
-    pp__proc_wait(s->proc, -1, &st);
     if (s->err != NULL) {
       char buf[4096];
       size_t got, used = 0;

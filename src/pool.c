@@ -137,6 +137,8 @@ static int pool_start(pp_pool_t *pool, pp__err_t *err) {
     rc = pp__poller_add_wake(pool->poller, pool->wake, pool);
   if (rc)
     return pp__err_os(err, rc);
+  if (pp__loop_new(pool, err) != 0)
+    return err->code;
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i].pool = pool;
     pool->slots[i].index = i;
@@ -198,13 +200,14 @@ int pp__pool_count(void) {
 }
 
 void pp__pool_free(pp_pool_t *pool) {
-  int i;
+  int i, spare_user;
   if (pool == NULL)
     return;
+  spare_user = pool->spare_user;
   for (i = 0; pool->slots != NULL && i < pool->nslots; i++)
     free(pool->slots[i].fl);
   free(pool->slots);
-  free(pool->assist);
+  pp__loop_free(pool);
   pp__poller_free(pool->poller);
   pp__wake_free(pool->wake);
   pp__image_close(pool->image);
@@ -219,7 +222,8 @@ void pp__pool_free(pp_pool_t *pool) {
     apr_pool_destroy(pool->mem);
   free(pool);
   apr_atomic_dec32(&pools_alive);
-  pp__spare_users(-1);
+  if (spare_user)
+    pp__spare_users(-1);
 }
 
 /* A pool of another backend: returns 1 if the engine runs the pool now,
@@ -294,7 +298,11 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
   if (pool == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_create: out of memory");
   apr_atomic_inc32(&pools_alive);
-  pp__spare_users(1);
+  if (pp__spare_users(1) != 0) {
+    pp__err_os(&err, PP_ENOMEM);
+    goto cleanup;
+  }
+  pool->spare_user = 1;
   rv = PP__FAULT_HIT("apr_pool_create") ? APR_ENOMEM
                                         : apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {

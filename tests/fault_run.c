@@ -58,12 +58,19 @@ static void violated(const char *fmt, const char *a, long long b) {
   broken = 1;
 }
 
-/* A failure must be a status of the list with a sentence. */
-static void check_failure(const char *what, int status, const char *message) {
+/* A failure must be a status of the list... */
+static int check_status(const char *what, int status) {
   if (status >= 0 || status <= PP_ERRNO_MIN ||
-      strcmp(pp_err_name(status), "PP_UNKNOWN") == 0)
+      strcmp(pp_err_name(status), "PP_UNKNOWN") == 0) {
     violated("%s: status %lld is no PP_E* code", what, status);
-  else if (message == NULL || message[0] == '\0')
+    return 0;
+  }
+  return 1;
+}
+
+/* ... with a sentence. */
+static void check_failure(const char *what, int status, const char *message) {
+  if (check_status(what, status) && (message == NULL || message[0] == '\0'))
     violated("%s: status %lld without a message", what, status);
 }
 
@@ -92,7 +99,7 @@ static void note_calls(const char *what, const pp_result_t *r, size_t n) {
     else if (first_failure == 0)
       first_failure = r[i].status;
   }
-  snprintf(label, sizeof(label), "%s(%zu/%zu ok)", what, ok, n);
+  snprintf(label, sizeof(label), "%s[%zu/%zu]", what, ok, n);
   note(label, first_failure);
 }
 
@@ -151,7 +158,7 @@ static void run_starmap(pp_pool_t *pool) {
   }
   rc = pp_pool_starmap(pool, "add", tuples, STARMAP_N, results, NULL);
   if (rc != 0)
-    check_failure("pp_pool_starmap", rc, pp_last_error());
+    check_status("pp_pool_starmap", rc);
   for (i = 0; i < STARMAP_N && rc != PP_EINVAL && rc != PP_ENOTASK; i++)
     check_int("starmap call", &results[i], (int64_t)(3 * i));
   note_calls("starmap", results, STARMAP_N);
@@ -171,7 +178,7 @@ static void run_init_map(pp_pool_t *pool) {
   memset(results, 0, sizeof(results));
   rc = pp_pool_map(pool, "init_get", args, INIT_N, results, NULL);
   if (rc != 0)
-    check_failure("pp_pool_map", rc, pp_last_error());
+    check_status("pp_pool_map", rc);
   for (i = 0; i < INIT_N; i++)
     check_int("a call after the initializer", &results[i], INIT_VALUE);
   note_calls("init", results, INIT_N);
@@ -272,8 +279,8 @@ static void run_imap(pp_pool_t *pool) {
   o.max_in_flight = 64; /* several batches of arguments */
   rc = pp_pool_imap(pool, "length", imap_producer, &st, imap_result, &st, &o);
   if (rc != 0)
-    check_failure("pp_pool_imap", rc, pp_last_error());
-  snprintf(label, sizeof(label), "imap(%zu/%zu ok)", st.ok, st.ok + st.failed);
+    check_status("pp_pool_imap", rc);
+  snprintf(label, sizeof(label), "imap[%zu/%zu]", st.ok, st.ok + st.failed);
   note(label, rc != 0 ? rc : st.first_failure);
 }
 

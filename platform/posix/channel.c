@@ -47,6 +47,20 @@ int pp__posix_error(int status, int err, const char *fmt, ...) {
   return pp__os_fail(status, "%s: %s", what, strerror(err));
 }
 
+int pp__posix_status(int err, int otherwise) {
+  switch (err) {
+    case ENOMEM:
+    case ENOSPC:
+    case EAGAIN:
+      return PP_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+      return PP_ESPAWN;
+    default:
+      return otherwise;
+  }
+}
+
 int pp__chan_wrap(int fd, pp__chan_t **chan) {
   pp__chan_t *c = pp__calloc(1, sizeof(*c));
   *chan = NULL;

@@ -177,6 +177,14 @@ int pp__proc_kill(pp__proc_t *p) {
   return 0;
 }
 
+void pp__proc_abandon(pp__proc_t *p) {
+  if (p == NULL)
+    return;
+  if (p->pidfd >= 0)
+    close(p->pidfd);
+  free(p);
+}
+
 void pp__proc_free(pp__proc_t *p) {
   pp__exit_t st;
   if (p == NULL)

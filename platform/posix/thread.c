@@ -40,7 +40,8 @@ int pp__mutex_new(pp__mutex_t **out) {
   rc = pthread_mutex_init(&m->m, NULL);
   if (rc != 0) {
     free(m);
-    return pp__posix_error(PP_EIO, rc, "pthread_mutex_init");
+    return pp__posix_error(pp__posix_status(rc, PP_EIO), rc,
+                           "pthread_mutex_init");
   }
   *out = m;
   return 0;
@@ -85,7 +86,8 @@ int pp__cond_new(pp__cond_t **out) {
   }
   if (rc != 0) {
     free(c);
-    return pp__posix_error(PP_EIO, rc, "pthread_cond_init");
+    return pp__posix_error(pp__posix_status(rc, PP_EIO), rc,
+                           "pthread_cond_init");
   }
   *out = c;
   return 0;
@@ -143,10 +145,11 @@ int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   pthread_mutex_lock(&once_lock);
   if (!once->done) {
-    once->status = init();
-    once->done = 1;
+    status = init();
+    once->done = status == 0; /* a failure is tried again next time */
+  } else {
+    status = 0;
   }
-  status = once->status;
   pthread_mutex_unlock(&once_lock);
   return status;
 }

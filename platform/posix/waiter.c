@@ -38,7 +38,7 @@ int pp__wake_new(pp__wake_t **out) {
   pp__wake_t *w;
   int rc = 0;
   *out = NULL;
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ESPAWN);
   w = pp__calloc(1, sizeof(*w));
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
@@ -46,12 +46,12 @@ int pp__wake_new(pp__wake_t **out) {
 #if defined(__linux__)
   w->rfd = w->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->rfd < 0)
-    rc = pp__posix_error(PP_EIO, errno, "eventfd");
+    rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno, "eventfd");
 #else
   {
     int p[2];
     if (pipe(p) != 0) {
-      rc = pp__posix_error(PP_EIO, errno, "pipe");
+      rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno, "pipe");
     } else {
       w->rfd = p[0];
       w->wfd = p[1];
@@ -176,14 +176,15 @@ struct pp__poller_s {
 int pp__poller_new(pp__poller_t **out) {
   pp__poller_t *p;
   *out = NULL;
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ESPAWN);
   p = pp__calloc(1, sizeof(*p));
   if (p == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
 #if defined(PP__HAVE_EPOLL)
   p->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd < 0) {
-    int rc = pp__posix_error(PP_EIO, errno, "epoll_create1");
+    int rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                             "epoll_create1");
     free(p);
     return rc;
   }
@@ -218,7 +219,8 @@ static int add(pp__poller_t *p, int fd, pp__proc_t *proc, void *tag) {
     ev.events = EPOLLIN;
     ev.data.ptr = tag;
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-      return pp__posix_error(PP_EIO, errno, "epoll_ctl(ADD)");
+      return pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                             "epoll_ctl(ADD)");
   }
 #endif
   p->src[p->n].fd = fd;
@@ -237,12 +239,12 @@ static void remove_at(pp__poller_t *p, size_t i) {
 }
 
 int pp__poller_add_wake(pp__poller_t *p, pp__wake_t *w, void *tag) {
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, w->rfd, NULL, tag);
 }
 
 int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, pp__posix_proc_fd(proc), proc, tag);
 }
 

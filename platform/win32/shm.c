@@ -70,10 +70,7 @@ static int query_section(HANDLE section, uint64_t *size, ULONG *attributes) {
 }
 
 static int map_error(DWORD error) {
-  return error == ERROR_NOT_ENOUGH_MEMORY || error == ERROR_COMMITMENT_LIMIT ||
-                 error == ERROR_OUTOFMEMORY
-             ? PP_ENOMEM
-             : PP_EIO;
+  return pp__win_status(error, PP_EIO);
 }
 
 int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {

@@ -55,6 +55,21 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out) {
   return 0;
 }
 
+int pp__win_status(DWORD code, int otherwise) {
+  switch (code) {
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+    case ERROR_COMMITMENT_LIMIT:
+    case ERROR_NO_SYSTEM_RESOURCES:
+    case ERROR_NOT_ENOUGH_QUOTA:
+      return PP_ENOMEM;
+    case ERROR_TOO_MANY_OPEN_FILES:
+      return PP_ESPAWN;
+    default:
+      return otherwise;
+  }
+}
+
 const char *pp__win_strerror(DWORD code, char *buf, size_t size) {
   DWORD saved = GetLastError();
   DWORD flags = FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS |

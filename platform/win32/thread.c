@@ -107,10 +107,11 @@ int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   AcquireSRWLockExclusive(&once_lock);
   if (!once->done) {
-    once->status = init();
-    once->done = 1;
+    status = init();
+    once->done = status == 0; /* a failure is tried again next time */
+  } else {
+    status = 0;
   }
-  status = once->status;
   ReleaseSRWLockExclusive(&once_lock);
   return status;
 }

@@ -44,11 +44,12 @@ int pp__wake_new(pp__wake_t **out) {
   int status;
 
   *out = NULL;
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ESPAWN);
   /* Not inheritable: a worker gets its copy by DuplicateHandle. */
   event = CreateEventW(NULL, FALSE, FALSE, NULL);
   if (event == NULL)
-    return pp__os_fail(PP_EIO, "CreateEventW: %s",
+    return pp__os_fail(pp__win_status(GetLastError(), PP_EIO),
+                       "CreateEventW: %s",
                        pp__win_strerror(GetLastError(), why, sizeof(why)));
   status = wake_wrap(event, out);
   if (status != 0)
@@ -132,7 +133,7 @@ static VOID CALLBACK on_signal(PVOID arg, BOOLEAN timed_out) {
 int pp__poller_new(pp__poller_t **out) {
   pp__poller_t *p;
   *out = NULL;
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ESPAWN);
   p = pp__calloc(1, sizeof(*p));
   if (p == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
@@ -182,7 +183,8 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
           WT_EXECUTEINWAITTHREAD |
               (is_proc ? WT_EXECUTEONLYONCE : 0))) {
     int status =
-        pp__os_fail(PP_EIO, "RegisterWaitForSingleObject: %s",
+        pp__os_fail(pp__win_status(GetLastError(), PP_EIO),
+                    "RegisterWaitForSingleObject: %s",
                     pp__win_strerror(GetLastError(), why, sizeof(why)));
     src->wait = NULL;
     AcquireSRWLockExclusive(&p->lock);
@@ -200,12 +202,12 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
 }
 
 int pp__poller_add_wake(pp__poller_t *p, pp__wake_t *w, void *tag) {
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, w->event, 0, tag);
 }
 
 int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
-  PP__FAULT_RETURN(PP_EIO);
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, pp__win_proc_handle(proc), 1, tag);
 }
 

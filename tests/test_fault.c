@@ -1,0 +1,456 @@
+/*
+ * test_fault.c - failures of the machine at one chosen place, injected by
+ * the fault option (PROCPOOL_FAULT builds, src/fault.h; every case is
+ * skipped elsewhere):
+ *   - epoll_ctl failing as a worker starts (pp__poller_add_proc), at the
+ *     pool's creation and at a restart: no hang, the live worker is
+ *     killed and reaped (issue 17 item 4);
+ *   - every allocation and every platform call of pp_pool_create failing
+ *     in turn, the I/O thread's included: a status, never an abort, and
+ *     the next create works (items 5, 13);
+ *   - apr_initialize and the blob table's lock failing once: not kept for
+ *     the life of the process (item 13);
+ *   - the parent out of memory for a call's result: that call fails with
+ *     PP_ENOMEM saying so, and the worker is kept (item 16);
+ *   - and, in every build (POSIX), a process out of descriptors: its
+ *     pp_pool_create fails with PP_ESPAWN, a status its header lists, and
+ *     works once descriptors are free again (item 16).
+ * Each case runs in a child process (this program again) with the fault's
+ * environment variables set and a time limit, so that a hang or an abort
+ * fails the case instead of the test program.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+#include "helpers.h"
+#include "internal.h"
+#include "tasks.h"
+
+static const char *self_exe;
+
+/* ---- in the child ---- */
+
+/* No descriptor left (every one up to a lowered RLIMIT_NOFILE is open):
+ * pp_pool_create fails with PP_ESPAWN and the OS reason, and works again
+ * once they are closed. */
+static int emfile(void) {
+#if defined(__unix__) || defined(__APPLE__)
+  struct rlimit rl;
+  static int fds[512];
+  int n = 0, rc, i;
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 80;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 256)
+    return 81;
+  rl.rlim_cur = 256; /* room for the pool's up-front check */
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 82;
+  while (n < 512 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+    n++;
+  if (n == 512 || errno != EMFILE)
+    return 83;
+  memset(&o, 0, sizeof(o));
+  o.workers = 2;
+  rc = pp_pool_create(&pool, &o);
+  for (i = 0; i < n; i++)
+    close(fds[i]);
+  printf("with no descriptor left: %s: %s\n", pp_err_name(rc), pp_last_error());
+  if (rc != PP_ESPAWN || strstr(pp_last_error(), "open files") == NULL)
+    return 84;
+  rc = pp_pool_create(&pool, &o);
+  if (rc != 0)
+    return 85;
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("emfile: ok\n");
+  return 0;
+#else
+  return 0;
+#endif
+}
+
+#if defined(PP_FAULT)
+
+/* Exits the child with `code` after saying why. */
+static int child_fail(int code, const char *what) {
+  printf("FAILED (%d): %s: %s\n", code, what, pp_last_error());
+  fflush(stdout);
+  return code;
+}
+
+/* 1 if no worker is left: none alive as our child, none unreaped. */
+static int no_children(void) {
+#if defined(__unix__) || defined(__APPLE__)
+  int wstatus;
+  pid_t r = waitpid(-1, &wstatus, WNOHANG);
+  return r < 0 && errno == ECHILD;
+#else
+  return 1;
+#endif
+}
+
+/* Runs `n` calls of "add" (i + i) and returns how many were right, or -1
+ * if a call that failed has no PP_E* status and message, or one that said
+ * OK has a wrong result. */
+static int run_adds(pp_pool_t *pool, int n) {
+  pp_buf_t args[64];
+  pp_result_t res[64];
+  int i, right = 0;
+  if (n > 64)
+    n = 64;
+  for (i = 0; i < n; i++) {
+    int rc = pp_pack(&args[i], "ii", (int64_t)i, (int64_t)i);
+    if (rc != 0) {
+      /* pp_pack allocates too: a fault may end here, cleanly. */
+      pp_test_free_bufs(args, (size_t)i);
+      return rc == PP_ENOMEM ? 0 : -1;
+    }
+  }
+  pp_pool_starmap(pool, "add", args, (size_t)n, res, NULL);
+  for (i = 0; i < n; i++) {
+    if (res[i].status == 0 && pp_test_int_result(&res[i]) == 2 * i)
+      right++;
+    else if (res[i].status == 0 || res[i].status <= PP_ERRNO_MIN ||
+             res[i].message == NULL || res[i].message[0] == '\0')
+      right = -1000;
+  }
+  if (right < 0)
+    right = -1;
+  pp_results_free(res, (size_t)n);
+  pp_test_free_bufs(args, (size_t)n);
+  return right;
+}
+
+static pp_pool_t *make(int workers, int *rc) {
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  memset(&o, 0, sizeof(o));
+  o.workers = workers;
+  *rc = pp_pool_create(&pool, &o);
+  return pool;
+}
+
+/* epoll_ctl fails for every worker start (PROCPOOL_FAULT_SITE=
+ * pp__poller_add_proc, TIMES=0): the create fails, says why, and leaves
+ * no worker. */
+static int add_proc_always(void) {
+  int rc;
+  pp_pool_t *pool = make(2, &rc);
+  if (pool != NULL || rc >= 0)
+    return child_fail(10, "pp_pool_create succeeded");
+  if (strstr(pp_last_error(), "pp__poller_add_proc") == NULL)
+    return child_fail(11, "the message does not name the failure");
+  if (!no_children())
+    return child_fail(12, "a worker was left");
+  printf("add-proc-always: %s: %s\n", pp_err_name(rc), pp_last_error());
+  return 0;
+}
+
+/* It fails once: the create retries that worker and succeeds. */
+static int add_proc_once(void) {
+  int rc;
+  pp_pool_t *pool = make(2, &rc);
+  if (pool == NULL)
+    return child_fail(20, "pp_pool_create");
+  if (run_adds(pool, 20) != 20)
+    return child_fail(21, "calls");
+  if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+    return child_fail(22, "pp_pool_destroy");
+  if (!no_children())
+    return child_fail(23, "a worker was left");
+  printf("add-proc-once: ok\n");
+  return 0;
+}
+
+/* The first two starts work (PROCPOOL_FAULT_AT=3, TIMES=0); every restart
+ * fails.  A worker killed from outside is restarted in vain, while its
+ * pool goes on with the other and can be destroyed. */
+static int add_proc_restart(void) {
+  int64_t pids[2];
+  int rc;
+  pp_pool_t *pool = make(2, &rc);
+  if (pool == NULL)
+    return child_fail(30, "pp_pool_create");
+  if (pp_pool_worker_pids(pool, pids, 2) != 2 || pp_test_kill(pids[0]) != 0)
+    return child_fail(31, "killing a worker");
+  if (!pp_test_wait_gone(pids, 1, 30000))
+    return child_fail(32, "the killed worker is still there");
+  /* Its restarts fail meanwhile (and back off); the other worker serves. */
+  if (run_adds(pool, 40) != 40)
+    return child_fail(33, "calls");
+  pp_test_sleep_ms(500); /* a few more restarts fail */
+  if (run_adds(pool, 40) != 40)
+    return child_fail(34, "calls");
+  if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+    return child_fail(35, "pp_pool_destroy");
+  if (!no_children())
+    return child_fail(36, "a worker was left");
+  printf("add-proc-restart: ok\n");
+  return 0;
+}
+
+/* Sets PROCPOOL_FAULT_AT (0: count only) and starts counting anew. */
+static void fault_at(unsigned n) {
+  char v[32];
+  snprintf(v, sizeof(v), "%u", n);
+  pp_test_setenv("PROCPOOL_FAULT_AT", v);
+  pp__fault_reset();
+}
+
+/* Fails the Nth fallible call (of the kind PROCPOOL_FAULT_SITE names) of
+ * a pool's life, create, four calls, destroy, for N = 1, 2, ... until none
+ * fires: a create either works or fails with a status and a sentence,
+ * never aborts, and the next create works; calls end OK or with a status
+ * and a message; no worker is left. */
+static int create_walk(void) {
+  unsigned n, fired = 0;
+  for (n = 1;; n++) {
+    int rc, rc2;
+    pp_pool_t *pool;
+    fault_at(n); /* no thread of the library runs here */
+    pool = make(1, &rc);
+    if (pool == NULL) {
+      if (rc >= 0 || rc <= PP_ERRNO_MIN || pp_last_error()[0] == '\0')
+        return child_fail(40, "a failed pp_pool_create without a status");
+      if (pp__fault_fired() == 0)
+        return child_fail(41, "pp_pool_create failed with no fault");
+      /* The one fault of this round has been injected. */
+      pool = make(1, &rc2);
+      if (pool == NULL) {
+        printf("after fault %u (%s: %s):\n", n, pp_err_name(rc),
+               pp_last_error());
+        return child_fail(42, "the next pp_pool_create");
+      }
+    }
+    if (run_adds(pool, 4) < 0)
+      return child_fail(43, "calls");
+    if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+      return child_fail(44, "pp_pool_destroy");
+    if (!no_children())
+      return child_fail(45, "a worker was left");
+    if (pp__fault_fired() == 0)
+      break;
+    fired++;
+  }
+  printf("create-walk: %u faults\n", fired);
+  return fired > 0 ? 0 : child_fail(46, "no fault fired");
+}
+
+/* apr_initialize fails once (PROCPOOL_FAULT_SITE=apr_initialize): that
+ * create fails, the next one works. */
+static int apr_once(void) {
+  int rc;
+  pp_pool_t *pool = make(1, &rc);
+  if (pool != NULL)
+    return child_fail(50, "the first pp_pool_create worked");
+  printf("first create: %s: %s\n", pp_err_name(rc), pp_last_error());
+  pool = make(1, &rc);
+  if (pool == NULL)
+    return child_fail(51, "the second pp_pool_create");
+  if (run_adds(pool, 4) != 4)
+    return child_fail(52, "calls");
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("apr-once: ok\n");
+  return 0;
+}
+
+/* The blob table's lock (the first pp__mutex_new of the process) cannot
+ * be made once: later shared memory is shared memory all the same. */
+static int blob_once(void) {
+  size_t len = 1 << 20;
+  void *a = pp_shared_alloc(len), *b = pp_shared_alloc(len);
+  pp__shm_t *shm;
+  uint64_t offset;
+  if (a == NULL || b == NULL)
+    return child_fail(60, "pp_shared_alloc");
+  if (pp__fault_fired() != 1)
+    return child_fail(61, "the fault did not fire");
+  if (!pp__blob_find(b, len, &shm, &offset))
+    return child_fail(62, "pp_shared_alloc after the fault gave memory "
+                          "that is not shared");
+  pp_free(a);
+  pp_free(b);
+  printf("blob-once: ok\n");
+  return 0;
+}
+
+/* The parent cannot allocate a result (PROCPOOL_FAULT_SITE=
+ * pp__record_outcome, the copy of a result from the ring): that call
+ * fails with PP_ENOMEM, saying the parent was out of memory, and its
+ * worker serves the next calls. */
+static int result_enomem(void) {
+  int64_t before, after;
+  pp_pool_stats_t st;
+  pp_result_t res[1];
+  pp_buf_t arg;
+  int rc;
+  pp_pool_t *pool = make(1, &rc);
+  if (pool == NULL)
+    return child_fail(70, "pp_pool_create");
+  if (pp_pool_worker_pids(pool, &before, 1) != 1)
+    return child_fail(71, "pp_pool_worker_pids");
+  if (pp_pack(&arg, "ii", (int64_t)1, (int64_t)2) != 0)
+    return child_fail(72, "pp_pack");
+  /* The first result read (PROCPOOL_FAULT_AT=1) is this call's. */
+  pp_pool_starmap(pool, "add", &arg, 1, res, NULL);
+  printf("the call: %s: %s\n", pp_err_name(res[0].status),
+         res[0].message ? res[0].message : "");
+  if (res[0].status != PP_ENOMEM)
+    return child_fail(73, "the call did not fail with PP_ENOMEM");
+  if (res[0].message == NULL || strstr(res[0].message, "parent") == NULL)
+    return child_fail(74, "the message does not say the parent ran out");
+  pp_results_free(res, 1);
+  pp_test_free_bufs(&arg, 1);
+  if (run_adds(pool, 10) != 10)
+    return child_fail(75, "calls after it");
+  if (pp_pool_worker_pids(pool, &after, 1) != 1 || after != before)
+    return child_fail(76, "the worker was replaced");
+  pp_pool_stats(pool, &st);
+  if (st.workers_started != 1 || st.workers_died != 0)
+    return child_fail(77, "a worker died");
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("result-enomem: ok\n");
+  return 0;
+}
+
+#endif /* PP_FAULT */
+
+/* ---- the tests ---- */
+
+/* Runs this program as `<self> <scenario>` with the fault's variables set
+ * (NULL: unset), within a time limit, and checks that it exits 0. */
+static void run_child(const char *scenario, const char *site, const char *at,
+                      const char *times) {
+  char out[4096];
+  int code;
+#if !defined(PP_FAULT)
+  (void)scenario, (void)site, (void)at, (void)times, (void)out, (void)code;
+  print_message("skipped: procpool was built without PROCPOOL_FAULT\n");
+  skip();
+#else
+  pp_test_setenv("PROCPOOL_FAULT_SITE", site);
+  pp_test_setenv("PROCPOOL_FAULT_AT", at);
+  pp_test_setenv("PROCPOOL_FAULT_TIMES", times);
+  pp_test_setenv("PROCPOOL_FAULT_IN", "parent");
+  code = pp_test_run_limit(self_exe, scenario, 60000 * PP_TEST_TIME_SCALE, out,
+                           sizeof(out));
+  pp_test_setenv("PROCPOOL_FAULT_SITE", NULL);
+  pp_test_setenv("PROCPOOL_FAULT_AT", NULL);
+  pp_test_setenv("PROCPOOL_FAULT_TIMES", NULL);
+  pp_test_setenv("PROCPOOL_FAULT_IN", NULL);
+  print_message("%s (site %s, at %s, times %s): exit %d%s\n%s", scenario,
+                site ? site : "any", at ? at : "-", times ? times : "1", code,
+                code == -2 ? " (did not end in time: a hang)" : "", out);
+  assert_int_equal(code, 0);
+#endif
+}
+
+static void test_fault_epoll_ctl_fails_at_every_start(void **state) {
+  (void)state;
+  run_child("--add-proc-always", "pp__poller_add_proc", "1", "0");
+}
+
+static void test_fault_epoll_ctl_fails_once_at_create(void **state) {
+  (void)state;
+  run_child("--add-proc-once", "pp__poller_add_proc", "1", "1");
+}
+
+static void test_fault_epoll_ctl_fails_at_restarts(void **state) {
+  (void)state;
+  run_child("--add-proc-restart", "pp__poller_add_proc", "3", "0");
+}
+
+static void test_fault_every_allocation_of_create(void **state) {
+  (void)state;
+  run_child("--create-walk", "alloc", NULL, NULL);
+}
+
+static void test_fault_every_platform_call_of_create(void **state) {
+  (void)state;
+  run_child("--create-walk", "os", NULL, NULL);
+}
+
+static void test_fault_apr_initialize_fails_once(void **state) {
+  (void)state;
+  run_child("--apr-once", "apr_initialize", "1", "1");
+}
+
+static void test_fault_blob_lock_fails_once(void **state) {
+  (void)state;
+  run_child("--blob-once", "pp__mutex_new", "1", "1");
+}
+
+static void test_fault_out_of_descriptors_is_espawn(void **state) {
+  char out[4096];
+  int code;
+  (void)state;
+#if defined(_WIN32)
+  print_message("skipped: Windows has no descriptor limit\n");
+  skip();
+#endif
+  code = pp_test_run_limit(self_exe, "--emfile", 60000 * PP_TEST_TIME_SCALE,
+                           out, sizeof(out));
+  print_message("--emfile: exit %d\n%s", code, out);
+  assert_int_equal(code, 0);
+}
+
+static void test_fault_parent_out_of_memory_for_a_result(void **state) {
+  (void)state;
+  run_child("--result-enomem", "pp__record_outcome", "1", "1");
+}
+
+int main(int argc, char **argv) {
+  int rc;
+  if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
+    return rc;
+  self_exe = argv[0];
+  if (argc > 1 && strcmp(argv[1], "--emfile") == 0)
+    return emfile();
+#if defined(PP_FAULT)
+  if (argc > 1) {
+    static const struct {
+      const char *name;
+      int (*run)(void);
+    } scenarios[] = {{"--add-proc-always", add_proc_always},
+                     {"--add-proc-once", add_proc_once},
+                     {"--add-proc-restart", add_proc_restart},
+                     {"--create-walk", create_walk},
+                     {"--apr-once", apr_once},
+                     {"--blob-once", blob_once},
+                     {"--result-enomem", result_enomem}};
+    size_t i;
+    for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+      if (strcmp(argv[1], scenarios[i].name) == 0)
+        return scenarios[i].run();
+    return 2;
+  }
+#endif
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fault_epoll_ctl_fails_at_every_start),
+      cmocka_unit_test(test_fault_epoll_ctl_fails_once_at_create),
+      cmocka_unit_test(test_fault_epoll_ctl_fails_at_restarts),
+      cmocka_unit_test(test_fault_every_allocation_of_create),
+      cmocka_unit_test(test_fault_every_platform_call_of_create),
+      cmocka_unit_test(test_fault_apr_initialize_fails_once),
+      cmocka_unit_test(test_fault_blob_lock_fails_once),
+      cmocka_unit_test(test_fault_parent_out_of_memory_for_a_result),
+      cmocka_unit_test(test_fault_out_of_descriptors_is_espawn),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
