@@ -54,6 +54,7 @@ run() {
   local where=$1 n=$2 log="$work/log" out="$work/out" rc
   : >"$log"
   PROCPOOL_FAULT_AT=$n PROCPOOL_FAULT_IN=$where PROCPOOL_FAULT_LOG=$log \
+  PROCPOOL_FAULT_TIMES=${PP_FAULT_TIMES:-1} \
     timeout -k 5 "$limit" "$prog" >"$out" 2>&1
   rc=$?
   fired=$(grep -c '^fired' "$log")

@@ -151,6 +151,13 @@ void pp__fault_reset(void) {
   PP__STORE_REL32(&F.state, UNREAD);
 }
 
+void pp__fault_arm(unsigned after, unsigned times) {
+  pp__fault_setup();
+  F.here = 1;
+  F.times = times;
+  F.at = after == 0 ? 0 : PP__LOAD_ACQ32(&counted) + after;
+}
+
 unsigned pp__fault_count(void) {
   return PP__LOAD_ACQ32(&counted);
 }

@@ -58,6 +58,10 @@ void pp__fault_setup(void);
 /* Reads the environment again and starts counting from 0 (tests, between
  * cases; no other thread of the library may run). */
 void pp__fault_reset(void);
+/* From now on, fails `times` fallible calls (0: every one) from the
+ * `after`th next one on (after 0: none), keeping the count and the other
+ * settings: a test arms a fault while its pool runs. */
+void pp__fault_arm(unsigned after, unsigned times);
 /* The fallible calls this process has counted, and the faults injected. */
 unsigned pp__fault_count(void);
 unsigned pp__fault_fired(void);

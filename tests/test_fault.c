@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
@@ -220,9 +221,25 @@ static void fault_at(unsigned n) {
  * and a message; no worker is left. */
 static int create_walk(void) {
   unsigned n, fired = 0;
+#if defined(__unix__) || defined(__APPLE__)
+  /* stdin is a pipe of our own, which a failure path must not close (the
+   * pool would put /dev/null in its place). */
+  struct stat in0, now;
+  int p[2];
+  if (pipe(p) != 0 || dup2(p[0], 0) != 0 || fstat(0, &in0) != 0)
+    return child_fail(47, "a pipe for stdin");
+  close(p[0]);
+#endif
   for (n = 1;; n++) {
     int rc, rc2;
     pp_pool_t *pool;
+#if defined(__unix__) || defined(__APPLE__)
+    if (fstat(0, &now) != 0 || now.st_dev != in0.st_dev ||
+        now.st_ino != in0.st_ino) {
+      printf("after fault %u:\n", n - 1);
+      return child_fail(48, "stdin was closed");
+    }
+#endif
     fault_at(n); /* no thread of the library runs here */
     pool = make(1, &rc);
     if (pool == NULL) {
@@ -329,6 +346,38 @@ static int result_enomem(void) {
   return 0;
 }
 
+/* Every allocation of the parent fails once the pool runs: a map still
+ * ends, every call with PP_ENOMEM or its result, and the pool can be
+ * destroyed.  (A call that could not be handed out for want of memory was
+ * finished without waking its map.) */
+static int alloc_exhausted(void) {
+  pp_buf_t args[8];
+  pp_result_t res[8];
+  int rc, i, ok = 0;
+  pp_pool_t *pool = make(1, &rc);
+  if (pool == NULL)
+    return child_fail(90, "pp_pool_create");
+  memset(args, 0, sizeof(args));
+  pp__fault_arm(1, 0);
+  rc = pp_pool_map(pool, "init_get", args, 8, res, NULL);
+  pp__fault_arm(0, 0);
+  if (rc != 0 && rc != PP_ENOMEM)
+    return child_fail(91, "the map's status");
+  for (i = 0; i < 8; i++) {
+    if (res[i].status == 0)
+      ok++;
+    else if (res[i].status != PP_ENOMEM)
+      return child_fail(92, "a call's status");
+  }
+  printf("alloc-exhausted: map %s, %d of 8 OK\n", pp_err_name(rc), ok);
+  pp_results_free(res, 8);
+  if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+    return child_fail(93, "pp_pool_destroy");
+  if (!no_children())
+    return child_fail(94, "a worker was left");
+  return 0;
+}
+
 #endif /* PP_FAULT */
 
 /* ---- the tests ---- */
@@ -396,6 +445,11 @@ static void test_fault_blob_lock_fails_once(void **state) {
   run_child("--blob-once", "pp__mutex_new", "1", "1");
 }
 
+static void test_fault_parent_out_of_memory_while_a_map_runs(void **state) {
+  (void)state;
+  run_child("--alloc-exhausted", "alloc", "0", "0");
+}
+
 static void test_fault_out_of_descriptors_is_espawn(void **state) {
   char out[4096];
   int code;
@@ -433,7 +487,8 @@ int main(int argc, char **argv) {
                      {"--create-walk", create_walk},
                      {"--apr-once", apr_once},
                      {"--blob-once", blob_once},
-                     {"--result-enomem", result_enomem}};
+                     {"--result-enomem", result_enomem},
+                     {"--alloc-exhausted", alloc_exhausted}};
     size_t i;
     for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
       if (strcmp(argv[1], scenarios[i].name) == 0)
@@ -450,6 +505,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_fault_apr_initialize_fails_once),
       cmocka_unit_test(test_fault_blob_lock_fails_once),
       cmocka_unit_test(test_fault_parent_out_of_memory_for_a_result),
+      cmocka_unit_test(test_fault_parent_out_of_memory_while_a_map_runs),
       cmocka_unit_test(test_fault_out_of_descriptors_is_espawn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

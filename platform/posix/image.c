@@ -29,11 +29,14 @@ int pp__image_open(const char *path, pp__image_t **out) {
     path = self;
   }
   im = pp__calloc(1, sizeof(*im));
+  /* Before anything can fail: pp__image_close() closes a descriptor >= 0,
+   * and the 0 that calloc left is the application's stdin. */
+  if (im != NULL)
+    im->fd = -1;
   if (im == NULL || (im->path = pp__strdup_printf("%s", path)) == NULL) {
     rc = pp__os_fail(PP_ENOMEM, "out of memory for the worker executable");
     goto cleanup;
   }
-  im->fd = -1;
   /* posix_spawn reports a failed exec on current glibc, musl and macOS, but
    * not where it falls back to fork and exec (old glibc, valgrind); checking
    * first gives the same clear reason everywhere. */
