@@ -326,6 +326,13 @@ typedef struct pp__exit_s {
   int exit_code;   /* exit status, or -1 if ended by a signal / exception */
   int term_signal; /* POSIX signal number, Windows exception code, or 0 */
   int killed;      /* 1 if pp__proc_kill ended it */
+  /* 1 if something outside the pool ended it: on POSIX a signal that is
+   * neither the pool's kill nor one of a crash of its own (SIGSEGV,
+   * SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP), such as SIGKILL
+   * or SIGTERM sent by another process or the kernel's OOM killer.
+   * Always 0 on Windows, where a process that another one terminated
+   * cannot be told from one that exited with the code it was given. */
+  int outside;
   char reason[256]; /* e.g. "killed by signal 11 (SIGSEGV)" */
 } pp__exit_t;
 

@@ -455,6 +455,8 @@ typedef struct pp__slot_s {
   uint64_t ran;              /* calls this worker finished */
   char why[512];             /* why its last start failed */
   int spawn_failures;        /* in a row */
+  int outside_kills;         /* starts ended from outside, in a row (they
+                                lengthen the back-off only) */
   pp__lines_t *lines[2];     /* stdout, stderr */
   /* pool->lock. */
   int64_t pid;               /* 0 when no worker runs */

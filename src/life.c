@@ -25,7 +25,9 @@
 
 /* Consecutive start failures after which a slot counts as broken.  When
  * every slot of a pool is broken, no worker can serve, and queued calls
- * fail with PP_ESPAWN instead of waiting. */
+ * fail with PP_ESPAWN instead of waiting.  A worker that something outside
+ * the pool killed while it started (pp__exit_t.outside) is no start
+ * failure: the program can start, and calls wait for it. */
 #define PP__SPAWN_GIVE_UP 3
 /* Attempts at a worker's first start before pp_pool_create() fails. */
 #define PP__START_TRIES 3
@@ -230,7 +232,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   pp__exit_t st;
   char last[200] = "";
   char why[512];
-  int n, status = err->code;
+  int n, status = err->code, outside = 0, tries;
 
   pp__format(why, sizeof(why), "%s", err->text);
   if (s->proc != NULL) {
@@ -240,6 +242,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
      * worker starts), with the worker alive and waiting for calls.  So it
      * is killed unless it has ended, and waited for with a bound. */
     int died = pp__proc_wait(s->proc, 0, &st) == 0;
+    outside = died && st.outside;
     if (!died) {
       pp__proc_kill(s->proc);
       if (pp__proc_wait(s->proc, PP__REAP_WAIT_MS, &st) != 0) {
@@ -294,10 +297,15 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
       status = PP_ESPAWN;
   }
   release(s);
-  s->spawn_failures++;
-  s->deadline = pp__now_us() +
-                ((int64_t)50000 << (s->spawn_failures < 5 ? s->spawn_failures
-                                                          : 5));
+  /* Killed from outside (a kill storm, the OOM killer): the back-off still
+   * grows, so that a storm is not met with a start every 50 ms, but the
+   * slot does not come closer to being broken. */
+  if (outside)
+    s->outside_kills++;
+  else
+    s->spawn_failures++;
+  tries = s->spawn_failures + s->outside_kills;
+  s->deadline = pp__now_us() + ((int64_t)50000 << (tries < 5 ? tries : 5));
   pp__format(s->why, sizeof(s->why), "%s", why);
   pp__mutex_lock(pool->lock);
   if (s->spawn_failures >= PP__SPAWN_GIVE_UP) {
@@ -317,6 +325,7 @@ static void ready(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   s->state = PP__W_READY;
   s->spawn_failures = 0;
+  s->outside_kills = 0;
   pp__mutex_lock(pool->lock);
   if (s->broken) {
     s->broken = 0;

@@ -81,8 +81,12 @@ static void describe(pp__proc_t *p, int wstatus) {
     pp__format(st->reason, sizeof(st->reason), "exited with code %d",
                st->exit_code);
   } else if (WIFSIGNALED(wstatus)) {
+    int sig = WTERMSIG(wstatus);
     st->exit_code = -1;
-    st->term_signal = WTERMSIG(wstatus);
+    st->term_signal = sig;
+    st->outside = !p->killed && sig != SIGSEGV && sig != SIGBUS &&
+                  sig != SIGILL && sig != SIGFPE && sig != SIGABRT &&
+                  sig != SIGSYS && sig != SIGTRAP;
     if (p->killed)
       pp__format(st->reason, sizeof(st->reason), "was killed by the pool");
     else
