@@ -581,7 +581,9 @@ typedef struct pp_result_s {
   /** The number of result bytes. */
   size_t len;
   /** NULL on success; otherwise a human-readable reason: the task's message,
-   * the signal or exit code of a dead worker, the timeout, ... */
+   * the signal or exit code of a dead worker, the timeout, ...  Also NULL
+   * with PP_ENOMEM when this process had no memory left even for the
+   * message. */
   char *message;
   /** For PP_EWORKERDIED: the worker's exit code, or -1 if it was killed. */
   int exit_code;

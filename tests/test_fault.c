@@ -138,13 +138,26 @@ static int run_adds(pp_pool_t *pool, int n) {
   return right;
 }
 
-static pp_pool_t *make(int workers, int *rc) {
+static pp_pool_t *make_logged(int workers, pp_log_cb log, int *rc) {
   pp_pool_options_t o;
   pp_pool_t *pool = NULL;
   memset(&o, 0, sizeof(o));
   o.workers = workers;
+  o.log_cb = log;
   *rc = pp_pool_create(&pool, &o);
   return pool;
+}
+
+static pp_pool_t *make(int workers, int *rc) {
+  return make_logged(workers, NULL, rc);
+}
+
+/* Counts the lines the pool logs and shows none. */
+static size_t lines_logged;
+static void count_lines(void *data, const pp_log_record_t *record) {
+  (void)data;
+  (void)record;
+  lines_logged++;
 }
 
 /* epoll_ctl fails for every worker start (PROCPOOL_FAULT_SITE=
@@ -378,25 +391,55 @@ static int alloc_exhausted(void) {
   return 0;
 }
 
+/* A worker cannot read its own output pipes (every read of them fails,
+ * PROCPOOL_FAULT_IN=worker): a task that prints more than a pipe holds
+ * would block for ever; the worker says why and exits instead, and the
+ * call fails with PP_EWORKERDIED. */
+static int output_unreadable(void) {
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  pp_buf_t arg;
+  int rc;
+  pp_pool_t *pool = make_logged(1, count_lines, &rc);
+  if (pool == NULL)
+    return child_fail(100, "pp_pool_create");
+  if (pp_pack(&arg, "si", "x", (int64_t)20000) != 0 ||
+      pp_pool_submit(pool, "spam", arg.data, arg.len, NULL, &f) != 0 ||
+      pp_future_wait(f, -1) != 0 || pp_future_take(f, &r) != 0)
+    return child_fail(101, "the call");
+  printf("the call: %s (exit code %d): %s; %zu lines logged\n",
+         pp_err_name(r.status), r.exit_code, r.message ? r.message : "",
+         lines_logged);
+  if (r.status != PP_EWORKERDIED || r.exit_code != 70)
+    return child_fail(102, "the call did not fail with PP_EWORKERDIED");
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  pp_test_free_bufs(&arg, 1);
+  pp_pool_destroy(pool, PP_DESTROY_CANCEL);
+  printf("output-unreadable: ok\n");
+  return 0;
+}
+
 #endif /* PP_FAULT */
 
 /* ---- the tests ---- */
 
 /* Runs this program as `<self> <scenario>` with the fault's variables set
  * (NULL: unset), within a time limit, and checks that it exits 0. */
-static void run_child(const char *scenario, const char *site, const char *at,
-                      const char *times) {
+static void run_child_in(const char *in, const char *scenario, const char *site,
+                         const char *at, const char *times) {
   char out[4096];
   int code;
 #if !defined(PP_FAULT)
-  (void)scenario, (void)site, (void)at, (void)times, (void)out, (void)code;
+  (void)in, (void)scenario, (void)site, (void)at, (void)times, (void)out;
+  (void)code;
   print_message("skipped: procpool was built without PROCPOOL_FAULT\n");
   skip();
 #else
   pp_test_setenv("PROCPOOL_FAULT_SITE", site);
   pp_test_setenv("PROCPOOL_FAULT_AT", at);
   pp_test_setenv("PROCPOOL_FAULT_TIMES", times);
-  pp_test_setenv("PROCPOOL_FAULT_IN", "parent");
+  pp_test_setenv("PROCPOOL_FAULT_IN", in);
   code = pp_test_run_limit(self_exe, scenario, 60000 * PP_TEST_TIME_SCALE, out,
                            sizeof(out));
   pp_test_setenv("PROCPOOL_FAULT_SITE", NULL);
@@ -408,6 +451,16 @@ static void run_child(const char *scenario, const char *site, const char *at,
                 code == -2 ? " (did not end in time: a hang)" : "", out);
   assert_int_equal(code, 0);
 #endif
+}
+
+static void run_child(const char *scenario, const char *site, const char *at,
+                      const char *times) {
+  run_child_in("parent", scenario, site, at, times);
+}
+
+static void test_fault_worker_cannot_read_its_output(void **state) {
+  (void)state;
+  run_child_in("worker", "--output-unreadable", "pp__chan_read_some", "1", "0");
 }
 
 static void test_fault_epoll_ctl_fails_at_every_start(void **state) {
@@ -488,7 +541,8 @@ int main(int argc, char **argv) {
                      {"--apr-once", apr_once},
                      {"--blob-once", blob_once},
                      {"--result-enomem", result_enomem},
-                     {"--alloc-exhausted", alloc_exhausted}};
+                     {"--alloc-exhausted", alloc_exhausted},
+                     {"--output-unreadable", output_unreadable}};
     size_t i;
     for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
       if (strcmp(argv[1], scenarios[i].name) == 0)
@@ -507,6 +561,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_fault_parent_out_of_memory_for_a_result),
       cmocka_unit_test(test_fault_parent_out_of_memory_while_a_map_runs),
       cmocka_unit_test(test_fault_out_of_descriptors_is_espawn),
+      cmocka_unit_test(test_fault_worker_cannot_read_its_output),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
