@@ -158,9 +158,12 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
         st != PP_EINVAL && st != PP_ENOMEM)
       st = PP_ETASK;
     out->status = st;
-    /* NULL if memory is short: the call fails all the same. */
-    out->message = pp__strdup_printf("%.*s", (int)(rec->len - 4),
-                                     (const char *)rec->payload + 4);
+    /* An empty text (a worker that had no memory left for its message)
+     * and a failed copy leave NULL: the status's own sentence then. */
+    out->message = rec->len > 4
+                       ? pp__strdup_printf("%.*s", (int)(rec->len - 4),
+                                           (const char *)rec->payload + 4)
+                       : NULL;
     return 0;
   }
   return pp__err_set(err, PP_EPROTO,

@@ -300,6 +300,11 @@ static void run_record(const pp__rec_t *rec) {
   call.blob_min = pp__ring_max_payload(&W.results) + 1;
   arg = c.arg;
   m.nclose = 0;
+  /* The call counts as started from here, before its argument's mapping is
+   * taken: a worker that dies taking it (a mapping it cannot map, which
+   * every other worker could not map either) fails this call, instead of
+   * handing it to the next worker to die on, for ever. */
+  PP__STORE_REL64(&W.ctl->running_id, rec->id);
   if (c.blob) {
     /* The argument's mapping, then the hint's, as the parent sent them
      * (ring.h: both sides keep the same mappings). */
@@ -314,7 +319,6 @@ static void run_record(const pp__rec_t *rec) {
       call.hint = blob_map(&m, (c.b.flags & PP__BLOB_SENT_HINT) != 0,
                            c.b.hint_handle, c.b.hint_size, c.b.hint_serial);
   }
-  PP__STORE_REL64(&W.ctl->running_id, rec->id);
   W.current_id = rec->id;
   W.cancel = c.cancel;
   task = find_task(c.name, c.name_len);

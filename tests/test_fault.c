@@ -420,6 +420,58 @@ static int output_unreadable(void) {
   return 0;
 }
 
+/* No worker can map a large argument (PROCPOOL_FAULT_IN=worker, every
+ * pp__shm_recv fails): the call that brings one fails, instead of going
+ * from worker to worker, each dying on it, for ever; small calls still
+ * run. */
+static int blob_unmappable(void) {
+  size_t len = 300 * 1024;
+  unsigned char *big = malloc(len);
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  int rc;
+  pp_pool_t *pool = make(2, &rc);
+  if (pool == NULL || big == NULL)
+    return child_fail(110, "pp_pool_create");
+  pp_test_fill(big, len, PP_TEST_SEED_IN);
+  if (pp_pool_submit(pool, "big", big, len, NULL, &f) != 0 ||
+      pp_future_wait(f, -1) != 0 || pp_future_take(f, &r) != 0)
+    return child_fail(111, "the call");
+  printf("the call: %s: %s\n", pp_err_name(r.status),
+         r.message ? r.message : "");
+  if (r.status != PP_EWORKERDIED)
+    return child_fail(112, "the call did not fail with PP_EWORKERDIED");
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  free(big);
+  if (run_adds(pool, 20) != 20)
+    return child_fail(113, "small calls");
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("blob-unmappable: ok\n");
+  return 0;
+}
+
+/* A worker has no memory for a task's error message (every
+ * pp__strdup_printf fails there): the call still fails with a sentence. */
+static int empty_message(void) {
+  pp_result_t r[1];
+  pp_buf_t arg = {"boom", 4};
+  int rc;
+  pp_pool_t *pool = make(1, &rc);
+  if (pool == NULL)
+    return child_fail(120, "pp_pool_create");
+  pp_pool_map(pool, "fail", &arg, 1, r, NULL);
+  printf("the call: %s: '%s'\n", pp_err_name(r[0].status),
+         r[0].message ? r[0].message : "(null)");
+  if (r[0].status != PP_ETASK || r[0].message == NULL ||
+      r[0].message[0] == '\0')
+    return child_fail(121, "a failed call without a message");
+  pp_results_free(r, 1);
+  pp_pool_destroy(pool, PP_DESTROY_WAIT);
+  printf("empty-message: ok\n");
+  return 0;
+}
+
 #endif /* PP_FAULT */
 
 /* ---- the tests ---- */
@@ -461,6 +513,16 @@ static void run_child(const char *scenario, const char *site, const char *at,
 static void test_fault_worker_cannot_read_its_output(void **state) {
   (void)state;
   run_child_in("worker", "--output-unreadable", "pp__chan_read_some", "1", "0");
+}
+
+static void test_fault_no_worker_can_map_an_argument(void **state) {
+  (void)state;
+  run_child_in("worker", "--blob-unmappable", "pp__shm_recv", "1", "0");
+}
+
+static void test_fault_worker_without_memory_for_a_message(void **state) {
+  (void)state;
+  run_child_in("worker", "--empty-message", "pp__strdup_printf", "1", "0");
 }
 
 static void test_fault_epoll_ctl_fails_at_every_start(void **state) {
@@ -542,7 +604,9 @@ int main(int argc, char **argv) {
                      {"--blob-once", blob_once},
                      {"--result-enomem", result_enomem},
                      {"--alloc-exhausted", alloc_exhausted},
-                     {"--output-unreadable", output_unreadable}};
+                     {"--output-unreadable", output_unreadable},
+                     {"--blob-unmappable", blob_unmappable},
+                     {"--empty-message", empty_message}};
     size_t i;
     for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
       if (strcmp(argv[1], scenarios[i].name) == 0)
@@ -562,6 +626,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_fault_parent_out_of_memory_while_a_map_runs),
       cmocka_unit_test(test_fault_out_of_descriptors_is_espawn),
       cmocka_unit_test(test_fault_worker_cannot_read_its_output),
+      cmocka_unit_test(test_fault_no_worker_can_map_an_argument),
+      cmocka_unit_test(test_fault_worker_without_memory_for_a_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
