@@ -14,7 +14,10 @@
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
 #      memory; the `mpi` label runs on its own with leak detection off,
 #      since Open MPI's own allocations, never freed by design, would be
-#      reported as leaks of every rank);
+#      reported as leaks of every rank), built with fault injection
+#      (PROCPOOL_FAULT), which tests/test_fault.c uses; then the fault walk
+#      over that build (ci/fault.sh: every allocation and platform call of
+#      a pool's life failed in turn, in the parent and in the workers);
 #   3. the libFuzzer targets for a bounded time each (clang);
 #   4. memcheck over the parent side of the suite (workers are not traced);
 #   5. the API reference (ci/docs.sh: Doxygen, an undocumented public
@@ -52,7 +55,8 @@ step "consumers: install, find_package, pkg-config, CPack .deb, subproject"
 if [ -z "${PP_SKIP_ASAN:-}" ]; then
   step "ASan + UBSan build"
   cmake -S "$repo" -B "$build/asan" -DCMAKE_BUILD_TYPE=Debug \
-        -DPROCPOOL_SANITIZE=ON -DPROCPOOL_BUILD_EXAMPLES=ON >/dev/null
+        -DPROCPOOL_SANITIZE=ON -DPROCPOOL_FAULT=ON \
+        -DPROCPOOL_BUILD_EXAMPLES=ON >/dev/null
   cmake --build "$build/asan" -j"$jobs"
   step "ASan + UBSan tests"
   # Ten million calls under ASan only measure its quarantine: a million.
@@ -63,6 +67,8 @@ if [ -z "${PP_SKIP_ASAN:-}" ]; then
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$build/asan" --output-on-failure -L mpi --timeout 900
+  step "fault injection walk (ASan + UBSan build)"
+  "$repo/ci/fault.sh" "$build/asan"
 fi
 
 if [ -z "${PP_SKIP_FUZZ:-}" ] && [ -f "$repo/fuzz/CMakeLists.txt" ]; then

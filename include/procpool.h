@@ -582,8 +582,8 @@ typedef struct pp_result_s {
   size_t len;
   /** NULL on success; otherwise a human-readable reason: the task's message,
    * the signal or exit code of a dead worker, the timeout, ...  Also NULL
-   * with PP_ENOMEM when this process had no memory left even for the
-   * message. */
+   * when this process had no memory left even for the message (the status
+   * still says what happened). */
   char *message;
   /** For PP_EWORKERDIED: the worker's exit code, or -1 if it was killed. */
   int exit_code;

@@ -6,8 +6,10 @@
  * One run does what an application does with a pool: create it (with an
  * initializer), a starmap, a map that reads what the initializer left, a
  * future with a large argument and result (over 256 KiB, so both travel as
- * blobs) and a completion callback, an imap, and a destroy.  It checks
- * the failure contract on every outcome:
+ * blobs) and a completion callback, an imap, a call that runs past its
+ * timeout and one that is cancelled while it runs (each kills its worker,
+ * which is replaced), and a destroy.  It checks the failure contract on
+ * every outcome:
  *   - a call that says OK has the right result;
  *   - a failure is a known PP_E* status with a message;
  *   - a pool whose creation failed to a fault injected once in this
@@ -71,10 +73,10 @@ static int check_status(const char *what, int status) {
 
 /* ... with a sentence. */
 static void check_failure(const char *what, int status, const char *message) {
-  /* PP_ENOMEM may lack its sentence while memory stays short (the header
+  /* A failure may lack its sentence while memory stays short (the header
    * allows it), which only a persistent fault makes. */
   if (check_status(what, status) && (message == NULL || message[0] == '\0') &&
-      !(persistent && status == PP_ENOMEM))
+      !persistent)
     violated("%s: status %lld without a message", what, status);
 }
 
@@ -126,6 +128,7 @@ static pp_pool_t *make_pool(int *status) {
   o.init_arg_len = b.len;
   pp_free((void *)b.data);
   o.workers = 2;
+  o.cancel_grace_ms = 20; /* a cancelled call's worker goes soon */
   o.initializer = "init_set";
   o.init_arg = init;
   {
@@ -288,6 +291,52 @@ static void run_imap(pp_pool_t *pool) {
   note(label, rc != 0 ? rc : st.first_failure);
 }
 
+/* A call that sleeps 10 s, with a timeout of 30 ms (`cancel` 0) or
+ * cancelled (1): it must fail, never report OK, and its worker is killed
+ * and replaced. */
+static void run_stopped_call(pp_pool_t *pool, int cancel) {
+  const char *what = cancel ? "cancelled call" : "timed-out call";
+  pp_call_options_t co;
+  pp_future_t *f = NULL;
+  pp_result_t r;
+  pp_buf_t arg;
+  int rc = pp_pack(&arg, "i", (int64_t)10000);
+  if (rc != 0) {
+    check_failure("pp_pack", rc, pp_last_error());
+    note(cancel ? "cancel" : "timeout", rc);
+    return;
+  }
+  memset(&co, 0, sizeof(co));
+  co.timeout_ms = cancel ? 0 : 30;
+  rc = pp_pool_submit(pool, "sleep_ms", arg.data, arg.len, &co, &f);
+  if (rc != 0) {
+    check_failure("pp_pool_submit", rc, pp_last_error());
+    note(cancel ? "cancel" : "timeout", rc);
+    pp_free((void *)arg.data);
+    return;
+  }
+  if (cancel) {
+    pp_future_wait(f, 30); /* let it start, most of the time */
+    rc = pp_future_cancel(f);
+    if (rc != 0)
+      check_failure("pp_future_cancel", rc, pp_last_error());
+  }
+  memset(&r, 0, sizeof(r));
+  rc = pp_future_wait(f, -1);
+  if (rc == 0)
+    rc = pp_future_take(f, &r);
+  if (rc != 0)
+    violated("%s: the future could not be waited for (%lld)", what, rc);
+  else if (r.status == 0)
+    violated("%s: OK (%lld) though it was stopped", what, 0);
+  else
+    check_failure(what, r.status, r.message);
+  note(cancel ? "cancel" : "timeout", r.status);
+  pp_results_free(&r, 1);
+  pp_future_free(f);
+  pp_free((void *)arg.data);
+}
+
 /* No worker may be left: alive (still our child) or ended and unreaped. */
 static void check_no_children(void) {
 #if defined(__unix__) || defined(__APPLE__)
@@ -337,6 +386,8 @@ int main(int argc, char **argv) {
     run_init_map(pool);
     registered = run_future(pool);
     run_imap(pool);
+    run_stopped_call(pool, 0);
+    run_stopped_call(pool, 1);
     rc = pp_pool_destroy(pool, PP_DESTROY_WAIT);
     if (rc != 0)
       violated("%s: %lld", "pp_pool_destroy", (long long)rc);
