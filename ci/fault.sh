@@ -16,7 +16,10 @@
 #   - and, under ASan, leak nothing (LeakSanitizer fails the exit status).
 # Sampling: every N up to PP_FAULT_EVERY (default 400), then every
 # PP_FAULT_STRIDE-th (default 7): the calls past the first few hundred are
-# the same rounds of the same calls.  Prints the figures at the end.
+# the same rounds of the same calls.  Then a sample of persistent faults
+# (PROCPOOL_FAULT_TIMES=0: every call from the Nth on fails): every N up to
+# PP_FAULT_PERSISTENT_EVERY (50), then every PP_FAULT_PERSISTENT_STRIDE-th
+# (10); PP_FAULT_PERSISTENT=0 leaves it out.  Prints the figures at the end.
 set -uo pipefail
 build=${1:?usage: ci/fault.sh <build dir with PROCPOOL_FAULT=ON>}
 prog="$build/tests/pp_fault_run"
@@ -54,7 +57,7 @@ run() {
   local where=$1 n=$2 log="$work/log" out="$work/out" rc
   : >"$log"
   PROCPOOL_FAULT_AT=$n PROCPOOL_FAULT_IN=$where PROCPOOL_FAULT_LOG=$log \
-  PROCPOOL_FAULT_TIMES=${PP_FAULT_TIMES:-1} \
+  PROCPOOL_FAULT_TIMES=$PP_FAULT_TIMES \
     timeout -k 5 "$limit" "$prog" >"$out" 2>&1
   rc=$?
   fired=$(grep -c '^fired' "$log")
@@ -74,22 +77,38 @@ run() {
     sed -E 's/\[[0-9]+\/[0-9]+\]//' | sed "s/^/$where /" >>"$summary"
 }
 
-for where in parent worker; do
-  n=1 runs=0 hits=0 t0=$(date +%s)
-  while :; do
-    run "$where" "$n"
-    runs=$((runs + 1))
-    if [ "$fired" -eq 0 ]; then
-      break
-    fi
-    hits=$((hits + 1))
-    if [ "$n" -lt "$every" ]; then n=$((n + 1)); else n=$((n + stride)); fi
+# walk <times> <every> <stride>: the walk in the parent, then in the
+# workers, with PROCPOOL_FAULT_TIMES=<times> (1: the Nth call fails, once;
+# 0: every call from the Nth on fails, as when memory stays short).
+walk() {
+  local times=$1 every=$2 stride=$3 where n runs hits t0 last kind
+  kind=$([ "$times" = 1 ] && echo "one fault" || echo "every call from N on")
+  for where in parent worker; do
+    n=1 runs=0 hits=0 t0=$(date +%s)
+    while :; do
+      PP_FAULT_TIMES=$times run "$where" "$n"
+      runs=$((runs + 1))
+      if [ "$fired" -eq 0 ]; then
+        break
+      fi
+      hits=$((hits + 1))
+      if [ "$n" -lt "$every" ]; then n=$((n + 1)); else n=$((n + stride)); fi
+    done
+    # The run without a fault counted the fallible calls (fault_run.c says
+    # the parent's; each worker writes its own to the log at its end).
+    last="$(grep -o '[0-9]* fallible calls' "$work/out" | head -n 1) in the parent, $(grep '^count worker' "$work/log" | awk '{print $4}' | sort -n | tr '\n' ' ')in the workers"
+    printf 'fault walk (%s, %s): %d runs, %d with a fault injected, N = 1..%d (every N to %d, then every %dth), %ds; the run without a fault: %s\n' \
+      "$where" "$kind" "$runs" "$hits" "$n" "$every" "$stride" \
+      $(( $(date +%s) - t0 )) "$last"
   done
-  last=$(grep -o '[0-9]* fallible calls' "$work/out" | head -n 1)
-  printf 'fault walk (%s): %d runs, %d with a fault injected, N = 1..%d (every N to %d, then every %dth), %ds; last run: %s in the parent\n' \
-    "$where" "$runs" "$hits" "$n" "$every" "$stride" $(( $(date +%s) - t0 )) \
-    "${last:-?}"
-done
+}
+
+walk 1 "$every" "$stride"
+# A sample of persistent faults: what a retry loop or a fallback does when
+# the next attempt fails too.
+if [ "${PP_FAULT_PERSISTENT:-1}" != 0 ]; then
+  walk 0 "${PP_FAULT_PERSISTENT_EVERY:-50}" "${PP_FAULT_PERSISTENT_STRIDE:-10}"
+fi
 echo "statuses seen (runs):"
 sort "$summary" | uniq -c | sort -k2,2 -k1,1nr | sed 's/^/  /'
 echo "fault walk: $failures failed run(s), $(( $(date +%s) - start ))s in all"
