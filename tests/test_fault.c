@@ -476,158 +476,103 @@ static int empty_message(void) {
 
 /* ---- the tests ---- */
 
-/* Runs this program as `<self> <scenario>` with the fault's variables set
- * (NULL: unset), within a time limit, and checks that it exits 0. */
-static void run_child_in(const char *in, const char *scenario, const char *site,
-                         const char *at, const char *times) {
+#if defined(PP_FAULT)
+#define CHILD(f) f
+#else
+#define CHILD(f) NULL
+#endif
+
+/* The cases: a name, the child's scenario and what it runs, and the
+ * fault's variables (`in` NULL: no fault, the case runs in every build). */
+typedef struct fault_case_s {
+  const char *name, *scenario;
+  int (*run)(void);
+  const char *in, *site, *at, *times;
+} fault_case_t;
+
+static const fault_case_t cases[] = {
+    {"epoll_ctl fails at every worker start", "--add-proc-always",
+     CHILD(add_proc_always), "parent", "pp__poller_add_proc", "1", "0"},
+    {"epoll_ctl fails once at create", "--add-proc-once", CHILD(add_proc_once),
+     "parent", "pp__poller_add_proc", "1", "1"},
+    {"epoll_ctl fails at every restart", "--add-proc-restart",
+     CHILD(add_proc_restart), "parent", "pp__poller_add_proc", "3", "0"},
+    {"every allocation of a pool's life", "--create-walk", CHILD(create_walk),
+     "parent", "alloc", NULL, NULL},
+    {"every platform call of a pool's life", "--create-walk",
+     CHILD(create_walk), "parent", "os", NULL, NULL},
+    {"apr_initialize fails once", "--apr-once", CHILD(apr_once), "parent",
+     "apr_initialize", "1", "1"},
+    {"the blob table's lock fails once", "--blob-once", CHILD(blob_once),
+     "parent", "pp__mutex_new", "1", "1"},
+    {"the parent is out of memory for a result", "--result-enomem",
+     CHILD(result_enomem), "parent", "pp__record_outcome", "1", "1"},
+    {"the parent runs out of memory while a map runs", "--alloc-exhausted",
+     CHILD(alloc_exhausted), "parent", "alloc", "0", "0"},
+    {"a worker cannot read its own output", "--output-unreadable",
+     CHILD(output_unreadable), "worker", "pp__chan_read_some", "1", "0"},
+    {"no worker can map an argument", "--blob-unmappable",
+     CHILD(blob_unmappable), "worker", "pp__shm_recv", "1", "0"},
+    {"a worker has no memory for a message", "--empty-message",
+     CHILD(empty_message), "worker", "pp__strdup_printf", "1", "0"},
+    {"out of descriptors is PP_ESPAWN", "--emfile", emfile, NULL, NULL, NULL,
+     NULL},
+};
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* Runs this program as `<self> <scenario>` with the case's fault variables
+ * set (and unset after), within a time limit, and checks that it exits 0:
+ * a hang or an abort fails the case, not the test program. */
+static void run_case(void **state) {
+  const fault_case_t *c = *state;
   char out[4096];
   int code;
-#if !defined(PP_FAULT)
-  (void)in, (void)scenario, (void)site, (void)at, (void)times, (void)out;
-  (void)code;
-  print_message("skipped: procpool was built without PROCPOOL_FAULT\n");
-  skip();
-#else
-  pp_test_setenv("PROCPOOL_FAULT_SITE", site);
-  pp_test_setenv("PROCPOOL_FAULT_AT", at);
-  pp_test_setenv("PROCPOOL_FAULT_TIMES", times);
-  pp_test_setenv("PROCPOOL_FAULT_IN", in);
-  code = pp_test_run_limit(self_exe, scenario, 60000 * PP_TEST_TIME_SCALE, out,
-                           sizeof(out));
+#if defined(_WIN32)
+  if (c->in == NULL) {
+    print_message("skipped: Windows has no descriptor limit\n");
+    skip();
+  }
+#endif
+  if (c->in != NULL && c->run == NULL) {
+    print_message("skipped: procpool was built without PROCPOOL_FAULT\n");
+    skip();
+  }
+  if (c->in != NULL) {
+    pp_test_setenv("PROCPOOL_FAULT_IN", c->in);
+    pp_test_setenv("PROCPOOL_FAULT_SITE", c->site);
+    pp_test_setenv("PROCPOOL_FAULT_AT", c->at);
+    pp_test_setenv("PROCPOOL_FAULT_TIMES", c->times);
+  }
+  code = pp_test_run_limit(self_exe, c->scenario, 60000 * PP_TEST_TIME_SCALE,
+                           out, sizeof(out));
+  pp_test_setenv("PROCPOOL_FAULT_IN", NULL);
   pp_test_setenv("PROCPOOL_FAULT_SITE", NULL);
   pp_test_setenv("PROCPOOL_FAULT_AT", NULL);
   pp_test_setenv("PROCPOOL_FAULT_TIMES", NULL);
-  pp_test_setenv("PROCPOOL_FAULT_IN", NULL);
-  print_message("%s (site %s, at %s, times %s): exit %d%s\n%s", scenario,
-                site ? site : "any", at ? at : "-", times ? times : "1", code,
+  print_message("%s (in %s, site %s, at %s, times %s): exit %d%s\n%s",
+                c->scenario, c->in ? c->in : "-", c->site ? c->site : "any",
+                c->at ? c->at : "-", c->times ? c->times : "1", code,
                 code == -2 ? " (did not end in time: a hang)" : "", out);
   assert_int_equal(code, 0);
-#endif
-}
-
-static void run_child(const char *scenario, const char *site, const char *at,
-                      const char *times) {
-  run_child_in("parent", scenario, site, at, times);
-}
-
-static void test_fault_worker_cannot_read_its_output(void **state) {
-  (void)state;
-  run_child_in("worker", "--output-unreadable", "pp__chan_read_some", "1", "0");
-}
-
-static void test_fault_no_worker_can_map_an_argument(void **state) {
-  (void)state;
-  run_child_in("worker", "--blob-unmappable", "pp__shm_recv", "1", "0");
-}
-
-static void test_fault_worker_without_memory_for_a_message(void **state) {
-  (void)state;
-  run_child_in("worker", "--empty-message", "pp__strdup_printf", "1", "0");
-}
-
-static void test_fault_epoll_ctl_fails_at_every_start(void **state) {
-  (void)state;
-  run_child("--add-proc-always", "pp__poller_add_proc", "1", "0");
-}
-
-static void test_fault_epoll_ctl_fails_once_at_create(void **state) {
-  (void)state;
-  run_child("--add-proc-once", "pp__poller_add_proc", "1", "1");
-}
-
-static void test_fault_epoll_ctl_fails_at_restarts(void **state) {
-  (void)state;
-  run_child("--add-proc-restart", "pp__poller_add_proc", "3", "0");
-}
-
-static void test_fault_every_allocation_of_create(void **state) {
-  (void)state;
-  run_child("--create-walk", "alloc", NULL, NULL);
-}
-
-static void test_fault_every_platform_call_of_create(void **state) {
-  (void)state;
-  run_child("--create-walk", "os", NULL, NULL);
-}
-
-static void test_fault_apr_initialize_fails_once(void **state) {
-  (void)state;
-  run_child("--apr-once", "apr_initialize", "1", "1");
-}
-
-static void test_fault_blob_lock_fails_once(void **state) {
-  (void)state;
-  run_child("--blob-once", "pp__mutex_new", "1", "1");
-}
-
-static void test_fault_parent_out_of_memory_while_a_map_runs(void **state) {
-  (void)state;
-  run_child("--alloc-exhausted", "alloc", "0", "0");
-}
-
-static void test_fault_out_of_descriptors_is_espawn(void **state) {
-  char out[4096];
-  int code;
-  (void)state;
-#if defined(_WIN32)
-  print_message("skipped: Windows has no descriptor limit\n");
-  skip();
-#endif
-  code = pp_test_run_limit(self_exe, "--emfile", 60000 * PP_TEST_TIME_SCALE,
-                           out, sizeof(out));
-  print_message("--emfile: exit %d\n%s", code, out);
-  assert_int_equal(code, 0);
-}
-
-static void test_fault_parent_out_of_memory_for_a_result(void **state) {
-  (void)state;
-  run_child("--result-enomem", "pp__record_outcome", "1", "1");
 }
 
 int main(int argc, char **argv) {
+  struct CMUnitTest tests[NCASES];
+  size_t i;
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
     return rc;
   self_exe = argv[0];
-  if (argc > 1 && strcmp(argv[1], "--emfile") == 0)
-    return emfile();
-#if defined(PP_FAULT)
-  if (argc > 1) {
-    static const struct {
-      const char *name;
-      int (*run)(void);
-    } scenarios[] = {{"--add-proc-always", add_proc_always},
-                     {"--add-proc-once", add_proc_once},
-                     {"--add-proc-restart", add_proc_restart},
-                     {"--create-walk", create_walk},
-                     {"--apr-once", apr_once},
-                     {"--blob-once", blob_once},
-                     {"--result-enomem", result_enomem},
-                     {"--alloc-exhausted", alloc_exhausted},
-                     {"--output-unreadable", output_unreadable},
-                     {"--blob-unmappable", blob_unmappable},
-                     {"--empty-message", empty_message}};
-    size_t i;
-    for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
-      if (strcmp(argv[1], scenarios[i].name) == 0)
-        return scenarios[i].run();
+  for (i = 0; argc > 1 && i < NCASES; i++)
+    if (strcmp(argv[1], cases[i].scenario) == 0)
+      return cases[i].run != NULL ? cases[i].run() : 2;
+  if (argc > 1)
     return 2;
+  memset(tests, 0, sizeof(tests));
+  for (i = 0; i < NCASES; i++) {
+    tests[i].name = cases[i].name;
+    tests[i].test_func = run_case;
+    tests[i].initial_state = (void *)&cases[i];
   }
-#endif
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fault_epoll_ctl_fails_at_every_start),
-      cmocka_unit_test(test_fault_epoll_ctl_fails_once_at_create),
-      cmocka_unit_test(test_fault_epoll_ctl_fails_at_restarts),
-      cmocka_unit_test(test_fault_every_allocation_of_create),
-      cmocka_unit_test(test_fault_every_platform_call_of_create),
-      cmocka_unit_test(test_fault_apr_initialize_fails_once),
-      cmocka_unit_test(test_fault_blob_lock_fails_once),
-      cmocka_unit_test(test_fault_parent_out_of_memory_for_a_result),
-      cmocka_unit_test(test_fault_parent_out_of_memory_while_a_map_runs),
-      cmocka_unit_test(test_fault_out_of_descriptors_is_espawn),
-      cmocka_unit_test(test_fault_worker_cannot_read_its_output),
-      cmocka_unit_test(test_fault_no_worker_can_map_an_argument),
-      cmocka_unit_test(test_fault_worker_without_memory_for_a_message),
-  };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
