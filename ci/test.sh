@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ci/test.sh - builds procpool and runs every test, in five legs:
+# ci/test.sh - builds procpool and runs every test, in six legs:
 #
 #   1. a Release build with -Wall -Wextra -Werror, whole CTest suite
 #      (including the `large` and `soak` labels, and the `mpi` label: the
@@ -14,7 +14,10 @@
 #      (without `large`: 3 GiB payloads under ASan only measure the shadow
 #      memory; the `mpi` label runs on its own with leak detection off,
 #      since Open MPI's own allocations, never freed by design, would be
-#      reported as leaks of every rank);
+#      reported as leaks of every rank), built with fault injection
+#      (PROCPOOL_FAULT), which tests/test_fault.c uses; then the fault walk
+#      over that build (ci/fault.sh: every allocation and platform call of
+#      a pool's life failed in turn, in the parent and in the workers);
 #   3. a ThreadSanitizer build of the suite (without `large`, `soak` and
 #      `mpi`), for the parent's threads: the I/O thread, the callback
 #      thread, callers that assist, async maps, imap; every report of any
@@ -64,7 +67,8 @@ step "consumers: install, find_package, pkg-config, CPack .deb, subproject"
 if [ -z "${PP_SKIP_ASAN:-}" ]; then
   step "ASan + UBSan build"
   cmake -S "$repo" -B "$build/asan" -DCMAKE_BUILD_TYPE=Debug \
-        -DPROCPOOL_SANITIZE=ON -DPROCPOOL_BUILD_EXAMPLES=ON \
+        -DPROCPOOL_SANITIZE=ON -DPROCPOOL_FAULT=ON \
+        -DPROCPOOL_BUILD_EXAMPLES=ON \
         -DPROCPOOL_TEST_TIMEOUT_MULTIPLIER=3 >/dev/null
   cmake --build "$build/asan" -j"$jobs"
   step "ASan + UBSan tests"
@@ -84,6 +88,8 @@ if [ -z "${PP_SKIP_ASAN:-}" ]; then
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$build/asan" --output-on-failure -L mpi --timeout 900
+  step "fault injection walk (ASan + UBSan build)"
+  "$repo/ci/fault.sh" "$build/asan"
 fi
 
 if [ -z "${PP_SKIP_TSAN:-}" ]; then

@@ -499,9 +499,15 @@ typedef enum {
  * worker without PP_POOL_NESTED, nested too deep, or in a process that was
  * started as a worker but whose main() lacks the worker guard),
  * PP_ESPAWN (a worker could not be started: the message has the OS reason,
- * or the worker's last line on stderr), PP_ETASK (the initializer failed:
- * the message is the task's), PP_EDSO (task_library could not be loaded),
- * PP_ENOMEM.
+ * or the worker's last line on stderr; also when this process has run
+ * out of file descriptors, EMFILE or ENFILE, or the pool needs more than
+ * its descriptor limit), PP_ETASK (the initializer failed: the message is
+ * the task's), PP_EDSO (task_library could not be loaded), PP_ENOMEM (out
+ * of memory, or of what the system hands out like it: threads or
+ * processes (EAGAIN), epoll watches (ENOSPC); the message names the call
+ * that failed), PP_EIO (any other failure of a system call, named in the
+ * message).  None of these is kept: a later pp_pool_create() tries
+ * everything again.
  *
  * Pools may be created and destroyed from any number of threads at once.
  * A closed stdin, stdout or stderr (descriptor 0, 1 or 2) is reopened on the
@@ -592,7 +598,9 @@ typedef struct pp_result_s {
   /** The number of result bytes. */
   size_t len;
   /** NULL on success; otherwise a human-readable reason: the task's message,
-   * the signal or exit code of a dead worker, the timeout, ... */
+   * the signal or exit code of a dead worker, the timeout, ...  Also NULL
+   * when this process had no memory left even for the message (the status
+   * still says what happened). */
   char *message;
   /** For PP_EWORKERDIED: the worker's exit code, or -1 if it was killed. */
   int exit_code;

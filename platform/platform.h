@@ -143,12 +143,15 @@ void pp__cond_broadcast(pp__cond_t *cond);
 
 /* One-time set-up: pp__once(&once, init) runs init() the first time any
  * thread calls it with that `once`, while later callers wait for it to
- * finish, and returns its status then and on every later call. */
+ * finish, and returns its status.  Once init() has succeeded, every later
+ * call returns 0 at once; a failed init() is run again by the next call,
+ * so that a transient failure (memory, descriptors) is not kept for the
+ * life of the process.  init() must leave nothing behind when it fails. */
 typedef struct pp__once_s {
   int done;
-  int status;
 } pp__once_t;
-#define PP__ONCE_INIT {0, 0}
+#define PP__ONCE_INIT                                                          \
+  { 0 }
 int pp__once(pp__once_t *once, int (*init)(void));
 
 /* A worker process as seen by its parent (pid or process HANDLE). */
@@ -221,7 +224,8 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *shm, pp__proc_t *peer,
 /* Takes the next mapping the peer sent (POSIX: from the channel; Windows:
  * `handle`, duplicated out of `peer` when it is the worker) and maps it.
  * Refuses one smaller than `size`.  Returns 0, PP_EPROTO, PP_ECLOSED,
- * PP_ENOMEM or PP_EIO. */
+ * PP_ENOMEM or PP_EIO.  PP_ENOMEM means the mapping was taken (and closed)
+ * but this process could not map it: the channel is still in step. */
 int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **shm);
 /* The same, except that a mapping which is one of the `n` in `known`
@@ -327,6 +331,13 @@ typedef struct pp__exit_s {
   int exit_code;   /* exit status, or -1 if ended by a signal / exception */
   int term_signal; /* POSIX signal number, Windows exception code, or 0 */
   int killed;      /* 1 if pp__proc_kill ended it */
+  /* 1 if something outside the pool ended it: on POSIX a signal that is
+   * neither the pool's kill nor one of a crash of its own (SIGSEGV,
+   * SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP), such as SIGKILL
+   * or SIGTERM sent by another process or the kernel's OOM killer.
+   * Always 0 on Windows, where a process that another one terminated
+   * cannot be told from one that exited with the code it was given. */
+  int outside;
   char reason[256]; /* e.g. "killed by signal 11 (SIGSEGV)" */
 } pp__exit_t;
 
@@ -345,6 +356,13 @@ int pp__proc_kill(pp__proc_t *proc);
 /* Frees the handle; a worker not yet waited for is killed and reaped first,
  * so none is ever left behind.  NULL is ignored. */
 void pp__proc_free(pp__proc_t *proc);
+
+/* Frees the handle of a worker that was killed and has still not ended
+ * (a process the kernel cannot end yet, stuck in an uninterruptible
+ * wait), without waiting for it: nothing in this process waits for it any
+ * more.  On POSIX it stays a zombie until this process ends.  For the rare
+ * case where a bounded wait after pp__proc_kill ran out. */
+void pp__proc_abandon(pp__proc_t *proc);
 
 /* Ties a worker's channel to its process: from now on a read (and
  * pp__chan_wait) also ends when the process has ended, after the bytes it

@@ -28,7 +28,7 @@ void *pp__arena_alloc(pp__arena_t *a, size_t len) {
     cap = len > PP__ARENA_BLOCK ? len : PP__ARENA_BLOCK;
     if (cap > SIZE_MAX - sizeof(*k))
       return NULL;
-    k = malloc(sizeof(*k) + cap);
+    k = pp__malloc(sizeof(*k) + cap);
     if (k == NULL)
       return NULL;
     k->cap = cap;

@@ -100,16 +100,16 @@ void pp__spare_give(pp__shm_t *shm) {
   pp__shm_close(shm);
 }
 
-void pp__spare_users(int delta) {
+int pp__spare_users(int delta) {
   pp__shm_t *all[PP__SPARE_MAX];
-  int i, n = 0;
-  if (pp__once(&blobs_once, blobs_setup) != 0)
-    return;
+  int i, n = 0, rc = pp__once(&blobs_once, blobs_setup);
+  if (rc != 0)
+    return rc;
   pp__mutex_lock(blobs_lock);
   spares_users += delta;
   if (spares_users > 0) {
     pp__mutex_unlock(blobs_lock);
-    return;
+    return 0;
   }
   n = spares_n;
   memcpy(all, spares, (size_t)n * sizeof(*all));
@@ -118,6 +118,7 @@ void pp__spare_users(int delta) {
   pp__mutex_unlock(blobs_lock);
   for (i = 0; i < n; i++)
     pp__shm_close(all[i]);
+  return 0;
 }
 
 pp__shm_t *pp__spare_or_new(uint64_t len) {
@@ -204,10 +205,10 @@ void pp__blob_release(pp__shm_t *shm) {
 }
 
 void *pp__blob_adopt(pp__shm_t *shm) {
-  blob_t *b = malloc(sizeof(*b));
+  blob_t *b = pp__malloc(sizeof(*b));
   if (b == NULL || pp__once(&blobs_once, blobs_setup) != 0) {
     /* Without bookkeeping the mapping cannot be handed out: copy it. */
-    void *copy = malloc(pp__shm_len(shm) ? (size_t)pp__shm_len(shm) : 1);
+    void *copy = pp__malloc(pp__shm_len(shm) ? (size_t)pp__shm_len(shm) : 1);
     free(b);
     if (copy != NULL)
       memcpy(copy, pp__shm_base(shm), (size_t)pp__shm_len(shm));

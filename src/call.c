@@ -73,7 +73,7 @@ static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
    * with bytes of its previous reply). */
   if (len <= sizeof(call->small) && call->reply != call->small)
     return call->small;
-  return malloc(len ? len : 1);
+  return pp__malloc(len ? len : 1);
 }
 
 int pp_call_reply(pp_call_t *call, const void *data, size_t len) {

@@ -91,13 +91,18 @@ int pp__cb_start_locked(pp_pool_t *pool, pp__err_t *err) {
   /* A memory pool of its own: pool->mem is not for threads other than
    * the creator's, and a top-level APR pool may be made from any thread. */
   if (pool->cb_mem == NULL) {
-    rv = apr_pool_create(&pool->cb_mem, NULL);
+    rv = PP__FAULT_HIT("apr_pool_create")
+             ? APR_ENOMEM
+             : apr_pool_create(&pool->cb_mem, NULL);
     if (rv != APR_SUCCESS) {
       pool->cb_mem = NULL;
       return pp__from_apr(err, rv, "apr_pool_create");
     }
   }
-  rv = apr_thread_create(&pool->cb_thread, NULL, cb_main, pool, pool->cb_mem);
+  rv = PP__FAULT_HIT("apr_thread_create")
+           ? APR_EAGAIN
+           : apr_thread_create(&pool->cb_thread, NULL, cb_main, pool,
+                               pool->cb_mem);
   if (rv != APR_SUCCESS) {
     pool->cb_thread = NULL;
     return pp__from_apr(err, rv, "starting the pool's callback thread");

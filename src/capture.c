@@ -46,6 +46,8 @@ static struct {
   pp__chan_t *out, *err; /* the pipes' read ends, NULL if inherited */
   pp__put_fn put;        /* publishes OUTPUT records */
   pp__mutex_t *lock;     /* one drain at a time */
+  int ended[2];          /* a pipe gave its end: the task closed stdout or
+                            stderr (every copy); written under lock */
   apr_pool_t *mem;
   apr_thread_t *thread;
   uint32_t stop;         /* the main thread's word to the watch thread */
@@ -61,6 +63,21 @@ static struct {
   char errbuf[PP__STDIO_BUF];
 } C;
 
+/* The worker cannot read its own stdout or stderr: what its tasks print
+ * would fill the pipe and block them for ever, so it says why (in its
+ * ring, as a log line: stderr may be the pipe that is full) and exits; the
+ * parent fails the running call and starts another worker. */
+static void cannot_read(int i) {
+  char text[512];
+  unsigned char level[4] = {0, 0, 0, 0};
+  int n = snprintf(text, sizeof(text),
+                   "procpool worker: cannot read its own %s: %s",
+                   i == 0 ? "stdout" : "stderr", pp__os_reason());
+  C.put(PP__REC_LOG, 0, PP__LOAD_ACQ64(&C.running), level, 4, text,
+        n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0);
+  pp__exit_now(70);
+}
+
 /* Forwards what the pipes hold now, under call `id`. */
 static void drain(uint64_t id) {
   char buf[16384];
@@ -71,9 +88,18 @@ static void drain(uint64_t id) {
   pp__mutex_lock(C.lock);
   for (i = 0; i < 2; i++) {
     size_t got;
+    int rc = 0;
+    if (C.ended[i])
+      continue;
     while (pp__chan_wait(chans[i], 0) &&
-           pp__chan_read_some(chans[i], buf, sizeof(buf), &got) == 0)
+           (rc = pp__chan_read_some(chans[i], buf, sizeof(buf), &got)) == 0)
       C.put(PP__REC_OUTPUT, (uint16_t)(i + 1), id, buf, got, NULL, 0);
+    /* At its end a pipe stays readable: the watch thread stops looking at
+     * it, or it would spin. */
+    if (rc == PP_ECLOSED)
+      C.ended[i] = 1;
+    else if (rc != 0)
+      cannot_read(i);
   }
   pp__mutex_unlock(C.lock);
 }
@@ -113,25 +139,27 @@ static void flush_running(void) {
 
 static void *APR_THREAD_FUNC watch_main(apr_thread_t *thread, void *data) {
   pp__chan_t *chans[3];
-  int n = 1, ready[3];
+  int n, i, ready[3], pipe_ready;
   (void)data;
   chans[0] = C.alive;
-  if (C.out != NULL) {
-    chans[1] = C.out;
-    chans[2] = C.err;
-    n = 3;
-  }
   while (!PP__LOAD_ACQ32(&C.stop)) {
-    int got = pp__chan_poll(chans, n, PP__FLUSH_MS, ready);
+    int got;
+    /* The pipes that have not ended (drain). */
+    n = 1;
+    for (i = 0; C.out != NULL && i < 2; i++)
+      if (!C.ended[i])
+        chans[n++] = i == 0 ? C.out : C.err;
+    got = pp__chan_poll(chans, n, PP__FLUSH_MS, ready);
     if (PP__LOAD_ACQ32(&C.stop))
       break;
     if (got > 0 && ready[0] && pp__chan_ended(C.alive))
       pp__exit_now(0); /* The parent has gone: nobody wants our results. */
-    if (got > 0 && n == 3 && (ready[1] || ready[2]))
+    pipe_ready = got > 0 && ((n > 1 && ready[1]) || (n > 2 && ready[2]));
+    if (pipe_ready)
       drain_running();
     else if (C.own_buffers && PP__LOAD_ACQ64(&C.running) != 0)
       flush_running();
-    if (got > 0 && ready[0] && !ready[1] && !ready[2])
+    if (got > 0 && ready[0] && !pipe_ready)
       /* A blob on its way to the main thread: not ours to read. */
       apr_sleep(1000);
   }
@@ -201,9 +229,12 @@ int pp__capture_start(pp__chan_t *alive, pp__chan_t *out, pp__chan_t *err,
     C.own_buffers = 1;
     pp__worker_set_crash_hook(salvage);
   }
-  rv = apr_pool_create(&C.mem, NULL);
+  rv = PP__FAULT_HIT("apr_pool_create") ? APR_ENOMEM
+                                        : apr_pool_create(&C.mem, NULL);
   if (rv == APR_SUCCESS)
-    rv = apr_thread_create(&C.thread, NULL, watch_main, NULL, C.mem);
+    rv = PP__FAULT_HIT("apr_thread_create")
+             ? APR_EAGAIN
+             : apr_thread_create(&C.thread, NULL, watch_main, NULL, C.mem);
   if (rv != APR_SUCCESS)
     return pp__from_apr(why, rv, "starting the worker's watch thread");
   return 0;

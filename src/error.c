@@ -8,6 +8,7 @@
 
 #include "../platform/platform.h"
 #include "error.h"
+#include "fault.h"
 
 /* Written only at the public edge (error.h). */
 static PP__THREAD_LOCAL char last_error[512];
@@ -128,7 +129,7 @@ char *pp__strdup_printf(const char *fmt, ...) {
   va_end(ap);
   if (n < 0)
     return NULL;
-  s = malloc((size_t)n + 1);
+  s = pp__malloc((size_t)n + 1);
   if (s == NULL)
     return NULL;
   va_start(ap, fmt);

@@ -88,7 +88,7 @@ static void user_cb_fire(pp__watch_t *w, pp_future_t *f) {
 }
 
 static user_cb_t *user_cb_new(pp_future_cb cb, void *data) {
-  user_cb_t *u = calloc(1, sizeof(*u));
+  user_cb_t *u = pp__calloc(1, sizeof(*u));
   if (u == NULL)
     return NULL;
   pp__queue_init(&u->w.link);
@@ -168,7 +168,7 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
     if (u == NULL)
       return pp__fail(PP_ENOMEM, "cannot allocate a completion callback");
   }
-  f = calloc(1, sizeof(*f));
+  f = pp__calloc(1, sizeof(*f));
   if (f == NULL) {
     free(u);
     return pp__fail(PP_ENOMEM, "cannot allocate a future");
@@ -177,7 +177,7 @@ int pp_pool_submit(pp_pool_t *pool, const char *task, const void *arg,
   pp__queue_init(&f->cq_link);
   pp__queue_init(&f->cq_watch.link);
   if (!(options && options->borrow_arg) && len > 0) {
-    f->arg_owned = malloc(len);
+    f->arg_owned = pp__malloc(len);
     if (f->arg_owned == NULL) {
       free(f);
       free(u);

@@ -447,18 +447,18 @@ static int imap_alloc(imap_t *im) {
     batch_t *b = &im->b[i];
     b->im = im;
     pp__queue_init(&b->src.link);
-    b->args = calloc(im->cap, sizeof(*b->args));
+    b->args = pp__calloc(im->cap, sizeof(*b->args));
     if (b->args == NULL)
       return PP_ENOMEM;
     if (!im->unordered) {
-      b->results = calloc(im->cap, sizeof(*b->results));
-      b->fin = calloc(im->cap, 1);
+      b->results = pp__calloc(im->cap, sizeof(*b->results));
+      b->fin = pp__calloc(im->cap, 1);
       if (b->results == NULL || b->fin == NULL)
         return PP_ENOMEM;
     }
   }
   if (im->unordered) {
-    im->ready = calloc(im->window, sizeof(*im->ready));
+    im->ready = pp__calloc(im->window, sizeof(*im->ready));
     if (im->ready == NULL)
       return PP_ENOMEM;
   }
@@ -532,7 +532,7 @@ int pp_pool_imap(pp_pool_t *pool, const char *task, pp_producer_cb producer,
                                "must be set");
   if (pp__pool_forked(pool, "pp_pool_imap") != 0)
     return PP_ECLOSED;
-  im = calloc(1, sizeof(*im));
+  im = pp__calloc(1, sizeof(*im));
   if (im == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_imap: out of memory");
   im->producer = producer;

@@ -50,7 +50,7 @@ void pp__inline_run(pp__src_t *src, size_t index) {
   const pp_buf_t *arg = &src->args[index];
   uint64_t id = src->first_id + index;
   uint64_t len = pp__call_rec_len(src->task_len, arg->len, 0);
-  unsigned char *payload = malloc(len ? (size_t)len : 1);
+  unsigned char *payload = pp__malloc(len ? (size_t)len : 1);
   void *reply = NULL;
   const pp_task_t *task = NULL;
   pp__call_rec_t c;
@@ -93,7 +93,7 @@ void pp__inline_run(pp__src_t *src, size_t index) {
   free(payload);
   if (status == 0) {
     /* The result is copied, as it would be out of a ring. */
-    reply = malloc(call.reply_len ? call.reply_len : 1);
+    reply = pp__malloc(call.reply_len ? call.reply_len : 1);
     if (reply == NULL) {
       status = pp__err_set(&err, PP_ENOMEM,
                            "inline: cannot copy a result "

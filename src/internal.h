@@ -5,6 +5,7 @@
  * platform/), never one below, so the core reads bottom-up.
  *
  *   error.c    status names, the thread's last error
+ *   fault.c    fault injection (PROCPOOL_FAULT builds only; fault.h)
  *   blob.c     large results in shared memory, and pp_free
  *   clock.c    deadlines on the monotonic clock
  *   digest.c   a small digest for build ids
@@ -67,6 +68,7 @@
 
 #include "../platform/platform.h"
 #include "error.h"
+#include "fault.h"
 #include "procpool.h"
 #include "queue.h"
 #include "ring.h"
@@ -209,8 +211,10 @@ pp__shm_t *pp__spare_or_new(uint64_t len);
  * ignored). */
 void pp__spare_give(pp__shm_t *shm);
 /* Counts the pools alive (+1 at create, -1 at free): spares are kept only
- * while one is, and closed when the last one goes. */
-void pp__spare_users(int delta);
+ * while one is, and closed when the last one goes.  Returns 0, or
+ * PP_ENOMEM (with the OS reason) when the spares' lock could not be made,
+ * and then counts nothing. */
+int pp__spare_users(int delta);
 
 /* ---- registry.c ---- */
 
@@ -486,6 +490,8 @@ typedef struct pp__slot_s {
                                 last spun without io_lock (loop.c) */
   char why[512];             /* why its last start failed */
   int spawn_failures;        /* in a row */
+  int outside_kills;         /* starts ended from outside, in a row (they
+                                lengthen the back-off only) */
   pp__lines_t *lines[2];     /* stdout, stderr */
   /* pool->lock. */
   int64_t pid;               /* 0 when no worker runs */
@@ -522,7 +528,9 @@ void pp__pool_fail_queue_locked(pp_pool_t *pool);
 int pp__record_side(pp__slot_t *s, const pp__rec_t *rec);
 /* record.c: turns a RESULT or ERROR record of the call `f` into an outcome
  * (copying or adopting the result) without finishing it yet; returns 0 or
- * PP_EPROTO / PP_ENOMEM for a bad record, with the reason in *err. */
+ * PP_EPROTO for a bad record, with the reason in *err.  When this process
+ * has no memory for the result, the outcome is PP_ENOMEM (the parent's
+ * fault, not the worker's: the record is read and the worker kept). */
 typedef struct pp__outcome_s {
   pp__flight_t f;
   int status;
@@ -597,7 +605,12 @@ int pp__dispatch_started_locked(pp_pool_t *pool, uint64_t id);
  * without pool->lock. */
 int pp__dispatch_try(pp_pool_t *pool);
 
-/* loop.c: the I/O thread's body. */
+/* loop.c: the I/O thread's state, made before the thread starts so that
+ * pp_pool_create() can report PP_ENOMEM (pool->io), and freed with the
+ * pool (with a caller's round state, pool->assist). */
+int pp__loop_new(pp_pool_t *pool, pp__err_t *err);
+void pp__loop_free(pp_pool_t *pool);
+/* The I/O thread's body; `data` is the pool, whose pool->io it uses. */
 void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data);
 /* A caller that waits for a call does the I/O thread's collecting itself
  * when that thread is not in a round (io_lock is free): it reads the
@@ -720,6 +733,8 @@ struct pp_pool_s {
                              pp__dispatch_try or pp__loop_assist; taken
                              before pool->lock */
   void *assist;           /* io_lock: a caller's round state (loop.c) */
+  void *io;               /* the I/O thread's round state (loop.c) */
+  int spare_user;         /* counted by pp__spare_users (blob.c) */
   pp__poller_t *poller;   /* the I/O thread's */
   apr_thread_t *loop;
   pp__slot_t *slots;

@@ -25,7 +25,9 @@
 
 /* Consecutive start failures after which a slot counts as broken.  When
  * every slot of a pool is broken, no worker can serve, and queued calls
- * fail with PP_ESPAWN instead of waiting. */
+ * fail with PP_ESPAWN instead of waiting.  A worker that something outside
+ * the pool killed while it started (pp__exit_t.outside) is no start
+ * failure: the program can start, and calls wait for it. */
 #define PP__SPAWN_GIVE_UP 3
 /* Attempts at a worker's first start before pp_pool_create() fails. */
 #define PP__START_TRIES 3
@@ -35,6 +37,11 @@
 /* The most output read from a dead worker's pipes: a process its task
  * started may still be writing into them. */
 #define PP__LEFTOVER_MAX (1 << 20)
+/* How long a worker whose start failed may take to end once it is killed.
+ * One that takes longer (a process the kernel cannot end yet, stuck in an
+ * uninterruptible wait) is left to the system rather than hold the pool's
+ * I/O thread. */
+#define PP__REAP_WAIT_MS 5000
 
 /* ---- the in-flight list ---- */
 
@@ -45,7 +52,7 @@ pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i) {
 int pp__flight_push(pp__slot_t *s, const pp__flight_t *f) {
   if (s->fl_n == s->fl_cap) {
     size_t cap = s->fl_cap ? 2 * s->fl_cap : 64, i;
-    pp__flight_t *fl = malloc(cap * sizeof(*fl));
+    pp__flight_t *fl = pp__malloc(cap * sizeof(*fl));
     if (fl == NULL)
       return PP_ENOMEM;
     for (i = 0; i < s->fl_n; i++)
@@ -239,16 +246,36 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   pp__exit_t st;
   char last[200] = "";
   char why[512];
-  int n, status = err->code;
+  int n, status = err->code, outside = 0, tries;
 
   pp__format(why, sizeof(why), "%s", err->text);
   if (s->proc != NULL) {
+    /* Whether the worker ended by itself is the system's to say (a process
+     * that has ended is waited for at once), never the status's: PP_EIO or
+     * PP_ENOMEM may be the parent's own failure (epoll_ctl while the
+     * worker starts), with the worker alive and waiting for calls.  So it
+     * is killed unless it has ended, and waited for with a bound. */
+    int died = pp__proc_wait(s->proc, 0, &st) == 0;
+    outside = died && st.outside;
+    if (!died) {
+      pp__proc_kill(s->proc);
+      if (pp__proc_wait(s->proc, PP__REAP_WAIT_MS, &st) != 0) {
+        char line[256];
+        pp__format(line, sizeof(line),
+                   "procpool: worker %d (pid %lld) has not ended %d ms "
+                   "after it was killed; it is left to the system",
+                   s->index, (long long)pp__proc_pid(s->proc),
+                   PP__REAP_WAIT_MS);
+        pp__log_text(pool, s->index, 0, PP_LOG_STDERR, 0, line, strlen(line));
+        pp__poller_remove_proc(pool->poller, s->proc);
+        pp__proc_abandon(s->proc);
+        s->proc = NULL;
+        pp__format(st.reason, sizeof(st.reason), "did not end when killed");
+        st.killed = 1;
+      }
+    }
     /* A worker that died by itself may have said why on stderr (a missing
      * worker guard, a library that would not load). */
-    int died = status == PP_ECLOSED || status == PP_EIO;
-    if (!died)
-      pp__proc_kill(s->proc);
-    pp__proc_wait(s->proc, -1, &st);
     if (s->err != NULL) {
       char buf[4096];
       size_t got, used = 0;
@@ -283,10 +310,15 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
       status = PP_ESPAWN;
   }
   release(s);
-  s->spawn_failures++;
-  s->deadline =
-      pp__now_us() +
-      ((int64_t)50000 << (s->spawn_failures < 5 ? s->spawn_failures : 5));
+  /* Killed from outside (a kill storm, the OOM killer): the back-off still
+   * grows, so that a storm is not met with a start every 50 ms, but the
+   * slot does not come closer to being broken. */
+  if (outside)
+    s->outside_kills++;
+  else
+    s->spawn_failures++;
+  tries = s->spawn_failures + s->outside_kills;
+  s->deadline = pp__now_us() + ((int64_t)50000 << (tries < 5 ? tries : 5));
   pp__format(s->why, sizeof(s->why), "%s", why);
   pp__mutex_lock(pool->lock);
   if (s->spawn_failures >= PP__SPAWN_GIVE_UP) {
@@ -306,6 +338,7 @@ static void ready(pp__slot_t *s) {
   pp_pool_t *pool = s->pool;
   s->state = PP__W_READY;
   s->spawn_failures = 0;
+  s->outside_kills = 0;
   pp__mutex_lock(pool->lock);
   if (s->broken) {
     s->broken = 0;
@@ -562,7 +595,7 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
     pp__lines_call_end(pool, s->lines[1], rec.id);
     if (nouts == capouts) {
       size_t cap = capouts ? 2 * capouts : 16;
-      pp__outcome_t *o = realloc(outs, cap * sizeof(*o));
+      pp__outcome_t *o = pp__realloc(outs, cap * sizeof(*o));
       if (o == NULL)
         break;
       outs = o;

@@ -36,6 +36,7 @@ typedef struct loop_s {
   int assist; /* a caller's round (pp__loop_assist): plain outcomes only */
   int left;   /* ... and it left records to the I/O thread */
   int64_t steal_at; /* the next time a call may be taken back */
+  pp__take_t *takes; /* the I/O thread's plan: PP__TAKE_MAX entries */
 } loop_t;
 
 /* Finishes the gathered outcomes; pool->lock held.  Returns 1 if the
@@ -457,7 +458,7 @@ int pp__loop_assist(pp_pool_t *pool) {
   if (!results_waiting(pool))
     goto cleanup;
   if (pool->assist == NULL) {
-    pool->assist = calloc(1, sizeof(loop_t));
+    pool->assist = pp__calloc(1, sizeof(loop_t));
     if (pool->assist == NULL)
       goto cleanup; /* the I/O thread does it, as always */
   }
@@ -499,16 +500,38 @@ cleanup:
   return took;
 }
 
-void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
-  pp_pool_t *pool = data;
-  loop_t *L = calloc(1, sizeof(*L));
-  pp__take_t *takes = malloc(PP__TAKE_MAX * sizeof(*takes));
-  int i, stopping = 0, broken = 0;
-
-  if (L == NULL || takes == NULL)
-    abort(); /* too early for anything better: nothing has started */
+int pp__loop_new(pp_pool_t *pool, pp__err_t *err) {
+  loop_t *L = pp__calloc(1, sizeof(*L));
+  if (L != NULL)
+    L->takes = pp__malloc(PP__TAKE_MAX * sizeof(*L->takes));
+  if (L == NULL || L->takes == NULL) {
+    free(L);
+    return pp__err_set(err, PP_ENOMEM,
+                       "pp_pool_create: out of memory for the I/O thread");
+  }
   L->pool = pool;
   L->steal_at = PP__NEVER;
+  pool->io = L;
+  return 0;
+}
+
+void pp__loop_free(pp_pool_t *pool) {
+  loop_t *L = pool->io;
+  if (L != NULL)
+    free(L->takes);
+  free(L);
+  free(pool->assist);
+  pool->io = pool->assist = NULL;
+}
+
+void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
+  pp_pool_t *pool = data;
+  /* Made before the thread (pp__loop_new): a thread that cannot allocate
+   * would have nobody to tell. */
+  loop_t *L = pool->io;
+  pp__take_t *takes = L->takes;
+  int i, stopping = 0, broken = 0;
+
   for (;;) {
     int64_t now, next, cap;
     size_t ntakes;
@@ -646,8 +669,6 @@ void *APR_THREAD_FUNC pp__loop_main(apr_thread_t *thread, void *data) {
     pp__mutex_unlock(pool->lock);
     sleep_end(pool);
   }
-  free(takes);
-  free(L);
   /* Returning ends the thread (APR frees its pool with the parent pool).
    * apr_thread_exit() would call pthread_exit(), whose forced unwinding
    * leaves AddressSanitizer's stack poison behind and makes the thread's

@@ -76,7 +76,7 @@ static int map_done(pp__src_t *src, size_t index, pp_result_t *r) {
       m->dfirst = m->ndone = 0;
     if (m->ndone == m->capdone) {
       size_t cap = m->capdone ? 2 * m->capdone : 64;
-      done_t *d = realloc(m->done, cap * sizeof(*d));
+      done_t *d = pp__realloc(m->done, cap * sizeof(*d));
       if (d == NULL) {
         /* The outcome cannot be kept for the callback; the map reports the
          * shortage instead of losing it silently. */
@@ -352,7 +352,7 @@ int pp_pool_map_async(pp_pool_t *pool, const char *task, const pp_buf_t *args,
   if (rc != 0)
     return rc;
   /* The one allocation of an async map: its state outlives this call. */
-  m = calloc(1, sizeof(*m));
+  m = pp__calloc(1, sizeof(*m));
   if (m == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_map_async: out of memory");
   m->results = results;

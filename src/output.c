@@ -46,7 +46,7 @@ void pp__log_text_from(pp_pool_t *pool, int rank, int worker, uint64_t call_id,
                        pp_log_source_t source, int level, const char *text,
                        size_t len) {
   pp_log_record_t rec;
-  char *copy = malloc(len + 1);
+  char *copy = pp__malloc(len + 1);
   size_t start = 0, i;
   if (copy == NULL)
     return;
@@ -99,7 +99,7 @@ void pp_log_stderr(void *data, const pp_log_record_t *rec) {
   /* One fwrite per line, so lines from several pools in one process are not
    * mixed mid-line either. */
   hlen = strlen(head);
-  buf = malloc(hlen + rec->len + 2);
+  buf = pp__malloc(hlen + rec->len + 2);
   if (buf == NULL)
     return;
   memcpy(buf, head, hlen);
@@ -137,7 +137,7 @@ int pp__lines_feed(pp_pool_t *pool, pp__lines_t **lines, int worker,
   const char *p = bytes;
   size_t i;
   if (l == NULL) {
-    l = *lines = calloc(1, sizeof(*l));
+    l = *lines = pp__calloc(1, sizeof(*l));
     if (l == NULL)
       return PP_ENOMEM;
     l->worker = worker;

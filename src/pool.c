@@ -137,12 +137,17 @@ static int pool_start(pp_pool_t *pool, pp__err_t *err) {
     rc = pp__poller_add_wake(pool->poller, pool->wake, pool);
   if (rc)
     return pp__err_os(err, rc);
+  if (pp__loop_new(pool, err) != 0)
+    return err->code;
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i].pool = pool;
     pool->slots[i].index = i;
     pool->slots[i].deadline = 0; /* start at once */
   }
-  rv = apr_thread_create(&pool->loop, NULL, pp__loop_main, pool, pool->mem);
+  rv = PP__FAULT_HIT("apr_thread_create")
+           ? APR_EAGAIN
+           : apr_thread_create(&pool->loop, NULL, pp__loop_main, pool,
+                               pool->mem);
   if (rv != APR_SUCCESS)
     return pp__from_apr(err, rv, "starting the pool's I/O thread");
   rc = 0;
@@ -209,13 +214,14 @@ int pp__pool_count(void) {
 }
 
 void pp__pool_free(pp_pool_t *pool) {
-  int i;
+  int i, spare_user;
   if (pool == NULL)
     return;
+  spare_user = pool->spare_user;
   for (i = 0; pool->slots != NULL && i < pool->nslots; i++)
     free(pool->slots[i].fl);
   free(pool->slots);
-  free(pool->assist);
+  pp__loop_free(pool);
   pp__poller_free(pool->poller);
   pp__wake_free(pool->wake);
   pp__image_close(pool->image);
@@ -230,7 +236,8 @@ void pp__pool_free(pp_pool_t *pool) {
     apr_pool_destroy(pool->mem);
   free(pool);
   apr_atomic_dec32(&pools_alive);
-  pp__spare_users(-1);
+  if (spare_user)
+    pp__spare_users(-1);
 }
 
 /* A pool of another backend: returns 1 if the engine runs the pool now,
@@ -301,13 +308,18 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     return pp__err_raise(&err);
   /* Before any channel exists, so none can be numbered 0, 1 or 2. */
   pp__stdio_ensure();
-  pool = calloc(1, sizeof(*pool));
+  pool = pp__calloc(1, sizeof(*pool));
   if (pool == NULL)
     return pp__fail(PP_ENOMEM, "pp_pool_create: out of memory");
   pool->owner_pid = pp__self_pid();
   apr_atomic_inc32(&pools_alive);
-  pp__spare_users(1);
-  rv = apr_pool_create(&pool->mem, NULL);
+  if (pp__spare_users(1) != 0) {
+    pp__err_os(&err, PP_ENOMEM);
+    goto cleanup;
+  }
+  pool->spare_user = 1;
+  rv = PP__FAULT_HIT("apr_pool_create") ? APR_ENOMEM
+                                        : apr_pool_create(&pool->mem, NULL);
   if (rv != APR_SUCCESS) {
     pp__from_apr(&err, rv, "apr_pool_create");
     goto cleanup;
@@ -334,9 +346,12 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
     if (rc != 0) {
       pp__err_os(&err, rc);
     } else {
-      pool->library = apr_pstrdup(pool->mem, abs);
+      pool->library =
+          PP__FAULT_ALLOC_HIT() ? NULL : apr_pstrdup(pool->mem, abs);
       free(abs);
-      rc = pp__tasks_load(pool->mem, pool->library, &pool->tasks, &err);
+      rc = pool->library == NULL
+               ? pp__err_set(&err, PP_ENOMEM, "pp_pool_create: out of memory")
+               : pp__tasks_load(pool->mem, pool->library, &pool->tasks, &err);
     }
   } else {
     pool->tasks = o->tasks ? o->tasks : pp__tasks_default();
@@ -353,11 +368,17 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
                   o->initializer);
       goto cleanup;
     }
-    pool->init_task = apr_pstrdup(pool->mem, t->name);
+    pool->init_task =
+        PP__FAULT_ALLOC_HIT() ? NULL : apr_pstrdup(pool->mem, t->name);
     pool->init_arg_len = o->init_arg_len;
-    pool->init_arg = o->init_arg_len
+    pool->init_arg = o->init_arg_len && pool->init_task != NULL
                          ? apr_pmemdup(pool->mem, o->init_arg, o->init_arg_len)
                          : NULL;
+    if (pool->init_task == NULL ||
+        (o->init_arg_len > 0 && pool->init_arg == NULL)) {
+      pp__err_set(&err, PP_ENOMEM, "pp_pool_create: out of memory");
+      goto cleanup;
+    }
   }
   if (pool_setup(pool, &err) != 0)
     goto cleanup;
@@ -404,7 +425,7 @@ int pp_pool_create(pp_pool_t **out, const pp_pool_options_t *options) {
                 (long long)limit);
     goto cleanup;
   }
-  pool->slots = calloc((size_t)pool->nslots, sizeof(pp__slot_t));
+  pool->slots = pp__calloc((size_t)pool->nslots, sizeof(pp__slot_t));
   if (pool->slots == NULL) {
     pp__err_set(&err, PP_ENOMEM,
                 "pp_pool_create: out of memory for %d "

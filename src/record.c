@@ -42,6 +42,23 @@ void pp__outcome_drop(pp__outcome_t *out) {
   out->message = NULL;
 }
 
+/* The call's outcome when this process (the parent) has no memory for its
+ * result: the record has been read, so the worker stays in step and is
+ * kept; only the call fails.  Returns 0. */
+static int parent_out_of_memory(const pp__flight_t *f, pp__outcome_t *out,
+                                uint64_t len) {
+  pp_free(out->data);
+  out->data = NULL;
+  out->len = 0;
+  out->status = PP_ENOMEM;
+  /* NULL if even this fails: the call then says "out of memory". */
+  out->message = pp__strdup_printf(
+      "call %llu finished, but the parent (this process) was out of memory "
+      "for its result of %llu bytes",
+      (unsigned long long)f->id, (unsigned long long)len);
+  return 0;
+}
+
 int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
                        pp__outcome_t *out, pp__err_t *err) {
   memset(out, 0, sizeof(*out));
@@ -52,17 +69,15 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
   if (f->refused) {
     /* Whatever the worker said, the call never reached it. */
     out->status = f->refused;
+    /* NULL if memory is short: the call still fails, with its status. */
     out->message =
         pp__strdup_printf("%s", f->refused_why ? f->refused_why : "refused");
-    return out->message ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
+    return 0;
   }
   if (rec->kind == PP__REC_RESULT && rec->aux == 0) {
-    out->data = malloc(rec->len ? (size_t)rec->len : 1);
+    out->data = pp__malloc(rec->len ? (size_t)rec->len : 1);
     if (out->data == NULL)
-      return pp__err_set(err, PP_ENOMEM,
-                         "cannot allocate %llu bytes for a "
-                         "result",
-                         (unsigned long long)rec->len);
+      return parent_out_of_memory(f, out, rec->len);
     if (rec->len)
       memcpy(out->data, rec->payload, (size_t)rec->len);
     out->len = (size_t)rec->len;
@@ -77,11 +92,15 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
       return pp__err_set(err, PP_EPROTO, "a result of %llu bytes",
                          (unsigned long long)meta[0]);
     rc = pp__shm_recv(s->chan, meta[1], meta[0], s->proc, &blob);
+    /* PP_ENOMEM: the mapping came but could not be mapped here (it was
+     * closed): the channel is in step, the worker is fine. */
+    if (rc == PP_ENOMEM)
+      return parent_out_of_memory(f, out, meta[0]);
     if (rc != 0)
-      return pp__err_os(err, rc == PP_ENOMEM ? rc : PP_EPROTO);
+      return pp__err_os(err, PP_EPROTO);
     out->data = pp__blob_adopt(blob);
     out->len = (size_t)meta[0];
-    return 0;
+    return out->data ? 0 : parent_out_of_memory(f, out, meta[0]);
   }
   if (rec->kind == PP__REC_RESULT && rec->aux == 2 && rec->len == 8) {
     /* Written into the reply hint we sent, which we have mapped. */
@@ -95,7 +114,7 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
     out->data = pp__blob_adopt(f->hint);
     out->len = (size_t)len;
     f->hint = NULL;
-    return out->data ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
+    return out->data ? 0 : parent_out_of_memory(f, out, len);
   }
   if (rec->kind == PP__REC_RESULT && rec->aux == 3 && rec->len == 16) {
     /* A part of the argument's mapping, which we have mapped: our copy
@@ -122,11 +141,11 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
                                          "its shared argument, which was "
                                          "freed while the call ran",
                                          (unsigned long long)f->id);
-        return out->message ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
+        return 0;
       }
     }
     out->len = (size_t)where[1];
-    return out->data ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
+    return out->data ? 0 : parent_out_of_memory(f, out, where[1]);
   }
   if (rec->kind == PP__REC_ERROR && rec->len >= 4) {
     int32_t st;
@@ -139,9 +158,13 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
         st != PP_EINVAL && st != PP_ENOMEM)
       st = PP_ETASK;
     out->status = st;
-    out->message = pp__strdup_printf("%.*s", (int)(rec->len - 4),
-                                     (const char *)rec->payload + 4);
-    return out->message ? 0 : pp__err_set(err, PP_ENOMEM, "out of memory");
+    /* An empty text (a worker that had no memory left for its message)
+     * and a failed copy leave NULL: the status's own sentence then. */
+    out->message = rec->len > 4
+                       ? pp__strdup_printf("%.*s", (int)(rec->len - 4),
+                                           (const char *)rec->payload + 4)
+                       : NULL;
+    return 0;
   }
   return pp__err_set(err, PP_EPROTO,
                      "worker %d sent a record of kind %d for "

@@ -86,21 +86,39 @@ int pp__tasks_load(apr_pool_t *mem, const char *path, const pp_task_t **table,
  * up once per process, under the platform's one-time lock, and never torn
  * down: the operating system reclaims it with the process. */
 static int apr_setup(void) {
-  apr_status_t rv = apr_initialize();
-  return rv == APR_SUCCESS ? 0 : PP_EIO;
+  char buf[200];
+  apr_status_t rv;
+  if (PP__FAULT_HIT("apr_initialize"))
+    return pp__fault_fail(PP_ENOMEM, "apr_initialize");
+  rv = apr_initialize();
+  if (rv == APR_SUCCESS)
+    return 0;
+  /* APR counted the call before it failed: apr_terminate() takes the count
+   * back and frees what it set up, so that the next pp__once() starts
+   * over instead of finding APR "initialized" half-way. */
+  apr_terminate();
+  return pp__os_fail(APR_STATUS_IS_ENOMEM(rv) || rv == APR_ENOPOOL ? PP_ENOMEM
+                                                                   : PP_EIO,
+                     "apr_initialize: %s", apr_strerror(rv, buf, sizeof(buf)));
 }
 
 int pp__apr_init(pp__err_t *err) {
   static pp__once_t once = PP__ONCE_INIT;
   int rc = pp__once(&once, apr_setup);
-  return rc == 0 ? 0 : pp__err_set(err, rc, "APR could not be initialized");
+  return rc == 0 ? 0
+                 : pp__err_set(err, rc, "APR could not be initialized (%s)",
+                               pp__os_reason());
 }
 
 int pp__from_apr(pp__err_t *err, apr_status_t rv, const char *what) {
   char buf[200];
   int status = PP_EIO;
-  if (APR_STATUS_IS_ENOMEM(rv))
+  /* Running out of memory, threads or descriptors: the statuses
+   * pp_pool_create() lists for it (as pp__posix_status does). */
+  if (APR_STATUS_IS_ENOMEM(rv) || APR_STATUS_IS_EAGAIN(rv))
     status = PP_ENOMEM;
+  else if (APR_STATUS_IS_EMFILE(rv) || APR_STATUS_IS_ENFILE(rv))
+    status = PP_ESPAWN;
   else if (APR_STATUS_IS_EINVAL(rv))
     status = PP_EINVAL;
   return pp__err_set(err, status, "%s: %s", what,

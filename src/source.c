@@ -195,19 +195,23 @@ int pp__src_give_back_locked(pp__src_t *src, size_t index) {
   src->inflight--;
   pool->running--;
   if (src->cancel) {
-    finish_unrun_locked(src, index);
+    if (finish_unrun_locked(src, index))
+      pp__cond_broadcast(pool->done_cond); /* as below */
     return 0;
   }
   if (src->nretry == src->capretry) {
     size_t cap = src->capretry ? 2 * src->capretry : 8;
-    size_t *r = realloc(src->retry, cap * sizeof(*r));
+    size_t *r = pp__realloc(src->retry, cap * sizeof(*r));
     if (r == NULL) {
-      pp__src_finish_locked(
-          src, index, PP_ENOMEM, NULL, 0,
-          pp__strdup_printf("out of memory to run call "
-                            "%llu again",
-                            (unsigned long long)(src->first_id + index)),
-          0, 0);
+      /* Its waiter is woken here: a caller that gives a call back (a
+       * plan that could not record it) does not look for finished ones. */
+      if (pp__src_finish_locked(
+              src, index, PP_ENOMEM, NULL, 0,
+              pp__strdup_printf("out of memory to run call "
+                                "%llu again",
+                                (unsigned long long)(src->first_id + index)),
+              0, 0))
+        pp__cond_broadcast(pool->done_cond);
       return PP_ENOMEM;
     }
     src->retry = r;

@@ -110,7 +110,7 @@ int pp__vpack(pp_buf_t *out, const char *fmt, va_list ap) {
                     "than a call can carry",
                     total);
 
-  buf = malloc(total);
+  buf = pp__malloc(total);
   if (buf == NULL)
     return pp__fail(PP_ENOMEM, "pp_pack: cannot allocate %zu bytes", total);
   p = buf;

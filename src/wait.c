@@ -89,7 +89,7 @@ static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
   int64_t end = timeout_ms < 0 ? PP__NEVER : pp__deadline_ms(timeout_ms);
   size_t i;
   int rc;
-  ws = calloc(n, sizeof(*ws));
+  ws = pp__calloc(n, sizeof(*ws));
   if (ws == NULL)
     return pp__err_set(err, PP_ENOMEM, "pp_future_wait_many: out of memory");
   memset(&mt, 0, sizeof(mt));
@@ -264,7 +264,7 @@ int pp_cq_create(pp_cq_t **out) {
   if (out == NULL)
     return pp__fail(PP_EINVAL, "pp_cq_create: cq is NULL");
   *out = NULL;
-  cq = calloc(1, sizeof(*cq));
+  cq = pp__calloc(1, sizeof(*cq));
   if (cq == NULL)
     return pp__fail(PP_ENOMEM, "pp_cq_create: out of memory");
   rc = pp__mutex_new(&cq->lock);

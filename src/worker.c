@@ -75,6 +75,7 @@ uint64_t pp__worker_current_call(void) {
 static void worker_abort(const char *why, int code) {
   fprintf(stderr, "procpool worker %d: %s\n", W.index, why);
   fflush(stderr);
+  pp__fault_report();
   pp__exit_now(code);
 }
 
@@ -486,6 +487,9 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   pp__err_t err;
   int i;
 
+  /* Before the worker's mark leaves the environment: fault injection
+   * (fault.h) tells a worker from a parent by it. */
+  pp__fault_setup();
   if (tasks != NULL)
     pp__tasks_set_default(tasks);
   /* UTF-8 on every system, and there even when main has no narrow argv. */
@@ -550,6 +554,7 @@ int pp_worker_main(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   }
   wait_for_debugger();
   *rc = serve(cookie);
+  pp__fault_report();
   fflush(stdout);
   fflush(stderr);
   return 1;

@@ -273,6 +273,18 @@ static int act(pp_call_t *call, const void *arg, size_t len) {
       return pp_call_fail(call, "cancelled");
     return pp_call_replyf(call, "i", v);
   }
+  if (strcmp(what, "close_stdio") == 0) {
+    /* The write ends of the worker's output pipes, closed for good. */
+#ifdef _WIN32
+    return pp_call_fail(call, "close_stdio: POSIX only");
+#else
+    fflush(stdout);
+    fflush(stderr);
+    close(1);
+    close(2);
+    return pp_call_replyf(call, "i", v);
+#endif
+  }
   return pp_call_fail(call, "act: unknown action '%s'", what);
 }
 

@@ -16,7 +16,8 @@
  *   act       "si" action value      -> runs one action, for mixed maps:
  *             "square" -> "i" value*value, "fail" -> PP_ETASK "act failed
  *             for <value>", "segv", "abort", "exit" (exit(value)),
- *             "sleep" (as sleep_ms)
+ *             "sleep" (as sleep_ms), "close_stdio" (closes descriptors 1
+ *             and 2 for good; POSIX) -> "i" value
  *   segv      none                   -> writes through NULL (SIGSEGV)
  *   do_abort  none                   -> abort()
  *   do_exit   "i" code               -> exit(code)

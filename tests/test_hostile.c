@@ -344,8 +344,8 @@ static void test_hostile_huge_timeouts_mean_none(void **state) {
    * stops by itself. */
   {
     pp_buf_t long_sleep = pp_test_pack_int(60000);
-    PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", long_sleep.data,
-                              long_sleep.len, NULL, &f));
+    PP_TEST_OK(pp_pool_submit(pool, "sleep_ms", long_sleep.data, long_sleep.len,
+                              NULL, &f));
     pp_test_sleep_ms(200);
     PP_TEST_OK(pp_future_cancel(f));
     assert_int_equal(pp_future_wait(f, PP_TEST_MS(30000)), 0);
@@ -456,8 +456,7 @@ static void test_hostile_closed_stdio(void **state) {
   char out[256];
   int code;
   (void)state;
-  code = pp_test_run_limit(self_exe, "--closed-stdio", 60000, out,
-                           sizeof(out));
+  code = pp_test_run_limit(self_exe, "--closed-stdio", 60000, out, sizeof(out));
   print_message("stdin and stderr closed: exit %d, said '%s'\n", code, out);
   assert_int_equal(code, 0);
   assert_non_null(strstr(out, "closed-stdio: ok"));
@@ -593,6 +592,63 @@ static void test_hostile_lost_wakeup_of_a_worker_does_not_hang(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
+/* Seconds of CPU process `pid` has used (Linux), or -1. */
+static double cpu_seconds(int64_t pid) {
+#if defined(__linux__)
+  char buf[1024];
+  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
+  unsigned long ut = 0, st = 0;
+  /* State, then fields 4..13, then utime and stime. */
+  if (p == NULL ||
+      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+/* A task that closes stdout and stderr for good leaves the read ends of
+ * the worker's output pipes at their end, which stays "readable": the
+ * worker's watch thread must stop looking at them, not spin on them
+ * (it used to take a whole core until the worker ended). */
+static void test_hostile_closed_output_does_not_spin(void **state) {
+  pp_pool_t *pool;
+  pp_buf_t arg;
+  pp_result_t r[1];
+  int64_t pid;
+  double before, after;
+  (void)state;
+#if !defined(__linux__)
+  print_message("skipped: reads a worker's CPU time from /proc\n");
+  skip();
+#endif
+  pool = pp_test_make_pool(1, 0, 0, NULL);
+  assert_int_equal(pp_pool_worker_pids(pool, &pid, 1), 1);
+  assert_int_equal(pp_pack(&arg, "si", "close_stdio", (int64_t)1), 0);
+  PP_TEST_OK(pp_pool_map(pool, "act", &arg, 1, r, NULL));
+  pp_results_free(r, 1);
+  pp_test_sleep_ms(200);
+  before = cpu_seconds(pid);
+  pp_test_sleep_ms(2000);
+  after = cpu_seconds(pid);
+  print_message("an idle worker whose task closed stdout and stderr used "
+                "%.2f s of CPU in 2 s\n",
+                after - before);
+  assert_true(before >= 0 && after >= 0);
+  assert_true(after - before < 0.3);
+  pp_test_free_bufs(&arg, 1);
+  /* It still serves calls. */
+  assert_int_equal(pp_pack(&arg, "si", "square", (int64_t)7), 0);
+  PP_TEST_OK(pp_pool_map(pool, "act", &arg, 1, r, NULL));
+  assert_int_equal(pp_test_int_result(&r[0]), 49);
+  pp_results_free(r, 1);
+  pp_test_free_bufs(&arg, 1);
+  PP_TEST_OK(pp_pool_destroy(pool, PP_DESTROY_WAIT));
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -617,6 +673,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_hostile_zeroed_shared_memory_does_not_hang),
       cmocka_unit_test(test_hostile_lost_wakeup_of_a_worker_does_not_hang),
       cmocka_unit_test(test_hostile_inherit_output_on_a_tostop_terminal),
+      cmocka_unit_test(test_hostile_closed_output_does_not_spin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,8 +47,22 @@ int pp__posix_error(int status, int err, const char *fmt, ...) {
   return pp__os_fail(status, "%s: %s", what, strerror(err));
 }
 
+int pp__posix_status(int err, int otherwise) {
+  switch (err) {
+    case ENOMEM:
+    case ENOSPC:
+    case EAGAIN:
+      return PP_ENOMEM;
+    case EMFILE:
+    case ENFILE:
+      return PP_ESPAWN;
+    default:
+      return otherwise;
+  }
+}
+
 int pp__chan_wrap(int fd, pp__chan_t **chan) {
-  pp__chan_t *c = calloc(1, sizeof(*c));
+  pp__chan_t *c = pp__calloc(1, sizeof(*c));
   *chan = NULL;
   if (c == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a channel");
@@ -177,6 +191,7 @@ static int ended_error(pp__chan_t *c, size_t missing) {
 int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   char *p = buf;
   int ended;
+  PP__FAULT_RETURN(PP_EIO);
   while (len > 0) {
     ssize_t r = read_once(chan, p, len, &ended);
     if (r < 0)
@@ -191,8 +206,10 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
 
 int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
   int ended;
-  ssize_t r = read_once(chan, buf, cap, &ended);
+  ssize_t r;
   *got = 0;
+  PP__FAULT_RETURN(PP_EIO);
+  r = read_once(chan, buf, cap, &ended);
   if (r < 0)
     return io_error(errno, "read");
   if (r == 0)
@@ -203,6 +220,7 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
 
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   const char *p = buf;
+  PP__FAULT_RETURN(PP_EIO);
   while (len > 0) {
     size_t n = len < PP__IO_CHUNK ? len : PP__IO_CHUNK;
     ssize_t r = send(chan->fd, p, n, MSG_NOSIGNAL);
@@ -220,6 +238,7 @@ int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
   ssize_t r;
   if (len > 64)
     return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+  PP__FAULT_RETURN(PP_EIO);
   /* A message this small is one socket buffer on AF_UNIX: it is queued
    * whole or not at all. */
   do

@@ -22,18 +22,22 @@ int pp__image_open(const char *path, pp__image_t **out) {
   int rc = 0;
 
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
   if (path == NULL) {
     rc = pp__exe_path(&self);
     if (rc)
       return rc;
     path = self;
   }
-  im = calloc(1, sizeof(*im));
-  if (im == NULL || (im->path = strdup(path)) == NULL) {
+  im = pp__calloc(1, sizeof(*im));
+  /* Before anything can fail: pp__image_close() closes a descriptor >= 0,
+   * and the 0 that calloc left is the application's stdin. */
+  if (im != NULL)
+    im->fd = -1;
+  if (im == NULL || (im->path = pp__strdup_printf("%s", path)) == NULL) {
     rc = pp__os_fail(PP_ENOMEM, "out of memory for the worker executable");
     goto cleanup;
   }
-  im->fd = -1;
 #if defined(__linux__)
   /* Our own image is opened as /proc/self/exe itself, not by the path
    * readlink gave: that path names a file that may be gone (deleted or

@@ -11,6 +11,7 @@
 #endif
 
 #include "../../src/error.h"
+#include "../../src/fault.h"
 #include "../platform.h"
 
 /* A pidfd per worker (Linux 5.3): spawn.c opens it, proc.c waits on it and
@@ -23,6 +24,14 @@
 /* Records "<what>: <strerror(err)>" as the last error and returns status.
  * This is where errno becomes a PP_E* code. */
 int pp__posix_error(int status, int err, const char *fmt, ...) PP__PRINTF(3, 4);
+
+/* The status of a failure that ran out of something: PP_ENOMEM for memory
+ * and what the kernel gives out like it (ENOMEM; ENOSPC: the epoll watch
+ * limit; EAGAIN: the thread and process limits), PP_ESPAWN for
+ * descriptors (EMFILE, ENFILE), as pp_pool_create() reports a pool that
+ * the descriptor limit cannot hold; `otherwise` for any other errno.  So
+ * that a pool's resource failures are the statuses procpool.h lists. */
+int pp__posix_status(int err, int otherwise);
 
 /* Wraps a descriptor (close-on-exec, owned) in a channel.  On failure the
  * descriptor is left open for the caller to close. */

@@ -81,8 +81,12 @@ static void describe(pp__proc_t *p, int wstatus) {
     pp__format(st->reason, sizeof(st->reason), "exited with code %d",
                st->exit_code);
   } else if (WIFSIGNALED(wstatus)) {
+    int sig = WTERMSIG(wstatus);
     st->exit_code = -1;
-    st->term_signal = WTERMSIG(wstatus);
+    st->term_signal = sig;
+    st->outside = !p->killed && sig != SIGSEGV && sig != SIGBUS &&
+                  sig != SIGILL && sig != SIGFPE && sig != SIGABRT &&
+                  sig != SIGSYS && sig != SIGTRAP;
     if (p->killed)
       pp__format(st->reason, sizeof(st->reason), "was killed by the pool");
     else
@@ -182,6 +186,14 @@ int pp__proc_kill(pp__proc_t *p) {
   if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0)
     kill(-p->pid, SIGKILL);
   return 0;
+}
+
+void pp__proc_abandon(pp__proc_t *p) {
+  if (p == NULL)
+    return;
+  if (p->pidfd >= 0)
+    close(p->pidfd);
+  free(p);
 }
 
 void pp__proc_free(pp__proc_t *p) {

@@ -53,7 +53,8 @@ static int shm_fd(uint64_t size, int *out) {
   fd = (int)syscall(SYS_memfd_create, "procpool",
                     MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0 && errno != ENOSYS)
-    return pp__posix_error(PP_EIO, errno, "memfd_create");
+    return pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                           "memfd_create");
 #endif
   if (fd < 0) {
     char name[64];
@@ -62,7 +63,8 @@ static int shm_fd(uint64_t size, int *out) {
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-      return pp__posix_error(PP_EIO, errno, "shm_open(%s)", name);
+      return pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                             "shm_open(%s)", name);
     shm_unlink(name);
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
       close(fd);
@@ -90,7 +92,8 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   if (size == 0 || size > (uint64_t)SIZE_MAX)
     return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
                          (unsigned long long)size);
-  s = calloc(1, sizeof(*s));
+  PP__FAULT_RETURN(PP_ENOMEM);
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   s->fd = -1;
@@ -104,7 +107,7 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
                    s->fd, 0);
     if (s->base == MAP_FAILED) {
       s->base = NULL;
-      rc = pp__posix_error(errno == ENOMEM ? PP_ENOMEM : PP_EIO, errno,
+      rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
                            "mapping %llu bytes of shared memory",
                            (unsigned long long)size);
     }
@@ -155,7 +158,8 @@ int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size) {
   p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | ((flags & PP__SHM_POPULATE) ? PP__MAP_POPULATE : 0), fd,
            0);
   if (p == MAP_FAILED)
-    return pp__posix_error(PP_EIO, errno, "mapping the shared memory");
+    return pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                           "mapping the shared memory");
   *base = p;
   *size = (uint64_t)st.st_size;
   return 0;
@@ -174,6 +178,7 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   ssize_t r;
   (void)peer;
   *handle = 0;
+  PP__FAULT_RETURN(PP_EIO);
   memset(&msg, 0, sizeof(msg));
   memset(&control, 0, sizeof(control));
   iov.iov_base = &byte;
@@ -261,12 +266,17 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
       close(fd); /* a descriptor with a wrong byte is refused, not kept */
     return pp__os_fail(PP_EPROTO, "a blob message without its descriptor");
   }
+  if (PP__FAULT_HIT("pp__shm_recv")) {
+    /* As if the mapping failed: the descriptor came and is closed. */
+    close(fd);
+    return pp__fault_fail(PP_ENOMEM, "pp__shm_recv");
+  }
   *known_at = find_known(fd, size, known, n);
   if (*known_at >= 0) {
     close(fd);
     return 0;
   }
-  s = calloc(1, sizeof(*s));
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL) {
     close(fd);
     return pp__os_fail(PP_ENOMEM, "out of memory for a blob");

@@ -75,7 +75,7 @@ static int worker_env(const char *token, char ***envp, char **mark) {
     n++;
   *envp = NULL;
   *mark = pp__strdup_printf("%s=%s", PP__WORKER_ENV, token);
-  env = calloc(n + 2, sizeof(*env));
+  env = pp__calloc(n + 2, sizeof(*env));
   if (*mark == NULL || env == NULL) {
     free(env);
     free(*mark);
@@ -107,6 +107,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *out) {
   pid_t pid;
 
   memset(out, 0, sizeof(*out));
+  PP__FAULT_RETURN(PP_ESPAWN);
   if (!im->by_fd && access(im->path, X_OK) != 0)
     return pp__posix_error(PP_ESPAWN, errno, "cannot start worker '%s'",
                            im->path);
@@ -138,8 +139,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *out) {
                           req->token);
   while (req->extra_args && req->extra_args[n])
     n++;
-  argv = calloc((size_t)n + 3, sizeof(*argv));
-  p = calloc(1, sizeof(*p));
+  argv = pp__calloc((size_t)n + 3, sizeof(*argv));
+  p = pp__calloc(1, sizeof(*p));
   if (arg == NULL || argv == NULL || p == NULL) {
     rc = pp__os_fail(PP_ENOMEM, "spawn: out of memory");
     goto cleanup;

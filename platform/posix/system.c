@@ -41,7 +41,7 @@ int pp__exe_path(char **path) {
     char real[PATH_MAX + 1];
     if (_NSGetExecutablePath(buf, &size) != 0 || realpath(buf, real) == NULL)
       return pp__os_fail(PP_ESPAWN, "cannot find this program's path");
-    *path = strdup(real);
+    *path = pp__strdup_printf("%s", real);
   }
 #else
   {
@@ -49,7 +49,7 @@ int pp__exe_path(char **path) {
     if (n < 0)
       return pp__posix_error(PP_ESPAWN, errno, "readlink(/proc/self/exe)");
     buf[n] = '\0';
-    *path = strdup(buf);
+    *path = pp__strdup_printf("%s", buf);
   }
 #endif
   if (*path == NULL)
@@ -336,7 +336,7 @@ int pp__worker_host_path(char **path) {
     }
     free(near);
   }
-  *path = strdup(PP_WORKER_HOST_PATH);
+  *path = pp__strdup_printf("%s", PP_WORKER_HOST_PATH);
   if (*path == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for the worker host path");
   return 0;
@@ -348,7 +348,7 @@ int pp__path_absolute(const char *path, char **out) {
   if (path == NULL || path[0] == '\0')
     return pp__os_fail(PP_EINVAL, "empty path");
   if (path[0] == '/')
-    *out = strdup(path);
+    *out = pp__strdup_printf("%s", path);
   else if (getcwd(cwd, sizeof(cwd)) == NULL)
     return pp__posix_error(PP_EINVAL, errno, "getcwd for '%s'", path);
   else

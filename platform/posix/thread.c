@@ -30,15 +30,18 @@ int64_t pp__now_us(void) {
 }
 
 int pp__mutex_new(pp__mutex_t **out) {
-  pp__mutex_t *m = malloc(sizeof(*m));
+  pp__mutex_t *m;
   int rc;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  m = pp__malloc(sizeof(*m));
   if (m == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a mutex");
   rc = pthread_mutex_init(&m->m, NULL);
   if (rc != 0) {
     free(m);
-    return pp__posix_error(PP_EIO, rc, "pthread_mutex_init");
+    return pp__posix_error(pp__posix_status(rc, PP_EIO), rc,
+                           "pthread_mutex_init");
   }
   *out = m;
   return 0;
@@ -64,10 +67,12 @@ void pp__mutex_unlock(pp__mutex_t *m) {
 }
 
 int pp__cond_new(pp__cond_t **out) {
-  pp__cond_t *c = malloc(sizeof(*c));
+  pp__cond_t *c;
   pthread_condattr_t attr;
   int rc;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  c = pp__malloc(sizeof(*c));
   if (c == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a condition variable");
   rc = pthread_condattr_init(&attr);
@@ -81,7 +86,8 @@ int pp__cond_new(pp__cond_t **out) {
   }
   if (rc != 0) {
     free(c);
-    return pp__posix_error(PP_EIO, rc, "pthread_cond_init");
+    return pp__posix_error(pp__posix_status(rc, PP_EIO), rc,
+                           "pthread_cond_init");
   }
   *out = c;
   return 0;
@@ -139,10 +145,11 @@ int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   pthread_mutex_lock(&once_lock);
   if (!once->done) {
-    once->status = init();
-    once->done = 1;
+    status = init();
+    once->done = status == 0; /* a failure is tried again next time */
+  } else {
+    status = 0;
   }
-  status = once->status;
   pthread_mutex_unlock(&once_lock);
   return status;
 }

@@ -35,21 +35,23 @@ struct pp__wake_s {
 };
 
 int pp__wake_new(pp__wake_t **out) {
-  pp__wake_t *w = calloc(1, sizeof(*w));
+  pp__wake_t *w;
   int rc = 0;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
+  w = pp__calloc(1, sizeof(*w));
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->rfd = w->wfd = -1;
 #if defined(__linux__)
   w->rfd = w->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->rfd < 0)
-    rc = pp__posix_error(PP_EIO, errno, "eventfd");
+    rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno, "eventfd");
 #else
   {
     int p[2];
     if (pipe(p) != 0) {
-      rc = pp__posix_error(PP_EIO, errno, "pipe");
+      rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno, "pipe");
     } else {
       w->rfd = p[0];
       w->wfd = p[1];
@@ -77,7 +79,7 @@ int pp__wake_new(pp__wake_t **out) {
 }
 
 int pp__posix_wake_wrap(int rfd, int wfd, pp__wake_t **out) {
-  pp__wake_t *w = calloc(1, sizeof(*w));
+  pp__wake_t *w = pp__calloc(1, sizeof(*w));
   *out = NULL;
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
@@ -174,14 +176,17 @@ struct pp__poller_s {
 };
 
 int pp__poller_new(pp__poller_t **out) {
-  pp__poller_t *p = calloc(1, sizeof(*p));
+  pp__poller_t *p;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
+  p = pp__calloc(1, sizeof(*p));
   if (p == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
 #if defined(PP__HAVE_EPOLL)
   p->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd < 0) {
-    int rc = pp__posix_error(PP_EIO, errno, "epoll_create1");
+    int rc = pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                             "epoll_create1");
     free(p);
     return rc;
   }
@@ -203,7 +208,7 @@ void pp__poller_free(pp__poller_t *p) {
 static int add(pp__poller_t *p, int fd, pp__proc_t *proc, void *tag) {
   if (p->n == p->cap) {
     size_t cap = p->cap ? 2 * p->cap : 16;
-    source_t *src = realloc(p->src, cap * sizeof(*src));
+    source_t *src = pp__realloc(p->src, cap * sizeof(*src));
     if (src == NULL)
       return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
     p->src = src;
@@ -216,7 +221,8 @@ static int add(pp__poller_t *p, int fd, pp__proc_t *proc, void *tag) {
     ev.events = EPOLLIN;
     ev.data.ptr = tag;
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-      return pp__posix_error(PP_EIO, errno, "epoll_ctl(ADD)");
+      return pp__posix_error(pp__posix_status(errno, PP_EIO), errno,
+                             "epoll_ctl(ADD)");
   }
 #endif
   p->src[p->n].fd = fd;
@@ -235,10 +241,12 @@ static void remove_at(pp__poller_t *p, size_t i) {
 }
 
 int pp__poller_add_wake(pp__poller_t *p, pp__wake_t *w, void *tag) {
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, w->rfd, NULL, tag);
 }
 
 int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, pp__posix_proc_fd(proc), proc, tag);
 }
 
@@ -303,7 +311,7 @@ int pp__poller_wait(pp__poller_t *p, int64_t timeout_us, void **tags,
   }
 #else
   {
-    struct pollfd *pf = calloc(p->n ? p->n : 1, sizeof(*pf));
+    struct pollfd *pf = pp__calloc(p->n ? p->n : 1, sizeof(*pf));
     size_t k;
     if (pf == NULL)
       return got;

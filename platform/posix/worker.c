@@ -142,6 +142,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   int fds[6], i, rc, keep_max = 0;
 
   memset(at, 0, sizeof(*at));
+  PP__FAULT_RETURN(PP_EIO);
   rc = parse_spec(spec, fds);
   if (rc)
     return rc;

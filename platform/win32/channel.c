@@ -46,7 +46,7 @@ int pp__win_chan_wrap(HANDLE handle, pp__chan_t **chan) {
   char why[160];
 
   *chan = NULL;
-  c = calloc(1, sizeof(*c));
+  c = pp__calloc(1, sizeof(*c));
   if (c == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a channel");
   /* Manual-reset events, as overlapped I/O requires: ReadFile and
@@ -249,6 +249,7 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
   *got = 0;
   if (cap == 0)
     return pp__os_fail(PP_EINVAL, "pp__chan_read_some: zero capacity");
+  PP__FAULT_RETURN(PP_EIO);
   /* A byte-mode pipe completes a read with whatever has arrived.  A zero
    * byte completion is not end-of-stream (that is ERROR_BROKEN_PIPE): it is
    * what a zero-length write by the peer gives, so read again. */
@@ -266,6 +267,7 @@ int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
   size_t got;
   int status;
 
+  PP__FAULT_RETURN(PP_EIO);
   while (len > 0) {
     status = pp__chan_read_some(chan, p, len, &got);
     if (status != 0)
@@ -293,6 +295,7 @@ int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
   int status;
   if (len > sizeof(chan->post_buf))
     return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
+  PP__FAULT_RETURN(PP_EIO);
   status = finish_connect(chan, 0);
   if (status != 0)
     return status;
@@ -323,6 +326,7 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   DWORD n;
   int status;
 
+  PP__FAULT_RETURN(PP_EIO);
   /* A blocking-mode pipe write normally completes in full; the loop covers
    * the chunking and any short completion. */
   while (len > 0) {

@@ -89,7 +89,7 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
   if (status != 0)
     goto cleanup;
   len = wcslen(PP__WIN_WORKER_OPTION) + wcslen(pipe) + 1 + wcslen(token) + 1;
-  option = malloc(len * sizeof(WCHAR));
+  option = pp__malloc(len * sizeof(WCHAR));
   if (option == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
@@ -101,7 +101,7 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
 
   while (req->extra_args != NULL && req->extra_args[nargs] != NULL)
     nargs++;
-  args = calloc(nargs + 1, sizeof(*args));
+  args = pp__calloc(nargs + 1, sizeof(*args));
   if (args == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;
@@ -123,7 +123,7 @@ int pp__win_build_cmdline(const WCHAR *exe, const WCHAR *pipe,
                          (unsigned long)len, MAX_CMDLINE - 1);
     goto cleanup;
   }
-  line = malloc((len + 1) * sizeof(WCHAR));
+  line = pp__malloc((len + 1) * sizeof(WCHAR));
   if (line == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the command line");
     goto cleanup;

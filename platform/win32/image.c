@@ -17,14 +17,15 @@ int pp__image_open(const char *path, pp__image_t **out) {
   int status;
 
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
   if (path == NULL) {
     status = pp__exe_path(&self);
     if (status != 0)
       return status;
     path = self;
   }
-  im = calloc(1, sizeof(*im));
-  if (im == NULL || (im->path = _strdup(path)) == NULL) {
+  im = pp__calloc(1, sizeof(*im));
+  if (im == NULL || (im->path = pp__strdup_printf("%s", path)) == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the worker "
                                     "executable");
     goto cleanup;

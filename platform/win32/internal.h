@@ -26,6 +26,7 @@
 
 #include "../platform.h"
 #include "error.h"
+#include "fault.h"
 
 /* The exit code TerminateProcess gives a worker that pp__proc_kill ends.  It
  * is "PPKL" in ASCII: an unlikely exit status for a program, and not an
@@ -58,6 +59,11 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out);
  * by the number, e.g. "Access is denied (error 5)", to `buf`.  Returns buf.
  * It preserves GetLastError(), so it can be used in an argument list. */
 const char *pp__win_strerror(DWORD code, char *buf, size_t size);
+
+/* The status of a failure that ran out of something: PP_ENOMEM for memory
+ * and quotas, PP_ESPAWN for handles (as pp__posix_status on POSIX);
+ * `otherwise` for any other code. */
+int pp__win_status(DWORD code, int otherwise);
 
 /* Creates the server end of a fresh pipe with a random name (written to
  * `name`, UTF-16): one instance, FILE_FLAG_FIRST_PIPE_INSTANCE, overlapped,

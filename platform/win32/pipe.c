@@ -40,7 +40,7 @@ static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   GetTokenInformation(token, TokenUser, NULL, 0, &size);
   if (GetLastError() != ERROR_INSUFFICIENT_BUFFER)
     goto cleanup;
-  user = malloc(size);
+  user = pp__malloc(size);
   if (user == NULL) {
     SetLastError(ERROR_NOT_ENOUGH_MEMORY);
     goto cleanup;
@@ -49,7 +49,7 @@ static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
     goto cleanup;
   acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) - sizeof(DWORD) +
                      GetLengthSid(user->User.Sid));
-  acl = malloc(acl_size);
+  acl = pp__malloc(acl_size);
   if (acl == NULL) {
     SetLastError(ERROR_NOT_ENOUGH_MEMORY);
     goto cleanup;

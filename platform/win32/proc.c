@@ -153,6 +153,15 @@ int pp__proc_kill(pp__proc_t *proc) {
                      pp__win_strerror(error, why, sizeof(why)));
 }
 
+void pp__proc_abandon(pp__proc_t *proc) {
+  if (proc == NULL)
+    return;
+  if (proc->boot != NULL)
+    CloseHandle(proc->boot);
+  CloseHandle(proc->process);
+  free(proc);
+}
+
 void pp__proc_free(pp__proc_t *proc) {
   if (proc == NULL)
     return;

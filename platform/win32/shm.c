@@ -70,10 +70,7 @@ static int query_section(HANDLE section, uint64_t *size, ULONG *attributes) {
 }
 
 static int map_error(DWORD error) {
-  return error == ERROR_NOT_ENOUGH_MEMORY || error == ERROR_COMMITMENT_LIMIT ||
-                 error == ERROR_OUTOFMEMORY
-             ? PP_ENOMEM
-             : PP_EIO;
+  return pp__win_status(error, PP_EIO);
 }
 
 int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
@@ -86,7 +83,8 @@ int pp__shm_create(uint64_t size, unsigned flags, pp__shm_t **out) {
   if (size == 0 || size > (uint64_t)SIZE_MAX)
     return pp__os_fail(PP_EINVAL, "shared memory of %llu bytes",
                        (unsigned long long)size);
-  s = calloc(1, sizeof(*s));
+  PP__FAULT_RETURN(PP_ENOMEM);
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for shared memory");
   /* Backed by the paging file and committed in full (SEC_COMMIT), so every
@@ -205,6 +203,7 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
 
   (void)chan;
   *handle = 0;
+  PP__FAULT_RETURN(PP_EIO);
   /* The parent puts a copy into the worker, which maps it and closes it
    * when the call is over; a worker dying first takes the copy with it.
    * A worker makes a copy of its own for the parent to take over (with
@@ -285,12 +284,17 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
     /* The parent has put it here already. */
     section = (HANDLE)(uintptr_t)handle;
   }
+  if (PP__FAULT_HIT("pp__shm_recv")) {
+    /* As if the mapping failed: the handle came and is closed. */
+    CloseHandle(section);
+    return pp__fault_fail(PP_ENOMEM, "pp__shm_recv");
+  }
   *known_at = find_known(section, size, known, n);
   if (*known_at >= 0) {
     CloseHandle(section);
     return 0;
   }
-  s = calloc(1, sizeof(*s));
+  s = pp__calloc(1, sizeof(*s));
   if (s == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for a blob");
     goto cleanup;

@@ -63,7 +63,7 @@ static int worker_env(const char *token, WCHAR **out) {
   mark_len = wcslen(mark) + 1;
   for (e = env; *e; e += wcslen(e) + 1)
     total += wcslen(e) + 1;
-  block = malloc((total + mark_len + 1) * sizeof(WCHAR));
+  block = pp__malloc((total + mark_len + 1) * sizeof(WCHAR));
   if (block == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the environment");
     goto cleanup;
@@ -219,7 +219,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
   BOOL ok;
 
   memset(pi, 0, sizeof(*pi));
-  line = malloc(len * sizeof(WCHAR));
+  line = pp__malloc(len * sizeof(WCHAR));
   if (line == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for the command line");
   for (attempt = 0;; attempt++) {
@@ -420,6 +420,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   memset(&pi, 0, sizeof(pi));
   if (req == NULL || req->image == NULL || req->token == NULL)
     return pp__os_fail(PP_EINVAL, "pp__spawn: no executable or token");
+  PP__FAULT_RETURN(PP_ESPAWN);
   exe = req->image->wide;
 
   status = get_job(&job);
@@ -480,7 +481,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
       !is_console_pseudo_handle(err_client))
     handles[nhandles++] = err_client;
   InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
-  si.lpAttributeList = malloc(attr_size);
+  si.lpAttributeList = pp__malloc(attr_size);
   if (si.lpAttributeList == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for the attribute list");
     goto cleanup;
@@ -525,7 +526,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
     CloseHandle(err_client);
   out_client = err_client = INVALID_HANDLE_VALUE;
 
-  p = calloc(1, sizeof(*p));
+  p = pp__calloc(1, sizeof(*p));
   if (p == NULL) {
     status = pp__os_fail(PP_ENOMEM, "out of memory for a worker");
     goto cleanup;

@@ -23,7 +23,7 @@ int pp__win_utf8_to_wide(const char *s, WCHAR **out) {
   n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
   if (n <= 0)
     return pp__os_fail(PP_EINVAL, "text is not valid UTF-8: \"%s\"", s);
-  w = malloc((size_t)n * sizeof(WCHAR));
+  w = pp__malloc((size_t)n * sizeof(WCHAR));
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory converting to UTF-16");
   if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
@@ -43,7 +43,7 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out) {
                           NULL);
   if (n <= 0)
     return pp__os_fail(PP_EINVAL, "UTF-16 text has unpaired surrogates");
-  u = malloc((size_t)n);
+  u = pp__malloc((size_t)n);
   if (u == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory converting to UTF-8");
   if (WideCharToMultiByte(CP_UTF8, WC_ERR_INVALID_CHARS, s, -1, u, n, NULL,
@@ -53,6 +53,21 @@ int pp__win_wide_to_utf8(const WCHAR *s, char **out) {
   }
   *out = u;
   return 0;
+}
+
+int pp__win_status(DWORD code, int otherwise) {
+  switch (code) {
+    case ERROR_NOT_ENOUGH_MEMORY:
+    case ERROR_OUTOFMEMORY:
+    case ERROR_COMMITMENT_LIMIT:
+    case ERROR_NO_SYSTEM_RESOURCES:
+    case ERROR_NOT_ENOUGH_QUOTA:
+      return PP_ENOMEM;
+    case ERROR_TOO_MANY_OPEN_FILES:
+      return PP_ESPAWN;
+    default:
+      return otherwise;
+  }
 }
 
 const char *pp__win_strerror(DWORD code, char *buf, size_t size) {
@@ -105,7 +120,7 @@ int pp__exe_path(char **path) {
    * can reach 32767 characters.  Under Wine the answer is a "Z:\..." path,
    * which CreateProcessW accepts like any other. */
   for (;;) {
-    bigger = realloc(buf, (size_t)size * sizeof(WCHAR));
+    bigger = pp__realloc(buf, (size_t)size * sizeof(WCHAR));
     if (bigger == NULL) {
       status = pp__os_fail(PP_ENOMEM, "out of memory for the exe path");
       goto cleanup;
@@ -396,7 +411,7 @@ int pp__worker_host_path(char **path) {
     return pp__os_fail(PP_ESPAWN, "cannot find procpool's module: %s",
                        pp__win_strerror(GetLastError(), why, sizeof(why)));
   for (;;) {
-    bigger = realloc(buf, (size_t)size * sizeof(WCHAR));
+    bigger = pp__realloc(buf, (size_t)size * sizeof(WCHAR));
     if (bigger == NULL) {
       status = pp__os_fail(PP_ENOMEM, "out of memory for a path");
       goto cleanup;
@@ -449,7 +464,7 @@ int pp__path_absolute(const char *path, char **out) {
   /* Asked twice: the first answer is the size the path needs. */
   n = GetFullPathNameW(wide, 0, NULL, NULL);
   if (n > 0)
-    full = malloc((size_t)n * sizeof(WCHAR));
+    full = pp__malloc((size_t)n * sizeof(WCHAR));
   if (n == 0 || full == NULL ||
       GetFullPathNameW(wide, n, full, NULL) >= n) {
     status =
@@ -499,7 +514,7 @@ static void digest_module(const unsigned char *base, pp__digest_t *d) {
     pp__digest_add(d, &s->Misc.VirtualSize, sizeof(s->Misc.VirtualSize));
     if (!(s->Characteristics & IMAGE_SCN_MEM_EXECUTE) || size == 0)
       continue;
-    copy = malloc(size);
+    copy = pp__malloc(size);
     if (copy == NULL)
       continue;
     memcpy(copy, base + s->VirtualAddress, size);

@@ -31,8 +31,10 @@ int64_t pp__now_us(void) {
 }
 
 int pp__mutex_new(pp__mutex_t **out) {
-  pp__mutex_t *m = malloc(sizeof(*m));
+  pp__mutex_t *m;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  m = pp__malloc(sizeof(*m));
   if (m == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a mutex");
   InitializeSRWLock(&m->lock);
@@ -57,8 +59,10 @@ void pp__mutex_unlock(pp__mutex_t *m) {
 }
 
 int pp__cond_new(pp__cond_t **out) {
-  pp__cond_t *c = malloc(sizeof(*c));
+  pp__cond_t *c;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  c = pp__malloc(sizeof(*c));
   if (c == NULL)
     return pp__os_fail(PP_ENOMEM, "cannot allocate a condition variable");
   InitializeConditionVariable(&c->cv);
@@ -103,10 +107,11 @@ int pp__once(pp__once_t *once, int (*init)(void)) {
   int status;
   AcquireSRWLockExclusive(&once_lock);
   if (!once->done) {
-    once->status = init();
-    once->done = 1;
+    status = init();
+    once->done = status == 0; /* a failure is tried again next time */
+  } else {
+    status = 0;
   }
-  status = once->status;
   ReleaseSRWLockExclusive(&once_lock);
   return status;
 }

@@ -29,7 +29,7 @@ struct pp__wake_s {
 };
 
 static int wake_wrap(HANDLE event, pp__wake_t **out) {
-  pp__wake_t *w = calloc(1, sizeof(*w));
+  pp__wake_t *w = pp__calloc(1, sizeof(*w));
   *out = NULL;
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
@@ -44,10 +44,12 @@ int pp__wake_new(pp__wake_t **out) {
   int status;
 
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
   /* Not inheritable: a worker gets its copy by DuplicateHandle. */
   event = CreateEventW(NULL, FALSE, FALSE, NULL);
   if (event == NULL)
-    return pp__os_fail(PP_EIO, "CreateEventW: %s",
+    return pp__os_fail(pp__win_status(GetLastError(), PP_EIO),
+                       "CreateEventW: %s",
                        pp__win_strerror(GetLastError(), why, sizeof(why)));
   status = wake_wrap(event, out);
   if (status != 0)
@@ -133,8 +135,10 @@ static VOID CALLBACK on_signal(PVOID arg, BOOLEAN timed_out) {
 }
 
 int pp__poller_new(pp__poller_t **out) {
-  pp__poller_t *p = calloc(1, sizeof(*p));
+  pp__poller_t *p;
   *out = NULL;
+  PP__FAULT_RETURN(PP_ESPAWN);
+  p = pp__calloc(1, sizeof(*p));
   if (p == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
   InitializeSRWLock(&p->lock);
@@ -165,7 +169,7 @@ void pp__poller_free(pp__poller_t *p) {
 }
 
 static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
-  source_t *src = calloc(1, sizeof(*src));
+  source_t *src = pp__calloc(1, sizeof(*src));
   char why[160];
   if (src == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a poller");
@@ -183,7 +187,8 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
           WT_EXECUTEINWAITTHREAD |
               (is_proc ? WT_EXECUTEONLYONCE : 0))) {
     int status =
-        pp__os_fail(PP_EIO, "RegisterWaitForSingleObject: %s",
+        pp__os_fail(pp__win_status(GetLastError(), PP_EIO),
+                    "RegisterWaitForSingleObject: %s",
                     pp__win_strerror(GetLastError(), why, sizeof(why)));
     src->wait = NULL;
     AcquireSRWLockExclusive(&p->lock);
@@ -201,10 +206,12 @@ static int add(pp__poller_t *p, HANDLE object, int is_proc, void *tag) {
 }
 
 int pp__poller_add_wake(pp__poller_t *p, pp__wake_t *w, void *tag) {
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, w->event, 0, tag);
 }
 
 int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
+  PP__FAULT_RETURN(PP_ENOMEM);
   return add(p, pp__win_proc_handle(proc), 1, tag);
 }
 

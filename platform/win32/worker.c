@@ -268,6 +268,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   int status;
 
   memset(at, 0, sizeof(*at));
+  PP__FAULT_RETURN(PP_EIO);
   /* Windows has no terminal stops and no fork: inherited output needs
    * nothing, and only processes a task starts with inheritance on could
    * hold the channel, which is not inheritable. */
@@ -419,11 +420,11 @@ static BOOL CALLBACK init_args(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   wide = CommandLineToArgvW(GetCommandLineW(), &n);
   if (wide == NULL)
     return TRUE;
-  utf8 = calloc((size_t)n + 1, sizeof(*utf8));
+  utf8 = pp__calloc((size_t)n + 1, sizeof(*utf8));
   for (i = 0; utf8 != NULL && i < n; i++) {
     if (pp__win_wide_to_utf8(wide[i], &utf8[i]) != 0) {
       /* Unpaired surrogates: not an argument of ours, keep a placeholder. */
-      utf8[i] = _strdup("");
+      utf8[i] = pp__strdup_printf("%s", "");
     }
   }
   LocalFree(wide);
