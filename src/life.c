@@ -241,6 +241,29 @@ static void first_start_over_locked(pp__slot_t *s, int status,
   pp__cond_broadcast(s->pool->done_cond);
 }
 
+/* Waits for a worker that was killed or has ended, with a bound: one that
+ * has not ended PP__REAP_WAIT_MS after its kill (stuck in the kernel, on
+ * a dead network file system say) is let go with a log line rather than
+ * waited for; s->proc is then NULL and *st says so. */
+static void reap(pp__slot_t *s, pp__exit_t *st) {
+  pp_pool_t *pool = s->pool;
+  char line[256];
+  if (pp__proc_wait(s->proc, PP__REAP_WAIT_MS, st) == 0)
+    return;
+  pp__format(line, sizeof(line),
+             "procpool: worker %d (pid %lld) has not ended %d ms after it was "
+             "killed; it is left to the system",
+             s->index, (long long)pp__proc_pid(s->proc), PP__REAP_WAIT_MS);
+  pp__log_text(pool, s->index, 0, PP_LOG_STDERR, 0, line, strlen(line));
+  pp__poller_remove_proc(pool->poller, s->proc);
+  pp__proc_abandon(s->proc);
+  s->proc = NULL;
+  memset(st, 0, sizeof(*st));
+  st->exit_code = -1;
+  st->killed = 1;
+  pp__format(st->reason, sizeof(st->reason), "did not end when killed");
+}
+
 void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   pp_pool_t *pool = s->pool;
   pp__exit_t st;
@@ -259,20 +282,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
     outside = died && st.outside;
     if (!died) {
       pp__proc_kill(s->proc);
-      if (pp__proc_wait(s->proc, PP__REAP_WAIT_MS, &st) != 0) {
-        char line[256];
-        pp__format(line, sizeof(line),
-                   "procpool: worker %d (pid %lld) has not ended %d ms "
-                   "after it was killed; it is left to the system",
-                   s->index, (long long)pp__proc_pid(s->proc),
-                   PP__REAP_WAIT_MS);
-        pp__log_text(pool, s->index, 0, PP_LOG_STDERR, 0, line, strlen(line));
-        pp__poller_remove_proc(pool->poller, s->proc);
-        pp__proc_abandon(s->proc);
-        s->proc = NULL;
-        pp__format(st.reason, sizeof(st.reason), "did not end when killed");
-        st.killed = 1;
-      }
+      reap(s, &st);
     }
     /* A worker that died by itself may have said why on stderr (a missing
      * worker guard, a library that would not load). */
@@ -513,7 +523,7 @@ static void fail_started_locked(pp__slot_t *s, pp__flight_t *f, int status,
   int code = PP_EWORKERDIED;
   char *msg;
   const char *task = src->task;
-  int64_t pid = pp__proc_pid(s->proc);
+  int64_t pid = s->pid; /* s->proc may be gone (reap) */
   if (f->refused) {
     code = f->refused;
     msg = pp__strdup_printf("%s", f->refused_why ? f->refused_why : "refused");
@@ -580,9 +590,12 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
   pp__err_t err; /* a broken record ends the salvage; the reason is moot */
   int rc, died = 0;
 
+  /* Ended (the poller said so), or killed just now: a worker that does
+   * not end even then is let go (reap), so a pid of the pool's remains
+   * only when the system could not end it. */
   if (status != 0)
     pp__proc_kill(s->proc);
-  pp__proc_wait(s->proc, -1, &st);
+  reap(s, &st);
   /* What the worker finished before it ended is in the ring: keep it. */
   while (status == 0 && s->fl_n > 0 &&
          (rc = pp__ring_next(&s->results, &rec, &err)) == 1) {

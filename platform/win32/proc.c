@@ -94,7 +94,7 @@ HANDLE pp__win_proc_handle(const pp__proc_t *proc) {
 }
 
 int64_t pp__proc_pid(const pp__proc_t *proc) {
-  return (int64_t)proc->pid;
+  return proc ? (int64_t)proc->pid : 0;
 }
 
 int pp__proc_wait(pp__proc_t *proc, int64_t timeout_ms, pp__exit_t *st) {
