@@ -13,6 +13,23 @@
 
 #include "procpool.h"
 
+/* PP_TEST_ASAN / PP_TEST_TSAN: the build runs under AddressSanitizer /
+ * ThreadSanitizer (GCC says so with a macro, clang with __has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define PP_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PP_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define PP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PP_TEST_TSAN 1
+#endif
+#endif
+
 /* Returns the number of open descriptors of this process, or -1 where the
  * system gives no cheap way to count them (the test is then skipped). */
 int pp_test_fd_count(void);
@@ -99,6 +116,11 @@ int64_t pp_test_pid_parent(int64_t pid);
  * with the state letter, read into buf[cap]; NULL elsewhere or if the
  * process is gone. */
 const char *pp_test_proc_stat(int64_t pid, char *buf, size_t cap);
+
+/* The CPU time (user + system) process `pid` has used so far, in seconds
+ * (Linux: /proc/<pid>/stat, in clock ticks), or -1 where it cannot be
+ * told. */
+double pp_test_cpu_seconds(int64_t pid);
 
 /* Returns how many bytes process `pid` has read so far (Linux: rchar of
  * /proc/<pid>/io, Windows: GetProcessIoCounters), or -1 if unknown. */

@@ -208,6 +208,22 @@ const char *pp_test_proc_stat(int64_t pid, char *buf, size_t cap) {
 #endif
 }
 
+double pp_test_cpu_seconds(int64_t pid) {
+  char buf[1024];
+  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
+  unsigned long ut = 0, st = 0;
+  /* State, then fields 4..13, then utime and stime. */
+  if (p == NULL ||
+      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
+    return -1;
+#if defined(__linux__)
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+#else
+  return -1;
+#endif
+}
+
 int64_t pp_test_pid_parent(int64_t pid) {
 #if defined(__linux__)
   char buf[512];

@@ -25,17 +25,10 @@
 #include <apr_thread_proc.h>
 #include <apr_time.h>
 
+#include "helpers.h"
 #include "tasks.h"
 
 /* ---- sanitizer builds ---- */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define PP_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PP_TEST_ASAN 1
-#endif
-#endif
 
 #ifdef PP_TEST_ASAN
 /* AddressSanitizer turns a SIGSEGV into a report and exit code 1; the crash
@@ -48,14 +41,6 @@ __attribute__((used, visibility("default"))) const char *
 __asan_default_options(void) {
   return "handle_segv=0:handle_sigbus=0:handle_abort=0";
 }
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-#define PP_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PP_TEST_TSAN 1
-#endif
 #endif
 
 #ifdef PP_TEST_TSAN

@@ -592,24 +592,6 @@ static void test_hostile_lost_wakeup_of_a_worker_does_not_hang(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
-/* Seconds of CPU process `pid` has used (Linux), or -1. */
-static double cpu_seconds(int64_t pid) {
-#if defined(__linux__)
-  char buf[1024];
-  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
-  unsigned long ut = 0, st = 0;
-  /* State, then fields 4..13, then utime and stime. */
-  if (p == NULL ||
-      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-             &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
 /* A task that closes stdout and stderr for good leaves the read ends of
  * the worker's output pipes at their end, which stays "readable": the
  * worker's watch thread must stop looking at them, not spin on them
@@ -631,9 +613,9 @@ static void test_hostile_closed_output_does_not_spin(void **state) {
   PP_TEST_OK(pp_pool_map(pool, "act", &arg, 1, r, NULL));
   pp_results_free(r, 1);
   pp_test_sleep_ms(200);
-  before = cpu_seconds(pid);
+  before = pp_test_cpu_seconds(pid);
   pp_test_sleep_ms(2000);
-  after = cpu_seconds(pid);
+  after = pp_test_cpu_seconds(pid);
   print_message("an idle worker whose task closed stdout and stderr used "
                 "%.2f s of CPU in 2 s\n",
                 after - before);

@@ -386,20 +386,6 @@ static void test_mpi_task_output_reaches_rank0(void **state) {
   }
 }
 
-/* CPU time (user + system) of a process so far, in seconds; -1 if /proc
- * cannot tell. */
-static double cpu_seconds(int64_t pid) {
-  char buf[1024];
-  const char *p = pp_test_proc_stat(pid, buf, sizeof(buf));
-  unsigned long ut = 0, st = 0;
-  /* State, then fields 4..13, then utime and stime. */
-  if (p == NULL ||
-      sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-             &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* An idle MPI pool costs little CPU: a serving rank and rank 0 each use
  * under 10 % of a core while nothing runs (Open MPI's blocking waits would
  * use all of one). */
@@ -418,11 +404,11 @@ static void test_mpi_idle_ranks_are_quiet(void **state) {
   pp_results_free(&r, 1);
   pp_future_free(f);
   pp_test_sleep_ms(300);
-  r0 = cpu_seconds(rank_pid);
-  s0 = cpu_seconds(pp_test_self_pid());
+  r0 = pp_test_cpu_seconds(rank_pid);
+  s0 = pp_test_cpu_seconds(pp_test_self_pid());
   pp_test_sleep_ms(3000);
-  r1 = cpu_seconds(rank_pid);
-  s1 = cpu_seconds(pp_test_self_pid());
+  r1 = pp_test_cpu_seconds(rank_pid);
+  s1 = pp_test_cpu_seconds(pp_test_self_pid());
   print_message("idle for 3 s: serving rank %.2f s of CPU, rank 0 %.2f s\n",
                 r1 - r0, s1 - s0);
   assert_true(r0 >= 0 && r1 >= 0);

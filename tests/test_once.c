@@ -22,14 +22,6 @@
 #include "helpers.h"
 #include "tasks.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define PP_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PP_TEST_ASAN 1
-#endif
-#endif
-
 /* Calls of the race tests; PROCPOOL_ONCE_CALLS lowers it for slow legs. */
 static size_t once_calls(size_t dflt) {
   const char *v = getenv("PROCPOOL_ONCE_CALLS");
