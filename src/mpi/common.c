@@ -6,6 +6,8 @@
 #define _GNU_SOURCE /* clock_gettime, PATH_MAX for apr.h */
 #endif
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,13 @@ const char *ppm_strerror(int code, char *buf, size_t cap) {
   return buf;
 }
 
+void ppm_block_sigpipe(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 int64_t ppm_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -196,4 +205,17 @@ void ppm_tune_before_init(void) {
    * in the environment or on mpirun's command line (which exports it),
    * wins. */
   setenv("OMPI_MCA_btl_vader_eager_limit", "32768", 0);
+  /* Open MPI 4.1 begins MPI_Finalize with a PMIx fence over every process
+   * of the job.  When a rank has died (mpirun --enable-recovery), that
+   * fence completes only if the PMIx server in mpirun saw the dead rank's
+   * connection drop before mpirun reaped it; when the reaping comes first,
+   * the server keeps counting the rank and the fence never completes
+   * (docs/design.md, section 7).  A rank that is merely stopped holds it
+   * up as long as it is stopped.  The backend needs no barrier there: no
+   * message of it is in flight when a rank ends MPI (rank 0 has every
+   * rank's BYE, a rank has rank 0's STOP), so every rank skips it.  It
+   * must be all ranks or none (a fence is a collective), so rank 0 sets
+   * it too, also for an application that begins MPI itself after the
+   * guard (ppm_master_arm). */
+  setenv("OMPI_MCA_async_mpi_finalize", "1", 0);
 }

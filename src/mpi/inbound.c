@@ -311,6 +311,26 @@ static void handle_log(eng_t *E, int r, const unsigned char *p, size_t n) {
                 h.len);
 }
 
+void ppm_stop_lost(eng_t *E, int r) {
+  rank_t *rk = &E->ranks[r];
+  /* Only a rank that has just spoken is sent anything once it is lost: a
+   * send to a rank that died can go wrong inside MPI (over TCP, Open MPI
+   * 4.1 retries a connection to the dead peer and warns that the job may
+   * hang). */
+  if (rk->stop_sent || rk->bye)
+    return;
+  if (ppm_isend(&E->sends, E->comm, r, PPM_TAG_STOP, NULL, 0, NULL, NULL) ==
+      MPI_SUCCESS)
+    rk->stop_sent = 1;
+}
+
+void ppm_answer_ask(eng_t *E, int r) {
+  if (E->ranks[r].dead)
+    ppm_stop_lost(E, r);
+  else
+    ppm_isend(&E->sends, E->comm, r, PPM_TAG_BEAT, NULL, 0, NULL, NULL);
+}
+
 /* Receives what has come; returns 1 if anything did. */
 int ppm_receive(eng_t *E) {
   int any = 0, k;
@@ -318,6 +338,7 @@ int ppm_receive(eng_t *E) {
     MPI_Message msg;
     MPI_Status st;
     unsigned char *p;
+    rank_t *rk;
     int flag = 0, n = 0, r;
     if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, E->comm, &flag, &msg, &st) !=
             MPI_SUCCESS ||
@@ -329,8 +350,25 @@ int ppm_receive(eng_t *E) {
       free(p);
       continue;
     }
-    if (r > 0 && r < E->size && !E->ranks[r].dead) {
-      E->ranks[r].heard = ppm_now_us();
+    if (r <= 0 || r >= E->size || !E->ranks[r].hello) {
+      free(p);
+      continue;
+    }
+    rk = &E->ranks[r];
+    if (st.MPI_TAG == PPM_TAG_BYE) {
+      /* Unasked: the rank found rank 0 silent after it had not run for a
+       * while, and ended its service by itself. */
+      rk->bye = 1;
+      ppm_kill_rank(E, r,
+                    "it ended its service by itself (it had not run for a "
+                    "while and rank 0 did not answer it in time)");
+    } else if (rk->dead) {
+      /* A rank declared lost that speaks again (it was stopped, say, and
+       * continued): its calls have their outcomes, and what it sends now
+       * is dropped; it is told to end its service. */
+      ppm_stop_lost(E, r);
+    } else {
+      rk->heard = ppm_now_us();
       if (st.MPI_TAG == PPM_TAG_RESULTS) {
         size_t before = E->nouts;
         int broken = 0;
@@ -342,10 +380,11 @@ int ppm_receive(eng_t *E) {
           apply_outs(E);
           ppm_kill_rank(E, r, "a large result from it did not arrive");
         }
-      } else if (st.MPI_TAG == PPM_TAG_LOG)
+      } else if (st.MPI_TAG == PPM_TAG_LOG) {
         handle_log(E, r, p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_BYE)
-        E->ranks[r].bye = 1;
+      } else if (st.MPI_TAG == PPM_TAG_ASK) {
+        ppm_answer_ask(E, r);
+      }
     }
     free(p);
   }

@@ -40,12 +40,26 @@ static struct {
 
 /* ---- the world: start and end ---- */
 
+/* Ranks world_end() still waits for: those told to stop that have not
+ * said BYE. */
+static int end_waiting(const eng_t *E) {
+  int r, n = 0;
+  for (r = 1; r < E->size; r++) {
+    const rank_t *rk = &E->ranks[r];
+    n += rk->hello && !rk->bye && (!rk->dead || rk->stop_sent);
+  }
+  return n;
+}
+
 /* Ends the serving ranks' service: STOP to every live rank that said
  * hello, then what they still send is read (and dropped) until each says
- * BYE, at most 10 s; then MPI ends, if procpool began it. */
+ * BYE, at most PPM_END_US; then MPI ends, if procpool began it.  A rank
+ * declared lost is sent nothing unless it speaks again (it may be dead,
+ * and a send to a dead rank can go wrong inside MPI); one that comes back
+ * later finds rank 0 silent and ends by itself (serve.c). */
 static void world_end(eng_t *E) {
-  int64_t end = ppm_now_us() + 10000000;
-  int r, waiting, fin = 0;
+  int64_t end = ppm_now_us() + PPM_END_US;
+  int r, fin = 0;
   /* An application that owns MPI may have ended it already: then nothing
    * can be said to anyone. */
   MPI_Finalized(&fin);
@@ -53,7 +67,7 @@ static void world_end(eng_t *E) {
     return;
   for (r = 1; r < E->size; r++) {
     rank_t *rk = &E->ranks[r];
-    if (rk->dead || rk->bye)
+    if (!rk->hello || rk->dead || rk->bye)
       continue;
     if (ppm_isend(&E->sends, E->comm, r, PPM_TAG_STOP, NULL, 0, NULL, NULL) !=
         MPI_SUCCESS)
@@ -65,10 +79,7 @@ static void world_end(eng_t *E) {
     unsigned char *p;
     int flag = 0, n;
     ppm_sends_test(&E->sends);
-    waiting = 0;
-    for (r = 1; r < E->size; r++)
-      waiting += !E->ranks[r].dead && !E->ranks[r].bye;
-    if (waiting == 0 && E->sends.n == 0)
+    if (end_waiting(E) == 0 && E->sends.n == 0)
       break;
     if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, E->comm, &flag, &msg, &st) !=
             MPI_SUCCESS ||
@@ -77,20 +88,39 @@ static void world_end(eng_t *E) {
       nanosleep(&ts, NULL);
       continue;
     }
-    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS &&
-        st.MPI_TAG == PPM_TAG_BYE && st.MPI_SOURCE > 0 &&
-        st.MPI_SOURCE < E->size)
-      E->ranks[st.MPI_SOURCE].bye = 1;
+    r = st.MPI_SOURCE;
+    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS && r > 0 &&
+        r < E->size && E->ranks[r].hello) {
+      if (st.MPI_TAG == PPM_TAG_BYE)
+        E->ranks[r].bye = 1;
+      else if (E->ranks[r].dead)
+        ppm_stop_lost(E, r);
+    }
     free(p);
   } while (ppm_now_us() < end);
-  /* Sends to ranks that never answered may never complete: forgotten. */
-  for (r = 1; r < E->size; r++)
-    if (!E->ranks[r].bye)
-      ppm_sends_drop(&E->sends, r);
+  for (r = 1; r < E->size; r++) {
+    rank_t *rk = &E->ranks[r];
+    if (!rk->hello || rk->bye)
+      continue;
+    /* Sends to ranks that never answered may never complete: forgotten. */
+    ppm_sends_drop(&E->sends, r);
+    if (rk->dead && !rk->stop_sent)
+      fprintf(stderr,
+              "procpool: MPI rank %d was lost during the job and has not "
+              "spoken since; MPI ends without it (should it come back, it "
+              "ends by itself)\n",
+              r);
+    else
+      fprintf(stderr,
+              "procpool: MPI rank %d did not answer STOP within %d s; MPI "
+              "ends without it\n",
+              r, PPM_END_US / 1000000);
+  }
   ppm_sends_free(&E->sends);
   MPI_Comm_free(&E->comm);
   /* PMPI: procpool_mpi's own MPI_Finalize (enable.c) would come here
-   * again. */
+   * again.  It does not wait for lost ranks: the serving ranks and rank 0
+   * skip Open MPI's barrier at its start (ppm_tune_before_init). */
   if (E->we_init && !E->keep_mpi)
     PMPI_Finalize();
 }
@@ -167,6 +197,7 @@ static int world_start(eng_t *E) {
     if (r <= 0 || r >= E->size || !E->ranks[r].dead)
       continue;
     said++;
+    E->ranks[r].hello = 1;
     E->ranks[r].dead = 0;
     E->ranks[r].workers = h.workers;
     h.why[sizeof(h.why) - 1] = '\0';
@@ -226,10 +257,11 @@ static void nap(eng_t *E, int64_t us) {
  * every call finished) or the process ends. */
 static void run_pool(eng_t *E) {
   ppm_idle_t idle;
+  int64_t last = ppm_now_us();
   ppm_idle_reset(&idle);
   for (;;) {
-    int did, stop_asked, quit, stop = 0;
-    int64_t us;
+    int did, stop_asked, quit, stop = 0, r;
+    int64_t us, now = ppm_now_us();
     pthread_mutex_lock(&E->m);
     stop_asked = E->stop;
     quit = E->exit;
@@ -237,6 +269,14 @@ static void run_pool(eng_t *E) {
     pthread_mutex_unlock(&E->m);
     if (quit)
       return;
+    if (now - last > PPM_GAP_US) {
+      /* This thread did not run for a while (the process was stopped,
+       * with the whole job perhaps): it cannot tell who was silent, so
+       * every rank gets a whole deadline again to speak. */
+      for (r = 1; r < E->size; r++)
+        E->ranks[r].heard = now;
+    }
+    last = now;
     did = ppm_receive(E);
     ppm_check_deadlines(E);
     did |= ppm_hand_out(E, stop_asked, &stop);
@@ -255,11 +295,55 @@ static void run_pool(eng_t *E) {
   }
 }
 
+/* Between pools: answers the ranks that ask whether rank 0 is still there
+ * (a rank that was stopped or starved asks, and ends its service if
+ * nobody answers); what else they send waits for the next pool. */
+static void answer_asks(eng_t *E) {
+  int k;
+  for (k = 0; k < 64; k++) {
+    MPI_Message msg;
+    MPI_Status st;
+    unsigned char *p;
+    int flag = 0, n = 0, r;
+    if (MPI_Improbe(MPI_ANY_SOURCE, PPM_TAG_ASK, E->comm, &flag, &msg, &st) !=
+            MPI_SUCCESS ||
+        !flag)
+      break;
+    r = st.MPI_SOURCE;
+    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS && r > 0 &&
+        r < E->size && E->ranks[r].hello)
+      ppm_answer_ask(E, r);
+    free(p);
+  }
+  ppm_sends_test(&E->sends);
+}
+
+/* Waits for the next pool or the process' end (E->m held), answering
+ * asks meanwhile. */
+static void wait_for_pool_locked(eng_t *E) {
+  while (E->pool == NULL && !E->exit) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_nsec -= 1000000000L;
+      ts.tv_sec++;
+    }
+    if (pthread_cond_timedwait(&E->cond, &E->m, &ts) != ETIMEDOUT)
+      continue;
+    pthread_mutex_unlock(&E->m);
+    answer_asks(E);
+    pthread_mutex_lock(&E->m);
+  }
+}
+
 /* The engine thread: MPI's whole life on rank 0, serving the MPI pools of
  * the process one after the other. */
 static void *engine_main(void *arg) {
   eng_t *E = arg;
-  int rc = world_start(E);
+  int rc;
+  ppm_block_sigpipe();
+  rc = world_start(E);
   pthread_mutex_lock(&E->m);
   E->started = rc == 0 ? 1 : -1;
   pthread_cond_broadcast(&E->cond);
@@ -269,8 +353,7 @@ static void *engine_main(void *arg) {
   for (;;) {
     int quit;
     pthread_mutex_lock(&E->m);
-    while (E->pool == NULL && !E->exit)
-      pthread_cond_wait(&E->cond, &E->m);
+    wait_for_pool_locked(E);
     quit = E->exit;
     pthread_mutex_unlock(&E->m);
     if (quit)
@@ -297,6 +380,10 @@ static void *engine_main(void *arg) {
       break;
   }
   world_end(E);
+  pthread_mutex_lock(&E->m);
+  E->ended = 1;
+  pthread_cond_broadcast(&E->cond);
+  pthread_mutex_unlock(&E->m);
   return NULL;
 }
 
@@ -435,7 +522,14 @@ int ppm_master_workers(const pp_pool_t *pool) {
 static int armed;
 
 void ppm_master_arm(void) {
+  int init = 0;
   armed = 1;
+  /* An application that begins MPI itself does so after the guard: it
+   * gets the settings the serving ranks have (a job skips Open MPI's
+   * barrier in MPI_Finalize on every rank or on none). */
+  MPI_Initialized(&init);
+  if (!init)
+    ppm_tune_before_init();
   atexit(ppm_master_atexit);
 }
 
@@ -457,12 +551,32 @@ void ppm_master_end(int finalize) {
      * began it.  A pool still alive (its program did not destroy it) has
      * its calls on the ranks cancelled there; the pool itself is left to
      * the process' end. */
+    struct timespec ts;
+    int ended = 0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2 * PPM_END_US / 1000000 + 1;
     pthread_mutex_lock(&E->m);
     E->keep_mpi = !finalize;
     E->exit = 1;
     pthread_cond_broadcast(&E->cond);
+    while (!E->ended)
+      if (pthread_cond_timedwait(&E->cond, &E->m, &ts) == ETIMEDOUT)
+        break;
+    ended = E->ended;
     pthread_mutex_unlock(&E->m);
-    pthread_join(E->thread, NULL);
+    if (ended) {
+      pthread_join(E->thread, NULL);
+      return;
+    }
+    /* MPI_Finalize waits for something that does not come (a rank that
+     * is gone, where the user turned Open MPI's barrier back on): the
+     * program ends without it.  The engine thread and its state are left
+     * to the process' end. */
+    pthread_detach(E->thread);
+    fprintf(stderr,
+            "procpool: MPI has not ended on rank 0 within %d s (MPI_Finalize "
+            "waits for a rank that is gone); the program ends without it\n",
+            2 * PPM_END_US / 1000000 + 1);
     return;
   }
   if (done)

@@ -28,9 +28,11 @@ typedef struct flight_s {
 } flight_t;
 
 typedef struct rank_s {
-  int workers; /* of its local pool */
-  int offset;  /* its first worker's number in log records */
-  int dead;
+  int workers;   /* of its local pool */
+  int offset;    /* its first worker's number in log records */
+  int hello;     /* it said hello: it serves, or did */
+  int dead;      /* lost (or never said hello): it gets no calls */
+  int stop_sent; /* a lost rank that spoke again was told to stop */
   int bye;
   size_t inflight; /* calls it holds */
   int64_t heard;   /* when it last sent anything (or got its first call) */
@@ -64,6 +66,7 @@ typedef struct eng_s {
   int stop;      /* the pool is done with the engine */
   int exit;      /* the process ends */
   int started;   /* 1: MPI began and the ranks said hello; -1: failed */
+  int ended;     /* the engine thread has done all it will do */
   pp__err_t err; /* how the start went */
   MPI_Comm comm;
   int we_init;
@@ -98,6 +101,12 @@ int ppm_receive(eng_t *E);
 void ppm_check_deadlines(eng_t *E);
 /* Rank r is dead: its calls end PP_EWORKERDIED with `why`. */
 void ppm_kill_rank(eng_t *E, int r, const char *why);
+/* Rank r, declared lost, has sent a message: it lives after all, and is
+ * told to end its service (once). */
+void ppm_stop_lost(eng_t *E, int r);
+/* Rank r asked whether rank 0 is there: a live rank is answered BEAT, a
+ * lost one STOP. */
+void ppm_answer_ask(eng_t *E, int r);
 
 /* outbound.c */
 /* One round of cancels and batches; returns 1 if it sent anything, and

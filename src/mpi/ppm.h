@@ -14,11 +14,15 @@
  * byte order of the machines (a job of one architecture), records padded
  * to 8 bytes.  Rank 0 sends CALLS (a batch of call records), ARG (the
  * argument of a call record marked PPM_SEPARATE, in record order, right
- * after its batch), CANCEL (call ids) and STOP.  A serving rank sends HELLO
- * once, RESULTS (a batch of result records), RDATA (the data of a result
- * marked PPM_SEPARATE, right after its batch), LOG (one line of its local
- * pool's output), BEAT (nothing happened for a while: it is alive) and,
- * after STOP, BYE.
+ * after its batch), CANCEL (call ids), STOP (end your service: at rank 0's
+ * end, or at once to a rank it declared lost that speaks again) and BEAT
+ * (the answer to ASK: rank 0 is there and the rank is still one of its).
+ * A serving rank sends HELLO once, RESULTS (a batch of result records),
+ * RDATA (the data of a result marked PPM_SEPARATE, right after its batch),
+ * LOG (one line of its local pool's output), BEAT (nothing happened for a
+ * while: it is alive), ASK (it did not run for a while, so rank 0 may have
+ * declared it lost or ended meanwhile: is rank 0 still there?) and, after
+ * STOP, BYE.
  */
 #ifndef PP_MPI_PPM_H
 #define PP_MPI_PPM_H
@@ -40,8 +44,18 @@ enum {
   PPM_TAG_STOP = 7,
   PPM_TAG_BYE = 8,
   PPM_TAG_BEAT = 9,
-  PPM_TAG_LOG = 10
+  PPM_TAG_LOG = 10,
+  PPM_TAG_ASK = 11
 };
+
+/* A serving rank whose loop did not run for this long (it was stopped, or
+ * starved) asks rank 0 whether it is still there (PPM_TAG_ASK). */
+#define PPM_GAP_US 1000000
+/* Each step of the end is bounded: rank 0 waits this long for the BYEs,
+ * and this long again for MPI_Finalize; a serving rank waits this long for
+ * its last sends, and three times this long for MPI_Finalize (so that
+ * rank 0 gives up first where MPI_Finalize waits for every rank). */
+#define PPM_END_US 10000000
 
 /* Arguments and results larger than this travel as messages of their own,
  * straight from and into the buffers that hold them (no copy into a
@@ -141,6 +155,12 @@ const char *ppm_strerror(int code, char *buf, size_t cap);
 /* Sets Open MPI parameters the backend wants, where the user has not:
  * called before MPI_Init on every rank. */
 void ppm_tune_before_init(void);
+
+/* Blocks SIGPIPE in the calling thread (and the threads it starts): a
+ * send over TCP to a rank that has ended then fails inside MPI instead of
+ * killing the process (Open MPI 4.1 writes to its sockets without
+ * MSG_NOSIGNAL).  Only threads of procpool's own call it. */
+void ppm_block_sigpipe(void);
 
 /* Microseconds on a monotonic clock. */
 int64_t ppm_now_us(void);

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ppm.h"
 
@@ -382,20 +383,53 @@ static void nap(int64_t us) {
   nanosleep(&ts, NULL);
 }
 
-/* Serves until rank 0 says STOP. */
-static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
-                       uint32_t ntasks) {
+/* Sends what is left, for `us` at most: rank 0 may be gone. */
+static void drain(ppm_sends_t *sends, int64_t us) {
+  int64_t end = ppm_now_us() + us;
+  while (sends->n > 0 && ppm_now_us() < end) {
+    struct timespec ts = {0, 200000};
+    if (!ppm_sends_test(sends))
+      nanosleep(&ts, NULL);
+  }
+  /* Sends that did not complete are forgotten (their memory leaked rather
+   * than freed under MPI's feet). */
+  sends->n = 0;
+}
+
+/* Serves until rank 0 says STOP, or until rank 0 does not answer an ask
+ * within the deadline.  A rank asks when its own loop did not run for
+ * PPM_GAP_US (it was stopped, or starved): rank 0 may have declared it
+ * lost meanwhile, or ended, and in both cases the rank must end its
+ * service (a lost rank is told so by a STOP when it speaks; an ended
+ * rank 0 tells nobody anything).  It asks only once rank 0 has spoken to
+ * it: before, rank 0 may not have begun MPI yet. */
+static void serve_loop(MPI_Comm comm, int rank, pp_pool_t *local,
+                       const pp_task_t *tasks, uint32_t ntasks) {
   ppm_sends_t sends = {0};
   ppm_idle_t idle;
   group_t *g;
-  int64_t beat = ppm_now_us();
-  int stop = 0;
+  int64_t deadline = ppm_env_int("PROCPOOL_MPI_DEADLINE_MS", 10000) * 1000;
+  int64_t beat = ppm_now_us(), last = beat, asked = 0;
+  int stop = 0, spoke = 0, abandoned = 0;
   ppm_idle_reset(&idle);
   while (!stop) {
     MPI_Message msg;
     MPI_Status st;
     int flag = 0, did = 0, n = 0;
-    int64_t us;
+    int64_t us, now = ppm_now_us();
+    if (spoke && asked == 0 && now - last > PPM_GAP_US) {
+      ppm_isend(&sends, comm, 0, PPM_TAG_ASK, NULL, 0, NULL, NULL);
+      asked = now;
+    } else if (asked != 0 && now - asked > deadline) {
+      fprintf(stderr,
+              "procpool: MPI rank %d did not run for a while and rank 0 has "
+              "not answered it for %lld ms: rank 0 has ended or counts this "
+              "rank lost; it ends its service\n",
+              rank, (long long)((now - asked) / 1000));
+      abandoned = 1;
+      break;
+    }
+    last = now;
     if (reap_groups())
       did = 1;
     if (flush(comm, &sends))
@@ -405,6 +439,11 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
     if (flag) {
       unsigned char *p;
       did = 1;
+      spoke = 1;
+      /* Rank 0 answers an ask with BEAT (or STOP); what it sent before
+       * the ask arrives before the answer and answers nothing. */
+      if (st.MPI_TAG == PPM_TAG_BEAT)
+        asked = 0;
       MPI_Get_count(&st, MPI_BYTE, &n);
       p = malloc(n > 0 ? (size_t)n : 1);
       if (p == NULL)
@@ -437,7 +476,8 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
       nap(us);
   }
   /* Rank 0 stops us only when no call of its pool is left; calls still
-   * here (rank 0 ends without destroying its pool) are cancelled. */
+   * here (rank 0 ends without destroying its pool, or counts this rank
+   * lost) are cancelled. */
   for (g = S.groups; g != NULL; g = g->next) {
     pp_map_cancel(g->m);
     pp_map_wait(g->m, -1);
@@ -445,10 +485,61 @@ static void serve_loop(MPI_Comm comm, pp_pool_t *local, const pp_task_t *tasks,
   reap_groups();
   pp_pool_destroy(local, PP_DESTROY_CANCEL);
   flush(comm, &sends);
-  MPI_Send(NULL, 0, MPI_BYTE, 0, PPM_TAG_BYE, comm);
-  while (sends.n > 0)
-    ppm_sends_test(&sends);
+  ppm_isend(&sends, comm, 0, PPM_TAG_BYE, NULL, 0, NULL, NULL);
+  /* A rank 0 that answers nothing will not take them either. */
+  drain(&sends, abandoned ? PPM_GAP_US : PPM_END_US);
   ppm_sends_free(&sends);
+}
+
+/* The watchdog of a serving rank's MPI_Finalize (below). */
+static pthread_mutex_t W_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t W_cond = PTHREAD_COND_INITIALIZER;
+static int W_done, W_rank;
+
+static void *finalize_watchdog(void *arg) {
+  struct timespec ts;
+  int done;
+  (void)arg;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += 3 * PPM_END_US / 1000000;
+  pthread_mutex_lock(&W_m);
+  while (!W_done)
+    if (pthread_cond_timedwait(&W_cond, &W_m, &ts) == ETIMEDOUT)
+      break;
+  done = W_done;
+  pthread_mutex_unlock(&W_m);
+  if (!done) {
+    /* The service has ended; only MPI's own end waits for something that
+     * does not come.  This process is procpool's (the application's code
+     * never runs on a serving rank), and nothing of it is left to do. */
+    fprintf(stderr,
+            "procpool: MPI rank %d: MPI_Finalize has not returned within "
+            "%d s (it waits for a rank that is gone); the rank ends without "
+            "it\n",
+            W_rank, 3 * PPM_END_US / 1000000);
+    _exit(0);
+  }
+  return NULL;
+}
+
+/* Ends MPI on a serving rank, within a bound (Open MPI's MPI_Finalize can
+ * wait for a dead rank: docs/design.md, section 7). */
+static void finalize_bounded(int rank) {
+  pthread_t t;
+  int watched;
+  W_rank = rank;
+  watched = pthread_create(&t, NULL, finalize_watchdog, NULL) == 0;
+  /* PMPI: the application's code after the guard never runs on this
+   * rank, so MPI ends here even if the application began it (enable.c's
+   * MPI_Finalize is rank 0's). */
+  PMPI_Finalize();
+  if (!watched)
+    return;
+  pthread_mutex_lock(&W_m);
+  W_done = 1;
+  pthread_cond_signal(&W_cond);
+  pthread_mutex_unlock(&W_m);
+  pthread_join(t, NULL);
 }
 
 int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
@@ -485,6 +576,9 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   } else {
     hello.workers = pp_pool_workers(local);
   }
+  /* The main thread makes every MPI call of a serving rank (and MPI's
+   * threads, started by MPI_Init, inherit its mask). */
+  ppm_block_sigpipe();
   MPI_Initialized(&init);
   if (!init)
     ppm_tune_before_init();
@@ -498,7 +592,7 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   MPI_Send(&hello, (int)sizeof(hello), MPI_BYTE, 0, PPM_TAG_HELLO, comm);
   if (local != NULL) {
-    serve_loop(comm, local, tasks, ntasks);
+    serve_loop(comm, rank, local, tasks, ntasks);
   } else {
     /* Nothing to serve with: wait for the STOP rank 0 sends when it has
      * read why. */
@@ -506,10 +600,7 @@ int ppm_serve(int argc, char **argv, const pp_task_t *tasks, int *rc) {
     MPI_Send(NULL, 0, MPI_BYTE, 0, PPM_TAG_BYE, comm);
   }
   MPI_Comm_free(&comm);
-  /* The application's code after the guard never runs on this rank, so
-   * MPI ends here even if the application began it (PMPI: enable.c's
-   * MPI_Finalize is rank 0's). */
-  PMPI_Finalize();
+  finalize_bounded(rank);
   *rc = 0;
   return 1;
 }
