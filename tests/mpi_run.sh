@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mpi_run.sh MPIEXEC NPROCS shm|tcp|recovery|deadline|env PROGRAM [ARGS...]
+# mpi_run.sh MPIEXEC NPROCS shm|tcp|recovery|deadline|fault|env PROGRAM [ARGS...]
 #
 # Runs an MPI test program as CTest's tests test_mpi_* do: under mpirun
 # with NPROCS ranks, oversubscribed (CI machines have 2 cores), as root if
@@ -9,9 +9,10 @@
 # between nodes uses without InfiniBand); recovery: mpirun
 # --enable-recovery, which lets the job outlive a rank that dies, and a
 # silence deadline of 3 s; deadline: mpirun's defaults and a silence
-# deadline of 2 s on every rank; env: PROCPOOL_BACKEND=mpi exported to
-# every rank, with PP_MPI_LIBDIR (where libprocpool_mpi is) on
-# LD_LIBRARY_PATH.
+# deadline of 2 s on every rank; fault: PROCPOOL_MPI_FAIL_ALLOC (src/mpi's
+# test hook) exported to every rank, and a deadline of 3 s; env:
+# PROCPOOL_BACKEND=mpi exported to every rank, with PP_MPI_LIBDIR (where
+# libprocpool_mpi is) on LD_LIBRARY_PATH.
 # PP_MPI_TIMEOUT (seconds, 240) bounds the job; PP_MPI_LOAD=N runs N busy
 # loops beside it, as on a loaded machine, ended with the script.
 # Afterwards no process of the job may be left: one is a failure.
@@ -39,6 +40,8 @@ case $mode in
   tcp) opts+=(--mca btl self,tcp) ;;
   recovery) opts+=(--enable-recovery -x PROCPOOL_MPI_DEADLINE_MS=3000) ;;
   deadline) opts+=(-x PROCPOOL_MPI_DEADLINE_MS=2000) ;;
+  fault) opts+=(-x PROCPOOL_MPI_FAIL_ALLOC=${PROCPOOL_MPI_FAIL_ALLOC:?}
+                -x PROCPOOL_MPI_DEADLINE_MS=3000) ;;
   env)
     export PROCPOOL_BACKEND=mpi
     export LD_LIBRARY_PATH=${PP_MPI_LIBDIR:?}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -15,14 +15,10 @@
  *                       PROCPOOL_MPI_DEADLINE_MS).
  *   test_mpi --mismatch rank 2 has another task table: the MPI pool
  *                       fails with PP_ESPAWN naming it.
- *   test_mpi --rank-stop early|late
- *                       rank 0 stops a serving rank (SIGSTOP) while it
- *                       holds calls: they fail PP_EWORKERDIED once it is
- *                       declared lost, the rest of the map finishes on the
- *                       other rank; the rank is continued (SIGCONT) while
- *                       rank 0 still runs (early) or after rank 0 has
- *                       ended (late), and the job must end all the same
- *                       (needs PROCPOOL_MPI_DEADLINE_MS).
+ *   test_mpi --rank-stop early|late, test_mpi --faults WHICH
+ *                       mpi_modes.c: a rank stopped and continued;
+ *                       allocations that fail on rank 0 or on a serving
+ *                       rank.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,12 +31,11 @@
 
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "mpi_modes.h"
 #include "procpool_mpi.h"
 #include "tasks.h"
 
@@ -565,105 +560,6 @@ static int rank_death(void) {
   return ok > 0 && died > 0 && ok + died == N ? 0 : 1;
 }
 
-/* The pid of some serving rank's process (the parent of a worker of its
- * local pool), or -1. */
-static int64_t some_rank_pid(void) {
-  pp_future_t *who;
-  pp_result_t r;
-  int64_t pid = -1;
-  if (pp_pool_submit(pool, "parent_pid", NULL, 0, NULL, &who) != 0)
-    return -1;
-  if (pp_future_wait(who, -1) == 0 && pp_future_take(who, &r) == 0) {
-    if (r.status == 0)
-      pid = pp_test_int_result(&r);
-    pp_results_free(&r, 1);
-  }
-  pp_future_free(who);
-  return pid;
-}
-
-/* Continues `pid` after `seconds`, from a process of its own that
- * outlives this one (its output goes nowhere, so that mpirun does not
- * wait for it). */
-static int continue_later(int64_t pid, int seconds) {
-  extern char **environ;
-  char script[96];
-  char *argv[] = {"sh", "-c", script, NULL};
-  posix_spawn_file_actions_t fa;
-  pid_t child;
-  int rc;
-  snprintf(script, sizeof(script), "sleep %d; kill -CONT %lld", seconds,
-           (long long)pid);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  rc = posix_spawnp(&child, "sh", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc;
-}
-
-/* --rank-stop early|late: a serving rank stopped while it holds calls is
- * declared lost, its calls fail and the other rank finishes the map;
- * continued, it must end its service, and the job must end (early: it is
- * continued while rank 0 runs, and told to stop when it speaks; late: it
- * is continued after rank 0 has ended, finds nobody answering and ends by
- * itself). */
-static int rank_stop(const char *when) {
-  enum { N = 24 };
-  pp_pool_options_t o;
-  pp_buf_t args[N];
-  pp_result_t res[N];
-  pp_map_t *m;
-  int64_t victim;
-  size_t i, ok = 0, lost = 0;
-  int late = strcmp(when, "late") == 0, good;
-  memset(&o, 0, sizeof(o));
-  o.backend = PP_BACKEND_MPI;
-  if (pp_pool_create(&pool, &o) != 0)
-    return 2;
-  victim = some_rank_pid();
-  if (victim <= 0)
-    return 3;
-  for (i = 0; i < N; i++)
-    args[i] = pp_test_pack_int(200);
-  if (pp_pool_map_async(pool, "sleep_ms", args, N, res, NULL, &m) != 0)
-    return 4;
-  pp_test_sleep_ms(300);
-  printf("stopping rank process %lld\n", (long long)victim);
-  fflush(stdout);
-  kill((pid_t)victim, SIGSTOP);
-  pp_map_wait(m, -1);
-  pp_map_free(m);
-  for (i = 0; i < N; i++) {
-    if (res[i].status == 0 && pp_test_int_result(&res[i]) == 200)
-      ok++;
-    else if (res[i].status == PP_EWORKERDIED && res[i].message != NULL &&
-             strstr(res[i].message, "lost with MPI rank") != NULL)
-      lost++;
-    else
-      printf("call %zu: %s: %s\n", i, pp_err_name(res[i].status),
-             res[i].message ? res[i].message : "");
-  }
-  printf("rank stop (%s): %zu calls ok, %zu lost with the rank, of %d\n", when,
-         ok, lost, N);
-  good = ok > 0 && lost > 0 && ok + lost == N;
-  pp_results_free(res, N);
-  pp_test_free_bufs(args, N);
-  if (late) {
-    /* Continued once this process has ended (and MPI with it). */
-    if (continue_later(victim, 2) != 0)
-      good = 0;
-  } else {
-    kill((pid_t)victim, SIGCONT);
-    /* Time for it to speak (it still runs its calls, and beats), so that
-     * rank 0 tells it to stop before the end. */
-    pp_test_sleep_ms(1000);
-  }
-  pp_pool_destroy(pool, PP_DESTROY_WAIT);
-  return good ? 0 : 1;
-}
-
 int main(int argc, char **argv) {
   int rc;
   make_table(argc > 1 && strcmp(argv[1], "--mismatch") == 0);
@@ -675,7 +571,9 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--mismatch") == 0)
     return mismatch();
   if (argc > 2 && strcmp(argv[1], "--rank-stop") == 0)
-    return rank_stop(argv[2]);
+    return pp_test_mpi_rank_stop(argv[2]);
+  if (argc > 2 && strcmp(argv[1], "--faults") == 0)
+    return pp_test_mpi_faults(argv[2]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpi_backend_or_fallback),
       cmocka_unit_test(test_mpi_starmap_equals_local),

@@ -3,11 +3,14 @@
  * rank 0 and the serving ranks, byte buffers, the idle-friendly wait, and
  * the few facts about the MPI world.
  *
- *   common.c    buffers, the task table's hash, the world, waits, errors
+ *   common.c    allocation (and its test hook), buffers, sends, the task
+ *               table's hash, the world, waits, errors
  *   master.c    rank 0: the engine that runs a pool's calls on the ranks
- *   inbound.c   ... what it receives (master.h has what they share)
+ *   world.c     ... MPI's start and end there (master.h has what they
+ *   inbound.c   ... what it receives                  share)
  *   outbound.c  ... what it sends
  *   serve.c     ranks 1..N-1: serving rank 0's calls in a local pool
+ *   group.c     ... the calls as maps of it (serve.h has what they share)
  *   enable.c    pp_mpi_enable(): the engine table, registration
  *
  * Wire format: MPI_BYTE messages on a duplicate of MPI_COMM_WORLD, in the
@@ -104,14 +107,29 @@ typedef struct ppm_log_s {
 
 #define PPM_PAD8(x) (((x) + 7u) & ~(size_t)7u)
 
+/* Allocation in the MPI backend, with a test hook: the variable
+ * PROCPOOL_MPI_FAIL_ALLOC="SITE:RANK:N[,SITE:RANK:N...]" makes the N-th
+ * allocation at SITE (a name the caller gives) on MPI rank RANK fail, once,
+ * so that tests reach the code that handles a failed allocation.  Small
+ * and local on purpose: the project-wide fault injection is to replace
+ * it.  Sites: on rank 0 engine, world, flight, batch, outs, recv, rdata;
+ * on a serving rank group, arg, results, msg; on both sends.  A site's
+ * allocations are counted in the order the code makes them, so a test
+ * that names the N-th one knows which it is. */
+int ppm_fail_here(const char *site); /* 1: this allocation is to fail */
+void *ppm_malloc(const char *site, size_t n);
+void *ppm_calloc(const char *site, size_t count, size_t size);
+void *ppm_realloc(const char *site, void *p, size_t n);
+
 /* A growing byte buffer. */
 typedef struct ppm_buf_s {
   unsigned char *p;
   size_t len, cap;
 } ppm_buf_t;
 
-/* Appends n bytes, padded with zeros to 8; returns 0 or PP_ENOMEM. */
-int ppm_buf_put(ppm_buf_t *b, const void *data, size_t n);
+/* Appends n bytes, padded with zeros to 8; returns 0 or PP_ENOMEM.  `site`
+ * names the allocation for the test hook (ppm_malloc). */
+int ppm_buf_put(ppm_buf_t *b, const char *site, const void *data, size_t n);
 void ppm_buf_free(ppm_buf_t *b);
 
 /* Sends that are under way, each with the memory it reads, which is freed
@@ -133,6 +151,16 @@ typedef struct ppm_sends_s {
 int ppm_isend(ppm_sends_t *s, MPI_Comm comm, int peer, int tag,
               const void *data, size_t n, void *mem,
               void (*release)(void *mem));
+/* Makes room for k more sends, so that they cannot fail for want of
+ * memory for the list; returns 0 or PP_ENOMEM. */
+int ppm_sends_reserve(ppm_sends_t *s, size_t k);
+/* Drops a matched message (no memory for it, or it comes from a rank that
+ * is lost): one of up to PPM_SCRATCH bytes is received into a scratch
+ * buffer, waiting until `until` (ppm_now_us) at most, since its sender
+ * may be dead; a larger one is left matched and never received.  Needs no
+ * memory.  Returns 0 (received), 1 (left) or -1 (not received in time). */
+#define PPM_SCRATCH (64 * 1024)
+int ppm_discard(MPI_Message *msg, MPI_Status *st, int64_t until);
 /* Completes what has completed; returns 1 if any did. */
 int ppm_sends_test(ppm_sends_t *s);
 /* Forgets the sends to `peer` (it is dead: they may never complete; their
