@@ -28,8 +28,10 @@ stop_load() {
   fi
 }
 trap stop_load EXIT
+# Each loop ends by itself too, should this script be killed before its
+# trap runs.
 for ((i = 0; i < ${PP_MPI_LOAD:-0}; i++)); do
-  yes >/dev/null &
+  timeout $(( ${PP_MPI_TIMEOUT:-240} + 30 )) yes >/dev/null &
   load+=($!)
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
