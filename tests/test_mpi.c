@@ -15,6 +15,10 @@
  *                       PROCPOOL_MPI_DEADLINE_MS).
  *   test_mpi --mismatch rank 2 has another task table: the MPI pool
  *                       fails with PP_ESPAWN naming it.
+ *   test_mpi --rank-stop early|late, test_mpi --faults WHICH
+ *                       mpi_modes.c: a rank stopped and continued;
+ *                       allocations that fail on rank 0 or on a serving
+ *                       rank.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +35,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "mpi_modes.h"
 #include "procpool_mpi.h"
 #include "tasks.h"
 
@@ -551,6 +556,10 @@ int main(int argc, char **argv) {
     return rank_death();
   if (argc > 1 && strcmp(argv[1], "--mismatch") == 0)
     return mismatch();
+  if (argc > 2 && strcmp(argv[1], "--rank-stop") == 0)
+    return pp_test_mpi_rank_stop(argv[2]);
+  if (argc > 2 && strcmp(argv[1], "--faults") == 0)
+    return pp_test_mpi_faults(argv[2]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpi_backend_or_fallback),
       cmocka_unit_test(test_mpi_starmap_equals_local),

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE /* clock_gettime, PATH_MAX for apr.h */
 #endif
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +16,72 @@
 
 #include "ppm.h"
 
-int ppm_buf_put(ppm_buf_t *b, const void *data, size_t n) {
+/* ---- allocation, and its test hook ---- */
+
+/* The failures PROCPOOL_MPI_FAIL_ALLOC asks for, read once. */
+typedef struct fail_s {
+  char site[16];
+  long rank, nth;
+  long seen; /* allocations at the site so far (atomic) */
+} fail_t;
+
+static pthread_once_t fail_once = PTHREAD_ONCE_INIT;
+static fail_t fails[8];
+static int nfails;
+
+static void fail_read(void) {
+  const char *v = getenv("PROCPOOL_MPI_FAIL_ALLOC");
+  int rank = -1, size = 0;
+  if (v == NULL || !ppm_world(&rank, &size))
+    return;
+  while (*v != '\0' && nfails < (int)(sizeof(fails) / sizeof(fails[0]))) {
+    fail_t f;
+    int used = 0;
+    memset(&f, 0, sizeof(f));
+    if (sscanf(v, "%15[^:,]:%ld:%ld%n", f.site, &f.rank, &f.nth, &used) != 3)
+      return;
+    if (f.rank == rank && f.nth > 0)
+      fails[nfails++] = f;
+    v += used;
+    if (*v == ',')
+      v++;
+  }
+}
+
+int ppm_fail_here(const char *site) {
+  int i, fail = 0;
+  pthread_once(&fail_once, fail_read);
+  /* Every entry of the site counts every allocation there, so that
+   * "results:1:2,results:1:3" fails the 2nd and the 3rd. */
+  for (i = 0; i < nfails; i++)
+    if (strcmp(fails[i].site, site) == 0 &&
+        __atomic_add_fetch(&fails[i].seen, 1, __ATOMIC_RELAXED) == fails[i].nth)
+      fail = 1;
+  return fail;
+}
+
+void *ppm_malloc(const char *site, size_t n) {
+  return ppm_fail_here(site) ? NULL : malloc(n > 0 ? n : 1);
+}
+
+void *ppm_calloc(const char *site, size_t count, size_t size) {
+  return ppm_fail_here(site) ? NULL : calloc(count > 0 ? count : 1, size);
+}
+
+void *ppm_realloc(const char *site, void *p, size_t n) {
+  return ppm_fail_here(site) ? NULL : realloc(p, n > 0 ? n : 1);
+}
+
+/* ---- buffers and sends ---- */
+
+int ppm_buf_put(ppm_buf_t *b, const char *site, const void *data, size_t n) {
   size_t need = b->len + PPM_PAD8(n);
   if (need > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     unsigned char *p;
     while (cap < need)
       cap *= 2;
-    p = realloc(b->p, cap);
+    p = ppm_realloc(site, b->p, cap);
     if (p == NULL)
       return PP_ENOMEM;
     b->p = p;
@@ -39,19 +99,54 @@ void ppm_buf_free(ppm_buf_t *b) {
   memset(b, 0, sizeof(*b));
 }
 
+int ppm_sends_reserve(ppm_sends_t *s, size_t k) {
+  size_t cap = s->cap ? s->cap : 16;
+  ppm_send_t *v;
+  while (cap < s->n + k)
+    cap *= 2;
+  if (cap == s->cap)
+    return 0;
+  v = ppm_realloc("sends", s->v, cap * sizeof(*v));
+  if (v == NULL)
+    return PP_ENOMEM;
+  s->v = v;
+  s->cap = cap;
+  return 0;
+}
+
+int ppm_discard(MPI_Message *msg, MPI_Status *st, int64_t until) {
+  /* One thread per process receives (rank 0's engine thread, a serving
+   * rank's main thread), and what lands here is never read. */
+  static unsigned char scratch[PPM_SCRATCH];
+  MPI_Request req;
+  int n = 0, done = 0;
+  MPI_Get_count(st, MPI_BYTE, &n);
+  /* A larger message is left matched and never received: MPI keeps what
+   * it holds of it, and its sender's send never completes (the sender is
+   * lost, or gets the failure another way).  A truncated receive is no
+   * way out: over shared memory, Open MPI 4.1 copies a large message
+   * whole, whatever the receive's size. */
+  if (n < 0 || n > PPM_SCRATCH)
+    return 1;
+  if (MPI_Imrecv(scratch, n, MPI_BYTE, msg, &req) != MPI_SUCCESS)
+    return 0;
+  for (;;) {
+    struct timespec ts = {0, 50000};
+    if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done)
+      return 0;
+    if (ppm_now_us() > until)
+      return -1; /* the request is left to MPI, and scratch to it */
+    nanosleep(&ts, NULL);
+  }
+}
+
 int ppm_isend(ppm_sends_t *s, MPI_Comm comm, int peer, int tag,
               const void *data, size_t n, void *mem,
               void (*release)(void *mem)) {
   ppm_send_t *e;
   int rc;
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 16;
-    ppm_send_t *v = realloc(s->v, cap * sizeof(*v));
-    if (v == NULL)
-      return MPI_ERR_NO_MEM;
-    s->v = v;
-    s->cap = cap;
-  }
+  if (ppm_sends_reserve(s, 1) != 0)
+    return MPI_ERR_NO_MEM;
   e = &s->v[s->n];
   rc = MPI_Isend(data, (int)n, MPI_BYTE, peer, tag, comm, &e->req);
   if (rc != MPI_SUCCESS)
@@ -158,6 +253,13 @@ const char *ppm_strerror(int code, char *buf, size_t cap) {
   return buf;
 }
 
+void ppm_block_sigpipe(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 int64_t ppm_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -196,4 +298,17 @@ void ppm_tune_before_init(void) {
    * in the environment or on mpirun's command line (which exports it),
    * wins. */
   setenv("OMPI_MCA_btl_vader_eager_limit", "32768", 0);
+  /* Open MPI 4.1 begins MPI_Finalize with a PMIx fence over every process
+   * of the job.  When a rank has died (mpirun --enable-recovery), that
+   * fence completes only if the PMIx server in mpirun saw the dead rank's
+   * connection drop before mpirun reaped it; when the reaping comes first,
+   * the server keeps counting the rank and the fence never completes
+   * (docs/design.md, section 7).  A rank that is merely stopped holds it
+   * up as long as it is stopped.  The backend needs no barrier there: no
+   * message of it is in flight when a rank ends MPI (rank 0 has every
+   * rank's BYE, a rank has rank 0's STOP), so every rank skips it.  It
+   * must be all ranks or none (a fence is a collective), so rank 0 sets
+   * it too, also for an application that begins MPI itself after the
+   * guard (ppm_master_arm). */
+  setenv("OMPI_MCA_async_mpi_finalize", "1", 0);
 }

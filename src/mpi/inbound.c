@@ -42,7 +42,7 @@ int ppm_fl_put(eng_t *E, const flight_t *f) {
   size_t i;
   if (2 * (E->fln + 1) > E->flcap) {
     size_t cap = E->flcap ? 2 * E->flcap : 256, k;
-    flight_t *old = E->fl, *v = calloc(cap, sizeof(*v));
+    flight_t *old = E->fl, *v = ppm_calloc("flight", cap, sizeof(*v));
     if (v == NULL)
       return PP_ENOMEM;
     E->fl = v;
@@ -136,9 +136,31 @@ static void apply_outs(eng_t *E) {
     ppm_core->broadcast(pool);
 }
 
-/* A rank is dead (silent too long, or MPI failed on it): its calls end
- * PP_EWORKERDIED with `why`, and it gets nothing more. */
-void ppm_kill_rank(eng_t *E, int r, const char *why) {
+void ppm_fail_takes(eng_t *E, const take_t *t, size_t n, int status,
+                    const char *why) {
+  size_t i;
+  int wake = 0;
+  ppm_core->lock(E->pool);
+  for (i = 0; i < n; i++) {
+    uint64_t id = t[i].src->first_id + t[i].index;
+    flight_t *f = ppm_fl_find(E, id);
+    out_t o;
+    if (f == NULL)
+      continue;
+    memset(&o, 0, sizeof(o));
+    o.id = id;
+    o.status = status;
+    o.message = malloc(256);
+    if (o.message != NULL)
+      snprintf(o.message, 256, "call %llu: %s", (unsigned long long)id, why);
+    wake |= finish_locked(E, f, &o);
+  }
+  ppm_core->unlock(E->pool);
+  if (wake)
+    ppm_core->broadcast(E->pool);
+}
+
+void ppm_kill_rank(eng_t *E, int r, int status, const char *why) {
   pp_pool_t *pool = E->pool;
   size_t i;
   int wake = 0;
@@ -158,7 +180,7 @@ void ppm_kill_rank(eng_t *E, int r, const char *why) {
     }
     memset(&o, 0, sizeof(o));
     o.id = f->id;
-    o.status = PP_EWORKERDIED;
+    o.status = status;
     o.message = malloc(512);
     if (o.message != NULL)
       snprintf(o.message, 512, "call %llu was lost with MPI rank %d: %s",
@@ -178,33 +200,60 @@ void ppm_kill_rank(eng_t *E, int r, const char *why) {
 
 /* ---- receiving ---- */
 
+/* A new outcome for this round.  When the array cannot grow, the
+ * outcomes received so far are finished at once, which empties it. */
 static out_t *out_new(eng_t *E) {
   if (E->nouts == E->capouts) {
-    size_t cap = E->capouts ? 2 * E->capouts : 256;
-    out_t *v = realloc(E->outs, cap * sizeof(*v));
-    if (v == NULL)
-      abort(); /* the outcomes cannot be kept: nothing sane is left */
-    E->outs = v;
-    E->capouts = cap;
+    size_t cap = 2 * E->capouts;
+    out_t *v = ppm_realloc("outs", E->outs, cap * sizeof(*v));
+    if (v != NULL) {
+      E->outs = v;
+      E->capouts = cap;
+    } else {
+      apply_outs(E);
+    }
   }
   memset(&E->outs[E->nouts], 0, sizeof(out_t));
   return &E->outs[E->nouts++];
 }
 
-/* Receives the message `msg` (matched by a probe) into a new buffer. */
 int ppm_recv_msg(MPI_Message *msg, MPI_Status *st, unsigned char **p, int *n) {
+  static unsigned char none;
+  int64_t end = ppm_now_us() + PPM_END_US;
+  MPI_Request req;
+  int done = 0;
   MPI_Get_count(st, MPI_BYTE, n);
-  *p = malloc(*n > 0 ? (size_t)*n : 1);
-  if (*p == NULL)
-    abort();
-  return MPI_Mrecv(*p, *n, MPI_BYTE, msg, MPI_STATUS_IGNORE);
+  *p = NULL;
+  if (*n <= 0)
+    return MPI_Mrecv(&none, 0, MPI_BYTE, msg, MPI_STATUS_IGNORE);
+  *p = ppm_malloc("recv", (size_t)*n);
+  if (*p == NULL) {
+    ppm_discard(msg, st, end);
+    return MPI_ERR_NO_MEM;
+  }
+  /* A message over the eager limit needs its sender, which may die
+   * meanwhile: the wait is bounded. */
+  if (MPI_Imrecv(*p, *n, MPI_BYTE, msg, &req) != MPI_SUCCESS)
+    return MPI_ERR_OTHER;
+  for (;;) {
+    struct timespec ts = {0, 50000};
+    int rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS || done)
+      return rc;
+    if (ppm_now_us() > end) {
+      *p = NULL; /* the buffer stays MPI's: it may still be written into */
+      return MPI_ERR_OTHER;
+    }
+    nanosleep(&ts, NULL);
+  }
 }
 
 /* Receives the RDATA message that follows a batch of results from rank
  * r, into a new buffer.  The rank may die meanwhile, and a large message
  * needs its sender to arrive: both the probe and the receive give up at
- * the rank's deadline, so rank 0 never hangs on it.  Returns 0, or -1
- * (the rank is to be declared dead). */
+ * the rank's deadline, so rank 0 never hangs on it.  Returns 0, -1 (the
+ * rank is to be declared dead), or PP_ENOMEM (no memory for the data,
+ * which was received into nothing: the stream goes on). */
 static int recv_rdata(eng_t *E, int r, unsigned char **p, int *n) {
   int64_t end = ppm_now_us() + E->deadline_us;
   MPI_Message msg;
@@ -223,9 +272,9 @@ static int recv_rdata(eng_t *E, int r, unsigned char **p, int *n) {
     nanosleep(&ts, NULL);
   }
   MPI_Get_count(&st, MPI_BYTE, n);
-  *p = malloc(*n > 0 ? (size_t)*n : 1);
+  *p = ppm_malloc("rdata", *n > 0 ? (size_t)*n : 1);
   if (*p == NULL)
-    abort();
+    return ppm_discard(&msg, &st, end) >= 0 ? PP_ENOMEM : -1;
   if (MPI_Imrecv(*p, *n, MPI_BYTE, &msg, &req) != MPI_SUCCESS)
     return -1;
   for (flag = 0; !flag;) {
@@ -265,10 +314,19 @@ static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n,
     if (h.flags & PPM_SEPARATE) {
       /* Its data is the next RDATA message from r, already on its way. */
       unsigned char *d = NULL;
-      int len = 0;
-      if (recv_rdata(E, r, &d, &len) == 0 && (uint64_t)len == h.len) {
+      int len = 0, rc = recv_rdata(E, r, &d, &len);
+      if (rc == 0 && (uint64_t)len == h.len) {
         o->data = d;
         o->len = (size_t)len;
+      } else if (rc == PP_ENOMEM) {
+        o->status = PP_ENOMEM;
+        free(o->message);
+        o->message = malloc(160);
+        if (o->message != NULL)
+          snprintf(o->message, 160,
+                   "rank 0 had no memory for the result of call %llu (%llu "
+                   "bytes)",
+                   (unsigned long long)h.id, (unsigned long long)h.len);
       } else {
         free(d);
         o->status = PP_EWORKERDIED;
@@ -292,6 +350,13 @@ static void handle_results(eng_t *E, int r, const unsigned char *p, size_t n,
         o->len = (size_t)h.len;
       } else if (h.len > 0) {
         o->status = PP_ENOMEM;
+        free(o->message);
+        o->message = malloc(160);
+        if (o->message != NULL)
+          snprintf(o->message, 160,
+                   "rank 0 had no memory for the result of call %llu (%llu "
+                   "bytes)",
+                   (unsigned long long)h.id, (unsigned long long)h.len);
       }
       off += PPM_PAD8(h.len);
     }
@@ -311,6 +376,26 @@ static void handle_log(eng_t *E, int r, const unsigned char *p, size_t n) {
                 h.len);
 }
 
+void ppm_stop_lost(eng_t *E, int r) {
+  rank_t *rk = &E->ranks[r];
+  /* Only a rank that has just spoken is sent anything once it is lost: a
+   * send to a rank that died can go wrong inside MPI (over TCP, Open MPI
+   * 4.1 retries a connection to the dead peer and warns that the job may
+   * hang). */
+  if (rk->stop_sent || rk->bye)
+    return;
+  if (ppm_isend(&E->sends, E->comm, r, PPM_TAG_STOP, NULL, 0, NULL, NULL) ==
+      MPI_SUCCESS)
+    rk->stop_sent = 1;
+}
+
+void ppm_answer_ask(eng_t *E, int r) {
+  if (E->ranks[r].dead)
+    ppm_stop_lost(E, r);
+  else
+    ppm_isend(&E->sends, E->comm, r, PPM_TAG_BEAT, NULL, 0, NULL, NULL);
+}
+
 /* Receives what has come; returns 1 if anything did. */
 int ppm_receive(eng_t *E) {
   int any = 0, k;
@@ -318,19 +403,70 @@ int ppm_receive(eng_t *E) {
     MPI_Message msg;
     MPI_Status st;
     unsigned char *p;
-    int flag = 0, n = 0, r;
+    rank_t *rk;
+    int flag = 0, n = 0, r, rc;
     if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, E->comm, &flag, &msg, &st) !=
             MPI_SUCCESS ||
         !flag)
       break;
     any = 1;
     r = st.MPI_SOURCE;
-    if (ppm_recv_msg(&msg, &st, &p, &n) != MPI_SUCCESS) {
-      free(p);
+    if (r <= 0 || r >= E->size || !E->ranks[r].hello || E->ranks[r].dead) {
+      /* What a rank declared lost sends now is dropped unread (it may be
+       * large, and its sender may die meanwhile).  Speaking again, it
+       * lives after all (it was stopped, say, and continued): its calls
+       * have their outcomes, and it is told to end its service. */
+      ppm_discard(&msg, &st, ppm_now_us() + E->deadline_us);
+      if (r > 0 && r < E->size && E->ranks[r].hello) {
+        if (st.MPI_TAG == PPM_TAG_BYE)
+          E->ranks[r].bye = 1;
+        else
+          ppm_stop_lost(E, r);
+      }
       continue;
     }
-    if (r > 0 && r < E->size && !E->ranks[r].dead) {
-      E->ranks[r].heard = ppm_now_us();
+    rk = &E->ranks[r];
+    rc = ppm_recv_msg(&msg, &st, &p, &n);
+    if (rc != MPI_SUCCESS) {
+      int nomem = rc == MPI_ERR_NO_MEM;
+      char why[200];
+      free(p);
+      if (st.MPI_TAG != PPM_TAG_RESULTS && st.MPI_TAG != PPM_TAG_BYE)
+        continue; /* a line of output, lost */
+      /* Results that cannot be read: the calls they finish would wait
+       * for ever, and which calls they are is in the message.  The rank's
+       * calls fail, and it gets nothing more. */
+      snprintf(why, sizeof(why),
+               nomem ? "rank 0 had no memory to receive a message of %d "
+                       "bytes from it"
+                     : "a message of %d bytes from it did not arrive whole",
+               n);
+      apply_outs(E);
+      ppm_kill_rank(E, r, nomem ? PP_ENOMEM : PP_EWORKERDIED, why);
+      /* Having just spoken, it lives, and is told to end its service. */
+      if (nomem)
+        ppm_stop_lost(E, r);
+      continue;
+    }
+    if (st.MPI_TAG == PPM_TAG_BYE) {
+      /* Unasked: the rank ended its service by itself, and says why. */
+      int32_t status = PP_EWORKERDIED;
+      char why[300] = "it ended its service by itself";
+      if ((size_t)n > sizeof(status)) {
+        memcpy(&status, p, sizeof(status));
+        snprintf(why, sizeof(why), "it ended its service: %.*s",
+                 (int)((size_t)n - sizeof(status) < 256
+                           ? (size_t)n - sizeof(status)
+                           : 256),
+                 (const char *)p + sizeof(status));
+      }
+      if (status >= 0 || status <= PP_ERRNO_MIN)
+        status = PP_EWORKERDIED;
+      rk->bye = 1;
+      apply_outs(E);
+      ppm_kill_rank(E, r, status, why);
+    } else {
+      rk->heard = ppm_now_us();
       if (st.MPI_TAG == PPM_TAG_RESULTS) {
         size_t before = E->nouts;
         int broken = 0;
@@ -340,12 +476,14 @@ int ppm_receive(eng_t *E) {
         if (broken) {
           /* Its calls of this batch are finished first, the rest then. */
           apply_outs(E);
-          ppm_kill_rank(E, r, "a large result from it did not arrive");
+          ppm_kill_rank(E, r, PP_EWORKERDIED,
+                        "a large result from it did not arrive");
         }
-      } else if (st.MPI_TAG == PPM_TAG_LOG)
+      } else if (st.MPI_TAG == PPM_TAG_LOG) {
         handle_log(E, r, p, (size_t)n);
-      else if (st.MPI_TAG == PPM_TAG_BYE)
-        E->ranks[r].bye = 1;
+      } else if (st.MPI_TAG == PPM_TAG_ASK) {
+        ppm_answer_ask(E, r);
+      }
     }
     free(p);
   }
@@ -366,6 +504,6 @@ void ppm_check_deadlines(eng_t *E) {
              "it has sent nothing for %lld ms (PROCPOOL_MPI_DEADLINE_MS); "
              "it died or hangs",
              (long long)((now - rk->heard) / 1000));
-    ppm_kill_rank(E, r, why);
+    ppm_kill_rank(E, r, PP_EWORKERDIED, why);
   }
 }

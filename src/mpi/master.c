@@ -38,172 +38,6 @@ static struct {
   int done;     /* MPI has ended (or failed to begin) in this process */
 } G;
 
-/* ---- the world: start and end ---- */
-
-/* Ends the serving ranks' service: STOP to every live rank that said
- * hello, then what they still send is read (and dropped) until each says
- * BYE, at most 10 s; then MPI ends, if procpool began it. */
-static void world_end(eng_t *E) {
-  int64_t end = ppm_now_us() + 10000000;
-  int r, waiting, fin = 0;
-  /* An application that owns MPI may have ended it already: then nothing
-   * can be said to anyone. */
-  MPI_Finalized(&fin);
-  if (fin)
-    return;
-  for (r = 1; r < E->size; r++) {
-    rank_t *rk = &E->ranks[r];
-    if (rk->dead || rk->bye)
-      continue;
-    if (ppm_isend(&E->sends, E->comm, r, PPM_TAG_STOP, NULL, 0, NULL, NULL) !=
-        MPI_SUCCESS)
-      rk->dead = 1;
-  }
-  do {
-    MPI_Message msg;
-    MPI_Status st;
-    unsigned char *p;
-    int flag = 0, n;
-    ppm_sends_test(&E->sends);
-    waiting = 0;
-    for (r = 1; r < E->size; r++)
-      waiting += !E->ranks[r].dead && !E->ranks[r].bye;
-    if (waiting == 0 && E->sends.n == 0)
-      break;
-    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, E->comm, &flag, &msg, &st) !=
-            MPI_SUCCESS ||
-        !flag) {
-      struct timespec ts = {0, 200000};
-      nanosleep(&ts, NULL);
-      continue;
-    }
-    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS &&
-        st.MPI_TAG == PPM_TAG_BYE && st.MPI_SOURCE > 0 &&
-        st.MPI_SOURCE < E->size)
-      E->ranks[st.MPI_SOURCE].bye = 1;
-    free(p);
-  } while (ppm_now_us() < end);
-  /* Sends to ranks that never answered may never complete: forgotten. */
-  for (r = 1; r < E->size; r++)
-    if (!E->ranks[r].bye)
-      ppm_sends_drop(&E->sends, r);
-  ppm_sends_free(&E->sends);
-  MPI_Comm_free(&E->comm);
-  /* PMPI: procpool_mpi's own MPI_Finalize (enable.c) would come here
-   * again. */
-  if (E->we_init && !E->keep_mpi)
-    PMPI_Finalize();
-}
-
-/* Begins MPI (unless the application did) and meets the serving ranks:
- * each says hello with its task table's hash and its local pool's size.
- * Returns 0, PP__ENGINE_FALLBACK, or PP_ESPAWN, with the reason in
- * E->err; on failure MPI has been ended as far as procpool began it. */
-static int world_start(eng_t *E) {
-  int init = 0, provided = 0, r, said = 0, rc, offset = 0;
-  uint32_t ntasks;
-  uint64_t hash;
-  int64_t end;
-  char es[MPI_MAX_ERROR_STRING];
-  MPI_Initialized(&init);
-  if (init) {
-    MPI_Query_thread(&provided);
-    if (provided < MPI_THREAD_SERIALIZED) {
-      E->err.code = PP__ENGINE_FALLBACK;
-      snprintf(E->err.text, sizeof(E->err.text),
-               "the application initialised MPI below "
-               "MPI_THREAD_SERIALIZED, and the MPI backend calls MPI from "
-               "a thread of its own");
-      return PP__ENGINE_FALLBACK;
-    }
-  } else {
-    ppm_tune_before_init();
-    rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
-    if (rc != MPI_SUCCESS) {
-      E->err.code = PP__ENGINE_FALLBACK;
-      snprintf(E->err.text, sizeof(E->err.text), "MPI_Init_thread failed: %s",
-               ppm_strerror(rc, es, sizeof(es)));
-      return PP__ENGINE_FALLBACK;
-    }
-    E->we_init = 1;
-  }
-  MPI_Comm_size(MPI_COMM_WORLD, &E->size);
-  if (E->size <= 1) {
-    /* The launcher's variables said otherwise; MPI has the last word. */
-    E->err.code = PP__ENGINE_FALLBACK;
-    snprintf(E->err.text, sizeof(E->err.text), "the MPI world has one process");
-    if (E->we_init)
-      PMPI_Finalize();
-    E->we_init = 0;
-    return PP__ENGINE_FALLBACK;
-  }
-  E->ranks = calloc((size_t)(E->size > 1 ? E->size : 1), sizeof(rank_t));
-  E->takes = calloc((size_t)(E->size > 1 ? E->size : 1) * 2 * PPM_BATCH_MAX,
-                    sizeof(take_t));
-  if (E->ranks == NULL || E->takes == NULL)
-    abort();
-  MPI_Comm_dup(MPI_COMM_WORLD, &E->comm);
-  MPI_Comm_set_errhandler(E->comm, MPI_ERRORS_RETURN);
-  hash = ppm_tasks_hash(
-      E->pool != NULL ? E->pool->tasks : ppm_core->default_tasks(), &ntasks);
-  for (r = 1; r < E->size; r++)
-    E->ranks[r].dead = 1; /* until it says hello */
-  end = ppm_now_us() + E->hello_us;
-  E->err.code = 0;
-  while (said < E->size - 1 && ppm_now_us() < end) {
-    MPI_Message msg;
-    MPI_Status st;
-    ppm_hello_t h;
-    int flag = 0;
-    MPI_Improbe(MPI_ANY_SOURCE, PPM_TAG_HELLO, E->comm, &flag, &msg, &st);
-    if (!flag) {
-      struct timespec ts = {0, 500000};
-      nanosleep(&ts, NULL);
-      continue;
-    }
-    memset(&h, 0, sizeof(h));
-    MPI_Mrecv(&h, (int)sizeof(h), MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-    r = st.MPI_SOURCE;
-    if (r <= 0 || r >= E->size || !E->ranks[r].dead)
-      continue;
-    said++;
-    E->ranks[r].dead = 0;
-    E->ranks[r].workers = h.workers;
-    h.why[sizeof(h.why) - 1] = '\0';
-    if (E->err.code == 0 && h.status != 0)
-      snprintf(E->err.text, sizeof(E->err.text),
-               "MPI rank %d could not start its local pool: %s", r, h.why);
-    else if (E->err.code == 0 && h.hash != hash)
-      snprintf(E->err.text, sizeof(E->err.text),
-               "MPI rank %d has another task table than rank 0 (is it "
-               "another program or build?); every rank must run the same "
-               "program",
-               r);
-    else
-      continue;
-    E->err.code = PP_ESPAWN;
-  }
-  if (E->err.code == 0 && said < E->size - 1) {
-    E->err.code = PP_ESPAWN;
-    snprintf(E->err.text, sizeof(E->err.text),
-             "only %d of the %d serving MPI ranks said hello within %lld ms "
-             "(is pp_mpi_enable() called before the worker guard on every "
-             "rank?)",
-             said, E->size - 1, (long long)(E->hello_us / 1000));
-  }
-  if (E->err.code != 0) {
-    world_end(E);
-    return E->err.code;
-  }
-  E->hash = hash;
-  for (r = 1; r < E->size; r++) {
-    E->ranks[r].offset = offset;
-    offset += E->ranks[r].workers;
-  }
-  E->workers = offset;
-  return 0;
-}
-
 /* ---- the engine thread and the engine's functions ---- */
 
 /* Sleeps until woken (new calls, cancels, stop) or `us` have passed. */
@@ -226,10 +60,11 @@ static void nap(eng_t *E, int64_t us) {
  * every call finished) or the process ends. */
 static void run_pool(eng_t *E) {
   ppm_idle_t idle;
+  int64_t last = ppm_now_us();
   ppm_idle_reset(&idle);
   for (;;) {
-    int did, stop_asked, quit, stop = 0;
-    int64_t us;
+    int did, stop_asked, quit, stop = 0, r;
+    int64_t us, now = ppm_now_us();
     pthread_mutex_lock(&E->m);
     stop_asked = E->stop;
     quit = E->exit;
@@ -237,6 +72,14 @@ static void run_pool(eng_t *E) {
     pthread_mutex_unlock(&E->m);
     if (quit)
       return;
+    if (now - last > PPM_GAP_US) {
+      /* This thread did not run for a while (the process was stopped,
+       * with the whole job perhaps): it cannot tell who was silent, so
+       * every rank gets a whole deadline again to speak. */
+      for (r = 1; r < E->size; r++)
+        E->ranks[r].heard = now;
+    }
+    last = now;
     did = ppm_receive(E);
     ppm_check_deadlines(E);
     did |= ppm_hand_out(E, stop_asked, &stop);
@@ -255,11 +98,55 @@ static void run_pool(eng_t *E) {
   }
 }
 
+/* Between pools: answers the ranks that ask whether rank 0 is still there
+ * (a rank that was stopped or starved asks, and ends its service if
+ * nobody answers); what else they send waits for the next pool. */
+static void answer_asks(eng_t *E) {
+  int k;
+  for (k = 0; k < 64; k++) {
+    MPI_Message msg;
+    MPI_Status st;
+    unsigned char *p;
+    int flag = 0, n = 0, r;
+    if (MPI_Improbe(MPI_ANY_SOURCE, PPM_TAG_ASK, E->comm, &flag, &msg, &st) !=
+            MPI_SUCCESS ||
+        !flag)
+      break;
+    r = st.MPI_SOURCE;
+    if (ppm_recv_msg(&msg, &st, &p, &n) == MPI_SUCCESS && r > 0 &&
+        r < E->size && E->ranks[r].hello)
+      ppm_answer_ask(E, r);
+    free(p);
+  }
+  ppm_sends_test(&E->sends);
+}
+
+/* Waits for the next pool or the process' end (E->m held), answering
+ * asks meanwhile. */
+static void wait_for_pool_locked(eng_t *E) {
+  while (E->pool == NULL && !E->exit) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_nsec -= 1000000000L;
+      ts.tv_sec++;
+    }
+    if (pthread_cond_timedwait(&E->cond, &E->m, &ts) != ETIMEDOUT)
+      continue;
+    pthread_mutex_unlock(&E->m);
+    answer_asks(E);
+    pthread_mutex_lock(&E->m);
+  }
+}
+
 /* The engine thread: MPI's whole life on rank 0, serving the MPI pools of
  * the process one after the other. */
 static void *engine_main(void *arg) {
   eng_t *E = arg;
-  int rc = world_start(E);
+  int rc;
+  ppm_block_sigpipe();
+  rc = ppm_world_start(E);
   pthread_mutex_lock(&E->m);
   E->started = rc == 0 ? 1 : -1;
   pthread_cond_broadcast(&E->cond);
@@ -269,8 +156,7 @@ static void *engine_main(void *arg) {
   for (;;) {
     int quit;
     pthread_mutex_lock(&E->m);
-    while (E->pool == NULL && !E->exit)
-      pthread_cond_wait(&E->cond, &E->m);
+    wait_for_pool_locked(E);
     quit = E->exit;
     pthread_mutex_unlock(&E->m);
     if (quit)
@@ -296,7 +182,11 @@ static void *engine_main(void *arg) {
     if (quit)
       break;
   }
-  world_end(E);
+  ppm_world_end(E);
+  pthread_mutex_lock(&E->m);
+  E->ended = 1;
+  pthread_cond_broadcast(&E->cond);
+  pthread_mutex_unlock(&E->m);
   return NULL;
 }
 
@@ -314,7 +204,8 @@ static void eng_free(eng_t *E) {
 }
 
 /* Starts the engine thread for the process' first MPI pool; returns 0, or
- * PP__ENGINE_FALLBACK or PP_ESPAWN with the reason in *err.  G_m held. */
+ * PP__ENGINE_FALLBACK, PP_ESPAWN or PP_ENOMEM with the reason in *err.
+ * G_m held. */
 static int first_start(pp_pool_t *pool, pp__err_t *err) {
   eng_t *E;
   int rank = 0, size = 0, rc;
@@ -328,9 +219,13 @@ static int first_start(pp_pool_t *pool, pp__err_t *err) {
                "one process)");
     return PP__ENGINE_FALLBACK;
   }
-  E = calloc(1, sizeof(*E));
-  if (E == NULL)
-    abort();
+  E = ppm_calloc("engine", 1, sizeof(*E));
+  if (E == NULL) {
+    err->code = PP_ENOMEM;
+    snprintf(err->text, sizeof(err->text),
+             "no memory for the MPI engine (%zu bytes)", sizeof(*E));
+    return PP_ENOMEM;
+  }
   pthread_mutex_init(&E->m, NULL);
   pthread_cond_init(&E->cond, NULL);
   E->pool = pool;
@@ -435,7 +330,14 @@ int ppm_master_workers(const pp_pool_t *pool) {
 static int armed;
 
 void ppm_master_arm(void) {
+  int init = 0;
   armed = 1;
+  /* An application that begins MPI itself does so after the guard: it
+   * gets the settings the serving ranks have (a job skips Open MPI's
+   * barrier in MPI_Finalize on every rank or on none). */
+  MPI_Initialized(&init);
+  if (!init)
+    ppm_tune_before_init();
   atexit(ppm_master_atexit);
 }
 
@@ -457,12 +359,32 @@ void ppm_master_end(int finalize) {
      * began it.  A pool still alive (its program did not destroy it) has
      * its calls on the ranks cancelled there; the pool itself is left to
      * the process' end. */
+    struct timespec ts;
+    int ended = 0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2 * PPM_END_US / 1000000 + 1;
     pthread_mutex_lock(&E->m);
     E->keep_mpi = !finalize;
     E->exit = 1;
     pthread_cond_broadcast(&E->cond);
+    while (!E->ended)
+      if (pthread_cond_timedwait(&E->cond, &E->m, &ts) == ETIMEDOUT)
+        break;
+    ended = E->ended;
     pthread_mutex_unlock(&E->m);
-    pthread_join(E->thread, NULL);
+    if (ended) {
+      pthread_join(E->thread, NULL);
+      return;
+    }
+    /* MPI_Finalize waits for something that does not come (a rank that
+     * is gone, where the user turned Open MPI's barrier back on): the
+     * program ends without it.  The engine thread and its state are left
+     * to the process' end. */
+    pthread_detach(E->thread);
+    fprintf(stderr,
+            "procpool: MPI has not ended on rank 0 within %d s (MPI_Finalize "
+            "waits for a rank that is gone); the program ends without it\n",
+            2 * PPM_END_US / 1000000 + 1);
     return;
   }
   if (done)
@@ -476,10 +398,11 @@ void ppm_master_end(int finalize) {
   memset(&local, 0, sizeof(local));
   local.hello_us = 30000000;
   local.keep_mpi = !finalize;
-  if (world_start(&local) == 0)
-    world_end(&local);
+  if (ppm_world_start(&local) == 0)
+    ppm_world_end(&local);
   free(local.ranks);
   free(local.takes);
+  free(local.outs);
 }
 
 void ppm_master_atexit(void) {

@@ -2,8 +2,8 @@
  * master.h - what the files of rank 0's engine share: its state, the calls
  * it has in flight and the ranks it serves with.
  *
- *   master.c    the engine thread, the world's start and end, the
- *               engine's functions for the core
+ *   master.c    the engine thread and the engine's functions for the core
+ *   world.c     MPI's start and end on rank 0 (hellos, STOP, BYEs)
  *   inbound.c   what comes from the ranks: results, lines, silence (the
  *               in-flight table and dead ranks)
  *   outbound.c  what goes to the ranks: batches of calls, cancels
@@ -28,9 +28,11 @@ typedef struct flight_s {
 } flight_t;
 
 typedef struct rank_s {
-  int workers; /* of its local pool */
-  int offset;  /* its first worker's number in log records */
-  int dead;
+  int workers;   /* of its local pool */
+  int offset;    /* its first worker's number in log records */
+  int hello;     /* it said hello: it serves, or did */
+  int dead;      /* lost (or never said hello): it gets no calls */
+  int stop_sent; /* a lost rank that spoke again was told to stop */
   int bye;
   size_t inflight; /* calls it holds */
   int64_t heard;   /* when it last sent anything (or got its first call) */
@@ -64,6 +66,7 @@ typedef struct eng_s {
   int stop;      /* the pool is done with the engine */
   int exit;      /* the process ends */
   int started;   /* 1: MPI began and the ranks said hello; -1: failed */
+  int ended;     /* the engine thread has done all it will do */
   pp__err_t err; /* how the start went */
   MPI_Comm comm;
   int we_init;
@@ -84,20 +87,48 @@ typedef struct eng_s {
   uint64_t n_batches, n_calls, n_results_msgs, n_results, n_naps;
 } eng_t;
 
+/* Outcomes kept for a round at first (the array grows from there). */
+#define PPM_OUTS_MIN 64
+
+/* world.c */
+/* Begins MPI (unless the application did) and meets the serving ranks:
+ * each says hello with its task table's hash and its local pool's size.
+ * Returns 0, PP__ENGINE_FALLBACK, PP_ESPAWN or PP_ENOMEM, with the reason
+ * in E->err; on failure the ranks have been let go and MPI has been ended
+ * as far as procpool began it. */
+int ppm_world_start(eng_t *E);
+/* Ends the serving ranks' service, then MPI if procpool began it. */
+void ppm_world_end(eng_t *E);
+
 /* inbound.c */
 /* Finds the call `id` in flight, or NULL. */
 flight_t *ppm_fl_find(eng_t *E, uint64_t id);
 /* Adds a call in flight; returns 0 or PP_ENOMEM. */
 int ppm_fl_put(eng_t *E, const flight_t *f);
-/* Receives a matched message into a new buffer (malloc). */
+/* Receives a matched message into a new buffer (malloc; NULL for an empty
+ * message).  With no memory for it, the message is dropped and
+ * MPI_ERR_NO_MEM returned. */
 int ppm_recv_msg(MPI_Message *msg, MPI_Status *st, unsigned char **p, int *n);
 /* Receives what the ranks sent and finishes those calls; returns 1 if
  * anything came. */
 int ppm_receive(eng_t *E);
 /* Declares ranks dead that hold calls and have been silent too long. */
 void ppm_check_deadlines(eng_t *E);
-/* Rank r is dead: its calls end PP_EWORKERDIED with `why`. */
-void ppm_kill_rank(eng_t *E, int r, const char *why);
+/* Rank r is lost (silent too long, MPI failed on it, it ended its
+ * service, or rank 0 cannot read what it sent): its calls end with
+ * `status` (PP_EWORKERDIED, or PP_ENOMEM) and `why`, it gets nothing more,
+ * and one log line says so. */
+void ppm_kill_rank(eng_t *E, int r, int status, const char *why);
+/* Calls handed out in this round that cannot be sent end with `status`
+ * and `why`. */
+void ppm_fail_takes(eng_t *E, const take_t *t, size_t n, int status,
+                    const char *why);
+/* Rank r, declared lost, has sent a message: it lives after all, and is
+ * told to end its service (once). */
+void ppm_stop_lost(eng_t *E, int r);
+/* Rank r asked whether rank 0 is there: a live rank is answered BEAT, a
+ * lost one STOP. */
+void ppm_answer_ask(eng_t *E, int r);
 
 /* outbound.c */
 /* One round of cancels and batches; returns 1 if it sent anything, and

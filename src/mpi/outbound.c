@@ -106,8 +106,17 @@ static size_t take_for_locked(eng_t *E, int r, size_t n, size_t at, int *wake) {
     f.index = index;
     f.rank = r;
     if (ppm_fl_put(E, &f) != 0) {
-      ppm_core->give_back_locked(src, index);
-      break;
+      char *msg = malloc(160);
+      if (msg != NULL)
+        snprintf(msg, 160,
+                 "rank 0 had no memory to keep track of call %llu on the "
+                 "MPI ranks",
+                 (unsigned long long)f.id);
+      src->inflight--;
+      pool->running--;
+      *wake |=
+          ppm_core->finish_locked(src, index, PP_ENOMEM, NULL, 0, msg, 0, 0);
+      continue;
     }
     if (E->ranks[r].inflight++ == 0)
       E->ranks[r].heard = ppm_now_us();
@@ -120,10 +129,11 @@ static size_t take_for_locked(eng_t *E, int r, size_t n, size_t at, int *wake) {
 }
 
 /* Sends rank r its calls takes[from, to) as one batch, with the large
- * arguments after it.  Returns MPI's code. */
+ * arguments after it.  Returns MPI's code, or PP_ENOMEM if nothing was
+ * sent for want of memory (those calls have failed with PP_ENOMEM). */
 static int send_batch(eng_t *E, int r, size_t from, size_t to) {
   ppm_buf_t b = {0};
-  size_t i;
+  size_t i, big = 0;
   int rc;
   for (i = from; i < to; i++) {
     take_t *t = &E->takes[i];
@@ -136,9 +146,23 @@ static int send_batch(eng_t *E, int r, size_t from, size_t to) {
     c.task = task_index(E->pool, t->src);
     c.len = arg->len;
     c.flags = arg->len > PPM_BIG ? PPM_SEPARATE : 0;
-    if (ppm_buf_put(&b, &c, sizeof(c)) != 0 ||
-        (!(c.flags & PPM_SEPARATE) && ppm_buf_put(&b, arg->data, arg->len)))
-      abort(); /* no memory for a batch: nothing sane is left */
+    big += c.flags & PPM_SEPARATE ? 1 : 0;
+    if (ppm_buf_put(&b, "batch", &c, sizeof(c)) != 0 ||
+        (!(c.flags & PPM_SEPARATE) &&
+         ppm_buf_put(&b, "batch", arg->data, arg->len) != 0))
+      break;
+  }
+  /* The batch and its large arguments go whole or not at all: a rank
+   * that got a batch waits for the arguments it announces. */
+  if (i < to || ppm_sends_reserve(&E->sends, 1 + big) != 0) {
+    char why[160];
+    snprintf(why, sizeof(why),
+             "rank 0 had no memory to send it to MPI rank %d (a batch of "
+             "%zu calls)",
+             r, to - from);
+    ppm_buf_free(&b);
+    ppm_fail_takes(E, E->takes + from, to - from, PP_ENOMEM, why);
+    return PP_ENOMEM;
   }
   E->n_batches++;
   E->n_calls += to - from;
@@ -225,11 +249,15 @@ int ppm_hand_out(eng_t *E, int stop_asked, int *stop) {
     if (rk->ncancel > 0 && !rk->dead) {
       size_t bytes = rk->ncancel * sizeof(uint64_t);
       void *copy = malloc(bytes);
-      if (copy != NULL) {
+      /* Without memory the cancel records are dropped: those calls run
+       * to their end on the rank, and report the cancel all the same. */
+      if (copy != NULL && ppm_sends_reserve(&E->sends, 1) == 0) {
         memcpy(copy, rk->cancels, bytes);
         rc = ppm_isend(&E->sends, E->comm, order[k], PPM_TAG_CANCEL, copy,
                        bytes, copy, free);
         any = 1;
+      } else {
+        free(copy);
       }
       rk->ncancel = 0;
     }
@@ -237,10 +265,10 @@ int ppm_hand_out(eng_t *E, int stop_asked, int *stop) {
       rc = send_batch(E, order[k], start[k], start[k + 1]);
       any = 1;
     }
-    if (rc != MPI_SUCCESS) {
+    if (rc != MPI_SUCCESS && rc != PP_ENOMEM) {
       snprintf(why, sizeof(why), "sending to it failed: %s",
                ppm_strerror(rc, es, sizeof(es)));
-      ppm_kill_rank(E, order[k], why);
+      ppm_kill_rank(E, order[k], PP_EWORKERDIED, why);
     }
   }
   return any;

@@ -3,22 +3,29 @@
  * rank 0 and the serving ranks, byte buffers, the idle-friendly wait, and
  * the few facts about the MPI world.
  *
- *   common.c    buffers, the task table's hash, the world, waits, errors
+ *   common.c    allocation (and its test hook), buffers, sends, the task
+ *               table's hash, the world, waits, errors
  *   master.c    rank 0: the engine that runs a pool's calls on the ranks
- *   inbound.c   ... what it receives (master.h has what they share)
+ *   world.c     ... MPI's start and end there (master.h has what they
+ *   inbound.c   ... what it receives                  share)
  *   outbound.c  ... what it sends
  *   serve.c     ranks 1..N-1: serving rank 0's calls in a local pool
+ *   group.c     ... the calls as maps of it (serve.h has what they share)
  *   enable.c    pp_mpi_enable(): the engine table, registration
  *
  * Wire format: MPI_BYTE messages on a duplicate of MPI_COMM_WORLD, in the
  * byte order of the machines (a job of one architecture), records padded
  * to 8 bytes.  Rank 0 sends CALLS (a batch of call records), ARG (the
  * argument of a call record marked PPM_SEPARATE, in record order, right
- * after its batch), CANCEL (call ids) and STOP.  A serving rank sends HELLO
- * once, RESULTS (a batch of result records), RDATA (the data of a result
- * marked PPM_SEPARATE, right after its batch), LOG (one line of its local
- * pool's output), BEAT (nothing happened for a while: it is alive) and,
- * after STOP, BYE.
+ * after its batch), CANCEL (call ids), STOP (end your service: at rank 0's
+ * end, or at once to a rank it declared lost that speaks again) and BEAT
+ * (the answer to ASK: rank 0 is there and the rank is still one of its).
+ * A serving rank sends HELLO once, RESULTS (a batch of result records),
+ * RDATA (the data of a result marked PPM_SEPARATE, right after its batch),
+ * LOG (one line of its local pool's output), BEAT (nothing happened for a
+ * while: it is alive), ASK (it did not run for a while, so rank 0 may have
+ * declared it lost or ended meanwhile: is rank 0 still there?) and, after
+ * STOP, BYE.
  */
 #ifndef PP_MPI_PPM_H
 #define PP_MPI_PPM_H
@@ -40,8 +47,18 @@ enum {
   PPM_TAG_STOP = 7,
   PPM_TAG_BYE = 8,
   PPM_TAG_BEAT = 9,
-  PPM_TAG_LOG = 10
+  PPM_TAG_LOG = 10,
+  PPM_TAG_ASK = 11
 };
+
+/* A serving rank whose loop did not run for this long (it was stopped, or
+ * starved) asks rank 0 whether it is still there (PPM_TAG_ASK). */
+#define PPM_GAP_US 1000000
+/* Each step of the end is bounded: rank 0 waits this long for the BYEs,
+ * and this long again for MPI_Finalize; a serving rank waits this long for
+ * its last sends, and three times this long for MPI_Finalize (so that
+ * rank 0 gives up first where MPI_Finalize waits for every rank). */
+#define PPM_END_US 10000000
 
 /* Arguments and results larger than this travel as messages of their own,
  * straight from and into the buffers that hold them (no copy into a
@@ -90,14 +107,29 @@ typedef struct ppm_log_s {
 
 #define PPM_PAD8(x) (((x) + 7u) & ~(size_t)7u)
 
+/* Allocation in the MPI backend, with a test hook: the variable
+ * PROCPOOL_MPI_FAIL_ALLOC="SITE:RANK:N[,SITE:RANK:N...]" makes the N-th
+ * allocation at SITE (a name the caller gives) on MPI rank RANK fail, once,
+ * so that tests reach the code that handles a failed allocation.  Small
+ * and local on purpose: the project-wide fault injection is to replace
+ * it.  Sites: on rank 0 engine, world, flight, batch, outs, recv, rdata;
+ * on a serving rank group, arg, results, msg; on both sends.  A site's
+ * allocations are counted in the order the code makes them, so a test
+ * that names the N-th one knows which it is. */
+int ppm_fail_here(const char *site); /* 1: this allocation is to fail */
+void *ppm_malloc(const char *site, size_t n);
+void *ppm_calloc(const char *site, size_t count, size_t size);
+void *ppm_realloc(const char *site, void *p, size_t n);
+
 /* A growing byte buffer. */
 typedef struct ppm_buf_s {
   unsigned char *p;
   size_t len, cap;
 } ppm_buf_t;
 
-/* Appends n bytes, padded with zeros to 8; returns 0 or PP_ENOMEM. */
-int ppm_buf_put(ppm_buf_t *b, const void *data, size_t n);
+/* Appends n bytes, padded with zeros to 8; returns 0 or PP_ENOMEM.  `site`
+ * names the allocation for the test hook (ppm_malloc). */
+int ppm_buf_put(ppm_buf_t *b, const char *site, const void *data, size_t n);
 void ppm_buf_free(ppm_buf_t *b);
 
 /* Sends that are under way, each with the memory it reads, which is freed
@@ -119,6 +151,16 @@ typedef struct ppm_sends_s {
 int ppm_isend(ppm_sends_t *s, MPI_Comm comm, int peer, int tag,
               const void *data, size_t n, void *mem,
               void (*release)(void *mem));
+/* Makes room for k more sends, so that they cannot fail for want of
+ * memory for the list; returns 0 or PP_ENOMEM. */
+int ppm_sends_reserve(ppm_sends_t *s, size_t k);
+/* Drops a matched message (no memory for it, or it comes from a rank that
+ * is lost): one of up to PPM_SCRATCH bytes is received into a scratch
+ * buffer, waiting until `until` (ppm_now_us) at most, since its sender
+ * may be dead; a larger one is left matched and never received.  Needs no
+ * memory.  Returns 0 (received), 1 (left) or -1 (not received in time). */
+#define PPM_SCRATCH (64 * 1024)
+int ppm_discard(MPI_Message *msg, MPI_Status *st, int64_t until);
 /* Completes what has completed; returns 1 if any did. */
 int ppm_sends_test(ppm_sends_t *s);
 /* Forgets the sends to `peer` (it is dead: they may never complete; their
@@ -141,6 +183,12 @@ const char *ppm_strerror(int code, char *buf, size_t cap);
 /* Sets Open MPI parameters the backend wants, where the user has not:
  * called before MPI_Init on every rank. */
 void ppm_tune_before_init(void);
+
+/* Blocks SIGPIPE in the calling thread (and the threads it starts): a
+ * send over TCP to a rank that has ended then fails inside MPI instead of
+ * killing the process (Open MPI 4.1 writes to its sockets without
+ * MSG_NOSIGNAL).  Only threads of procpool's own call it. */
+void ppm_block_sigpipe(void);
 
 /* Microseconds on a monotonic clock. */
 int64_t ppm_now_us(void);
