@@ -326,6 +326,11 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned);
 /* Returns the worker's process id. */
 int64_t pp__proc_pid(const pp__proc_t *proc);
 
+/* pp__exit_t.outside: what ended the worker was certainly, or maybe, not
+ * the pool nor the program's own crash. */
+#define PP__EXIT_OUTSIDE 1
+#define PP__EXIT_MAYBE_OUTSIDE 2
+
 /* How a worker ended. */
 typedef struct pp__exit_s {
   int exit_code;   /* exit status, or -1 if ended by a signal / exception */
@@ -335,8 +340,10 @@ typedef struct pp__exit_s {
    * neither the pool's kill nor one of a crash of its own (SIGSEGV,
    * SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP), such as SIGKILL
    * or SIGTERM sent by another process or the kernel's OOM killer.
-   * Always 0 on Windows, where a process that another one terminated
-   * cannot be told from one that exited with the code it was given. */
+   * 2 if it may have been (PP__EXIT_MAYBE_OUTSIDE): on Windows, a plain
+   * exit code that the pool did not give, which TerminateProcess from
+   * another process can give as well as the program's own exit; Windows
+   * cannot tell the two apart.  0 otherwise. */
   int outside;
   char reason[256]; /* e.g. "killed by signal 11 (SIGSEGV)" */
 } pp__exit_t;

@@ -492,6 +492,8 @@ typedef struct pp__slot_s {
   int spawn_failures;        /* in a row */
   int outside_kills;         /* starts ended from outside, in a row (they
                                 lengthen the back-off only) */
+  int unclear_exits;         /* starts that ended maybe from outside
+                                (Windows), in a row (life.c) */
   pp__lines_t *lines[2];     /* stdout, stderr */
   /* pool->lock. */
   int64_t pid;               /* 0 when no worker runs */
@@ -761,6 +763,8 @@ struct pp_pool_s {
 
   /* The I/O thread's. */
   int build_known;               /* build_id holds the id to match */
+  int ever_ready;                /* a worker has been ready: the program
+                                    is known to start (life.c) */
   unsigned char build_id[PP__BUILD_ID_LEN];
 
   /* pool->lock. */

@@ -29,6 +29,11 @@
  * the pool killed while it started (pp__exit_t.outside) is no start
  * failure: the program can start, and calls wait for it. */
 #define PP__SPAWN_GIVE_UP 3
+/* Ends of starting workers in a row that may have been kills from outside
+ * (pp__exit_t.outside PP__EXIT_MAYBE_OUTSIDE) after which a slot counts as
+ * broken all the same: with the back-off, some 20 s of nothing but such
+ * ends. */
+#define PP__SPAWN_GIVE_UP_UNCLEAR 20
 /* Attempts at a worker's first start before pp_pool_create() fails. */
 #define PP__START_TRIES 3
 /* How long a worker that was sent BYE may take to exit before it is
@@ -279,7 +284,7 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
      * worker starts), with the worker alive and waiting for calls.  So it
      * is killed unless it has ended, and waited for with a bound. */
     int died = pp__proc_wait(s->proc, 0, &st) == 0;
-    outside = died && st.outside;
+    outside = died ? st.outside : 0;
     if (!died) {
       pp__proc_kill(s->proc);
       reap(s, &st);
@@ -322,11 +327,21 @@ void pp__life_start_failed(pp__slot_t *s, const pp__err_t *err) {
   release(s);
   /* Killed from outside (a kill storm, the OOM killer): the back-off still
    * grows, so that a storm is not met with a start every 50 ms, but the
-   * slot does not come closer to being broken. */
-  if (outside)
+   * slot does not come closer to being broken.  Where the system cannot
+   * tell an outside kill from the program's own exit (Windows), such an
+   * end counts as outside once a worker of this pool has been ready (the
+   * program is known to start), but only up to PP__SPAWN_GIVE_UP_UNCLEAR
+   * in a row: a program replaced by one that cannot serve still ends as
+   * a broken slot, later.  Before any worker was ready it counts, so that
+   * a program without its worker guard fails pp_pool_create at once. */
+  if (outside == PP__EXIT_OUTSIDE) {
     s->outside_kills++;
-  else
+  } else if (outside == PP__EXIT_MAYBE_OUTSIDE && pool->ever_ready &&
+             ++s->unclear_exits < PP__SPAWN_GIVE_UP_UNCLEAR) {
+    s->outside_kills++;
+  } else {
     s->spawn_failures++;
+  }
   tries = s->spawn_failures + s->outside_kills;
   s->deadline = pp__now_us() + ((int64_t)50000 << (tries < 5 ? tries : 5));
   pp__format(s->why, sizeof(s->why), "%s", why);
@@ -349,6 +364,8 @@ static void ready(pp__slot_t *s) {
   s->state = PP__W_READY;
   s->spawn_failures = 0;
   s->outside_kills = 0;
+  s->unclear_exits = 0;
+  pool->ever_ready = 1;
   pp__mutex_lock(pool->lock);
   if (s->broken) {
     s->broken = 0;

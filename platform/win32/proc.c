@@ -79,6 +79,9 @@ static void describe_exit(DWORD code, int killed, pp__exit_t *st) {
                  name);
   } else {
     st->exit_code = (int)code;
+    /* Another process's TerminateProcess gives any code it likes: a plain
+     * code may be that, or the program's own exit. */
+    st->outside = PP__EXIT_MAYBE_OUTSIDE;
     /* The Microsoft C runtime's abort() ends the process with exit code 3
      * once _CALL_REPORTFAULT is off (pp__worker_attach turns it off), so
      * an abort looks like exit(3).  Say so, since it is usually that. */
