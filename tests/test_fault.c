@@ -311,9 +311,10 @@ static int blob_once(void) {
     return child_fail(60, "pp_shared_alloc");
   if (pp__fault_fired() != 1)
     return child_fail(61, "the fault did not fire");
-  if (!pp__blob_find(b, len, &shm, &offset))
+  if (!pp__blob_hold(b, len, &shm, &offset))
     return child_fail(62, "pp_shared_alloc after the fault gave memory "
                           "that is not shared");
+  pp__blob_release(shm);
   pp_free(a);
   pp_free(b);
   printf("blob-once: ok\n");
