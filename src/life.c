@@ -521,12 +521,12 @@ static void deliver_leftovers(pp__slot_t *s, uint64_t running) {
  * record that no longer holds the call (the worker gave its room back
  * after it ran it, or scribbled over it).  Which call the pool killed the
  * worker for says nothing here: a call that finished just as its timeout
- * fired leaves the worker in the next one.  A call whose argument was
- * refused counts too: it fails with its own reason. */
+ * fired leaves the worker in the next one.  A call whose argument could
+ * not be handed over (refused: often because this very worker was dying)
+ * is asked the same: unless the worker had begun to set it up, it runs
+ * elsewhere. */
 static int flight_started(pp__slot_t *s, const pp__flight_t *f,
                           uint64_t running) {
-  if (f->refused)
-    return 1;
   return running == f->id || pp__ring_started(&s->calls, f->rec, f->id);
 }
 
