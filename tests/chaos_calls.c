@@ -161,16 +161,22 @@ static void batch_cancel_all(batch_t *b) {
   apr_thread_mutex_unlock(b->ch->lock);
 }
 
-/* A map's status is that of its first failed call in input order. */
-static void check_map_status(batch_t *b, int rc, const pp_result_t *res,
+/* A map's status is that of its first failed call in input order, among
+ * the first `count` calls of the batch (those it read); their outcomes have
+ * been recorded. */
+static void check_map_status(batch_t *b, int rc, size_t count,
                              const char *what) {
   size_t i;
   int want = 0;
-  for (i = 0; i < b->m && want == 0; i++)
-    want = res[i].status;
+  apr_thread_mutex_lock(b->ch->lock);
+  for (i = 0; i < count && want == 0; i++)
+    want = b->ch->calls[b->first + i].status;
+  apr_thread_mutex_unlock(b->ch->lock);
   if (rc != want)
-    NOTE(b->ch, V_MAP, "%s returned %s, its first failed call %s", what,
-         pp_err_name(rc), pp_err_name(want));
+    NOTE(b->ch, V_MAP,
+         "%s of %zu calls (%zu read) returned %s, its first "
+         "failed call %s",
+         what, b->m, count, pp_err_name(rc), pp_err_name(want));
 }
 
 /* Timeouts close to the calls' 1-3 ms: 2-5 ms, or (one in four) none. */
@@ -203,7 +209,7 @@ void chaos_run_map(chaos_t *ch, pp_pool_t *pool, int api, size_t m) {
                         : pp_pool_map(pool, "chaos", b.args, b.m, res, &mo);
   for (i = 0; i < b.m; i++)
     record(ch, b.first + i, &res[i]);
-  check_map_status(&b, rc, res, chaos_api_names[api]);
+  check_map_status(&b, rc, b.m, chaos_api_names[api]);
   if (api == A_CLEAN && rc != 0)
     NOTE(ch, V_AFTER, "the clean map after the storm returned %s",
          pp_err_name(rc));
@@ -257,10 +263,16 @@ void chaos_run_streaming(chaos_t *ch, pp_pool_t *pool, int api, size_t m) {
     b.read = b.m;
     rc = pp_pool_map_unordered(pool, "chaos", b.args, b.m, on_result, &b, &mo);
   }
-  if (b.delivered != b.read || (b.read < b.m && b.stop_at == b.m) ||
-      (rc == 0 && ch->calls[b.first].cancel))
-    NOTE(ch, V_MAP, "%s of %zu calls read %zu, delivered %zu, returned %s",
-         chaos_api_names[api], b.m, b.read, b.delivered, pp_err_name(rc));
+  if (b.delivered != b.read || (b.read < b.m && b.stop_at == b.m))
+    NOTE(ch, V_MAP, "%s of %zu calls read %zu, delivered %zu, returned %s (%s)",
+         chaos_api_names[api], b.m, b.read, b.delivered, pp_err_name(rc),
+         b.stop_at == b.m ? "never stopped by its callback"
+                          : "stopped by its callback");
+  else
+    /* A stopped map still returns its first failed call in input order:
+     * PP_OK when every call it read ran and succeeded before the stop
+     * cancelled anything (the stop may come at its last result). */
+    check_map_status(&b, rc, b.read, chaos_api_names[api]);
   batch_free(&b);
 }
 
@@ -383,7 +395,7 @@ void chaos_run_async(chaos_t *ch, pp_pool_t *pool, size_t m) {
   for (i = 0; i < b.m; i++)
     record(ch, b.first + i, &res[i]);
   if (!cancel)
-    check_map_status(&b, rc, res, "map_async");
+    check_map_status(&b, rc, b.m, "map_async");
   pp_results_free(res, b.m);
   free(res);
   batch_free(&b);
