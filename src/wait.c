@@ -135,11 +135,14 @@ static int wait_multi(pp_future_t *const *fs, size_t n, pp_wait_mode_t mode,
     }
   }
   for (i = 0; i < n; i++) {
-    /* A watcher that fired has left its list already. */
-    if (fs[i] == NULL || !pp__queue_linked(&ws[i].w.link))
+    /* A watcher that fired has left its list already.  The link is read
+     * under the pool's lock: the thread finishing the call unlinks it
+     * under that lock, maybe at this very moment. */
+    if (fs[i] == NULL)
       continue;
     pp__mutex_lock(fs[i]->src.pool->lock);
-    pp__queue_remove(&ws[i].w.link);
+    if (pp__queue_linked(&ws[i].w.link))
+      pp__queue_remove(&ws[i].w.link);
     pp__mutex_unlock(fs[i]->src.pool->lock);
   }
 out:
