@@ -25,6 +25,7 @@
 #include <apr_thread_proc.h>
 #include <apr_time.h>
 
+#include "../platform/platform.h" /* PP__NORETURN */
 #include "helpers.h"
 #include "tasks.h"
 
@@ -229,13 +230,14 @@ static int sleep_ms(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", ms);
 }
 
-static int hang(pp_call_t *call, const void *arg, size_t len) {
+/* Never returns: no return statement (MSVC calls one after the loop
+ * unreachable, C4702; gcc wants one unless the function says so). */
+static PP__NORETURN int hang(pp_call_t *call, const void *arg, size_t len) {
   (void)call, (void)arg, (void)len;
   /* Tells a test that waits for it that the call is running now. */
   pp_log(1, "hang: started");
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 static int act(pp_call_t *call, const void *arg, size_t len) {
@@ -492,7 +494,6 @@ static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
   pp_log(1, "%s", line);
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 /* The library's own hook (internal, which the static library the tests link
@@ -501,14 +502,13 @@ static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
 void pp__worker_corrupt_results(void);
 
 /* Breaks the worker's result ring, then waits to be ended by its parent. */
-static int garble(pp_call_t *call, const void *arg, size_t len) {
+static PP__NORETURN int garble(pp_call_t *call, const void *arg, size_t len) {
   (void)call;
   (void)arg;
   (void)len;
   pp__worker_corrupt_results();
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 /* Prints a line on stdout without flushing it and waits, up to 30 s, to be
