@@ -220,6 +220,14 @@ const char *pp__image_path(const pp__image_t *image);
 /* Closes the image.  NULL is ignored. */
 void pp__image_close(pp__image_t *image);
 
+/* Reads the environment variable `name` (ASCII), whose value is a path
+ * (PROCPOOL_WORKER_EXE), in UTF-8: Windows reads its UTF-16 value, which
+ * holds any character (getenv would give it in the ANSI code page, and
+ * lose what that lacks); POSIX takes its bytes as they are.  Sets *value
+ * to a malloc'd copy, or to NULL when the variable is unset or empty.
+ * Returns 0, PP_ENOMEM, or PP_EINVAL (Windows: not valid UTF-16). */
+int pp__env_path(const char *name, char **value);
+
 /* The environment variable that marks a process as a pool's worker until
  * pp_worker_main() has taken its reserved argument (and removed the mark).
  * A process that still has it when it creates a pool was started as a

@@ -183,6 +183,57 @@ static void test_host_library_in_a_unicode_folder(void **state) {
   pp_test_remove_dir(dir);
 }
 
+#ifdef _WIN32
+#define HOST_NAME "host.exe"
+#else
+#define HOST_NAME "host"
+#endif
+
+/* The worker host named by PROCPOOL_WORKER_EXE, in a folder whose name is
+ * not ASCII: the parent reads the variable in UTF-16 on Windows, not in the
+ * ANSI code page, which has no CJK character (issue 18, item 14). */
+static void test_host_worker_exe_env_in_a_unicode_folder(void **state) {
+  /* "é-中" in UTF-8. */
+  char dir[256], host[512];
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  int rc;
+  (void)state;
+  snprintf(dir, sizeof(dir), "pp-hostenv-\xc3\xa9-\xe4\xb8\xad-%lld",
+           (long long)pp_test_self_pid());
+  snprintf(host, sizeof(host), "%s" SEP HOST_NAME, dir);
+  assert_int_equal(pp_test_make_dir(dir), 0);
+  assert_int_equal(pp_test_copy_file(PP_TEST_WORKER_HOST, host), 0);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    /* The host loads procpool.dll from its own folder. */
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    assert_int_equal(pp_test_copy_file(PP_TEST_PROCPOOL_DLL, dll), 0);
+  }
+#endif
+  pp_test_setenv("PROCPOOL_WORKER_EXE", host);
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_TASKLIB;
+  rc = pp_pool_create(&pool, &o);
+  pp_test_setenv("PROCPOOL_WORKER_EXE", NULL);
+  if (rc != 0)
+    fail_msg("pp_pool_create with PROCPOOL_WORKER_EXE=%s: %s", host,
+             pp_last_error());
+  check_square(pool);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_remove_file(host);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    pp_test_remove_file(dll);
+  }
+#endif
+  pp_test_remove_dir(dir);
+}
+
 /* A worker whose main() has no narrow argv (wmain) can still use the
  * guard: it passes argv NULL (issue 8, item 7). */
 static void test_host_guard_without_argv(void **state) {
@@ -250,6 +301,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_host_missing_library_is_edso),
       cmocka_unit_test(test_host_library_without_table_is_edso),
       cmocka_unit_test(test_host_library_in_a_unicode_folder),
+      cmocka_unit_test(test_host_worker_exe_env_in_a_unicode_folder),
       cmocka_unit_test(test_host_guard_without_argv),
       cmocka_unit_test(test_host_missing_dll_is_named),
   };
