@@ -68,6 +68,41 @@ static void test_host_map_runs_library_tasks(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
+/* A task library's printf reaches the log callback as the call's output,
+ * before the call's result, though the task does not flush: the library
+ * and the worker share one C runtime, whose stdout the worker flushes at
+ * the end of each call (README, "One C runtime"; a /MT library would have
+ * a stdout of its own, and its line would come late or never). */
+static void test_host_library_output_is_the_calls(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t arg = {"one", 3};
+  pp_result_t r;
+  pp_test_record_t rec;
+  int64_t id = 0;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_TASKLIB;
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  o.log_cb = pp_test_log_cb;
+  o.log_data = log;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  PP_TEST_OK(pp_pool_map(pool, "lib_print", &arg, 1, &r, NULL));
+  assert_int_equal(pp_unpack(r.data, r.len, "i", &id), 0);
+  pp_results_free(&r, 1);
+  /* Already there when the map returned: no wait. */
+  if (!pp_test_log_wait(log, "lib_print one", 0, &rec))
+    fail_msg("the task library's line was not in the log when its call "
+             "returned (%d records)",
+             (int)pp_test_log_count(log));
+  assert_int_equal(rec.source, PP_LOG_STDOUT);
+  assert_true(rec.call_id == (uint64_t)id);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
 /* The tasks ran in the host's workers, not in this process. */
 static void test_host_tasks_run_in_workers(void **state) {
   pp_pool_t *pool = make_host_pool(1);
@@ -297,6 +332,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_host_map_runs_library_tasks),
       cmocka_unit_test(test_host_tasks_run_in_workers),
+      cmocka_unit_test(test_host_library_output_is_the_calls),
       cmocka_unit_test(test_host_names_come_from_the_library),
       cmocka_unit_test(test_host_missing_library_is_edso),
       cmocka_unit_test(test_host_library_without_table_is_edso),
