@@ -16,7 +16,10 @@
 #      the gcc specs are rewritten to link libucrt.a, and ci/ucrt-shim.c
 #      bridges the msvcrt-built APR and CMocka;
 #   5. clang for mingw checks that the sources compile without warnings
-#      there too (llvm-mingw, MSYS2 CLANG64), in seconds.
+#      there too (llvm-mingw, MSYS2 CLANG64), and clang's MSVC target that
+#      the library, the worker host and the tests pass MSVC's /W4 /WX as
+#      nearly as a machine without MSVC can tell (unreachable code, a char
+#      array with no room for its NUL), in seconds.
 #
 # Build folder: build-ci/windows (PROCPOOL_BUILD_DIR overrides build-ci).
 set -euo pipefail
@@ -84,7 +87,14 @@ fi
 ctest --test-dir "$ucrt" --output-on-failure -j1 --timeout 1800 \
       -R "^($(echo $ucrt_tests | tr ' ' '|'))\$"
 
-step "clang for mingw: the sources compile without warnings"
+step "clang for mingw and in MSVC mode: the sources compile without warnings"
+# The container has no clang unless it is asked for (build-win-deps.sh
+# installs the cross tools only).
+if ! command -v clang >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] &&
+   command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    clang >/dev/null
+fi
 if command -v clang >/dev/null 2>&1; then
   for f in "$repo"/src/*.c "$repo"/platform/win32/*.c "$repo"/tools/*.c; do
     clang --target=x86_64-w64-mingw32 -fsyntax-only -std=c11 -Wall -Wextra \
@@ -92,7 +102,58 @@ if command -v clang >/dev/null 2>&1; then
           -D__USE_MINGW_ANSI_STDIO=1 -DAPR_DECLARE_STATIC \
           -I"$repo/include" -I"$repo/src" -isystem "$prefix/include" "$f"
   done
+  # The windows-msvc leg builds with /W4 /WX, which no machine here has:
+  # clang's MSVC target is the closest, for the library, the worker host
+  # and the tests.  Its -Wunreachable-code-aggressive matches MSVC's C4702
+  # (code after for (;;) or return).  Without __clang__ the sources take
+  # their MSVC branches (the ring's atomics in platform/platform.h, the C
+  # runtime's set-up in platform/win32/worker.c).  The mingw-w64 headers
+  # stand in for the SDK; they parse under that target only as GNU C
+  # (-fgnuc-version) and with the Universal CRT's declarations (_UCRT),
+  # which MSVC uses.
+  # The PP_TEST_* paths are CMake's; any string does for a syntax check.
+  # The MPI tests and the fault runner are not built for Windows.
+  msvc_tests=()
+  for f in "$repo"/tests/*.c; do
+    case $f in */mpi_*.c | */test_mpi.c | */fault_run.c) continue ;; esac
+    msvc_tests+=("$f")
+  done
+  clang --target=x86_64-pc-windows-msvc -fms-compatibility -fms-extensions \
+        -fgnuc-version=4.2.1 -U__clang__ -fsyntax-only -std=c11 -Wall -Wextra \
+        -Wunreachable-code-aggressive -Werror \
+        -D_UCRT -D__MSVCRT_VERSION__=0xE00 -DAPR_DECLARE_STATIC \
+        -DPP_TEST_TASKLIB='"t"' -DPP_TEST_TASKLIB2='"t"' \
+        -DPP_TEST_WORKER_HOST='"t"' -DPP_TEST_NOARGV='"t"' \
+        -DPP_TEST_NOGUARD='"t"' -DPP_TEST_OTHER_EXE='"t"' \
+        -DPP_TEST_SLEEPER='"t"' -DPP_TEST_MUTE='"t"' \
+        -DPP_TEST_PROCPOOL_DLL='"t"' -DPP_TEST_PROCPOOL_DLL_NAME='"t"' \
+        -I"$repo/include" -I"$repo/src" -I"$repo/tests" \
+        -isystem /usr/x86_64-w64-mingw32/include -isystem "$prefix/include" \
+        "$repo"/src/*.c "$repo"/platform/win32/*.c "$repo"/tools/*.c \
+        "${msvc_tests[@]}"
 else
   echo "windows: clang is not installed; skipped"
 fi
+# MSVC's C4295 (a char array filled by a string of exactly its length, no
+# room for the NUL) has no clang 14 warning: a look at the sources instead.
+perl - "$repo"/src/*.c "$repo"/platform/win32/*.c "$repo"/tools/*.c \
+    "$repo"/tests/*.c <<'PERL'
+use strict; use warnings;
+my $bad = 0;
+for my $file (@ARGV) {
+  open(my $fh, '<', $file) or die "$file: $!\n";
+  local $/; my $src = <$fh>; close($fh);
+  while ($src =~ /\bchar\s+\w+\s*\[\s*(\d+)\s*\]\s*=\s*((?:"(?:[^"\\\n]|\\.)*"\s*)+)[;,]/g) {
+    my ($n, $lits, $at) = ($1, $2, $-[0]);
+    my $s = join('', $lits =~ /"((?:[^"\\\n]|\\.)*)"/g);
+    $s =~ s/\\(?:x[0-9A-Fa-f]+|[0-7]{1,3}|.)/x/g;   # an escape is one char
+    next unless length($s) == $n;
+    my $line = 1 + (substr($src, 0, $at) =~ tr/\n//);
+    print "$file:$line: char[$n] filled by $n characters, no room for ",
+          "the NUL (MSVC C4295)\n";
+    $bad = 1;
+  }
+}
+exit $bad;
+PERL
 step "windows leg passed"

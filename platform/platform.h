@@ -31,14 +31,30 @@
 #define PP__THREAD_LOCAL _Thread_local
 #endif
 
+/* 32-bit Windows is refused (docs/decisions.md, decision 47): a ring's
+ * 64-bit positions would tear there, and the MSVC branch below is for x64
+ * and ARM64 only.  CMake refuses such a build before it gets here. */
+#if defined(_WIN32) && !defined(_WIN64)
+#error "procpool needs a 64-bit Windows target (x64 or ARM64)"
+#endif
+
 /* Atomic loads and stores with acquire and release ordering, for the rings
  * that parent and worker share (src/ring.c): a producer writes a record,
  * then publishes its new position with a release store; the consumer reads
  * the position with an acquire load, then the record.  PP__FENCE is a full
  * barrier, for the "set a flag, then look again" step before sleeping.
- * MSVC's C mode has no <stdatomic.h>; on x86 and x64 its volatile accesses
- * have acquire/release semantics (/volatile:ms, the default there), and
- * ARM64 gets the __ldar/__stlr intrinsics. */
+ * gcc and clang (mingw-w64, clang-cl) have the __atomic builtins.  MSVC's C
+ * mode has no <stdatomic.h>, and its volatile accesses are ordered only
+ * under /volatile:ms, which a user's /volatile:iso turns off without a
+ * word; so the ordering is spelled out (decision 47), as MSVC's own
+ * <atomic> does: ARM64 has load-acquire and store-release instructions
+ * (__ldar64, __stlr64).  On x64 an aligned 64-bit load or store is atomic
+ * and the processor keeps loads and stores in order except a store before
+ * a later load (TSO), so acquire and release need only the compiler to
+ * keep its order: __iso_volatile_load64/store64 (plain accesses whatever
+ * /volatile says) with _ReadWriteBarrier() after the load and before the
+ * store.  ARM64EC, which is x64 code compiled for an ARM64 processor, is
+ * not TSO: there the barrier is a real one (__dmb). */
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 #if defined(_M_ARM64)
@@ -48,16 +64,37 @@
 #define PP__LOAD_ACQ32(p) ((uint32_t)__ldar32((unsigned __int32 volatile *)(p)))
 #define PP__STORE_REL32(p, v)                                                  \
   __stlr32((unsigned __int32 volatile *)(p), (unsigned __int32)(v))
-#else
-#define PP__LOAD_ACQ64(p) (*(volatile const uint64_t *)(p))
-#define PP__STORE_REL64(p, v) (*(volatile uint64_t *)(p) = (v))
-#define PP__LOAD_ACQ32(p) (*(volatile const uint32_t *)(p))
-#define PP__STORE_REL32(p, v) (*(volatile uint32_t *)(p) = (v))
-#endif
-#if defined(_M_ARM64)
 #define PP__FENCE() __dmb(0xB)
 #else
+#if defined(_M_ARM64EC)
+#define PP__MSVC_ORDER() __dmb(0xB)
+#define PP__FENCE() __dmb(0xB)
+#else
+#define PP__MSVC_ORDER() _ReadWriteBarrier()
 #define PP__FENCE() __faststorefence()
+#endif
+static __inline uint64_t pp__load_acq64(const volatile void *p) {
+  uint64_t v = (uint64_t)__iso_volatile_load64((const volatile __int64 *)p);
+  PP__MSVC_ORDER();
+  return v;
+}
+static __inline void pp__store_rel64(volatile void *p, uint64_t v) {
+  PP__MSVC_ORDER();
+  __iso_volatile_store64((volatile __int64 *)p, (__int64)v);
+}
+static __inline uint32_t pp__load_acq32(const volatile void *p) {
+  uint32_t v = (uint32_t)__iso_volatile_load32((const volatile int *)p);
+  PP__MSVC_ORDER();
+  return v;
+}
+static __inline void pp__store_rel32(volatile void *p, uint32_t v) {
+  PP__MSVC_ORDER();
+  __iso_volatile_store32((volatile int *)p, (int)v);
+}
+#define PP__LOAD_ACQ64(p) pp__load_acq64(p)
+#define PP__STORE_REL64(p, v) pp__store_rel64((p), (uint64_t)(v))
+#define PP__LOAD_ACQ32(p) pp__load_acq32(p)
+#define PP__STORE_REL32(p, v) pp__store_rel32((p), (uint32_t)(v))
 #endif
 #else
 #define PP__LOAD_ACQ64(p) __atomic_load_n((const uint64_t *)(p), __ATOMIC_ACQUIRE)
@@ -182,6 +219,14 @@ const char *pp__image_path(const pp__image_t *image);
 
 /* Closes the image.  NULL is ignored. */
 void pp__image_close(pp__image_t *image);
+
+/* Reads the environment variable `name` (ASCII), whose value is a path
+ * (PROCPOOL_WORKER_EXE), in UTF-8: Windows reads its UTF-16 value, which
+ * holds any character (getenv would give it in the ANSI code page, and
+ * lose what that lacks); POSIX takes its bytes as they are.  Sets *value
+ * to a malloc'd copy, or to NULL when the variable is unset or empty.
+ * Returns 0, PP_ENOMEM, or PP_EINVAL (Windows: not valid UTF-16). */
+int pp__env_path(const char *name, char **value);
 
 /* The environment variable that marks a process as a pool's worker until
  * pp_worker_main() has taken its reserved argument (and removed the mark).

@@ -24,20 +24,20 @@ static int env_is_set(const char *name) {
  * the task library the parent loaded too, else against the first worker. */
 static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o,
                       pp__err_t *err) {
-  const char *env, *path = NULL;
-  char *host = NULL;
+  const char *path = NULL;
+  char *env = NULL, *host = NULL;
   int rc;
   if (o->worker_exe != NULL) {
     path = o->worker_exe;
   } else if (o->task_library != NULL) {
-    env = getenv("PROCPOOL_WORKER_EXE");
-    if (env == NULL || *env == '\0') {
+    /* A path, so read as the platform reads paths (UTF-8; on Windows
+     * not through the ANSI code page). */
+    rc = pp__env_path("PROCPOOL_WORKER_EXE", &env);
+    if (rc == 0 && env == NULL)
       rc = pp__worker_host_path(&host);
-      if (rc)
-        return pp__err_os(err, rc);
-      env = host;
-    }
-    path = env;
+    if (rc)
+      return pp__err_os(err, rc);
+    path = env != NULL ? env : host;
   }
   /* Workers report the build of the module that holds their task table:
    * the task library, or the program they run.  The parent knows the
@@ -54,6 +54,7 @@ static int choose_exe(pp_pool_t *pool, const pp_pool_options_t *o,
       pool->build_check = PP__BUILD_ANY;
   }
   rc = pp__image_open(path, &pool->image);
+  free(env);
   free(host);
   return rc ? pp__err_os(err, rc) : 0;
 }

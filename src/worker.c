@@ -110,7 +110,7 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
 }
 
 void pp__worker_corrupt_results(void) {
-  unsigned char junk[16] = "not a record....";
+  static const char junk[] = "not a record....";
   uint32_t huge = 0x7fffff00u;
   unsigned char *p;
   if (W.ctl == NULL)
@@ -121,7 +121,7 @@ void pp__worker_corrupt_results(void) {
   p = pp__ring_begin(&W.results, PP__REC_LOG, 0, W.current_id, 16);
   if (p != NULL) {
     memcpy(p - PP__REC_HEADER, &huge, 4);
-    memcpy(p, junk, sizeof(junk));
+    memcpy(p, junk, 16);
     if (pp__ring_commit(&W.results))
       (void)pp__wake_signal(W.at.wake_parent);
   }

@@ -168,7 +168,16 @@ void pp_test_sleep_ms(int64_t ms) {
 
 void pp_test_setenv(const char *name, const char *value) {
 #ifdef _WIN32
-  _putenv_s(name, value ? value : "");
+  /* In UTF-16: _putenv_s would read the text in the ANSI code page. */
+  WCHAR wname[256], wvalue[4096];
+  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, wname,
+                          256) <= 0 ||
+      MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS,
+                          value != NULL ? value : "", -1, wvalue, 4096) <= 0) {
+    fprintf(stderr, "pp_test_setenv: %s: not UTF-8, or too long\n", name);
+    abort();
+  }
+  _wputenv_s(wname, wvalue);
 #else
   if (value)
     setenv(name, value, 1);

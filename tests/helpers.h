@@ -63,7 +63,8 @@ int64_t pp_test_time_scale(void);
 /* Sleeps for ms milliseconds. */
 void pp_test_sleep_ms(int64_t ms);
 
-/* Sets or (value NULL) removes an environment variable. */
+/* Sets or (value NULL) removes an environment variable; name and value are
+ * UTF-8 (on Windows too). */
 void pp_test_setenv(const char *name, const char *value);
 
 /* Returns the value of a tuple "i" result, or INT64_MIN if it is not one. */

@@ -84,10 +84,12 @@ void pp_test_big_roundtrip(uint64_t want, uint64_t needed, const char *what) {
   apr_time_t t0;
   size_t len;
   void *arg;
-  if (sizeof(size_t) < 8) {
-    print_message("skipped: a %s buffer needs a 64-bit build\n", what);
-    skip();
-  }
+  /* A preprocessor test: MSVC's /W4 calls if (sizeof(size_t) < 8) a
+   * constant condition (C4127). */
+#if SIZE_MAX < UINT64_MAX
+  print_message("skipped: a %s buffer needs a 64-bit build\n", what);
+  skip();
+#endif
   if (avail < needed) {
     print_message("skipped: %.1f GiB of memory available, the test needs "
                   "%.0f GiB\n",

@@ -5,6 +5,7 @@
  * with a task table exported by PP_TASK_LIBRARY, run by the procpool-worker
  * host instead of by the application's own executable.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "procpool.h"
@@ -43,8 +44,17 @@ static int lib_worker(pp_call_t *call, const void *arg, size_t len) {
                                        1000 * PP_TEST_TASKLIB_VARIANT);
 }
 
+/* Prints a line with the library's own printf and does not flush it: the
+ * worker flushes stdout at the end of the call, which reaches this line
+ * only if the library shares the worker's C runtime (README, "One C
+ * runtime").  Replies the call's id. */
+static int lib_print(pp_call_t *call, const void *arg, size_t len) {
+  printf("lib_print %.*s\n", (int)len, (const char *)arg);
+  return pp_call_replyf(call, "i", (int64_t)pp_call_id(call));
+}
+
 static const pp_task_t lib_tasks[] = {PP_TASK(lib_square), PP_TASK(lib_upper),
-                                      PP_TASK(lib_fail), PP_TASK(lib_worker),
-                                      PP_TASK_END};
+                                      PP_TASK(lib_fail),   PP_TASK(lib_worker),
+                                      PP_TASK(lib_print),  PP_TASK_END};
 
 PP_TASK_LIBRARY(lib_tasks)

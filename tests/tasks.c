@@ -25,6 +25,7 @@
 #include <apr_thread_proc.h>
 #include <apr_time.h>
 
+#include "../platform/platform.h" /* PP__NORETURN */
 #include "helpers.h"
 #include "tasks.h"
 
@@ -229,13 +230,14 @@ static int sleep_ms(pp_call_t *call, const void *arg, size_t len) {
   return pp_call_replyf(call, "i", ms);
 }
 
-static int hang(pp_call_t *call, const void *arg, size_t len) {
+/* Never returns: no return statement (MSVC calls one after the loop
+ * unreachable, C4702; gcc wants one unless the function says so). */
+static PP__NORETURN int hang(pp_call_t *call, const void *arg, size_t len) {
   (void)call, (void)arg, (void)len;
   /* Tells a test that waits for it that the call is running now. */
   pp_log(1, "hang: started");
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 static int act(pp_call_t *call, const void *arg, size_t len) {
@@ -492,7 +494,6 @@ static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
   pp_log(1, "%s", line);
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 /* The library's own hook (internal, which the static library the tests link
@@ -501,14 +502,13 @@ static int nest_hang(pp_call_t *call, const void *arg, size_t len) {
 void pp__worker_corrupt_results(void);
 
 /* Breaks the worker's result ring, then waits to be ended by its parent. */
-static int garble(pp_call_t *call, const void *arg, size_t len) {
+static PP__NORETURN int garble(pp_call_t *call, const void *arg, size_t len) {
   (void)call;
   (void)arg;
   (void)len;
   pp__worker_corrupt_results();
   for (;;)
     apr_sleep(apr_time_from_sec(1));
-  return 0; /* not reached */
 }
 
 /* Prints a line on stdout without flushing it and waits, up to 30 s, to be
@@ -533,6 +533,49 @@ static int fastfail(pp_call_t *call, const void *arg, size_t len) {
   RaiseException(0xC0000409u, EXCEPTION_NONCONTINUABLE, 0, NULL);
 #endif
   return pp_call_fail(call, "fastfail: Windows only");
+}
+
+/* Replies how this worker keeps crashes quiet (Windows only), "iiii": its
+ * error mode (GetErrorMode), WerGetFlags' result (an HRESULT; Wine's is
+ * E_NOTIMPL) and the flags it gave, and the C runtime's abort behaviour
+ * (what _set_abort_behavior(0, 0), which changes nothing, returns; -1
+ * where the runtime has none). */
+static int quiet_flags(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+#ifdef _WIN32
+  {
+    typedef HRESULT(WINAPI * get_flags_fn)(HANDLE, PDWORD);
+    HMODULE kernel = GetModuleHandleW(L"kernel32.dll");
+    get_flags_fn get_flags = NULL;
+    HRESULT hr = E_NOTIMPL;
+    DWORD flags = 0;
+    int64_t abort_flags = -1;
+    if (kernel != NULL)
+      get_flags =
+          (get_flags_fn)(void (*)(void))GetProcAddress(kernel, "WerGetFlags");
+    if (get_flags != NULL)
+      hr = get_flags(GetCurrentProcess(), &flags);
+#if defined(_MSC_VER) || defined(_UCRT)
+    abort_flags = (int64_t)_set_abort_behavior(0, 0);
+#else
+    {
+      typedef unsigned int(__cdecl * abort_fn)(unsigned int, unsigned int);
+      HMODULE crt = GetModuleHandleW(L"msvcrt.dll");
+      abort_fn fn = NULL;
+      if (crt != NULL)
+        fn = (abort_fn)(void (*)(void))GetProcAddress(crt,
+                                                      "_set_abort_behavior");
+      if (fn != NULL)
+        abort_flags = (int64_t)fn(0, 0);
+    }
+#endif
+    return pp_call_replyf(call, "iiii", (int64_t)GetErrorMode(),
+                          (int64_t)(uint32_t)hr, (int64_t)flags, abort_flags);
+  }
+#else
+  return pp_call_fail(call, "quiet_flags: Windows only");
+#endif
 }
 
 /* Says whether this worker has a handle with the given value that refers
@@ -566,28 +609,48 @@ static int holds_handle(pp_call_t *call, const void *arg, size_t len) {
 #endif
 }
 
-const pp_task_t pp_test_tasks[] = {
-    PP_TASK(square),   PP_TASK(add),    PP_TASK(echo),     PP_TASK(fail),
-    PP_TASK(act),      PP_TASK(segv),   PP_TASK(do_abort), PP_TASK(do_exit),
-    PP_TASK(sleep_ms), PP_TASK(hang),   PP_TASK(print),    PP_TASK(spam),
-    PP_TASK(threads),  PP_TASK(nested), PP_TASK(big),      PP_TASK(init_set),
-    PP_TASK(init_get), PP_TASK(pid),    PP_TASK(length),   PP_TASK(nest_hang),
-    PP_TASK(garble),   PP_TASK(stream), PP_TASK(fastfail), PP_TASK(holds_handle),
-    PP_TASK(proc_token), PP_TASK(middle), PP_TASK(bump),
-    /* tasks_hostile.c */
-    {"ret", pp_test_task_ret},
-    {"bad_reply", pp_test_task_bad_reply},
-    {"fork_hold", pp_test_task_fork_hold},
-    {"fork_fd", pp_test_task_fork_fd},
-    {"spoof", pp_test_task_spoof},
-    {"longline", pp_test_task_longline},
-    {"late_peek", pp_test_task_late_peek},
-    {"noeol", pp_test_task_noeol},
-    {"zero_shared", pp_test_task_zero_shared},
-    {"unflag_later", pp_test_task_unflag_later},
-    {"limit_as", pp_test_task_limit_as},
-    {"tally", pp_test_task_tally},
-    {"late_echo", pp_test_task_late_echo},
-    /* tasks_chaos.c */
-    {"chaos", pp_test_task_chaos},
-    PP_TASK_END};
+const pp_task_t pp_test_tasks[] = {PP_TASK(square),
+                                   PP_TASK(add),
+                                   PP_TASK(echo),
+                                   PP_TASK(fail),
+                                   PP_TASK(act),
+                                   PP_TASK(segv),
+                                   PP_TASK(do_abort),
+                                   PP_TASK(do_exit),
+                                   PP_TASK(sleep_ms),
+                                   PP_TASK(hang),
+                                   PP_TASK(print),
+                                   PP_TASK(spam),
+                                   PP_TASK(threads),
+                                   PP_TASK(nested),
+                                   PP_TASK(big),
+                                   PP_TASK(init_set),
+                                   PP_TASK(init_get),
+                                   PP_TASK(pid),
+                                   PP_TASK(length),
+                                   PP_TASK(nest_hang),
+                                   PP_TASK(garble),
+                                   PP_TASK(stream),
+                                   PP_TASK(fastfail),
+                                   PP_TASK(holds_handle),
+                                   PP_TASK(proc_token),
+                                   PP_TASK(middle),
+                                   PP_TASK(bump),
+                                   PP_TASK(quiet_flags),
+                                   /* tasks_hostile.c */
+                                   {"ret", pp_test_task_ret},
+                                   {"bad_reply", pp_test_task_bad_reply},
+                                   {"fork_hold", pp_test_task_fork_hold},
+                                   {"fork_fd", pp_test_task_fork_fd},
+                                   {"spoof", pp_test_task_spoof},
+                                   {"longline", pp_test_task_longline},
+                                   {"late_peek", pp_test_task_late_peek},
+                                   {"noeol", pp_test_task_noeol},
+                                   {"zero_shared", pp_test_task_zero_shared},
+                                   {"unflag_later", pp_test_task_unflag_later},
+                                   {"limit_as", pp_test_task_limit_as},
+                                   {"tally", pp_test_task_tally},
+                                   {"late_echo", pp_test_task_late_echo},
+                                   /* tasks_chaos.c */
+                                   {"chaos", pp_test_task_chaos},
+                                   PP_TASK_END};

@@ -455,7 +455,8 @@ static void destroy_ring(int n) {
     /* The threads stay stuck; the pools leak with them. */
     fail_msg("%d pools whose callbacks destroy each other: only %u of %d "
              "callbacks returned within %d s (deadlock)",
-             n, pp_test_counter_get(&r->finished), n, 30 * PP_TEST_TIME_SCALE);
+             n, pp_test_counter_get(&r->finished), n,
+             (int)(30 * PP_TEST_TIME_SCALE));
   for (i = 0; i < n; i++) {
     print_message("pool %d's callback, destroying pool %d: %s %s\n", i,
                   (i + 1) % n, pp_err_name(r->rc[i]), r->why[i]);

@@ -14,6 +14,10 @@
 
 #include <cmocka.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#endif
+
 #include <apr_time.h>
 
 #include "helpers.h"
@@ -121,6 +125,45 @@ static void test_failure_fast_fail_is_named(void **state) {
 #else
   (void)state;
   print_message("skipped: fast fail is a Windows exit status\n");
+  skip();
+#endif
+}
+
+/* A worker never prompts: no dialog for a crash or a missing file (its
+ * error mode), no Windows Error Reporting UI for a fast fail
+ * (WER_FAULT_REPORTING_NO_UI, 0x20; the worker set 0x4 instead, which is
+ * WER_FAULT_REPORTING_FLAG_DISABLE_THREAD_SUSPENSION, issue 18 item 4),
+ * and abort() neither reports a fault nor writes a message box's text.
+ * Wine's WerGetFlags is a stub (E_NOTIMPL): there the WER flags cannot be
+ * read, and only the rest is checked. */
+static void test_failure_workers_never_prompt(void **state) {
+#ifdef _WIN32
+  pp_pool_t *pool = *state;
+  pp_result_t r = run(pool, "quiet_flags", NULL, 0);
+  int64_t mode, hr, flags, abort_flags;
+  assert_int_equal(r.status, 0);
+  assert_int_equal(
+      pp_unpack(r.data, r.len, "iiii", &mode, &hr, &flags, &abort_flags), 0);
+  print_message("error mode 0x%llx, WerGetFlags 0x%llx flags 0x%llx, abort "
+                "behaviour %lld\n",
+                (unsigned long long)mode, (unsigned long long)hr,
+                (unsigned long long)flags, (long long)abort_flags);
+  assert_true((mode & SEM_FAILCRITICALERRORS) != 0);
+  assert_true((mode & SEM_NOGPFAULTERRORBOX) != 0);
+  assert_true((mode & SEM_NOOPENFILEERRORBOX) != 0);
+  if (hr == 0)
+    assert_true((flags & 0x20 /* WER_FAULT_REPORTING_NO_UI */) != 0);
+  else
+    print_message("WerGetFlags failed (0x%llx; Wine's is a stub): the WER "
+                  "flags are checked on Windows only\n",
+                  (unsigned long long)hr);
+  /* _WRITE_ABORT_MSG 1, _CALL_REPORTFAULT 2 */
+  if (abort_flags >= 0)
+    assert_int_equal(abort_flags & 3, 0);
+  pp_results_free(&r, 1);
+#else
+  (void)state;
+  print_message("skipped: error modes and WER are Windows'\n");
   skip();
 #endif
 }
@@ -393,6 +436,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_failure_malformed_record_ends_worker),
       PP_TEST_POOL_TEST(test_failure_abort_is_workerdied),
       PP_TEST_POOL_TEST(test_failure_fast_fail_is_named),
+      PP_TEST_POOL_TEST(test_failure_workers_never_prompt),
       PP_TEST_POOL_TEST(test_failure_exit_code_is_reported),
       PP_TEST_POOL_TEST(test_failure_task_error_keeps_worker),
       PP_TEST_POOL_TEST(test_failure_mixed_map_of_200),

@@ -68,6 +68,41 @@ static void test_host_map_runs_library_tasks(void **state) {
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 }
 
+/* A task library's printf reaches the log callback as the call's output,
+ * before the call's result, though the task does not flush: the library
+ * and the worker share one C runtime, whose stdout the worker flushes at
+ * the end of each call (README, "One C runtime"; a /MT library would have
+ * a stdout of its own, and its line would come late or never). */
+static void test_host_library_output_is_the_calls(void **state) {
+  pp_test_log_t *log = pp_test_log_new();
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_buf_t arg = {"one", 3};
+  pp_result_t r;
+  pp_test_record_t rec;
+  int64_t id = 0;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_TASKLIB;
+  o.worker_exe = PP_TEST_WORKER_HOST;
+  o.log_cb = pp_test_log_cb;
+  o.log_data = log;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  PP_TEST_OK(pp_pool_map(pool, "lib_print", &arg, 1, &r, NULL));
+  assert_int_equal(pp_unpack(r.data, r.len, "i", &id), 0);
+  pp_results_free(&r, 1);
+  /* Already there when the map returned: no wait. */
+  if (!pp_test_log_wait(log, "lib_print one", 0, &rec))
+    fail_msg("the task library's line was not in the log when its call "
+             "returned (%d records)",
+             (int)pp_test_log_count(log));
+  assert_int_equal(rec.source, PP_LOG_STDOUT);
+  assert_true(rec.call_id == (uint64_t)id);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_log_free(log);
+}
+
 /* The tasks ran in the host's workers, not in this process. */
 static void test_host_tasks_run_in_workers(void **state) {
   pp_pool_t *pool = make_host_pool(1);
@@ -183,6 +218,57 @@ static void test_host_library_in_a_unicode_folder(void **state) {
   pp_test_remove_dir(dir);
 }
 
+#ifdef _WIN32
+#define HOST_NAME "host.exe"
+#else
+#define HOST_NAME "host"
+#endif
+
+/* The worker host named by PROCPOOL_WORKER_EXE, in a folder whose name is
+ * not ASCII: the parent reads the variable in UTF-16 on Windows, not in the
+ * ANSI code page, which has no CJK character (issue 18, item 14). */
+static void test_host_worker_exe_env_in_a_unicode_folder(void **state) {
+  /* "é-中" in UTF-8. */
+  char dir[256], host[512];
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  int rc;
+  (void)state;
+  snprintf(dir, sizeof(dir), "pp-hostenv-\xc3\xa9-\xe4\xb8\xad-%lld",
+           (long long)pp_test_self_pid());
+  snprintf(host, sizeof(host), "%s" SEP HOST_NAME, dir);
+  assert_int_equal(pp_test_make_dir(dir), 0);
+  assert_int_equal(pp_test_copy_file(PP_TEST_WORKER_HOST, host), 0);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    /* The host loads procpool.dll from its own folder. */
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    assert_int_equal(pp_test_copy_file(PP_TEST_PROCPOOL_DLL, dll), 0);
+  }
+#endif
+  pp_test_setenv("PROCPOOL_WORKER_EXE", host);
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  o.task_library = PP_TEST_TASKLIB;
+  rc = pp_pool_create(&pool, &o);
+  pp_test_setenv("PROCPOOL_WORKER_EXE", NULL);
+  if (rc != 0)
+    fail_msg("pp_pool_create with PROCPOOL_WORKER_EXE=%s: %s", host,
+             pp_last_error());
+  check_square(pool);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+  pp_test_remove_file(host);
+#ifdef PP_TEST_PROCPOOL_DLL
+  {
+    char dll[512];
+    snprintf(dll, sizeof(dll), "%s" SEP "%s", dir, PP_TEST_PROCPOOL_DLL_NAME);
+    pp_test_remove_file(dll);
+  }
+#endif
+  pp_test_remove_dir(dir);
+}
+
 /* A worker whose main() has no narrow argv (wmain) can still use the
  * guard: it passes argv NULL (issue 8, item 7). */
 static void test_host_guard_without_argv(void **state) {
@@ -246,10 +332,12 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_host_map_runs_library_tasks),
       cmocka_unit_test(test_host_tasks_run_in_workers),
+      cmocka_unit_test(test_host_library_output_is_the_calls),
       cmocka_unit_test(test_host_names_come_from_the_library),
       cmocka_unit_test(test_host_missing_library_is_edso),
       cmocka_unit_test(test_host_library_without_table_is_edso),
       cmocka_unit_test(test_host_library_in_a_unicode_folder),
+      cmocka_unit_test(test_host_worker_exe_env_in_a_unicode_folder),
       cmocka_unit_test(test_host_guard_without_argv),
       cmocka_unit_test(test_host_missing_dll_is_named),
   };

@@ -301,11 +301,11 @@ static void test_tuple_pack_size_overflow_is_einval(void **state) {
   assert_null(b.data);
   /* A length that fits in a size_t but in no call (and no memory) is
    * refused as well, without an attempt to allocate it. */
-  if (sizeof(size_t) == 8) {
-    assert_int_equal(pp_pack(&b, "b", few, (size_t)1 << 62), PP_EINVAL);
-    assert_null(b.data);
-    assert_non_null(strstr(pp_last_error(), "larger than a call can carry"));
-  }
+#if SIZE_MAX == UINT64_MAX
+  assert_int_equal(pp_pack(&b, "b", few, (size_t)1 << 62), PP_EINVAL);
+  assert_null(b.data);
+  assert_non_null(strstr(pp_last_error(), "larger than a call can carry"));
+#endif
   /* Still fine for sizes that are real. */
   assert_int_equal(pp_pack(&b, "b", few, sizeof(few)), 0);
   assert_int_equal(pp_tuple_count(b.data, b.len), 1);

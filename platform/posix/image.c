@@ -70,6 +70,20 @@ cleanup:
   return rc;
 }
 
+int pp__env_path(const char *name, char **value) {
+  const char *v;
+
+  *value = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  v = getenv(name);
+  if (v == NULL || *v == '\0')
+    return 0;
+  *value = pp__strdup_printf("%s", v);
+  if (*value == NULL)
+    return pp__os_fail(PP_ENOMEM, "out of memory reading %s", name);
+  return 0;
+}
+
 const char *pp__image_path(const pp__image_t *im) {
   return im->path;
 }

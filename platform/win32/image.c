@@ -51,6 +51,43 @@ cleanup:
   return status;
 }
 
+int pp__env_path(const char *name, char **value) {
+  WCHAR *wname = NULL, *buf = NULL, *bigger;
+  DWORD size = MAX_PATH, n;
+  int status;
+
+  *value = NULL;
+  PP__FAULT_RETURN(PP_ENOMEM);
+  status = pp__win_utf8_to_wide(name, &wname);
+  if (status != 0)
+    goto cleanup;
+  /* The variable may grow between two calls (another thread sets it):
+   * asked again with the size it said it needs, until it fits. */
+  for (;;) {
+    bigger = pp__realloc(buf, (size_t)size * sizeof(WCHAR));
+    if (bigger == NULL) {
+      status = pp__os_fail(PP_ENOMEM, "out of memory reading %s", name);
+      goto cleanup;
+    }
+    buf = bigger;
+    n = GetEnvironmentVariableW(wname, buf, size);
+    if (n == 0)
+      goto cleanup; /* unset (ERROR_ENVVAR_NOT_FOUND) or empty */
+    if (n < size)
+      break;
+    size = n; /* too small: n counts the NUL as well */
+  }
+  status = pp__win_wide_to_utf8(buf, value);
+  if (status == PP_EINVAL)
+    status = pp__os_fail(PP_EINVAL,
+                         "%s is not valid Unicode (unpaired surrogates)", name);
+
+cleanup:
+  free(wname);
+  free(buf);
+  return status;
+}
+
 const char *pp__image_path(const pp__image_t *im) {
   return im->path;
 }

@@ -46,20 +46,30 @@ typedef LONG(NTAPI *query_section_fn)(HANDLE, int, PVOID, SIZE_T, PSIZE_T);
 #define SEC_FILE 0x800000
 #endif
 
+/* NtQuerySection, looked up once.  InitOnceExecuteOnce makes the pointer
+ * visible to every thread that returns from it: a flag set after the
+ * pointer guarantees nothing on ARM64, where another thread may see the
+ * flag before the pointer. */
+static query_section_fn query;
+static INIT_ONCE query_once = INIT_ONCE_STATIC_INIT;
+
+static BOOL CALLBACK look_up_query(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  (void)once;
+  (void)param;
+  (void)ctx;
+  if (ntdll != NULL)
+    query = (query_section_fn)(void (*)(void))GetProcAddress(ntdll,
+                                                             "NtQuerySection");
+  return TRUE;
+}
+
 /* Asks the system for a section's size and kind.  Returns 0, or -1 where
  * it cannot tell (no NtQuerySection, or no right to query). */
 static int query_section(HANDLE section, uint64_t *size, ULONG *attributes) {
-  static query_section_fn query;
-  static volatile LONG looked;
   section_basic_t info;
   SIZE_T got = 0;
-  if (!looked) {
-    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
-    if (ntdll != NULL)
-      query = (query_section_fn)(void (*)(void))GetProcAddress(
-          ntdll, "NtQuerySection");
-    InterlockedExchange(&looked, 1);
-  }
+  InitOnceExecuteOnce(&query_once, look_up_query, NULL, NULL);
   memset(&info, 0, sizeof(info));
   if (query == NULL || query(section, 0 /* SectionBasicInformation */, &info,
                              sizeof(info), &got) < 0)
@@ -222,24 +232,31 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
 
 typedef BOOL(WINAPI *compare_handles_fn)(HANDLE, HANDLE);
 
+/* CompareObjectHandles, looked up once (as NtQuerySection above). */
+static compare_handles_fn compare;
+static INIT_ONCE compare_once = INIT_ONCE_STATIC_INIT;
+
+static BOOL CALLBACK look_up_compare(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  HMODULE kernelbase = GetModuleHandleW(L"kernelbase.dll");
+  (void)once;
+  (void)param;
+  (void)ctx;
+  if (kernelbase != NULL)
+    compare = (compare_handles_fn)(void (*)(void))GetProcAddress(
+        kernelbase, "CompareObjectHandles");
+  return TRUE;
+}
+
 /* Returns the index of the mapping in `known` whose section `section` is
  * another handle of (and that is at least `size` bytes), or -1.  Only
  * Windows 10 and later can tell (CompareObjectHandles); elsewhere nothing
  * matches. */
 static int find_known(HANDLE section, uint64_t size, pp__shm_t *const *known,
                       int n) {
-  static compare_handles_fn compare;
-  static volatile LONG looked;
   int i;
   if (n <= 0)
     return -1;
-  if (!looked) {
-    HMODULE kernelbase = GetModuleHandleW(L"kernelbase.dll");
-    if (kernelbase != NULL)
-      compare = (compare_handles_fn)(void (*)(void))GetProcAddress(
-          kernelbase, "CompareObjectHandles");
-    InterlockedExchange(&looked, 1);
-  }
+  InitOnceExecuteOnce(&compare_once, look_up_compare, NULL, NULL);
   if (compare == NULL)
     return -1;
   for (i = 0; i < n; i++)

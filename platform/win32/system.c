@@ -394,6 +394,10 @@ __attribute__((constructor)) static void adopt_stdio_init(void) {
 #endif
 
 int pp__worker_host_path(char **path) {
+  /* Any object of this module tells GetModuleHandleExW which module;
+   * a data object, because C has no conversion from a function's address
+   * to a data pointer (MSVC's C4152). */
+  static const char here = 0;
   HMODULE module = NULL;
   WCHAR *buf = NULL, *bigger, *slash;
   DWORD size = MAX_PATH, n;
@@ -407,7 +411,7 @@ int pp__worker_host_path(char **path) {
    * (in bin/, where the loader finds procpool.dll for it too). */
   if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
                               GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-                          (LPCWSTR)(void *)pp__worker_host_path, &module))
+                          (LPCWSTR)(const void *)&here, &module))
     return pp__os_fail(PP_ESPAWN, "cannot find procpool's module: %s",
                        pp__win_strerror(GetLastError(), why, sizeof(why)));
   for (;;) {

@@ -56,6 +56,13 @@ typedef unsigned int(__cdecl *abort_behavior_fn)(unsigned int, unsigned int);
 
 typedef HRESULT(WINAPI *wer_set_flags_fn)(DWORD);
 
+/* werapi.h's value; Debian's mingw-w64 headers lack the name.  (0x4 is
+ * WER_FAULT_REPORTING_FLAG_DISABLE_THREAD_SUSPENSION, which leaves the UI
+ * on.) */
+#ifndef WER_FAULT_REPORTING_NO_UI
+#define WER_FAULT_REPORTING_NO_UI 0x20
+#endif
+
 static void quiet_crashes(void) {
   HMODULE kernel = GetModuleHandleW(L"kernel32.dll");
   wer_set_flags_fn wer_set_flags = NULL;
@@ -67,13 +74,13 @@ static void quiet_crashes(void) {
   SetUnhandledExceptionFilter(crash_filter);
   /* A fast fail (the Universal CRT's abort() with fault reports on in
    * another CRT instance, /GS, heap corruption) bypasses the filter and
-   * goes to Windows Error Reporting: no UI there either (Windows 8+; looked
-   * up, since Windows 7 and Wine may lack it). */
+   * goes to Windows Error Reporting: no UI there either (WerSetFlags is
+   * looked up, so that a system without it still runs workers). */
   if (kernel != NULL)
     wer_set_flags = (wer_set_flags_fn)(void (*)(void))GetProcAddress(
         kernel, "WerSetFlags");
   if (wer_set_flags != NULL)
-    wer_set_flags(0x4 /* WER_FAULT_REPORTING_NO_UI */);
+    wer_set_flags(WER_FAULT_REPORTING_NO_UI);
   /* assert() and the C runtime's error messages go to stderr, never to a
    * message box, even in a worker of a GUI program. */
   _set_error_mode(_OUT_TO_STDERR);
