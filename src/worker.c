@@ -158,6 +158,10 @@ void pp__worker_clear_sleep_flag(void) {
     PP__STORE_REL32(&W.calls.hdr->consumer_waiting, 0);
 }
 
+pp__wake_t *pp__worker_parent_wake(void) {
+  return W.ctl != NULL ? W.at.wake_parent : NULL;
+}
+
 int pp__worker_log(int level, const char *text, size_t len) {
   unsigned char lv[4];
   int32_t l = level;
