@@ -288,7 +288,11 @@ int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
 
 /* A wake object: one side signals it, the other sleeps on it (an eventfd on
  * Linux, a pipe on other POSIX systems, an auto-reset event on Windows).
- * Signals do not count: several before a wait wake it once. */
+ * Signals do not count: several before a wait wake it once.  A signal
+ * wakes every thread that sleeps on the object, on every system: a worker
+ * sleeps on its object from its main thread (waiting for calls) and from
+ * any thread that waits for room in its result ring, and the parent's
+ * signal is for either. */
 typedef struct pp__wake_s pp__wake_t;
 int pp__wake_new(pp__wake_t **wake);
 void pp__wake_free(pp__wake_t *wake);
@@ -298,12 +302,23 @@ void pp__wake_free(pp__wake_t *wake);
  * back); the caller must then not count on the other side waking. */
 int pp__wake_signal(pp__wake_t *wake);
 /* Forgets a pending signal without waiting (after the poller said it was
- * signalled). */
+ * signalled).  For the parent's own object, which only the poller watches:
+ * it is no part of the sleepers' count below. */
 void pp__wake_clear(pp__wake_t *wake);
-/* Worker side: waits up to timeout_ms (negative = no limit) for a signal.
- * Returns 1 when signalled (the signal is consumed), 0 at the timeout, or
- * PP_ECLOSED when the channel `alive` (the parent) has ended meanwhile. */
-int pp__wake_wait(pp__wake_t *wake, pp__chan_t *alive, int64_t timeout_ms);
+/* Worker side.  A thread that means to sleep takes a ticket first, then
+ * looks at what it waits for (a ring, which it flags as asleep), and only
+ * then waits with the ticket: the wait returns at once if a signal was
+ * taken since the ticket, by this thread or any other, so no signal given
+ * after the look is lost to it.  Waits up to timeout_ms (negative = no
+ * limit).  Returns 1 when signalled (perhaps by a signal that came just
+ * before the ticket: the caller looks again), 0 at the timeout, PP_ECLOSED
+ * when the channel `alive` (the parent) has ended meanwhile, or PP_EIO
+ * with the OS reason when the object cannot be waited on (its handle or
+ * descriptor was closed behind our back): waiting again would fail again
+ * at once. */
+uint64_t pp__wake_ticket(pp__wake_t *wake);
+int pp__wake_wait(pp__wake_t *wake, uint64_t ticket, pp__chan_t *alive,
+                  int64_t timeout_ms);
 
 /* The parent's poller: one thread waits on the wake objects and the process
  * ends of many workers at once (epoll on Linux; on Windows helper threads

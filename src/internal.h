@@ -311,6 +311,9 @@ void pp__worker_zero_shared(void);
 /* For the tests: clears the flag that says the worker sleeps waiting for
  * calls, so the parent does not wake it, as if its signal were lost. */
 void pp__worker_clear_sleep_flag(void);
+/* For the tests (tests/tasks_hostile.c): the wake object this worker
+ * signals its parent with; NULL in a process that is no worker. */
+pp__wake_t *pp__worker_parent_wake(void);
 /* Sends a LOG record if this process is a worker; returns 0 if it was
  * sent, else the caller handles the message. */
 int pp__worker_log(int level, const char *text, size_t len);

@@ -86,15 +86,24 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
   if (W.ctl == NULL)
     return -1;
   pp__mutex_lock(W.plock);
-  while ((p = pp__ring_begin(&W.results, kind, aux, id, (uint64_t)n1 + n2)) ==
-         NULL) {
-    /* The parent has not kept up.  Tell it, then wait for it to make room
-     * in short slices (another thread may take a wake-up meant for it). */
-    if (!pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2)) {
-      if (pp__wake_wait(W.at.wake_worker, W.at.chan, 10) == PP_ECLOSED)
-        pp__exit_now(0); /* The parent has gone: nobody wants our results. */
-      pp__ring_room_awake(&W.results);
-    }
+  for (;;) {
+    /* Taken before the ring is looked at, so that the parent's signal for
+     * the room it makes after the look is not lost (platform.h). */
+    uint64_t ticket = pp__wake_ticket(W.at.wake_worker);
+    int rc;
+    p = pp__ring_begin(&W.results, kind, aux, id, (uint64_t)n1 + n2);
+    if (p != NULL)
+      break;
+    /* The parent has not kept up.  Tell it, then wait for it to make room;
+     * the slice is a safety net, as the main thread's (next_record). */
+    if (pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2))
+      continue;
+    rc = pp__wake_wait(W.at.wake_worker, ticket, W.at.chan, 10);
+    pp__ring_room_awake(&W.results);
+    if (rc == PP_ECLOSED)
+      pp__exit_now(0); /* The parent has gone: nobody wants our results. */
+    if (rc < 0)
+      worker_abort(pp__os_reason(), 70); /* No wait left but a spin. */
   }
   if (n1)
     memcpy(p, p1, n1);
@@ -147,6 +156,10 @@ void pp__worker_clear_sleep_flag(void) {
    * (a task's thread calls it while the worker's main thread sleeps). */
   if (W.ctl != NULL)
     PP__STORE_REL32(&W.calls.hdr->consumer_waiting, 0);
+}
+
+pp__wake_t *pp__worker_parent_wake(void) {
+  return W.ctl != NULL ? W.at.wake_parent : NULL;
 }
 
 int pp__worker_log(int level, const char *text, size_t len) {
@@ -378,6 +391,7 @@ static void run_record(const pp__rec_t *rec) {
  * so that it costs the same on every machine.  Exits when the parent has
  * gone. */
 static int next_record(pp__rec_t *rec, pp__err_t *err) {
+  uint64_t ticket;
   unsigned turn;
   int rc;
   for (;;) {
@@ -390,16 +404,21 @@ static int next_record(pp__rec_t *rec, pp__err_t *err) {
       if ((turn & 15) == 0 && pp__now_us() >= until)
         break;
     }
+    /* The ticket comes before the last look at the ring, so that a
+     * signal for a call published after it is not lost (platform.h). */
+    ticket = pp__wake_ticket(W.at.wake_worker);
     if (pp__ring_sleep_prepare(&W.calls))
       continue;
     /* Never asleep for good: the parent signals only when it sees our
-     * flag in shared memory, which a task may have scribbled over, and a
-     * signal can be lost; a look every PP__WORKER_SLEEP_MS finds calls
-     * that came without one. */
-    rc = pp__wake_wait(W.at.wake_worker, W.at.chan, PP__WORKER_SLEEP_MS);
+     * flag in shared memory, which a task may have scribbled over; a look
+     * every PP__WORKER_SLEEP_MS finds calls that came without a signal. */
+    rc =
+        pp__wake_wait(W.at.wake_worker, ticket, W.at.chan, PP__WORKER_SLEEP_MS);
     pp__ring_awake(&W.calls);
     if (rc == PP_ECLOSED)
       pp__exit_now(0); /* The parent has gone. */
+    if (rc < 0)
+      worker_abort(pp__os_reason(), 70); /* No wait left but a spin. */
   }
 }
 

@@ -651,6 +651,7 @@ const pp_task_t pp_test_tasks[] = {PP_TASK(square),
                                    {"limit_as", pp_test_task_limit_as},
                                    {"tally", pp_test_task_tally},
                                    {"late_echo", pp_test_task_late_echo},
+                                   {"wake_rights", pp_test_task_wake_rights},
                                    /* tasks_chaos.c */
                                    {"chaos", pp_test_task_chaos},
                                    PP_TASK_END};

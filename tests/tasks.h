@@ -99,6 +99,9 @@
  *             not wake that worker for its next call
  *   late_echo any bytes              -> the same bytes, replied 500 ms
  *             after the call started (a view of a large argument)
+ *   wake_rights none                 -> "ii" what a wait on, and a signal
+ *             of, the pool-wide wake object its worker was given did: 0 if
+ *             it worked, else GetLastError() (Windows; elsewhere PP_ETASK)
  *
  * and, in tally.c:
  *   tally     "siii" path n index busy_us -> "i" index; counts its start
@@ -134,6 +137,7 @@ int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "siii" path, n, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_wake_rights(pp_call_t *call, const void *arg, size_t len);
 
 /* tasks_chaos.c */
 int pp_test_task_chaos(pp_call_t *call, const void *arg, size_t len);

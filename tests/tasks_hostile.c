@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -39,6 +41,11 @@
  * link shows): memory a task may scribble over. */
 void pp__worker_zero_shared(void);
 void pp__worker_clear_sleep_flag(void);
+/* ... and what a worker holds (src/worker.c, platform/win32/waiter.c). */
+struct pp__wake_s *pp__worker_parent_wake(void);
+#ifdef _WIN32
+HANDLE pp__win_wake_handle(const struct pp__wake_s *wake);
+#endif
 
 int pp_test_task_ret(pp_call_t *call, const void *arg, size_t len) {
   int64_t v;
@@ -267,4 +274,29 @@ int pp_test_task_late_peek(pp_call_t *call, const void *arg, size_t len) {
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len) {
   apr_sleep(apr_time_from_msec(500));
   return pp_call_reply(call, arg, len);
+}
+
+int pp_test_task_wake_rights(pp_call_t *call, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+#ifdef _WIN32
+  {
+    struct pp__wake_s *wake = pp__worker_parent_wake();
+    HANDLE event;
+    int64_t waited = 0, signalled = 0;
+    if (wake == NULL)
+      return pp_call_fail(call, "wake_rights: not in a worker");
+    event = pp__win_wake_handle(wake);
+    /* No time: if the wait works, it takes a signal some worker gave the
+     * parent (which looks again within its bounded sleep). */
+    if (WaitForSingleObject(event, 0) == WAIT_FAILED)
+      waited = (int64_t)GetLastError();
+    /* A spurious wake-up of the parent, which it takes in its stride. */
+    if (!SetEvent(event))
+      signalled = (int64_t)GetLastError();
+    return pp_call_replyf(call, "ii", waited, signalled);
+  }
+#else
+  return pp_call_fail(call, "wake_rights: Windows only");
+#endif
 }

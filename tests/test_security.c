@@ -16,6 +16,10 @@
  *     of.  The test builds a pipe with the platform layer's own function
  *     (pp__win_pipe_server; the test links the static library) and reads
  *     its security back with GetSecurityInfo.
+ * (d) Windows: a worker gets the pool-wide wake object, which every worker
+ *     signals and the parent's I/O thread waits on, with the right to
+ *     signal it and not to wait on it, so that no wait in a task can take
+ *     a signal another worker gave (issue 18, item 7).
  */
 #ifdef _WIN32
 /* First: it sets the Windows version the platform layer is built for. */
@@ -353,6 +357,88 @@ static void test_security_wildcards_are_quoted(void **state) {
 #endif
 }
 
+#ifdef _WIN32
+/* The handles this process has open, counted by asking after each value
+ * (GetProcessHandleCount is a stub under Wine, which returns 0). */
+static unsigned count_handles(void) {
+  uintptr_t v;
+  unsigned n = 0;
+  DWORD flags;
+  for (v = 4; v < 1u << 18; v += 4)
+    if (GetHandleInformation((HANDLE)v, &flags))
+      n++;
+  return n;
+}
+#endif
+
+/* A listen that fails (the client came and went before it: ERROR_NO_DATA)
+ * leaves no handle behind: its event is closed with the failure, which
+ * pp__chan_close would not do (issue 18, item 12). */
+static void test_security_failed_listen_leaks_no_handle(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: Win32 named pipes\n");
+  skip();
+#else
+  WCHAR name[PP__PIPE_NAME_MAX];
+  HANDLE server = INVALID_HANDLE_VALUE, client;
+  pp__chan_t *chan = NULL;
+  unsigned before, after;
+  int rc;
+  assert_int_equal(pp__win_pipe_server(PIPE_ACCESS_DUPLEX, name, &server), 0);
+  client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+                       OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+  assert_true(client != INVALID_HANDLE_VALUE);
+  CloseHandle(client);
+  PP_TEST_OK(pp__win_chan_wrap(server, &chan));
+  before = count_handles();
+  rc = pp__win_chan_listen(chan);
+  after = count_handles();
+  print_message("listen after the client left: %s: %s; handles %lu -> %lu\n",
+                pp_err_name(rc), pp__os_reason(), (unsigned long)before,
+                (unsigned long)after);
+  assert_true(before > 0);
+  assert_int_equal(rc, PP_ESPAWN);
+  assert_int_equal(after, before);
+  pp__chan_close(chan);
+#endif
+}
+
+/* ---- (d) what a worker may do with the pool's wake object ---- */
+
+static void test_security_worker_cannot_wait_on_the_pool_wake(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: Windows handle rights; a POSIX worker gets the "
+                "write end of a pipe, or an eventfd, which has no rights\n");
+  skip();
+#else
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_result_t r;
+  int64_t waited = -1, signalled = -1;
+  memset(&o, 0, sizeof(o));
+  o.workers = 1;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  r = run(pool, "wake_rights", 0);
+  if (r.status != 0)
+    fail_msg("wake_rights: %s: %s", pp_err_name(r.status), r.message);
+  assert_int_equal(pp_unpack(r.data, r.len, "ii", &waited, &signalled), 0);
+  print_message("the worker's wait on the pool's wake object: error %lld; "
+                "its signal: error %lld\n",
+                (long long)waited, (long long)signalled);
+  assert_int_equal(waited, ERROR_ACCESS_DENIED);
+  assert_int_equal(signalled, 0);
+  pp_results_free(&r, 1);
+  /* The pool works on: the worker's own signals reach the parent. */
+  r = run(pool, "square", 7);
+  assert_int_equal(r.status, 0);
+  assert_true(pp_test_int_result(&r) == 49);
+  pp_results_free(&r, 1);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   const char *rogue = getenv(ROGUE_ENV);
@@ -366,6 +452,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_security_pipe_dacl_is_owner_only),
       cmocka_unit_test(test_security_pipe_transfers_are_capped),
       cmocka_unit_test(test_security_wildcards_are_quoted),
+      cmocka_unit_test(test_security_failed_listen_leaks_no_handle),
+      cmocka_unit_test(test_security_worker_cannot_wait_on_the_pool_wake),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

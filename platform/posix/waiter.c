@@ -9,6 +9,14 @@
  * is poll() over an array.  A worker's end is watched through its pidfd
  * where there is one; without it the poller looks at registered processes
  * every PROC_POLL_MS.
+ *
+ * Every thread asleep on a wake object must wake at a signal (a worker's
+ * main thread waiting for calls, and a thread waiting for room in its
+ * result ring), yet the wait that sees the descriptor readable empties it,
+ * and a thread whose poll had not yet looked would then sleep on.  So only
+ * one thread at a time polls the descriptor, the watcher; it counts each
+ * signal it takes and wakes the others, who sleep on a condition variable
+ * and return once the count has moved past their ticket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +40,20 @@
 struct pp__wake_s {
   int rfd; /* readable while signalled */
   int wfd; /* written to signal (the same descriptor for an eventfd) */
+  /* The sleepers (pp__wake_wait): `lock` guards the rest. */
+  pp__mutex_t *lock;
+  pp__cond_t *taken; /* a signal was counted, or the watcher left */
+  uint64_t signals;  /* signals taken from the descriptor so far */
+  int watching;      /* a thread polls the descriptor itself */
 };
+
+/* The sleepers' lock and condition variable. */
+static int wake_init(pp__wake_t *w) {
+  int rc = pp__mutex_new(&w->lock);
+  if (rc == 0)
+    rc = pp__cond_new(&w->taken);
+  return rc;
+}
 
 int pp__wake_new(pp__wake_t **out) {
   pp__wake_t *w;
@@ -62,6 +83,8 @@ int pp__wake_new(pp__wake_t **out) {
     }
   }
 #endif
+  if (rc == 0)
+    rc = wake_init(w);
   if (rc == 0) {
     int same = w->wfd == w->rfd;
     rc = pp__posix_move_high(&w->rfd);
@@ -80,11 +103,19 @@ int pp__wake_new(pp__wake_t **out) {
 
 int pp__posix_wake_wrap(int rfd, int wfd, pp__wake_t **out) {
   pp__wake_t *w = pp__calloc(1, sizeof(*w));
+  int rc;
   *out = NULL;
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->rfd = rfd;
   w->wfd = wfd;
+  rc = wake_init(w);
+  if (rc != 0) {
+    /* The descriptors stay the caller's, as they were. */
+    w->rfd = w->wfd = -1;
+    pp__wake_free(w);
+    return rc;
+  }
   *out = w;
   return 0;
 }
@@ -101,6 +132,8 @@ void pp__wake_free(pp__wake_t *w) {
     close(w->rfd);
   if (w->wfd >= 0 && w->wfd != w->rfd)
     close(w->wfd);
+  pp__cond_free(w->taken);
+  pp__mutex_free(w->lock);
   free(w);
 }
 
@@ -131,7 +164,17 @@ void pp__wake_clear(pp__wake_t *w) {
   while (r > 0 || (r < 0 && errno == EINTR));
 }
 
-int pp__wake_wait(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
+uint64_t pp__wake_ticket(pp__wake_t *w) {
+  uint64_t ticket;
+  pp__mutex_lock(w->lock);
+  ticket = w->signals;
+  pp__mutex_unlock(w->lock);
+  return ticket;
+}
+
+/* Polls the descriptor itself, without the lock.  Returns 1 when it was
+ * signalled, 0 at the timeout, or a status with its sentence. */
+static int watch(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
   struct pollfd p[2];
   int n = 1, r;
   p[0].fd = w->rfd;
@@ -147,6 +190,12 @@ int pp__wake_wait(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
     r = poll(p, (nfds_t)n,
              timeout_ms < 0 || timeout_ms > INT_MAX ? -1 : (int)timeout_ms);
   while (r < 0 && errno == EINTR);
+  /* A descriptor closed behind our back: polling again would say so again
+   * at once, so it is no wake-up and no timeout. */
+  if (r > 0 && (p[0].revents & POLLNVAL) != 0)
+    r = -1, errno = EBADF;
+  if (r < 0)
+    return pp__posix_error(PP_EIO, errno, "waiting for a wake-up");
   if (r > 0 && p[0].revents != 0) {
     pp__wake_clear(w);
     return 1;
@@ -155,8 +204,56 @@ int pp__wake_wait(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
    * (announced by a record the caller will read next): only the end is
    * reported as such. */
   if (r > 0 && n == 2 && p[1].revents != 0)
-    return pp__posix_chan_ended(alive) ? PP_ECLOSED : 1;
+    return pp__posix_chan_ended(alive)
+               ? pp__os_fail(PP_ECLOSED, "the parent has ended")
+               : 1;
   return 0;
+}
+
+int pp__wake_wait(pp__wake_t *w, uint64_t ticket, pp__chan_t *alive,
+                  int64_t timeout_ms) {
+  int64_t deadline_us = timeout_ms < 0 ? -1 : pp__now_us() + timeout_ms * 1000;
+  int looked = 0, rc;
+
+  pp__mutex_lock(w->lock);
+  for (;;) {
+    int64_t now_us = pp__now_us();
+    /* Negative: no limit; 0 once the deadline has passed. */
+    int64_t left_us = deadline_us < 0        ? -1
+                      : deadline_us > now_us ? deadline_us - now_us
+                                             : 0;
+    if (w->signals != ticket) {
+      rc = 1;
+      break;
+    }
+    /* A wait without time still looks once, unless another thread does. */
+    if (deadline_us >= 0 && left_us <= 0 && (looked || w->watching)) {
+      rc = 0;
+      break;
+    }
+    if (w->watching) {
+      /* The watcher wakes us when it takes a signal and when it leaves. */
+      if (left_us < 0)
+        pp__cond_wait(w->taken, w->lock);
+      else
+        (void)pp__cond_timedwait(w->taken, w->lock, left_us);
+      continue;
+    }
+    w->watching = 1;
+    pp__mutex_unlock(w->lock);
+    rc = watch(w, alive, left_us < 0 ? -1 : (left_us + 999) / 1000);
+    pp__mutex_lock(w->lock);
+    w->watching = 0;
+    looked = 1;
+    if (rc == 1)
+      w->signals++;
+    /* Every sleeper looks at the count, and one of them watches next. */
+    pp__cond_broadcast(w->taken);
+    if (rc < 0)
+      break;
+  }
+  pp__mutex_unlock(w->lock);
+  return rc;
 }
 
 /* ---- the poller ---------------------------------------------------------- */

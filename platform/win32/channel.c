@@ -91,6 +91,7 @@ HANDLE pp__win_chan_process(const pp__chan_t *chan) {
 
 int pp__win_chan_listen(pp__chan_t *chan) {
   char why[160];
+  int status = 0;
   memset(&chan->connect_ov, 0, sizeof(chan->connect_ov));
   chan->connect_ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
   if (chan->connect_ov.hEvent == NULL)
@@ -104,9 +105,14 @@ int pp__win_chan_listen(pp__chan_t *chan) {
   }
   if (GetLastError() == ERROR_IO_PENDING)
     return 0;
+  status = pp__os_fail(PP_ESPAWN, "ConnectNamedPipe: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  /* Nothing is pending on the event, and pp__chan_close looks at it only
+   * while connecting: it is ours to close. */
   chan->connecting = 0;
-  return pp__os_fail(PP_ESPAWN, "ConnectNamedPipe: %s",
-                     pp__win_strerror(GetLastError(), why, sizeof(why)));
+  CloseHandle(chan->connect_ov.hEvent);
+  chan->connect_ov.hEvent = NULL;
+  return status;
 }
 
 /* Waits up to timeout_ms for a listening channel's client.  Returns 0 once

@@ -350,7 +350,6 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
 static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
                       const pp__spawn_req_t *req, pp__chan_t *out,
                       pp__chan_t *err) {
-  const DWORD wake_rights = SYNCHRONIZE | EVENT_MODIFY_STATE;
   pp__win_boot_t b;
   void *view;
   char why[160];
@@ -365,12 +364,16 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
                   SECTION_QUERY | SECTION_MAP_READ | SECTION_MAP_WRITE,
                   &b.shm);
   }
+  /* Each wake object with what the worker does with it and no more: it
+   * waits on its own and signals the pool's.  The pool's is every worker's
+   * and the I/O thread's, and a wait on it in a task (a stray handle
+   * value) would take a signal another worker gave the parent. */
   if (status == 0 && req->wake_worker != NULL)
     status = give(pi->hProcess, pp__win_wake_handle(req->wake_worker),
-                  wake_rights, &b.wake_worker);
+                  SYNCHRONIZE, &b.wake_worker);
   if (status == 0 && req->wake_parent != NULL)
     status = give(pi->hProcess, pp__win_wake_handle(req->wake_parent),
-                  wake_rights, &b.wake_parent);
+                  EVENT_MODIFY_STATE, &b.wake_parent);
   /* The read ends of its own output: the worker forwards what it prints
    * while it lives; we read the rest once it has ended. */
   if (status == 0 && out != NULL)

@@ -318,14 +318,19 @@ static void install_std(HANDLE h, DWORD which, int fd) {
   SetStdHandle(which, h);
   tmp = _open_osfhandle((intptr_t)h, _O_TEXT);
   if (tmp < 0)
+    return; /* `h` stays the standard handle, and stays open. */
+  if (tmp == fd)
     return;
-  if (tmp != fd) {
-    /* _dup2 gives descriptor `fd` a copy of the handle (and closes what
-     * it had, the null device); the standard handle follows the copy. */
-    if (_dup2(tmp, fd) == 0)
-      SetStdHandle(which, (HANDLE)_get_osfhandle(fd));
-    _close(tmp);
-  }
+  /* _dup2 gives descriptor `fd` a copy of the handle (and closes what it
+   * had, the null device); the standard handle follows the copy, and only
+   * then is `tmp`, which owns `h`, closed.  If the copy fails, `tmp` is
+   * kept for the life of the process: closing it would leave the standard
+   * handle naming a closed handle, whose value the system may give to the
+   * next object opened. */
+  if (_dup2(tmp, fd) != 0)
+    return;
+  SetStdHandle(which, (HANDLE)_get_osfhandle(fd));
+  _close(tmp);
 }
 
 /* A worker's stdout and stderr are pipes it opens by name: the parent's

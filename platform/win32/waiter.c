@@ -4,7 +4,18 @@
  *
  * A wake object is an auto-reset event: SetEvent signals it, and the one
  * wait it satisfies consumes the signal, so several signals before a wait
- * wake it once, as the contract asks.
+ * wake it once, as the contract asks.  An auto-reset event releases one
+ * waiting thread, while the contract asks that a signal wake every thread
+ * that sleeps on the object (a worker's main thread waiting for calls and
+ * a thread waiting for room in its result ring), so only one thread at a
+ * time waits on the event itself, the watcher; the others sleep on a
+ * condition variable.  The watcher counts each signal it takes and wakes
+ * them all; a sleeper returns once the count has moved past its ticket,
+ * whichever thread took the signal, and one of them becomes the watcher
+ * when the watcher leaves.  A manual-reset event would release them all,
+ * but someone would have to reset it, and a reset could swallow the
+ * signal meant for a thread that had taken its ticket and not yet begun
+ * to wait; the parent's poller, too, needs an event that resets itself.
  *
  * The poller has to watch the pool's wake object and the process of every
  * worker, and a pool may have hundreds of workers, where
@@ -26,6 +37,11 @@
 
 struct pp__wake_s {
   HANDLE event;
+  /* The worker side's sleepers (pp__wake_wait): `lock` guards the rest. */
+  SRWLOCK lock;
+  CONDITION_VARIABLE taken; /* a signal was counted, or the watcher left */
+  uint64_t signals;         /* signals taken from the event so far */
+  int watching;             /* a thread waits on the event itself */
 };
 
 static int wake_wrap(HANDLE event, pp__wake_t **out) {
@@ -34,6 +50,8 @@ static int wake_wrap(HANDLE event, pp__wake_t **out) {
   if (w == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for a wake object");
   w->event = event;
+  InitializeSRWLock(&w->lock);
+  InitializeConditionVariable(&w->taken);
   *out = w;
   return 0;
 }
@@ -84,25 +102,83 @@ void pp__wake_clear(pp__wake_t *w) {
   ResetEvent(w->event);
 }
 
-int pp__wake_wait(pp__wake_t *w, pp__chan_t *alive, int64_t timeout_ms) {
+uint64_t pp__wake_ticket(pp__wake_t *w) {
+  uint64_t ticket;
+  AcquireSRWLockShared(&w->lock);
+  ticket = w->signals;
+  ReleaseSRWLockShared(&w->lock);
+  return ticket;
+}
+
+/* Waits on the event itself, without the lock.  Returns 1 when it was
+ * signalled, 0 at the timeout, or a status with its sentence. */
+static int watch(pp__wake_t *w, pp__chan_t *alive, DWORD ms) {
   HANDLE objects[2];
   DWORD count = 1, wait;
+  char why[160];
 
   objects[0] = w->event;
   /* The parent's process, to which a worker's channel is bound: its end is
    * the parent's, and the wait ends with it at once. */
   if (alive != NULL && pp__win_chan_process(alive) != NULL)
     objects[count++] = pp__win_chan_process(alive);
-  wait = WaitForMultipleObjects(
-      count, objects, FALSE,
-      timeout_ms < 0 ? INFINITE
-                     : (DWORD)(timeout_ms > 0x7FFFFFFF ? 0x7FFFFFFF
-                                                       : timeout_ms));
+  wait = WaitForMultipleObjects(count, objects, FALSE, ms);
   if (wait == WAIT_OBJECT_0)
     return 1;
   if (wait == WAIT_OBJECT_0 + 1)
     return pp__os_fail(PP_ECLOSED, "the parent has ended");
-  return 0;
+  if (wait == WAIT_TIMEOUT)
+    return 0;
+  /* WAIT_FAILED: a handle closed behind our back (or one we may not wait
+   * on).  Waiting again would fail again at once, so it is no timeout. */
+  return pp__os_fail(PP_EIO, "waiting for a wake-up: %s",
+                     pp__win_strerror(GetLastError(), why, sizeof(why)));
+}
+
+int pp__wake_wait(pp__wake_t *w, uint64_t ticket, pp__chan_t *alive,
+                  int64_t timeout_ms) {
+  int64_t deadline_us = timeout_ms < 0 ? -1 : pp__now_us() + timeout_ms * 1000;
+  int looked = 0, rc;
+
+  AcquireSRWLockExclusive(&w->lock);
+  for (;;) {
+    int64_t now_us = pp__now_us();
+    /* Negative: no limit; 0 once the deadline has passed. */
+    int64_t left_us = deadline_us < 0        ? -1
+                      : deadline_us > now_us ? deadline_us - now_us
+                                             : 0;
+    DWORD ms;
+    if (w->signals != ticket) {
+      rc = 1;
+      break;
+    }
+    /* A wait without time still looks once, unless another thread does. */
+    if (deadline_us >= 0 && left_us <= 0 && (looked || w->watching)) {
+      rc = 0;
+      break;
+    }
+    ms = left_us < 0                    ? INFINITE
+         : left_us / 1000 >= 0x7FFFFFFF ? 0x7FFFFFFF
+                                        : (DWORD)((left_us + 999) / 1000);
+    if (w->watching) {
+      SleepConditionVariableSRW(&w->taken, &w->lock, ms, 0);
+      continue;
+    }
+    w->watching = 1;
+    ReleaseSRWLockExclusive(&w->lock);
+    rc = watch(w, alive, ms);
+    AcquireSRWLockExclusive(&w->lock);
+    w->watching = 0;
+    looked = 1;
+    if (rc == 1)
+      w->signals++;
+    /* Every sleeper looks at the count, and one of them watches next. */
+    WakeAllConditionVariable(&w->taken);
+    if (rc < 0)
+      break;
+  }
+  ReleaseSRWLockExclusive(&w->lock);
+  return rc;
 }
 
 /* ---- the poller ---------------------------------------------------------- */
