@@ -587,6 +587,7 @@ const pp_task_t pp_test_tasks[] = {
     {"unflag_later", pp_test_task_unflag_later},
     {"limit_as", pp_test_task_limit_as},
     {"tally", pp_test_task_tally},
+    {"tally_blob", pp_test_task_tally_blob},
     {"late_echo", pp_test_task_late_echo},
     /* tasks_chaos.c */
     {"chaos", pp_test_task_chaos},

@@ -103,6 +103,10 @@
  * and, in tally.c:
  *   tally     "siii" path n index busy_us -> "i" index; counts its start
  *             in the tally file (helpers.h), then stays busy busy_us
+ *   tally_blob "siii" path n index size -> `size` bytes of the pattern of
+ *             PP_TEST_SEED_OUT (a blob, for a large size), after counting
+ *             its start like tally; a negative size ends the worker's
+ *             process at once instead, with exit code -size
  *
  * and, in tasks_chaos.c, the chaos test's task:
  *   chaos     "siii" path n key us   -> "i" key*7+1; first adds 1 to
@@ -133,6 +137,7 @@ int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "siii" path, n, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_tally_blob(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
 
 /* tasks_chaos.c */
