@@ -19,6 +19,9 @@
  *             "sleep" (as sleep_ms), "close_stdio" (closes descriptors 1
  *             and 2 for good; POSIX) -> "i" value
  *   segv      none                   -> writes through NULL (SIGSEGV)
+ *   last_words "s" tag               -> prints "last words <tag>" to stdout
+ *             without a flush, takes stdout's lock and crashes as segv
+ *             does
  *   do_abort  none                   -> abort()
  *   do_exit   "i" code               -> exit(code)
  *   sleep_ms  "i" ms                 -> "i" ms, or PP_ETASK "cancelled" as
