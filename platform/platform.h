@@ -256,35 +256,55 @@ void pp__shm_close(pp__shm_t *shm);
  * key under which a worker keeps a mapping it was sent (src/ring.h). */
 uint64_t pp__shm_serial(const pp__shm_t *shm);
 
+/* The bytes a worker leaves free after the `used` bytes of a mapping it
+ * hands to the parent (pp__shm_send): Windows writes a tag there that
+ * proves to the parent which section a handle value names. */
+#define PP__SHM_TAG_LEN 8
+
 /* Hands a mapping to the process at the other end of `chan` (a blob: an
  * argument or result too large for a ring).  POSIX sends its descriptor on
- * the channel and sets *handle to 0; Windows duplicates it into `peer` (the
- * worker, from the parent) and sets *handle to its value there, or, in a
- * worker (peer NULL), sets *handle to its own value, which the parent
- * takes over.  The caller closes its pp__shm_t afterwards as usual.
- * Returns 0, PP_ECLOSED or PP_EIO. */
+ * the channel and sets *handle to 0; Windows duplicates it into the other
+ * process and sets *handle to its value there: from the parent into `peer`
+ * (the worker), from a worker (peer NULL) into its parent, so that a
+ * result the worker has published survives the worker.  From a worker,
+ * the mapping holds `used` bytes of data and at least PP__SHM_TAG_LEN more,
+ * and *tag (which may be NULL from the parent) is set to what the parent
+ * passes to pp__shm_recv or pp__shm_drop (Windows: a random number also
+ * written past the data; POSIX: 0).  The caller closes its pp__shm_t
+ * afterwards as usual.  Returns 0, PP_ECLOSED (the other process has
+ * ended), PP_EINVAL or PP_EIO. */
 int pp__shm_send(pp__chan_t *chan, pp__shm_t *shm, pp__proc_t *peer,
-                 uint64_t *handle);
+                 uint64_t used, uint64_t *handle, uint64_t *tag);
 
-/* Takes the next mapping the peer sent (POSIX: from the channel; Windows:
- * `handle`, duplicated out of `peer` when it is the worker) and maps it.
- * Refuses one smaller than `size`.  Returns 0, PP_EPROTO, PP_ECLOSED,
- * PP_ENOMEM or PP_EIO.  PP_ENOMEM means the mapping was taken (and closed)
- * but this process could not map it: the channel is still in step. */
-int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
+/* Parent side: takes the next mapping worker `peer` sent (POSIX: from the
+ * channel; Windows: `handle`, already in this process, once the tag `tag`
+ * at offset `size` proves it is the section the worker sent; nothing
+ * else is ever closed) and maps it.  Refuses one smaller than `size`.
+ * Returns 0, PP_EPROTO, PP_ECLOSED, PP_ENOMEM or PP_EIO.  PP_ENOMEM means
+ * the mapping was taken (and closed) but this process could not map it:
+ * the channel is still in step. */
+int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t tag, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **shm);
-/* The same, except that a mapping which is one of the `n` in `known`
- * (mappings this process has open: a worker's own results, which come back
- * to it as reply hints) is not mapped again, since its pages are in place
- * already and a fresh mapping would fault them in anew: the handle that
- * came is closed, *shm is set to NULL and *known_at to its index.
- * Otherwise *known_at is -1.  Telling them apart takes the system's help
- * (POSIX: the device and inode of the descriptors; Windows:
- * CompareObjectHandles, Windows 10 and later); where it cannot tell,
- * nothing matches and the mapping is made as by pp__shm_recv. */
+/* Worker side: takes the next mapping the parent sent (POSIX: from the
+ * channel; Windows: `handle`, put into this process by the parent), except
+ * that a mapping which is one of the `n` in `known` (mappings this process
+ * has open: a worker's own results, which come back to it as reply hints)
+ * is not mapped again, since its pages are in place already and a fresh
+ * mapping would fault them in anew: the handle that came is closed, *shm
+ * is set to NULL and *known_at to its index.  Otherwise *known_at is -1.
+ * Telling them apart takes the system's help (POSIX: the device and inode
+ * of the descriptors; Windows: CompareObjectHandles, Windows 10 and
+ * later); where it cannot tell, nothing matches and the mapping is made
+ * afresh.  `peer` is NULL.  Returns as pp__shm_recv. */
 int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
                        pp__proc_t *peer, pp__shm_t *const *known, int n,
                        pp__shm_t **shm, int *known_at);
+/* Parent side: closes a mapping a worker handed over that will never be
+ * taken (its record was left unread when the worker was buried, or the
+ * worker died before it published it), if `tag` at offset `size` still
+ * proves that `handle` names it; anything else is left alone.  POSIX has
+ * nothing to do: the descriptor is in the channel, closed with it. */
+void pp__shm_drop(uint64_t handle, uint64_t tag, uint64_t size);
 
 /* A wake object: one side signals it, the other sleeps on it (an eventfd on
  * Linux, a pipe on other POSIX systems, an auto-reset event on Windows).

@@ -66,9 +66,13 @@ static void *reply_memory(pp_call_t *call, size_t len, pp__shm_t **shm,
     call->hint = NULL;
     return pp__shm_base(*shm);
   }
+  /* With room for the tag that hands it over (pp__shm_send). */
   if (call->blob_min > 0 && len >= call->blob_min)
-    return pp__shm_create(len, PP__SHM_POPULATE, shm) == 0 ? pp__shm_base(*shm)
-                                                           : NULL;
+    return len <= SIZE_MAX - PP__SHM_TAG_LEN &&
+                   pp__shm_create((uint64_t)len + PP__SHM_TAG_LEN,
+                                  PP__SHM_POPULATE, shm) == 0
+               ? pp__shm_base(*shm)
+               : NULL;
   /* The small buffer, unless the current reply is in it (a task may reply
    * with bytes of its previous reply). */
   if (len <= sizeof(call->small) && call->reply != call->small)

@@ -134,7 +134,7 @@ static int send_map(pp__slot_t *s, pp__shm_t *shm, uint64_t *handle, int *sent,
   *handle = 0;
   if (pp__mapcache_find(&s->maps, pp__shm_serial(shm), &obj))
     return 0;
-  rc = pp__shm_send(s->chan, shm, s->proc, handle);
+  rc = pp__shm_send(s->chan, shm, s->proc, 0, handle, NULL);
   if (rc != 0)
     return pp__err_os(err, rc);
   *sent = 1;

@@ -547,6 +547,13 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
                        pp__outcome_t *out, pp__err_t *err);
 /* record.c: frees what an outcome holds (one nobody will receive). */
 void pp__outcome_drop(pp__outcome_t *out);
+/* record.c: lets go of the blob a RESULT record names, for a record that
+ * is read but never turned into an outcome (pp__shm_drop: on Windows the
+ * blob is in this process already, and closed if its tag proves it is
+ * the worker's and was never taken); any other record is ignored.  Also
+ * the blob the control block names, once the worker has ended. */
+void pp__record_drop(const pp__rec_t *rec);
+void pp__record_drop_last(pp__slot_t *s);
 
 /* life.c: the in-flight list (a circular array in ring order). */
 pp__flight_t *pp__flight_at(pp__slot_t *s, size_t i);

@@ -435,6 +435,9 @@ void pp__life_start_record(pp__slot_t *s, const pp__rec_t *rec) {
   pp_pool_t *pool = s->pool;
   pp__err_t err;
   int rc;
+  /* No record of a start is taken further than this: a blob in one (a
+   * large result of the initializer) is let go. */
+  pp__record_drop(rec);
   if (s->state == PP__W_STARTING) {
     rc = rec->kind == PP__REC_HELLO
              ? check_hello(s, rec, &err)
@@ -619,15 +622,19 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
     pp__flight_t *f = pp__flight_at(s, 0);
     if (pp__record_side(s, &rec))
       continue;
-    if (rec.id != f->id)
+    if (rec.id != f->id) {
+      pp__record_drop(&rec);
       break; /* a broken ring; what follows is not trusted */
+    }
     pp__lines_call_end(pool, s->lines[0], rec.id);
     pp__lines_call_end(pool, s->lines[1], rec.id);
     if (nouts == capouts) {
       size_t cap = capouts ? 2 * capouts : 16;
       pp__outcome_t *o = pp__realloc(outs, cap * sizeof(*o));
-      if (o == NULL)
+      if (o == NULL) {
+        pp__record_drop(&rec);
         break;
+      }
       outs = o;
       capouts = cap;
     }
@@ -639,6 +646,13 @@ void pp__life_bury(pp__slot_t *s, int status, const char *why) {
       nouts++;
     pp__flight_pop(s);
   }
+  /* Blobs in the records left unread, and the one the worker may have
+   * handed over without publishing its record, would stay in this
+   * process for good on Windows (pp__shm_drop).  Only their tags are
+   * believed, so a broken ring does no harm here. */
+  while (pp__ring_next(&s->results, &rec, &err) == 1)
+    pp__record_drop(&rec);
+  pp__record_drop_last(s);
   running = PP__LOAD_ACQ64(&s->ctl->running_id);
   deliver_leftovers(s, running);
 

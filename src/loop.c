@@ -118,11 +118,13 @@ static int collect(loop_t *L, pp__slot_t *s, pp__err_t *err) {
         return 0; /* the start failed; the slot is clean again */
       continue;
     }
-    if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id)
+    if (s->fl_n == 0 || rec.id != pp__flight_at(s, 0)->id) {
+      pp__record_drop(&rec);
       return pp__err_set(err, PP_EPROTO,
                          "worker %d answered call %llu, which "
                          "it was not running",
                          s->index, (unsigned long long)rec.id);
+    }
     if (!L->assist) {
       pp__lines_call_end(s->pool, s->lines[0], rec.id);
       pp__lines_call_end(s->pool, s->lines[1], rec.id);

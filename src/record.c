@@ -35,6 +35,23 @@ int pp__record_side(pp__slot_t *s, const pp__rec_t *rec) {
   return 0;
 }
 
+void pp__record_drop(const pp__rec_t *rec) {
+  uint64_t meta[3];
+  if (rec->kind != PP__REC_RESULT || rec->aux != 1 || rec->len != 24)
+    return;
+  memcpy(meta, rec->payload, sizeof(meta));
+  pp__shm_drop(meta[1], meta[2], meta[0]);
+}
+
+void pp__record_drop_last(pp__slot_t *s) {
+  /* Written by the worker, so no more trusted than a record: the tag
+   * decides (ring.h). */
+  uint64_t handle = PP__LOAD_ACQ64(&s->ctl->blob_handle);
+  if (handle != 0)
+    pp__shm_drop(handle, PP__LOAD_ACQ64(&s->ctl->blob_tag),
+                 PP__LOAD_ACQ64(&s->ctl->blob_size));
+}
+
 void pp__outcome_drop(pp__outcome_t *out) {
   pp_free(out->data);
   free(out->message);
@@ -68,6 +85,7 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
   out->f.refused_why = NULL;
   if (f->refused) {
     /* Whatever the worker said, the call never reached it. */
+    pp__record_drop(rec);
     out->status = f->refused;
     /* NULL if memory is short: the call still fails, with its status. */
     out->message =
@@ -83,15 +101,15 @@ int pp__record_outcome(pp__slot_t *s, const pp__rec_t *rec, pp__flight_t *f,
     out->len = (size_t)rec->len;
     return 0;
   }
-  if (rec->kind == PP__REC_RESULT && rec->aux == 1 && rec->len == 16) {
-    uint64_t meta[2];
+  if (rec->kind == PP__REC_RESULT && rec->aux == 1 && rec->len == 24) {
+    uint64_t meta[3];
     pp__shm_t *blob = NULL;
     int rc;
     memcpy(meta, rec->payload, sizeof(meta));
     if (meta[0] > (uint64_t)SIZE_MAX)
       return pp__err_set(err, PP_EPROTO, "a result of %llu bytes",
                          (unsigned long long)meta[0]);
-    rc = pp__shm_recv(s->chan, meta[1], meta[0], s->proc, &blob);
+    rc = pp__shm_recv(s->chan, meta[1], meta[2], meta[0], s->proc, &blob);
     /* PP_ENOMEM: the mapping came but could not be mapped here (it was
      * closed): the channel is in step, the worker is fine. */
     if (rc == PP_ENOMEM)

@@ -44,7 +44,7 @@
 #include "error.h"
 
 #define PP__SHM_MAGIC 0x4d485350u /* "PSHM" */
-#define PP__SHM_VERSION 1
+#define PP__SHM_VERSION 2
 #define PP__SHM_CTL_SIZE 4096
 #define PP__RING_HDR_SIZE 256
 #define PP__REC_HEADER 16
@@ -72,10 +72,10 @@ typedef enum {
   /* worker -> parent */
   PP__REC_HELLO = 10, /* cookie, u64 pid, build id (PP__HELLO_LEN) */
   PP__REC_RESULT = 11, /* result bytes; aux 1: a blob (u64 size, u64
-                          handle); aux 2: u64 size, the result is in the
-                          call's reply hint; aux 3: u64 offset, u64 size,
-                          the result is that part of the argument's
-                          mapping */
+                          handle, u64 tag: see pp__shm_send); aux 2: u64
+                          size, the result is in the call's reply hint;
+                          aux 3: u64 offset, u64 size, the result is that
+                          part of the argument's mapping */
   PP__REC_ERROR = 12, /* i32 status, message */
   PP__REC_LOG = 13,   /* i32 level, message */
   PP__REC_OUTPUT = 14 /* aux: 1 stdout, 2 stderr; bytes of output */
@@ -104,7 +104,15 @@ typedef struct pp__shm_ctl_s {
   unsigned char pad0[24];
   /* Written by the worker: the call it is running, 0 between calls. */
   uint64_t running_id;
-  unsigned char pad1[56];
+  /* Written by the worker: the last blob it handed to the parent (handle,
+   * tag and size as its RESULT record gives them), stored as soon as
+   * pp__shm_send returns and before that record is published.  A worker
+   * that dies in between leaves the blob in the parent with no record to
+   * name it: the parent drops it from here when it buries the worker
+   * (pp__shm_drop, which closes it only if the tag still proves it is
+   * that blob and was never taken). */
+  uint64_t blob_handle, blob_tag, blob_size;
+  unsigned char pad1[32];
 } pp__shm_ctl_t;
 
 /* ---- the payloads of the records both sides build and parse ---- */

@@ -225,17 +225,31 @@ static void send_reply(uint64_t id, int status, pp_call_t *call,
     pp__worker_put(PP__REC_RESULT, 2, id, &len, sizeof(len), NULL, 0);
   } else if (status == 0) {
     pp__shm_t *blob = call->reply_shm;
-    uint64_t meta[2];
+    uint64_t meta[3];
     int rc = 0;
     if (blob == NULL) {
-      rc = pp__shm_create(call->reply_len, PP__SHM_POPULATE, &blob);
+      /* With room for the tag after the data (pp__shm_send). */
+      rc =
+          call->reply_len > SIZE_MAX - PP__SHM_TAG_LEN
+              ? pp__os_fail(PP_ENOMEM, "a result of %zu bytes", call->reply_len)
+              : pp__shm_create((uint64_t)call->reply_len + PP__SHM_TAG_LEN,
+                               PP__SHM_POPULATE, &blob);
       if (rc == 0)
         memcpy(pp__shm_base(blob), call->reply, call->reply_len);
     }
     if (rc == 0) {
-      rc = pp__shm_send(W.at.chan, blob, NULL, &meta[1]);
+      rc = pp__shm_send(W.at.chan, blob, NULL, call->reply_len, &meta[1],
+                        &meta[2]);
       if (rc == PP_ECLOSED)
         pp__exit_now(0);
+    }
+    if (rc == 0) {
+      /* On Windows the blob is the parent's from here on, whatever becomes
+       * of this worker; the control block names it until the record
+       * does (ring.h). */
+      PP__STORE_REL64(&W.ctl->blob_size, call->reply_len);
+      PP__STORE_REL64(&W.ctl->blob_tag, meta[2]);
+      PP__STORE_REL64(&W.ctl->blob_handle, meta[1]);
     }
     if (blob == call->reply_shm) {
       /* Ours now (kept or closed), no longer the call's. */

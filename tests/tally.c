@@ -10,6 +10,12 @@
 
 #include <apr_time.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <unistd.h>
+#endif
+
 #include "helpers.h"
 #include "tasks.h"
 
@@ -57,18 +63,17 @@ pp_buf_t pp_test_tally_arg(const pp_test_tally_t *t, size_t i,
   return b;
 }
 
-/* The task: "siii" path, n, index, busy_us -> "i" index.  A worker keeps
- * the mapping of the last file it was given. */
-int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len) {
+/* Counts a start in counter `index` of the tally file `path` (n
+ * counters).  A worker keeps the mapping of the last file it was given.
+ * Returns 0, or fails the call. */
+static int tally_count(pp_call_t *call, const char *path, int64_t n,
+                       int64_t index) {
   static uint32_t *counts;
   static size_t counts_n;
   static char counts_path[512];
-  const char *path;
-  int64_t n, index, busy_us, until;
-  if (pp_unpack(arg, len, "siii", &path, &n, &index, &busy_us) != 0 ||
-      n <= 0 || index < 0 || index >= n ||
-      strlen(path) >= sizeof(counts_path))
-    return pp_call_fail(call, "tally wants (path, n, index, busy_us)");
+  if (n <= 0 || index < 0 || index >= n || strlen(path) >= sizeof(counts_path))
+    return pp_call_fail(call, "tally: no counter %lld of %lld in %s",
+                        (long long)index, (long long)n, path);
   if (counts == NULL || counts_n != (size_t)n ||
       strcmp(counts_path, path) != 0) {
     pp_test_counters_unmap(counts, counts_n);
@@ -79,6 +84,19 @@ int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len) {
     strcpy(counts_path, path);
   }
   pp_test_counter_inc(&counts[index]);
+  return 0;
+}
+
+/* The task: "siii" path, n, index, busy_us -> "i" index. */
+int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len) {
+  const char *path;
+  int64_t n, index, busy_us, until;
+  int rc;
+  if (pp_unpack(arg, len, "siii", &path, &n, &index, &busy_us) != 0)
+    return pp_call_fail(call, "tally wants (path, n, index, busy_us)");
+  rc = tally_count(call, path, n, index);
+  if (rc != 0)
+    return rc;
   /* Busy, not asleep: the call takes its time even when the machine is
    * loaded and a sleep would end late, which is what a test of a timeout
    * that falls as the call ends needs. */
@@ -86,4 +104,32 @@ int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len) {
   while ((int64_t)apr_time_now() < until)
     ;
   return pp_call_replyf(call, "i", index);
+}
+
+/* The task: "siii" path, n, index, size -> `size` bytes of the pattern of
+ * PP_TEST_SEED_OUT, after counting its start; a negative size instead
+ * ends the worker's process at once with exit code -size, with nothing
+ * flushed or cleaned up (TerminateProcess, _exit). */
+int pp_test_task_tally_blob(pp_call_t *call, const void *arg, size_t len) {
+  const char *path;
+  int64_t n, index, size;
+  void *out;
+  int rc;
+  if (pp_unpack(arg, len, "siii", &path, &n, &index, &size) != 0)
+    return pp_call_fail(call, "tally_blob wants (path, n, index, size)");
+  rc = tally_count(call, path, n, index);
+  if (rc != 0)
+    return rc;
+  if (size < 0) {
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), (UINT)-size);
+#endif
+    _exit((int)-size);
+  }
+  out = pp_call_reply_alloc(call, (size_t)size);
+  if (out == NULL)
+    return pp_call_fail(call, "tally_blob: no memory for %lld bytes",
+                        (long long)size);
+  pp_test_fill(out, (size_t)size, PP_TEST_SEED_OUT);
+  return 0;
 }

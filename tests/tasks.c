@@ -208,6 +208,23 @@ static int segv(pp_call_t *call, const void *arg, size_t len) {
   return 0;
 }
 
+static int last_words(pp_call_t *call, const void *arg, size_t len) {
+  const char *tag;
+  if (pp_unpack(arg, len, "s", &tag) != 0)
+    return pp_call_fail(call, "last_words wants one string");
+  /* No flush: the line is in the stream's buffer when the crash comes,
+   * with the stream's lock held, as a crash inside stdio leaves it, so
+   * that no other thread can flush it meanwhile. */
+  printf("last words %s\n", tag);
+#ifdef _WIN32
+  _lock_file(stdout);
+#else
+  flockfile(stdout);
+#endif
+  pp_test_crash_segv();
+  return 0;
+}
+
 static int do_abort(pp_call_t *call, const void *arg, size_t len) {
   (void)call, (void)arg, (void)len;
   crash_abort();
@@ -637,6 +654,7 @@ const pp_task_t pp_test_tasks[] = {PP_TASK(square),
                                    PP_TASK(middle),
                                    PP_TASK(bump),
                                    PP_TASK(quiet_flags),
+                                   {"last_words", last_words},
                                    /* tasks_hostile.c */
                                    {"ret", pp_test_task_ret},
                                    {"bad_reply", pp_test_task_bad_reply},
@@ -652,6 +670,7 @@ const pp_task_t pp_test_tasks[] = {PP_TASK(square),
                                    {"tally", pp_test_task_tally},
                                    {"late_echo", pp_test_task_late_echo},
                                    {"wake_rights", pp_test_task_wake_rights},
+                                   {"tally_blob", pp_test_task_tally_blob},
                                    /* tasks_chaos.c */
                                    {"chaos", pp_test_task_chaos},
                                    PP_TASK_END};

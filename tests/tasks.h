@@ -19,6 +19,9 @@
  *             "sleep" (as sleep_ms), "close_stdio" (closes descriptors 1
  *             and 2 for good; POSIX) -> "i" value
  *   segv      none                   -> writes through NULL (SIGSEGV)
+ *   last_words "s" tag               -> prints "last words <tag>" to stdout
+ *             without a flush, takes stdout's lock and crashes as segv
+ *             does
  *   do_abort  none                   -> abort()
  *   do_exit   "i" code               -> exit(code)
  *   sleep_ms  "i" ms                 -> "i" ms, or PP_ETASK "cancelled" as
@@ -106,6 +109,10 @@
  * and, in tally.c:
  *   tally     "siii" path n index busy_us -> "i" index; counts its start
  *             in the tally file (helpers.h), then stays busy busy_us
+ *   tally_blob "siii" path n index size -> `size` bytes of the pattern of
+ *             PP_TEST_SEED_OUT (a blob, for a large size), after counting
+ *             its start like tally; a negative size ends the worker's
+ *             process at once instead, with exit code -size
  *
  * and, in tasks_chaos.c, the chaos test's task:
  *   chaos     "siii" path n key us   -> "i" key*7+1; first adds 1 to
@@ -136,6 +143,7 @@ int pp_test_task_unflag_later(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_limit_as(pp_call_t *call, const void *arg, size_t len);
 /* tally.c: "siii" path, n, index, busy_us (helpers.h, pp_test_tally_*) */
 int pp_test_task_tally(pp_call_t *call, const void *arg, size_t len);
+int pp_test_task_tally_blob(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_late_echo(pp_call_t *call, const void *arg, size_t len);
 int pp_test_task_wake_rights(pp_call_t *call, const void *arg, size_t len);
 

@@ -427,6 +427,59 @@ static void test_failure_kill_storm_at_start_is_no_spawn_failure(void **s) {
 #endif
 }
 
+/* A large result is handed over in a mapping of its own (a blob): the
+ * call that made it has finished, and its result must survive the worker
+ * even when the next call kills that worker at once (issue 18, item 1).
+ * Windows once left the blob's only handle in the worker until the parent
+ * took it out, so a worker that died meanwhile took the finished result
+ * with it (the call failed, or ran again, and the crashing call ran
+ * twice), and Wine hung the parent in DuplicateHandle.  One worker, and
+ * both calls in one chunk, so the crash follows the result at once; each
+ * round's calls count their starts in a tally. */
+static void test_failure_blob_outlives_its_worker(void **state) {
+  enum { ROUNDS = 12, BIG = 1 << 20 };
+  pp_test_tally_t *tally = pp_test_tally_new("blob_outlives", 2 * ROUNDS);
+  pp_pool_t *pool = pp_test_make_pool(1, 0, 0, NULL);
+  int round;
+  (void)state;
+  assert_non_null(tally);
+  for (round = 0; round < ROUNDS; round++) {
+    pp_buf_t args[2];
+    pp_result_t res[2];
+    pp_map_options_t mo;
+    pp_map_t *map = NULL;
+    int rc;
+    args[0] = pp_test_tally_arg(tally, 2 * (size_t)round, BIG);
+    args[1] = pp_test_tally_arg(tally, 2 * (size_t)round + 1, -7);
+    memset(&mo, 0, sizeof(mo));
+    mo.chunksize = 2;
+    PP_TEST_OK(
+        pp_pool_starmap_async(pool, "tally_blob", args, 2, res, &mo, &map));
+    rc = pp_map_wait(map, PP_TEST_MS(30000));
+    if (rc == PP_ETIMEDOUT)
+      fail_msg("round %d: the map did not end", round);
+    pp_map_free(map);
+    if (res[0].status != 0)
+      fail_msg("round %d: the finished call failed: %d %s", round,
+               res[0].status, res[0].message ? res[0].message : "-");
+    assert_int_equal(res[0].len, BIG);
+    assert_int_equal(pp_test_check(res[0].data, res[0].len, PP_TEST_SEED_OUT),
+                     BIG);
+    if (res[1].status != PP_EWORKERDIED)
+      fail_msg("round %d: the crashing call gave %d %s", round, res[1].status,
+               res[1].message ? res[1].message : "-");
+    assert_int_equal(res[1].exit_code, 7);
+    assert_int_equal(rc, PP_EWORKERDIED);
+    /* Each ran once: neither was put back and run again. */
+    assert_int_equal(pp_test_tally_get(tally, 2 * (size_t)round), 1);
+    assert_int_equal(pp_test_tally_get(tally, 2 * (size_t)round + 1), 1);
+    pp_results_free(res, 2);
+    pp_test_free_bufs(args, 2);
+  }
+  PP_TEST_OK(pp_pool_destroy(pool, PP_DESTROY_WAIT));
+  pp_test_tally_free(tally, 1);
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -442,6 +495,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_failure_mixed_map_of_200),
       PP_TEST_POOL_TEST(test_failure_unordered_map_loses_nothing),
       cmocka_unit_test(test_failure_kill_storm_at_start_is_no_spawn_failure),
+      cmocka_unit_test(test_failure_blob_outlives_its_worker),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,7 +166,7 @@ int pp__posix_shm_map(int fd, unsigned flags, void **base, uint64_t *size) {
 }
 
 int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
-                 uint64_t *handle) {
+                 uint64_t used, uint64_t *handle, uint64_t *tag) {
   struct msghdr msg;
   struct iovec iov;
   union {
@@ -176,8 +176,13 @@ int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
   struct cmsghdr *cm;
   char byte = 'B';
   ssize_t r;
-  (void)peer;
+  /* The descriptor in flight survives the sender: a worker that dies
+   * after sending leaves it queued on the channel for the parent, so no
+   * tag is needed to find it again. */
+  (void)peer, (void)used;
   *handle = 0;
+  if (tag != NULL)
+    *tag = 0;
   PP__FAULT_RETURN(PP_EIO);
   memset(&msg, 0, sizeof(msg));
   memset(&control, 0, sizeof(control));
@@ -219,10 +224,16 @@ static int find_known(int fd, uint64_t size, pp__shm_t *const *known, int n) {
   return -1;
 }
 
-int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
+int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t tag, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **out) {
   int known_at;
+  (void)tag;
   return pp__shm_recv_known(chan, handle, size, peer, NULL, 0, out, &known_at);
+}
+
+void pp__shm_drop(uint64_t handle, uint64_t tag, uint64_t size) {
+  /* Nothing of a worker's is in this process until it is received. */
+  (void)handle, (void)tag, (void)size;
 }
 
 int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,

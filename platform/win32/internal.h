@@ -148,6 +148,10 @@ HANDLE pp__win_shm_handle(const pp__shm_t *shm);
 int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
                     uint64_t *size);
 
+/* Worker side: the handle to the parent that results are pushed into
+ * (pp__shm_send), owned from then on. */
+void pp__win_shm_set_parent(HANDLE parent);
+
 /* Wraps an event handle (owned from then on) in a wake object; the event
  * of a wake object. */
 int pp__win_wake_wrap(HANDLE event, pp__wake_t **wake);
@@ -164,7 +168,7 @@ HANDLE pp__win_wake_handle(const pp__wake_t *wake);
  * on the command line, which is fixed before the process (and so its
  * handle table) exists; inheritance would hand them to any process another
  * thread starts meanwhile (see spawn.c). */
-#define PP__WIN_BOOT_MAGIC 0x42505050u /* "PPPB" */
+#define PP__WIN_BOOT_MAGIC 0x43505050u /* "PPPC" */
 typedef struct pp__win_boot_s {
   uint32_t magic;
   uint32_t pid; /* the worker it was written for */
@@ -174,6 +178,10 @@ typedef struct pp__win_boot_s {
   uint64_t wake_parent;
   uint64_t out; /* the read ends of its stdout and stderr pipes */
   uint64_t err;
+  /* The parent's process, with PROCESS_DUP_HANDLE (to push its results
+   * into it, shm.c), SYNCHRONIZE and PROCESS_QUERY_LIMITED_INFORMATION
+   * (to tell that it has ended). */
+  uint64_t parent;
 } pp__win_boot_t;
 
 /* Writes the boot block's name for a channel pipe's name. */

@@ -3,11 +3,36 @@
  * backed by the paging file, and their hand-over as blobs.
  *
  * A section handle goes from one process to the other by DuplicateHandle,
- * and it is always the parent that duplicates: into the worker (it holds a
- * full-access handle to every worker it started) and out of it (a worker's
- * result).  A worker never gets PROCESS_DUP_HANDLE on its parent, which
- * would let a task take any handle the parent has, its own process handle
- * included, and so anything the parent may do.
+ * always pushed by its sender into the receiver: the parent into a worker
+ * (it holds a full-access handle to every worker it started), a worker
+ * into its parent, through the handle to the parent that its boot block
+ * gave it (PROCESS_DUP_HANDLE, SYNCHRONIZE and
+ * PROCESS_QUERY_LIMITED_INFORMATION; spawn.c).  That handle gives a task
+ * no power it lacked: a worker runs as the same user at the same
+ * integrity level as its parent, so OpenProcess would grant it the same.
+ *
+ * Who owns a worker's result section, step by step:
+ *   1. the worker creates it, `used` bytes of data and PP__SHM_TAG_LEN
+ *      more, and writes a random tag past the data;
+ *   2. it duplicates the section into the parent (pp__shm_send): from
+ *      here the parent's handle keeps the section alive, whatever becomes
+ *      of the worker, which keeps its own handle and view (a kept
+ *      result, worker.c) or closes them;
+ *   3. it names the handle in its control block, then in its RESULT
+ *      record (worker.c, ring.h);
+ *   4. the parent maps the handle it is told, checks the tag, clears it
+ *      and owns the handle from then on (pp__shm_recv); a handle whose
+ *      tag does not match, or that cannot be mapped, is never closed:
+ *      the value comes from a worker, and might name any handle of the
+ *      parent's (a scribbled record);
+ *   5. a blob whose record is never taken (the worker was buried with its
+ *      record unread, or died between steps 2 and 3) is closed by the
+ *      parent when it buries the worker (pp__shm_drop), again only when
+ *      its tag proves it.
+ * What leaks: a worker that dies between step 2 and its store into the
+ * control block (a few instructions) leaves one section in the parent,
+ * for as long as the parent lives; a result whose tag was cleared (it was
+ * taken) is never closed twice.
  *
  * A section the parent hands over carries only the rights to map and query
  * it, not SECTION_EXTEND_SIZE or WRITE_DAC.  Sections backed by the paging
@@ -18,6 +43,7 @@
  */
 #include "internal.h"
 
+#include <bcrypt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,27 +232,182 @@ int pp__win_shm_map(HANDLE section, uint64_t want, void **base,
   return 0;
 }
 
+/* The worker's handle to its parent, which its results are pushed into
+ * (pp__win_shm_set_parent); NULL in a parent. */
+static HANDLE parent_process;
+
+void pp__win_shm_set_parent(HANDLE parent) {
+  parent_process = parent;
+}
+
+/* Returns 1 if `process` has ended, or is ending: a process being torn
+ * down refuses DuplicateHandle before its object is signalled, but its
+ * exit code is set by then. */
+static int process_ended(HANDLE process) {
+  DWORD code = 0;
+  if (WaitForSingleObject(process, 0) == WAIT_OBJECT_0)
+    return 1;
+  return GetExitCodeProcess(process, &code) && code != STILL_ACTIVE;
+}
+
+/* A tag for a blob: random where the system's generator answers, else
+ * the time, the pid and a counter mixed (splitmix64).  It tells the
+ * section from a handle value that a scribbled record names by accident;
+ * it is no secret from the worker, which could do anything to its parent
+ * through its handle anyway.  Never 0, which means "taken". */
+static uint64_t new_tag(void) {
+  static volatile LONG64 count;
+  LARGE_INTEGER now;
+  uint64_t z = 0;
+  if (BCryptGenRandom(NULL, (PUCHAR)&z, sizeof(z),
+                      BCRYPT_USE_SYSTEM_PREFERRED_RNG) < 0 ||
+      z == 0) {
+    QueryPerformanceCounter(&now);
+    z = (uint64_t)now.QuadPart ^ ((uint64_t)GetCurrentProcessId() << 32) ^
+        (uint64_t)InterlockedIncrement64(&count) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+  }
+  return z != 0 ? z : 1;
+}
+
 int pp__shm_send(pp__chan_t *chan, pp__shm_t *s, pp__proc_t *peer,
-                 uint64_t *handle) {
+                 uint64_t used, uint64_t *handle, uint64_t *tag) {
   HANDLE self = GetCurrentProcess(), target, copy = NULL;
+  uint64_t t = 0;
   char why[160];
 
   (void)chan;
   *handle = 0;
+  if (tag != NULL)
+    *tag = 0;
   PP__FAULT_RETURN(PP_EIO);
-  /* The parent puts a copy into the worker, which maps it and closes it
-   * when the call is over; a worker dying first takes the copy with it.
-   * A worker makes a copy of its own for the parent to take over (with
-   * DUPLICATE_CLOSE_SOURCE); its pp__shm_t keeps the original. */
-  target = peer != NULL ? pp__win_proc_handle(peer) : self;
+  if (peer != NULL) {
+    /* The parent puts a copy into the worker, which maps it and closes it
+     * when the call is over; a worker dying first takes the copy with
+     * it. */
+    target = pp__win_proc_handle(peer);
+  } else {
+    /* A worker puts a copy into the parent (steps 1 and 2 above); its
+     * pp__shm_t keeps the original. */
+    target = parent_process;
+    if (target == NULL)
+      return pp__os_fail(PP_EIO, "handing over shared memory: this worker "
+                                 "has no handle to its parent");
+    if (used > s->size || s->size - used < PP__SHM_TAG_LEN)
+      return pp__os_fail(PP_EINVAL,
+                         "a blob of %llu bytes has no room for its tag "
+                         "after %llu bytes of data",
+                         (unsigned long long)s->size, (unsigned long long)used);
+    t = new_tag();
+    memcpy((unsigned char *)s->base + used, &t, sizeof(t));
+  }
   if (!DuplicateHandle(self, s->section, target, &copy, SHM_RIGHTS, FALSE, 0)) {
     DWORD error = GetLastError();
-    if (peer != NULL && WaitForSingleObject(target, 0) == WAIT_OBJECT_0)
-      return pp__os_fail(PP_ECLOSED, "the worker has ended");
+    if (process_ended(target))
+      return pp__os_fail(PP_ECLOSED, peer != NULL ? "the worker has ended"
+                                                  : "the parent has ended");
     return pp__os_fail(PP_EIO, "handing over shared memory: %s",
                        pp__win_strerror(error, why, sizeof(why)));
   }
   *handle = (uint64_t)(uintptr_t)copy;
+  if (tag != NULL)
+    *tag = t;
+  return 0;
+}
+
+/* Returns 1 if section handle `section` holds `tag` at offset `at`, after
+ * clearing it there (so that it proves nothing a second time); else 0,
+ * having changed nothing.  It maps only the allocation granule that
+ * holds the tag, so it works where the whole blob cannot be mapped. */
+static int tag_claim(HANDLE section, uint64_t at, uint64_t tag) {
+  SYSTEM_INFO si;
+  uint64_t have = 0, off;
+  ULONG attributes = 0;
+  unsigned char *p;
+  int ok;
+
+  if (query_section(section, &have, &attributes) == 0 &&
+      ((attributes & (SEC_FILE | SEC_IMAGE | SEC_RESERVE)) ||
+       have < PP__SHM_TAG_LEN || at > have - PP__SHM_TAG_LEN))
+    return 0;
+  GetSystemInfo(&si);
+  off = at -
+        at % (si.dwAllocationGranularity ? si.dwAllocationGranularity : 65536);
+  p = MapViewOfFile(section, FILE_MAP_READ | FILE_MAP_WRITE, (DWORD)(off >> 32),
+                    (DWORD)off, (SIZE_T)(at - off + PP__SHM_TAG_LEN));
+  if (p == NULL)
+    return 0;
+  ok = memcmp(p + (at - off), &tag, sizeof(tag)) == 0;
+  if (ok)
+    memset(p + (at - off), 0, sizeof(tag));
+  UnmapViewOfFile(p);
+  return ok;
+}
+
+/* Returns 1 if a handle value, tag and size from a worker could name one
+ * of its blobs at all. */
+static int blob_named(uint64_t handle, uint64_t tag, uint64_t size) {
+  return handle != 0 && handle <= (uint64_t)UINTPTR_MAX && tag != 0 &&
+         size <= UINT64_MAX - PP__SHM_TAG_LEN;
+}
+
+void pp__shm_drop(uint64_t handle, uint64_t tag, uint64_t size) {
+  HANDLE section = (HANDLE)(uintptr_t)handle;
+  if (blob_named(handle, tag, size) && tag_claim(section, size, tag))
+    CloseHandle(section);
+}
+
+/* The parent takes over the section a worker put into it (step 4 above):
+ * `handle` is its value here. */
+static int take_blob(uint64_t handle, uint64_t tag, uint64_t size,
+                     pp__shm_t **out) {
+  HANDLE section = (HANDLE)(uintptr_t)handle;
+  pp__shm_t *s = NULL;
+  void *base = NULL;
+  uint64_t mapped = 0;
+  int status;
+
+  if (!blob_named(handle, tag, size))
+    return pp__os_fail(PP_EPROTO, "a blob without a handle");
+  status = pp__win_shm_map(section, size + PP__SHM_TAG_LEN, &base, &mapped);
+  if (status != 0) {
+    /* Out of address space here: the blob is closed if it is the
+     * worker's, else left alone. */
+    if (status == PP_ENOMEM && tag_claim(section, size, tag)) {
+      CloseHandle(section);
+      return status;
+    }
+    return pp__os_fail(PP_EPROTO,
+                       "the handle of a worker's blob (0x%llX) could not be "
+                       "mapped, and is left alone",
+                       (unsigned long long)handle);
+  }
+  if (memcmp((unsigned char *)base + size, &tag, sizeof(tag)) != 0) {
+    UnmapViewOfFile(base);
+    return pp__os_fail(PP_EPROTO,
+                       "handle 0x%llX, which a worker named for its blob, "
+                       "is not that blob, and is left alone",
+                       (unsigned long long)handle);
+  }
+  memset((unsigned char *)base + size, 0, sizeof(tag));
+  s = pp__calloc(1, sizeof(*s));
+  if (s == NULL) {
+    UnmapViewOfFile(base);
+    CloseHandle(section);
+    return pp__os_fail(PP_ENOMEM, "out of memory for a blob");
+  }
+  s->section = section;
+  s->base = base;
+  s->size = mapped;
+  s->serial = (uint64_t)InterlockedIncrement64(&serials);
+  if (PP__FAULT_HIT("pp__shm_recv")) {
+    /* As if the mapping failed: the handle came and is closed. */
+    pp__shm_close(s);
+    return pp__fault_fail(PP_ENOMEM, "pp__shm_recv");
+  }
+  *out = s;
   return 0;
 }
 
@@ -266,41 +447,32 @@ static int find_known(HANDLE section, uint64_t size, pp__shm_t *const *known,
   return -1;
 }
 
-int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t size,
+int pp__shm_recv(pp__chan_t *chan, uint64_t handle, uint64_t tag, uint64_t size,
                  pp__proc_t *peer, pp__shm_t **out) {
   int known_at;
+  *out = NULL;
+  if (peer != NULL)
+    return take_blob(handle, tag, size, out);
   return pp__shm_recv_known(chan, handle, size, peer, NULL, 0, out, &known_at);
 }
 
 int pp__shm_recv_known(pp__chan_t *chan, uint64_t handle, uint64_t size,
                        pp__proc_t *peer, pp__shm_t *const *known, int n,
                        pp__shm_t **out, int *known_at) {
-  HANDLE self = GetCurrentProcess(), section = NULL;
+  HANDLE section = NULL;
   pp__shm_t *s = NULL;
-  char why[160];
   int status;
 
   (void)chan;
   *out = NULL;
   *known_at = -1;
+  if (peer != NULL)
+    return pp__os_fail(PP_EINVAL, "a worker's blob is taken with "
+                                  "pp__shm_recv");
   if (handle == 0 || handle > (uint64_t)UINTPTR_MAX)
     return pp__os_fail(PP_EPROTO, "a blob without a handle");
-  if (peer != NULL) {
-    /* Taken out of the worker, which loses its copy even if the blob is
-     * refused below, so nothing is left behind there. */
-    if (!DuplicateHandle(pp__win_proc_handle(peer), (HANDLE)(uintptr_t)handle,
-                         self, &section, SHM_RIGHTS, FALSE,
-                         DUPLICATE_CLOSE_SOURCE)) {
-      DWORD error = GetLastError();
-      if (WaitForSingleObject(pp__win_proc_handle(peer), 0) == WAIT_OBJECT_0)
-        return pp__os_fail(PP_ECLOSED, "the worker has ended");
-      return pp__os_fail(PP_EPROTO, "taking over a blob: %s",
-                         pp__win_strerror(error, why, sizeof(why)));
-    }
-  } else {
-    /* The parent has put it here already. */
-    section = (HANDLE)(uintptr_t)handle;
-  }
+  /* The parent has put it here already. */
+  section = (HANDLE)(uintptr_t)handle;
   if (PP__FAULT_HIT("pp__shm_recv")) {
     /* As if the mapping failed: the handle came and is closed. */
     CloseHandle(section);

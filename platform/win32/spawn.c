@@ -343,10 +343,10 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
 
 /* Fills the boot block of a worker that is created but not yet running:
  * the parent pushes each handle into it, so that no handle of ours is ever
- * inheritable (another thread's CreateProcess could take it) and the worker
- * never needs PROCESS_DUP_HANDLE on us (see shm.c).  Copies already made
- * die with the worker if a later one fails, since the caller then ends
- * it. */
+ * inheritable (another thread's CreateProcess could take it), and a handle
+ * to this process with PROCESS_DUP_HANDLE, through which the worker pushes
+ * its results into us (see shm.c).  Copies already made die with the
+ * worker if a later one fails, since the caller then ends it. */
 static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
                       const pp__spawn_req_t *req, pp__chan_t *out,
                       pp__chan_t *err) {
@@ -380,6 +380,11 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
     status = give(pi->hProcess, pp__win_chan_handle(out), 0, &b.out);
   if (status == 0 && err != NULL)
     status = give(pi->hProcess, pp__win_chan_handle(err), 0, &b.err);
+  if (status == 0)
+    status = give(pi->hProcess, GetCurrentProcess(),
+                  PROCESS_DUP_HANDLE | SYNCHRONIZE |
+                      PROCESS_QUERY_LIMITED_INFORMATION,
+                  &b.parent);
   if (status != 0)
     return status;
   view = MapViewOfFile(boot, FILE_MAP_WRITE, 0, 0, sizeof(b));

@@ -211,7 +211,7 @@ static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
   /* Written for this very process, before it ran. */
   if (b->magic != PP__WIN_BOOT_MAGIC || b->pid != GetCurrentProcessId() ||
       b->shm == 0 || b->wake_worker == 0 || b->wake_parent == 0 ||
-      (b->out == 0) != (b->err == 0))
+      b->parent == 0 || (b->out == 0) != (b->err == 0))
     status = pp__os_fail(PP_EIO, "the boot block is not this worker's");
 
 cleanup:
@@ -228,8 +228,9 @@ static HANDLE boot_handle(uint64_t value) {
 
 /* Takes over what the boot block names: maps the shared memory (and
  * closes its handle: the view keeps it), wraps the wake objects and the
- * read ends of stdout and stderr.  Handles not yet taken over are closed
- * on failure. */
+ * read ends of stdout and stderr, and keeps the handle to the parent that
+ * results go into (shm.c).  Handles not yet taken over are closed on
+ * failure. */
 static int take_boot(pp__win_boot_t *b, pp__attached_t *at) {
   int status;
 
@@ -250,6 +251,12 @@ static int take_boot(pp__win_boot_t *b, pp__attached_t *at) {
   if (status == 0 && b->err != 0 &&
       (status = pp__win_chan_wrap(boot_handle(b->err), &at->err)) == 0)
     b->err = 0;
+  if (status == 0) {
+    pp__win_shm_set_parent(boot_handle(b->parent));
+    b->parent = 0;
+  }
+  if (b->parent != 0)
+    CloseHandle(boot_handle(b->parent));
   if (b->wake_worker != 0)
     CloseHandle(boot_handle(b->wake_worker));
   if (b->wake_parent != 0)
