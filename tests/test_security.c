@@ -441,7 +441,10 @@ static void test_security_worker_cannot_wait_on_the_pool_wake(void **state) {
   assert_true(pp_test_int_result(&r) == 49);
   pp_results_free(&r, 1);
   assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
-/* ---- (d) the handle of a worker's blob is proved before it is used ---- */
+#endif
+}
+
+/* ---- (e) the handle of a worker's blob is proved before it is used ---- */
 
 #ifdef _WIN32
 /* Returns 1 if `h` is an open handle of this process. */
