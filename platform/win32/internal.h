@@ -124,7 +124,23 @@ void pp__win_chan_bind_parent(pp__chan_t *chan, HANDLE parent);
 struct pp__image_s {
   char *path;  /* UTF-8 */
   WCHAR *wide; /* the same, UTF-16 */
+  /* What CreateProcessW starts when `wide` is MAX_PATH characters or
+   * longer (its short or extended form, pp__win_short_path); else NULL. */
+  WCHAR *launch;
 };
+
+/* Writes to *out (malloc'd) the short (8.3) name of an existing file or
+ * directory in the extended "\\?\" form, made absolute first, or that
+ * extended form itself where the volume keeps no short names (or the short
+ * one is no shorter).  For paths CreateProcessW refuses at their length:
+ * a program's of MAX_PATH characters or more, a current directory's of
+ * more than MAX_PATH - 2.  Returns 0, PP_EINVAL or PP_ENOMEM. */
+int pp__win_short_path(const WCHAR *path, WCHAR **out);
+
+/* Removes the "\\?\" of an extended drive path ("\\?\C:\x" becomes
+ * "C:\x") or turns "\\?\UNC\server\share" into "\\server\share", in
+ * place; other paths are left as they are. */
+void pp__win_path_plain(WCHAR *path);
 
 /* A worker process: spawn.c starts it, proc.c waits for it, kills it and
  * frees it. */

@@ -162,6 +162,71 @@ static int get_job(HANDLE *job) {
   return 0;
 }
 
+/* ---- the current directory ------------------------------------------- */
+
+/* The directory a worker starts in: ours, which CreateProcessW gives it
+ * when lpCurrentDirectory is NULL, as *dir then is.  But CreateProcessW
+ * starts nothing while the current directory is more than MAX_PATH - 2
+ * characters long ("The directory name is invalid", or
+ * ERROR_INVALID_NAME), which a long-path-aware program can make it
+ * (libuv#4684, MicrosoftDocs/sdk-api#1709).  Such a directory is given by
+ * its short (8.3) name: the same directory, so that a task's relative
+ * paths mean what they mean in the parent; only the name a task reads
+ * from GetCurrentDirectoryW differs.  Where it has no short name that fits
+ * (short names are off on its volume), no worker can start there, and the
+ * error says so: a worker started in some other directory would give
+ * relative paths another meaning without a word. */
+static int worker_dir(WCHAR **dir) {
+  WCHAR *cwd = NULL, *brief = NULL;
+  char *cwd_utf8 = NULL;
+  DWORD n, m;
+  char why[160];
+  int status;
+
+  *dir = NULL;
+  /* The size with the NUL. */
+  n = GetCurrentDirectoryW(0, NULL);
+  if (n == 0)
+    return pp__os_fail(PP_ESPAWN, "GetCurrentDirectoryW: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (n - 1 <= MAX_PATH - 2)
+    return 0;
+  cwd = pp__malloc((size_t)n * sizeof(WCHAR));
+  if (cwd == NULL)
+    return pp__os_fail(PP_ENOMEM, "out of memory for the current directory");
+  m = GetCurrentDirectoryW(n, cwd);
+  if (m == 0 || m >= n) {
+    status = pp__os_fail(PP_ESPAWN,
+                         "the current directory changed while a worker was "
+                         "being started");
+    goto cleanup;
+  }
+  status = pp__win_short_path(cwd, &brief);
+  if (status != 0)
+    goto cleanup;
+  pp__win_path_plain(brief);
+  if (wcslen(brief) > MAX_PATH - 2) {
+    pp__win_wide_to_utf8(cwd, &cwd_utf8);
+    status = pp__os_fail(
+        PP_ESPAWN,
+        "the current directory is %lu characters long, and Windows starts no "
+        "process in a directory of more than %d characters; it has no short "
+        "(8.3) name that fits either: make a shorter directory current "
+        "before workers start (the directory: %s)",
+        (unsigned long)(n - 1), MAX_PATH - 2,
+        cwd_utf8 != NULL ? cwd_utf8 : "?");
+    goto cleanup;
+  }
+  *dir = brief;
+  brief = NULL;
+
+cleanup:
+  free(cwd_utf8);
+  free(brief);
+  free(cwd);
+  return status;
+}
+
 /* ---- starting a worker ------------------------------------------------ */
 
 /* The error mode a new process starts with is its parent's (unless
@@ -176,7 +241,7 @@ static int get_job(HANDLE *job) {
 static SRWLOCK error_mode_lock = SRWLOCK_INIT;
 
 static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
-                           WCHAR *env, STARTUPINFOEXW *si,
+                           WCHAR *env, const WCHAR *dir, STARTUPINFOEXW *si,
                            PROCESS_INFORMATION *pi) {
   UINT old, quiet;
   DWORD error;
@@ -188,7 +253,7 @@ static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
           SEM_NOOPENFILEERRORBOX;
   if (quiet != old)
     SetErrorMode(quiet);
-  ok = CreateProcessW(exe, line, NULL, NULL, TRUE, flags, env, NULL,
+  ok = CreateProcessW(exe, line, NULL, NULL, TRUE, flags, env, dir,
                       &si->StartupInfo, pi);
   error = GetLastError();
   if (quiet != old && GetErrorMode() == quiet)
@@ -203,8 +268,8 @@ static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
  * cannot nest jobs (Windows 7), the process is ended and created again
  * with CREATE_BREAKAWAY_FROM_JOB, so that it starts outside the job we are
  * in (which must allow that) and can join ours. */
-static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
-                        WCHAR *env, STARTUPINFOEXW *si, HANDLE job,
+static int start_in_job(const WCHAR *exe, const WCHAR *cmdline, WCHAR *env,
+                        const WCHAR *dir, STARTUPINFOEXW *si, HANDLE job,
                         PROCESS_INFORMATION *pi) {
   DWORD flags = CREATE_SUSPENDED | CREATE_NO_WINDOW |
                 CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
@@ -229,7 +294,7 @@ static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
     /* bInheritHandles is TRUE, but the handle list in `si` limits what is
      * inherited to the standard handles, whatever other threads have made
      * inheritable in the meantime. */
-    ok = create_quietly(exe, line, flags | breakaway, env, si, pi);
+    ok = create_quietly(exe, line, flags | breakaway, env, dir, si, pi);
     if (!ok) {
       error = GetLastError();
       pp__win_wide_to_utf8(exe, &exe_utf8);
@@ -405,6 +470,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   const WCHAR *exe;
   WCHAR *cmdline = NULL;
   WCHAR *env = NULL;
+  WCHAR *dir = NULL;
   SIZE_T attr_size = 0;
   int attr_ready = 0;
   pp__proc_t *p = NULL;
@@ -424,6 +490,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   exe = req->image->wide;
 
   status = get_job(&job);
+  if (status == 0)
+    status = worker_dir(&dir);
   if (status != 0)
     goto cleanup;
   status = worker_env(req->token, &env);
@@ -508,7 +576,10 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   si.StartupInfo.hStdOutput = req->inherit_output ? out_client : null_dev;
   si.StartupInfo.hStdError = req->inherit_output ? err_client : null_dev;
 
-  status = start_in_job(exe, cmdline, env, &si, job, &pi);
+  /* The command line keeps the path as it was given: with
+   * lpApplicationName set, its first argument is only text. */
+  status = start_in_job(req->image->launch != NULL ? req->image->launch : exe,
+                        cmdline, env, dir, &si, job, &pi);
   if (status == 0)
     status = write_boot(boot, &pi, req, o, e);
   if (status != 0)
@@ -578,5 +649,6 @@ cleanup:
     CloseHandle(boot);
   free(cmdline);
   free(env);
+  free(dir);
   return status;
 }
