@@ -5,11 +5,12 @@
  * A worker is the executable started again with CreateProcessW.  It is
  * created suspended, put into the pool's kill-on-close job object, and only
  * then resumed, so it cannot run (or start processes of its own) outside
- * the job.  It inherits one handle, named in a
+ * the job.  It inherits two handles, named in a
  * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device, as its stdin, stdout
- * and stderr until it starts.  Its channel and its stdout and stderr pipes
- * are not inherited: the worker opens the named pipes given on its command
- * line (stdout and stderr before main() runs, see system.c).  So no handle
+ * and stderr until it starts, and a read-only one to its unnamed boot
+ * block (internal.h).  Its channel and its stdout and stderr pipes are not
+ * inherited: the worker opens the named pipes given on its command line
+ * (stdout and stderr before main() runs, see system.c).  So no handle
  * that matters is ever inheritable in this process, and a CreateProcess
  * with inheritance in another thread of the application (system(), _popen,
  * a library) cannot take a copy that would keep a worker's pipe open.
@@ -406,6 +407,30 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
   return 0;
 }
 
+/* Creates a worker's boot block (see internal.h): the section, with a
+ * handle to write it, and a read-only, inheritable copy of that handle for
+ * the handle list. */
+static int boot_create(HANDLE *boot, HANDLE *inherited) {
+  HANDLE self = GetCurrentProcess();
+  char why[160];
+
+  *inherited = NULL;
+  *boot = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0,
+                             (DWORD)sizeof(pp__win_boot_t), NULL);
+  if (*boot == NULL)
+    return pp__os_fail(pp__win_status(GetLastError(), PP_ESPAWN),
+                       "CreateFileMappingW(boot block): %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (!DuplicateHandle(self, *boot, self, inherited, FILE_MAP_READ, TRUE, 0)) {
+    *inherited = NULL;
+    CloseHandle(*boot);
+    *boot = NULL;
+    return pp__os_fail(PP_ESPAWN, "DuplicateHandle(boot block): %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  }
+  return 0;
+}
+
 /* Fills the boot block of a worker that is created but not yet running:
  * the parent pushes each handle into it, so that no handle of ours is ever
  * inheritable (another thread's CreateProcess could take it) and the worker
@@ -454,14 +479,15 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
 }
 
 int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
-  WCHAR spec[3 * PP__PIPE_NAME_MAX + 4];
-  WCHAR chan_name[PP__PIPE_NAME_MAX];
+  /* Three pipe names, the boot block's handle value and separators. */
+  WCHAR spec[3 * PP__PIPE_NAME_MAX + 24];
   WCHAR name[PP__PIPE_NAME_MAX];
   HANDLE boot = NULL;
+  HANDLE boot_inherited = NULL;
   SECURITY_ATTRIBUTES inherit;
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
-  HANDLE handles[3];
+  HANDLE handles[4];
   DWORD nhandles = 0;
   HANDLE job = NULL;
   HANDLE out_client = INVALID_HANDLE_VALUE;
@@ -502,16 +528,21 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
    * finishes (and checks) its connection when it is first used, so that
    * waiting for a worker's start stays the core's, with its time limit
    * and its way out. */
-  status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
-                       &c, chan_name);
-  if (status == 0 && !req->inherit_output)
+  status = boot_create(&boot, &boot_inherited);
+  if (status == 0)
+    status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
+                         &c, name);
+  if (status != 0)
+    goto cleanup;
+  /* The boot block's value follows the channel's name (internal.h). */
+  swprintf(spec + wcslen(spec), sizeof(spec) / sizeof(WCHAR) - wcslen(spec),
+           L";%llx", (unsigned long long)(uintptr_t)boot_inherited);
+  if (!req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
                          sizeof(spec) / sizeof(WCHAR), &o, name);
   if (status == 0 && !req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
                          sizeof(spec) / sizeof(WCHAR), &e, name);
-  if (status == 0)
-    status = pp__win_boot_create(chan_name, &boot);
   if (status != 0)
     goto cleanup;
   status = pp__win_build_cmdline(exe, spec, req, &cmdline);
@@ -542,6 +573,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
 
   /* The handle list: only these handles reach the worker. */
   handles[nhandles++] = null_dev;
+  handles[nhandles++] = boot_inherited;
   if (out_client != INVALID_HANDLE_VALUE &&
       !is_console_pseudo_handle(out_client))
     handles[nhandles++] = out_client;
@@ -580,10 +612,16 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
    * lpApplicationName set, its first argument is only text. */
   status = start_in_job(req->image->launch != NULL ? req->image->launch : exe,
                         cmdline, env, dir, &si, job, &pi);
+  /* The worker has its own copy now (or none: it was not created). */
+  CloseHandle(boot_inherited);
+  boot_inherited = NULL;
   if (status == 0)
     status = write_boot(boot, &pi, req, o, e);
   if (status != 0)
     goto cleanup;
+  /* The worker's copy keeps the block until it has read it. */
+  CloseHandle(boot);
+  boot = NULL;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
     status = pp__os_fail(PP_ESPAWN, "ResumeThread: %s",
                          pp__win_strerror(GetLastError(), why, sizeof(why)));
@@ -604,9 +642,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   }
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
-  p->boot = boot;
   pi.hProcess = NULL;
-  boot = NULL;
   /* Only this process may be the pipes' client, and reads of its stdout
    * and stderr end once it has ended (after what it wrote). */
   pp__chan_bind_proc(c, p);
@@ -645,6 +681,8 @@ cleanup:
     CloseHandle(err_client);
   if (out_client != INVALID_HANDLE_VALUE)
     CloseHandle(out_client);
+  if (boot_inherited != NULL)
+    CloseHandle(boot_inherited);
   if (boot != NULL)
     CloseHandle(boot);
   free(cmdline);
