@@ -393,6 +393,10 @@ typedef struct pp__spawned_s {
    * what is left once the worker has ended. */
   pp__chan_t *out;
   pp__chan_t *err;
+  /* A sentence for the pool's log, or "": how this worker's start falls
+   * short of what pp__spawn promises (Windows: a worker outside the job
+   * object, said once per process). */
+  char note[320];
 } pp__spawned_t;
 
 /* Starts a worker and returns only once the program has been executed (or

@@ -181,8 +181,11 @@ void pp__life_spawn(pp__slot_t *s) {
     req.shm = s->shm;
     req.wake_worker = s->wake;
     req.wake_parent = pool->wake;
+    memset(&sp, 0, sizeof(sp));
     rc = pp__spawn(&req, &sp);
   }
+  if (rc == 0 && sp.note[0] != '\0')
+    pp__log_text(pool, s->index, 0, PP_LOG_STDERR, 0, sp.note, strlen(sp.note));
   if (rc == 0) {
     s->proc = sp.proc;
     s->chan = sp.chan;

@@ -38,6 +38,10 @@
 #include <unistd.h>
 #endif
 
+#if defined(_WIN32)
+#include <windows.h>
+#endif
+
 #include "helpers.h"
 #include "internal.h"
 #include "tasks.h"
@@ -473,6 +477,94 @@ static int empty_message(void) {
   return 0;
 }
 
+#if defined(_WIN32)
+/* Counts the lines the pool logs about its job object, and prints them. */
+static volatile long job_lines;
+static void count_job_lines(void *data, const pp_log_record_t *record) {
+  (void)data;
+  if (strstr(record->line, "job object") != NULL) {
+    job_lines++;
+    printf("logged: %s\n", record->line);
+  }
+}
+
+/* 1 if every worker of `pool` is in a job (in ours: this process is in
+ * none, which the caller checks), 0 if none is, -1 otherwise. */
+static int workers_in_job(pp_pool_t *pool, int workers) {
+  int64_t pids[8];
+  int i, n = pp_pool_worker_pids(pool, pids, 8), in = 0;
+  for (i = 0; i < n && i < workers; i++) {
+    HANDLE h = OpenProcess(PROCESS_QUERY_INFORMATION, FALSE, (DWORD)pids[i]);
+    BOOL yes = FALSE;
+    if (h == NULL || !IsProcessInJob(h, NULL, &yes))
+      yes = 2;
+    if (h != NULL)
+      CloseHandle(h);
+    if (yes == 2)
+      return -1;
+    in += yes != FALSE;
+  }
+  return n != workers ? -1 : in == workers ? 1 : in == 0 ? 0 : -1;
+}
+
+/* Windows: the system refuses the pool's job object in every way
+ * (PROCPOOL_FAULT_SITE=pp__win_job, TIMES=0: the job list, the
+ * assignment, the assignment after a breakaway).  The workers run outside
+ * it, their calls run, and one line says so, for the process' first pool
+ * only. */
+static int job_refused(void) {
+  BOOL self_in = FALSE;
+  int rc, pass;
+  IsProcessInJob(GetCurrentProcess(), NULL, &self_in);
+  for (pass = 0; pass < 2; pass++) {
+    pp_pool_t *pool = make_logged(2, count_job_lines, &rc);
+    if (pool == NULL)
+      return child_fail(130, "pp_pool_create");
+    if (run_adds(pool, 20) != 20)
+      return child_fail(131, "calls");
+    if (!self_in && workers_in_job(pool, 2) != 0)
+      return child_fail(132, "a worker is in a job");
+    if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+      return child_fail(133, "pp_pool_destroy");
+    printf("pool %d: %ld line(s) about the job\n", pass + 1, job_lines);
+    if (job_lines != 1)
+      return child_fail(134, "not one line about the job object");
+  }
+  printf("job-refused: ok\n");
+  return 0;
+}
+
+/* Only the job list is refused (TIMES=1): the workers are put into the
+ * job after their creation, as before Windows 10, and nothing is logged. */
+static int job_list_refused(void) {
+  BOOL self_in = FALSE;
+  int rc;
+  pp_pool_t *pool = make_logged(2, count_job_lines, &rc);
+  IsProcessInJob(GetCurrentProcess(), NULL, &self_in);
+  if (pool == NULL)
+    return child_fail(140, "pp_pool_create");
+  if (run_adds(pool, 20) != 20)
+    return child_fail(141, "calls");
+  if (pp__fault_fired() != 1)
+    return child_fail(142, "the fault did not fire once");
+  if (workers_in_job(pool, 2) != 1)
+    return child_fail(143, "a worker is not in the job");
+  if (pp_pool_destroy(pool, PP_DESTROY_WAIT) != 0)
+    return child_fail(144, "pp_pool_destroy");
+  if (job_lines != 0)
+    return child_fail(145, "a line about the job object");
+  printf("job-list-refused: ok\n");
+  return 0;
+}
+#else
+static int job_refused(void) {
+  return 0;
+}
+static int job_list_refused(void) {
+  return 0;
+}
+#endif
+
 #endif /* PP_FAULT */
 
 /* ---- the tests ---- */
@@ -518,6 +610,11 @@ static const fault_case_t cases[] = {
      CHILD(empty_message), "worker", "pp__strdup_printf", "1", "0"},
     {"out of descriptors is PP_ESPAWN", "--emfile", emfile, NULL, NULL, NULL,
      NULL},
+    /* Windows only (the scenarios that begin "--win-"). */
+    {"the job object is refused every way", "--win-job-refused",
+     CHILD(job_refused), "parent", "pp__win_job", "1", "0"},
+    {"the job list is refused", "--win-job-list-refused",
+     CHILD(job_list_refused), "parent", "pp__win_job", "1", "1"},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -531,6 +628,11 @@ static void run_case(void **state) {
 #if defined(_WIN32)
   if (c->in == NULL) {
     print_message("skipped: Windows has no descriptor limit\n");
+    skip();
+  }
+#else
+  if (strncmp(c->scenario, "--win-", 6) == 0) {
+    print_message("skipped: Windows' job object\n");
     skip();
   }
 #endif

@@ -12,6 +12,10 @@
 
 #include <cmocka.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#endif
+
 #include "helpers.h"
 #include "tasks.h"
 
@@ -80,6 +84,37 @@ static void test_nested_repeatedly(void **state) {
   pp_results_free(res, 4);
 }
 
+/* Windows: every worker is in a job (the pool's kill-on-close job, in
+ * which it is born where the system takes PROC_THREAD_ATTRIBUTE_JOB_LIST,
+ * issue 18 item 9), which is what ends the processes its tasks start with
+ * the program. */
+static void test_nested_workers_are_in_a_job(void **state) {
+#ifndef _WIN32
+  (void)state;
+  print_message("skipped: job objects are Windows'\n");
+  skip();
+#else
+  pp_pool_t *pool = *state;
+  int64_t pids[8];
+  BOOL self_in = FALSE;
+  int n, i;
+  IsProcessInJob(GetCurrentProcess(), NULL, &self_in);
+  print_message("this process is %sin a job\n", self_in ? "" : "not ");
+  n = pp_pool_worker_pids(pool, pids, 8);
+  assert_true(n > 0);
+  for (i = 0; i < n; i++) {
+    HANDLE h = OpenProcess(PROCESS_QUERY_INFORMATION, FALSE, (DWORD)pids[i]);
+    BOOL in = FALSE;
+    assert_non_null(h);
+    assert_true(IsProcessInJob(h, NULL, &in));
+    CloseHandle(h);
+    print_message("worker %d (pid %lld) is %sin a job\n", i, (long long)pids[i],
+                  in ? "" : "not ");
+    assert_true(in);
+  }
+#endif
+}
+
 int main(int argc, char **argv) {
   int rc;
   if (pp_worker_main(argc, argv, pp_test_tasks, &rc))
@@ -88,6 +123,7 @@ int main(int argc, char **argv) {
       PP_TEST_POOL_TEST(test_nested_threads_in_workers),
       PP_TEST_POOL_TEST(test_nested_pools_in_workers),
       PP_TEST_POOL_TEST(test_nested_repeatedly),
+      PP_TEST_POOL_TEST(test_nested_workers_are_in_a_job),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,11 +11,13 @@
  *     its environment this program, started as a worker, spoils the cookie
  *     before it calls pp_worker_main, as a stranger guessing it would; the
  *     pool must refuse it (PP_ESPAWN, with a message about the cookie).
- * (c) Windows: the channel is a named pipe whose DACL admits only the
- *     current user, and whose name nobody else can take a second instance
- *     of.  The test builds a pipe with the platform layer's own function
+ * (c) Windows: the channel is a named pipe whose DACL is the token's
+ *     default DACL and whose label is the token's integrity level, and
+ *     whose name nobody else can take a second instance of.  The test
+ *     builds a pipe with the platform layer's own function
  *     (pp__win_pipe_server; the test links the static library) and reads
- *     its security back with GetSecurityInfo.
+ *     its security back with GetSecurityInfo.  The boot block that hands a
+ *     worker its handles has no name at all.
  * (d) Windows: a worker gets the pool-wide wake object, which every worker
  *     signals and the parent's I/O thread waits on, with the right to
  *     signal it and not to wait on it, so that no wait in a task can take
@@ -164,7 +166,46 @@ static void test_security_wrong_cookie_is_refused(void **state) {
 
 /* ---- (c) the Windows pipe's security ---- */
 
-static void test_security_pipe_dacl_is_owner_only(void **state) {
+#ifdef _WIN32
+/* One TOKEN_INFORMATION_CLASS of this process' token, malloc'd. */
+static void *token_info(TOKEN_INFORMATION_CLASS what) {
+  HANDLE token = NULL;
+  DWORD size = 0;
+  void *info;
+  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
+  GetTokenInformation(token, what, NULL, 0, &size);
+  assert_true(size > 0);
+  info = malloc(size);
+  assert_non_null(info);
+  assert_true(GetTokenInformation(token, what, info, size, &size));
+  CloseHandle(token);
+  return info;
+}
+
+static void print_ace(const char *what, DWORD i, ACE_HEADER *ace) {
+  char *text = NULL;
+  if (ace->AceType == ACCESS_ALLOWED_ACE_TYPE ||
+      ace->AceType == SYSTEM_MANDATORY_LABEL_ACE_TYPE) {
+    ACCESS_ALLOWED_ACE *allow = (ACCESS_ALLOWED_ACE *)ace;
+    ConvertSidToStringSidA((PSID)&allow->SidStart, &text);
+    print_message("  %s ACE %lu: type %d, mask 0x%08lx, %s\n", what,
+                  (unsigned long)i, ace->AceType, (unsigned long)allow->Mask,
+                  text != NULL ? text : "?");
+    if (text != NULL)
+      LocalFree(text);
+  } else {
+    print_message("  %s ACE %lu: type %d\n", what, (unsigned long)i,
+                  ace->AceType);
+  }
+}
+#endif
+
+/* The pipe's DACL is the token's default DACL, ACE for ACE, and its label
+ * is the token's integrity level, which lower levels may neither read nor
+ * write through (issue 18 item 8: the single TokenUser entry failed
+ * restricted tokens and AppContainers, and left an elevated pool's pipes
+ * open to the same user at medium integrity). */
+static void test_security_pipe_dacl_matches_the_token(void **state) {
   (void)state;
 #ifndef _WIN32
   print_message("skipped: named-pipe DACLs are Windows-only; POSIX channels "
@@ -172,13 +213,13 @@ static void test_security_pipe_dacl_is_owner_only(void **state) {
   skip();
 #else
   WCHAR name[PP__PIPE_NAME_MAX];
-  HANDLE pipe = INVALID_HANDLE_VALUE, second, token = NULL;
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PACL dacl = NULL;
-  ACL_SIZE_INFORMATION info;
-  TOKEN_USER *user;
-  DWORD err, size = 0, i;
-  char *text = NULL;
+  HANDLE pipe = INVALID_HANDLE_VALUE, second;
+  PSECURITY_DESCRIPTOR sd = NULL, label_sd = NULL;
+  PACL dacl = NULL, sacl = NULL, want;
+  ACL_SIZE_INFORMATION info, want_info;
+  TOKEN_DEFAULT_DACL *dd;
+  TOKEN_MANDATORY_LABEL *level;
+  DWORD err, i;
 
   assert_int_equal(pp__win_pipe_server(PIPE_ACCESS_DUPLEX, name, &pipe), 0);
   err = GetSecurityInfo(pipe, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL,
@@ -187,44 +228,50 @@ static void test_security_pipe_dacl_is_owner_only(void **state) {
                 dacl != NULL ? "present" : "absent (NULL: everyone)");
   assert_int_equal(err, ERROR_SUCCESS);
   assert_non_null(dacl);
-
-  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
-  GetTokenInformation(token, TokenUser, NULL, 0, &size);
-  user = malloc(size);
-  assert_non_null(user);
-  assert_true(GetTokenInformation(token, TokenUser, user, size, &size));
-  if (ConvertSidToStringSidA(user->User.Sid, &text)) {
-    print_message("current user: %s\n", text);
-    LocalFree(text);
-  }
-
   assert_true(GetAclInformation(dacl, &info, sizeof(info), AclSizeInformation));
-  print_message("the pipe's DACL has %lu ACE(s)\n",
-                (unsigned long)info.AceCount);
+
+  dd = token_info(TokenDefaultDacl);
+  want = dd->DefaultDacl;
+  print_message("the token's default DACL: %s\n",
+                want != NULL ? "present" : "none (the user's entry instead)");
+  assert_non_null(want); /* the systems this runs on all have one */
+  assert_true(GetAclInformation(want, &want_info, sizeof(want_info),
+                                AclSizeInformation));
+  print_message("the pipe's DACL has %lu ACE(s), the token's default %lu\n",
+                (unsigned long)info.AceCount,
+                (unsigned long)want_info.AceCount);
   for (i = 0; i < info.AceCount; i++) {
     ACE_HEADER *ace = NULL;
     assert_true(GetAce(dacl, i, (void **)&ace));
-    if (ace->AceType == ACCESS_ALLOWED_ACE_TYPE) {
-      ACCESS_ALLOWED_ACE *allow = (ACCESS_ALLOWED_ACE *)ace;
-      PSID sid = (PSID)&allow->SidStart;
-      text = NULL;
-      ConvertSidToStringSidA(sid, &text);
-      print_message("  ACE %lu: allow 0x%08lx to %s%s\n", (unsigned long)i,
-                    (unsigned long)allow->Mask, text ? text : "?",
-                    EqualSid(sid, user->User.Sid) ? " (the current user)" : "");
-      if (text != NULL)
-        LocalFree(text);
-    } else {
-      print_message("  ACE %lu: type %d\n", (unsigned long)i, ace->AceType);
-    }
+    print_ace("pipe", i, ace);
   }
+  assert_int_equal(info.AceCount, want_info.AceCount);
+  for (i = 0; i < info.AceCount; i++) {
+    ACE_HEADER *ace = NULL, *other = NULL;
+    assert_true(GetAce(dacl, i, (void **)&ace));
+    assert_true(GetAce(want, i, (void **)&other));
+    assert_int_equal(ace->AceSize, other->AceSize);
+    assert_memory_equal(ace, other, ace->AceSize);
+  }
+
+  /* The label: the token's level, no read up, no write up. */
+  level = token_info(TokenIntegrityLevel);
+  err = GetSecurityInfo(pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION,
+                        NULL, NULL, NULL, &sacl, &label_sd);
+  print_message("GetSecurityInfo(label): error %lu, SACL %s\n",
+                (unsigned long)err, sacl != NULL ? "present" : "absent");
+  assert_int_equal(err, ERROR_SUCCESS);
+  assert_non_null(sacl);
+  assert_true(GetAclInformation(sacl, &info, sizeof(info), AclSizeInformation));
   assert_int_equal(info.AceCount, 1);
   {
-    ACE_HEADER *ace = NULL;
-    assert_true(GetAce(dacl, 0, (void **)&ace));
-    assert_int_equal(ace->AceType, ACCESS_ALLOWED_ACE_TYPE);
-    assert_true(EqualSid((PSID) & ((ACCESS_ALLOWED_ACE *)ace)->SidStart,
-                         user->User.Sid));
+    SYSTEM_MANDATORY_LABEL_ACE *ace = NULL;
+    assert_true(GetAce(sacl, 0, (void **)&ace));
+    print_ace("label", 0, &ace->Header);
+    assert_int_equal(ace->Header.AceType, SYSTEM_MANDATORY_LABEL_ACE_TYPE);
+    assert_int_equal(ace->Mask, SYSTEM_MANDATORY_LABEL_NO_WRITE_UP |
+                                    SYSTEM_MANDATORY_LABEL_NO_READ_UP);
+    assert_true(EqualSid((PSID)&ace->SidStart, level->Label.Sid));
   }
 
   /* Nobody can add an instance to our pipe: not as its first instance,
@@ -251,10 +298,87 @@ static void test_security_pipe_dacl_is_owner_only(void **state) {
     CloseHandle(second);
   assert_true(second == INVALID_HANDLE_VALUE);
 
-  free(user);
-  CloseHandle(token);
+  free(level);
+  free(dd);
+  LocalFree(label_sd);
   LocalFree(sd);
   CloseHandle(pipe);
+#endif
+}
+
+/* A worker's boot block has no name (issue 18 item 8): while a pool runs,
+ * this process holds no section whose name is procpool's, and its calls
+ * run.  (A named block, "Local\procpool-<pid>-<hex>", could be opened by
+ * anyone its DACL admitted, and squatted on by anyone who guessed.) */
+#ifdef _WIN32
+typedef LONG(WINAPI *query_object_fn)(HANDLE, ULONG, PVOID, ULONG, PULONG);
+
+/* The object's type (ObjectTypeInformation, 2) or name
+ * (ObjectNameInformation, 1) in `out`, UTF-8; "" if it has none. */
+static void object_text(query_object_fn query, HANDLE h, ULONG what, char *out,
+                        size_t cap) {
+  /* Both begin with a UNICODE_STRING (declared here, as winternl.h is
+   * not in every SDK the tests build with). */
+  union {
+    struct {
+      USHORT length, max;
+      WCHAR *buffer;
+    } s;
+    unsigned char bytes[4096];
+  } buf;
+  ULONG got = 0;
+  int n;
+  out[0] = '\0';
+  if (query(h, what, &buf, sizeof(buf), &got) != 0 || buf.s.buffer == NULL)
+    return;
+  n = WideCharToMultiByte(CP_UTF8, 0, buf.s.buffer,
+                          (int)(buf.s.length / sizeof(WCHAR)), out,
+                          (int)cap - 1, NULL, NULL);
+  out[n > 0 ? n : 0] = '\0';
+}
+#endif
+
+static void test_security_boot_block_has_no_name(void **state) {
+  (void)state;
+#ifndef _WIN32
+  print_message("skipped: the boot block is Windows'\n");
+  skip();
+#else
+  query_object_fn query = (query_object_fn)(void (*)(void))GetProcAddress(
+      GetModuleHandleW(L"ntdll.dll"), "NtQueryObject");
+  static uint64_t handles[65536];
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  pp_result_t r;
+  int n, i, sections = 0, named = 0;
+  char type[256], name[1024];
+  assert_non_null(query);
+  memset(&o, 0, sizeof(o));
+  o.workers = 3;
+  PP_TEST_OK(pp_pool_create(&pool, &o));
+  n = pp_test_handle_list(handles, sizeof(handles) / sizeof(handles[0]));
+  assert_true(n > 0);
+  for (i = 0; i < n; i++) {
+    HANDLE h = (HANDLE)(uintptr_t)handles[i];
+    object_text(query, h, 2, type, sizeof(type));
+    if (strcmp(type, "Section") != 0)
+      continue;
+    sections++;
+    object_text(query, h, 1, name, sizeof(name));
+    if (name[0] != '\0')
+      print_message("named section: %s\n", name);
+    if (strstr(name, "procpool") != NULL)
+      named++;
+  }
+  print_message("%d handles, %d sections, %d of them named procpool-...\n", n,
+                sections, named);
+  assert_true(sections > 0); /* the workers' shared memory, at least */
+  assert_int_equal(named, 0);
+  r = run(pool, "square", 7);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(pp_test_int_result(&r), 49);
+  pp_results_free(&r, 1);
+  assert_int_equal(pp_pool_destroy(pool, PP_DESTROY_WAIT), 0);
 #endif
 }
 
@@ -561,7 +685,8 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_security_only_worker_tasks_run),
       cmocka_unit_test(test_security_wrong_cookie_is_refused),
-      cmocka_unit_test(test_security_pipe_dacl_is_owner_only),
+      cmocka_unit_test(test_security_pipe_dacl_matches_the_token),
+      cmocka_unit_test(test_security_boot_block_has_no_name),
       cmocka_unit_test(test_security_pipe_transfers_are_capped),
       cmocka_unit_test(test_security_wildcards_are_quoted),
       cmocka_unit_test(test_security_failed_listen_leaks_no_handle),

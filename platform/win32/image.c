@@ -3,11 +3,87 @@
  *
  * Windows cannot start a process from an open file, so the image is its
  * path, in UTF-8 for messages and in UTF-16 for CreateProcessW (spawn.c).
+ * CreateProcessW starts no program from a path of MAX_PATH characters or
+ * more as it is written; such a path is started by its short (8.3) name,
+ * or, without one, in its extended ("\\?\") form (see pp__image_open).
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
+
+int pp__win_short_path(const WCHAR *path, WCHAR **out) {
+  static const WCHAR prefix[] = L"\\\\?\\";
+  static const WCHAR unc[] = L"\\\\?\\UNC";
+  WCHAR *full = NULL, *ext = NULL, *brief = NULL;
+  DWORD n;
+  size_t len;
+  char why[160];
+  int status = 0;
+
+  *out = NULL;
+  /* Absolute and without "." or "..", which the extended form would keep
+   * as names; then "\\?\" (or "\\?\UNC" for "\\server\share"), which
+   * the file functions take at any length whether or not the process is
+   * long-path aware. */
+  n = GetFullPathNameW(path, 0, NULL, NULL);
+  if (n > 0)
+    full = pp__malloc((size_t)n * sizeof(WCHAR));
+  if (n == 0 || full == NULL || GetFullPathNameW(path, n, full, NULL) >= n) {
+    status =
+        full == NULL && n > 0
+            ? pp__os_fail(PP_ENOMEM, "out of memory for a path")
+            : pp__os_fail(PP_EINVAL, "GetFullPathNameW: %s",
+                          pp__win_strerror(GetLastError(), why, sizeof(why)));
+    goto cleanup;
+  }
+  len = wcslen(full);
+  ext = pp__malloc((len + 8) * sizeof(WCHAR));
+  if (ext == NULL) {
+    status = pp__os_fail(PP_ENOMEM, "out of memory for a path");
+    goto cleanup;
+  }
+  if (wcsncmp(full, prefix, 4) == 0) {
+    wcscpy(ext, full);
+  } else if (full[0] == L'\\' && full[1] == L'\\') {
+    wcscpy(ext, unc);
+    wcscat(ext, full + 1);
+  } else {
+    wcscpy(ext, prefix);
+    wcscat(ext, full);
+  }
+  n = GetShortPathNameW(ext, NULL, 0);
+  if (n > 0)
+    brief = pp__malloc((size_t)n * sizeof(WCHAR));
+  if (n == 0 || brief == NULL || GetShortPathNameW(ext, brief, n) >= n) {
+    /* Short names are off on the volume (fsutil 8dot3name), or the file
+     * is gone: the extended form is all there is. */
+    free(brief);
+    brief = NULL;
+  }
+  if (brief != NULL && wcslen(brief) < wcslen(ext)) {
+    *out = brief;
+    brief = NULL;
+  } else {
+    *out = ext;
+    ext = NULL;
+  }
+
+cleanup:
+  free(brief);
+  free(ext);
+  free(full);
+  return status;
+}
+
+void pp__win_path_plain(WCHAR *path) {
+  size_t len = wcslen(path);
+  if (wcsncmp(path, L"\\\\?\\UNC\\", 8) == 0)
+    memmove(path + 1, path + 7, (len - 6) * sizeof(WCHAR));
+  else if (wcsncmp(path, L"\\\\?\\", 4) == 0 && len >= 6 && path[5] == L':')
+    memmove(path, path + 4, (len - 3) * sizeof(WCHAR));
+}
 
 int pp__image_open(const char *path, pp__image_t **out) {
   pp__image_t *im;
@@ -41,6 +117,16 @@ int pp__image_open(const char *path, pp__image_t **out) {
                         ? pp__win_strerror(GetLastError(), why, sizeof(why))
                         : "it is a directory");
     goto cleanup;
+  }
+  /* CreateProcessW refuses a program's path of MAX_PATH characters or
+   * more as it is written (ERROR_INVALID_NAME, or ERROR_FILENAME_EXCED_RANGE)
+   * even in a long-path-aware process.  Its short name fits, where the
+   * volume keeps short names; otherwise the extended form, which Windows
+   * 10 takes (Wine does not: its error then names the path). */
+  if (wcslen(im->wide) >= MAX_PATH) {
+    status = pp__win_short_path(im->wide, &im->launch);
+    if (status != 0)
+      goto cleanup;
   }
   *out = im;
   im = NULL;
@@ -97,5 +183,6 @@ void pp__image_close(pp__image_t *im) {
     return;
   free(im->path);
   free(im->wide);
+  free(im->launch);
   free(im);
 }

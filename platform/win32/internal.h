@@ -82,8 +82,9 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
 
 /* The worker's end of its stdout and stderr pipes is opened before main()
  * runs (system.c), from the names in the reserved argument
- * "--procpool-worker=<channel>,<stdout>,<stderr>:<token>"; with inherited
- * output only the channel is named. */
+ * "--procpool-worker=<channel>;<boot>,<stdout>,<stderr>:<token>" (<boot>:
+ * the boot block's handle value in hex, see below); with inherited output
+ * only the channel is named. */
 #define PP__WIN_WORKER_OPTION L"--procpool-worker="
 
 /* Builds the worker's command line, "<exe> --procpool-worker=<pipes>:<token>
@@ -124,13 +125,28 @@ void pp__win_chan_bind_parent(pp__chan_t *chan, HANDLE parent);
 struct pp__image_s {
   char *path;  /* UTF-8 */
   WCHAR *wide; /* the same, UTF-16 */
+  /* What CreateProcessW starts when `wide` is MAX_PATH characters or
+   * longer (its short or extended form, pp__win_short_path); else NULL. */
+  WCHAR *launch;
 };
+
+/* Writes to *out (malloc'd) the short (8.3) name of an existing file or
+ * directory in the extended "\\?\" form, made absolute first, or that
+ * extended form itself where the volume keeps no short names (or the short
+ * one is no shorter).  For paths CreateProcessW refuses at their length:
+ * a program's of MAX_PATH characters or more, a current directory's of
+ * more than MAX_PATH - 2.  Returns 0, PP_EINVAL or PP_ENOMEM. */
+int pp__win_short_path(const WCHAR *path, WCHAR **out);
+
+/* Removes the "\\?\" of an extended drive path ("\\?\C:\x" becomes
+ * "C:\x") or turns "\\?\UNC\server\share" into "\\server\share", in
+ * place; other paths are left as they are. */
+void pp__win_path_plain(WCHAR *path);
 
 /* A worker process: spawn.c starts it, proc.c waits for it, kills it and
  * frees it. */
 struct pp__proc_s {
   HANDLE process;
-  HANDLE boot; /* the worker's boot block, kept while it lives */
   DWORD pid;
   volatile LONG killed; /* set by pp__proc_kill, from any thread */
   int reaped;           /* pp__proc_wait has returned 0 */
@@ -157,18 +173,22 @@ void pp__win_shm_set_parent(HANDLE parent);
 int pp__win_wake_wrap(HANDLE event, pp__wake_t **wake);
 HANDLE pp__win_wake_handle(const pp__wake_t *wake);
 
-/* ---- the boot block (pipe.c, spawn.c, worker.c) ---- */
+/* ---- the boot block (spawn.c, worker.c) ---- */
 
 /* What a worker needs besides its pipes: the handles the parent put into
  * it (DuplicateHandle into the suspended process, before it runs), by
- * their values there.  It travels in a small named section, the worker's
- * "boot block", named "Local\procpool-<pid>-<hex>" after the worker's
- * channel pipe, so the command line needs no more room and the worker
- * finds it from the name it already checks.  Handle values cannot be put
- * on the command line, which is fixed before the process (and so its
- * handle table) exists; inheritance would hand them to any process another
- * thread starts meanwhile (see spawn.c). */
-#define PP__WIN_BOOT_MAGIC 0x43505050u /* "PPPC" */
+ * their values there.  Handle values cannot be put on the command line,
+ * which is fixed before the process (and so its handle table) exists, and
+ * inheriting the handles would hand them to any process another thread
+ * starts meanwhile (see spawn.c).  So they travel in a small section, the
+ * worker's "boot block", which has no name: a read-only handle to it is
+ * the one handle the worker inherits besides the null device (an
+ * inherited handle keeps its value), and that value is on the command line
+ * after the channel's name, "<channel>;<hex>".  A copy that another
+ * thread's CreateProcess took meanwhile could only read handle values
+ * that mean nothing outside the worker.  The worker reads the block and
+ * closes its handle before anything of the application runs. */
+#define PP__WIN_BOOT_MAGIC 0x44505050u /* "PPPD" */
 typedef struct pp__win_boot_s {
   uint32_t magic;
   uint32_t pid; /* the worker it was written for */
@@ -183,14 +203,6 @@ typedef struct pp__win_boot_s {
    * (to tell that it has ended). */
   uint64_t parent;
 } pp__win_boot_t;
-
-/* Writes the boot block's name for a channel pipe's name. */
-int pp__win_boot_name(const WCHAR *pipe, WCHAR name[PP__PIPE_NAME_MAX]);
-
-/* Creates the boot block of the worker whose channel is `pipe`, with the
- * pipes' security descriptor; refuses a name that exists already.  Returns
- * 0 or PP_ESPAWN. */
-int pp__win_boot_create(const WCHAR *pipe, HANDLE *section);
 
 /* Returns the full path (UTF-8, malloc'd) of the running executable. */
 int pp__exe_path(char **path);

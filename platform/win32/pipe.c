@@ -1,8 +1,8 @@
 /*
- * pipe.c - the private named objects procpool creates on Windows: the
- * security descriptor that admits only the current user, the random names,
- * and the server end of a worker's pipe.  (The byte stream on a pipe is
- * channel.c's.)
+ * pipe.c - the named pipes procpool creates on Windows: their security
+ * descriptor (the token's default DACL and its integrity label), their
+ * random names, and the server end of a worker's pipe.  (The byte stream
+ * on a pipe is channel.c's.)
  */
 #include "internal.h"
 
@@ -15,63 +15,173 @@
  * most Windows programs use and keeps small frames from blocking. */
 #define PIPE_BUFFER_SIZE 65536
 
-/* The security descriptor of every pipe: a DACL with one entry that gives
- * the current user (the process token's user, which the workers share) all
- * access.  Without it the default DACL also admits LocalSystem and the
- * Administrators group, and on some setups Everyone read access.  It is
- * built once and kept for the life of the process. */
+/* The security descriptor of every pipe: the process token's default DACL
+ * and a mandatory label at the token's integrity level that lower levels
+ * may neither read nor write through.  It is built once and kept for the
+ * life of the process.
+ *
+ * The default DACL is the one the system gives every object this process
+ * creates without a descriptor of its own, so it is made for the token:
+ * an ordinary user's admits that user and LocalSystem; an elevated
+ * administrator's admits the Administrators group (which the workers, with
+ * the same token, are in) rather than the user; an AppContainer's admits
+ * its package; and a sandbox that makes a restricted token gives it one
+ * that its restricting SIDs pass too (an access check of a restricted
+ * token needs both its normal and its restricting SIDs to be granted,
+ * which the single TokenUser entry used before never did for the
+ * latter).  So the pipes are as open as the process' other objects, never
+ * more; a NULL descriptor would not do, since the named-pipe file system
+ * then also grants Everyone and Anonymous read access.  A token without a
+ * default DACL (its objects would have none: everyone) gets the old entry
+ * for its user alone.
+ *
+ * The label: an object without one counts as medium integrity, so a
+ * process of the same user at medium integrity could open the pipes of an
+ * elevated (high) pool, its user SID being the one the DACL names.
+ * Labelled at the pool's own level with NO_WRITE_UP and NO_READ_UP, it
+ * cannot; the workers run at the pool's level.  A process may label what
+ * it creates up to its own level without any privilege.
+ *
+ * The token is the process', not the thread's: pipes are made by the
+ * pool's I/O thread, which impersonates nobody, and the workers open them
+ * with the process token they inherit. */
 static INIT_ONCE pipe_sd_once = INIT_ONCE_STATIC_INIT;
 static SECURITY_DESCRIPTOR pipe_sd;
 static SECURITY_ATTRIBUTES pipe_sa;
 
+/* One TOKEN_INFORMATION_CLASS of a token, malloc'd; NULL with
+ * GetLastError() set on failure. */
+static void *token_info(HANDLE token, TOKEN_INFORMATION_CLASS what) {
+  DWORD size = 0, error;
+  void *info;
+
+  if (GetTokenInformation(token, what, NULL, 0, &size) || size == 0) {
+    if (GetLastError() == ERROR_SUCCESS)
+      SetLastError(ERROR_INVALID_DATA);
+    return NULL;
+  }
+  info = pp__malloc(size);
+  if (info == NULL) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    return NULL;
+  }
+  if (!GetTokenInformation(token, what, info, size, &size)) {
+    error = GetLastError();
+    free(info);
+    SetLastError(error);
+    return NULL;
+  }
+  return info;
+}
+
+/* A copy of the token's default DACL, or a DACL that admits the token's
+ * user alone where it has none. */
+static ACL *pipe_dacl(HANDLE token) {
+  TOKEN_DEFAULT_DACL *dd = NULL;
+  TOKEN_USER *user = NULL;
+  ACL *acl = NULL;
+  DWORD size;
+
+  dd = token_info(token, TokenDefaultDacl);
+  if (dd == NULL)
+    return NULL;
+  if (dd->DefaultDacl != NULL) {
+    size = dd->DefaultDacl->AclSize;
+    acl = pp__malloc(size);
+    if (acl != NULL)
+      memcpy(acl, dd->DefaultDacl, size);
+    else
+      SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto cleanup;
+  }
+  user = token_info(token, TokenUser);
+  if (user == NULL)
+    goto cleanup;
+  size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) - sizeof(DWORD) +
+                 GetLengthSid(user->User.Sid));
+  acl = pp__malloc(size);
+  if (acl == NULL) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto cleanup;
+  }
+  if (!InitializeAcl(acl, size, ACL_REVISION) ||
+      !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, user->User.Sid)) {
+    free(acl);
+    acl = NULL;
+  }
+
+cleanup:
+  free(user);
+  free(dd);
+  return acl;
+}
+
+/* A SACL with the mandatory label of the token's integrity level; NULL
+ * with ERROR_SUCCESS where the token has no level (nothing to add). */
+static ACL *pipe_label(HANDLE token) {
+  TOKEN_MANDATORY_LABEL *label;
+  ACL *acl = NULL;
+  DWORD size;
+
+  label = token_info(token, TokenIntegrityLevel);
+  if (label == NULL && GetLastError() == ERROR_NOT_ENOUGH_MEMORY)
+    return NULL;
+  if (label == NULL || label->Label.Sid == NULL) {
+    free(label);
+    SetLastError(ERROR_SUCCESS);
+    return NULL;
+  }
+  size = (DWORD)(sizeof(ACL) + sizeof(SYSTEM_MANDATORY_LABEL_ACE) -
+                 sizeof(DWORD) + GetLengthSid(label->Label.Sid));
+  acl = pp__malloc(size);
+  if (acl == NULL) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+  } else if (!InitializeAcl(acl, size, ACL_REVISION) ||
+             !AddMandatoryAce(acl, ACL_REVISION, 0,
+                              SYSTEM_MANDATORY_LABEL_NO_WRITE_UP |
+                                  SYSTEM_MANDATORY_LABEL_NO_READ_UP,
+                              label->Label.Sid)) {
+    free(acl);
+    acl = NULL;
+  }
+  free(label);
+  return acl;
+}
+
 static BOOL CALLBACK init_pipe_sd(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   DWORD *error = param;
   HANDLE token = NULL;
-  TOKEN_USER *user = NULL;
-  ACL *acl = NULL;
-  DWORD size = 0;
-  DWORD acl_size;
+  ACL *dacl = NULL;
+  ACL *sacl = NULL;
   BOOL ok = FALSE;
 
   (void)once;
   (void)ctx;
   if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
     goto cleanup;
-  GetTokenInformation(token, TokenUser, NULL, 0, &size);
-  if (GetLastError() != ERROR_INSUFFICIENT_BUFFER)
+  dacl = pipe_dacl(token);
+  if (dacl == NULL)
     goto cleanup;
-  user = pp__malloc(size);
-  if (user == NULL) {
-    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+  sacl = pipe_label(token);
+  if (sacl == NULL && GetLastError() != ERROR_SUCCESS)
     goto cleanup;
-  }
-  if (!GetTokenInformation(token, TokenUser, user, size, &size))
-    goto cleanup;
-  acl_size = (DWORD)(sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) - sizeof(DWORD) +
-                     GetLengthSid(user->User.Sid));
-  acl = pp__malloc(acl_size);
-  if (acl == NULL) {
-    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
-    goto cleanup;
-  }
-  if (!InitializeAcl(acl, acl_size, ACL_REVISION) ||
-      !AddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, user->User.Sid) ||
-      !InitializeSecurityDescriptor(&pipe_sd, SECURITY_DESCRIPTOR_REVISION) ||
-      !SetSecurityDescriptorDacl(&pipe_sd, TRUE, acl, FALSE))
+  if (!InitializeSecurityDescriptor(&pipe_sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !SetSecurityDescriptorDacl(&pipe_sd, TRUE, dacl, FALSE) ||
+      (sacl != NULL && !SetSecurityDescriptorSacl(&pipe_sd, TRUE, sacl, FALSE)))
     goto cleanup;
   pipe_sa.nLength = sizeof(pipe_sa);
   pipe_sa.lpSecurityDescriptor = &pipe_sd;
   pipe_sa.bInheritHandle = FALSE;
-  /* The descriptor points at `acl`, which therefore lives as long as the
-   * process.  The ACE holds a copy of the SID, so `user` can go. */
-  acl = NULL;
+  /* The descriptor points at both lists, which therefore live as long as
+   * the process. */
+  dacl = sacl = NULL;
   ok = TRUE;
 
 cleanup:
   if (!ok)
     *error = GetLastError();
-  free(acl);
-  free(user);
+  free(sacl);
+  free(dacl);
   if (token != NULL)
     CloseHandle(token);
   return ok;
@@ -139,48 +249,5 @@ int pp__win_pipe_server(DWORD access, WCHAR name[PP__PIPE_NAME_MAX],
     return pp__os_fail(PP_EIO, "CreateNamedPipeW: %s",
                        pp__win_strerror(GetLastError(), why, sizeof(why)));
   *server = h;
-  return 0;
-}
-
-int pp__win_boot_name(const WCHAR *pipe, WCHAR name[PP__PIPE_NAME_MAX]) {
-  static const WCHAR pipe_dir[] = L"\\\\.\\pipe\\";
-  static const WCHAR local[] = L"Local\\";
-  size_t skip = sizeof(pipe_dir) / sizeof(WCHAR) - 1;
-  size_t len = wcslen(pipe);
-  if (len <= skip || wcsncmp(pipe, pipe_dir, skip) != 0 ||
-      len - skip + wcslen(local) >= PP__PIPE_NAME_MAX)
-    return pp__os_fail(PP_EINVAL, "not a procpool pipe name");
-  wcscpy(name, local);
-  wcscat(name, pipe + skip);
-  return 0;
-}
-
-int pp__win_boot_create(const WCHAR *pipe, HANDLE *section) {
-  WCHAR name[PP__PIPE_NAME_MAX];
-  DWORD error = 0;
-  HANDLE h;
-  char why[160];
-  int status;
-
-  *section = NULL;
-  status = pp__win_boot_name(pipe, name);
-  if (status != 0)
-    return status;
-  if (!InitOnceExecuteOnce(&pipe_sd_once, init_pipe_sd, &error, NULL))
-    return pp__os_fail(PP_ESPAWN,
-                       "cannot build the pipe security descriptor: %s",
-                       pp__win_strerror(error, why, sizeof(why)));
-  h = CreateFileMappingW(INVALID_HANDLE_VALUE, &pipe_sa, PAGE_READWRITE, 0,
-                         (DWORD)sizeof(pp__win_boot_t), name);
-  if (h == NULL)
-    return pp__os_fail(PP_ESPAWN, "CreateFileMappingW(boot block): %s",
-                       pp__win_strerror(GetLastError(), why, sizeof(why)));
-  /* The name is random; a section that exists already is someone else's,
-   * and its contents are not ours to trust or to overwrite. */
-  if (GetLastError() == ERROR_ALREADY_EXISTS) {
-    CloseHandle(h);
-    return pp__os_fail(PP_ESPAWN, "the boot block's name is taken");
-  }
-  *section = h;
   return 0;
 }

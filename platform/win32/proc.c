@@ -159,8 +159,6 @@ int pp__proc_kill(pp__proc_t *proc) {
 void pp__proc_abandon(pp__proc_t *proc) {
   if (proc == NULL)
     return;
-  if (proc->boot != NULL)
-    CloseHandle(proc->boot);
   CloseHandle(proc->process);
   free(proc);
 }
@@ -172,8 +170,6 @@ void pp__proc_free(pp__proc_t *proc) {
     pp__proc_kill(proc);
     WaitForSingleObject(proc->process, INFINITE);
   }
-  if (proc->boot != NULL)
-    CloseHandle(proc->boot);
   CloseHandle(proc->process);
   free(proc);
 }

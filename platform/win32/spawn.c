@@ -3,13 +3,15 @@
  * killing them is proc.c's).
  *
  * A worker is the executable started again with CreateProcessW.  It is
- * created suspended, put into the pool's kill-on-close job object, and only
- * then resumed, so it cannot run (or start processes of its own) outside
- * the job.  It inherits one handle, named in a
+ * created suspended in the pool's kill-on-close job object (born in it
+ * where the system can, else put into it before it runs; see job_way), and
+ * only then resumed, so it cannot run (or start processes of its own)
+ * outside the job.  It inherits two handles, named in a
  * PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the null device, as its stdin, stdout
- * and stderr until it starts.  Its channel and its stdout and stderr pipes
- * are not inherited: the worker opens the named pipes given on its command
- * line (stdout and stderr before main() runs, see system.c).  So no handle
+ * and stderr until it starts, and a read-only one to its unnamed boot
+ * block (internal.h).  Its channel and its stdout and stderr pipes are not
+ * inherited: the worker opens the named pipes given on its command line
+ * (stdout and stderr before main() runs, see system.c).  So no handle
  * that matters is ever inheritable in this process, and a CreateProcess
  * with inheritance in another thread of the application (system(), _popen,
  * a library) cannot take a copy that would keep a worker's pipe open.
@@ -119,9 +121,37 @@ cleanup:
  * exception filter. */
 static INIT_ONCE job_once = INIT_ONCE_STATIC_INIT;
 static HANDLE job_handle;
-/* Set once AssignProcessToJobObject has shown that jobs do not nest here;
- * later spawns then break away at once instead of trying twice. */
-static volatile LONG job_needs_breakaway;
+
+/* How a worker gets into the job, from the best way down; job_way holds
+ * the first way that has worked here, so that later spawns begin with it
+ * instead of failing the better ones again.
+ *
+ * JOB_BORN: created in it, with PROC_THREAD_ATTRIBUTE_JOB_LIST (Windows 10
+ * and Wine).  There is no moment when the worker is outside the job: if
+ * this process dies right after CreateProcessW, the job's end kills the
+ * suspended worker too.
+ * JOB_ASSIGN: created suspended, then AssignProcessToJobObject, as before
+ * Windows 10; a worker whose parent dies between the two stays suspended
+ * outside any job for ever.
+ * JOB_BREAKAWAY: the same with CREATE_BREAKAWAY_FROM_JOB, for Windows 7 in
+ * a job of its own, which cannot nest ours (the outer job must allow it).
+ * JOB_NONE: the last resort, when this process is in a job that neither
+ * nests ours nor lets workers break away (on Windows 8 and later a job
+ * with UI limits).  The worker is in no job of ours; it still ends with
+ * this process (its watch on it, worker.c, and its channel), but what its
+ * tasks start may outlive the program.  The first spawn that comes to it
+ * says so in one log line (pp__spawned_t.note), once per process. */
+enum { JOB_BORN, JOB_ASSIGN, JOB_BREAKAWAY, JOB_NONE };
+static volatile LONG job_way = JOB_BORN;
+static volatile LONG job_none_noted;
+
+/* PROC_THREAD_ATTRIBUTE_JOB_LIST, ProcThreadAttributeValue(13, FALSE,
+ * TRUE, FALSE): the SDK and mingw-w64 define it only for _WIN32_WINNT
+ * 0x0A00, and this file is built for Windows 7, where
+ * UpdateProcThreadAttribute refuses it (JOB_ASSIGN then). */
+#ifndef PROC_THREAD_ATTRIBUTE_JOB_LIST
+#define PROC_THREAD_ATTRIBUTE_JOB_LIST 0x0002000D
+#endif
 
 static BOOL CALLBACK init_job(PINIT_ONCE once, PVOID param, PVOID *ctx) {
   JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
@@ -162,6 +192,71 @@ static int get_job(HANDLE *job) {
   return 0;
 }
 
+/* ---- the current directory ------------------------------------------- */
+
+/* The directory a worker starts in: ours, which CreateProcessW gives it
+ * when lpCurrentDirectory is NULL, as *dir then is.  But CreateProcessW
+ * starts nothing while the current directory is more than MAX_PATH - 2
+ * characters long ("The directory name is invalid", or
+ * ERROR_INVALID_NAME), which a long-path-aware program can make it
+ * (libuv#4684, MicrosoftDocs/sdk-api#1709).  Such a directory is given by
+ * its short (8.3) name: the same directory, so that a task's relative
+ * paths mean what they mean in the parent; only the name a task reads
+ * from GetCurrentDirectoryW differs.  Where it has no short name that fits
+ * (short names are off on its volume), no worker can start there, and the
+ * error says so: a worker started in some other directory would give
+ * relative paths another meaning without a word. */
+static int worker_dir(WCHAR **dir) {
+  WCHAR *cwd = NULL, *brief = NULL;
+  char *cwd_utf8 = NULL;
+  DWORD n, m;
+  char why[160];
+  int status;
+
+  *dir = NULL;
+  /* The size with the NUL. */
+  n = GetCurrentDirectoryW(0, NULL);
+  if (n == 0)
+    return pp__os_fail(PP_ESPAWN, "GetCurrentDirectoryW: %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (n - 1 <= MAX_PATH - 2)
+    return 0;
+  cwd = pp__malloc((size_t)n * sizeof(WCHAR));
+  if (cwd == NULL)
+    return pp__os_fail(PP_ENOMEM, "out of memory for the current directory");
+  m = GetCurrentDirectoryW(n, cwd);
+  if (m == 0 || m >= n) {
+    status = pp__os_fail(PP_ESPAWN,
+                         "the current directory changed while a worker was "
+                         "being started");
+    goto cleanup;
+  }
+  status = pp__win_short_path(cwd, &brief);
+  if (status != 0)
+    goto cleanup;
+  pp__win_path_plain(brief);
+  if (wcslen(brief) > MAX_PATH - 2) {
+    pp__win_wide_to_utf8(cwd, &cwd_utf8);
+    status = pp__os_fail(
+        PP_ESPAWN,
+        "the current directory is %lu characters long, and Windows starts no "
+        "process in a directory of more than %d characters; it has no short "
+        "(8.3) name that fits either: make a shorter directory current "
+        "before workers start (the directory: %s)",
+        (unsigned long)(n - 1), MAX_PATH - 2,
+        cwd_utf8 != NULL ? cwd_utf8 : "?");
+    goto cleanup;
+  }
+  *dir = brief;
+  brief = NULL;
+
+cleanup:
+  free(cwd_utf8);
+  free(brief);
+  free(cwd);
+  return status;
+}
+
 /* ---- starting a worker ------------------------------------------------ */
 
 /* The error mode a new process starts with is its parent's (unless
@@ -176,7 +271,7 @@ static int get_job(HANDLE *job) {
 static SRWLOCK error_mode_lock = SRWLOCK_INIT;
 
 static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
-                           WCHAR *env, STARTUPINFOEXW *si,
+                           WCHAR *env, const WCHAR *dir, STARTUPINFOEXW *si,
                            PROCESS_INFORMATION *pi) {
   UINT old, quiet;
   DWORD error;
@@ -188,7 +283,7 @@ static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
           SEM_NOOPENFILEERRORBOX;
   if (quiet != old)
     SetErrorMode(quiet);
-  ok = CreateProcessW(exe, line, NULL, NULL, TRUE, flags, env, NULL,
+  ok = CreateProcessW(exe, line, NULL, NULL, TRUE, flags, env, dir,
                       &si->StartupInfo, pi);
   error = GetLastError();
   if (quiet != old && GetErrorMode() == quiet)
@@ -198,65 +293,161 @@ static BOOL create_quietly(const WCHAR *exe, WCHAR *line, DWORD flags,
   return ok;
 }
 
-/* Creates the process suspended and puts it into the job.  If the job
- * cannot take it because this process is itself in a job and the system
- * cannot nest jobs (Windows 7), the process is ended and created again
- * with CREATE_BREAKAWAY_FROM_JOB, so that it starts outside the job we are
- * in (which must allow that) and can join ours. */
-static int start_in_job(const WCHAR *exe, const WCHAR *cmdline,
-                        WCHAR *env, STARTUPINFOEXW *si, HANDLE job,
-                        PROCESS_INFORMATION *pi) {
+/* An attribute list with the handle list `handles` and, if `job` is not
+ * NULL, the job list {job}.  Returns 0, PP_ENOMEM, PP_ESPAWN, or 1 when
+ * the system does not take a job list (before Windows 10). */
+static int attrs_new(HANDLE *handles, DWORD nhandles, HANDLE *job,
+                     LPPROC_THREAD_ATTRIBUTE_LIST *out) {
+  LPPROC_THREAD_ATTRIBUTE_LIST list;
+  SIZE_T size = 0;
+  DWORD count = job != NULL ? 2 : 1;
+  char why[160];
+  int status = 0;
+
+  *out = NULL;
+  InitializeProcThreadAttributeList(NULL, count, 0, &size);
+  list = pp__malloc(size);
+  if (list == NULL)
+    return pp__os_fail(PP_ENOMEM, "out of memory for the attribute list");
+  if (!InitializeProcThreadAttributeList(list, count, 0, &size)) {
+    status = pp__os_fail(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+    free(list);
+    return status;
+  }
+  if (!UpdateProcThreadAttribute(list, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+                                 handles, nhandles * sizeof(HANDLE), NULL,
+                                 NULL))
+    status = pp__os_fail(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
+                         pp__win_strerror(GetLastError(), why, sizeof(why)));
+  else if (job != NULL &&
+           !UpdateProcThreadAttribute(list, 0, PROC_THREAD_ATTRIBUTE_JOB_LIST,
+                                      job, sizeof(HANDLE), NULL, NULL))
+    status = 1;
+  if (status != 0) {
+    DeleteProcThreadAttributeList(list);
+    free(list);
+    return status;
+  }
+  *out = list;
+  return 0;
+}
+
+static void attrs_free(LPPROC_THREAD_ATTRIBUTE_LIST list) {
+  if (list == NULL)
+    return;
+  DeleteProcThreadAttributeList(list);
+  free(list);
+}
+
+/* Creates the worker suspended, in the job the best way that works here
+ * (see job_way): each way that the system refuses for the job's sake
+ * (ERROR_ACCESS_DENIED from AssignProcessToJobObject or from a breakaway;
+ * any failure of CreateProcessW with the job list, which the next way then
+ * tries without it) falls to the next, and a failure of another kind is
+ * the spawn's.  `handles` is the handle list: whatever other threads have
+ * made inheritable meanwhile, only these reach the worker (bInheritHandles
+ * is TRUE).  Writes a sentence to `note` when the worker is outside the
+ * job for the first time in this process. */
+static int start_in_job(const WCHAR *exe, const WCHAR *cmdline, WCHAR *env,
+                        const WCHAR *dir, STARTUPINFOEXW *si, HANDLE *handles,
+                        DWORD nhandles, HANDLE job, PROCESS_INFORMATION *pi,
+                        char *note, size_t note_cap) {
   DWORD flags = CREATE_SUSPENDED | CREATE_NO_WINDOW |
                 CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
-  DWORD breakaway;
   DWORD error;
   WCHAR *line = NULL;
   size_t len = wcslen(cmdline) + 1;
-  char why[160];
+  char why[160], refused[200] = "";
   char *exe_utf8 = NULL;
+  LONG way = job_way;
   int status;
-  int attempt;
   BOOL ok;
 
   memset(pi, 0, sizeof(*pi));
+  si->lpAttributeList = NULL;
   line = pp__malloc(len * sizeof(WCHAR));
   if (line == NULL)
     return pp__os_fail(PP_ENOMEM, "out of memory for the command line");
-  for (attempt = 0;; attempt++) {
-    breakaway = job_needs_breakaway ? CREATE_BREAKAWAY_FROM_JOB : 0;
+  for (;;) {
+    attrs_free(si->lpAttributeList);
+    si->lpAttributeList = NULL;
+    status = attrs_new(handles, nhandles, way == JOB_BORN ? &job : NULL,
+                       &si->lpAttributeList);
+    if (status == 1) {
+      way = JOB_ASSIGN;
+      continue;
+    }
+    if (status != 0)
+      goto cleanup;
     /* A fresh copy each time, since CreateProcessW may write to it. */
     memcpy(line, cmdline, len * sizeof(WCHAR));
-    /* bInheritHandles is TRUE, but the handle list in `si` limits what is
-     * inherited to the standard handles, whatever other threads have made
-     * inheritable in the meantime. */
-    ok = create_quietly(exe, line, flags | breakaway, env, si, pi);
+    /* Fault injection (PROCPOOL_FAULT_SITE=pp__win_job): the system
+     * refuses the job, each way in turn. */
+    if (way == JOB_BORN && PP__FAULT_HIT("pp__win_job")) {
+      ok = FALSE;
+      SetLastError(ERROR_ACCESS_DENIED);
+    } else {
+      ok = create_quietly(
+          exe, line,
+          flags | (way == JOB_BREAKAWAY ? CREATE_BREAKAWAY_FROM_JOB : 0), env,
+          dir, si, pi);
+    }
     if (!ok) {
       error = GetLastError();
+      if (way == JOB_BORN ||
+          (way == JOB_BREAKAWAY && error == ERROR_ACCESS_DENIED)) {
+        pp__format(refused, sizeof(refused), "%s: %s",
+                   way == JOB_BORN ? "CreateProcessW with the job list"
+                                   : "CREATE_BREAKAWAY_FROM_JOB",
+                   pp__win_strerror(error, why, sizeof(why)));
+        way++;
+        continue;
+      }
       pp__win_wide_to_utf8(exe, &exe_utf8);
       status = pp__os_fail(PP_ESPAWN, "CreateProcessW(\"%s\"): %s",
                            exe_utf8 != NULL ? exe_utf8 : "?",
                            pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
-    if (AssignProcessToJobObject(job, pi->hProcess)) {
-      status = 0;
-      goto cleanup;
-    }
-    error = GetLastError();
+    if (way == JOB_BORN || way == JOB_NONE)
+      break;
+    if (PP__FAULT_HIT("pp__win_job"))
+      error = ERROR_ACCESS_DENIED;
+    else if (AssignProcessToJobObject(job, pi->hProcess))
+      break;
+    else
+      error = GetLastError();
     TerminateProcess(pi->hProcess, PP__KILLED_EXIT_CODE);
     WaitForSingleObject(pi->hProcess, INFINITE);
     CloseHandle(pi->hThread);
     CloseHandle(pi->hProcess);
     memset(pi, 0, sizeof(*pi));
-    if (error != ERROR_ACCESS_DENIED || breakaway != 0 || attempt > 0) {
+    if (error != ERROR_ACCESS_DENIED) {
       status = pp__os_fail(PP_ESPAWN, "AssignProcessToJobObject: %s",
                            pp__win_strerror(error, why, sizeof(why)));
       goto cleanup;
     }
-    InterlockedExchange(&job_needs_breakaway, 1);
+    pp__format(refused, sizeof(refused), "AssignProcessToJobObject: %s",
+               pp__win_strerror(error, why, sizeof(why)));
+    way++;
   }
+  status = 0;
+  /* Later spawns begin with the way that worked (never a better one: a way
+   * refused once is refused for good, as this process' job stays). */
+  if (way > job_way)
+    InterlockedExchange(&job_way, way);
+  if (way == JOB_NONE && InterlockedExchange(&job_none_noted, 1) == 0)
+    pp__format(note, note_cap,
+               "procpool: workers run outside the pool's job object, since "
+               "this process is in a job that neither nests it nor lets "
+               "them break away (%s); they still end with this process, but "
+               "processes their tasks start may outlive it",
+               refused);
 
 cleanup:
+  attrs_free(si->lpAttributeList);
+  si->lpAttributeList = NULL;
   free(exe_utf8);
   free(line);
   return status;
@@ -341,6 +532,30 @@ static int give(HANDLE worker, HANDLE h, DWORD rights, uint64_t *value) {
   return 0;
 }
 
+/* Creates a worker's boot block (see internal.h): the section, with a
+ * handle to write it, and a read-only, inheritable copy of that handle for
+ * the handle list. */
+static int boot_create(HANDLE *boot, HANDLE *inherited) {
+  HANDLE self = GetCurrentProcess();
+  char why[160];
+
+  *inherited = NULL;
+  *boot = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0,
+                             (DWORD)sizeof(pp__win_boot_t), NULL);
+  if (*boot == NULL)
+    return pp__os_fail(pp__win_status(GetLastError(), PP_ESPAWN),
+                       "CreateFileMappingW(boot block): %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  if (!DuplicateHandle(self, *boot, self, inherited, FILE_MAP_READ, TRUE, 0)) {
+    *inherited = NULL;
+    CloseHandle(*boot);
+    *boot = NULL;
+    return pp__os_fail(PP_ESPAWN, "DuplicateHandle(boot block): %s",
+                       pp__win_strerror(GetLastError(), why, sizeof(why)));
+  }
+  return 0;
+}
+
 /* Fills the boot block of a worker that is created but not yet running:
  * the parent pushes each handle into it, so that no handle of ours is ever
  * inheritable (another thread's CreateProcess could take it), and a handle
@@ -397,14 +612,15 @@ static int write_boot(HANDLE boot, const PROCESS_INFORMATION *pi,
 }
 
 int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
-  WCHAR spec[3 * PP__PIPE_NAME_MAX + 4];
-  WCHAR chan_name[PP__PIPE_NAME_MAX];
+  /* Three pipe names, the boot block's handle value and separators. */
+  WCHAR spec[3 * PP__PIPE_NAME_MAX + 24];
   WCHAR name[PP__PIPE_NAME_MAX];
   HANDLE boot = NULL;
+  HANDLE boot_inherited = NULL;
   SECURITY_ATTRIBUTES inherit;
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
-  HANDLE handles[3];
+  HANDLE handles[4];
   DWORD nhandles = 0;
   HANDLE job = NULL;
   HANDLE out_client = INVALID_HANDLE_VALUE;
@@ -413,8 +629,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   const WCHAR *exe;
   WCHAR *cmdline = NULL;
   WCHAR *env = NULL;
-  SIZE_T attr_size = 0;
-  int attr_ready = 0;
+  WCHAR *dir = NULL;
   pp__proc_t *p = NULL;
   pp__chan_t *c = NULL;
   pp__chan_t *o = NULL;
@@ -432,6 +647,8 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   exe = req->image->wide;
 
   status = get_job(&job);
+  if (status == 0)
+    status = worker_dir(&dir);
   if (status != 0)
     goto cleanup;
   status = worker_env(req->token, &env);
@@ -442,16 +659,21 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
    * finishes (and checks) its connection when it is first used, so that
    * waiting for a worker's start stays the core's, with its time limit
    * and its way out. */
-  status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
-                       &c, chan_name);
-  if (status == 0 && !req->inherit_output)
+  status = boot_create(&boot, &boot_inherited);
+  if (status == 0)
+    status = listen_pipe(PIPE_ACCESS_DUPLEX, spec, sizeof(spec) / sizeof(WCHAR),
+                         &c, name);
+  if (status != 0)
+    goto cleanup;
+  /* The boot block's value follows the channel's name (internal.h). */
+  swprintf(spec + wcslen(spec), sizeof(spec) / sizeof(WCHAR) - wcslen(spec),
+           L";%llx", (unsigned long long)(uintptr_t)boot_inherited);
+  if (!req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
                          sizeof(spec) / sizeof(WCHAR), &o, name);
   if (status == 0 && !req->inherit_output)
     status = listen_pipe(PIPE_ACCESS_INBOUND, spec,
                          sizeof(spec) / sizeof(WCHAR), &e, name);
-  if (status == 0)
-    status = pp__win_boot_create(chan_name, &boot);
   if (status != 0)
     goto cleanup;
   status = pp__win_build_cmdline(exe, spec, req, &cmdline);
@@ -482,32 +704,13 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
 
   /* The handle list: only these handles reach the worker. */
   handles[nhandles++] = null_dev;
+  handles[nhandles++] = boot_inherited;
   if (out_client != INVALID_HANDLE_VALUE &&
       !is_console_pseudo_handle(out_client))
     handles[nhandles++] = out_client;
   if (err_client != INVALID_HANDLE_VALUE &&
       !is_console_pseudo_handle(err_client))
     handles[nhandles++] = err_client;
-  InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
-  si.lpAttributeList = pp__malloc(attr_size);
-  if (si.lpAttributeList == NULL) {
-    status = pp__os_fail(PP_ENOMEM, "out of memory for the attribute list");
-    goto cleanup;
-  }
-  if (!InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0,
-                                         &attr_size)) {
-    status = pp__os_fail(PP_ESPAWN, "InitializeProcThreadAttributeList: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
-  attr_ready = 1;
-  if (!UpdateProcThreadAttribute(si.lpAttributeList, 0,
-                                 PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles,
-                                 nhandles * sizeof(HANDLE), NULL, NULL)) {
-    status = pp__os_fail(PP_ESPAWN, "UpdateProcThreadAttribute: %s",
-                         pp__win_strerror(GetLastError(), why, sizeof(why)));
-    goto cleanup;
-  }
   si.StartupInfo.cb = sizeof(si);
   /* STARTF_FORCEOFFFEEDBACK: no "app starting" cursor in a GUI parent for
    * each worker that starts. */
@@ -516,11 +719,21 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   si.StartupInfo.hStdOutput = req->inherit_output ? out_client : null_dev;
   si.StartupInfo.hStdError = req->inherit_output ? err_client : null_dev;
 
-  status = start_in_job(exe, cmdline, env, &si, job, &pi);
+  /* The command line keeps the path as it was given: with
+   * lpApplicationName set, its first argument is only text. */
+  status = start_in_job(req->image->launch != NULL ? req->image->launch : exe,
+                        cmdline, env, dir, &si, handles, nhandles, job, &pi,
+                        spawned->note, sizeof(spawned->note));
+  /* The worker has its own copy now (or none: it was not created). */
+  CloseHandle(boot_inherited);
+  boot_inherited = NULL;
   if (status == 0)
     status = write_boot(boot, &pi, req, o, e);
   if (status != 0)
     goto cleanup;
+  /* The worker's copy keeps the block until it has read it. */
+  CloseHandle(boot);
+  boot = NULL;
   if (ResumeThread(pi.hThread) == (DWORD)-1) {
     status = pp__os_fail(PP_ESPAWN, "ResumeThread: %s",
                          pp__win_strerror(GetLastError(), why, sizeof(why)));
@@ -541,9 +754,7 @@ int pp__spawn(const pp__spawn_req_t *req, pp__spawned_t *spawned) {
   }
   p->process = pi.hProcess;
   p->pid = pi.dwProcessId;
-  p->boot = boot;
   pi.hProcess = NULL;
-  boot = NULL;
   /* Only this process may be the pipes' client, and reads of its stdout
    * and stderr end once it has ended (after what it wrote). */
   pp__chan_bind_proc(c, p);
@@ -569,9 +780,6 @@ cleanup:
   }
   if (pi.hThread != NULL)
     CloseHandle(pi.hThread);
-  if (attr_ready)
-    DeleteProcThreadAttributeList(si.lpAttributeList);
-  free(si.lpAttributeList);
   free(p);
   pp__chan_close(c);
   pp__chan_close(o);
@@ -582,9 +790,12 @@ cleanup:
     CloseHandle(err_client);
   if (out_client != INVALID_HANDLE_VALUE)
     CloseHandle(out_client);
+  if (boot_inherited != NULL)
+    CloseHandle(boot_inherited);
   if (boot != NULL)
     CloseHandle(boot);
   free(cmdline);
   free(env);
+  free(dir);
   return status;
 }

@@ -131,19 +131,23 @@ static DWORD WINAPI watch_parent(LPVOID arg) {
   return 0;
 }
 
-/* Copies the pipe name at the start of `spec` (up to ':' or the end) into
- * `name`, after checking that it is one of ours: a worker must not open
- * whatever path its command line names. */
-static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
+/* Copies the pipe name at the start of `spec` (up to ';') into `name`,
+ * after checking that it is one of ours (a worker must not open whatever
+ * path its command line names), and reads the boot block's handle value
+ * that follows it (";<hex>", internal.h) into *boot. */
+static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX],
+                      uint64_t *boot) {
   static const char prefix[] = PP__PIPE_PREFIX;
   size_t plen = sizeof(prefix) - 1;
+  uint64_t value = 0;
   size_t len;
   size_t i;
   char c;
 
+  *boot = 0;
   if (spec == NULL)
     return pp__os_fail(PP_EINVAL, "no worker channel given");
-  len = strcspn(spec, ":,");
+  len = strcspn(spec, ":,;");
   if (len <= plen || len >= PP__PIPE_NAME_MAX ||
       strncmp(spec, prefix, plen) != 0)
     return pp__os_fail(PP_EINVAL, "\"%.*s\" is not a procpool pipe name",
@@ -157,6 +161,19 @@ static int parse_spec(const char *spec, WCHAR name[PP__PIPE_NAME_MAX]) {
     name[i] = (WCHAR)(unsigned char)c;
   }
   name[len] = L'\0';
+  if (spec[len] != ';')
+    return pp__os_fail(PP_EINVAL, "no boot block after the channel %.*s",
+                       (int)len, spec);
+  for (i = len + 1; (c = spec[i]) != '\0' && c != ',' && c != ':'; i++) {
+    if (i - len > 16 || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return pp__os_fail(PP_EINVAL, "a malformed boot block handle after "
+                                    "the channel");
+    value = value << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  if (value == 0)
+    return pp__os_fail(PP_EINVAL, "no boot block handle after the channel");
+  /* Only a whole value: the caller closes it whatever happens next. */
+  *boot = value;
   return 0;
 }
 
@@ -178,7 +195,7 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
       break;
     if (GetLastError() != ERROR_PIPE_BUSY || GetTickCount64() >= deadline)
       return pp__os_fail(PP_EIO, "opening the channel %.*s: %s",
-                         (int)strcspn(spec, ":,"), spec,
+                         (int)strcspn(spec, ":,;"), spec,
                          pp__win_strerror(GetLastError(), why, sizeof(why)));
     WaitNamedPipeW(name, 100);
   }
@@ -187,27 +204,24 @@ static int open_pipe(const WCHAR *name, const char *spec, HANDLE *pipe) {
 }
 
 /* Reads the boot block the parent wrote for this worker (see internal.h):
- * the values of the handles it put into this process. */
-static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
-  WCHAR name[PP__PIPE_NAME_MAX];
-  HANDLE section = NULL;
-  void *view = NULL;
+ * the values of the handles it put into this process.  The block's handle
+ * was inherited, and so is inheritable here: it is closed in any case,
+ * before a task could start a process that would take it. */
+static int read_boot(uint64_t value, pp__win_boot_t *b) {
+  HANDLE section = (HANDLE)(uintptr_t)value;
+  void *view;
   char why[160];
-  int status;
+  int status = 0;
 
   memset(b, 0, sizeof(*b));
-  status = pp__win_boot_name(pipe, name);
-  if (status != 0)
-    return status;
-  section = OpenFileMappingW(FILE_MAP_READ, FALSE, name);
-  if (section != NULL)
-    view = MapViewOfFile(section, FILE_MAP_READ, 0, 0, sizeof(*b));
+  view = MapViewOfFile(section, FILE_MAP_READ, 0, 0, sizeof(*b));
   if (view == NULL) {
-    status = pp__os_fail(PP_EIO, "opening the boot block: %s",
+    status = pp__os_fail(PP_EIO, "mapping the boot block: %s",
                          pp__win_strerror(GetLastError(), why, sizeof(why)));
     goto cleanup;
   }
   memcpy(b, view, sizeof(*b));
+  UnmapViewOfFile(view);
   /* Written for this very process, before it ran. */
   if (b->magic != PP__WIN_BOOT_MAGIC || b->pid != GetCurrentProcessId() ||
       b->shm == 0 || b->wake_worker == 0 || b->wake_parent == 0 ||
@@ -215,10 +229,7 @@ static int read_boot(const WCHAR *pipe, pp__win_boot_t *b) {
     status = pp__os_fail(PP_EIO, "the boot block is not this worker's");
 
 cleanup:
-  if (view != NULL)
-    UnmapViewOfFile(view);
-  if (section != NULL)
-    CloseHandle(section);
+  CloseHandle(section);
   return status;
 }
 
@@ -272,6 +283,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
                       pp__attached_t *at) {
   WCHAR name[PP__PIPE_NAME_MAX];
   pp__win_boot_t boot;
+  uint64_t boot_value = 0;
   HANDLE pipe = INVALID_HANDLE_VALUE;
   HANDLE parent = NULL;
   HANDLE watched = NULL;
@@ -290,7 +302,7 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   /* First, so that a crash anywhere after this point is reported quietly
    * by exit code. */
   quiet_crashes();
-  status = parse_spec(spec, name);
+  status = parse_spec(spec, name, &boot_value);
   if (status != 0)
     goto cleanup;
   if (parent_pid > 0xFFFFFFFFLL) {
@@ -327,7 +339,8 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
     if (parent == NULL)
       parent = OpenProcess(SYNCHRONIZE, FALSE, server);
   }
-  status = read_boot(name, &boot);
+  status = read_boot(boot_value, &boot);
+  boot_value = 0;
   if (status == 0)
     status = take_boot(&boot, at);
   if (status != 0)
@@ -361,6 +374,9 @@ int pp__worker_attach(const char *spec, int64_t parent_pid, unsigned flags,
   }
 
 cleanup:
+  /* Not read (an earlier step failed): closed all the same. */
+  if (boot_value != 0)
+    CloseHandle((HANDLE)(uintptr_t)boot_value);
   if (pipe != INVALID_HANDLE_VALUE)
     CloseHandle(pipe);
   if (parent != NULL)
