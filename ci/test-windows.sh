@@ -15,7 +15,9 @@
 #      arguments; MSVC, clang-cl and MSYS2 UCRT64 builds use the UCRT):
 #      the gcc specs are rewritten to link libucrt.a, and ci/ucrt-shim.c
 #      bridges the msvcrt-built APR and CMocka;
-#   5. clang for mingw checks that the sources compile without warnings
+#   5. a fault-injection build of test_fault (PROCPOOL_FAULT) runs the
+#      Windows-only injected failures (the job object refused);
+#   6. clang for mingw checks that the sources compile without warnings
 #      there too (llvm-mingw, MSYS2 CLANG64), and clang's MSVC target that
 #      the library, the worker host and the tests pass MSVC's /W4 /WX as
 #      nearly as a machine without MSVC can tell (unreachable code, a char
@@ -86,6 +88,18 @@ if x86_64-w64-mingw32-objdump -p "$ucrt/tests/test_pool.exe" | grep -qi 'msvcrt\
 fi
 ctest --test-dir "$ucrt" --output-on-failure -j1 --timeout 1800 \
       -R "^($(echo $ucrt_tests | tr ' ' '|'))\$"
+
+step "fault injection build (test_fault under Wine)"
+# The failures only injection reaches on Windows (the job object refused
+# every way, or its job list alone) and the portable fault cases, in a
+# PROCPOOL_FAULT build of the library and test_fault only (~30 s).
+fault=${PROCPOOL_BUILD_DIR:-$repo/build-ci}/windows-fault
+cmake -S "$repo" -B "$fault" -DCMAKE_TOOLCHAIN_FILE="$repo/ci/mingw-w64.cmake" \
+      -DWINDEPS="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPROCPOOL_DEVELOP=ON -DPROCPOOL_TEST_TIMEOUT_MULTIPLIER=4 \
+      -DPROCPOOL_FAULT=ON -DPROCPOOL_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$fault" -j"$(nproc)" --target test_fault
+ctest --test-dir "$fault" --output-on-failure -j1 --timeout 1800 -R '^test_fault$'
 
 step "clang for mingw and in MSVC mode: the sources compile without warnings"
 # The container has no clang unless it is asked for (build-win-deps.sh
