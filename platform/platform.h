@@ -548,7 +548,10 @@ int pp__stdio_is_terminal(FILE *fp);
 int pp__stdio_trylock(FILE *fp);
 void pp__stdio_unlock(FILE *fp);
 /* From a crash handler: writes what a fully buffered stream, whose buffer
- * is `buf`, holds to its descriptor, with nothing but a system call. */
+ * is `buf`, holds to its descriptor, with nothing but a system call.  With
+ * `buf` NULL, the stream was set by pp__stdio_stream(): Windows writes what
+ * the C runtime's own buffer holds (read from its fields, then emptied),
+ * POSIX nothing (its stream is line-buffered; a partial line is lost). */
 void pp__stdio_salvage(FILE *fp, const char *buf);
 /* Sets stdout so that the lines a task prints reach the parent while it
  * runs, and stderr unbuffered; for workers whose output is inherited, or

@@ -293,7 +293,7 @@ void pp__stdio_unlock(FILE *fp) {
 }
 
 void pp__stdio_salvage(FILE *fp, const char *buf) {
-  int n = pp__stdio_pending(fp);
+  int n = buf != NULL ? pp__stdio_pending(fp) : 0;
   if (n > 0) {
     ssize_t r = write(fileno(fp), buf, (size_t)n);
     (void)r;

@@ -175,6 +175,10 @@ HANDLE pp__win_wake_handle(const pp__wake_t *wake);
 
 /* ---- the boot block (spawn.c, worker.c) ---- */
 
+/* The size of the C runtime's buffer that stdout streams through in a
+ * worker (pp__stdio_stream), and the most pp__stdio_salvage writes. */
+#define PP__STDIO_STREAM_BUF 4096
+
 /* What a worker needs besides its pipes: the handles the parent put into
  * it (DuplicateHandle into the suspended process, before it runs), by
  * their values there.  Handle values cannot be put on the command line,

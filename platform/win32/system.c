@@ -253,10 +253,54 @@ void pp__stdio_unlock(FILE *fp) {
   (void)fp;
 }
 
+#if defined(_UCRT) && !defined(_MSC_VER)
+/* The Universal CRT exports it (MSVC's <stdio.h> declares it); mingw-w64's
+ * headers do not. */
+_CRTIMP int __cdecl _get_stream_buffer_pointers(FILE *stream, char ***base,
+                                                char ***ptr, int **count);
+#endif
+
+/* Where a stream's buffer begins and how far it is filled: the Universal
+ * CRT gives pointers to its fields, msvcrt.dll lays FILE out in the open
+ * (_base, _ptr, _cnt).  Returns 0, or -1 if the runtime will not say. */
+static int stream_fields(FILE *fp, char ***base, char ***ptr, int **count) {
+#if defined(_UCRT) || defined(_MSC_VER)
+  return _get_stream_buffer_pointers(fp, base, ptr, count) == 0 ? 0 : -1;
+#else
+  *base = &fp->_base;
+  *ptr = &fp->_ptr;
+  *count = &fp->_cnt;
+  return 0;
+#endif
+}
+
 void pp__stdio_salvage(FILE *fp, const char *buf) {
-  /* Nothing to salvage without a count of the buffered bytes. */
-  (void)fp;
+  /* Windows streams stdout through the C runtime's own buffer of
+   * PP__STDIO_STREAM_BUF bytes (pp__stdio_stream), so `buf` is not the
+   * buffer: the runtime's fields say where it is.  They are read without
+   * the stream's lock, which the crashing thread may hold; nothing is
+   * trusted beyond the size that was set.  The fields are then reset, so
+   * that the C runtime's own flush at the process's end (ExitProcess runs
+   * it, under Wine at least) cannot write the same bytes again. */
+  char **base, **ptr;
+  int *count;
+  DWORD done;
+  ptrdiff_t n;
+  HANDLE h;
   (void)buf;
+  if (fp == NULL || stream_fields(fp, &base, &ptr, &count) != 0 ||
+      base == NULL || ptr == NULL || count == NULL || *base == NULL ||
+      *ptr == NULL)
+    return;
+  n = *ptr - *base;
+  if (n <= 0 || n > PP__STDIO_STREAM_BUF)
+    return;
+  h = (HANDLE)_get_osfhandle(_fileno(fp));
+  if (h == INVALID_HANDLE_VALUE)
+    return;
+  (void)WriteFile(h, *base, (DWORD)n, &done, NULL);
+  *ptr = *base;
+  *count = 0;
 }
 
 /* Opens the write end of a stdout or stderr pipe the parent named, and

@@ -33,12 +33,18 @@
  * attached still gets the exception first. */
 static void (*crash_hook)(void);
 
+/* 1 once stdout streams through the C runtime's buffer (pp__stdio_stream):
+ * a crash then writes out what that buffer holds. */
+static volatile LONG stream_salvage;
+
 static LONG WINAPI crash_filter(EXCEPTION_POINTERS *info) {
   (void)info;
   /* The process is about to end: what the hook saves (buffered output)
    * goes out first. */
   if (crash_hook != NULL)
     crash_hook();
+  if (stream_salvage)
+    pp__stdio_salvage(stdout, NULL);
   return EXCEPTION_EXECUTE_HANDLER;
 }
 
@@ -412,10 +418,11 @@ int pp__stdio_stream(void) {
    * writes one character at a time, one system call per character.  So
    * stdout is fully buffered and flushed by a thread a few times a second,
    * and after each call (capture.c); stderr is unbuffered. */
-  if (setvbuf(stdout, NULL, _IOFBF, 4096) != 0 ||
+  if (setvbuf(stdout, NULL, _IOFBF, PP__STDIO_STREAM_BUF) != 0 ||
       setvbuf(stderr, NULL, _IONBF, 0) != 0)
     return pp__os_fail(PP_EIO, "setvbuf refused the stdout or stderr "
                                "buffering");
+  InterlockedExchange(&stream_salvage, 1);
   /* A small stack: the thread only sleeps and flushes. */
   thread = CreateThread(NULL, 64 * 1024, flusher_main, NULL,
                         STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
