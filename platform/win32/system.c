@@ -253,9 +253,10 @@ void pp__stdio_unlock(FILE *fp) {
   (void)fp;
 }
 
-#if defined(_UCRT) && !defined(_MSC_VER)
-/* The Universal CRT exports it (MSVC's <stdio.h> declares it); mingw-w64's
- * headers do not. */
+#if defined(__MINGW64_VERSION_MAJOR) && (defined(_UCRT) || defined(_MSC_VER))
+/* The Universal CRT exports it and the SDK's <stdio.h> declares it;
+ * mingw-w64's headers do not (they also stand in for the SDK in the CI's
+ * MSVC-mode check). */
 _CRTIMP int __cdecl _get_stream_buffer_pointers(FILE *stream, char ***base,
                                                 char ***ptr, int **count);
 #endif
