@@ -86,17 +86,18 @@ int pp__worker_put(int kind, uint16_t aux, uint64_t id, const void *p1,
   if (W.ctl == NULL)
     return -1;
   pp__mutex_lock(W.plock);
-  for (;;) {
-    /* Taken before the ring is looked at, so that the parent's signal for
-     * the room it makes after the look is not lost (platform.h). */
+  p = pp__ring_begin(&W.results, kind, aux, id, (uint64_t)n1 + n2);
+  while (p == NULL) {
+    /* The parent has not kept up.  A ticket, then one more look: the
+     * parent's signal for room it makes after that look is not lost
+     * (platform.h).  Not before the first look, which almost always finds
+     * room: the ticket's lock would cost every result. */
     uint64_t ticket = pp__wake_ticket(W.at.wake_worker);
     int rc;
     p = pp__ring_begin(&W.results, kind, aux, id, (uint64_t)n1 + n2);
-    if (p != NULL)
-      break;
-    /* The parent has not kept up.  Tell it, then wait for it to make room;
-     * the slice is a safety net, as the main thread's (next_record). */
-    if (pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2))
+    /* Tell the parent, then wait for it to make room; the slice is a
+     * safety net, as the main thread's (next_record). */
+    if (p != NULL || pp__ring_wait_room_prepare(&W.results, (uint64_t)n1 + n2))
       continue;
     rc = pp__wake_wait(W.at.wake_worker, ticket, W.at.chan, 10);
     pp__ring_room_awake(&W.results);
