@@ -357,8 +357,8 @@ int pp__poller_new(pp__poller_t **poller);
 void pp__poller_free(pp__poller_t *poller);
 int pp__poller_add_wake(pp__poller_t *poller, pp__wake_t *wake, void *tag);
 int pp__poller_add_proc(pp__poller_t *poller, pp__proc_t *proc, void *tag);
-/* Stops watching a source; it must be removed before it is freed. */
-void pp__poller_remove_wake(pp__poller_t *poller, pp__wake_t *wake);
+/* Stops watching a process; it must be removed before it is freed.  (A
+ * wake object is watched for the poller's whole life.) */
 void pp__poller_remove_proc(pp__poller_t *poller, pp__proc_t *proc);
 /* Waits up to timeout_us (negative = no limit) until a source is ready and
  * stores up to `max` tags of ready sources (a wake object is then to be
@@ -470,10 +470,6 @@ void pp__proc_abandon(pp__proc_t *proc);
  * long after the worker died.  `proc` must outlive the channel's use. */
 void pp__chan_bind_proc(pp__chan_t *chan, pp__proc_t *proc);
 
-/* Reads exactly `len` bytes.  Returns 0, PP_ECLOSED on end of stream (also
- * mid-way), or PP_EIO. */
-int pp__chan_read(pp__chan_t *chan, void *buf, size_t len);
-
 /* Reads what is available, at least 1 byte, at most `cap`; sets *got.
  * Returns 0, PP_ECLOSED at end of stream, or PP_EIO. */
 int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got);
@@ -481,13 +477,6 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got);
 /* Writes all `len` bytes.  Returns 0, PP_ECLOSED if the peer has gone
  * (never raises SIGPIPE), or PP_EIO. */
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len);
-
-/* Writes a small message (at most 64 bytes) without ever blocking: returns
- * 0 once it is sent or queued whole, PP_EAGAIN if that cannot be done now
- * (the peer is not reading; try again later), PP_ECLOSED or PP_EIO.  For a
- * thread that must not wait for a peer that stopped reading.  The
- * caller serializes it with the other writers of the channel. */
-int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len);
 
 /* Waits up to timeout_ms (0 = just look) until a read would not block:
  * data is there, the other end has gone, or the bound process has ended.

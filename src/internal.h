@@ -294,8 +294,6 @@ void pp__capture_stop(void);
 
 /* The worker's nesting depth (0 in a process that is no worker). */
 int pp__worker_depth(void);
-/* The call the worker runs now, 0 between calls. */
-uint64_t pp__worker_current_call(void);
 /* Puts a record (the concatenation of two parts) into the result ring,
  * from any thread of the worker, waiting for room if the ring is full.
  * Returns 0, or -1 in a process that is no worker. */

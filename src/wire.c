@@ -7,11 +7,6 @@
 #include "error.h"
 #include "wire.h"
 
-void pp__put_u16(unsigned char *p, uint16_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-}
-
 void pp__put_u32(unsigned char *p, uint32_t v) {
   int i;
   for (i = 0; i < 4; i++)
@@ -22,10 +17,6 @@ void pp__put_u64(unsigned char *p, uint64_t v) {
   int i;
   for (i = 0; i < 8; i++)
     p[i] = (unsigned char)(v >> (8 * i));
-}
-
-uint16_t pp__get_u16(const unsigned char *p) {
-  return (uint16_t)(p[0] | (p[1] << 8));
 }
 
 uint32_t pp__get_u32(const unsigned char *p) {

@@ -12,10 +12,8 @@
  * bound, so that a corrupted length cannot pass as a huge allocation. */
 #define PP__PAYLOAD_MAX ((uint64_t)1 << 46)
 
-void pp__put_u16(unsigned char *p, uint16_t v);
 void pp__put_u32(unsigned char *p, uint32_t v);
 void pp__put_u64(unsigned char *p, uint64_t v);
-uint16_t pp__get_u16(const unsigned char *p);
 uint32_t pp__get_u32(const unsigned char *p);
 uint64_t pp__get_u64(const unsigned char *p);
 

@@ -65,10 +65,6 @@ int pp_call_cancelled(void) {
   return c != NULL && (PP__LOAD_ACQ32(c) & PP__CALL_CANCEL) != 0;
 }
 
-uint64_t pp__worker_current_call(void) {
-  return W.current_id;
-}
-
 /* Exits at once: the parent is gone or spoke nonsense.  pp__exit_now skips
  * the application's atexit handlers, which may wait for work that will
  * never come. */

@@ -178,32 +178,6 @@ static ssize_t read_once(pp__chan_t *c, void *buf, size_t cap, int *ended) {
   }
 }
 
-static int ended_error(pp__chan_t *c, size_t missing) {
-  if (c->proc != NULL)
-    return pp__os_fail(PP_ECLOSED,
-                       "the worker process ended with %zu "
-                       "bytes of a frame missing",
-                       missing);
-  return pp__os_fail(PP_ECLOSED, "end of stream with %zu bytes missing",
-                     missing);
-}
-
-int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
-  char *p = buf;
-  int ended;
-  PP__FAULT_RETURN(PP_EIO);
-  while (len > 0) {
-    ssize_t r = read_once(chan, p, len, &ended);
-    if (r < 0)
-      return io_error(errno, "read");
-    if (r == 0)
-      return ended_error(chan, len);
-    p += r;
-    len -= (size_t)r;
-  }
-  return 0;
-}
-
 int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
   int ended;
   ssize_t r;
@@ -231,25 +205,6 @@ int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
     p += r;
     len -= (size_t)r;
   }
-  return 0;
-}
-
-int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
-  ssize_t r;
-  if (len > 64)
-    return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
-  PP__FAULT_RETURN(PP_EIO);
-  /* A message this small is one socket buffer on AF_UNIX: it is queued
-   * whole or not at all. */
-  do
-    r = send(chan->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-  while (r < 0 && errno == EINTR);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-    return PP_EAGAIN;
-  if (r < 0)
-    return io_error(errno, "send");
-  if ((size_t)r != len)
-    return pp__os_fail(PP_EIO, "send queued %zd of %zu bytes", r, len);
   return 0;
 }
 

@@ -347,15 +347,6 @@ int pp__poller_add_proc(pp__poller_t *p, pp__proc_t *proc, void *tag) {
   return add(p, pp__posix_proc_fd(proc), proc, tag);
 }
 
-void pp__poller_remove_wake(pp__poller_t *p, pp__wake_t *w) {
-  size_t i;
-  for (i = 0; i < p->n; i++)
-    if (p->src[i].proc == NULL && p->src[i].fd == w->rfd) {
-      remove_at(p, i);
-      return;
-    }
-}
-
 void pp__poller_remove_proc(pp__poller_t *p, pp__proc_t *proc) {
   size_t i;
   for (i = 0; i < p->n; i++)

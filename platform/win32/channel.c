@@ -22,11 +22,6 @@ struct pp__chan_s {
   HANDLE abort_event; /* set by pp__chan_abort, from any thread */
   HANDLE process;     /* the bound process, or NULL */
   int own_process;    /* `process` is closed with the channel */
-  /* A write posted by pp__chan_try_write that may still be pending: its
-   * OVERLAPPED and bytes must live until it completes. */
-  OVERLAPPED post_ov;
-  unsigned char post_buf[64];
-  int post_pending;
   /* A server end waiting for its worker to connect (pp__win_chan_listen);
    * `connect_status` is the outcome once known (0 while connecting). */
   OVERLAPPED connect_ov;
@@ -268,65 +263,6 @@ int pp__chan_read_some(pp__chan_t *chan, void *buf, size_t cap, size_t *got) {
   return 0;
 }
 
-int pp__chan_read(pp__chan_t *chan, void *buf, size_t len) {
-  unsigned char *p = buf;
-  size_t got;
-  int status;
-
-  PP__FAULT_RETURN(PP_EIO);
-  while (len > 0) {
-    status = pp__chan_read_some(chan, p, len, &got);
-    if (status != 0)
-      return status;
-    p += got;
-    len -= got;
-  }
-  return 0;
-}
-
-/* Finishes a posted write if it has completed; returns 1 if none is pending
- * any more. */
-static int post_done(pp__chan_t *chan) {
-  DWORD n;
-  if (!chan->post_pending)
-    return 1;
-  if (!GetOverlappedResult(chan->handle, &chan->post_ov, &n, FALSE) &&
-      GetLastError() == ERROR_IO_INCOMPLETE)
-    return 0;
-  chan->post_pending = 0;
-  return 1;
-}
-
-int pp__chan_try_write(pp__chan_t *chan, const void *buf, size_t len) {
-  int status;
-  if (len > sizeof(chan->post_buf))
-    return pp__os_fail(PP_EINVAL, "pp__chan_try_write: %zu bytes", len);
-  PP__FAULT_RETURN(PP_EIO);
-  status = finish_connect(chan, 0);
-  if (status != 0)
-    return status;
-  if (WaitForSingleObject(chan->abort_event, 0) == WAIT_OBJECT_0)
-    return aborted();
-  /* The named-pipe file system copies a write into its own queue and pends
-   * it until the reader takes the bytes, so a write that is pending has
-   * been delivered as far as we are concerned: it is left to complete on
-   * its own, and only one is kept in flight. */
-  if (!post_done(chan))
-    return PP_EAGAIN;
-  memcpy(chan->post_buf, buf, len);
-  memset(&chan->post_ov, 0, sizeof(chan->post_ov));
-  /* No event: completion is polled with GetOverlappedResult, and the
-   * handle's own signal is not waited on by anyone for this transfer. */
-  if (WriteFile(chan->handle, chan->post_buf, (DWORD)len, NULL,
-                &chan->post_ov))
-    return 0;
-  if (GetLastError() == ERROR_IO_PENDING) {
-    chan->post_pending = 1;
-    return 0;
-  }
-  return io_error(GetLastError(), "WriteFile");
-}
-
 int pp__chan_write(pp__chan_t *chan, const void *buf, size_t len) {
   const unsigned char *p = buf;
   DWORD n;
@@ -527,12 +463,6 @@ void pp__chan_close(pp__chan_t *chan) {
     CloseHandle(chan->zero_ov.hEvent);
   if (chan->own_process)
     CloseHandle(chan->process);
-  if (!post_done(chan)) {
-    /* post_ov is part of the channel: the write must be over before it is
-     * freed. */
-    CancelIoEx(chan->handle, &chan->post_ov);
-    GetOverlappedResult(chan->handle, &chan->post_ov, &n, TRUE);
-  }
   /* Closing the server end does not discard what we wrote: the worker can
    * still read it before it sees ERROR_BROKEN_PIPE.  (DisconnectNamedPipe
    * would discard it, so it is not called.) */

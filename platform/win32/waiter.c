@@ -307,10 +307,6 @@ static void remove_object(pp__poller_t *p, HANDLE object, int is_proc) {
   }
 }
 
-void pp__poller_remove_wake(pp__poller_t *p, pp__wake_t *w) {
-  remove_object(p, w->event, 0);
-}
-
 void pp__poller_remove_proc(pp__poller_t *p, pp__proc_t *proc) {
   if (proc != NULL)
     remove_object(p, pp__win_proc_handle(proc), 1);
