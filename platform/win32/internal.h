@@ -175,6 +175,24 @@ HANDLE pp__win_wake_handle(const pp__wake_t *wake);
 
 /* ---- the boot block (spawn.c, worker.c) ---- */
 
+/* job.c: the job object every worker of this process is in (made once,
+ * kill-on-close).  Returns 0 or PP_ESPAWN. */
+int pp__win_job_get(HANDLE *job);
+
+/* Creates the worker suspended, in the job the best way that works here
+ * (job.c's job_way): each way that the system refuses for the job's sake
+ * (ERROR_ACCESS_DENIED from AssignProcessToJobObject or from a breakaway;
+ * any failure of CreateProcessW with the job list, which the next way then
+ * tries without it) falls to the next, and a failure of another kind is
+ * the spawn's.  `handles` is the handle list: whatever other threads have
+ * made inheritable meanwhile, only these reach the worker (bInheritHandles
+ * is TRUE).  Writes a sentence to `note` when the worker is outside the
+ * job for the first time in this process. */
+int pp__win_job_start(const WCHAR *exe, const WCHAR *cmdline, WCHAR *env,
+                      const WCHAR *dir, STARTUPINFOEXW *si, HANDLE *handles,
+                      DWORD nhandles, HANDLE job, PROCESS_INFORMATION *pi,
+                      char *note, size_t note_cap);
+
 /* The size of the C runtime's buffer that stdout streams through in a
  * worker (pp__stdio_stream), and the most pp__stdio_salvage writes. */
 #define PP__STDIO_STREAM_BUF 4096

@@ -72,30 +72,42 @@ typedef LONG(NTAPI *query_section_fn)(HANDLE, int, PVOID, SIZE_T, PSIZE_T);
 #define SEC_FILE 0x800000
 #endif
 
-/* NtQuerySection, looked up once.  InitOnceExecuteOnce makes the pointer
- * visible to every thread that returns from it: a flag set after the
- * pointer guarantees nothing on ARM64, where another thread may see the
- * flag before the pointer. */
-static query_section_fn query;
-static INIT_ONCE query_once = INIT_ONCE_STATIC_INIT;
+/* A function of a system DLL that older Windows lacks, looked up once.
+ * InitOnceExecuteOnce makes the pointer visible to every thread that
+ * returns from it: a flag set after the pointer guarantees nothing on
+ * ARM64, where another thread may see the flag before the pointer. */
+typedef struct lazy_fn_s {
+  INIT_ONCE once;
+  const WCHAR *module;
+  const char *name;
+  void (*fn)(void);
+} lazy_fn_t;
 
-static BOOL CALLBACK look_up_query(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+static BOOL CALLBACK look_up(PINIT_ONCE once, PVOID param, PVOID *ctx) {
+  lazy_fn_t *l = param;
+  HMODULE module = GetModuleHandleW(l->module);
   (void)once;
-  (void)param;
   (void)ctx;
-  if (ntdll != NULL)
-    query = (query_section_fn)(void (*)(void))GetProcAddress(ntdll,
-                                                             "NtQuerySection");
+  if (module != NULL)
+    l->fn = (void (*)(void))GetProcAddress(module, l->name);
   return TRUE;
 }
+
+/* Returns the function, or NULL where the system has none. */
+static void (*lazy_fn(lazy_fn_t *l))(void) {
+  InitOnceExecuteOnce(&l->once, look_up, l, NULL);
+  return l->fn;
+}
+
+static lazy_fn_t query_lazy = {INIT_ONCE_STATIC_INIT, L"ntdll.dll",
+                               "NtQuerySection", NULL};
 
 /* Asks the system for a section's size and kind.  Returns 0, or -1 where
  * it cannot tell (no NtQuerySection, or no right to query). */
 static int query_section(HANDLE section, uint64_t *size, ULONG *attributes) {
   section_basic_t info;
   SIZE_T got = 0;
-  InitOnceExecuteOnce(&query_once, look_up_query, NULL, NULL);
+  query_section_fn query = (query_section_fn)lazy_fn(&query_lazy);
   memset(&info, 0, sizeof(info));
   if (query == NULL || query(section, 0 /* SectionBasicInformation */, &info,
                              sizeof(info), &got) < 0)
@@ -413,20 +425,9 @@ static int take_blob(uint64_t handle, uint64_t tag, uint64_t size,
 
 typedef BOOL(WINAPI *compare_handles_fn)(HANDLE, HANDLE);
 
-/* CompareObjectHandles, looked up once (as NtQuerySection above). */
-static compare_handles_fn compare;
-static INIT_ONCE compare_once = INIT_ONCE_STATIC_INIT;
-
-static BOOL CALLBACK look_up_compare(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  HMODULE kernelbase = GetModuleHandleW(L"kernelbase.dll");
-  (void)once;
-  (void)param;
-  (void)ctx;
-  if (kernelbase != NULL)
-    compare = (compare_handles_fn)(void (*)(void))GetProcAddress(
-        kernelbase, "CompareObjectHandles");
-  return TRUE;
-}
+/* CompareObjectHandles: Windows 10 and later. */
+static lazy_fn_t compare_lazy = {INIT_ONCE_STATIC_INIT, L"kernelbase.dll",
+                                 "CompareObjectHandles", NULL};
 
 /* Returns the index of the mapping in `known` whose section `section` is
  * another handle of (and that is at least `size` bytes), or -1.  Only
@@ -434,10 +435,11 @@ static BOOL CALLBACK look_up_compare(PINIT_ONCE once, PVOID param, PVOID *ctx) {
  * matches. */
 static int find_known(HANDLE section, uint64_t size, pp__shm_t *const *known,
                       int n) {
+  compare_handles_fn compare;
   int i;
   if (n <= 0)
     return -1;
-  InitOnceExecuteOnce(&compare_once, look_up_compare, NULL, NULL);
+  compare = (compare_handles_fn)lazy_fn(&compare_lazy);
   if (compare == NULL)
     return -1;
   for (i = 0; i < n; i++)
